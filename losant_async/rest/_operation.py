@@ -8,11 +8,24 @@ encoding, transport, retries, decoding) lives once in the core.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
-__all__ = ["Operation", "Param", "ParamLocation", "Serialize"]
+__all__ = ["FileInput", "Operation", "Param", "ParamLocation", "Serialize"]
+
+FileInput = (
+    bytes
+    | bytearray
+    | memoryview
+    | os.PathLike[str]
+    | IO[bytes]
+    | tuple[str, bytes | IO[bytes]]
+    | tuple[str, bytes | IO[bytes], str]
+)
+"""What a multipart file parameter accepts: bytes, a path, a binary file object,
+or ``(filename, content)`` / ``(filename, content, content_type)``."""
 
 ParamLocation = Literal["path", "query", "body", "multipart", "header"]
 Serialize = Literal["json", "brackets"]
