@@ -1,37 +1,45 @@
-# Thin wrappers over the tools; see README.md.
-PY ?= .venv/bin/python
-VENV_PY := $(shell command -v python3 || command -v python)
+# Thin wrappers over the tools; see README.md. Every target installs the environment first if needed.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+BOOT_PY := $(shell command -v python3 || command -v python)
 
-.PHONY: install test lint generate check-generated check demo bench examples-test clean
+.PHONY: install test lint generate check-generated check demo emulator bench examples-test clean
 
-install:
-	test -x $(PY) || $(VENV_PY) -m venv .venv
-	$(PY) -m pip install --upgrade pip >/dev/null
-	$(PY) -m pip install -e ".[dev,cli,bench,examples]"
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(BOOT_PY) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,cli,bench,examples]"
+	touch $(STAMP)
 
-test:
+install: $(STAMP)
+
+test: $(STAMP)
 	$(PY) -m pytest -q tests
 
-lint:
+lint: $(STAMP)
 	$(PY) -m ruff check losant_async tests tools benchmarks examples
 	$(PY) -m mypy
 
-generate:
+generate: $(STAMP)
 	$(PY) -m tools.codegen
 
-check-generated:
-	$(PY) -m pytest -q tests/unit/test_generated_up_to_date.py
+check-generated: $(STAMP)
+	$(PY) -m pytest -q tests/unit/codegen/test_generated_up_to_date.py
 
-check: lint check-generated test
+check: lint check-generated test examples-test
 
-demo:
+demo: $(STAMP)
 	$(PY) -m losant_async.cli simulate --devices 200 --rate 1 --duration 20
 
-bench:
+emulator: $(STAMP)
+	$(PY) -m losant_async.cli emulator
+
+bench: $(STAMP)
 	$(PY) -m benchmarks
 
-examples-test:
+examples-test: $(STAMP)
 	$(PY) -m pytest -q examples
 
 clean:
-	rm -rf .venv build dist *.egg-info .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache
