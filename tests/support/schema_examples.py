@@ -141,7 +141,11 @@ def _ref_name(s: Mapping[str, Any]) -> str | None:
 def _is_deep_ref(s: Mapping[str, Any], ctx: _Ctx) -> bool:
     """Whether following ``s`` (a $ref, or an array of them) would pass the depth limit."""
     target = s.get("items") if s.get("type") == "array" else s
-    return isinstance(target, Mapping) and _ref_name(target) is not None and ctx.ref_depth >= ctx.ref_limit
+    return (
+        isinstance(target, Mapping)
+        and _ref_name(target) is not None
+        and ctx.ref_depth >= ctx.ref_limit
+    )
 
 
 def _merged(parent: Mapping[str, Any], member: Any) -> dict[str, Any]:
@@ -190,7 +194,7 @@ def _gen(s: Any, ctx: _Ctx, owner: str) -> Any:
     for key in ("oneOf", "anyOf"):
         if key in s:
             return _gen(_merged(s, _first_member(s[key])), ctx, owner)
-    if "enum" in s and s["enum"]:
+    if s.get("enum"):
         return s["enum"][0]
     if "const" in s:
         return s["const"]
@@ -303,9 +307,15 @@ def _string(s: Mapping[str, Any], ctx: _Ctx) -> str:
         return f"https://example.com/resource/{ctx.next()}"
     if isinstance(pattern, str):
         for candidate in _PATTERN_CANDIDATES:
-            if re.search(pattern, candidate) and lo <= len(candidate) and (hi is None or len(candidate) <= hi):
+            if (
+                re.search(pattern, candidate)
+                and lo <= len(candidate)
+                and (hi is None or len(candidate) <= hi)
+            ):
                 return candidate
-        raise ValueError(f"no example string matches pattern {pattern!r}: add one to _PATTERN_CANDIDATES")
+        raise ValueError(
+            f"no example string matches pattern {pattern!r}: add one to _PATTERN_CANDIDATES"
+        )
     value = f"example-{ctx.next()}"
     if len(value) < lo:
         value = value + "x" * (lo - len(value))
@@ -319,7 +329,13 @@ def catalog_param(param: Param, operation: Operation | str | None = None) -> dic
     if operation is not None:
         full = operation.full_name if isinstance(operation, Operation) else operation
         resource, _, action = full.partition(".")
-        actions = [a for r in catalog()["resources"] if r["name"] == resource for a in r["actions"] if a["name"] == action]
+        actions = [
+            a
+            for r in catalog()["resources"]
+            if r["name"] == resource
+            for a in r["actions"]
+            if a["name"] == action
+        ]
     else:
         actions = [a for r in catalog()["resources"] for a in r["actions"]]
     for a in actions:
