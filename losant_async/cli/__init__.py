@@ -1,0 +1,92 @@
+"""The ``losant-async`` command: ``emulator`` (a local Losant) and ``simulate`` (a device fleet).
+
+Exit codes: 0 success; 1 a run that lost states or met errors, or a failure
+talking to Losant; 2 bad arguments; 130 interrupted before a report.
+Expected failures are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from ..errors import LosantError, ValidationError
+from ..simulator import SimulationReport
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _expected(exc: BaseException) -> BaseException | None:
+    """The first of our typed errors (or an OS error) in ``exc``, looking inside exception groups."""
+    if isinstance(exc, (LosantError, OSError)):
+        return exc
+    if isinstance(exc, KeyboardInterrupt):
+        return exc
+    inner: Any = getattr(exc, "exceptions", None)
+    if isinstance(inner, (list, tuple)):
+        for sub in inner:
+            found = _expected(sub)
+            if found is not None:
+                return found
+    return None
+
+
+def _error(message: str) -> None:
+    print(f"losant-async: error: {message}", file=sys.stderr, flush=True)
+
+
+def _write_json(path: Path, report: SimulationReport) -> None:
+    try:
+        path.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise ValidationError(f"cannot write the JSON report to {str(path)!r}: {exc.strerror}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    from ._args import parse_args, resolve_simulate
+    from ._commands import Interrupted, run_emulator, run_simulate
+    from ._render import print_summary
+
+    ns = parse_args(argv)
+    try:
+        if ns.command == "emulator":
+            return anyio.run(run_emulator, ns, sys.stdout)
+        args = resolve_simulate(ns, os.environ)
+        report = anyio.run(run_simulate, args, sys.stdout, sys.stderr)
+        print_summary(report, sys.stdout)
+        if args.json_path is not None:
+            _write_json(args.json_path, report)
+            print(f"JSON report written to {args.json_path}", flush=True)
+        if report.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_OK if report.ok else EXIT_FAILED
+    except Interrupted:
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    except BaseException as exc:
+        found = _expected(exc)
+        if found is None:
+            raise
+        if isinstance(found, KeyboardInterrupt):
+            _error("interrupted")
+            return EXIT_INTERRUPTED
+        if isinstance(found, ValidationError):
+            _error(str(found))
+            return EXIT_USAGE
+        if isinstance(found, OSError) and not isinstance(found, LosantError):
+            _error(f"{found.strerror or found}" + (f": {found.filename}" if found.filename else ""))
+            return EXIT_FAILED
+        _error(f"{type(found).__name__}: {found}")
+        return EXIT_FAILED

@@ -1,0 +1,138 @@
+"""The ``emulator`` and ``simulate`` commands: the async bodies that ``main`` runs."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+from typing import TextIO
+
+import anyio
+from anyio import CancelScope
+
+from ..simulator import Simulation, SimulationReport, Target
+from ._args import SimulateArgs
+from ._render import ProgressView, make_view
+from ._world import embedded_target, provision_demo, real_target
+
+__all__ = ["Interrupted", "run_emulator", "run_simulate"]
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(Exception):
+    """A second Ctrl-C: stop at once, without a report."""
+
+
+@contextlib.asynccontextmanager
+async def _signals() -> AsyncIterator[AsyncIterator[signal.Signals] | None]:
+    """SIGINT/SIGTERM as an async iterator, or ``None`` where the platform cannot (Windows: Ctrl-C raises)."""
+    try:
+        receiver = anyio.open_signal_receiver(*_SIGNALS)
+        entered = receiver.__enter__()
+    except NotImplementedError:
+        yield None
+        return
+    try:
+        yield entered
+    finally:
+        receiver.__exit__(None, None, None)
+
+
+async def run_emulator(ns: argparse.Namespace, out: TextIO) -> int:
+    """Run the emulator with a demo application until SIGINT/SIGTERM."""
+    from ..testing import LocalLosant
+
+    async with _signals() as signals, LocalLosant(
+        rest_port=ns.rest_port, mqtt_port=ns.mqtt_port, throttle=ns.throttle
+    ) as losant:
+        demo = provision_demo(losant)
+        mqtt_url = f"mqtt://{losant.mqtt_host}:{losant.mqtt_port}"
+        lines = [
+            "Local Losant emulator running (Ctrl-C to stop).",
+            f"  REST API:   {losant.rest_url}",
+            f"  MQTT:       {mqtt_url}",
+        ]
+        ws_port = getattr(losant, "ws_port", None)
+        if ws_port:
+            lines.append(f"  WebSockets: ws://{losant.mqtt_host}:{ws_port}")
+        lines += [
+            f"Demo application {demo.application_name!r}: {demo.application_id}",
+            f"  access key:    {demo.key}",
+            f"  access secret: {demo.secret}",
+            f"  API token:     {demo.token}",
+            "  devices:",
+            *(f"    {name:<14} {dev_id}  {cls}" for name, dev_id, cls in demo.devices),
+            "Try it:",
+            f"  losant-async simulate --url {losant.rest_url} --broker {mqtt_url} "
+            f"--application {demo.application_id} --key {demo.key} --secret <secret> "
+            "--token <token> --no-throttle --devices 10",
+        ]
+        print("\n".join(lines), file=out, flush=True)
+        if signals is None:
+            await anyio.sleep_forever()
+        else:
+            async for _ in signals:
+                break
+        print("Stopping the emulator...", file=out, flush=True)
+    print("Emulator stopped.", file=out, flush=True)
+    return 0
+
+
+async def _show(sim: Simulation, view: ProgressView) -> None:
+    with view:
+        while True:
+            view.update(sim.progress())
+            await anyio.sleep(view.interval)
+
+
+async def _watch(sim: Simulation, signals: AsyncIterator[signal.Signals], scope: CancelScope,
+                 err: TextIO) -> None:
+    first = True
+    async for _ in signals:
+        if first:
+            first = False
+            print("\nInterrupted: stopping the fleet (Ctrl-C again to quit at once)...", file=err, flush=True)
+            sim.stop()
+        else:
+            scope.cancel()
+            return
+
+
+async def _drive(sim: Simulation, view: ProgressView, err: TextIO) -> SimulationReport:
+    report: SimulationReport | None = None
+    async with _signals() as signals, anyio.create_task_group() as tg:
+        if signals is not None:
+            tg.start_soon(_watch, sim, signals, tg.cancel_scope, err)
+        tg.start_soon(_show, sim, view)
+        report = await sim.run()
+        tg.cancel_scope.cancel()
+    if report is None:
+        raise Interrupted
+    return report
+
+
+async def run_simulate(args: SimulateArgs, out: TextIO, err: TextIO) -> SimulationReport:
+    """Provision (or start the emulator), run the fleet with progress, return the report."""
+    config = args.config
+    view = make_view(args.quiet, out)
+    if args.embedded:
+        print("No Losant credentials given: starting the embedded Losant emulator on 127.0.0.1 "
+              f"and provisioning {config.devices} devices.", file=out, flush=True)
+        async with embedded_target(config) as (target, _losant):
+            _say_target(target, out)
+            return await _drive(Simulation(config, target), view, err)
+    target = await real_target(args)
+    _say_target(target, out)
+    return await _drive(Simulation(config, target), view, err)
+
+
+def _say_target(target: Target, out: TextIO) -> None:
+    where = f"{target.mqtt_transport}://{target.mqtt_host}:{target.mqtt_port}" if target.mqtt_host else "-"
+    print(f"Fleet: {len(target.device_ids)} devices"
+          + (f" behind {len(target.gateways)} gateways" if target.gateways else "")
+          + f"; broker {where}; REST {target.rest_url or '-'}"
+          + ("" if target.commands_possible else "; no API token, so no commands"),
+          file=out, flush=True)
+

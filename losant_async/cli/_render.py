@@ -1,0 +1,191 @@
+"""Terminal output of ``simulate``: live progress (rich on a TTY, plain lines otherwise) and the summary."""
+
+from __future__ import annotations
+
+import sys
+from typing import Protocol, TextIO
+
+from ..simulator import Progress, SimulationReport
+
+__all__ = [
+    "LiveView",
+    "PlainView",
+    "ProgressView",
+    "QuietView",
+    "format_bytes",
+    "format_progress",
+    "make_view",
+    "print_summary",
+    "summary_rows",
+]
+
+
+def format_bytes(n: int | None) -> str:
+    """``123456789`` -> ``'117.7 MiB'``."""
+    if n is None:
+        return "n/a"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_progress(p: Progress) -> str:
+    """One progress line."""
+    if p.phase == "connecting":
+        head = f"connecting {p.devices} devices"
+    elif p.phase in ("starting",):
+        head = "starting"
+    else:
+        head = f"{p.phase} {min(p.elapsed, p.duration):5.1f}/{p.duration:g}s"
+    line = (
+        f"{head} | {p.states_per_second:8.1f} states/s | sent {p.states_sent} | "
+        f"commands {p.commands_received}/{p.commands_sent} | reconnects {p.reconnects} | errors {p.errors}"
+    )
+    if p.errors and p.last_error:
+        line += f" | last: {p.last_error[:80]}"
+    return line
+
+
+class ProgressView(Protocol):
+    """Shows progress snapshots; ``interval`` is how often it wants one."""
+
+    interval: float
+
+    def __enter__(self) -> ProgressView: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def update(self, p: Progress) -> None: ...
+
+
+class QuietView:
+    """``--quiet``: nothing."""
+
+    interval = 1.0
+
+    def __enter__(self) -> QuietView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, p: Progress) -> None:
+        return None
+
+
+class PlainView:
+    """Not a terminal (CI logs, pipes): a plain line every few seconds."""
+
+    def __init__(self, out: TextIO, interval: float = 2.0) -> None:
+        self.interval = interval
+        self._out = out
+
+    def __enter__(self) -> PlainView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, p: Progress) -> None:
+        print(format_progress(p), file=self._out, flush=True)
+
+
+class LiveView:
+    """A terminal: one rich line redrawn twice a second."""
+
+    interval = 0.5
+
+    def __init__(self, out: TextIO) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self._live = Live(console=Console(file=out), auto_refresh=False, transient=True)
+
+    def __enter__(self) -> LiveView:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.__exit__(None, None, None)
+
+    def update(self, p: Progress) -> None:
+        from rich.text import Text
+
+        self._live.update(Text(format_progress(p)), refresh=True)
+
+
+def make_view(quiet: bool, out: TextIO | None = None) -> ProgressView:
+    """The view that suits ``out``: quiet, rich when it is a TTY (and rich is installed), else plain."""
+    out = out or sys.stdout
+    if quiet:
+        return QuietView()
+    if out.isatty():
+        try:
+            return LiveView(out)
+        except ImportError:
+            pass
+    return PlainView(out)
+
+
+def summary_rows(r: SimulationReport) -> list[tuple[str, str]]:
+    """The summary as (label, value) rows; pure."""
+
+    def opt(v: int | None, why: str) -> str:
+        return str(v) if v is not None else f"n/a ({why})"
+
+    rows = [
+        ("target", "embedded emulator" if r.embedded_emulator else "Losant"),
+        ("transport", f"{r.transport}" + (f", QoS {r.qos}" if r.transport == "mqtt" else "")),
+        ("devices", f"{r.devices}" + (f" behind {r.gateways} gateways" if r.gateways else "")),
+        ("rate", f"{r.rate:g} states/s per device"),
+        ("duration", f"{r.duration:.1f} s" + (" (interrupted)" if r.interrupted else "")),
+        ("connect time", f"{r.connect_seconds:.2f} s"),
+        ("states expected", str(r.states_expected)),
+        ("states sent", str(r.states_sent)),
+        ("states acked", opt(r.states_acked, "QoS 0" if r.transport == "mqtt" else "REST")),
+        ("states stored", opt(r.states_stored, "not known on real Losant")),
+        ("states lost", opt(r.states_lost, "stored count unknown")),
+        ("states/s", f"{r.states_per_second:.1f}"),
+        ("commands sent", str(r.commands_sent)),
+        ("commands received", str(r.commands_received)),
+        ("reconnects", str(r.reconnects)),
+        ("errors", str(r.errors) + (f" {r.errors_by_type}" if r.errors_by_type else "")),
+        ("peak RSS", format_bytes(r.peak_rss_bytes)),
+        ("result", "OK" if r.ok else "FAILED"),
+    ]
+    return rows
+
+
+def print_summary(r: SimulationReport, out: TextIO | None = None) -> None:
+    """The summary table: rich when available (plain text on a pipe), else aligned columns."""
+    out = out or sys.stdout
+    rows = summary_rows(r)
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        width = max(len(k) for k, _ in rows)
+        print("Simulation summary", file=out)
+        for k, v in rows:
+            print(f"  {k:<{width}}  {v}", file=out)
+        out.flush()
+        return
+    table = Table(title="Simulation summary", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for k, v in rows:
+        cell = _escape(v)
+        if k == "result":
+            cell = f"[{'green' if r.ok else 'red'}]{cell}[/]"
+        table.add_row(k, cell)
+    Console(file=out).print(table)
+    out.flush()
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
