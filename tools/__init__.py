@@ -1,0 +1,1 @@
+"""Code generation tools for losant_async."""

@@ -1,0 +1,5 @@
+"""``python -m tools.codegen``: regenerate ``losant_async/rest/_generated``."""
+
+from . import main
+
+main()

@@ -1,0 +1,253 @@
+"""Catalog resources -> one module per resource with its ``Operation`` constants and typed methods."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from .models import NONE, ModelBuilder, TypeTree, render
+from .naming import py_identifier
+
+__all__ = ["ActionInfo", "ResourceWriter"]
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "OPTIONS"})
+_STATE_SCHEMAS = frozenset({"deviceStateOrStates", "deviceState"})
+_RESERVED = frozenset({"self", "raw", "request_options"})
+
+
+@dataclass
+class ActionInfo:
+    """What the generator decided about one action (for counts and tests)."""
+
+    resource: str
+    action: str
+    paginated: bool
+    sse: bool
+    multipart: bool
+    accepted: bool
+    """May answer 202."""
+
+
+class ResourceWriter:
+    """Renders resource modules; ``actions`` collects what each action turned out to be."""
+
+    def __init__(self, models: ModelBuilder) -> None:
+        self.models = models
+        self.actions: list[ActionInfo] = []
+        self.rules: Counter[str] = Counter()
+
+    def _schema_type(self, schema: str | None) -> TypeTree:
+        return NONE if schema is None else self.models.type_of_schema(schema)
+
+    def _param_type(self, p: dict[str, Any]) -> str:
+        kind, where, schema = p["type"], p["in"], p.get("schema")
+        named = f"m.{self.models.top_names[schema]} | " if schema else ""
+        if where == "path":
+            return "str"
+        if where == "multipart":
+            if kind == "file":
+                return "FileInput"
+            if kind == "hash":
+                return f"{named}Mapping[str, Any]"
+            return "str"
+        if kind == "boolean":
+            return "bool"
+        if kind == "undefined":
+            return "Any"
+        if where == "body":
+            return f"{named}Mapping[str, Any] | Sequence[Any]"
+        if kind == "array":
+            return "Sequence[Any]"
+        if kind == "hash":
+            if p.get("serialize") == "json":
+                return f"{named}Mapping[str, Any]"
+            return f"{named}Mapping[str, Any] | Sequence[Any]"
+        return "str | int | float | bool"
+
+    def module_text(self, banner: str, resource: dict[str, Any]) -> str:
+        res_name = resource["name"]
+        cls = f"{resource['className']}Resource"
+        header = [
+            banner,
+            f'"""The `{res_name}` resource: {len(resource["actions"])} actions of the Losant API."""\n\n',
+            "from __future__ import annotations\n\n",
+            "from collections.abc import Mapping, Sequence\n",
+            "from typing import Any, Literal, overload\n\n",
+            "from ..._operation import FileInput, Operation, Param\n",
+            "from ..._resource import Resource\n",
+            "from ...options import RequestOptions\n",
+            "from ...pagination import Paginator\n",
+            "from ...sse import EventStream\n",
+            "from .. import models as m\n\n",
+            f'__all__ = ["OPERATIONS", "{cls}"]\n\n',
+        ]
+        consts: list[str] = []
+        methods: list[str] = []
+        for action in resource["actions"]:
+            const, method = self._action(res_name, action)
+            consts.append(const)
+            methods.append(method)
+        names = ", ".join(f"_{a['name'].upper()}" for a in resource["actions"])
+        trailer = "," if len(resource["actions"]) == 1 else ""
+        body = [
+            *consts,
+            f"OPERATIONS: tuple[Operation, ...] = ({names}{trailer})\n\n\n",
+            f"class {cls}(Resource):\n",
+            f'    """The `{res_name}` actions (API name `{resource["apiName"]}`)."""\n\n',
+            "    __slots__ = ()\n",
+            *methods,
+        ]
+        return "".join(header + body).rstrip("\n") + "\n"
+
+    def _action(self, res_name: str, a: dict[str, Any]) -> tuple[str, str]:
+        name = a["name"]
+        const = f"_{name.upper()}"
+        params = a["params"]
+        py_names = [py_identifier(p["name"]) for p in params]
+        if len(set(py_names)) != len(py_names) or _RESERVED & set(py_names):
+            raise ValueError(f"{res_name}.{name}: parameter names collide: {py_names}")
+        success = [(r["status"], r.get("schema")) for r in a["responses"] if 200 <= r["status"] < 300]
+        sse = a.get("sseEvents") or None
+        multipart = any(p["in"] == "multipart" for p in params)
+        body_schemas = {p.get("schema") for p in params if p["in"] == "body"}
+        timestamped = bool(body_schemas & _STATE_SCHEMAS)
+        query_names = {p["name"] for p in params if p["in"] == "query"}
+        page_item: TypeTree | None = None
+        page_schema: str | None = None
+        if {"page", "perPage"} <= query_names:
+            for _, schema in success:
+                if schema is not None and schema in self.models.schemas:
+                    item = self.models.page_item(schema)
+                    if item is not None:
+                        page_item, page_schema = item, schema
+                        break
+        self.actions.append(
+            ActionInfo(
+                resource=res_name,
+                action=name,
+                paginated=page_item is not None,
+                sse=sse is not None,
+                multipart=multipart,
+                accepted=any(s == 202 for s, _ in success),
+            )
+        )
+
+        # -- the Operation constant
+        lines = [f"{const} = Operation(\n"]
+        lines.append(f"    resource={res_name!r},\n    action={name!r},\n")
+        lines.append(f"    method={a['method']!r},\n    path={a['path']!r},\n")
+        lines.append("    params=(\n")
+        for p, py in zip(params, py_names, strict=True):
+            required = True if p["in"] == "path" else bool(p.get("required"))
+            parts = [repr(p["name"]), repr(py), repr(p["in"]), repr(p["type"]), repr(required)]
+            if p.get("pattern"):
+                parts.append(f"pattern={p['pattern']!r}")
+            if p.get("serialize"):
+                parts.append(f"serialize={p['serialize']!r}")
+            if p.get("enum"):
+                parts.append(f"enum={tuple(p['enum'])!r}")
+            lines.append(f"        Param({', '.join(parts)}),\n")
+        lines.append("    ),\n")
+        responses = ", ".join(
+            f"{status}: {render(self._schema_type(schema), prefix='m.', runtime=True)}" for status, schema in success
+        )
+        lines.append(f"    responses={{{responses}}},\n")
+        if not a.get("authRequired", True):
+            lines.append("    auth_required=False,\n")
+        lines.append(f"    scopes={tuple(a.get('scopes') or ())!r},\n")
+        if a["method"] in _IDEMPOTENT:
+            lines.append("    idempotent=True,\n")
+        if timestamped:
+            lines.append("    timestamped_body=True,\n")
+        if multipart:
+            lines.append("    multipart=True,\n")
+        if sse is not None:
+            events = ", ".join(
+                f"{e['event']!r}: {render(self._schema_type(e.get('schema')), prefix='m.', runtime=True)}" for e in sse
+            )
+            lines.append(f"    sse_events={{{events}}},\n")
+        if page_item is not None:
+            lines.append(f"    page_item={render(page_item, prefix='m.', runtime=True)},\n")
+        lines.append(")\n\n")
+        const_text = "".join(lines)
+
+        # -- the method
+        sig_parts = []
+        for p, py in zip(params, py_names, strict=True):
+            t = self._param_type(p)
+            required = p["in"] == "path" or bool(p.get("required"))
+            sig_parts.append(f"{py}: {t}" if required else f"{py}: {t} | None = None")
+        sig = ", ".join(["self", "*", *sig_parts])
+        args = ", ".join(py_names) + ("," if len(py_names) == 1 else "")
+        if sse is not None:
+            self.rules["sse_method"] += 1
+            events_t = self.models._combine([self._schema_type(e.get("schema")) for e in sse], "sse", "")
+            ret, raw_ret, call, is_async = f"EventStream[{render(events_t, 'm.')}]", "EventStream[Any]", "self._stream", False
+        elif page_item is not None:
+            assert page_schema is not None
+            self.rules["paginated_method"] += 1
+            page_t = render(self.models.type_of_schema(page_schema), "m.")
+            ret, raw_ret, call, is_async = f"Paginator[{page_t}, {render(page_item, 'm.')}]", "Paginator[Any, Any]", "self._paginate", False
+        else:
+            self.rules["plain_method"] += 1
+            ret_t = self.models._combine([self._schema_type(s) for _, s in success] or [NONE], name, "")
+            ret, raw_ret, call, is_async = render(ret_t, "m."), "Any", "self._call", True
+        prefix = "async def" if is_async else "def"
+        await_ = "await " if is_async else ""
+        tail_default = "raw: Literal[False] = False, request_options: RequestOptions | None = None"
+        tail_raw = "raw: Literal[True], request_options: RequestOptions | None = None"
+        tail_impl = "raw: bool = False, request_options: RequestOptions | None = None"
+        m = [
+            "\n    @overload\n",
+            f"    {prefix} {name}({sig}, {tail_default}) -> {ret}: ...\n",
+            "    @overload\n",
+            f"    {prefix} {name}({sig}, {tail_raw}) -> {raw_ret}: ...\n",
+            f"    {prefix} {name}({sig}, {tail_impl}) -> Any:\n",
+            f'        """{self._doc(a, params, py_names, success, sse, page_item)}\n        """\n',
+            f"        return {await_}{call}({const}, ({args}), raw, request_options)\n",
+        ]
+        return const_text, "".join(m)
+
+    def _doc(
+        self,
+        a: dict[str, Any],
+        params: list[dict[str, Any]],
+        py_names: list[str],
+        success: list[tuple[int, str | None]],
+        sse: list[dict[str, Any]] | None,
+        page_item: TypeTree | None,
+    ) -> str:
+        lines = [f"{a['method']} {a['path']} (API action `{a['apiName']}`)."]
+        if a.get("scopes"):
+            lines += ["", "Scopes (any one): " + ", ".join(a["scopes"]) + "."]
+        if params:
+            lines += ["", "Args:"]
+            for p, py in zip(params, py_names, strict=True):
+                required = p["in"] == "path" or bool(p.get("required"))
+                bits = [f"{p['in']} `{p['name']}`", p["type"]]
+                if p.get("schema"):
+                    bits.append(f"schema `{p['schema']}`")
+                bits.append("required" if required else "optional")
+                if p.get("default") is not None:
+                    bits.append(f"server default {p['default']}")
+                if p.get("enum"):
+                    bits.append("one of: " + ", ".join(p["enum"]))
+                if p.get("pattern"):
+                    bits.append(f"pattern {p['pattern']}")
+                if p.get("serialize"):
+                    bits.append(f"sent as {p['serialize']}")
+                lines.append(f"    {py}: {'; '.join(bits)}.")
+        lines += ["", "Returns:"]
+        for status, schema in success:
+            shown = "no body" if schema is None else f"`{schema}`"
+            lines.append(f"    {status}: {shown}.")
+        if sse:
+            lines.append("    Events: " + ", ".join(f"`{e['event']}` (`{e.get('schema')}`)" for e in sse) + ".")
+        if page_item is not None:
+            lines.append(f"    Paginated: items are {render(page_item)}.")
+        errors = [f"{e['status']}" for e in a.get("errors") or ()]
+        if errors:
+            lines += ["", "Error statuses: " + ", ".join(errors) + "."]
+        text = "\n".join(f"        {line}" if line else "" for line in lines).lstrip()
+        return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
