@@ -1,0 +1,316 @@
+"""A local Losant for tests and demos: REST API and MQTT broker with Losant's rules, on 127.0.0.1.
+
+::
+
+    from losant_async.testing import LocalLosant
+
+    async with LocalLosant() as losant:
+        app = losant.create_application(name="demo")
+        device = app.create_device(name="d1", attributes={"temperature": "number"})
+        key = app.create_access_key()
+        # connect a device to losant.mqtt_host:losant.mqtt_port with client id device.id,
+        # username key.key and password key.secret; call REST at losant.rest_url
+        await losant.wait_for_states(device.id, 1)
+
+Provisioning is synchronous (an in-memory world); everything that touches the
+network is async. Needs the ``emulator`` extra (amqtt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .._time import to_ejson_date
+from ..errors import ValidationError
+from ._store import (
+    CommandRecord,
+    ConnectionLogEntry,
+    Counters,
+    StateRecord,
+    Store,
+    UnknownObjectError,
+)
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from ._broker import EmbeddedBroker
+
+__all__ = [
+    "AccessKey",
+    "Application",
+    "CommandRecord",
+    "ConnectionLogEntry",
+    "Counters",
+    "Device",
+    "LocalLosant",
+    "StateRecord",
+    "UnknownObjectError",
+    "User",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AccessKey:
+    """An application access key: MQTT username / password, or ``POST /auth/device`` credentials."""
+
+    id: str
+    application_id: str
+    key: str
+    secret: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    id: str
+    application_id: str
+    name: str
+    device_class: str
+    parent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
+class Application:
+    """A provisioned application; its methods add devices, keys and tokens to it."""
+
+    id: str
+    name: str
+    _store: Store = field(repr=False, compare=False)
+
+    def create_device(
+        self,
+        name: str,
+        *,
+        device_class: str = "standalone",
+        parent_id: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+        tags: Mapping[str, str] | None = None,
+        description: str = "",
+    ) -> Device:
+        """A device; ``attributes`` maps name -> data type (number, string, boolean, gps, blob)."""
+        record = self._store.add_device(
+            self.id,
+            name,
+            device_class=device_class,
+            parent_id=parent_id,
+            attributes=attributes,
+            tags=tags,
+            description=description,
+        )
+        return Device(record.id, self.id, record.name, record.device_class, record.parent_id)
+
+    def create_access_key(
+        self, *, device_ids: Iterable[str] | None = None, device_tags: Mapping[str, str] | None = None, name: str = ""
+    ) -> AccessKey:
+        """An access key for every device of the application, or only the given ones."""
+        record = self._store.add_key(self.id, device_ids=device_ids, device_tags=device_tags, name=name)
+        return AccessKey(record.id, self.id, record.key, record.secret)
+
+    def create_api_token(self, *, scopes: Iterable[str] = ("all.Application",), name: str = "test token") -> str:
+        """An application API token with the given scopes."""
+        if isinstance(scopes, str):
+            raise ValidationError("scopes must be a list of scope names, not one string")
+        return self._store.add_token(application_id=self.id, scopes=scopes, name=name).token
+
+
+class LocalLosant:
+    """Losant's REST API and MQTT broker on 127.0.0.1, with an in-memory store.
+
+    Ports default to 0 (ephemeral); ``ws_port=None`` disables MQTT over WebSockets.
+    ``throttle=True`` enforces 30 messages / 15 s per topic (disconnect, then 30 s of
+    refusals). ``clock`` (epoch ms) replaces the wall clock for the time rules and the
+    throttle, so tests can move time instead of sleeping.
+    """
+
+    def __init__(
+        self,
+        *,
+        rest_port: int = 0,
+        mqtt_port: int = 0,
+        ws_port: int | None = 0,
+        throttle: bool = False,
+        host: str = "127.0.0.1",
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        for name, port in (("rest_port", rest_port), ("mqtt_port", mqtt_port), ("ws_port", ws_port)):
+            if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
+                raise ValidationError(f"{name} must be a port number 0 to 65535")
+        self.store = Store(clock=clock)
+        self._host = host
+        self._rest_port = rest_port
+        self._mqtt_port = mqtt_port
+        self._ws_port = ws_port
+        self._throttle = throttle
+        self._broker: EmbeddedBroker | None = None
+        self._runner: web.AppRunner | None = None
+        self._rest: Any = None
+        self._rest_bound = 0
+        self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
+        self._unlisten: Callable[[], None] | None = None
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> LocalLosant:
+        if self._started:
+            raise RuntimeError("this LocalLosant is already running")
+        from aiohttp import web
+
+        from ._broker import EmbeddedBroker
+        from ._rest import RestApp
+
+        self._started = True
+        self._unlisten = self.store.on_state(self._on_state)
+        try:
+            self._broker = EmbeddedBroker(
+                self.store, host=self._host, port=self._mqtt_port, ws_port=self._ws_port, throttle=self._throttle
+            )
+            await self._broker.start()
+            self._rest = RestApp(self.store, self._deliver_command)
+            self._runner = web.AppRunner(self._rest.build(), access_log=None, shutdown_timeout=1.0)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self._host, self._rest_port)
+            await site.start()
+            self._rest_bound = self._runner.addresses[0][1]
+        except BaseException:
+            await asyncio.shield(self._close())
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await asyncio.shield(self._close())
+
+    async def _close(self) -> None:
+        if self._rest is not None:
+            self._rest.close_streams()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._broker is not None:
+            await self._broker.stop()
+            self._broker = None
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
+        for waiters in self._waiters.values():
+            for _, future in waiters:
+                if not future.done():
+                    future.cancel()
+        self._waiters.clear()
+        self._started = False
+
+    # -- addresses -----------------------------------------------------------------------------
+
+    def _require(self) -> EmbeddedBroker:
+        if self._broker is None:
+            raise RuntimeError("LocalLosant is not running: use it as `async with LocalLosant() as losant`")
+        return self._broker
+
+    @property
+    def rest_url(self) -> str:
+        self._require()
+        return f"http://{self._host}:{self._rest_bound}"
+
+    @property
+    def mqtt_host(self) -> str:
+        return self._host
+
+    @property
+    def mqtt_port(self) -> int:
+        return self._require().port
+
+    @property
+    def ws_port(self) -> int | None:
+        return self._require().ws_port
+
+    @property
+    def counters(self) -> Counters:
+        """What was accepted, dropped and refused so far."""
+        return self.store.counters
+
+    # -- provisioning ----------------------------------------------------------------------------
+
+    def create_application(self, name: str = "demo", *, description: str = "") -> Application:
+        record = self.store.add_application(name, description=description)
+        return Application(record.id, record.name, self.store)
+
+    def create_user(self, email: str, password: str) -> User:
+        record = self.store.add_user(email, password)
+        return User(record.id, record.email)
+
+    def user_token(self, user: User) -> str:
+        if user.id not in self.store.users:
+            raise UnknownObjectError(f"no user {user.id}")
+        return self.store.add_token(application_id=None, scopes=["all.User"], kind="user", user_id=user.id).token
+
+    # -- observation -----------------------------------------------------------------------------
+
+    def states(self, device_id: str) -> list[StateRecord]:
+        """Every stored state of the device, oldest first."""
+        return self.store.states(device_id, descending=False)
+
+    def composite_state(self, device_id: str) -> dict[str, Any]:
+        """Attribute -> latest value."""
+        return {name: value for name, (value, _t) in self.store.composite_state(device_id).items()}
+
+    def commands_sent(self, device_id: str) -> list[CommandRecord]:
+        return self.store.commands(device_id)
+
+    def connection_log(self, device_id: str) -> list[ConnectionLogEntry]:
+        return self.store.connection_log(device_id)
+
+    def is_connected(self, device_id: str) -> bool:
+        return self._broker is not None and self._broker.is_connected(device_id)
+
+    async def wait_for_states(self, device_id: str, count: int, timeout: float = 5) -> list[StateRecord]:
+        """Wait until the device has ``count`` accepted states; TimeoutError after ``timeout`` seconds."""
+        if self.store.accepted_count(device_id) < count:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            entry = (count, future)
+            self._waiters.setdefault(device_id, []).append(entry)
+            try:
+                await asyncio.wait_for(asyncio.shield(future), timeout)
+            except asyncio.TimeoutError:
+                have = self.store.accepted_count(device_id)
+                raise TimeoutError(f"device {device_id} has {have} of {count} states after {timeout} s") from None
+            finally:
+                waiters = self._waiters.get(device_id, [])
+                if entry in waiters:
+                    waiters.remove(entry)
+        return self.states(device_id)
+
+    def _on_state(self, record: StateRecord) -> None:
+        waiters = self._waiters.get(record.device_id)
+        if not waiters:
+            return
+        have = self.store.accepted_count(record.device_id)
+        for count, future in waiters:
+            if have >= count and not future.done():
+                future.set_result(None)
+
+    async def send_command(self, device_id: str, name: str, payload: Any = None, *, time: int | None = None) -> None:
+        """Send a command as Losant would: recorded, then delivered on ``losant/<id>/command``."""
+        self.store.device(device_id)
+        await self._deliver_command(device_id, name, payload, time)
+
+    async def _deliver_command(self, device_id: str, name: str, payload: Any, time: int | None) -> None:
+        broker = self._require()
+        record = self.store.record_command(device_id, name, payload, time)
+        await broker.publish_command(device_id, name, payload, record.time)
+
+    @staticmethod
+    def ejson_date(ms: int) -> dict[str, str]:
+        """The ``{"$date": ...}`` form commands carry (handy in assertions)."""
+        return to_ejson_date(ms)

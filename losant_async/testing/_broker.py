@@ -1,0 +1,440 @@
+"""The emulator's MQTT broker: embedded amqtt with a plugin that enforces Losant's broker rules.
+
+amqtt 0.12.1 has no hook that can veto a PUBLISH by payload, QoS or retain flag,
+so the rules run in two steps (see docs/amqtt-notes.md): ``on_broker_message_received``
+judges the message synchronously, before amqtt's next await, and leaves a verdict that
+``topic_filtering(PUBLISH)`` for the same message pops. Connections are ours
+(``asyncio.start_server`` / ``websockets.serve`` handed to an ``external`` listener),
+so ports are ephemeral and known, and the reader records when each client last spoke
+(amqtt does not enforce keepalive).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
+from amqtt.broker import Broker
+from amqtt.contexts import Action
+from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
+
+from .. import _json
+from .._time import to_ejson_date
+from ..errors import ValidationError
+from ._store import DeviceRecord, Store
+
+__all__ = ["MAX_PAYLOAD", "EmbeddedBroker", "LosantRulesPlugin", "Rules"]
+
+_log = logging.getLogger("losant_async.testing.broker")
+
+MAX_PAYLOAD = 256 * 1024
+"""Losant's cap on one MQTT message."""
+THROTTLE_LIMIT = 30
+THROTTLE_WINDOW_MS = 15_000
+THROTTLE_BAN_MS = 30_000
+_REAP_FACTOR = 1.5
+
+
+class _TimedReader(StreamReaderAdapter):  # type: ignore[misc]
+    """A stream reader that remembers when the client last sent bytes (for keepalive reaping)."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        super().__init__(reader)
+        self.last_read = time.monotonic()
+
+    async def read(self, n: int = -1) -> bytes:
+        data: bytes = await super().read(n)
+        self.last_read = time.monotonic()
+        return data
+
+
+@dataclass(slots=True)
+class _Verdict:
+    allow: bool
+    close: bool = False
+
+
+class Rules:
+    """Losant's broker rules over the store; amqtt calls in through ``LosantRulesPlugin``."""
+
+    def __init__(self, store: Store, *, throttle: bool = False) -> None:
+        self.store = store
+        self.throttle = throttle
+        self.broker: Broker | None = None
+        # client id -> (session, handler) of the connection we consider live; amqtt's own
+        # table keeps refused and displaced sessions, so it cannot say who is connected.
+        self.live: dict[str, tuple[Any, Any]] = {}
+        self._verdicts: dict[str, _Verdict] = {}
+        self._windows: dict[tuple[str, str], deque[int]] = {}
+        self._banned_until: dict[str, int] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    # -- connect ---------------------------------------------------------------------------
+
+    def device_for(self, client_id: str | None) -> DeviceRecord | None:
+        if not client_id:
+            return None
+        return self.store.devices.get(client_id)
+
+    async def authenticate(self, session: Any) -> bool:
+        client_id: str | None = session.client_id
+        device = self.device_for(client_id)
+        ok = (
+            device is not None
+            and device.device_class != "peripheral"
+            and session.clean_session is not False
+            and self.store.check_key(session.username, session.password, device)
+            and not self._is_banned(device.id)
+        )
+        if client_id and client_id in self.live:
+            # a second CONNECT displaces the first; amqtt has already taken the old
+            # connection's subscriptions, so even a refused one must not leave it deaf
+            _old_session, old_handler = self.live.pop(client_id)
+            self.store.counters.mqtt_displaced += 1
+            self.store.set_connection(client_id, False, reason="displaced by a new connection")
+            await self._close_handler(old_handler)
+        if not ok:
+            self.store.counters.mqtt_connects_refused += 1
+        return ok
+
+    def _is_banned(self, device_id: str) -> bool:
+        until = self._banned_until.get(device_id)
+        if until is None:
+            return False
+        if self.store.clock() >= until:
+            del self._banned_until[device_id]
+            return False
+        return True
+
+    def connected(self, client_id: str, session: Any) -> None:
+        broker = self.broker
+        entry = broker.sessions.get(client_id) if broker is not None else None
+        if entry is None or entry[0] is not session:
+            return
+        self.live[client_id] = entry
+        self.store.set_connection(client_id, True)
+
+    def disconnected(self, client_id: str, session: Any) -> None:
+        current = self.live.get(client_id)
+        if current is None or current[0] is not session:
+            return  # a displaced or refused connection: not the device's state any more
+        del self.live[client_id]
+        self._verdicts.pop(client_id, None)
+        self.store.set_connection(client_id, False)
+
+    # -- publish ---------------------------------------------------------------------------
+
+    def judge(self, client_id: str, message: Any) -> None:
+        """Decide a PUBLISH before amqtt's ACL call; must not await (see module docstring)."""
+        self._verdicts[client_id] = self._judge(client_id, message)
+
+    def _judge(self, client_id: str, message: Any) -> _Verdict:
+        counters = self.store.counters
+        packet = getattr(message, "publish_packet", None)
+        if packet is not None and packet.retain_flag:
+            # cleared here, before amqtt looks at it after the ACL: delivered, never stored
+            packet.retain_flag = False
+            counters.mqtt_retain_stripped += 1
+        if message.qos == 2:
+            counters.mqtt_qos2_closed += 1
+            return _Verdict(False, close=True)
+        data: bytes = message.data or b""
+        if len(data) > MAX_PAYLOAD:
+            counters.mqtt_oversize_closed += 1
+            return _Verdict(False, close=True)
+        topic: str = message.topic or ""
+        device = self.device_for(client_id)
+        if device is None:
+            return _Verdict(False)
+        if self.throttle and self._over_limit(client_id, topic):
+            counters.mqtt_throttled += 1
+            self._banned_until[client_id] = self.store.clock() + THROTTLE_BAN_MS
+            return _Verdict(False, close=True)
+        if not topic.startswith("losant/"):
+            return _Verdict(True)
+        parts = topic.split("/")
+        if len(parts) != 3 or parts[2] != "state" or not self.store.reports_for(device, parts[1]):
+            counters.mqtt_publishes_denied += 1
+            return _Verdict(False)
+        target = self.store.devices.get(parts[1])
+        if target is None:
+            counters.mqtt_publishes_denied += 1
+            return _Verdict(False)
+        try:
+            body = _json.decode_any(data)
+            self.store.record_state(target, body)
+        except (ValidationError, ValueError):
+            return _Verdict(False)  # Losant drops a bad state silently over MQTT (counted)
+        return _Verdict(True)
+
+    def _over_limit(self, client_id: str, topic: str) -> bool:
+        now = self.store.clock()
+        window = self._windows.get((client_id, topic))
+        if window is None:
+            window = self._windows[(client_id, topic)] = deque()
+        while window and window[0] <= now - THROTTLE_WINDOW_MS:
+            window.popleft()
+        if len(window) >= THROTTLE_LIMIT:
+            return True
+        window.append(now)
+        return False
+
+    async def allow_publish(self, session: Any, topic: str) -> bool:
+        verdict = self._verdicts.pop(session.client_id, None)
+        if verdict is None:
+            # no judged message (should not happen): fall back to the topic rule alone
+            return self._topic_allowed(session.client_id, topic, subscribe=False)
+        if verdict.close:
+            entry = self.live.get(session.client_id)
+            if entry is not None and entry[0] is session:
+                await self._close_handler(entry[1])
+        return verdict.allow
+
+    # -- subscribe ---------------------------------------------------------------------------
+
+    def allow_subscribe(self, session: Any, topic_filter: str) -> bool:
+        ok = self._topic_allowed(session.client_id, topic_filter, subscribe=True)
+        if not ok:
+            self.store.counters.mqtt_subscribes_denied += 1
+        return ok
+
+    def _topic_allowed(self, client_id: str, topic: str, *, subscribe: bool) -> bool:
+        first = topic.split("/", 1)[0]
+        if first in ("+", "#"):
+            return False  # would cover the reserved losant/ prefix
+        if first != "losant":
+            return True
+        device = self.device_for(client_id)
+        parts = topic.split("/")
+        if device is None or len(parts) != 3:
+            return False
+        kind = "command" if subscribe else "state"
+        return parts[2] == kind and self.store.reports_for(device, parts[1])
+
+    # -- closing ----------------------------------------------------------------------------
+
+    async def _close_handler(self, handler: Any) -> None:
+        try:
+            await handler.handle_connection_closed()
+        except Exception:  # a dying connection may already be half torn down
+            _log.debug("closing a connection failed", exc_info=True)
+
+    def reap(self, now: float | None = None) -> None:
+        """Close connections silent for longer than 1.5 x their keepalive."""
+        current = time.monotonic() if now is None else now
+        for session, handler in list(self.live.values()):
+            keepalive = getattr(session, "keep_alive", 0) or 0
+            reader = getattr(handler, "reader", None)
+            last = getattr(reader, "last_read", None)
+            if keepalive <= 0 or last is None:
+                continue
+            if current - last > keepalive * _REAP_FACTOR:
+                self.store.counters.mqtt_reaped += 1
+                task = asyncio.ensure_future(self._close_handler(handler))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+
+    async def drain(self) -> None:
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+class LosantRulesPlugin(BaseAuthPlugin, BaseTopicPlugin):  # type: ignore[misc]
+    """amqtt plugin delegating to ``Rules``; every hook is wrapped: an exception must not drop a client."""
+
+    @dataclass
+    class Config:
+        rules: Any = None
+
+    def __init__(self, context: Any) -> None:
+        super().__init__(context)
+        self.rules: Rules = self.config.rules
+
+    async def authenticate(self, *, session: Any) -> bool | None:
+        try:
+            return await self.rules.authenticate(session)
+        except Exception:
+            _log.exception("authenticate failed; refusing the connection")
+            return False
+
+    async def topic_filtering(
+        self, *, session: Any = None, topic: str | None = None, action: Action | None = None
+    ) -> bool | None:
+        try:
+            if action == Action.RECEIVE:
+                return True  # subscriptions were vetted at SUBSCRIBE; wildcards over losant/ refused
+            if session is None or topic is None:
+                return False
+            if action == Action.PUBLISH:
+                return await self.rules.allow_publish(session, topic)
+            return self.rules.allow_subscribe(session, topic)
+        except Exception:
+            _log.exception("topic check failed; denying")
+            return False
+
+    async def on_broker_message_received(self, *, client_id: str, message: Any) -> None:
+        try:
+            if message is not None:
+                self.rules.judge(client_id, message)
+        except Exception:
+            _log.exception("judging a message failed")
+
+    async def on_broker_client_connected(self, *, client_id: str, client_session: Any) -> None:
+        try:
+            self.rules.connected(client_id, client_session)
+        except Exception:
+            _log.exception("connect bookkeeping failed")
+
+    async def on_broker_client_disconnected(self, *, client_id: str, client_session: Any) -> None:
+        try:
+            self.rules.disconnected(client_id, client_session)
+        except Exception:
+            _log.exception("disconnect bookkeeping failed")
+
+
+class EmbeddedBroker:
+    """amqtt with Losant's rules on 127.0.0.1: TCP and, optionally, WebSockets."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ws_port: int | None = 0,
+        throttle: bool = False,
+        reap_interval: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.host = host
+        self._port = port
+        self._ws_port = ws_port
+        self.rules = Rules(store, throttle=throttle)
+        self._reap_interval = reap_interval
+        self._broker: Broker | None = None
+        self._server: asyncio.Server | None = None
+        self._ws_server: Any = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._connections: set[asyncio.Task[Any]] = set()
+        self.port = 0
+        self.ws_port: int | None = None
+
+    async def start(self) -> None:
+        amqtt_logger = logging.getLogger("amqtt")
+        if amqtt_logger.level == logging.NOTSET:
+            # amqtt logs tracebacks for ordinary refusals and disconnects
+            amqtt_logger.setLevel(logging.CRITICAL)
+        listeners: dict[str, Any] = {"default": {"type": "external", "bind": "-"}}
+        if self._ws_port is not None:
+            listeners["ws"] = {"type": "external", "bind": "-"}
+        config = {
+            "listeners": listeners,
+            "plugins": {f"{__name__}.LosantRulesPlugin": {"rules": self.rules}},
+        }
+        broker = Broker(config)
+        self.rules.broker = broker
+        await broker.start()
+        self._broker = broker
+        try:
+            self._server = await asyncio.start_server(self._on_tcp, self.host, self._port)
+            self.port = self._server.sockets[0].getsockname()[1]
+            if self._ws_port is not None:
+                from websockets.asyncio.server import serve
+
+                self._ws_server = await serve(
+                    self._on_ws,
+                    self.host,
+                    self._ws_port,
+                    subprotocols=["mqtt"],  # type: ignore[list-item]
+                    max_size=MAX_PAYLOAD + 64 * 1024,
+                )
+                self.ws_port = next(iter(self._ws_server.sockets)).getsockname()[1]
+            self._reaper = asyncio.create_task(self._reap_loop(), name="losant-emulator-reaper")
+        except BaseException:
+            await self.stop()
+            raise
+
+    def _track(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+    async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        broker = self._broker
+        if broker is None:
+            writer.close()
+            return
+        self._track()
+        try:
+            await broker.external_connected(_TimedReader(reader), StreamWriterAdapter(writer), "default")
+        except Exception:
+            _log.debug("MQTT connection ended with an error", exc_info=True)
+        finally:
+            writer.close()
+
+    async def _on_ws(self, websocket: Any) -> None:
+        from amqtt.adapters import WebSocketsReader, WebSocketsWriter
+
+        broker = self._broker
+        if broker is None:
+            return
+        self._track()
+        try:
+            await broker.external_connected(WebSocketsReader(websocket), WebSocketsWriter(websocket), "ws")
+        except Exception:
+            _log.debug("MQTT-over-WebSocket connection ended with an error", exc_info=True)
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._reap_interval)
+            self.rules.reap()
+
+    async def publish_command(self, device_id: str, name: str, payload: Any, time_ms: int) -> None:
+        """Deliver a command on ``losant/<id>/command`` at QoS 0, in the form Losant's clients parse."""
+        broker = self._broker
+        if broker is None:
+            return
+        body = _json.encode({"name": name, "payload": payload, "time": to_ejson_date(time_ms)})
+        await broker.internal_message_broadcast(f"losant/{device_id}/command", body, 0)
+
+    def is_connected(self, device_id: str) -> bool:
+        return device_id in self.rules.live
+
+    async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+            self._reaper = None
+        for server in (self._server, self._ws_server):
+            if server is not None:
+                server.close()
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            with contextlib.suppress(Exception):
+                await broker.shutdown()
+        await self.rules.drain()
+        if self._connections:
+            # amqtt closed the sockets; give their loops a moment to notice, then insist
+            _done, pending = await asyncio.wait(set(self._connections), timeout=2)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        if self._ws_server is not None:
+            await self._ws_server.wait_closed()
+            self._ws_server = None
+        for device_id in list(self.rules.live):
+            self.rules.live.pop(device_id, None)
+            self.store.set_connection(device_id, False, reason="emulator stopped")
+
