@@ -275,7 +275,7 @@ class Target:
     secret: str | None = field(default=None, repr=False)
     mqtt_host: str | None = None
     mqtt_port: int | None = None
-    mqtt_transport: Literal["tcp", "tls", "websockets"] = "tcp"
+    mqtt_transport: Literal["tcp", "tls", "websockets", "wss"] = "tcp"
     rest_url: str | None = None
     api_token: str | None = field(default=None, repr=False)
     stored: StoredStates | None = field(default=None, repr=False)
@@ -580,50 +580,44 @@ class Simulation:
             "host": tgt.mqtt_host,
             "transport": tgt.mqtt_transport,
             "qos": cfg.qos,
+            "throttle": cfg.throttle,
         }
         if tgt.mqtt_port is not None:
             options["port"] = tgt.mqtt_port
-        if not cfg.throttle:
-            options["throttle"] = None
         connections: list[Any]
-        senders: dict[str, Any] = {}
         if cfg.gateway:
-            gateways = [Gateway(g.gateway_id, tgt.key, tgt.secret, **options) for g in tgt.gateways]
-            connections = list(gateways)
+            connections = [Gateway(g.gateway_id, tgt.key, tgt.secret, **options) for g in tgt.gateways]
         else:
-            devices = [Device(d, tgt.key, tgt.secret, **options) for d in tgt.device_ids]
-            connections = list(devices)
+            connections = [Device(d, tgt.key, tgt.secret, **options) for d in tgt.device_ids]
 
         self._phase = "connecting"
         started = self._clock()
-        client_cm = self._rest_client() if tgt.commands_possible else None
         async with Fleet(connections, connect_concurrency=cfg.connect_concurrency):
             connect_seconds = self._clock() - started
             self._devices = connections
             self.stats.devices_connected = len(connections)
+            senders: dict[str, Any] = {}
             if cfg.gateway:
                 for gw, group in zip(connections, tgt.gateways, strict=True):
                     for pid in group.peripheral_ids:
                         senders[pid] = gw.peripheral(pid)
             else:
-                senders = {d: conn for d, conn in zip(tgt.device_ids, connections, strict=True)}
+                senders = dict(zip(tgt.device_ids, connections, strict=True))
+            for sender in senders.values():
+                sender.on_command(self._on_command)
 
             async def send(device_id: str, data: dict[str, float], ms: int) -> None:
                 await senders[device_id].send_state(data, time=ms)
 
-            async with anyio.create_task_group() as listeners:
-                for sender in senders.values():
-                    listeners.start_soon(self._count_commands, sender)
-                if client_cm is not None:
-                    async with client_cm as client:
-                        await self._report(send, client)
-                        await self._drain_mqtt(connections)
-                        await self._wait_commands()
-                else:
-                    await self._report(send, None)
+            if tgt.commands_possible:
+                async with self._rest_client() as client:
+                    await self._report(send, client)
                     await self._drain_mqtt(connections)
-                stored = await self._stored()
-                listeners.cancel_scope.cancel()
+                    await self._wait_commands()
+            else:
+                await self._report(send, None)
+                await self._drain_mqtt(connections)
+            stored = await self._stored()
             self._refresh_device_stats()
         return connect_seconds, stored
 
@@ -728,12 +722,12 @@ class Simulation:
                     continue
                 self.stats.commands_sent += len(chosen)
 
-    async def _count_commands(self, sender: Any) -> None:
-        async for _command in sender.commands():
-            self.stats.commands_received += 1
-            # Wake the drain, which waits for late commands; a fresh event for the next one.
-            tick, self._command_tick = self._command_tick, anyio.Event()
-            tick.set()
+    def _on_command(self, _command: object) -> None:
+        # A plain callback, not a task per device: the device calls it from its network loop.
+        self.stats.commands_received += 1
+        # Wake the drain, which waits for late commands; a fresh event for the next one.
+        tick, self._command_tick = self._command_tick, anyio.Event()
+        tick.set()
 
     async def _wait_commands(self) -> None:
         with anyio.move_on_after(min(self.config.drain_timeout, 5.0)):
@@ -764,8 +758,8 @@ class Simulation:
         acked = 0
         for conn in self._devices:
             st = conn.stats
-            reconnects += int(getattr(st, "reconnects", 0))
-            acked += int(getattr(st, "acked", 0))
+            reconnects += st.reconnects
+            acked += st.acked
         self.stats.reconnects = reconnects
         if self.stats.states_acked is not None:
             self.stats.states_acked = acked

@@ -30,7 +30,9 @@ ENV = {
 
 _ID = re.compile(r"^[A-Fa-f\d]{24}$")
 
-_SCHEMES: Mapping[str, tuple[Literal["tcp", "tls", "websockets"], int, bool]] = {
+MQTTTransport = Literal["tcp", "tls", "websockets", "wss"]
+
+_SCHEMES: Mapping[str, tuple[MQTTTransport, int, bool]] = {
     # scheme: (transport, default port, TLS)
     "mqtt": ("tcp", 1883, False),
     "tcp": ("tcp", 1883, False),
@@ -38,7 +40,7 @@ _SCHEMES: Mapping[str, tuple[Literal["tcp", "tls", "websockets"], int, bool]] = 
     "ssl": ("tls", 8883, True),
     "tls": ("tls", 8883, True),
     "ws": ("websockets", 80, False),
-    "wss": ("websockets", 443, True),
+    "wss": ("wss", 443, True),
 }
 
 
@@ -48,7 +50,7 @@ class Broker:
 
     host: str
     port: int
-    transport: Literal["tcp", "tls", "websockets"]
+    transport: MQTTTransport
     tls: bool
 
 

@@ -108,7 +108,7 @@ def test_emulator_ports() -> None:
         ("mqtt://127.0.0.1:1884", "127.0.0.1", 1884, "tcp", False),
         ("mqtts://h", "h", 8883, "tls", True),
         ("ws://h", "h", 80, "websockets", False),
-        ("wss://h:9443", "h", 9443, "websockets", True),
+        ("wss://h:9443", "h", 9443, "wss", True),
     ],
 )
 def test_parse_broker(text: str, host: str, port: int, transport: str, tls: bool) -> None:

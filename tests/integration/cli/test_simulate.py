@@ -1,0 +1,75 @@
+"""``losant-async simulate`` end to end, as a subprocess against the embedded emulator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.cli._cli import run_cli
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _report(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _explain(done: Any) -> str:
+    return f"rc={done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+
+
+async def test_fifty_devices_over_mqtt_store_every_state_sent(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    done = await run_cli(["simulate", "--devices", "50", "--duration", "5", "--json", str(out)])
+    assert done.returncode == 0, _explain(done)
+    report = _report(out)
+    assert report["states_sent"] == report["states_stored"] == report["states_expected"] == 250
+    assert report["states_lost"] == 0 and report["errors"] == 0 and report["ok"] is True
+    assert report["devices"] == 50 and report["embedded_emulator"] is True
+    assert report["commands_sent"] > 0
+    assert report["commands_received"] == report["commands_sent"]
+    assert report["peak_rss_bytes"] > 0 and report["machine"]["cpu_count"] >= 1
+    assert "embedded Losant emulator" in done.stdout
+    assert "Simulation summary" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+async def test_rest_transport_stores_every_state(tmp_path: Path) -> None:
+    out = tmp_path / "rest.json"
+    done = await run_cli(["simulate", "--transport", "rest", "--devices", "5", "--rate", "2",
+                          "--duration", "2", "--quiet", "--json", str(out)])
+    assert done.returncode == 0, _explain(done)
+    report = _report(out)
+    assert report["transport"] == "rest"
+    assert report["states_sent"] == report["states_stored"] == 20
+
+
+async def test_gateways_carry_their_peripherals_states_and_commands(tmp_path: Path) -> None:
+    out = tmp_path / "gw.json"
+    done = await run_cli(["simulate", "--gateway", "--devices", "60", "--duration", "3", "--quiet",
+                          "--json", str(out)])
+    assert done.returncode == 0, _explain(done)
+    report = _report(out)
+    assert report["gateways"] == 2
+    assert report["states_sent"] == report["states_stored"] == 180
+    assert report["commands_sent"] > 0
+    assert report["commands_received"] == report["commands_sent"]
+
+
+async def test_qos1_counts_acknowledged_states(tmp_path: Path) -> None:
+    out = tmp_path / "qos1.json"
+    done = await run_cli(["simulate", "--qos", "1", "--devices", "5", "--duration", "2", "--quiet",
+                          "--json", str(out)])
+    assert done.returncode == 0, _explain(done)
+    report = _report(out)
+    assert report["states_sent"] == report["states_stored"] == report["states_acked"] == 10
+
+
+async def test_plain_progress_lines_when_stdout_is_not_a_terminal() -> None:
+    done = await run_cli(["simulate", "--devices", "3", "--duration", "3"])
+    assert done.returncode == 0, _explain(done)
+    assert "states/s" in done.stdout and "\x1b[" not in done.stdout

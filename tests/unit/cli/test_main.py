@@ -1,0 +1,46 @@
+"""``main()`` in process, for the paths that fail before anything starts: one line, right exit code."""
+
+from __future__ import annotations
+
+import pytest
+
+from losant_async.cli import main
+
+APP = "5" * 24
+
+
+@pytest.fixture(autouse=True)
+def _no_losant_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LOSANT_URL", "LOSANT_BROKER", "LOSANT_APPLICATION_ID", "LOSANT_ACCESS_KEY",
+                 "LOSANT_ACCESS_SECRET", "LOSANT_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_missing_credentials_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--application", APP, "--key", "k", "--secret", "very-secret"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("losant-async: error: ") and "--token" in lines[0]
+    assert "very-secret" not in captured.err + captured.out
+    assert "Traceback" not in captured.err
+
+
+def test_a_rate_over_losants_limit_is_refused_before_connecting(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOSANT_APPLICATION_ID", APP)
+    monkeypatch.setenv("LOSANT_ACCESS_KEY", "k")
+    monkeypatch.setenv("LOSANT_ACCESS_SECRET", "s")
+    monkeypatch.setenv("LOSANT_API_TOKEN", "t")
+    assert main(["simulate", "--rate", "10"]) == 2
+    assert "30 per 15 s" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["simulate", "--devices", "none"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
