@@ -193,7 +193,23 @@ def _gen(s: Any, ctx: _Ctx, owner: str) -> Any:
         return _gen(merged, ctx, owner)
     for key in ("oneOf", "anyOf"):
         if key in s:
-            return _gen(_merged(s, _first_member(s[key])), ctx, owner)
+            chosen = _first_member(s[key])
+            merged = _merged(s, chosen)
+            if key == "oneOf" and isinstance(merged.get("properties"), Mapping):
+                # Constraint-only members (``{required: [...]}``): leave out what only
+                # the other members require, so exactly one member matches.
+                mine = set(chosen.get("required") or ()) if isinstance(chosen, Mapping) else set()
+                others = {
+                    r
+                    for m in s[key]
+                    if m is not chosen and isinstance(m, Mapping)
+                    for r in m.get("required") or ()
+                }
+                drop = others - mine - set(s.get("required") or ())
+                merged["properties"] = {
+                    k: v for k, v in merged["properties"].items() if k not in drop
+                }
+            return _gen(merged, ctx, owner)
     if s.get("enum"):
         return s["enum"][0]
     if "const" in s:
@@ -285,7 +301,10 @@ def _array(s: Mapping[str, Any], ctx: _Ctx, owner: str) -> list[Any]:
     if isinstance(enum, list) and enum:
         # distinct values, so that uniqueItems holds
         return [enum[i % len(enum)] for i in range(min(count, len(enum)) or count)]
-    return [_gen(items, ctx, owner) for _ in range(count)]
+    out = [_gen(items, ctx, owner) for _ in range(count)]
+    if s.get("uniqueItems") and len(out) > 1 and out[0] == out[1]:
+        out = out[: max(1, lo or 1)]
+    return out
 
 
 def _hex_id(ctx: _Ctx) -> str:
@@ -307,12 +326,11 @@ def _string(s: Mapping[str, Any], ctx: _Ctx) -> str:
         return f"https://example.com/resource/{ctx.next()}"
     if isinstance(pattern, str):
         for candidate in _PATTERN_CANDIDATES:
-            if (
-                re.search(pattern, candidate)
-                and lo <= len(candidate)
-                and (hi is None or len(candidate) <= hi)
-            ):
-                return candidate
+            # Repeat/truncate the candidate to fit minLength/maxLength.
+            size = max(lo, min(len(candidate), hi if hi is not None else len(candidate)))
+            fitted = (candidate * (size // len(candidate) + 1))[:size]
+            if re.search(pattern, fitted) and (hi is None or len(fitted) <= hi):
+                return fitted
         raise ValueError(
             f"no example string matches pattern {pattern!r}: add one to _PATTERN_CANDIDATES"
         )
