@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator
+import asyncio
+import contextlib
+import math
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
 from typing import Any, Generic, TypeVar
 
 __all__ = ["Paginator"]
@@ -11,12 +15,120 @@ PageT = TypeVar("PageT")
 ItemT = TypeVar("ItemT")
 
 
+def _field(page: Any, name: str) -> Any:
+    if isinstance(page, dict):
+        return page.get(name)
+    return getattr(page, name, None)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (float, str)):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
+
+
 class Paginator(Generic[PageT, ItemT]):
-    """PLACEHOLDER: the REST core implements this."""
+    """The result of a list call.
+
+    - ``await paginator``: the first requested page (a typed page Struct, or a
+      dict with ``raw=True``);
+    - ``async for item in paginator``: every item of every page from there on,
+      in order. Once the first page tells ``totalCount`` and ``perPage``, up to
+      ``prefetch`` following pages are fetched concurrently ahead of the
+      consumer; items are still yielded in page order;
+    - ``async for page in paginator.pages()``: the pages themselves.
+
+    Iteration stops at the first empty page or after the last page the total
+    announces. Leaving the loop early cancels the pages fetched ahead (close the
+    iterator, e.g. with ``contextlib.aclosing``, to do that at once).
+    """
+
+    __slots__ = ("_fetch", "_paged", "_per_page", "_prefetch", "_start")
+
+    def __init__(
+        self,
+        fetch: Callable[[int | None], Awaitable[PageT]],
+        *,
+        start_page: int | None = None,
+        per_page: int | None = None,
+        prefetch: int = 4,
+        paged: bool = True,
+    ) -> None:
+        """``fetch(n)`` gets page ``n`` (``None``: the page the caller asked for).
+
+        ``paged=False``: the action takes no page number, so its one answer is all.
+        """
+        self._paged = paged
+        self._fetch = fetch
+        self._start = start_page
+        self._per_page = per_page
+        self._prefetch = max(1, prefetch)
 
     def __await__(self) -> Generator[Any, None, PageT]:
-        raise NotImplementedError
-        yield  # pragma: no cover
+        return self._fetch(self._start).__await__()
 
     def __aiter__(self) -> AsyncIterator[ItemT]:
-        raise NotImplementedError
+        return self._items()
+
+    async def _items(self) -> AsyncGenerator[ItemT, None]:
+        async with contextlib.aclosing(self.pages()) as pages:
+            async for page in pages:
+                for item in _field(page, "items") or ():
+                    yield item
+
+    async def pages(self) -> AsyncGenerator[PageT, None]:
+        """Every page from the first requested one on."""
+        first = await self._fetch(self._start)
+        yield first
+        items = _field(first, "items") or []
+        if not items or not self._paged:
+            return
+        current = _int(_field(first, "page"))
+        if current is None:
+            current = self._start or 0
+        per_page = _int(_field(first, "perPage")) or self._per_page
+        total = _int(_field(first, "totalCount"))
+        if total is not None and per_page:
+            last = math.ceil(total / per_page) - 1
+            async with contextlib.aclosing(self._ahead(current + 1, last)) as ahead:
+                async for page in ahead:
+                    yield page
+            return
+        # Without a total, walk one page at a time until a short or empty page.
+        number = current + 1
+        while per_page is None or len(items) >= per_page:
+            page = await self._fetch(number)
+            items = _field(page, "items") or []
+            if not items:
+                return
+            yield page
+            number += 1
+
+    async def _ahead(self, first: int, last: int) -> AsyncGenerator[PageT, None]:
+        window: deque[asyncio.Future[PageT]] = deque()
+        number = first
+        try:
+            while number <= last or window:
+                while number <= last and len(window) < self._prefetch:
+                    window.append(asyncio.ensure_future(self._fetch(number)))
+                    number += 1
+                page = await window.popleft()
+                if not _field(page, "items"):
+                    return
+                yield page
+        finally:
+            for task in window:
+                task.cancel()
+            if window:
+                # Wait for the cancelled fetches so none outlives the iteration.
+                await asyncio.gather(*window, return_exceptions=True)
+
+    def __repr__(self) -> str:
+        return f"<Paginator from page {self._start or 0}, prefetch {self._prefetch}>"

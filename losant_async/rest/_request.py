@@ -1,0 +1,340 @@
+"""Turning an Operation and its arguments into a request description: pure, no I/O.
+
+Everything here runs before anything is sent, so every bad argument raises a
+typed ``ValidationError`` (``InvalidIdError`` for IDs) naming the parameter.
+The work that does not depend on the arguments (splitting the path template,
+sorting parameters by location) is done once per Operation and cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Any
+from urllib.parse import quote
+
+import msgspec
+
+from .._json import encode, to_builtins
+from .._time import now_ms, to_epoch_ms
+from ..errors import InvalidIdError, ValidationError
+from ._operation import Operation, Param
+
+__all__ = [
+    "API_VERSION",
+    "Part",
+    "PreparedRequest",
+    "global_query",
+    "prepare",
+]
+
+API_VERSION = "1.31.0"
+"""The API version the generated surface was built from (``spec/catalog.json``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One part of a multipart body: a text field (``filename`` None) or a file."""
+
+    name: str
+    value: str | bytes | os.PathLike[str] | IO[bytes]
+    filename: str | None = None
+    content_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    """A validated request, ready for the transport (the base URL aside)."""
+
+    method: str
+    path: str
+    """The URL path with every value quoted."""
+    query: str
+    """The encoded query string of the action's own parameters (no ``?``, maybe empty)."""
+    body: bytes | None
+    """A JSON body, encoded."""
+    parts: tuple[Part, ...] | None
+    """A multipart body."""
+    headers: tuple[tuple[str, str], ...]
+    """Header parameters of the action (rare)."""
+    retry_safe: bool
+    """Repeating it cannot duplicate a side effect (idempotent, or timestamped)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    segments: tuple[str | int, ...]
+    """Literal path pieces and indexes (into ``op.params``) of path values."""
+    body_index: int | None
+
+
+_plans: dict[int, tuple[Operation, _Plan]] = {}
+
+
+def _plan_for(op: Operation) -> _Plan:
+    # Operations hold a dict, so they are not hashable; key by identity and keep
+    # the op itself alive in the entry so an id is never reused for another one.
+    entry = _plans.get(id(op))
+    if entry is not None and entry[0] is op:
+        return entry[1]
+    index = {p.api_name: i for i, p in enumerate(op.params)}
+    segments: list[str | int] = []
+    rest = op.path
+    while "{" in rest:
+        head, _, tail = rest.partition("{")
+        name, _, rest = tail.partition("}")
+        if head:
+            segments.append(head)
+        if name not in index:
+            raise ValidationError(f"{op.full_name}: path placeholder {{{name}}} has no parameter")
+        segments.append(index[name])
+    if rest:
+        segments.append(rest)
+    body_index = next((i for i, p in enumerate(op.params) if p.location == "body"), None)
+    plan = _Plan(tuple(segments), body_index)
+    _plans[id(op)] = (op, plan)
+    return plan
+
+
+_GLOBAL_QUERY_CACHE: dict[tuple[bool, bool, bool], str] = {}
+
+
+def global_query(actions: bool, links: bool, embedded: bool) -> str:
+    """Losant's global flags as a query string (``_actions=false&_links=true&_embedded=true``)."""
+    key = (actions, links, embedded)
+    text = _GLOBAL_QUERY_CACHE.get(key)
+    if text is None:
+        text = f"_actions={_bool(actions)}&_links={_bool(links)}&_embedded={_bool(embedded)}"
+        _GLOBAL_QUERY_CACHE[key] = text
+    return text
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _scalar(param: Param, value: Any) -> str:
+    """A scalar argument as the text the API expects (query, path, multipart field)."""
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool):
+        text = _bool(value)
+    elif isinstance(value, (int, float)):
+        text = repr(value) if isinstance(value, float) else str(value)
+    elif isinstance(value, datetime):
+        text = str(to_epoch_ms(value, what=param.py_name))
+    else:
+        raise ValidationError(
+            f"{param.py_name} must be a string, number or boolean, not {type(value).__name__}"
+        )
+    if param.enum is not None and text not in param.enum:
+        raise ValidationError(f"{param.py_name}={text!r} is not one of {', '.join(param.enum)}")
+    regex = param.regex
+    if regex is not None and regex.fullmatch(text) is None:
+        raise InvalidIdError(param.py_name, value, param.pattern or "")
+    return text
+
+
+def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
+    """Bracketed keys, as qs.stringify and the Python client's flatten_params write them."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _flatten(f"{prefix}[{key}]", item, out)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _flatten(f"{prefix}[{i}]", item, out)
+    elif value is None:
+        return
+    elif isinstance(value, bool):
+        out.append((prefix, _bool(value)))
+    elif isinstance(value, enum.Enum):
+        out.append((prefix, str(value.value)))
+    elif isinstance(value, datetime):
+        out.append((prefix, str(to_epoch_ms(value, what=prefix))))
+    elif isinstance(value, (str, int, float)):
+        out.append((prefix, str(value)))
+    else:
+        raise ValidationError(
+            f"{prefix} holds a {type(value).__name__}, which a query cannot carry"
+        )
+
+
+def _query_pairs(param: Param, value: Any, out: list[tuple[str, str]]) -> None:
+    if isinstance(value, msgspec.Struct):
+        value = to_builtins(value)
+    if param.serialize == "json":
+        if isinstance(value, str):  # already JSON: pass it on untouched
+            out.append((param.api_name, value))
+        else:
+            out.append((param.api_name, encode(value, what=param.py_name).decode()))
+    elif param.serialize == "brackets" or isinstance(value, (Mapping, list, tuple)):
+        _flatten(param.api_name, value, out)
+    else:
+        out.append((param.api_name, _scalar(param, value)))
+
+
+def _check_body(param: Param, value: Any) -> bytes:
+    if isinstance(value, (str, bytes, bytearray, memoryview)) or not isinstance(
+        value, (msgspec.Struct, Mapping, list, tuple)
+    ):
+        raise ValidationError(
+            f"{param.py_name} must be a Struct, a dict or a list, not {type(value).__name__}"
+        )
+    if isinstance(value, Mapping) and not isinstance(value, dict):
+        value = dict(value)
+    return encode(value, what=param.py_name)
+
+
+def _file_part(param: Param, value: Any) -> Part:
+    name = param.api_name
+    if isinstance(value, tuple):
+        if len(value) not in (2, 3) or not isinstance(value[0], str):
+            raise ValidationError(
+                f"{param.py_name} must be (filename, content) or (filename, content, content_type)"
+            )
+        content = value[1]
+        ctype = value[2] if len(value) == 3 else None
+        if ctype is not None and not isinstance(ctype, str):
+            raise ValidationError(f"{param.py_name}: the content type must be a string")
+        if isinstance(content, (bytearray, memoryview)):
+            content = bytes(content)
+        if not isinstance(content, bytes) and not _is_binary_file(content):
+            raise ValidationError(f"{param.py_name}: the content must be bytes or a binary file")
+        return Part(name, content, value[0], ctype or "application/octet-stream")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return Part(name, bytes(value), name, "application/octet-stream")
+    if isinstance(value, os.PathLike):
+        return Part(name, value, os.path.basename(os.fspath(value)), "application/octet-stream")
+    if _is_binary_file(value):
+        filename = os.path.basename(str(getattr(value, "name", "") or name))
+        return Part(name, value, filename, "application/octet-stream")
+    raise ValidationError(
+        f"{param.py_name} must be bytes, a path, a binary file or (filename, content), "
+        f"not {type(value).__name__}"
+    )
+
+
+def _is_binary_file(value: Any) -> bool:
+    if not callable(getattr(value, "read", None)):
+        return False
+    mode = getattr(value, "mode", None)
+    # Text-mode files would be read as str; refuse them rather than guess an encoding.
+    return not (isinstance(mode, str) and "b" not in mode)
+
+
+def _text_part(param: Param, value: Any) -> Part:
+    if isinstance(value, msgspec.Struct):
+        value = to_builtins(value)
+    if isinstance(value, (Mapping, list, tuple)):
+        return Part(param.api_name, encode(value, what=param.py_name).decode())
+    return Part(param.api_name, _scalar(param, value))
+
+
+def _stamp(value: Any, stamp: int) -> tuple[Any, bool]:
+    """Give every state without a ``time`` the call's time; say whether all now carry one."""
+    if isinstance(value, (list, tuple)):
+        stamped = [_stamp(item, stamp) for item in value]
+        return [s for s, _ in stamped], all(ok for _, ok in stamped) and bool(stamped)
+    if isinstance(value, Mapping):
+        if value.get("time") is None:
+            return {**value, "time": stamp}, True
+        return value, True
+    if isinstance(value, msgspec.Struct) and hasattr(value, "time"):
+        current = value.time
+        if current is None or current is msgspec.UNSET:
+            return msgspec.structs.replace(value, time=stamp), True
+        return value, True
+    return value, False
+
+
+def prepare(op: Operation, args: tuple[Any, ...], *, stamp_time: bool = False) -> PreparedRequest:
+    """Validate ``args`` (in ``op.params`` order) and encode them where the API wants them.
+
+    ``stamp_time``: for a timestamped action, give each state without a ``time``
+    the current time first, so that a retry overwrites instead of duplicating.
+    """
+    params = op.params
+    if len(args) != len(params):
+        raise ValidationError(f"{op.full_name} takes {len(params)} arguments, got {len(args)}")
+    plan = _plan_for(op)
+    path_values: dict[int, str] = {}
+    query: list[tuple[str, str]] = []
+    headers: list[tuple[str, str]] = []
+    parts: list[Part] | None = [] if op.multipart else None
+    body: bytes | None = None
+    retry_safe = op.idempotent
+    for i, (param, value) in enumerate(zip(params, args, strict=True)):
+        if value is None or value is msgspec.UNSET:
+            if param.required:
+                raise ValidationError(f"{op.full_name}: {param.py_name} is required")
+            continue
+        location = param.location
+        if location == "path":
+            path_values[i] = quote(_scalar(param, value), safe="")
+        elif location == "query":
+            _query_pairs(param, value, query)
+        elif location == "body":
+            if op.timestamped_body and stamp_time:
+                value, all_timed = _stamp(value, now_ms())
+                retry_safe = retry_safe or all_timed
+            body = _check_body(param, value)
+        elif location == "multipart":
+            if parts is None:
+                parts = []
+            parts.append(
+                _file_part(param, value) if param.kind == "file" else _text_part(param, value)
+            )
+        elif location == "header":
+            headers.append((param.api_name, _scalar(param, value)))
+    path = "".join(s if isinstance(s, str) else path_values[s] for s in plan.segments)
+    query_text = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query)
+    return PreparedRequest(
+        method=op.method,
+        path=path,
+        query=query_text,
+        body=body,
+        parts=tuple(parts) if parts is not None else None,
+        headers=tuple(headers),
+        retry_safe=retry_safe,
+    )
+
+
+async def load_files(parts: tuple[Part, ...]) -> tuple[Part, ...]:
+    """File parts with their content read into memory, in a worker thread.
+
+    Reading once up front means a retry sends the same bytes, the caller's file
+    objects are never closed or moved under them by the HTTP library, and the
+    event loop never blocks on the disk.
+    """
+    if all(isinstance(p.value, (str, bytes)) for p in parts):
+        return parts
+    return await asyncio.to_thread(_read_parts, parts)
+
+
+def _read_parts(parts: tuple[Part, ...]) -> tuple[Part, ...]:
+    loaded: list[Part] = []
+    for part in parts:
+        value = part.value
+        if isinstance(value, os.PathLike):
+            try:
+                with open(value, "rb") as file:
+                    value = file.read()
+            except OSError as exc:
+                raise ValidationError(
+                    f"{part.name}: cannot read {os.fspath(value)!r}: {exc.strerror}"
+                ) from None
+        elif not isinstance(value, (str, bytes)):
+            data = value.read()
+            if not isinstance(data, bytes):
+                raise ValidationError(
+                    f"{part.name}: the file gave {type(data).__name__}, not bytes"
+                )
+            value = data
+        loaded.append(Part(part.name, value, part.filename, part.content_type))
+    return tuple(loaded)
