@@ -1,0 +1,288 @@
+"""One MQTT connection over aiomqtt: the only module that touches aiomqtt or paho.
+
+aiomqtt drives paho's socket from the event loop (readers, writers, the misc
+timer), connects, subscribes and unsubscribes for us. Publishing goes around it
+on purpose: aiomqtt's ``publish`` awaits paho's ``on_publish`` for every
+message, even at QoS 0, which costs an event-loop round trip per message and
+caps a connection near 12,000 messages/s. Here a publish hands the encoded
+message straight to the paho client that aiomqtt wraps (``client._client``),
+and the caller batches: it yields to the loop every few hundred messages, when
+paho's write buffer grows, or (QoS 1) when its window of unacknowledged
+messages is full. That private access lives here and nowhere else, so an
+aiomqtt upgrade touches this one file. aiomqtt and paho exceptions are turned
+into ``losant_async.errors`` here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Any, Literal
+
+import aiomqtt
+import paho.mqtt.client as paho
+from aiomqtt.exceptions import MqttConnectError
+
+from ..errors import AuthenticationRefusedError, ConnectionLostError
+
+__all__ = ["Connection", "default_tls_context"]
+
+log = logging.getLogger("losant_async.mqtt")
+
+MessageHandler = Callable[[str, bytes], None]
+AckHandler = Callable[[int], None]
+
+# paho reports MQTT 3.1.1 CONNACK codes as v5 reason codes: 134 = 4 (bad user name or
+# password), 135 = 5 (not authorised). Only these mean "do not retry".
+_AUTH_REFUSED = {4: 4, 5: 5, 134: 4, 135: 5}
+
+_shared_tls: ssl.SSLContext | None = None
+
+
+async def default_tls_context() -> ssl.SSLContext:
+    """One verifying TLS context for the whole process (system CAs), built off the event loop.
+
+    Sharing it keeps thousands of devices from loading the CA store thousands of times.
+    """
+    global _shared_tls
+    if _shared_tls is None:
+        ctx = await asyncio.to_thread(ssl.create_default_context)
+        if _shared_tls is None:
+            _shared_tls = ctx
+    return _shared_tls
+
+
+def _quiet_logger() -> logging.Logger:
+    # aiomqtt warns once per publish beyond 10 pending calls and paho logs every packet
+    # at debug; neither helps users of this layer, and password-bearing state must not leak.
+    logger = logging.getLogger("losant_async.mqtt.wire")
+    logger.setLevel(logging.WARNING)
+    return logger
+
+
+class Connection:
+    """One CONNECT..DISCONNECT. Not reused: every reconnect builds a fresh one.
+
+    ``on_message(topic, payload)`` and ``on_ack(mid)`` run on the event loop,
+    straight from paho's read path: they must be quick and must not raise.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        client_id: str,
+        username: str,
+        password: str,
+        transport: Literal["tcp", "websockets"],
+        tls_context: ssl.SSLContext | None,
+        keepalive: int,
+        max_inflight: int,
+        connect_timeout: float,
+        websocket_path: str = "/mqtt",
+        on_message: MessageHandler,
+        on_ack: AckHandler,
+    ) -> None:
+        self._client = aiomqtt.Client(
+            host,
+            port,
+            username=username,
+            password=password,
+            identifier=client_id,
+            protocol=aiomqtt.ProtocolVersion.V311,
+            clean_session=True,
+            transport=transport,
+            keepalive=keepalive,
+            timeout=connect_timeout,
+            tls_context=tls_context,
+            websocket_path=websocket_path if transport == "websockets" else None,
+            max_inflight_messages=max_inflight,
+            logger=_quiet_logger(),
+        )
+        self._paho: paho.Client = self._client._client
+        self._paho.max_queued_messages_set(0)
+        self._connect_timeout = connect_timeout
+        self._on_message_cb = on_message
+        self._on_ack_cb = on_ack
+        self._pending_acks: set[int] = set()
+        self._drained: asyncio.Event | None = None
+        self._connack_rc: int | None = None
+        self._closed = False
+        self._aiomqtt_unregister_write: Any = self._paho.on_socket_unregister_write
+        self._aiomqtt_on_connect: Any = self._paho.on_connect
+        self._paho.on_connect = self._on_connect
+        self._paho.on_message = self._on_message
+        self._paho.on_socket_unregister_write = self._on_unregister_write
+        # on_publish stays unset while no QoS 1 message is in flight: paho builds a
+        # ReasonCode and a Properties object per QoS 0 message just to call it.
+        self._paho.on_publish = None
+
+    # -- paho callbacks (event loop thread, except on_connect during connect) ----------------
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None) -> None:
+        self._connack_rc = int(getattr(reason, "value", reason))
+        self._aiomqtt_on_connect(client, userdata, flags, reason, properties)
+
+    def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
+        try:
+            self._on_message_cb(message.topic, bytes(message.payload))
+        except Exception:  # a bug in a handler must not break paho's read loop
+            log.exception("handling an incoming message failed")
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        pending = self._pending_acks
+        if mid in pending:
+            pending.discard(mid)
+            self._on_ack_cb(mid)
+        if not pending:
+            self._paho.on_publish = None
+
+    def _on_unregister_write(self, client: Any, userdata: Any, sock: Any) -> None:
+        self._aiomqtt_unregister_write(client, userdata, sock)
+        if self._drained is not None:
+            self._drained.set()
+
+    # -- life ---------------------------------------------------------------------------
+    async def connect(self) -> None:
+        """CONNECT and wait for CONNACK; ``AuthenticationRefusedError`` or ``ConnectionLostError``."""
+        task = asyncio.ensure_future(self._client.__aenter__())
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # paho connects in an executor thread that cannot be interrupted: let the
+            # attempt finish (bounded by the connect timeout) so no socket is left open.
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(task, self._connect_timeout + 1)
+            self._kill()
+            raise
+        except MqttConnectError as exc:
+            self._kill()
+            rc = self._connack_rc if self._connack_rc is not None else _rc_value(exc.rc)
+            if rc in _AUTH_REFUSED:
+                raise AuthenticationRefusedError(
+                    f"the broker refused the credentials (CONNACK return code {_AUTH_REFUSED[rc]})",
+                    return_code=_AUTH_REFUSED[rc],
+                ) from None
+            raise ConnectionLostError(f"the broker refused the connection: {exc}") from None
+        except aiomqtt.MqttError as exc:
+            self._kill()
+            raise ConnectionLostError(f"could not connect: {exc}") from None
+        except OSError as exc:
+            self._kill()
+            raise ConnectionLostError(f"could not connect: {exc}") from None
+
+    @property
+    def lost(self) -> asyncio.Future[None]:
+        """Resolves (maybe with an exception) when the connection ends."""
+        return self._client._disconnected
+
+    @property
+    def is_lost(self) -> bool:
+        return self._closed or self._client._disconnected.done()
+
+    def lost_reason(self) -> str:
+        """Why the connection ended, in words, for events and logs."""
+        fut = self._client._disconnected
+        if not fut.done():
+            return "connected"
+        if fut.cancelled():
+            return "cancelled"
+        exc = fut.exception()
+        return "closed by us" if exc is None else str(exc) or type(exc).__name__
+
+    async def close(self) -> None:
+        """DISCONNECT politely (bounded), then make sure the socket is gone. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if not self._client._disconnected.done():
+                self._paho.disconnect()
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(asyncio.shield(self._client._disconnected), 2.0)
+        finally:
+            self._kill()
+
+    def _kill(self) -> None:
+        self._closed = True
+        # Closing paho's socket runs aiomqtt's on_socket_close, which removes the reader
+        # and cancels aiomqtt's misc task.
+        with contextlib.suppress(Exception):
+            self._paho._reset_sockets()
+        fut = self._client._disconnected
+        if not fut.done():
+            fut.set_result(None)
+        elif not fut.cancelled():
+            fut.exception()  # retrieved: a lost connection is reported, not an unhandled error
+        with contextlib.suppress(Exception):
+            if self._client._lock.locked():
+                self._client._lock.release()
+        if self._drained is not None:
+            self._drained.set()
+
+    # -- traffic ------------------------------------------------------------------------
+    def publish(self, topic: str, payload: bytes, qos: int) -> int:
+        """Hand one message to paho's write buffer; its mid. Never waits."""
+        if self._closed:
+            raise ConnectionLostError("the connection is closed")
+        if qos:
+            if self._paho.on_publish is None:
+                self._paho.on_publish = self._on_publish
+            info = self._paho.publish(topic, payload, qos)
+            if info.rc == paho.MQTT_ERR_SUCCESS:
+                self._pending_acks.add(info.mid)
+        else:
+            info = self._paho.publish(topic, payload, 0)
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise ConnectionLostError(f"could not publish: {paho.error_string(info.rc)}")
+        return info.mid
+
+    @property
+    def buffered(self) -> int:
+        """Packets waiting in paho's write buffer."""
+        return len(self._paho._out_packet)
+
+    async def drained(self) -> None:
+        """Return when paho's write buffer is empty (or the connection ended)."""
+        while self._paho._out_packet and not self.is_lost:
+            if self._drained is None:
+                self._drained = asyncio.Event()
+            self._drained.clear()
+            waiter = asyncio.ensure_future(self._drained.wait())
+            try:
+                await asyncio.wait((waiter, self._client._disconnected), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+
+    async def subscribe(self, filters: list[str], qos: int = 1, timeout: float | None = None) -> list[int]:
+        """SUBSCRIBE and wait for SUBACK; granted QoS per filter (128 = refused)."""
+        if not filters:
+            return []
+        if self.is_lost:
+            raise ConnectionLostError("the connection is closed")
+        try:
+            codes = await self._client.subscribe([(f, qos) for f in filters], timeout=timeout)
+        except aiomqtt.MqttError as exc:
+            raise ConnectionLostError(f"subscribe failed: {exc}") from None
+        return [128 if (v := _rc_value(c)) is None else v for c in codes]
+
+    async def unsubscribe(self, filters: list[str], timeout: float | None = None) -> None:
+        """UNSUBSCRIBE and wait for UNSUBACK."""
+        if not filters or self.is_lost:
+            return
+        try:
+            await self._client.unsubscribe(filters, timeout=timeout)
+        except aiomqtt.MqttError as exc:
+            raise ConnectionLostError(f"unsubscribe failed: {exc}") from None
+
+
+def _rc_value(rc: Any) -> int | None:
+    value: Any = getattr(rc, "value", rc)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+

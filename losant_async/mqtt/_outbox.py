@@ -1,0 +1,278 @@
+"""Bounded outboxes that hold messages until the broker has them: in memory or on SQLite.
+
+An outbox is a queue with a cursor. ``take`` hands out the next message not yet
+sent; ``ack`` removes one for good (QoS 0: once written, QoS 1: once PUBACKed);
+``rewind`` after a lost connection makes every unacknowledged message unsent
+again, so it is re-sent in its original order. Nothing here does network I/O;
+the SQLite outbox runs its file I/O in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from os import PathLike
+from typing import Literal
+
+from ..errors import DeviceClosedError, OutboxFullError, ValidationError
+
+__all__ = ["MemoryOutbox", "Outbox", "OutboxItem", "OutboxPolicy", "SQLiteOutbox"]
+
+OutboxPolicy = Literal["wait", "drop_oldest"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One message waiting for the broker: ``seq`` orders it among its outbox's messages."""
+
+    seq: int
+    topic: str
+    payload: bytes
+    qos: int
+
+
+class Outbox:
+    """The common part: a bounded, ordered index of messages with a send cursor.
+
+    ``policy`` says what a full outbox does to a new message: ``"wait"`` makes the
+    sender wait for room (``put(..., wait=False)`` raises ``OutboxFullError``
+    instead), ``"drop_oldest"`` discards the oldest message and counts it.
+    """
+
+    def __init__(self, capacity: int = 10_000, policy: OutboxPolicy = "wait") -> None:
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1:
+            raise ValidationError(f"outbox capacity must be a positive int, not {capacity!r}")
+        if policy not in ("wait", "drop_oldest"):
+            raise ValidationError(f"outbox policy must be 'wait' or 'drop_oldest', not {policy!r}")
+        self.capacity = capacity
+        self.policy: OutboxPolicy = policy
+        self._items: dict[int, OutboxItem] = {}
+        self._head = 0
+        self._next = 0
+        self._cursor = 0
+        self._closed = False
+        # Events are created lazily: most devices never wait on a full or empty outbox.
+        self._space: asyncio.Event | None = None
+        self._empty: asyncio.Event | None = None
+        #: Messages discarded by the drop_oldest policy.
+        self.dropped = 0
+        #: Seconds senders spent waiting for room.
+        self.waited = 0.0
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        """Messages held: not yet sent, or sent and not yet acknowledged."""
+        return len(self._items)
+
+    @property
+    def has_unsent(self) -> bool:
+        """True when ``take`` may return a message."""
+        return self._cursor < self._next
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    # -- producer side --------------------------------------------------------------------
+    async def put(self, topic: str, payload: bytes, qos: int, *, wait: bool = True) -> None:
+        """Add a message at the end, applying the policy when full."""
+        if self._closed:
+            raise DeviceClosedError("the outbox is closed")
+        if len(self._items) >= self.capacity:
+            if self.policy == "drop_oldest":
+                self._drop_oldest()
+            elif not wait:
+                raise OutboxFullError(f"the outbox holds {self.capacity} messages (its capacity)")
+            else:
+                await self._wait_for_room()
+        item = OutboxItem(self._next, topic, payload, qos)
+        await self._persist_put(item)
+        self._items[item.seq] = item
+        self._next = item.seq + 1
+        if self._empty is not None:
+            self._empty.clear()
+
+    async def _wait_for_room(self) -> None:
+        started = time.monotonic()
+        try:
+            while len(self._items) >= self.capacity:
+                if self._closed:
+                    raise DeviceClosedError("the outbox was closed while waiting for room")
+                if self._space is None:
+                    self._space = asyncio.Event()
+                self._space.clear()
+                await self._space.wait()
+        finally:
+            self.waited += time.monotonic() - started
+
+    def _drop_oldest(self) -> None:
+        while self._head < self._next:
+            seq = self._head
+            self._head += 1
+            if self._items.pop(seq, None) is not None:
+                self.dropped += 1
+                self._forget(seq)
+                return
+
+    # -- consumer side --------------------------------------------------------------------
+    def take(self) -> OutboxItem | None:
+        """The next message not yet handed out, or None."""
+        items = self._items
+        while self._cursor < self._next:
+            item = items.get(self._cursor)
+            self._cursor += 1
+            if item is not None:
+                return item
+        return None
+
+    def ack(self, seq: int) -> None:
+        """The broker has message ``seq``: remove it for good."""
+        if self._items.pop(seq, None) is None:
+            return  # already dropped or acknowledged (a duplicate PUBACK)
+        self._forget(seq)
+        if self._space is not None:
+            self._space.set()
+        if not self._items and self._empty is not None:
+            self._empty.set()
+
+    def rewind(self) -> None:
+        """Make every unacknowledged message unsent again (after a lost connection)."""
+        while self._head < self._next and self._head not in self._items:
+            self._head += 1
+        self._cursor = self._head
+
+    async def wait_empty(self) -> None:
+        """Return when every message was acknowledged."""
+        while self._items:
+            if self._closed:
+                raise DeviceClosedError("the outbox was closed before it emptied")
+            if self._empty is None:
+                self._empty = asyncio.Event()
+            self._empty.clear()
+            await self._empty.wait()
+
+    # -- life -----------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Prepare for use (load what a persistent outbox kept)."""
+        self._closed = False
+
+    async def sync(self) -> None:
+        """Make acknowledgements durable (a no-op in memory)."""
+
+    async def aclose(self) -> None:
+        """Stop accepting messages and wake every waiter."""
+        self._closed = True
+        for event in (self._space, self._empty):
+            if event is not None:
+                event.set()
+
+    # -- persistence hooks ------------------------------------------------------------------
+    async def _persist_put(self, item: OutboxItem) -> None:
+        """Store ``item`` durably before it becomes visible."""
+
+    def _forget(self, seq: int) -> None:
+        """Note that ``seq`` left the outbox (persisted on the next ``sync``)."""
+
+    def _load(self, items: list[OutboxItem]) -> None:
+        self._items = {item.seq: item for item in items}
+        first = items[0].seq if items else 0
+        self._head = self._cursor = first
+        self._next = items[-1].seq + 1 if items else 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(depth={self.depth}, capacity={self.capacity}, policy={self.policy!r})"
+
+
+class MemoryOutbox(Outbox):
+    """An outbox in memory: fast, lost when the process ends."""
+
+
+class SQLiteOutbox(Outbox):
+    """An outbox in a SQLite file: what it holds survives a restart of the process.
+
+    The file is opened when the device starts. sqlite3 calls run in worker threads
+    (never on the event loop), one at a time. Acknowledgements are made durable in
+    batches, so after a crash a few acknowledged messages may be sent again; with
+    their original timestamps Losant treats the repeat as the same state. Use one
+    file per device.
+    """
+
+    def __init__(self, path: str | PathLike[str], capacity: int = 100_000, policy: OutboxPolicy = "wait") -> None:
+        super().__init__(capacity, policy)
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        self._db_lock = threading.Lock()
+        self._put_lock: asyncio.Lock | None = None
+        self._forgotten: list[int] = []
+
+    def _open_db(self) -> list[tuple[int, str, bytes, int]]:
+        with self._db_lock:
+            db = sqlite3.connect(self.path, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS outbox "
+                "(seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL)"
+            )
+            db.commit()
+            rows = db.execute("SELECT seq, topic, payload, qos FROM outbox ORDER BY seq").fetchall()
+            self._db = db
+            return rows
+
+    def _insert(self, item: OutboxItem) -> None:
+        with self._db_lock:
+            if self._db is None:
+                raise DeviceClosedError("the SQLite outbox is closed")
+            self._db.execute(
+                "INSERT INTO outbox (seq, topic, payload, qos) VALUES (?, ?, ?, ?)",
+                (item.seq, item.topic, item.payload, item.qos),
+            )
+            self._db.commit()
+
+    def _delete(self, seqs: list[int]) -> None:
+        with self._db_lock:
+            if self._db is None:
+                raise DeviceClosedError("the SQLite outbox is closed")
+            self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+            self._db.commit()
+
+    def _close_db(self, db: sqlite3.Connection) -> None:
+        with self._db_lock:
+            db.close()
+
+    async def open(self) -> None:
+        await super().open()
+        if self._db is None:
+            rows = await asyncio.to_thread(self._open_db)
+            self._load([OutboxItem(int(s), str(t), bytes(p), int(q)) for s, t, p, q in rows])
+
+    async def put(self, topic: str, payload: bytes, qos: int, *, wait: bool = True) -> None:
+        if self._db is None:
+            raise DeviceClosedError("the SQLite outbox is not open (start the device first)")
+        # Whole puts run one at a time so sequence numbers become visible in call order.
+        if self._put_lock is None:
+            self._put_lock = asyncio.Lock()
+        async with self._put_lock:
+            await super().put(topic, payload, qos, wait=wait)
+
+    async def _persist_put(self, item: OutboxItem) -> None:
+        await asyncio.to_thread(self._insert, item)
+
+    def _forget(self, seq: int) -> None:
+        self._forgotten.append(seq)
+
+    async def sync(self) -> None:
+        if self._forgotten and self._db is not None:
+            batch, self._forgotten = self._forgotten, []
+            await asyncio.to_thread(self._delete, batch)
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        try:
+            await self.sync()
+        finally:
+            db, self._db = self._db, None
+            if db is not None:
+                await asyncio.to_thread(self._close_db, db)

@@ -1,0 +1,90 @@
+"""``Fleet``: start and stop many devices in one process, within Losant's connection budget."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Iterable, Iterator
+from types import TracebackType
+
+from ..errors import ValidationError
+from ._connection import default_tls_context
+from ._throttle import ThrottleConfig
+from .device import LOSANT_BROKER, Device
+
+__all__ = ["Fleet"]
+
+
+class Fleet:
+    """``async with Fleet(devices, connect_concurrency=50) as fleet: ...``.
+
+    Entering starts every device with at most ``connect_concurrency`` connects
+    in flight, all TLS devices sharing one ``SSLContext`` (unless they brought
+    their own), and new connections (first ones and reconnects) kept within
+    ``connections_per_application`` per window of the throttle config (on by
+    default against broker.losant.com). Leaving closes them all. If a device
+    fails to start, the ones started are closed and the error is raised.
+    """
+
+    def __init__(
+        self,
+        devices: Iterable[Device],
+        *,
+        connect_concurrency: int = 50,
+        tls_context: ssl.SSLContext | None = None,
+        throttle: ThrottleConfig | bool | None = None,
+    ) -> None:
+        self.devices: list[Device] = list(devices)
+        if not isinstance(connect_concurrency, int) or connect_concurrency < 1:
+            raise ValidationError("connect_concurrency must be a positive int")
+        self.connect_concurrency = connect_concurrency
+        self._tls_context = tls_context
+        if throttle is None:
+            throttle = any(d.host == LOSANT_BROKER for d in self.devices)
+        config = throttle if isinstance(throttle, ThrottleConfig) else ThrottleConfig() if throttle else None
+        self._bucket = config.bucket(config.connections_per_application, time.monotonic) if config else None
+        self._started: list[Device] = []
+
+    def __iter__(self) -> Iterator[Device]:
+        return iter(self.devices)
+
+    def __len__(self) -> int:
+        return len(self.devices)
+
+    @property
+    def connected(self) -> int:
+        """How many devices are connected now."""
+        return sum(1 for d in self.devices if d.connected)
+
+    async def __aenter__(self) -> Fleet:
+        if any(d.transport in ("tls", "wss") and d._tls_context is None for d in self.devices):
+            shared = self._tls_context or await default_tls_context()
+            for device in self.devices:
+                if device.transport in ("tls", "wss") and device._tls_context is None:
+                    device._tls_context = shared
+        for device in self.devices:
+            device._connect_bucket = self._bucket
+        gate = asyncio.Semaphore(self.connect_concurrency)
+
+        async def start(device: Device) -> None:
+            async with gate:
+                await device.start()
+                self._started.append(device)
+
+        results = await asyncio.gather(*(start(d) for d in self.devices), return_exceptions=True)
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            await self.aclose()
+            raise errors[0]
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose(flush=exc_type is None)
+
+    async def aclose(self, *, flush: bool = True) -> None:
+        """Close every started device (concurrently)."""
+        started, self._started = self._started, []
+        await asyncio.shield(asyncio.gather(*(d.aclose(flush=flush) for d in started), return_exceptions=True))
