@@ -1,0 +1,121 @@
+"""``python -m benchmarks [case ...] [--runs N] [--quick] [--profile]``: run cases, print the table, write JSON and PNG."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import shutil
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from benchmarks._cases_local import case_decode, case_emulator
+from benchmarks._cases_mqtt import case_commands, case_fleet, case_publish
+from benchmarks._cases_rest import case_fanout, case_rest_state
+from benchmarks._chart import write_chart
+from benchmarks._context import Context
+from benchmarks._harness import CaseResult, format_table, results_document
+from benchmarks._infra import (
+    BENCH_DIR,
+    OfficialEnv,
+    http_server,
+    machine_info,
+    official_env,
+    start_broker,
+)
+
+CaseFn = Callable[[Context], Awaitable[list[CaseResult]]]
+
+# name -> (function, needs): needs is a subset of {"broker", "http", "official"}
+CASES: dict[str, tuple[CaseFn, set[str]]] = {
+    "publish": (case_publish, {"broker", "official"}),
+    "fleet": (case_fleet, {"broker"}),
+    "commands": (case_commands, {"broker", "official"}),
+    "rest": (case_rest_state, {"http", "official"}),
+    "fanout": (case_fanout, {"http", "official"}),
+    "decode": (case_decode, set()),
+    "emulator": (case_emulator, set()),
+}
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    ap.add_argument("cases", nargs="*", metavar="case", help=f"any of: {', '.join(CASES)} (default: all)")
+    ap.add_argument("--runs", type=int, default=None, help="runs per contender (default 3)")
+    ap.add_argument("--quick", action="store_true", help="smaller sizes, shorter runs")
+    ap.add_argument("--profile", action="store_true", help="cProfile our side in the last run; saved in results/")
+    ap.add_argument("--no-official", action="store_true", help="skip the official clients (no venv)")
+    ap.add_argument("--results", type=Path, default=BENCH_DIR / "results", help="where latest.json/png go")
+    a = ap.parse_args(argv)
+    unknown = [c for c in a.cases if c not in CASES]
+    if unknown:
+        ap.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    if a.runs is not None and a.runs < 1:
+        ap.error("--runs must be at least 1")
+    return a
+
+
+async def run(a: argparse.Namespace) -> int:
+    names = a.cases or list(CASES)
+    needs = set().union(*(CASES[n][1] for n in names))
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    started = time.monotonic()
+    if "official" in needs and not a.no_official:
+        official = await asyncio.to_thread(official_env, log)
+    else:
+        official = OfficialEnv(None, {}, "official clients not requested (--no-official)")
+    if official.skipped:
+        log(f"skipped: official baselines: {official.skipped}")
+    wrk = shutil.which("wrk")
+    mosquitto_pub = shutil.which("mosquitto_pub")
+    ctx = Context(runs=a.runs or 3, quick=a.quick, profile=a.profile, official=official, wrk=wrk,
+                  mosquitto_pub=mosquitto_pub, results_dir=a.results, log=log)
+    if "http" in needs and not wrk:
+        log("skipped: wrk limit (wrk not installed; apt-get install wrk)")
+    results: list[CaseResult] = []
+    broker_kind = "none (no MQTT case run)"
+    async with contextlib.AsyncExitStack() as stack:
+        if "broker" in needs:
+            broker = await stack.enter_async_context(start_broker())
+            ctx.broker = broker
+            broker_kind = broker.kind
+            log(f"broker: {broker.kind} on 127.0.0.1:{broker.port}")
+        if "http" in needs:
+            ctx.http_url = await stack.enter_async_context(http_server())
+            log(f"HTTP server: aiohttp.web fixed replies at {ctx.http_url} (own process)")
+        for name in names:
+            fn, _ = CASES[name]
+            log(f"case {name}...")
+            t0 = time.monotonic()
+            results.extend(await fn(ctx))
+            log(f"case {name} took {time.monotonic() - t0:.0f}s")
+    elapsed = time.monotonic() - started
+    machine = machine_info(broker=broker_kind, official=official, wrk=wrk)
+    table = format_table(results)
+    header = (f"losant_async benchmarks: {machine['cores']} cores, {machine['cpu']}, Python {machine['python']}, "
+              f"broker {broker_kind}; {'quick' if a.quick else 'full'} run, {ctx.runs} runs each, {elapsed:.0f}s")
+    print(header)
+    print()
+    print(table)
+    a.results.mkdir(parents=True, exist_ok=True)
+    doc = results_document(results, machine=machine, run={
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": "python -m benchmarks " + " ".join(sys.argv[1:]),
+        "quick": a.quick, "runs": ctx.runs, "seconds": round(elapsed, 1), "cases": names,
+    })
+    (a.results / "latest.json").write_text(json.dumps(doc, indent=2))
+    why = write_chart(results, a.results / "latest.png", header)
+    print(f"wrote {a.results / 'latest.json'}" + (f"; chart skipped: {why}" if why else f" and {a.results / 'latest.png'}"))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return asyncio.run(run(parse(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Cases that need no outside server: 6 decode, 7 emulator end to end (LocalLosant in its own process)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from benchmarks._context import Context, record
+from benchmarks._harness import CaseResult, Contender, Target
+from benchmarks._infra import WorkerFailed, run_worker
+from benchmarks._payloads import device_page, time_series
+
+__all__ = ["case_decode", "case_emulator", "decoders", "ops_per_second"]
+
+
+def ops_per_second(fn: Callable[[], Any], seconds: float) -> float:
+    """Calls per second of ``fn`` over about ``seconds`` (after one warm-up call)."""
+    fn()
+    n = 0
+    batch = 1
+    t0 = time.perf_counter()
+    while True:
+        for _ in range(batch):
+            fn()
+        n += batch
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds:
+            return n / elapsed
+        batch = min(batch * 2, 64)
+
+
+def decoders(data: bytes, model: str) -> list[tuple[str, str, Callable[[], Any] | None, str | None]]:
+    """(name, role, call, skipped) for: ours typed, msgspec untyped, json.loads."""
+    typed: Callable[[], Any] | None = None
+    skipped = None
+    try:
+        from losant_async import _json
+        from losant_async.rest._generated import models
+
+        tp = getattr(models, model)
+        typed_decode = _json.decode
+        typed_decode(data, tp)  # a decode failure must show here, not inside the timing loop
+        typed = lambda: typed_decode(data, tp)  # noqa: E731
+    except (ImportError, AttributeError) as exc:
+        skipped = f"generated model {model} not available: {exc}"
+    except Exception as exc:
+        skipped = f"FAILED: typed decode into {model} raised {type(exc).__name__}: {str(exc)[:200]}"
+    untyped = msgspec.json.Decoder().decode
+    return [
+        (f"losant_async typed ({model} Struct)", "ours", typed, skipped),
+        ("msgspec untyped", "baseline", lambda: untyped(data), None),
+        ("json.loads", "baseline", lambda: json.loads(data), None),
+    ]
+
+
+async def case_decode(ctx: Context) -> list[CaseResult]:
+    """Case 6: a 100-device page and a 1,000-point time series: typed vs untyped vs json.loads."""
+    seconds = ctx.pick(0.25, 0.5)
+    runs = max(ctx.runs, 5)  # cheap: more runs, steadier medians
+    out: list[CaseResult] = []
+    for case, title, data, model in (
+        ("6-decode-devices", "Decode a 100-device page", device_page(100), "Devices"),
+        ("6-decode-timeseries", "Decode a 1,000-point time-series reply", time_series(1000), "TimeSeriesData"),
+    ):
+        result = CaseResult(case=case, title=title, params={"bytes": len(data), "model": model})
+        entries = decoders(data, model)
+        result.contenders = [Contender(name, role, "decodes/s", skipped=skip) for name, role, _, skip in entries]  # type: ignore[arg-type]
+        for run in range(runs):
+            for c, (_, _, fn, _) in zip(result.contenders, entries, strict=True):
+                if c.skipped or fn is None:
+                    continue
+                rate = ops_per_second(fn, seconds)
+                record(c, run, {}, rate, mb_per_s=rate * len(data) / 1e6)
+            await asyncio.sleep(0)
+        if ctx.profile and not result.contenders[0].skipped and entries[0][2] is not None:
+            from benchmarks.workers._common import profiled
+
+            path = ctx.profile_path(case)
+            fn = entries[0][2]
+            with profiled(path):
+                for _ in range(200):
+                    fn()
+            result.profile = path
+        ctx.log(f"  [{case}] " + ", ".join(
+            f"{c.name}: {c.summary.median:,.0f}/s" for c in result.contenders if c.summary))
+        if model == "Devices":
+            result.targets = [Target("typed decode of the 100-device page >= 2x json.loads",
+                                     result.contenders[0].name, "json.loads", 2.0)]
+        out.append(result)
+    return out
+
+
+async def case_emulator(ctx: Context) -> list[CaseResult]:
+    """Case 7: states per second stored by LocalLosant from a simulated fleet of our Devices."""
+    n = 100
+    per_device = ctx.pick(50, 200)
+    result = CaseResult(
+        case="7-emulator",
+        title=f"Emulator end to end: {n} Devices -> LocalLosant (amqtt + rules + store), states stored/s",
+        params={"devices": n, "states": n * per_device},
+    )
+    ours = Contender("LocalLosant <- losant_async Fleet", "ours", "states/s")
+    result.contenders = [ours]
+    for run in range(ctx.runs):
+        doc = await _emulator_run(ctx, n, per_device)
+        rate = None
+        if doc.get("t_first") is not None and doc.get("stored", 0) > 1:
+            window = doc["t_last"] - doc["t_first"]
+            rate = (doc["stored"] - 1) / window if window > 0 else None
+        if "stored" in doc and doc["stored"] < n * per_device:
+            ours.notes.append(f"run {run + 1}: {doc['stored']} of {n * per_device} stored")
+        record(ours, run, doc, rate, stored_pct=doc.get("stored", 0) / (n * per_device) * 100)
+        ctx.log(f"  [{result.case} run {run + 1}] "
+                + (f"{rate:,.0f} states/s stored" if rate else str(doc.get("error") or doc.get("skipped"))))
+    result.notes.append("the embedded amqtt broker is the emulator's transport; it is not a throughput target")
+    return [result]
+
+
+async def _emulator_run(ctx: Context, n: int, per_device: int) -> dict[str, Any]:
+    async with run_worker(["-m", "benchmarks.workers.emulator", "--devices", str(n),
+                           "--expect", str(n * per_device)], name="emulator",
+                          stdin=asyncio.subprocess.PIPE) as emu:
+        try:
+            info = json.loads(await emu.ready(60) or "{}")
+        except WorkerFailed as exc:
+            return {"error": str(exc)}
+        if "port" not in info:
+            assert emu.proc.stdin is not None
+            emu.proc.stdin.close()
+            return await emu.result(30)
+        env = {"BENCH_MQTT_KEY": info["key"], "BENCH_MQTT_SECRET": info["secret"]}
+        argv = ["-m", "benchmarks.workers.fleet", "--impl", "ours", "--port", str(info["port"]),
+                "--ids", ",".join(info["ids"]), "--burst", str(per_device)]
+        async with run_worker(argv, name="fleet", env=env) as fleet:
+            try:
+                await fleet.ready(120)
+                fleet_doc = await fleet.result(60 + n * per_device / 500)
+            except WorkerFailed as exc:
+                fleet_doc = {"error": str(exc)}
+        assert emu.proc.stdin is not None
+        emu.proc.stdin.write(b"done\n")
+        await emu.proc.stdin.drain()
+        emu.proc.stdin.close()
+        try:
+            doc = await emu.result(60)
+        except WorkerFailed as exc:
+            return {"error": str(exc)}
+    if "error" in fleet_doc or "skipped" in fleet_doc:
+        return fleet_doc
+    doc["sent"] = fleet_doc.get("sent")
+    return doc
+

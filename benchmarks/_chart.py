@@ -1,0 +1,52 @@
+"""The PNG chart: ours over each other contender, per case (matplotlib, from the ``bench`` extra)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks._harness import CaseResult
+
+__all__ = ["chart_rows", "write_chart"]
+
+
+def chart_rows(results: Sequence[CaseResult]) -> list[tuple[str, float]]:
+    """(label, ratio) for every measured ours/other pair, in case order."""
+    rows: list[tuple[str, float]] = []
+    for r in results:
+        for x in r.ratios():
+            if x.value is not None:
+                rows.append((f"{r.case}: {x.ours} / {x.other}", x.value))
+    return rows
+
+
+def write_chart(results: Sequence[CaseResult], path: Path, subtitle: str) -> str | None:
+    """Write the chart; returns why it was not written (matplotlib missing, nothing to plot), else None."""
+    rows = chart_rows(results)
+    if not rows:
+        return "no ratios to plot"
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib not installed (pip install -e '.[bench]')"
+    labels = [label for label, _ in rows][::-1]
+    values = [v for _, v in rows][::-1]
+    fig, ax = plt.subplots(figsize=(11, 0.32 * len(rows) + 1.6))
+    colors = ["#2a9d5c" if v >= 1 else "#d1495b" for v in values]
+    ax.barh(range(len(values)), values, color=colors)
+    ax.set_yticks(range(len(values)))
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    for i, v in enumerate(values):
+        ax.text(v, i, f" {v:.2f}x", va="center", fontsize=7)
+    ax.set_xlabel("ours / other (median of paired runs; > 1 means ours is ahead)")
+    ax.set_title(f"losant_async benchmarks\n{subtitle}", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None

@@ -1,0 +1,87 @@
+"""Case 7 server side: LocalLosant in its own process with N provisioned devices.
+
+Prints ``READY <json>`` (MQTT port, device ids, an access key for them: local,
+throw-away credentials that only exist in this process), counts every state
+the emulator stores, and on a line on stdin (or EOF) prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from typing import Any
+
+from benchmarks.workers._common import emit, raise_fd_limit
+
+
+class Seen:
+    def __init__(self, expect: int) -> None:
+        self.count = 0
+        self.first: float | None = None
+        self.last: float | None = None
+        self.expect = expect
+        self.all_in = asyncio.Event()
+
+    def __call__(self, _record: Any) -> None:
+        now = time.monotonic()
+        if self.first is None:
+            self.first = now
+        self.last = now
+        self.count += 1
+        if self.count >= self.expect:
+            self.all_in.set()
+
+
+async def main(n: int, expect: int) -> dict[str, Any]:
+    from losant_async.testing import LocalLosant
+
+    seen = Seen(expect)
+    on_state = seen
+
+    async with LocalLosant(ws_port=None) as losant:
+        app = losant.create_application("bench")
+        ids = [app.create_device(f"sim-{i}", attributes={"temperature": "number", "humidity": "number",
+                                                          "status": "string", "battery": "number",
+                                                          "seq": "number"}).id for i in range(n)]
+        key = app.create_access_key()
+        unlisten = losant.store.on_state(on_state)
+        sys.stdout.write("READY " + json.dumps({"port": losant.mqtt_port, "ids": ids, "key": key.key,
+                                                "secret": key.secret}) + "\n")
+        sys.stdout.flush()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.readline)  # the harness says when the fleet is done
+        # States still in flight after the fleet's flush: wait for them, a bounded time.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(seen.all_in.wait(), 10)
+        unlisten()
+        counters = losant.counters
+        return {
+            "stored": seen.count,
+            "t_first": seen.first,
+            "t_last": seen.last,
+            "too_old": counters.states_too_old,
+            "invalid": counters.states_invalid,
+            "refused": counters.mqtt_connects_refused,
+            "denied": counters.mqtt_publishes_denied,
+        }
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--devices", type=int, default=100)
+    ap.add_argument("--expect", type=int, default=0)
+    a = ap.parse_args()
+    raise_fd_limit(a.devices * 2 + 200)
+    try:
+        doc = asyncio.run(main(a.devices, a.expect))
+    except ImportError as exc:
+        print("READY {}", flush=True)
+        doc = {"skipped": f"not available: {exc}"}
+    except Exception as exc:
+        print("READY {}", flush=True)
+        doc = {"error": f"{type(exc).__name__}: {exc}"}
+    emit(doc)
