@@ -29,7 +29,13 @@ import anyio
 
 from ._time import now_ms
 from ._version import __version__
-from .errors import LosantError, ValidationError
+from .errors import (
+    AuthenticationRefusedError,
+    ForbiddenError,
+    LosantError,
+    UnauthorizedError,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
     from .rest import LosantClient
@@ -468,6 +474,10 @@ def build_report(
 
 StateSender = Callable[[str, dict[str, float], int], Awaitable[None]]
 
+# Failures that every further attempt would repeat: they end the run instead of being counted
+# a thousand times.
+_FATAL = (AuthenticationRefusedError, UnauthorizedError, ForbiddenError)
+
 
 class Simulation:
     """One run of a simulated fleet against a :class:`Target`.
@@ -585,26 +595,28 @@ class Simulation:
         if tgt.mqtt_port is not None:
             options["port"] = tgt.mqtt_port
         connections: list[Any]
+        senders: dict[str, Any] = {}
         if cfg.gateway:
-            connections = [Gateway(g.gateway_id, tgt.key, tgt.secret, **options) for g in tgt.gateways]
+            connections = []
+            for group in tgt.gateways:
+                gw = Gateway(group.gateway_id, tgt.key, tgt.secret, **options)
+                # Registered before connecting: the gateway subscribes their command topics
+                # with its own, and is ready only after every SUBACK.
+                for pid in group.peripheral_ids:
+                    senders[pid] = gw.peripheral(pid)
+                connections.append(gw)
         else:
             connections = [Device(d, tgt.key, tgt.secret, **options) for d in tgt.device_ids]
+            senders = dict(zip(tgt.device_ids, connections, strict=True))
+        for sender in senders.values():
+            sender.on_command(self._on_command)
 
         self._phase = "connecting"
         started = self._clock()
-        async with Fleet(connections, connect_concurrency=cfg.connect_concurrency):
+        fleet = Fleet(connections, connect_concurrency=cfg.connect_concurrency, throttle=cfg.throttle)
+        self._devices = connections
+        async with fleet:
             connect_seconds = self._clock() - started
-            self._devices = connections
-            self.stats.devices_connected = len(connections)
-            senders: dict[str, Any] = {}
-            if cfg.gateway:
-                for gw, group in zip(connections, tgt.gateways, strict=True):
-                    for pid in group.peripheral_ids:
-                        senders[pid] = gw.peripheral(pid)
-            else:
-                senders = dict(zip(tgt.device_ids, connections, strict=True))
-            for sender in senders.values():
-                sender.on_command(self._on_command)
 
             async def send(device_id: str, data: dict[str, float], ms: int) -> None:
                 await senders[device_id].send_state(data, time=ms)
@@ -690,6 +702,8 @@ class Simulation:
             last_ms = ms
             try:
                 await send(device_id, model.next(), ms)
+            except _FATAL:
+                raise
             except LosantError as exc:
                 stats.record_error(exc)
                 continue
@@ -717,6 +731,8 @@ class Simulation:
                             "deviceIds": chosen,
                         },
                     )
+                except _FATAL:
+                    raise
                 except LosantError as exc:
                     self.stats.record_error(exc)
                     continue
@@ -754,13 +770,14 @@ class Simulation:
     def _refresh_device_stats(self) -> None:
         if not self._devices:
             return
-        reconnects = 0
-        acked = 0
+        reconnects = acked = connected = 0
         for conn in self._devices:
             st = conn.stats
             reconnects += st.reconnects
             acked += st.acked
+            connected += conn.connected
         self.stats.reconnects = reconnects
+        self.stats.devices_connected = connected
         if self.stats.states_acked is not None:
             self.stats.states_acked = acked
 

@@ -64,10 +64,11 @@ async def run_emulator(ns: argparse.Namespace, out: TextIO) -> int:
             f"  API token:     {demo.token}",
             "  devices:",
             *(f"    {name:<14} {dev_id}  {cls}" for name, dev_id, cls in demo.devices),
-            "Try it:",
-            f"  losant-async simulate --url {losant.rest_url} --broker {mqtt_url} "
-            f"--application {demo.application_id} --key {demo.key} --secret <secret> "
-            "--token <token> --no-throttle --devices 10",
+            "Simulate a fleet against it (in another terminal):",
+            f"  export LOSANT_URL={losant.rest_url} LOSANT_BROKER={mqtt_url}",
+            f"  export LOSANT_APPLICATION_ID={demo.application_id} LOSANT_API_TOKEN={demo.token}",
+            f"  export LOSANT_ACCESS_KEY={demo.key} LOSANT_ACCESS_SECRET={demo.secret}",
+            "  losant-async simulate --no-throttle --devices 10",
         ]
         print("\n".join(lines), file=out, flush=True)
         if signals is None:
@@ -121,18 +122,23 @@ async def run_simulate(args: SimulateArgs, out: TextIO, err: TextIO) -> Simulati
         print("No Losant credentials given: starting the embedded Losant emulator on 127.0.0.1 "
               f"and provisioning {config.devices} devices.", file=out, flush=True)
         async with embedded_target(config) as (target, _losant):
-            _say_target(target, out)
+            _say_target(target, config.transport, out)
             return await _drive(Simulation(config, target), view, err)
     target = await real_target(args)
-    _say_target(target, out)
+    _say_target(target, config.transport, out)
     return await _drive(Simulation(config, target), view, err)
 
 
-def _say_target(target: Target, out: TextIO) -> None:
-    where = f"{target.mqtt_transport}://{target.mqtt_host}:{target.mqtt_port}" if target.mqtt_host else "-"
-    print(f"Fleet: {len(target.device_ids)} devices"
-          + (f" behind {len(target.gateways)} gateways" if target.gateways else "")
-          + f"; broker {where}; REST {target.rest_url or '-'}"
-          + ("" if target.commands_possible else "; no API token, so no commands"),
-          file=out, flush=True)
+def _say_target(target: Target, transport: str, out: TextIO) -> None:
+    parts = [f"Fleet: {len(target.device_ids)} devices"
+             + (f" behind {len(target.gateways)} gateways" if target.gateways else "")]
+    if target.mqtt_host:
+        parts.append(f"broker {target.mqtt_transport}://{target.mqtt_host}:{target.mqtt_port}")
+    if target.rest_url:
+        parts.append(f"REST {target.rest_url}")
+    if transport == "rest":
+        parts.append("states over REST, so no commands (no device listens)")
+    elif not target.commands_possible:
+        parts.append("no API token, so no commands")
+    print("; ".join(parts), file=out, flush=True)
 

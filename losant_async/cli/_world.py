@@ -182,7 +182,7 @@ async def real_target(args: SimulateArgs) -> Target:
     """Build the target for real Losant: devices from ``--device-ids`` or created with the token."""
     creds, config = args.credentials, args.config
     assert creds.application is not None and creds.url is not None and creds.broker is not None
-    broker = parse_broker(creds.broker)
+    broker = parse_broker(creds.broker) if config.transport == "mqtt" else None
     if args.device_ids_file is not None:
         fleet = _fleet_from_file(args)
     else:
@@ -198,9 +198,9 @@ async def real_target(args: SimulateArgs) -> Target:
         gateways=tuple(fleet.groups),
         key=creds.key,
         secret=creds.secret,
-        mqtt_host=broker.host,
-        mqtt_port=broker.port,
-        mqtt_transport=broker.transport,
+        mqtt_host=broker.host if broker else None,
+        mqtt_port=broker.port if broker else None,
+        mqtt_transport=broker.transport if broker else "tcp",
         rest_url=creds.url,
         api_token=creds.token,
         stored=None,

@@ -40,7 +40,7 @@ async def test_emulator_prints_urls_and_stops_on_a_signal(sig: signal.Signals) -
     )
     try:
         assert proc.stdout is not None and proc.stderr is not None
-        lines = await _read_until(proc.stdout, "Try it:", timeout=30)
+        lines = await _read_until(proc.stdout, "losant-async simulate", timeout=30)
         text = "".join(lines)
         rest_url = next(line.split()[-1] for line in lines if "REST API:" in line)
         mqtt_url = next(line.split()[-1] for line in lines if "MQTT:" in line)
