@@ -365,7 +365,7 @@ class LosantClient(GeneratedResources):
             if status == 401 and source is not None and not reauthenticated:
                 reauthenticated = True
                 renewed = await source.refresh(self, token)
-                if renewed is not None and renewed != token:
+                if renewed is not None:  # authenticated afresh: worth exactly one more try
                     continue
             error = self._api_error(prepared, resp)
             if (

@@ -87,6 +87,21 @@ LIST_THINGS = Operation(
 )
 
 
+class MockResponse(aiohttp.ClientResponse):
+    """aioresponses 0.7.9 predates aiohttp 3.14's ``stream_writer`` argument: supply a stand-in."""
+
+    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+        super().__init__(method, url, **kwargs)
+
+
+def result(
+    status: int, body: bytes | str = b"", headers: dict[str, str] | None = None
+) -> CallbackResult:
+    """A scripted reply."""
+    return CallbackResult(response_class=MockResponse, status=status, body=body, headers=headers)
+
+
 @dataclass
 class Call:
     method: str
@@ -116,11 +131,7 @@ class Server:
     ) -> None:
         if not isinstance(body, (bytes, str)):
             body = msgspec.json.encode(body)
-        self.replies.append(
-            CallbackResult(
-                status=status, body=body, headers=headers or {"Content-Type": "application/json"}
-            )
-        )
+        self.replies.append(result(status, body, headers or {"Content-Type": "application/json"}))
 
     def fail(self, exc: BaseException) -> None:
         self.replies.append(exc)
@@ -130,7 +141,7 @@ class Server:
         if not isinstance(body, (bytes, str)):
             body = msgspec.json.encode(body)
         self.by_path.setdefault(path, []).append(
-            CallbackResult(status=status, body=body, headers={"Content-Type": "application/json"})
+            result(status, body, {"Content-Type": "application/json"})
         )
 
     def _answer(self, method: str, url: Any, **kwargs: Any) -> Any:
@@ -139,7 +150,7 @@ class Server:
         if queue:
             return queue.pop(0) if len(queue) > 1 else queue[0]
         if not self.replies:
-            return CallbackResult(status=200, body=b"{}")
+            return CallbackResult(response_class=MockResponse, status=200, body=b"{}")
         reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
         if isinstance(reply, BaseException):
             raise reply

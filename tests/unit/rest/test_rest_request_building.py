@@ -25,7 +25,9 @@ from tests.unit.rest.rest_unit_helpers import (
 )
 
 
-def op_with(*params: Param, path: str = "/x", multipart: bool = False, method: str = "GET") -> Operation:
+def op_with(
+    *params: Param, path: str = "/x", multipart: bool = False, method: str = "GET"
+) -> Operation:
     return Operation("r", "a", method, path, params, {200: None}, multipart=multipart)
 
 
@@ -47,7 +49,9 @@ def test_path_values_are_checked_and_substituted() -> None:
     assert req.retry_safe is True
 
 
-@pytest.mark.parametrize("bad", ["nothex", APP_ID + "0", APP_ID[:-1], APP_ID + "\n", "../" + APP_ID[3:]])
+@pytest.mark.parametrize(
+    "bad", ["nothex", APP_ID + "0", APP_ID[:-1], APP_ID + "\n", "../" + APP_ID[3:]]
+)
 def test_a_bad_id_raises_invalid_id_naming_the_parameter(bad: str) -> None:
     with pytest.raises(InvalidIdError) as info:
         prepare(GET_THING, (bad, DEVICE_ID))
@@ -100,14 +104,18 @@ def test_query_datetime_becomes_epoch_milliseconds() -> None:
 
 
 def test_query_enum_mismatch_raises_before_sending() -> None:
-    op = op_with(Param("sortDirection", "sort_direction", "query", "string", False, enum=("asc", "desc")))
+    op = op_with(
+        Param("sortDirection", "sort_direction", "query", "string", False, enum=("asc", "desc"))
+    )
     assert query_of(op, "desc") == [("sortDirection", "desc")]
     with pytest.raises(ValidationError, match="sort_direction='up' is not one of asc, desc"):
         prepare(op, ("up",))
 
 
 def test_query_pattern_mismatch_raises_invalid_id() -> None:
-    op = op_with(Param("categoryId", "category_id", "query", "string", False, pattern=r"^[A-Fa-f\d]{24}$"))
+    op = op_with(
+        Param("categoryId", "category_id", "query", "string", False, pattern=r"^[A-Fa-f\d]{24}$")
+    )
     with pytest.raises(InvalidIdError):
         prepare(op, ("zzz",))
 
@@ -134,7 +142,9 @@ def test_query_brackets_serialisation() -> None:
         Param("tagFilter", "tag_filter", "query", "hash", False, serialize="brackets"),
         Param("keywords", "keywords", "query", "array", False, serialize="brackets"),
     )
-    pairs = query_of(op, [{"key": "floor", "value": 8}, {"key": "on", "value": True}], ["gps", "aws"])
+    pairs = query_of(
+        op, [{"key": "floor", "value": 8}, {"key": "on", "value": True}], ["gps", "aws"]
+    )
     assert pairs == [
         ("tagFilter[0][key]", "floor"),
         ("tagFilter[0][value]", "8"),
@@ -168,7 +178,9 @@ def test_body_accepts_dicts_lists_and_structs() -> None:
         device_name: str
         tags: list[str] = []
 
-    assert json.loads(prepare(POST_THING, (APP_ID, Body(device_name="d"))).body or b"") == {"deviceName": "d"}
+    assert json.loads(prepare(POST_THING, (APP_ID, Body(device_name="d"))).body or b"") == {
+        "deviceName": "d"
+    }
     assert json.loads(prepare(POST_THING, (APP_ID, [{"a": 1}])).body or b"") == [{"a": 1}]
 
 
