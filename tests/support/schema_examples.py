@@ -264,19 +264,26 @@ def _object(s: Mapping[str, Any], ctx: _Ctx, owner: str) -> dict[str, Any]:
                 if isinstance(sub, Mapping) and _is_deep_ref(sub, ctx):
                     continue
             out[key] = _gen(sub, ctx, owner)
-        return out
+        if not ctx.include_optional or not s.get("patternProperties"):
+            return out
     limit = s.get("maxProperties")
     wanted = 1 if not isinstance(limit, int) else min(1, limit)
     pattern_props = s.get("patternProperties")
     if isinstance(pattern_props, Mapping) and pattern_props:
         pattern, sub = next(iter(pattern_props.items()))
+        added = 0
         for key in _KEY_CANDIDATES:
-            if len(out) >= wanted:
+            if added >= wanted:
                 break
+            if key in out:
+                continue
             if re.search(pattern, key):
                 out[key] = _gen(sub, ctx, owner)
             elif pattern == r"^[A-Fa-f\d]{24}$":
                 out[_hex_id(ctx)] = _gen(sub, ctx, owner)
+            else:
+                continue
+            added += 1
         return out
     extra = s.get("additionalProperties")
     if isinstance(extra, Mapping) and extra and wanted:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 from .models import ModelBuilder
 from .resources import ResourceWriter
 from .spec import REPO_ROOT, Spec, load_spec
 
-__all__ = ["OUTPUT_DIR", "generate", "main", "write"]
+__all__ = ["OUTPUT_DIR", "generate", "main", "stale_files", "write"]
 
 OUTPUT_DIR = REPO_ROOT / "losant_async" / "rest" / "_generated"
 _PACKAGE = "losant_async.rest._generated"
@@ -105,6 +106,28 @@ def write(files: dict[str, str], out_dir: Path = OUTPUT_DIR) -> None:
         path = out_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8", newline="\n")
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+def stale_files(out_dir: Path = OUTPUT_DIR) -> list[str]:
+    """Regenerate into a temporary directory; the files of ``out_dir`` that differ (empty: up to date)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh_dir = Path(tmp) / "_generated"
+        write(generate(), fresh_dir)
+        fresh = _tree(fresh_dir)
+    current = _tree(out_dir) if out_dir.exists() else {}
+    return sorted(
+        [f"missing: {p}" for p in fresh.keys() - current.keys()]
+        + [f"extra: {p}" for p in current.keys() - fresh.keys()]
+        + [f"changed: {p}" for p in fresh.keys() & current.keys() if fresh[p] != current[p]]
+    )
 
 
 def main() -> None:

@@ -166,9 +166,12 @@ class ModelBuilder:
         return s
 
     def _is_struct_shape(self, s: dict[str, Any]) -> bool:
+        # Named fields plus free keys (data-table rows, advanced queries): a Struct would
+        # drop the free keys, so those stay dicts.
         return (
             s.get("type", "object") == "object"
             and isinstance(s.get("properties"), dict)
+            and not s.get("patternProperties")
             and "oneOf" not in s
             and "anyOf" not in s
         )
@@ -302,9 +305,14 @@ class ModelBuilder:
         return ANY
 
     def _convert_object(self, s: dict[str, Any], hint: str, owner: str, path: str) -> TypeTree:
+        if isinstance(s.get("properties"), dict) and s.get("patternProperties"):
+            self.rules["properties_with_pattern_properties_dict"] += 1
+            self._note(path, "named and free keys: dict[str, Any]")
+            self._fallback(owner, path, "dict[str, Any] (properties plus patternProperties)")
+            return ("dict", ANY)
         if isinstance(s.get("properties"), dict):
-            if s.get("patternProperties"):
-                self.rules["struct_ignoring_pattern_properties"] += 1
+            if isinstance(s.get("additionalProperties"), dict):
+                self.rules["struct_ignoring_additional_properties"] += 1
             self.rules["struct_inline"] += 1
             return ("named", self._struct(s, self._unique(hint), owner, path).name)
         pattern_props = s.get("patternProperties")

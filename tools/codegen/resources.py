@@ -182,8 +182,8 @@ class ResourceWriter:
         args = ", ".join(py_names) + ("," if len(py_names) == 1 else "")
         if sse is not None:
             self.rules["sse_method"] += 1
-            events_t = self.models._combine([self._schema_type(e.get("schema")) for e in sse], "sse", "")
-            ret, raw_ret, call, is_async = f"EventStream[{render(events_t, 'm.')}]", "EventStream[Any]", "self._stream", False
+            events_t = _typing_union([self._schema_type(e.get("schema")) for e in sse])
+            ret, raw_ret, call, is_async = f"EventStream[{events_t}]", "EventStream[Any]", "self._stream", False
         elif page_item is not None:
             assert page_schema is not None
             self.rules["paginated_method"] += 1
@@ -191,8 +191,8 @@ class ResourceWriter:
             ret, raw_ret, call, is_async = f"Paginator[{page_t}, {render(page_item, 'm.')}]", "Paginator[Any, Any]", "self._paginate", False
         else:
             self.rules["plain_method"] += 1
-            ret_t = self.models._combine([self._schema_type(s) for _, s in success] or [NONE], name, "")
-            ret, raw_ret, call, is_async = render(ret_t, "m."), "Any", "self._call", True
+            ret_t = _typing_union([self._schema_type(s) for _, s in success] or [NONE])
+            ret, raw_ret, call, is_async = ret_t, "Any", "self._call", True
         prefix = "async def" if is_async else "def"
         await_ = "await " if is_async else ""
         tail_default = "raw: Literal[False] = False, request_options: RequestOptions | None = None"
@@ -251,3 +251,16 @@ class ResourceWriter:
             lines += ["", "Error statuses: " + ", ".join(errors) + "."]
         text = "\n".join(f"        {line}" if line else "" for line in lines).lstrip()
         return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+
+
+def _typing_union(types: list[TypeTree]) -> str:
+    """A return annotation: for typing only (each status decodes into its own type), so any mix is fine."""
+    parts: list[str] = []
+    for t in types:
+        text = render(t, "m.")
+        if text not in parts:
+            parts.append(text)
+    if "None" in parts:
+        parts.remove("None")
+        parts.append("None")
+    return " | ".join(parts)

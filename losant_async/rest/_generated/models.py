@@ -538,7 +538,6 @@ __all__ = [
     "FileUploadPostResponse",
     "FileUploadPostResponseFileDimensions",
     "FileUploadPostResponseUpload",
-    "FileUploadPostResponseUploadFields",
     "Files",
     "Flow",
     "FlowCustomNodeConfig",
@@ -612,8 +611,6 @@ __all__ = [
     "InstanceCustomNodeStats",
     "InstanceCustomNodeTriggersItem",
     "InstanceCustomNodeTriggersItemMeta",
-    "InstanceCustomNodeUsage",
-    "InstanceCustomNodeUsageSandbox",
     "InstanceCustomNodes",
     "InstanceLimits",
     "InstanceMember",
@@ -4120,20 +4117,6 @@ class AdvancedInstanceOrgQueryMemberId(LosantModel):
     lte: str | None | UnsetType = field(name="$lte", default=UNSET)
     in_: list[str] | UnsetType = field(name="$in", default=UNSET)
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
-
-
-class AdvancedQuery(LosantModel):
-    """Schema `advancedQuery`.
-
-    Fields (wire name, type; * = required by the schema):
-    - `$and`: list[AdvancedQuery]
-    - `$or`: list[AdvancedQuery]
-    - `$nor`: list[AdvancedQuery]
-    """
-
-    and_: list[AdvancedQuery] | UnsetType = field(name="$and", default=UNSET)
-    or_: list[AdvancedQuery] | UnsetType = field(name="$or", default=UNSET)
-    nor: list[AdvancedQuery] | UnsetType = field(name="$nor", default=UNSET)
 
 
 class ApiToken(LosantModel):
@@ -8398,20 +8381,6 @@ class DataTablePost(LosantModel):
     columns: list[DataTableColumn] | UnsetType = UNSET
 
 
-class DataTableRow(LosantModel):
-    """Schema `dataTableRow`.
-
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
-    - `createdAt`: str; date-time string
-    - `updatedAt`: str; date-time string
-    """
-
-    id: str | UnsetType = UNSET
-    created_at: str | UnsetType = field(name="createdAt", default=UNSET)
-    updated_at: str | UnsetType = field(name="updatedAt", default=UNSET)
-
-
 class DataTableRows(LosantModel):
     """Schema `dataTableRows`.
 
@@ -11983,23 +11952,11 @@ class FileUploadPostResponseUpload(LosantModel):
 
     Fields (wire name, type; * = required by the schema):
     - `url`: str
-    - `fields`: FileUploadPostResponseUploadFields
+    - `fields`: dict[str, Any]; named and free keys: dict[str, Any]
     """
 
     url: str | UnsetType = UNSET
-    fields: FileUploadPostResponseUploadFields | UnsetType = UNSET
-
-
-class FileUploadPostResponseUploadFields(LosantModel):
-    """The object at `/upload/fields` in schema `fileUploadPostResponse`.
-
-    Fields (wire name, type; * = required by the schema):
-    - `key`: str
-    - `bucket`: str
-    """
-
-    key: str | UnsetType = UNSET
-    bucket: str | UnsetType = UNSET
+    fields: dict[str, Any] | UnsetType = UNSET
 
 
 class Files(LosantModel):
@@ -13514,7 +13471,7 @@ class InstanceCustomNode(LosantModel):
     - `sourceFlowId`: str
     - `sourceFlowVersion`: str
     - `stats`: InstanceCustomNodeStats
-    - `usage`: InstanceCustomNodeUsage
+    - `usage`: dict[str, Any]; named and free keys: dict[str, Any]
     """
 
     id: str | UnsetType = UNSET
@@ -13541,7 +13498,7 @@ class InstanceCustomNode(LosantModel):
     source_flow_id: str | UnsetType = field(name="sourceFlowId", default=UNSET)
     source_flow_version: str | UnsetType = field(name="sourceFlowVersion", default=UNSET)
     stats: InstanceCustomNodeStats | UnsetType = UNSET
-    usage: InstanceCustomNodeUsage | UnsetType = UNSET
+    usage: dict[str, Any] | UnsetType = UNSET
 
 
 class InstanceCustomNodeTriggersItem(LosantModel):
@@ -13628,28 +13585,6 @@ class InstanceCustomNodeStats(LosantModel):
 
     error_count: int | UnsetType = field(name="errorCount", default=UNSET)
     run_count: int | UnsetType = field(name="runCount", default=UNSET)
-
-
-class InstanceCustomNodeUsage(LosantModel):
-    """The object at `/usage` in schema `instanceCustomNode`.
-
-    Fields (wire name, type; * = required by the schema):
-    - `sandbox`: InstanceCustomNodeUsageSandbox
-    """
-
-    sandbox: InstanceCustomNodeUsageSandbox | UnsetType = UNSET
-
-
-class InstanceCustomNodeUsageSandbox(LosantModel):
-    """The object at `/usage/sandbox` in schema `instanceCustomNode`.
-
-    Fields (wire name, type; * = required by the schema):
-    - `appCount`: int
-    - `flowCount`: int
-    """
-
-    app_count: int | UnsetType = field(name="appCount", default=UNSET)
-    flow_count: int | UnsetType = field(name="flowCount", default=UNSET)
 
 
 class InstanceCustomNodePatch(LosantModel):
@@ -18541,6 +18476,9 @@ class Webhooks(LosantModel):
 AdvancedApplicationCertQuery: TypeAlias = Any
 """Schema `advancedApplicationCertQuery`: Any; not shipped with the spec (MISSING.txt)."""
 
+AdvancedQuery: TypeAlias = dict[str, Any]
+"""Schema `advancedQuery`: dict[str, Any]; named and free keys: dict[str, Any]."""
+
 ApplicationGlobalPatch: TypeAlias = list[ApplicationGlobalPatchItem]
 """Schema `applicationGlobalPatch`: list[ApplicationGlobalPatchItem]."""
 
@@ -18555,6 +18493,9 @@ CompositeDeviceState: TypeAlias = dict[str, CompositeDeviceStateValue]
 
 DashboardContextInstance: TypeAlias = dict[str, Union[str, float, DashboardContextInstanceValue]]
 """Schema `dashboardContextInstance`: dict[str, str | float | DashboardContextInstanceValue]."""
+
+DataTableRow: TypeAlias = dict[str, Any]
+"""Schema `dataTableRow`: dict[str, Any]; named and free keys: dict[str, Any]."""
 
 DataTableRowInMultiple: TypeAlias = list[dict[str, Union[str, float, bool, None]]]
 """Schema `dataTableRowInMultiple`: list[dict[str, str | float | bool | None]]."""
