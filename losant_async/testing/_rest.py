@@ -345,10 +345,12 @@ class RestApp:
             "lastUpdated": iso(key.created),
             "key": key.key,
             "status": key.status,
-            "name": key.name,
-            "description": key.description,
             "filterType": "none",
         }
+        if key.name:
+            out["name"] = key.name
+        if key.description:
+            out["description"] = key.description
         if key.device_ids is not None:
             out["deviceIds"] = list(key.device_ids)
         if key.device_tags is not None:
@@ -365,12 +367,13 @@ class RestApp:
             "ownerId": token.application_id or "",
             "ownerType": "application",
             "name": token.name,
-            "description": token.description,
             "creationDate": iso(token.created),
             "lastUpdated": iso(token.created),
             "scope": list(token.scopes),
             "status": token.status,
         }
+        if token.description:
+            out["description"] = token.description
         if token.expires is not None:
             out["expirationDate"] = iso(token.expires)
         if include_token:
