@@ -28,9 +28,9 @@ Importing this module imports neither amqtt nor aiohttp: the fixtures do, when u
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pytest
 
@@ -39,12 +39,18 @@ if TYPE_CHECKING:
 
 __all__ = ["ProvisionedDevice", "losant_device", "losant_emulator"]
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
 try:  # pytest-asyncio's strict mode needs its own decorator; auto mode accepts either
     import pytest_asyncio
 
-    _async_fixture: Any = pytest_asyncio.fixture
+    _fixture: Any = pytest_asyncio.fixture
 except ImportError:  # pragma: no cover - anyio's plugin handles plain async fixtures
-    _async_fixture = pytest.fixture
+    _fixture = pytest.fixture
+
+
+def _async_fixture(fn: _F) -> _F:
+    return cast(_F, _fixture(fn))
 
 
 @dataclass(frozen=True, slots=True)
