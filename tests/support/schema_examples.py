@@ -321,8 +321,9 @@ def _hex_id(ctx: _Ctx) -> str:
 def _string(s: Mapping[str, Any], ctx: _Ctx) -> str:
     pattern = s.get("pattern")
     fmt = s.get("format")
-    lo = s.get("minLength") if isinstance(s.get("minLength"), int) else 0
-    hi = s.get("maxLength") if isinstance(s.get("maxLength"), int) else None
+    min_length, max_length = s.get("minLength"), s.get("maxLength")
+    lo: int = min_length if isinstance(min_length, int) else 0
+    hi: int | None = max_length if isinstance(max_length, int) else None
     if pattern == r"^[A-Fa-f\d]{24}$":
         return _hex_id(ctx)
     if fmt == "date-time":

@@ -114,6 +114,10 @@ def test_new_enum_values_still_decode() -> None:
 
 
 def test_credentials_are_redacted_in_repr() -> None:
-    token = _decode({"token": "s3cr3t-value", "applicationId": "575ecf887ae143cd83dc4aa2"}, models.AuthedDevice)
+    token = _decode(
+        {"token": "s3cr3t-value", "applicationId": "575ecf887ae143cd83dc4aa2"}, models.AuthedDevice
+    )
     assert "s3cr3t-value" not in repr(token)
-    assert "applicationId" not in repr(token) and "application_id='575ecf887ae143cd83dc4aa2'" in repr(token)
+    assert "applicationId" not in repr(
+        token
+    ) and "application_id='575ecf887ae143cd83dc4aa2'" in repr(token)

@@ -27,15 +27,21 @@ class FakeRequester:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Operation, tuple[Any, ...], bool, RequestOptions | None]] = []
 
-    async def request(self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None) -> Any:
+    async def request(
+        self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None
+    ) -> Any:
         self.calls.append(("request", op, args, raw, options))
         return "request-result"
 
-    def paginate(self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None) -> Any:
+    def paginate(
+        self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None
+    ) -> Any:
         self.calls.append(("paginate", op, args, raw, options))
         return "paginator"
 
-    def stream(self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None) -> Any:
+    def stream(
+        self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None
+    ) -> Any:
         self.calls.append(("stream", op, args, raw, options))
         return "stream"
 
@@ -102,7 +108,9 @@ def _kwargs(op: Operation) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("op", all_operations(), ids=lambda op: op.full_name)
-async def test_every_method_hands_its_operation_and_args_in_order_to_the_core(op: Operation) -> None:
+async def test_every_method_hands_its_operation_and_args_in_order_to_the_core(
+    op: Operation,
+) -> None:
     client = Client()
     method = getattr(getattr(client, op.resource), op.action)
     kwargs = _kwargs(op)
@@ -129,12 +137,16 @@ def test_operations_describe_the_catalog_action(op: Operation) -> None:
     action = next(a for a in resource["actions"] if a["name"] == op.action)
     assert (op.method, op.path) == (action["method"], action["path"])
     assert op.idempotent == (action["method"] in {"GET", "HEAD", "PUT", "OPTIONS"})
-    assert sorted(op.responses) == sorted(r["status"] for r in action["responses"] if 200 <= r["status"] < 300)
+    assert sorted(op.responses) == sorted(
+        r["status"] for r in action["responses"] if 200 <= r["status"] < 300
+    )
     assert op.scopes == tuple(action["scopes"])
     assert op.multipart == any(p["in"] == "multipart" for p in action["params"])
     assert (op.sse_events is not None) == bool(action.get("sseEvents"))
     for placeholder in re.findall(r"{(\w+)}", op.path):
-        assert any(p.api_name == placeholder and p.location == "path" and p.required for p in op.params)
+        assert any(
+            p.api_name == placeholder and p.location == "path" and p.required for p in op.params
+        )
 
 
 def test_state_reports_are_timestamped_and_lists_paginate() -> None:
