@@ -19,6 +19,9 @@ from ._world import embedded_target, provision_demo, real_target
 __all__ = ["Interrupted", "run_emulator", "run_simulate"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# Wrappers such as coreutils' timeout deliver one Ctrl-C twice (to the child and to its
+# group); a second signal this close to the first is the same one, not a user's second press.
+_SAME_SIGNAL = 0.3
 
 
 class Interrupted(Exception):
@@ -90,13 +93,14 @@ async def _show(sim: Simulation, view: ProgressView) -> None:
 
 async def _watch(sim: Simulation, signals: AsyncIterator[signal.Signals], scope: CancelScope,
                  err: TextIO) -> None:
-    first = True
+    first_at: float | None = None
     async for _ in signals:
-        if first:
-            first = False
+        now = anyio.current_time()
+        if first_at is None:
+            first_at = now
             print("\nInterrupted: stopping the fleet (Ctrl-C again to quit at once)...", file=err, flush=True)
             sim.stop()
-        else:
+        elif now - first_at > _SAME_SIGNAL:
             scope.cancel()
             return
 

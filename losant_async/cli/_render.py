@@ -39,9 +39,9 @@ def format_progress(p: Progress) -> str:
     elif p.phase in ("starting",):
         head = "starting"
     else:
-        head = f"{p.phase} {min(p.elapsed, p.duration):5.1f}/{p.duration:g}s"
+        head = f"{p.phase} {min(p.elapsed, p.duration):.1f}/{p.duration:g}s"
     line = (
-        f"{head} | {p.states_per_second:8.1f} states/s | sent {p.states_sent} | "
+        f"{head} | {p.states_per_second:.1f} states/s | sent {p.states_sent} | "
         f"commands {p.commands_received}/{p.commands_sent} | reconnects {p.reconnects} | errors {p.errors}"
     )
     if p.errors and p.last_error:
@@ -114,7 +114,8 @@ class LiveView:
     def update(self, p: Progress) -> None:
         from rich.text import Text
 
-        self._live.update(Text(format_progress(p)), refresh=True)
+        # One line, cropped to the terminal: a wrapped line would leave debris as it redraws.
+        self._live.update(Text(format_progress(p), no_wrap=True, overflow="ellipsis"), refresh=True)
 
 
 def make_view(quiet: bool, out: TextIO | None = None) -> ProgressView:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.cli._cli import run_cli
+from tests.integration.cli._cli import cli_env, run_cli
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -73,3 +76,34 @@ async def test_plain_progress_lines_when_stdout_is_not_a_terminal() -> None:
     done = await run_cli(["simulate", "--devices", "3", "--duration", "3"])
     assert done.returncode == 0, _explain(done)
     assert "states/s" in done.stdout and "\x1b[" not in done.stdout
+
+
+async def test_ctrl_c_stops_the_run_and_prints_the_summary_so_far(tmp_path: Path) -> None:
+    out = tmp_path / "int.json"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "losant_async.cli", "simulate", "--devices", "10", "--duration", "60",
+        "--json", str(out), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=cli_env(),
+    )
+    try:
+        assert proc.stdout is not None
+
+        async def until_running() -> None:
+            while True:
+                line = await proc.stdout.readline()  # type: ignore[union-attr]
+                assert line, "the simulator exited before running"
+                if line.startswith(b"running"):
+                    return
+
+        await asyncio.wait_for(until_running(), 30)
+        proc.send_signal(signal.SIGINT)
+        rest, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 130, err.decode()
+    assert "Simulation summary" in rest.decode() and "Traceback" not in err.decode()
+    report = _report(out)
+    assert report["interrupted"] is True and report["ok"] is False
+    assert 0 < report["states_sent"] < report["states_expected"]
+    assert report["states_stored"] == report["states_sent"]
