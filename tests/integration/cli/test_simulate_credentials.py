@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -37,11 +38,12 @@ async def test_devices_created_over_rest_report_and_receive_commands(tmp_path: P
         assert stored == 12
 
 
-async def _devices(losant: LocalLosant, application_id: str, token: str):  # type: ignore[no-untyped-def]
+async def _devices(losant: LocalLosant, application_id: str, token: str) -> AsyncIterator[str]:
     from losant_async.rest import LosantClient
 
     async with LosantClient(token, url=losant.rest_url) as client:
         async for d in client.devices.get(application_id=application_id):
+            assert isinstance(d.id, str)
             yield d.id
 
 

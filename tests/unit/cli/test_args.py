@@ -9,6 +9,7 @@ import pytest
 from losant_async.cli._args import (
     DEFAULT_BROKER,
     DEFAULT_REST_URL,
+    SimulateArgs,
     parse_args,
     parse_broker,
     read_device_ids,
@@ -20,7 +21,7 @@ APP = "5" * 24
 DEV1, DEV2, GW = "1" * 24, "2" * 24, "9" * 24
 
 
-def _resolve(argv: list[str], env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+def _resolve(argv: list[str], env: dict[str, str] | None = None) -> SimulateArgs:
     return resolve_simulate(parse_args(["simulate", *argv]), env or {})
 
 

@@ -13,6 +13,7 @@ from losant_async.simulator import (
     RateMeter,
     SensorModel,
     SimulationConfig,
+    SimulationReport,
     SimulationStats,
     Target,
     build_report,
@@ -141,7 +142,7 @@ def test_target_repr_hides_secrets() -> None:
 
 
 def _report(stats: SimulationStats, stored: int | None, *, interrupted: bool = False,
-            config: SimulationConfig | None = None):  # type: ignore[no-untyped-def]
+            config: SimulationConfig | None = None) -> SimulationReport:
     return build_report(
         config or SimulationConfig(devices=2, rate=1.0, duration=3.0),
         stats,
