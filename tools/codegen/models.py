@@ -23,7 +23,9 @@ BOOL: TypeTree = ("bool",)
 INT: TypeTree = ("int",)
 FLOAT: TypeTree = ("float",)
 STR: TypeTree = ("str",)
-_PRIMITIVE = {"string": STR, "integer": INT, "number": FLOAT, "boolean": BOOL, "null": NONE}
+# JSON numbers: `int | float` keeps 3 an int (a count typed "number" should not read as 3.0).
+NUMBER: TypeTree = ("union", (INT, FLOAT))
+_PRIMITIVE = {"string": STR, "integer": INT, "number": NUMBER, "boolean": BOOL, "null": NONE}
 _TYPE_KEYS = ("type", "properties", "patternProperties", "additionalProperties", "items", "enum", "$ref", "oneOf", "anyOf", "allOf", "const")
 _REF_PREFIX = "#/definitions/"
 _DOC_KEYS = ("title", "description", "$schema")
@@ -526,10 +528,9 @@ class ModelBuilder:
 
     def module_text(self, banner: str) -> str:
         out: list[str] = [banner]
-        out.append('"""Msgspec Structs and type aliases for every JSON Schema of the Losant API."""\n')
-        out.append("from __future__ import annotations\n")
-        out.append("from typing import Any, Union\n")
-        out.append("from typing import TypeAlias\n")
+        out.append('"""Msgspec Structs and type aliases for every JSON Schema of the Losant API."""\n\n')
+        out.append("from __future__ import annotations\n\n")
+        out.append("from typing import Any, TypeAlias, Union\n\n")
         out.append("from msgspec import UNSET, Struct, UnsetType, field\n\n")
         public = sorted({*self.top_names.values(), *(sd.name for sd in self.structs)})
         out.append("__all__ = [\n    \"LosantModel\",\n")

@@ -121,3 +121,9 @@ def test_credentials_are_redacted_in_repr() -> None:
     assert "applicationId" not in repr(
         token
     ) and "application_id='575ecf887ae143cd83dc4aa2'" in repr(token)
+
+
+def test_json_numbers_keep_ints_as_ints() -> None:
+    state = _decode({"data": {"count": 3, "temp": 21.5}}, models.DeviceState)
+    assert state.data == {"count": 3, "temp": 21.5}
+    assert type(state.data["count"]) is int
