@@ -9,16 +9,23 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
 from typing import Any, Generic, TypeVar
 
+import msgspec
+
 __all__ = ["Paginator"]
 
 PageT = TypeVar("PageT")
 ItemT = TypeVar("ItemT")
 
 
+_ATTRS = {"items": "items", "page": "page", "perPage": "per_page", "totalCount": "total_count"}
+
+
 def _field(page: Any, name: str) -> Any:
+    """A page's field by its wire name, from a raw dict or a typed Struct (snake_case attributes)."""
     if isinstance(page, dict):
         return page.get(name)
-    return getattr(page, name, None)
+    value = getattr(page, _ATTRS.get(name, name), None)
+    return None if value is msgspec.UNSET else value
 
 
 def _int(value: Any) -> int | None:

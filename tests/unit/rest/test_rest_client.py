@@ -32,6 +32,7 @@ from tests.unit.rest.rest_unit_helpers import (
     BASE,
     DEVICE_ID,
     GET_THING,
+    LIST_THINGS,
     POST_THING,
     SEND_STATE,
     Server,
@@ -420,4 +421,23 @@ async def test_a_closed_client_refuses_calls(server: Server) -> None:
         pass
     with pytest.raises(Exception, match="closed"):
         await client.request(GET_THING, (APP_ID, DEVICE_ID), raw=False, options=None)
+    assert server.calls == []
+
+
+async def test_paginating_typed_pages_follows_total_count(
+    server: Server, client: LosantClient
+) -> None:
+    for page in range(3):
+        items = [{"id": f"{page}-{i}"} for i in range(2 if page < 2 else 1)]
+        server.reply(200, {"items": items, "totalCount": 5, "perPage": 2, "page": page})
+    paginator = client.paginate(LIST_THINGS, (APP_ID, None, 2), raw=False, options=None)
+    ids = [thing.id async for thing in paginator]
+    assert ids == ["0-0", "0-1", "1-0", "1-1", "2-0"]
+    assert [c.query.get("page") for c in server.calls] == [None, "1", "2"]
+    assert all(c.query["perPage"] == "2" for c in server.calls)
+
+
+def test_paginate_and_stream_validate_before_sending(server: Server, client: LosantClient) -> None:
+    with pytest.raises(InvalidIdError):
+        client.paginate(LIST_THINGS, ("bad", None, None), raw=False, options=None)
     assert server.calls == []
