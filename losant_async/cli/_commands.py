@@ -135,7 +135,7 @@ async def run_simulate(args: SimulateArgs, out: TextIO, err: TextIO) -> Simulati
 
 def _say_target(target: Target, transport: str, out: TextIO) -> None:
     parts = [f"Fleet: {len(target.device_ids)} devices"
-             + (f" behind {len(target.gateways)} gateways" if target.gateways else "")]
+             + (f" behind {_plural(len(target.gateways), 'gateway')}" if target.gateways else "")]
     if target.mqtt_host:
         parts.append(f"broker {target.mqtt_transport}://{target.mqtt_host}:{target.mqtt_port}")
     if target.rest_url:
@@ -146,3 +146,7 @@ def _say_target(target: Target, transport: str, out: TextIO) -> None:
         parts.append("no API token, so no commands")
     print("; ".join(parts), file=out, flush=True)
 
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")

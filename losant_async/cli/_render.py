@@ -140,7 +140,7 @@ def summary_rows(r: SimulationReport) -> list[tuple[str, str]]:
     rows = [
         ("target", "embedded emulator" if r.embedded_emulator else "Losant"),
         ("transport", f"{r.transport}" + (f", QoS {r.qos}" if r.transport == "mqtt" else "")),
-        ("devices", f"{r.devices}" + (f" behind {r.gateways} gateways" if r.gateways else "")),
+        ("devices", f"{r.devices}" + (f" behind {r.gateways} gateway{'' if r.gateways == 1 else 's'}" if r.gateways else "")),
         ("rate", f"{r.rate:g} states/s per device"),
         ("duration", f"{r.duration:.1f} s" + (" (interrupted)" if r.interrupted else "")),
         ("connect time", f"{r.connect_seconds:.2f} s"),

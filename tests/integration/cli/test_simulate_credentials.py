@@ -64,3 +64,26 @@ async def test_wrong_secret_is_one_clear_line(tmp_path: Path) -> None:
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("losant-async: error: "), done.stderr
         assert "not-the-secret" not in done.stderr
+
+
+async def test_gateway_mode_creates_a_gateway_and_peripherals_over_rest_and_throttles(tmp_path: Path) -> None:
+    async with LocalLosant(throttle=False) as losant:
+        app = losant.create_application(name="mine")
+        key = app.create_access_key()
+        token = app.create_api_token(scopes=["all.Application"])
+        out = tmp_path / "gw.json"
+        # No --no-throttle: the real-Losant path keeps to Losant's limits (0.5 states/s is within them).
+        done = await run_cli([
+            "simulate", "--gateway", "--devices", "3", "--rate", "0.5", "--duration", "4", "--quiet",
+            "--json", str(out), "--url", losant.rest_url,
+            "--broker", f"mqtt://{losant.mqtt_host}:{losant.mqtt_port}",
+            "--application", app.id, "--key", key.key, "--secret", key.secret, "--token", token,
+        ])
+        assert done.returncode == 0, done.stdout + done.stderr
+        report = json.loads(out.read_text())
+        assert report["gateways"] == 1 and report["states_sent"] == 6
+        from losant_async.rest import LosantClient
+
+        async with LosantClient(token, url=losant.rest_url) as client:
+            classes = sorted([str(d.device_class) async for d in client.devices.get(application_id=app.id)])
+        assert classes == ["gateway", "peripheral", "peripheral", "peripheral"]

@@ -1,0 +1,78 @@
+"""The engine's reporting loop with a fake sender: no sockets, counts and order instead of timing."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import anyio
+import pytest
+
+from losant_async.errors import ConnectionLostError, UnauthorizedError
+from losant_async.simulator import Simulation, SimulationConfig, Target, expected_states
+
+
+def _sim(devices: int, rate: float, duration: float) -> Simulation:
+    ids = tuple(f"{i:024x}" for i in range(devices))
+    target = Target(application_id="a" * 24, device_ids=ids, mqtt_host="127.0.0.1", key="k", secret="s")
+    return Simulation(SimulationConfig(devices=devices, rate=rate, duration=duration, seed=1), target)
+
+
+async def test_every_scheduled_state_is_sent_in_phase_order_with_increasing_times() -> None:
+    sim = _sim(devices=8, rate=20.0, duration=0.3)
+    calls: list[tuple[str, int]] = []
+    by_device: dict[str, list[int]] = defaultdict(list)
+
+    async def send(device_id: str, data: dict[str, float], ms: int) -> None:
+        assert set(data) == {"temperature", "humidity", "battery"}
+        calls.append((device_id, ms))
+        by_device[device_id].append(ms)
+
+    # _report is the engine's scheduler; run() adds only the transports around it.
+    await sim._report(send, None)
+    assert len(calls) == sim.stats.states_sent == expected_states(8, 20.0, 0.3)
+    # Devices start staggered through the period, in order, not all at once.
+    assert [d for d, _ in calls[:8]] == list(sim.target.device_ids)
+    # Losant merges states of one device that share a millisecond: times strictly increase.
+    for times in by_device.values():
+        assert times == sorted(set(times))
+
+
+async def test_stop_ends_the_reporting_early() -> None:
+    sim = _sim(devices=4, rate=10.0, duration=30.0)
+    sent = 0
+
+    async def send(device_id: str, data: dict[str, float], ms: int) -> None:
+        nonlocal sent
+        sent += 1
+        if sent == 6:
+            sim.stop()
+
+    with anyio.fail_after(10):
+        await sim._report(send, None)
+    assert sim.stats.states_sent == 6
+    assert sim.progress().states_sent == 6
+
+
+async def test_a_failed_send_is_counted_and_the_run_goes_on() -> None:
+    sim = _sim(devices=2, rate=20.0, duration=0.2)
+
+    async def send(device_id: str, data: dict[str, float], ms: int) -> None:
+        if device_id == sim.target.device_ids[0]:
+            raise ConnectionLostError("cut")
+
+    await sim._report(send, None)
+    per_device = expected_states(2, 20.0, 0.2) // 2
+    assert sim.stats.errors == per_device and sim.stats.states_sent == per_device
+    assert sim.stats.errors_by_type == {"ConnectionLostError": per_device}
+
+
+async def test_refused_credentials_end_the_run() -> None:
+    sim = _sim(devices=3, rate=20.0, duration=5.0)
+
+    async def send(device_id: str, data: dict[str, float], ms: int) -> None:
+        raise UnauthorizedError(401, "Unauthorized", "bad token")
+
+    with anyio.fail_after(10), pytest.raises(BaseException) as info:
+        await sim._report(send, None)
+    leaves = getattr(info.value, "exceptions", (info.value,))
+    assert all(isinstance(e, UnauthorizedError) for e in leaves)
