@@ -21,6 +21,7 @@ from ._request import Part
 from .options import Timeout
 
 __all__ = [
+    "ClientSession",
     "ConnectTimeoutError",
     "NotSentError",
     "Response",
@@ -30,6 +31,9 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+ClientSession = aiohttp.ClientSession
+"""What ``LosantClient(session=...)`` accepts, named here so no other module imports aiohttp."""
 
 # ConnectionTimeoutError appeared in aiohttp 3.10; before it a connect timeout is
 # indistinguishable from a read timeout, and is (safely) treated as one.

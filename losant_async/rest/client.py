@@ -30,6 +30,7 @@ from ._request import API_VERSION, PreparedRequest, global_query, load_files, pr
 from ._resource import Resource
 from ._retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
 from ._transport import (
+    ClientSession,
     ConnectTimeoutError,
     NotSentError,
     Response,
@@ -43,8 +44,6 @@ from .pagination import Paginator
 from .sse import EventStream
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from .bulk import Bulk
 
 __all__ = ["DEFAULT_URL", "LosantClient"]
@@ -84,7 +83,7 @@ class LosantClient(GeneratedResources):
         token: str | TokenSource | None = None,
         *,
         url: str = DEFAULT_URL,
-        session: aiohttp.ClientSession | None = None,
+        session: ClientSession | None = None,
         timeout: Timeout | float = _DEFAULT_TIMEOUT,
         max_retries: int = 3,
         user_agent: str | None = None,

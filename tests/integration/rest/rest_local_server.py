@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from multidict import MultiDict
 
 
@@ -54,12 +54,12 @@ class LocalServer:
                 part = await reader.next()
                 if part is None:
                     break
-                assert not isinstance(part, type(reader))
-                content = await part.read(decode=False)  # type: ignore[union-attr]
+                assert isinstance(part, BodyPartReader), "no nested multipart expected"
+                content = await part.read(decode=False)
                 seen.parts.append(
                     (
                         part.name or "",
-                        part.filename,  # type: ignore[union-attr]
+                        part.filename,
                         part.headers.get("Content-Type"),
                         bytes(content),
                     )

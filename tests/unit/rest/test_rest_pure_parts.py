@@ -98,14 +98,14 @@ class Pages:
 
 async def test_await_gives_the_first_page() -> None:
     pages = Pages(25, 10)
-    first = await Paginator(pages)
+    first = await Paginator[dict[str, Any], int](pages)
     assert first["items"] == list(range(10))
     assert pages.requested == [None]
 
 
 async def test_iteration_yields_every_item_in_order_with_bounded_prefetch() -> None:
     pages = Pages(95, 10)
-    items = [item async for item in Paginator(pages, prefetch=3)]
+    items = [item async for item in Paginator[dict[str, Any], int](pages, prefetch=3)]
     assert items == list(range(95))
     assert sorted(p or 0 for p in pages.requested) == list(range(10))
     assert 1 < pages.max_in_flight <= 3
@@ -113,25 +113,25 @@ async def test_iteration_yields_every_item_in_order_with_bounded_prefetch() -> N
 
 async def test_iteration_without_a_total_walks_until_a_short_page() -> None:
     pages = Pages(23, 10, announce_total=False)
-    assert [i async for i in Paginator(pages)] == list(range(23))
+    assert [i async for i in Paginator[dict[str, Any], int](pages)] == list(range(23))
     assert pages.requested == [None, 1, 2]
     assert pages.max_in_flight == 1
 
 
 async def test_iteration_from_a_later_page_and_pages() -> None:
     pages = Pages(30, 10)
-    got = [p["page"] async for p in Paginator(pages, start_page=1).pages()]
+    got = [p["page"] async for p in Paginator[dict[str, Any], int](pages, start_page=1).pages()]
     assert got == [1, 2]
 
 
 async def test_empty_first_page_ends_iteration() -> None:
-    assert [i async for i in Paginator(Pages(0, 10))] == []
+    assert [i async for i in Paginator[dict[str, Any], int](Pages(0, 10))] == []
 
 
 async def test_leaving_early_cancels_pages_fetched_ahead() -> None:
     pages = Pages(1000, 10)
-    iterator = Paginator(pages, prefetch=4).__aiter__()
-    async with contextlib.aclosing(iterator):  # type: ignore[type-var]
+    iterator = Paginator[dict[str, Any], int](pages, prefetch=4).__aiter__()
+    async with contextlib.aclosing(iterator):  # type: ignore[type-var]  # an async generator at runtime
         async for item in iterator:
             if item == 15:
                 break
@@ -147,9 +147,9 @@ async def test_a_failing_page_surfaces_and_cancels_the_rest() -> None:
             raise NotFoundError(404, "NotFound", "gone")
         return await pages(page)
 
-    seen = []
+    seen: list[int] = []
     with pytest.raises(NotFoundError):
-        async for item in Paginator(fetch, prefetch=4):
+        async for item in Paginator[dict[str, Any], int](fetch, prefetch=4):
             seen.append(item)
     assert seen == list(range(30))
     assert pages.in_flight == 0
@@ -157,7 +157,7 @@ async def test_a_failing_page_surfaces_and_cancels_the_rest() -> None:
 
 async def test_unpaged_paginator_stops_after_the_one_answer() -> None:
     pages = Pages(100, 10)
-    assert len([i async for i in Paginator(pages, paged=False)]) == 10
+    assert len([i async for i in Paginator[dict[str, Any], int](pages, paged=False)]) == 10
 
 
 # -- bulk --------------------------------------------------------------------------------

@@ -200,7 +200,10 @@ def test_non_idempotent_calls_are_not_retry_safe() -> None:
 
 
 def test_states_without_time_are_stamped_once_when_asked() -> None:
-    states = [{"data": {"t": 1}}, {"data": {"t": 2}, "time": 1700000000000}]
+    states: list[dict[str, object]] = [
+        {"data": {"t": 1}},
+        {"data": {"t": 2}, "time": 1700000000000},
+    ]
     req = prepare(SEND_STATE, (APP_ID, DEVICE_ID, states), stamp_time=True)
     sent = json.loads(req.body or b"")
     assert isinstance(sent[0]["time"], int) and sent[0]["time"] > 1_700_000_000_000
