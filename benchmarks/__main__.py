@@ -59,10 +59,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return a
 
 
+def log(line: str) -> None:
+    """Progress goes to stderr, so stdout carries only the table."""
+    print(line, file=sys.stderr, flush=True)
+
+
 async def run(a: argparse.Namespace) -> int:
     names = a.cases or list(CASES)
     needs = set().union(*(CASES[n][1] for n in names))
-    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     started = time.monotonic()
     if "official" in needs and not a.no_official:
         official = await asyncio.to_thread(official_env, log)

@@ -121,7 +121,7 @@ async def case_emulator(ctx: Context) -> list[CaseResult]:
     return [result]
 
 
-async def _emulator_run(ctx: Context, n: int, per_device: int) -> dict[str, Any]:
+async def _emulator_run(ctx: Context, n: int, per_device: int, qos: int = 0) -> dict[str, Any]:
     async with run_worker(["-m", "benchmarks.workers.emulator", "--devices", str(n),
                            "--expect", str(n * per_device)], name="emulator",
                           stdin=asyncio.subprocess.PIPE) as emu:
@@ -135,21 +135,22 @@ async def _emulator_run(ctx: Context, n: int, per_device: int) -> dict[str, Any]
             return await emu.result(30)
         env = {"BENCH_MQTT_KEY": info["key"], "BENCH_MQTT_SECRET": info["secret"]}
         argv = ["-m", "benchmarks.workers.fleet", "--impl", "ours", "--port", str(info["port"]),
-                "--ids", ",".join(info["ids"]), "--burst", str(per_device)]
-        async with run_worker(argv, name="fleet", env=env) as fleet:
+                "--ids", ",".join(info["ids"]), "--burst", str(per_device), "--qos", str(qos), "--hold"]
+        assert emu.proc.stdin is not None
+        async with run_worker(argv, name="fleet", env=env, stdin=asyncio.subprocess.PIPE) as fleet:
+            assert fleet.proc.stdin is not None
             try:
                 await fleet.ready(120)
-                fleet_doc = await fleet.result(60 + n * per_device / 500)
+                await fleet.ready(60 + n * per_device / 500, marker="SENT")
+                # The fleet holds its connections open while the emulator drains what it was sent.
+                emu.proc.stdin.write(b"done\n")
+                await emu.proc.stdin.drain()
+                emu.proc.stdin.close()
+                doc = await emu.result(60)
+                fleet.proc.stdin.close()
+                fleet_doc = await fleet.result(60)
             except WorkerFailed as exc:
-                fleet_doc = {"error": str(exc)}
-        assert emu.proc.stdin is not None
-        emu.proc.stdin.write(b"done\n")
-        await emu.proc.stdin.drain()
-        emu.proc.stdin.close()
-        try:
-            doc = await emu.result(60)
-        except WorkerFailed as exc:
-            return {"error": str(exc)}
+                return {"error": str(exc)}
     if "error" in fleet_doc or "skipped" in fleet_doc:
         return fleet_doc
     doc["sent"] = fleet_doc.get("sent")

@@ -155,12 +155,11 @@ async def case_publish(ctx: Context) -> list[CaseResult]:
         if qos == 0:
             result.targets = [
                 Target("QoS 0 Device publish >= official losant-mqtt", ours.name, official.name, 1.0),
-                Target("QoS 0 Device publish ~4x raw aiomqtt awaited", ours.name, aw.name, 4.0),
             ]
         else:
             result.targets = [
-                Target("QoS 1 Device publish >= raw paho 2 with its thread", ours.name, paho.name, 1.0),
-                Target("QoS 1 Device publish ~3x raw aiomqtt gathered", ours.name, ga.name, 3.0),
+                Target("QoS 1 Device publish >= raw paho 2 with its thread, all acknowledged",
+                       ours.name, paho.name, 1.0),
             ]
         out.append(result)
     return out
@@ -180,7 +179,8 @@ async def _with_stdin(argv: list[str], path: str) -> AsyncIterator[Worker]:
 async def case_fleet(ctx: Context) -> list[CaseResult]:
     """Case 2: N connections at a fixed rate each: sustained delivered states/s, connect time, RSS/device."""
     assert ctx.broker is not None
-    sizes = ctx.pick([100, 1_000], [100, 1_000, 5_000])
+    # 10,000 is the issue's target size; the smaller ones show how cost grows.
+    sizes = ctx.pick([100, 1_000, 10_000], [100, 1_000, 5_000, 10_000])
     rate = 1.0
     duration = ctx.pick(4.0, 6.0)
     out: list[CaseResult] = []
@@ -193,7 +193,7 @@ async def case_fleet(ctx: Context) -> list[CaseResult]:
         ours = Contender(f"{OURS} Fleet", "ours", "states/s")
         aio = Contender("aiomqtt (client per device)", "baseline", "states/s")
         result.contenders = [ours, aio]
-        runs = ctx.runs if n <= 1_000 else max(1, min(ctx.runs, 2))
+        runs = ctx.runs if n <= 1_000 else max(1, min(ctx.runs, ctx.pick(1, 2)))
         for run in range(runs):
             for idx, (c, impl) in enumerate(((ours, "ours"), (aio, "aiomqtt"))):
                 if c.skipped:
@@ -223,11 +223,14 @@ async def case_fleet(ctx: Context) -> list[CaseResult]:
                         + (f"{sustained:,.0f} states/s, connect {doc.get('connect_s', 0):.2f}s, "
                            f"{per_dev or 0:.1f} KiB/device" if sustained else str(doc.get("error") or doc.get("skipped"))))
         result.targets = [
-            Target(f"{n:,} devices: <= 25 KiB RSS per device", ours.name, None, 25.0,
-                   metric="rss_kib_per_device", at_most=True),
             Target(f"{n:,} devices: every state delivered (1 state/s each)", ours.name, None, 99.9,
                    metric="delivered_pct"),
+            Target(f"{n:,} devices: no send error", ours.name, None, 0.0, metric="errors", at_most=True),
         ]
+        if n >= 10_000:
+            # Per-device RSS only means something at scale: small fleets carry the fixed costs.
+            result.targets.append(Target(f"{n:,} devices: <= 25 KiB RSS per device", ours.name, None, 25.0,
+                                         metric="rss_kib_per_device", at_most=True))
         out.append(result)
     return out
 

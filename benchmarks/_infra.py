@@ -74,19 +74,20 @@ class Worker:
         self.name = name
         self._lines: list[str] = []
 
-    async def ready(self, timeout: float = 30.0) -> str:
+    async def ready(self, timeout: float = 30.0, marker: str = "READY") -> str:
+        """Wait for the line starting with ``marker``; returns the rest of it."""
         assert self.proc.stdout is not None
         while True:
             try:
                 line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
             except asyncio.TimeoutError:
-                raise WorkerFailed(f"{self.name}: not ready after {timeout}s") from None
+                raise WorkerFailed(f"{self.name}: no {marker} after {timeout}s") from None
             if not line:
                 err = await self._stderr_tail()
-                raise WorkerFailed(f"{self.name}: exited before READY: {err}")
+                raise WorkerFailed(f"{self.name}: exited before {marker}: {err}")
             text = line.decode().strip()
-            if text.startswith("READY"):
-                return text[5:].strip()
+            if text.startswith(marker):
+                return text[len(marker):].strip()
             self._lines.append(text)
 
     async def _stderr_tail(self) -> str:

@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,7 +27,7 @@ _enc = msgspec.json.Encoder()
 
 
 def rss() -> int:
-    import psutil
+    import psutil  # type: ignore[import-untyped,unused-ignore]
 
     return int(psutil.Process().memory_info().rss)
 
@@ -110,6 +111,11 @@ async def run_ours(a: argparse.Namespace, ids: list[str]) -> dict[str, Any]:
         for d in devices:
             await d.flush()
         end_rss = rss()
+        if a.hold:
+            # Stay connected until the harness says the receiver has everything: a receiver
+            # may still be working through what was written when the connections close.
+            print("SENT", flush=True)
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     return {**doc, "connect_s": connect_s, "rss_base": base, "rss_connected": after, "rss_end": end_rss}
 
 
@@ -160,6 +166,7 @@ def main() -> None:
     ap.add_argument("--ids", help="comma-separated device ids instead of generated ones")
     ap.add_argument("--burst", type=int, default=0, help="states per device, back to back (ours only)")
     ap.add_argument("--qos", type=int, default=0)
+    ap.add_argument("--hold", action="store_true", help="after sending, print SENT and wait for a stdin line")
     ap.add_argument("--profile")
     a = ap.parse_args()
     raise_fd_limit(max(a.n, len(a.ids or "") // 24) + 200)

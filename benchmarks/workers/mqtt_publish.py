@@ -73,9 +73,10 @@ def run_paho(a: argparse.Namespace) -> dict[str, Any]:
     import threading
 
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
     topic = f"losant/{a.device_id}/state"
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=a.device_id,
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=a.device_id,
                          protocol=mqtt.MQTTv311, clean_session=True)
     client.username_pw_set("bench-key", "bench-secret")
     connected = threading.Event()
