@@ -329,6 +329,8 @@ class LosantClient(GeneratedResources):
         while True:
             token = await source.get_token(self) if source is not None else None
             headers = self._headers(token, json_body, options, prepared)
+            if stream:  # what EventSource (Losant's JS client) sends for a stream
+                headers = {**headers, "Accept": "text/event-stream", "Cache-Control": "no-cache"}
             try:
                 if stream:
                     sresp = await transport.open_stream(prepared.method, url, headers, timeout)

@@ -93,7 +93,8 @@ def check_request(
         problems.append(f"global flags {flags}")
 
     headers = seen.headers
-    if headers.get("Accept") != "application/json" or headers.get("Accept-Version") != "^1.31.0":
+    accept = "text/event-stream" if is_stream else "application/json"
+    if headers.get("Accept") != accept or headers.get("Accept-Version") != "^1.31.0":
         problems.append(
             f"Accept/Accept-Version {headers.get('Accept')!r} {headers.get('Accept-Version')!r}"
         )

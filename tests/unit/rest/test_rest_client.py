@@ -441,3 +441,13 @@ def test_paginate_and_stream_validate_before_sending(server: Server, client: Los
     with pytest.raises(InvalidIdError):
         client.paginate(LIST_THINGS, ("bad", None, None), raw=False, options=None)
     assert server.calls == []
+
+
+def test_resources_are_created_once_per_client_and_named_as_the_catalog_names_them() -> None:
+    client = LosantClient("t", url=BASE)
+    assert client.device is client.device
+    assert client.application_api_tokens is client.application_api_tokens
+    assert client.bulk is client.bulk
+    assert client.device is not LosantClient("t", url=BASE).device
+    with pytest.raises(AttributeError):
+        client._resource("no_such_resource")
