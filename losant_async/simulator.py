@@ -488,27 +488,23 @@ class Simulation:
     reporting early; the report then says ``interrupted``.
     """
 
-    def __init__(
-        self,
-        config: SimulationConfig,
-        target: Target,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, config: SimulationConfig, target: Target) -> None:
         target.check(config)
         self.config = config
         self.target = target
         self.stats = SimulationStats(states_acked=0 if config.qos == 1 and config.transport == "mqtt" else None)
-        self._clock = clock
+        self._clock = time.monotonic
         self._phase: Phase = "starting"
-        self._stop = anyio.Event()
+        # Events are made inside the event loop (anyio needs one); stop() may come before.
+        self._stop: anyio.Event | None = None
+        self._stop_requested = False
         self._interrupted = False
         self._run_started: float | None = None
         self._run_ended: float | None = None
         self._meter = RateMeter()
         self._sent_by_device: dict[str, int] = dict.fromkeys(target.device_ids, 0)
         self._devices: list[Any] = []  # connected Device/Gateway objects, for their statistics
-        self._command_tick = anyio.Event()
+        self._command_tick: anyio.Event | None = None
         self._used = False
 
     # -- observation
@@ -542,9 +538,11 @@ class Simulation:
 
     def stop(self) -> None:
         """End the reporting now (idempotent); ``run()`` still drains and returns a report."""
-        if not self._stop.is_set():
+        if not self._stop_requested:
+            self._stop_requested = True
             self._interrupted = self._phase in ("starting", "connecting", "running")
-            self._stop.set()
+            if self._stop is not None:
+                self._stop.set()
 
     # -- running
 
@@ -553,6 +551,7 @@ class Simulation:
         if self._used:
             raise ValidationError("a Simulation runs once; build a new one")
         self._used = True
+        self._events()
         connect_seconds = 0.0
         states_stored: int | None = None
         try:
@@ -580,6 +579,15 @@ class Simulation:
             peak_rss=peak_rss_bytes(),
             machine=machine_info(),
         )
+
+    def _events(self) -> tuple[anyio.Event, anyio.Event]:
+        if self._stop is None:
+            self._stop = anyio.Event()
+            if self._stop_requested:
+                self._stop.set()
+        if self._command_tick is None:
+            self._command_tick = anyio.Event()
+        return self._stop, self._command_tick
 
     async def _run_mqtt(self) -> tuple[float, int | None]:
         from .mqtt import Device, Fleet, Gateway
@@ -663,9 +671,10 @@ class Simulation:
         cfg = self.config
         rng = random.Random(cfg.seed)
         offsets = phase_offsets(cfg.devices, cfg.rate)
+        stop, _ = self._events()
         self._phase = "running"
         self._run_started = start = self._clock()
-        if self._stop.is_set():
+        if stop.is_set():
             self._run_ended = start
             return
         async with anyio.create_task_group() as tg:
@@ -678,7 +687,7 @@ class Simulation:
                 controller = None
             # Device loops end on their own; the controller only when the reporting does.
             with anyio.move_on_after(cfg.duration):
-                await self._stop.wait()
+                await stop.wait()
             if controller is not None:
                 controller.cancel()
         self._run_ended = self._clock()
@@ -690,12 +699,13 @@ class Simulation:
         model = SensorModel(rng)
         last_ms = 0
         stats = self.stats
+        stop, _ = self._events()
         for due in due_times(offset, self.config.rate, self.config.duration):
             delay = start + due - self._clock()
             if delay > 0:
                 with anyio.move_on_after(delay):
-                    await self._stop.wait()
-            if self._stop.is_set():
+                    await stop.wait()
+            if stop.is_set():
                 return
             # Losant merges states with the same millisecond: keep each device's times strictly increasing.
             ms = max(now_ms(), last_ms + 1)
@@ -743,12 +753,14 @@ class Simulation:
         self.stats.commands_received += 1
         # Wake the drain, which waits for late commands; a fresh event for the next one.
         tick, self._command_tick = self._command_tick, anyio.Event()
-        tick.set()
+        if tick is not None:
+            tick.set()
 
     async def _wait_commands(self) -> None:
         with anyio.move_on_after(min(self.config.drain_timeout, 5.0)):
             while self.stats.commands_received < self.stats.commands_sent:
-                await self._command_tick.wait()
+                _, tick = self._events()
+                await tick.wait()
 
     async def _drain_mqtt(self, connections: Sequence[Any]) -> None:
         with anyio.move_on_after(self.config.drain_timeout):
