@@ -334,7 +334,7 @@ class LosantClient(GeneratedResources):
             try:
                 if stream:
                     sresp = await transport.open_stream(prepared.method, url, headers, timeout)
-                    if sresp.status < 400:
+                    if sresp.status < 300:
                         return sresp
                     resp = Response(sresp.status, sresp.headers, await sresp.read())
                 else:
@@ -361,7 +361,7 @@ class LosantClient(GeneratedResources):
             status = resp.status
             if _log.isEnabledFor(logging.DEBUG):
                 _log.debug("%s %s -> %d", prepared.method, prepared.path, status)
-            if status < 400:
+            if status < 300:  # redirects are not followed: a token must not travel elsewhere
                 return resp
             if status == 401 and source is not None and not reauthenticated:
                 reauthenticated = True

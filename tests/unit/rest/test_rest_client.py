@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 from losant_async.errors import (
+    APIError,
     ConnectError,
     DecodeError,
     InvalidIdError,
@@ -451,3 +452,11 @@ def test_resources_are_created_once_per_client_and_named_as_the_catalog_names_th
     assert client.device is not LosantClient("t", url=BASE).device
     with pytest.raises(AttributeError):
         client._resource("no_such_resource")
+
+
+async def test_a_redirect_is_an_error_not_followed(server: Server, client: LosantClient) -> None:
+    server.reply(302, b"", headers={"Location": "https://elsewhere.example/steal"})
+    with pytest.raises(APIError) as info:
+        await client.request(GET_THING, (APP_ID, DEVICE_ID), raw=False, options=None)
+    assert info.value.status == 302
+    assert len(server.calls) == 1
