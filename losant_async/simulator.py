@@ -477,6 +477,7 @@ StateSender = Callable[[str, dict[str, float], int], Awaitable[None]]
 # Failures that every further attempt would repeat: they end the run instead of being counted
 # a thousand times.
 _FATAL = (AuthenticationRefusedError, UnauthorizedError, ForbiddenError)
+_COMMAND_CALL_LIMIT = 15.0
 
 
 class Simulation:
@@ -732,21 +733,26 @@ class Simulation:
                 chosen = [ids[(cursor + i) % len(ids)] for i in range(batch)]
                 cursor = (cursor + batch) % len(ids)
                 round_no += 1
-                try:
-                    await client.devices.send_command(
-                        application_id=tgt.application_id,
-                        multi_device_command={
-                            "name": COMMAND_NAME,
-                            "payload": {"round": round_no},
-                            "deviceIds": chosen,
-                        },
-                    )
-                except _FATAL:
-                    raise
-                except LosantError as exc:
-                    self.stats.record_error(exc)
-                    continue
-                self.stats.commands_sent += len(chosen)
+                # Shielded: a command cut off by the end of the run might still reach the
+                # devices, and commands_sent must count exactly what the server took.
+                with anyio.move_on_after(_COMMAND_CALL_LIMIT, shield=True) as call:
+                    try:
+                        await client.devices.send_command(
+                            application_id=tgt.application_id,
+                            multi_device_command={
+                                "name": COMMAND_NAME,
+                                "payload": {"round": round_no},
+                                "deviceIds": chosen,
+                            },
+                        )
+                    except _FATAL:
+                        raise
+                    except LosantError as exc:
+                        self.stats.record_error(exc)
+                        continue
+                    self.stats.commands_sent += len(chosen)
+                if call.cancelled_caught:
+                    self.stats.record_error(TimeoutError(f"a command call took over {_COMMAND_CALL_LIMIT:g} s"))
 
     def _on_command(self, _command: object) -> None:
         # A plain callback, not a task per device: the device calls it from its network loop.
