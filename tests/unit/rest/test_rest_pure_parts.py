@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 from typing import Any
 
+import msgspec
 import pytest
 
-from losant_async.errors import NotFoundError, ValidationError
+from losant_async.errors import DecodeError, NotFoundError, ValidationError
 from losant_async.rest import Paginator, RetryPolicy
 from losant_async.rest._retry import parse_retry_after
 from losant_async.rest.bulk import BulkResult, run_bulk
-from losant_async.rest.sse import SSEEvent, SSEParser
+from losant_async.rest.sse import EventStream, SSEEvent, SSEParser
 
 # -- backoff -------------------------------------------------------------------
 
@@ -200,3 +201,59 @@ async def test_run_bulk_validates_concurrency_and_handles_empty_input() -> None:
     with pytest.raises(ValidationError):
         await run_bulk([("a", 1)], call, concurrency=0)
     assert await run_bulk([("a", 1)], call) == [BulkResult("a", 1)]
+
+
+class FakeSource:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = list(chunks)
+        self.closed = False
+
+    async def read_chunk(self) -> bytes:
+        return self.chunks.pop(0) if self.chunks else b""
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Reading(msgspec.Struct):
+    value: int
+
+
+async def test_event_stream_decodes_typed_or_raw_and_skips_unknown_events() -> None:
+    chunks = [b": hi\n\nevent: other\ndata: 1\n\nevent: r", b'eading\ndata: {"value": 3}\n\n']
+    for raw, expected in ((False, [Reading(3)]), (True, [{"value": 3}])):
+        source = FakeSource(chunks)
+
+        async def opener(source: FakeSource = source) -> FakeSource:
+            return source
+
+        stream: EventStream[Any] = EventStream(opener, {"reading": Reading}, raw=raw)
+        assert [e async for e in stream] == expected
+        assert source.closed and stream.closed
+
+
+async def test_event_stream_bad_data_raises_decode_error_and_closes() -> None:
+    source = FakeSource([b"event: reading\ndata: {oops\n\n"])
+
+    async def opener() -> FakeSource:
+        return source
+
+    stream: EventStream[Reading] = EventStream(opener, {"reading": Reading})
+    with pytest.raises(DecodeError, match="reading"):
+        async with stream:
+            async for _ in stream:
+                pass
+    assert source.closed
+
+
+async def test_event_stream_aclose_before_the_end() -> None:
+    source = FakeSource([b'event: reading\ndata: {"value": 1}\n\n'] * 5)
+
+    async def opener() -> FakeSource:
+        return source
+
+    stream: EventStream[Reading] = EventStream(opener, {"reading": Reading})
+    assert await stream.__anext__() == Reading(1)
+    await stream.aclose()
+    assert source.closed
+    assert [e async for e in stream] == []
