@@ -73,9 +73,16 @@ class LosantClient(GeneratedResources):
     ``device.send_state`` stamps states that lack a ``time`` with the call's
     time before the first attempt (when retries are enabled).
 
-    ``timeout`` applies to each attempt; ``RequestOptions`` (the ``options=``
+    ``timeout`` applies to each attempt; ``RequestOptions`` (the ``request_options=``
     argument of every method) overrides timeout, retries, headers and Losant's
     global flags for one call. ``sleep`` and ``clock`` are injectable for tests.
+
+    Also: ``url`` for private instances (or the local emulator);
+    ``user_agent`` is put in front of the library's own product token;
+    ``page_prefetch`` bounds the pages a list iteration fetches ahead;
+    ``connection_limit`` the connections of a session the client creates.
+    Redirects are not followed (a 3xx is an ``APIError``), so the token
+    never travels to another host.
     """
 
     def __init__(
