@@ -241,6 +241,9 @@ def resolve_simulate(ns: argparse.Namespace, env: Mapping[str, str]) -> Simulate
         parse_broker(creds.broker or "")  # fail now, before anything is sent
     if ns.command_interval < 0:
         raise ValidationError("--command-interval must be >= 0")
+    if ns.json is not None and not ns.json.parent.is_dir():
+        # Checked now: finding out after a 30-minute run would lose its report.
+        raise ValidationError(f"--json: directory {str(ns.json.parent)!r} does not exist")
     config = SimulationConfig(
         devices=ns.devices,
         rate=ns.rate,

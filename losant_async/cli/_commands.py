@@ -136,7 +136,7 @@ async def run_simulate(args: SimulateArgs, out: TextIO, err: TextIO) -> Simulati
 def _say_target(target: Target, transport: str, out: TextIO) -> None:
     parts = [f"Fleet: {len(target.device_ids)} devices"
              + (f" behind {_plural(len(target.gateways), 'gateway')}" if target.gateways else "")]
-    if target.mqtt_host:
+    if target.mqtt_host and transport == "mqtt":
         parts.append(f"broker {target.mqtt_transport}://{target.mqtt_host}:{target.mqtt_port}")
     if target.rest_url:
         parts.append(f"REST {target.rest_url}")

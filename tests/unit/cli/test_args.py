@@ -74,6 +74,7 @@ def test_flags_win_over_environment_variables() -> None:
         (["--application", APP, "--key", "k", "--secret", "s", "--token", "t", "--broker", "http://x"],
          {}, "scheme"),
         (["--gateway", "--transport", "rest"], {}, "gateway"),
+        (["--json", "/nonexistent-dir/report.json"], {}, "does not exist"),
     ],
 )
 def test_bad_combinations_are_named(argv: list[str], env: dict[str, str], words: str) -> None:
