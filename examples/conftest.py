@@ -70,9 +70,9 @@ async def run_script(
 class CuttableProxy:
     """A loopback TCP proxy in front of one port, with a switch that cuts the network.
 
-    ``cut()`` closes every open connection and makes new ones close at once (no
-    CONNACK ever arrives, as when a broker is unreachable); ``restore()`` lets
-    connections through again. Use it with ``async with``.
+    ``cut()`` aborts every open connection and stops listening, so new attempts
+    are refused (as when a broker is down); ``await restore()`` listens again on
+    the same port. Use it with ``async with``.
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -80,41 +80,34 @@ class CuttableProxy:
         self.target_port = target_port
         self.port = 0
         self.connections = 0
-        self._open = True
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> CuttableProxy:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
+        await self.restore()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        self._close_all()
+        self.cut()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
 
     def cut(self) -> None:
-        self._open = False
-        self._close_all()
-
-    def restore(self) -> None:
-        self._open = True
-
-    def _close_all(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
         for writer in list(self._writers):
             writer.transport.abort()
         self._writers.clear()
 
+    async def restore(self) -> None:
+        if self._server is None:
+            self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+            self.port = self._server.sockets[0].getsockname()[1]
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self._open:
-            writer.transport.abort()
-            return
         try:
             up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
         except OSError:
