@@ -237,4 +237,4 @@ async def test_the_demo_runs_standalone_on_an_embedded_emulator(tmp_path: Path) 
     stored = [e for e in demo.events if e["event"] == "stored"]
     assert len(stored) == 3 and all(e["states"] > 0 for e in stored), demo.stderr.decode()
     assert demo.count("command", name="calibrate", applied=True) == 1
-    assert not list(tmp_path.iterdir()), "the demo leaves no outbox file behind"
+    assert not await asyncio.to_thread(lambda: list(tmp_path.iterdir())), "the demo leaves no outbox behind"
