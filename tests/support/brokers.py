@@ -20,6 +20,8 @@ from typing import Any
 MOSQUITTO = shutil.which("mosquitto") or (
     "/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None
 )
+if os.environ.get("LOSANT_TEST_BROKER") == "amqtt":  # run the suite as on a machine without mosquitto
+    MOSQUITTO = None
 
 __all__ = ["MOSQUITTO", "AmqttBroker", "Broker", "MosquittoBroker", "TLSMaterial", "free_port", "running_broker"]
 
@@ -123,11 +125,13 @@ class MosquittoBroker(Broker):
     _log: Path | None = None
 
     def _config(self) -> str:
-        lines = ["per_listener_settings false", "persistence false", "log_dest stderr", "log_type error"]
+        # Unbounded queues: a slow test subscriber must not lose QoS 1 messages to mosquitto's default cap of 1000.
+        lines = ["per_listener_settings false", "log_dest stderr", "log_type error", "max_queued_messages 0"]
         if self.users is not None:
             pw = self.directory / "passwords"
             pw.write_text("".join(mosquitto_password_line(u, p) + "\n" for u, p in self.users.items()))
-            os.chmod(pw, 0o600)
+            # When run as root mosquitto drops to its own user, which must be able to read it.
+            os.chmod(pw, 0o644)
             lines += ["allow_anonymous false", f"password_file {pw}"]
         else:
             lines.append("allow_anonymous true")
@@ -145,9 +149,11 @@ class MosquittoBroker(Broker):
 
     async def start(self) -> None:
         assert MOSQUITTO is not None
+        os.chmod(self.directory, 0o777)  # mosquitto may run as its own user: it reads and persists here
         keep_ports = self.port != 0
         if self.with_tls and self.tls is None:
             self.tls = TLSMaterial.create(self.directory)
+            os.chmod(self.tls.key_file, 0o644)
         for _ in range(5):
             if not keep_ports:
                 self.port = free_port()
@@ -156,7 +162,7 @@ class MosquittoBroker(Broker):
             conf = self.directory / "mosquitto.conf"
             conf.write_text(self._config())
             self._log = self.directory / "mosquitto.log"
-            log_fh = open(self._log, "ab")  # noqa: SIM115 (the process owns it until stop)
+            log_fh = await asyncio.to_thread(open, self._log, "ab")
             try:
                 self._proc = await asyncio.create_subprocess_exec(
                     MOSQUITTO, "-c", str(conf), stdout=log_fh, stderr=log_fh, stdin=asyncio.subprocess.DEVNULL
