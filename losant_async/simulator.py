@@ -333,7 +333,9 @@ class SimulationStats:
     errors: int = 0
     errors_by_type: dict[str, int] = field(default_factory=dict)
     last_error: str | None = None
-    devices_connected: int = 0
+    connections: int = 0
+    """MQTT connections the fleet uses (devices, or gateways); 0 over REST."""
+    connected: int = 0
 
     def record_error(self, exc: BaseException) -> None:
         """Count one failure by its type and keep its message (our errors never carry secrets)."""
@@ -351,7 +353,8 @@ class Progress:
     elapsed: float
     duration: float
     devices: int
-    devices_connected: int
+    connections: int
+    connected: int
     states_sent: int
     states_per_second: float
     commands_sent: int
@@ -527,7 +530,8 @@ class Simulation:
             elapsed=elapsed,
             duration=self.config.duration,
             devices=self.config.devices,
-            devices_connected=s.devices_connected,
+            connections=s.connections,
+            connected=s.connected,
             states_sent=s.states_sent,
             states_per_second=self._meter.sample(now, s.states_sent),
             commands_sent=s.commands_sent,
@@ -624,6 +628,7 @@ class Simulation:
         started = self._clock()
         fleet = Fleet(connections, connect_concurrency=cfg.connect_concurrency, throttle=cfg.throttle)
         self._devices = connections
+        self.stats.connections = len(connections)
         async with fleet:
             connect_seconds = self._clock() - started
 
@@ -647,7 +652,6 @@ class Simulation:
         limiter = anyio.CapacityLimiter(cfg.rest_concurrency)
         self._phase = "connecting"
         async with self._rest_client() as client:
-            self.stats.devices_connected = cfg.devices
 
             async def send(device_id: str, data: dict[str, float], ms: int) -> None:
                 async with limiter:
@@ -795,7 +799,7 @@ class Simulation:
             acked += st.acked
             connected += conn.connected
         self.stats.reconnects = reconnects
-        self.stats.devices_connected = connected
+        self.stats.connected = connected
         if self.stats.states_acked is not None:
             self.stats.states_acked = acked
 

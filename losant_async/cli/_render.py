@@ -35,7 +35,7 @@ def format_bytes(n: int | None) -> str:
 def format_progress(p: Progress) -> str:
     """One progress line."""
     if p.phase == "connecting":
-        head = f"connecting {p.devices} devices"
+        head = f"connecting {p.connected}/{p.connections}"
     elif p.phase in ("starting",):
         head = "starting"
     else:
@@ -44,6 +44,8 @@ def format_progress(p: Progress) -> str:
         f"{head} | {p.states_per_second:.1f} states/s | sent {p.states_sent} | "
         f"commands {p.commands_received}/{p.commands_sent} | reconnects {p.reconnects} | errors {p.errors}"
     )
+    if p.phase == "running" and p.connected < p.connections:
+        line += f" | connected {p.connected}/{p.connections}"
     if p.errors and p.last_error:
         line += f" | last: {p.last_error[:80]}"
     return line

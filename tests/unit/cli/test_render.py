@@ -18,7 +18,7 @@ from losant_async.simulator import Progress, SimulationConfig, SimulationStats, 
 
 def _progress(**kw: object) -> Progress:
     base: dict[str, object] = dict(
-        phase="running", elapsed=2.5, duration=10.0, devices=5, devices_connected=5, states_sent=12,
+        phase="running", elapsed=2.5, duration=10.0, devices=5, connections=5, connected=5, states_sent=12,
         states_per_second=4.8, commands_sent=3, commands_received=2, reconnects=1, errors=0,
         last_error=None,
     )
@@ -32,7 +32,9 @@ def test_progress_line_shows_the_counters() -> None:
         assert part in line
     assert "last:" not in line
     assert "last: ConnectError: boom" in format_progress(_progress(errors=1, last_error="ConnectError: boom"))
-    assert "connecting 5 devices" in format_progress(_progress(phase="connecting"))
+    assert "connecting 2/5" in format_progress(_progress(phase="connecting", connected=2))
+    assert "connected 4/5" in format_progress(_progress(connected=4))
+    assert "connected" not in format_progress(_progress())
 
 
 def test_views() -> None:
