@@ -127,8 +127,9 @@ class LocalLosant:
     """Losant's REST API and MQTT broker on 127.0.0.1, with an in-memory store.
 
     Ports default to 0 (ephemeral); ``ws_port=None`` disables MQTT over WebSockets.
-    ``throttle=True`` enforces 30 messages / 15 s per topic (disconnect, then 30 s of
-    refusals). ``clock`` (epoch ms) replaces the wall clock for the time rules and the
+    ``throttle=True`` enforces 30 messages / 15 s per topic over MQTT (disconnect, then
+    30 s of refusals) and 30 REST sendState / sendCommand per 15 s per device (429 with
+    Retry-After). ``clock`` (epoch ms) replaces the wall clock for the time rules and the
     throttle, so tests can move time instead of sleeping.
     """
 
@@ -176,7 +177,7 @@ class LocalLosant:
                 self.store, host=self._host, port=self._mqtt_port, ws_port=self._ws_port, throttle=self._throttle
             )
             await self._broker.start()
-            self._rest = RestApp(self.store, self._deliver_command)
+            self._rest = RestApp(self.store, self._deliver_command, throttle=self._throttle)
             self._runner = web.AppRunner(self._rest.build(), access_log=None, shutdown_timeout=1.0)
             await self._runner.setup()
             site = web.TCPSite(self._runner, self._host, self._rest_port)

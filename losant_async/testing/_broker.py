@@ -118,6 +118,7 @@ class Rules:
         if entry is None or entry[0] is not session:
             return
         self.live[client_id] = entry
+        self._verdicts.pop(client_id, None)  # a leftover of a connection that died mid-message
         self.store.set_connection(client_id, True)
 
     def disconnected(self, client_id: str, session: Any) -> None:

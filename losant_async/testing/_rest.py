@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import math
 import statistics
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,16 +37,19 @@ CommandSender = Callable[[str, str, Any, "int | None"], Awaitable[None]]
 """(device_id, name, payload, time_ms) -> records the command and delivers it over MQTT."""
 
 _SSE_QUEUE = 1000
+_REST_LIMIT = 30
+_REST_WINDOW_MS = 15_000
 
 
 class HttpError(Exception):
     """An error answer: status plus Losant's ``{"type", "message"}`` body."""
 
-    def __init__(self, status: int, type: str, message: str) -> None:
+    def __init__(self, status: int, type: str, message: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.type = type
         self.message = message
+        self.headers = dict(headers or {})
 
 
 def iso(ms: int | None) -> str | None:
@@ -59,8 +63,10 @@ def _json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=_json.encode(body), status=status, content_type="application/json")
 
 
-def _error(status: int, type: str, message: str) -> web.Response:
-    return _json_response({"type": type, "message": message}, status)
+def _error(status: int, type: str, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    response = _json_response({"type": type, "message": message}, status)
+    response.headers.update(headers or {})
+    return response
 
 
 @dataclass(slots=True)
@@ -106,8 +112,12 @@ Handler = Callable[[Call], Awaitable[web.StreamResponse]]
 class RestApp:
     """Builds the aiohttp application over a store; ``send_command`` reaches devices over MQTT."""
 
-    def __init__(self, store: Store, send_command: CommandSender, *, routes: RouteTable | None = None) -> None:
+    def __init__(
+        self, store: Store, send_command: CommandSender, *, routes: RouteTable | None = None, throttle: bool = False
+    ) -> None:
         self.store = store
+        self.throttle = throttle
+        self._windows: dict[tuple[str, str], deque[int]] = {}
         self._send_command = send_command
         self.routes = routes or load_routes()
         self._streams: set[asyncio.Queue[Any]] = set()
@@ -178,7 +188,7 @@ class RestApp:
         try:
             return await self._handle(request)
         except HttpError as exc:
-            return _error(exc.status, exc.type, exc.message)
+            return _error(exc.status, exc.type, exc.message, exc.headers)
         except UnknownObjectError as exc:
             return _error(404, "NotFound", str(exc))
         except ValidationError as exc:
@@ -276,6 +286,22 @@ class RestApp:
             return items
         field = call.q("filterField", default_field) or default_field
         return [item for item in items if wildcard_match(pattern, str(item.get(field, "")))]
+
+    def _check_rate(self, device_id: str, action: str) -> None:
+        """Losant holds REST sendState / sendCommand to 30 per 15 s per device (when throttling)."""
+        if not self.throttle:
+            return
+        now = self.store.clock()
+        window = self._windows.setdefault((device_id, action), deque())
+        while window and window[0] <= now - _REST_WINDOW_MS:
+            window.popleft()
+        if len(window) >= _REST_LIMIT:
+            wait_s = max(1, math.ceil((window[0] + _REST_WINDOW_MS - now) / 1000))
+            raise HttpError(
+                429, "TooManyRequests", f"{action} is limited to {_REST_LIMIT} per 15 s per device",
+                {"Retry-After": str(wait_s)},
+            )
+        window.append(now)
 
     # -- JSON shapes -----------------------------------------------------------------------------
 
@@ -610,6 +636,7 @@ class RestApp:
         device = self._device(call)
         if call.body is None:
             raise ValidationError("request body must be a state or a list of states")
+        self._check_rate(device.id, "sendState")
         self.store.record_state(device, call.body)
         return _json_response({"success": True})
 
@@ -645,6 +672,7 @@ class RestApp:
     async def device_send_command(self, call: Call) -> web.Response:
         device = self._device(call)
         name, payload, stamp = self._command_fields(self._body(call))
+        self._check_rate(device.id, "sendCommand")
         await self._send_command(device.id, name, payload, stamp)
         return _json_response({"success": True})
 

@@ -435,3 +435,24 @@ async def test_time_series_and_last_value_queries(world: World, api: Api) -> Non
     assert status == 200
     assert_schema("lastValueData", last)
     assert last[world.device.id]["data"] == {"temperature": 5}
+
+
+class TestRestThrottle:
+    @pytest.fixture
+    def throttle(self) -> bool:
+        return True
+
+    async def test_31st_send_state_in_15_s_is_429_with_retry_after(self, world: World, api: Api) -> None:
+        for i in range(30):
+            status, _ = await api.call("POST", dev_path(world, tail="/state"), body={"data": {"temperature": i}, "time": world.clock.now - i})
+            assert status == 200
+        status, body = await api.call("POST", dev_path(world, tail="/state"), body={"data": {"temperature": 99}})
+        assert (status, body["type"]) == (429, "TooManyRequests")
+        async with api.session.post(
+            dev_path(world, tail="/state"), json={"data": {"temperature": 99}}, headers={"Authorization": f"Bearer {world.token}"}
+        ) as response:
+            assert response.headers["Retry-After"] == "15"
+        assert len(world.losant.states(world.device.id)) == 30
+        world.clock.advance(15_000)
+        status, _ = await api.call("POST", dev_path(world, tail="/state"), body={"data": {"temperature": 100}})
+        assert status == 200
