@@ -49,6 +49,7 @@ __all__ = [
     "Device",
     "LocalLosant",
     "StateRecord",
+    "Store",
     "UnknownObjectError",
     "User",
 ]

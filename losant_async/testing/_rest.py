@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import statistics
 from collections import deque
@@ -32,6 +33,8 @@ from ._store import (
 )
 
 __all__ = ["RestApp"]
+
+_log = logging.getLogger("losant_async.testing.rest")
 
 CommandSender = Callable[[str, str, Any, "int | None"], Awaitable[None]]
 """(device_id, name, payload, time_ms) -> records the command and delivers it over MQTT."""
@@ -196,6 +199,7 @@ class RestApp:
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception as exc:  # every request gets an answer: clients have no timeout
+            _log.exception("emulator failure on %s %s", request.method, request.path)
             return _error(500, "InternalError", f"emulator failure: {type(exc).__name__}")
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:

@@ -56,11 +56,13 @@ class RouteTable:
 
     def __init__(self, routes: list[Route]) -> None:
         self.routes = sorted(routes, key=lambda r: (_specificity(r.path), r.path, r.method))
+        # placeholders never span a "/", so only routes of the same depth can match
+        self._by_shape: dict[tuple[str, int], list[Route]] = {}
+        for route in self.routes:
+            self._by_shape.setdefault((route.method, route.path.count("/")), []).append(route)
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
-        for route in self.routes:
-            if route.method != method:
-                continue
+        for route in self._by_shape.get((method, path.count("/")), ()):
             found = route.regex.match(path)
             if found is not None:
                 return route, found.groupdict()
