@@ -57,9 +57,8 @@ async def run_emulator(ns: argparse.Namespace, out: TextIO) -> int:
             f"  REST API:   {losant.rest_url}",
             f"  MQTT:       {mqtt_url}",
         ]
-        ws_port = getattr(losant, "ws_port", None)
-        if ws_port:
-            lines.append(f"  WebSockets: ws://{losant.mqtt_host}:{ws_port}")
+        if losant.ws_port:
+            lines.append(f"  WebSockets: ws://{losant.mqtt_host}:{losant.ws_port}")
         lines += [
             f"Demo application {demo.application_name!r}: {demo.application_id}",
             f"  access key:    {demo.key}",

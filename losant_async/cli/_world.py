@@ -5,13 +5,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ..errors import LosantError, ValidationError
 from ..simulator import SENSOR_ATTRIBUTES, GatewayGroup, SimulationConfig, Target, plan_gateways
 from ._args import SimulateArgs, parse_broker, read_device_ids
+
+if TYPE_CHECKING:
+    from ..rest import LosantClient
+    from ..testing import Application, LocalLosant
 
 __all__ = ["DemoWorld", "EmulatorStored", "embedded_target", "provision_demo", "real_target"]
 
@@ -21,7 +25,7 @@ SIMULATOR_TAG = "losant-async-simulator"
 class EmulatorStored:
     """The simulator's view of what the embedded emulator stored."""
 
-    def __init__(self, losant: Any) -> None:
+    def __init__(self, losant: LocalLosant) -> None:
         self._losant = losant
 
     async def wait_stored(self, expected: Mapping[str, int], within: float) -> int:
@@ -37,7 +41,7 @@ class EmulatorStored:
         return sum(len(self._losant.states(device_id)) for device_id in expected)
 
 
-def _create_fleet(app: Any, config: SimulationConfig) -> tuple[list[str], list[GatewayGroup]]:
+def _create_fleet(app: Application, config: SimulationConfig) -> tuple[list[str], list[GatewayGroup]]:
     attributes = dict(SENSOR_ATTRIBUTES)
     tags = {"simulator": SIMULATOR_TAG}
     if not config.gateway:
@@ -68,7 +72,7 @@ def _create_fleet(app: Any, config: SimulationConfig) -> tuple[list[str], list[G
 
 
 @contextlib.asynccontextmanager
-async def embedded_target(config: SimulationConfig) -> AsyncIterator[tuple[Target, Any]]:
+async def embedded_target(config: SimulationConfig) -> AsyncIterator[tuple[Target, LocalLosant]]:
     """Start the emulator on loopback, provision the fleet, yield the target and the emulator."""
     from ..testing import LocalLosant
 
@@ -106,7 +110,7 @@ def _device_id(device: Any) -> str:
     raise LosantError("the API returned a device without an ID")
 
 
-async def _existing_devices(client: Any, application_id: str, device_class: str) -> list[Any]:
+async def _existing_devices(client: LosantClient, application_id: str, device_class: str) -> list[Any]:
     found = []
     async for dev in client.devices.get(
         application_id=application_id,
@@ -117,13 +121,13 @@ async def _existing_devices(client: Any, application_id: str, device_class: str)
     return found
 
 
-async def _create_device(client: Any, application_id: str, body: dict[str, Any]) -> str:
+async def _create_device(client: LosantClient, application_id: str, body: dict[str, Any]) -> str:
     dev = await client.devices.post(application_id=application_id, device=body)
     return _device_id(dev)
 
 
 async def _provision_real(
-    client: Any, application_id: str, config: SimulationConfig
+    client: LosantClient, application_id: str, config: SimulationConfig
 ) -> tuple[list[str], list[GatewayGroup]]:
     """Reuse devices tagged by earlier runs, create the missing ones (tagged, so a rerun finds them)."""
     tags = [{"key": "simulator", "value": SIMULATOR_TAG}]
@@ -221,7 +225,7 @@ class DemoWorld:
     """(name, id, class)."""
 
 
-def provision_demo(losant: Any) -> DemoWorld:
+def provision_demo(losant: LocalLosant) -> DemoWorld:
     """A small demo application: three sensors, a gateway with two peripherals, a key and a token."""
     app = losant.create_application(name="demo")
     key = app.create_access_key()
