@@ -29,7 +29,7 @@ EXIT_INTERRUPTED = 130
 
 def _expected(exc: BaseException) -> BaseException | None:
     """The first of our typed errors (or an OS error) in ``exc``, looking inside exception groups."""
-    if isinstance(exc, (LosantError, OSError)):
+    if isinstance(exc, (LosantError, OSError, ModuleNotFoundError)):
         return exc
     if isinstance(exc, KeyboardInterrupt):
         return exc
@@ -85,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(found, ValidationError):
             _error(str(found))
             return EXIT_USAGE
+        if isinstance(found, ModuleNotFoundError):
+            extra = "cli" if found.name == "rich" else "emulator"
+            _error(f"module {found.name!r} is missing: pip install 'losant-async[{extra}]'")
+            return EXIT_FAILED
         if isinstance(found, OSError) and not isinstance(found, LosantError):
             _error(f"{found.strerror or found}" + (f": {found.filename}" if found.filename else ""))
             return EXIT_FAILED

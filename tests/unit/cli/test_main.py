@@ -44,3 +44,17 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main([])
     assert info.value.code == 2
+
+
+def test_a_missing_optional_dependency_is_one_line_naming_the_extra(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import losant_async.cli._commands as commands
+
+    async def no_amqtt(*args: object) -> int:
+        raise ModuleNotFoundError("No module named 'amqtt'", name="amqtt")
+
+    monkeypatch.setattr(commands, "run_emulator", no_amqtt)
+    assert main(["emulator"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "losant-async: error: module 'amqtt' is missing: pip install 'losant-async[emulator]'"
