@@ -1,4 +1,4 @@
-"""Shared fixtures of the example tests: loading an example by path, and a TCP proxy that can cut.
+"""Helpers of the example tests: loading an example by path, running one as a script, a TCP proxy that can cut.
 
 The examples are scripts, not a package, so tests load them from their file.
 """

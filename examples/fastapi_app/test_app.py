@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from examples.conftest import load_example, run_script
+from examples._support import load_example, run_script
 
 app_module = load_example("fastapi_app/app.py")
 

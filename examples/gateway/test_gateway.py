@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from examples.conftest import EXAMPLES, CuttableProxy, script_env
+from examples._support import EXAMPLES, CuttableProxy, script_env
 
 Event = dict[str, Any]
 TIMEOUT = 15.0

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from examples.conftest import load_example, run_script
+from examples._support import load_example, run_script
 
 rest = load_example("rest/rest_scripting.py")
 

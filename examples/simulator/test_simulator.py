@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from examples.conftest import load_example, run_script
+from examples._support import load_example, run_script
 
 sim = load_example("simulator/simulator.py")
 
