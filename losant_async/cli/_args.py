@@ -154,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the local Losant emulator in the foreground and print its URLs and the "
         "credentials of a demo application. Ctrl-C stops it.",
     )
-    emu.add_argument("--rest-port", type=_port, default=0, help="REST port (default: any free port)")
-    emu.add_argument("--mqtt-port", type=_port, default=0, help="MQTT port (default: any free port)")
+    emu.add_argument("--rest-port", type=_port, default=0, metavar="P", help="REST port (default: any free port)")
+    emu.add_argument("--mqtt-port", type=_port, default=0, metavar="P", help="MQTT port (default: any free port)")
     emu.add_argument("--throttle", action="store_true", help="enforce Losant's MQTT message limits")
 
     sim = sub.add_parser(
@@ -165,16 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
         "credentials it runs against an embedded emulator; with --url/--broker/--application/"
         f"--key/--secret/--token (or {', '.join(ENV.values())}) against real Losant, throttled.",
     )
-    sim.add_argument("--devices", type=_positive_int, default=10, help="number of devices (default 10)")
-    sim.add_argument("--rate", type=_positive_float, default=1.0, help="states per second per device (default 1)")
-    sim.add_argument("--duration", type=_positive_float, default=10.0, help="seconds of reporting (default 10)")
+    sim.add_argument("--devices", type=_positive_int, default=10, metavar="N", help="number of devices (default 10)")
+    sim.add_argument("--rate", type=_positive_float, default=1.0, metavar="R", help="states per second per device (default 1)")
+    sim.add_argument("--duration", type=_positive_float, default=10.0, metavar="S", help="seconds of reporting (default 10)")
     sim.add_argument("--transport", choices=("mqtt", "rest"), default="mqtt", help="how states are sent")
     sim.add_argument("--gateway", action="store_true", help="report through gateways (up to 50 peripherals each)")
     sim.add_argument("--qos", type=int, choices=(0, 1), default=0, help="MQTT QoS of states (default 0)")
     sim.add_argument("--json", type=Path, metavar="PATH", help="write a JSON report here")
     sim.add_argument("--quiet", action="store_true", help="no progress lines, summary only")
-    sim.add_argument("--connect-concurrency", type=_positive_int, default=50, help="connections opened at once")
-    sim.add_argument("--command-interval", type=float, default=1.0, help="seconds between command rounds (0: none)")
+    sim.add_argument("--connect-concurrency", type=_positive_int, default=50, metavar="N", help="connections opened at once")
+    sim.add_argument("--command-interval", type=float, default=1.0, metavar="S", help="seconds between command rounds (0: none)")
     sim.add_argument("--seed", type=int, help="random seed of the sensor values")
     real = sim.add_argument_group("real Losant (any of these turns the embedded emulator off)")
     real.add_argument("--url", help=f"REST API URL (default {DEFAULT_REST_URL}; env {ENV['url']})")
