@@ -8,7 +8,8 @@ What it shows
   * ``POST /devices/{device_id}/commands`` with ``{"name": ..., "payload": ...}``;
   * ``GET /devices/{device_id}/state/stream``: the device's state pushed to the
     browser as server-sent events, relayed from Losant's ``device.state_stream``
-    (``new EventSource("/devices/<id>/state/stream")`` in the page);
+    (``new EventSource("/devices/<id>/state/stream")`` in the page); a browser
+    that leaves closes its upstream stream (``GET /health`` counts them);
   * Losant's errors turned into HTTP answers a browser can act on: unknown
     device 404, bad input 422, Losant rate limit 429 (with Retry-After), our
     own token refused 502 (the backend is misconfigured, not the caller
@@ -43,6 +44,7 @@ import msgspec
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
 
 from losant_async.errors import (
     APIError,
@@ -113,6 +115,31 @@ class CommandAccepted(BaseModel):
     name: str
 
 
+# --------------------------------------------------------------------------- open streams
+
+
+class OpenStreams:
+    """How many browsers are watching a state stream now; ``GET /health`` reports it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def opened(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def closed(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return when no stream is open (at shutdown, or in a test)."""
+        await self._idle.wait()
+
+
 # --------------------------------------------------------------------------- the shared client
 
 
@@ -170,6 +197,7 @@ def create_app(settings: Settings) -> FastAPI:
         async with LosantClient(settings.api_token, url=settings.url, max_retries=settings.max_retries) as client:
             app.state.losant = client
             app.state.settings = settings
+            app.state.streams = OpenStreams()
             yield
 
     app = FastAPI(title="Losant devices", lifespan=lifespan)
@@ -210,14 +238,16 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/devices/{device_id}/state/stream")
     async def stream_state(
+        request: Request,
         device_id: str,
         client: Client,
         cfg: AppSettings,
         limit: Annotated[int | None, Query(ge=1, description="stop after this many states")] = None,
     ) -> StreamingResponse:
+        streams: OpenStreams = request.app.state.streams
         upstream = contextlib.AsyncExitStack()
         # Open Losant's stream before answering: an unknown device is then a 404,
-        # not a 200 followed by a broken stream. The relay closes it.
+        # not a 200 followed by a broken stream.
         events = await upstream.enter_async_context(
             client.device.state_stream(
                 application_id=cfg.application_id,
@@ -225,11 +255,21 @@ def create_app(settings: Settings) -> FastAPI:
                 keep_alive_interval=cfg.keep_alive_interval,
             )
         )
+        streams.opened()
+        upstream.callback(streams.closed)
         return StreamingResponse(
             relay(events, limit, upstream),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            # The relay closes the upstream stream when it ends; this covers a
+            # response that never started (closing twice is harmless).
+            background=BackgroundTask(upstream.aclose),
         )
+
+    @app.get("/health")
+    async def health(request: Request) -> dict[str, int]:
+        streams: OpenStreams = request.app.state.streams
+        return {"open_streams": streams.count}
 
     return app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -152,3 +153,48 @@ async def test_runs_standalone_help(tmp_path: Path) -> None:
     result = await run_script("fastapi_app/app.py", "--check", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "/devices" in result.stdout
+
+
+async def test_a_browser_that_leaves_releases_its_upstream_stream(world: World) -> None:
+    import uvicorn
+
+    app = app_module.create_app(world.settings())
+    # A listening socket handed to the server: its port is known and connectable before serve() runs.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+    device = world.devices[2]
+    record = world.losant.store.device(device.id)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as browser:
+            async with browser.stream("GET", f"/devices/{device.id}/state/stream") as resp:
+                assert resp.status_code == 200
+                got_state = asyncio.Event()
+
+                async def read() -> None:
+                    async for line in resp.aiter_lines():
+                        if line == "event: state":
+                            got_state.set()
+
+                reader = asyncio.ensure_future(read())
+                base = int(time.time() * 1000)
+                for i in range(100):  # report until the browser has seen one state
+                    world.losant.store.record_state(record, {"time": base + i, "data": {"temperature": i}})
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(got_state.wait(), 0.05)
+                    if got_state.is_set():
+                        break
+                assert got_state.is_set()
+                assert (await browser.get("/health")).json() == {"open_streams": 1}
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+            # The browser has gone: the relay must close Losant's stream by itself.
+            await asyncio.wait_for(app.state.streams.wait_idle(), 10)
+            assert (await browser.get("/health")).json() == {"open_streams": 0}
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 10)
+        sock.close()
