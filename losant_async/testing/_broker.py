@@ -1,12 +1,16 @@
 """The emulator's MQTT broker: embedded amqtt with a plugin that enforces Losant's broker rules.
 
-amqtt 0.12.1 has no hook that can veto a PUBLISH by payload, QoS or retain flag,
-so the rules run in two steps (see docs/amqtt-notes.md): ``on_broker_message_received``
-judges the message synchronously, before amqtt's next await, and leaves a verdict that
-``topic_filtering(PUBLISH)`` for the same message pops. Connections are ours
-(``asyncio.start_server`` / ``websockets.serve`` handed to an ``external`` listener),
-so ports are ephemeral and known, and the reader records when each client last spoke
-(amqtt does not enforce keepalive).
+amqtt 0.12.1 has no hook that can veto a PUBLISH by payload, QoS or retain flag
+(see docs/amqtt-notes.md), so the rules sit at two places:
+
+- Connections are ours (``asyncio.start_server`` / ``websockets.serve`` handed to an
+  ``external`` listener, so ports are ephemeral and known) and their reader runs an
+  ``_InboundGuard`` over the fixed header of every packet: QoS 2 and hopelessly
+  oversized PUBLISHes close the connection unread, the retain bit is cleared, and
+  the time of the last read feeds keepalive reaping (amqtt does not enforce it).
+- ``on_broker_message_received`` judges each PUBLISH synchronously, before amqtt's
+  next await, and leaves a verdict that ``topic_filtering(PUBLISH)`` for the same
+  message pops: topic rights, the exact 256 KB cap, throttling, and the state store.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from .. import _json
 from .._time import to_ejson_date
 from ..errors import ValidationError
-from ._store import DeviceRecord, Store
+from ._store import Counters, DeviceRecord, Store
 
 __all__ = ["MAX_PAYLOAD", "EmbeddedBroker", "LosantRulesPlugin", "Rules"]
 
@@ -41,17 +45,102 @@ THROTTLE_BAN_MS = 30_000
 _REAP_FACTOR = 1.5
 
 
-class _TimedReader(StreamReaderAdapter):  # type: ignore[misc]
-    """A stream reader that remembers when the client last sent bytes (for keepalive reaping)."""
+_PUBLISH = 3
+# A PUBLISH whose remaining length exceeds this cannot fit under the cap whatever its topic.
+_MAX_PUBLISH_REMAINING = MAX_PAYLOAD + 2 + 65535 + 2
 
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        super().__init__(reader)
+
+class _InboundGuard:
+    """Watches client bytes packet by packet, before amqtt parses them.
+
+    amqtt reads exactly: one header byte, the remaining-length bytes one at a
+    time, then the rest. Following that lets the emulator act on the fixed
+    header, which no plugin hook can: a QoS 2 PUBLISH or one that cannot fit
+    under 256 KB closes the connection before its payload is read (Losant
+    disconnects), and the retain bit is cleared so amqtt never stores it.
+    It also stamps the time of the last read, for keepalive reaping.
+    """
+
+    __slots__ = ("_counters", "_header", "_left", "_length", "_shift", "_state", "closed", "last_read")
+
+    def __init__(self, counters: Counters) -> None:
+        self._counters = counters
         self.last_read = time.monotonic()
+        self.closed = False
+        self._state = 0  # 0 header byte next, 1 length bytes, 2 rest of packet, 3 gave up following
+        self._header = 0
+        self._length = 0
+        self._shift = 0
+        self._left = 0
+
+    def feed(self, data: bytes) -> bytes:
+        self.last_read = time.monotonic()
+        if self.closed:
+            return b""
+        state = self._state
+        if state == 2:
+            self._left -= len(data)
+            if self._left <= 0:
+                self._state = 0 if self._left == 0 else 3
+            return data
+        if state == 3 or len(data) != 1:
+            self._state = 3  # an unexpected read pattern: stop interpreting, pass bytes through
+            return data
+        byte = data[0]
+        if state == 0:
+            if byte >> 4 == _PUBLISH:
+                if (byte >> 1) & 3 == 2:
+                    self._counters.mqtt_qos2_closed += 1
+                    return self._close()
+                if byte & 1:
+                    self._counters.mqtt_retain_stripped += 1
+                    byte &= 0xFE
+                    data = bytes((byte,))
+            self._header = byte
+            self._length = self._shift = 0
+            self._state = 1
+            return data
+        self._length |= (byte & 0x7F) << self._shift
+        self._shift += 7
+        if byte & 0x80:
+            return data
+        if self._header >> 4 == _PUBLISH and self._length > _MAX_PUBLISH_REMAINING:
+            self._counters.mqtt_oversize_closed += 1
+            return self._close()
+        self._left = self._length
+        self._state = 2 if self._length else 0
+        return data
+
+    def _close(self) -> bytes:
+        self.closed = True
+        return b""
+
+
+class _GuardedStreamReader(StreamReaderAdapter):  # type: ignore[misc]
+    def __init__(self, reader: asyncio.StreamReader, guard: _InboundGuard) -> None:
+        super().__init__(reader)
+        self.guard = guard
 
     async def read(self, n: int = -1) -> bytes:
+        if self.guard.closed:
+            return b""
         data: bytes = await super().read(n)
-        self.last_read = time.monotonic()
-        return data
+        return self.guard.feed(data)
+
+
+def _guarded_ws_reader(websocket: Any, guard: _InboundGuard) -> Any:
+    from amqtt.adapters import WebSocketsReader
+
+    class _GuardedWebSocketsReader(WebSocketsReader):  # type: ignore[misc]
+        async def read(self, n: int = -1) -> bytes:
+            if guard.closed:
+                return b""
+            data: bytes = await super().read(n)
+            return guard.feed(data)
+
+    reader = _GuardedWebSocketsReader(websocket)
+    reader.guard = guard
+    return reader
 
 
 @dataclass(slots=True)
@@ -139,7 +228,7 @@ class Rules:
         counters = self.store.counters
         packet = getattr(message, "publish_packet", None)
         if packet is not None and packet.retain_flag:
-            # cleared here, before amqtt looks at it after the ACL: delivered, never stored
+            # the inbound guard clears the bit first; this covers a stream it stopped following
             packet.retain_flag = False
             counters.mqtt_retain_stripped += 1
         if message.qos == 2:
@@ -231,8 +320,8 @@ class Rules:
         current = time.monotonic() if now is None else now
         for session, handler in list(self.live.values()):
             keepalive = getattr(session, "keep_alive", 0) or 0
-            reader = getattr(handler, "reader", None)
-            last = getattr(reader, "last_read", None)
+            guard = getattr(getattr(handler, "reader", None), "guard", None)
+            last = getattr(guard, "last_read", None)
             if keepalive <= 0 or last is None:
                 continue
             if current - last > keepalive * _REAP_FACTOR:
@@ -374,21 +463,23 @@ class EmbeddedBroker:
             return
         self._track()
         try:
-            await broker.external_connected(_TimedReader(reader), StreamWriterAdapter(writer), "default")
+            guarded = _GuardedStreamReader(reader, _InboundGuard(self.store.counters))
+            await broker.external_connected(guarded, StreamWriterAdapter(writer), "default")
         except Exception:
             _log.debug("MQTT connection ended with an error", exc_info=True)
         finally:
             writer.close()
 
     async def _on_ws(self, websocket: Any) -> None:
-        from amqtt.adapters import WebSocketsReader, WebSocketsWriter
+        from amqtt.adapters import WebSocketsWriter
 
         broker = self._broker
         if broker is None:
             return
         self._track()
         try:
-            await broker.external_connected(WebSocketsReader(websocket), WebSocketsWriter(websocket), "ws")
+            reader = _guarded_ws_reader(websocket, _InboundGuard(self.store.counters))
+            await broker.external_connected(reader, WebSocketsWriter(websocket), "ws")
         except Exception:
             _log.debug("MQTT-over-WebSocket connection ended with an error", exc_info=True)
 

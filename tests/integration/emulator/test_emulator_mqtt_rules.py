@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import pytest
@@ -78,6 +79,15 @@ async def test_own_state_is_stored_and_connection_logged(world: World, mqtt) -> 
     assert [entry.connected for entry in log] == [True]
 
 
+async def test_qos1_states_are_acknowledged_and_stored_in_order(world: World, mqtt) -> None:
+    client = await connected(world, mqtt)
+    for i in range(5):
+        await client.publish(state_topic(world.device.id), {"data": {"temperature": i}, "time": world.clock.now - 10 + i}, qos=1)
+        await client.expect(4)  # PUBACK
+    states = await world.losant.wait_for_states(world.device.id, 5)
+    assert [s.data["temperature"] for s in states] == [0, 1, 2, 3, 4]
+
+
 async def test_publishing_another_devices_state_is_dropped(world: World, mqtt) -> None:
     client = await connected(world, mqtt)
     await client.publish(state_topic(world.other.id), {"data": {"temperature": 1}})
@@ -143,10 +153,8 @@ async def test_a_gateway_reports_and_listens_for_its_peripheral(world: World, mq
 async def test_qos2_publish_closes_the_connection_and_is_not_stored(world: World, mqtt) -> None:
     client = await connected(world, mqtt)
     await client.publish(state_topic(world.device.id), {"data": {"temperature": 1}}, qos=2)
-    # amqtt answers PUBREC; the client completes the flow with PUBREL as a real one would
-    await client.expect(5)
-    client._send(0x62, b"\x00\x01")
-    await client.wait_closed()
+    # closed at the fixed header: no PUBREC, the message never reaches amqtt
+    assert await client.next_packet() is None
     assert world.losant.states(world.device.id) == []
     assert world.losant.counters.mqtt_qos2_closed == 1
 
@@ -170,6 +178,14 @@ async def test_a_message_over_256_kb_is_dropped_and_the_connection_closed(world:
     await client.publish(state_topic(world.device.id), big)
     await client.wait_closed()
     assert world.losant.states(world.device.id) == []
+    assert world.losant.counters.mqtt_oversize_closed == 1
+
+
+async def test_a_huge_message_is_refused_before_its_payload_is_read(world: World, mqtt) -> None:
+    client = await connected(world, mqtt)
+    with contextlib.suppress(ConnectionError):  # the broker may close while the client still writes
+        await client.publish("custom/huge", b"x" * (2 * 1024 * 1024))
+    await client.wait_closed()
     assert world.losant.counters.mqtt_oversize_closed == 1
 
 
