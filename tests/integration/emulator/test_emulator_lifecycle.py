@@ -100,3 +100,23 @@ async def test_the_losant_device_fixture_is_ready_to_use(losant_device: Provisio
 async def test_the_emulator_fixture_starts_empty(losant_emulator: LocalLosant) -> None:
     assert losant_emulator.store.applications == {}
     assert losant_emulator.rest_url.startswith("http://127.0.0.1:")
+
+
+async def test_leaving_ends_open_event_streams() -> None:
+    before = _other_tasks()
+    async with aiohttp.ClientSession() as session:
+        async with LocalLosant(ws_port=None) as losant:
+            app = losant.create_application(name="x")
+            device = app.create_device(name="d")
+            response = await session.get(
+                f"{losant.rest_url}/applications/{app.id}/devices/{device.id}/stateStream",
+                headers={"Authorization": f"Bearer {app.create_api_token()}"},
+                params={"keepAliveInterval": "60"},
+            )
+            assert response.status == 200
+            assert (await asyncio.wait_for(response.content.readline(), 5)).startswith(b":")
+        # the emulator stopped although the client never closed the stream
+        rest = await asyncio.wait_for(response.content.read(), 5)
+        assert b"event:" not in rest
+        response.release()
+    assert _other_tasks() - before == set()
