@@ -91,3 +91,30 @@ async def test_our_device_is_refused_with_a_wrong_secret(world: World) -> None:
     with pytest.raises(AuthenticationRefusedError):
         async with device_for(world, secret="not-it"):
             pass
+
+
+async def test_our_gateway_reports_for_its_peripheral_and_gets_its_commands(world: World) -> None:
+    from losant_async.mqtt import Gateway
+
+    async with Gateway(
+        world.gateway.id, world.key.key, world.key.secret,
+        host=world.losant.mqtt_host, port=world.losant.mqtt_port, transport="tcp",
+    ) as gateway:
+        peripheral = await gateway.add_peripheral(world.peripheral.id)
+        commands = peripheral.commands()
+        await peripheral.send_state({"temperature": 5})
+        await world.losant.wait_for_states(world.peripheral.id, 1)
+        await world.losant.send_command(world.peripheral.id, "blink", {"n": 2})
+        command = await asyncio.wait_for(commands.__anext__(), 5)
+    assert (command.name, command.payload, command.device_id) == ("blink", {"n": 2}, world.peripheral.id)
+
+
+async def test_our_device_over_websockets(world: World) -> None:
+    port = world.losant.ws_port
+    assert port is not None
+    async with Device(
+        world.device.id, world.key.key, world.key.secret,
+        host=world.losant.mqtt_host, port=port, transport="websockets",
+    ) as device:
+        await device.send_state({"temperature": 1})
+        await world.losant.wait_for_states(world.device.id, 1)
