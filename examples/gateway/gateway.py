@@ -78,7 +78,7 @@ class Sensor(Protocol):
 
 
 class SimulatedSensor:
-    """An environment sensor: temperature on a slow daily-like wave plus noise, and humidity."""
+    """An environment sensor: temperature on a slow wave plus noise, and humidity."""
 
     def __init__(self, index: int, interval: float, seed: int | None = None) -> None:
         self.interval = interval
@@ -111,6 +111,8 @@ class SimulatedSensor:
 
 @dataclass(frozen=True)
 class Settings:
+    """Who the gateway is, where its broker is, and how it behaves; the secret stays out of the repr."""
+
     gateway_id: str
     peripheral_ids: tuple[str, ...]
     key: str = field(repr=False)

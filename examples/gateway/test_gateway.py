@@ -88,8 +88,14 @@ class GatewayProcess:
         return [e for e in self.events[after:] if e["event"] == "reading"]
 
     async def stop(self, signum: int) -> int:
+        """Send ``signum`` and return the exit status."""
         assert self._proc is not None
         self._proc.send_signal(signum)
+        return await self.exited()
+
+    async def exited(self) -> int:
+        """The exit status, once the process has ended by itself."""
+        assert self._proc is not None
         try:
             return await asyncio.wait_for(self._proc.wait(), TIMEOUT)
         finally:
@@ -238,3 +244,14 @@ async def test_the_demo_runs_standalone_on_an_embedded_emulator(tmp_path: Path) 
     assert len(stored) == 3 and all(e["states"] > 0 for e in stored), demo.stderr.decode()
     assert demo.count("command", name="calibrate", applied=True) == 1
     assert not await asyncio.to_thread(lambda: list(tmp_path.iterdir())), "the demo leaves no outbox behind"
+
+
+async def test_refused_credentials_end_the_process_with_an_error(site: Any) -> None:
+    site, _proxy = site
+    site.env["LOSANT_ACCESS_SECRET"] = "wrong-secret-value"
+    async with site.process() as gw:
+        assert await gw.exited() == 1
+    [error] = [e for e in gw.events if e["event"] == "error"]
+    assert error["type"] == "AuthenticationRefusedError"
+    output = json.dumps(gw.events) + gw.stderr.decode()
+    assert "wrong-secret-value" not in output

@@ -159,6 +159,8 @@ def make_profile(index: int, rate: float, seed: int) -> Profile:
 
 @dataclass(frozen=True)
 class Broker:
+    """Where the fleet connects, with which access key; the secret stays out of the repr."""
+
     host: str = "broker.losant.com"
     port: int | None = None
     transport: Literal["tcp", "tls"] = "tls"
