@@ -179,6 +179,7 @@ class LocalLosant:
             )
             await self._broker.start()
             self._rest = RestApp(self.store, self._deliver_command, throttle=self._throttle)
+            self._rest.on_device_deleted = self._broker.disconnect
             self._runner = web.AppRunner(self._rest.build(), access_log=None, shutdown_timeout=1.0)
             await self._runner.setup()
             site = web.TCPSite(self._runner, self._host, self._rest_port)

@@ -40,6 +40,9 @@ _log = logging.getLogger("losant_async.testing.broker")
 MAX_PAYLOAD = 256 * 1024
 """Losant's cap on one MQTT message."""
 THROTTLE_LIMIT = 30
+"""Messages per topic per window (a gateway's peripherals each have their own state topic)."""
+THROTTLE_CONNECTION_LIMIT = 300
+"""Messages per connection per window, whatever the topics."""
 THROTTLE_WINDOW_MS = 15_000
 THROTTLE_BAN_MS = 30_000
 _REAP_FACTOR = 1.5
@@ -187,7 +190,7 @@ class Rules:
             _old_session, old_handler = self.live.pop(client_id)
             self.store.counters.mqtt_displaced += 1
             self.store.set_connection(client_id, False, reason="displaced by a new connection")
-            await self._close_handler(old_handler)
+            await self.close_handler(old_handler)
         if not ok:
             self.store.counters.mqtt_connects_refused += 1
         return ok
@@ -265,15 +268,21 @@ class Rules:
 
     def _over_limit(self, client_id: str, topic: str) -> bool:
         now = self.store.clock()
-        window = self._windows.get((client_id, topic))
+        per_topic = self._window((client_id, topic), now)
+        per_connection = self._window((client_id, ""), now)
+        if len(per_topic) >= THROTTLE_LIMIT or len(per_connection) >= THROTTLE_CONNECTION_LIMIT:
+            return True
+        per_topic.append(now)
+        per_connection.append(now)
+        return False
+
+    def _window(self, key: tuple[str, str], now: int) -> deque[int]:
+        window = self._windows.get(key)
         if window is None:
-            window = self._windows[(client_id, topic)] = deque()
+            window = self._windows[key] = deque()
         while window and window[0] <= now - THROTTLE_WINDOW_MS:
             window.popleft()
-        if len(window) >= THROTTLE_LIMIT:
-            return True
-        window.append(now)
-        return False
+        return window
 
     async def allow_publish(self, session: Any, topic: str) -> bool:
         verdict = self._verdicts.pop(session.client_id, None)
@@ -283,7 +292,7 @@ class Rules:
         if verdict.close:
             entry = self.live.get(session.client_id)
             if entry is not None and entry[0] is session:
-                await self._close_handler(entry[1])
+                await self.close_handler(entry[1])
         return verdict.allow
 
     # -- subscribe ---------------------------------------------------------------------------
@@ -309,7 +318,7 @@ class Rules:
 
     # -- closing ----------------------------------------------------------------------------
 
-    async def _close_handler(self, handler: Any) -> None:
+    async def close_handler(self, handler: Any) -> None:
         try:
             await handler.handle_connection_closed()
         except Exception:  # a dying connection may already be half torn down
@@ -326,7 +335,7 @@ class Rules:
                 continue
             if current - last > keepalive * _REAP_FACTOR:
                 self.store.counters.mqtt_reaped += 1
-                task = asyncio.ensure_future(self._close_handler(handler))
+                task = asyncio.ensure_future(self.close_handler(handler))
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)
 
@@ -498,6 +507,12 @@ class EmbeddedBroker:
 
     def is_connected(self, device_id: str) -> bool:
         return device_id in self.rules.live
+
+    async def disconnect(self, device_id: str) -> None:
+        """Close the device's connection, if it has one (as Losant does for a deleted device)."""
+        entry = self.rules.live.get(device_id)
+        if entry is not None:
+            await self.rules.close_handler(entry[1])
 
     async def stop(self) -> None:
         if self._reaper is not None:

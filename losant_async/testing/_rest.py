@@ -120,6 +120,7 @@ class RestApp:
     ) -> None:
         self.store = store
         self.throttle = throttle
+        self.on_device_deleted: Callable[[str], Awaitable[None]] | None = None
         self._windows: dict[tuple[str, str], deque[int]] = {}
         self._send_command = send_command
         self.routes = routes or load_routes()
@@ -196,6 +197,8 @@ class RestApp:
             return _error(404, "NotFound", str(exc))
         except ValidationError as exc:
             return _error(400, "Validation", str(exc))
+        except web.HTTPException as exc:  # aiohttp's own refusals (e.g. 413), in Losant's error shape
+            return _error(exc.status, exc.reason.replace(" ", ""), exc.reason)
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception as exc:  # every request gets an answer: clients have no timeout
@@ -634,6 +637,8 @@ class RestApp:
     async def device_delete(self, call: Call) -> web.Response:
         device = self._device(call)
         self.store.remove_device(device.id)
+        if self.on_device_deleted is not None:
+            await self.on_device_deleted(device.id)  # Losant drops a deleted device's connection
         return _json_response({"success": True})
 
     async def device_send_state(self, call: Call) -> web.Response:

@@ -305,6 +305,16 @@ class TestThrottle:
         await client.ping()
 
 
+    async def test_300_messages_in_15_s_per_connection_whatever_the_topics(self, world: World, mqtt) -> None:
+        client = await connected(world, mqtt)
+        for i in range(300):
+            await client.publish(f"custom/{i % 20}", b"x")
+        await client.ping()  # all 300 allowed
+        await client.publish("custom/another", b"x")
+        await client.wait_closed()
+        assert world.losant.counters.mqtt_throttled == 1
+
+
 async def test_websocket_listener_accepts_mqtt(world: World) -> None:
     from websockets.asyncio.client import connect
 

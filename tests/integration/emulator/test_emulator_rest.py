@@ -212,6 +212,23 @@ async def test_device_post_patch_get_delete(world: World, api: Api) -> None:
     assert (status, bad["type"]) == (400, "Validation")
 
 
+async def test_deleting_a_device_drops_its_connection(world: World, api: Api, mqtt) -> None:
+    client = await mqtt()
+    assert await client.connect(world.device.id, world.key.key, world.key.secret) == 0
+    assert (await api.call("DELETE", dev_path(world)))[0] == 200
+    await client.wait_closed()
+    assert not world.losant.is_connected(world.device.id)
+    again = await mqtt()
+    assert await again.connect(world.device.id, world.key.key, world.key.secret) == 5
+
+
+async def test_a_body_over_the_size_limit_is_413_in_losants_error_shape(world: World, api: Api) -> None:
+    big = {"data": {"label": "x" * (5 * 1024 * 1024)}}
+    status, body = await api.call("POST", dev_path(world, tail="/state"), body=big)
+    assert status == 413
+    assert set(body) == {"type", "message"}
+
+
 # -- state -----------------------------------------------------------------------------------------
 
 
