@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from examples._support import load_example, run_script
+from losant_async import errors
 
 app_module = load_example("fastapi_app/app.py")
 
@@ -198,3 +199,19 @@ async def test_a_browser_that_leaves_releases_its_upstream_stream(world: World) 
         server.should_exit = True
         await asyncio.wait_for(serving, 10)
         sock.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "retry_after"),
+    [
+        (errors.RateLimitedError(429, "RateLimit", "slow down", retry_after=7.2), 429, "7"),
+        (errors.ServerError(500, "Internal", "boom"), 502, None),
+        (errors.BadRequestError(400, "Validation", "bad query"), 422, None),
+        (errors.ForbiddenError(403, "Forbidden", "no scope"), 502, None),
+        (errors.RequestTimeoutError("timed out"), 503, "5"),
+    ],
+)
+def test_losant_errors_become_http_statuses(error: Exception, status: int, retry_after: str | None) -> None:
+    resp = app_module.error_response(error)
+    assert resp.status_code == status
+    assert resp.headers.get("retry-after") == retry_after
