@@ -259,11 +259,16 @@ class Rules:
         if target is None:
             counters.mqtt_publishes_denied += 1
             return _Verdict(False)
+        # Losant drops a bad state silently over MQTT; the counters show it
         try:
             body = _json.decode_any(data)
+        except ValueError:
+            counters.states_invalid += 1
+            return _Verdict(False)
+        try:
             self.store.record_state(target, body)
-        except (ValidationError, ValueError):
-            return _Verdict(False)  # Losant drops a bad state silently over MQTT (counted)
+        except ValidationError:
+            return _Verdict(False)
         return _Verdict(True)
 
     def _over_limit(self, client_id: str, topic: str) -> bool:

@@ -224,10 +224,11 @@ async def test_a_refused_reconnect_does_not_leave_the_live_connection_deaf(world
 async def test_undefined_attributes_are_ignored_and_wrong_types_dropped(world: World, mqtt) -> None:
     client = await connected(world, mqtt)
     await client.publish(state_topic(world.device.id), {"data": {"temperature": "hot"}})
+    await client.publish(state_topic(world.device.id), b"{not json")
     await client.publish(state_topic(world.device.id), {"data": {"temperature": 5, "humidity": 50}})
     states = await world.losant.wait_for_states(world.device.id, 1)
     assert [s.data for s in states] == [{"temperature": 5}]
-    assert world.losant.counters.states_invalid == 1
+    assert world.losant.counters.states_invalid == 2
     assert world.losant.counters.attributes_ignored == 1
 
 
