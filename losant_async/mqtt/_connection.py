@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Any, Literal
@@ -40,6 +41,49 @@ AckHandler = Callable[[int], None]
 _AUTH_REFUSED = {4: 4, 5: 5, 134: 4, 135: 5}
 
 _shared_tls: ssl.SSLContext | None = None
+# Packets handled per readiness callback before yielding to other connections.
+_READ_BATCH = 512
+
+
+class _ReadBuffered:
+    """A socket whose reads come from one large ``recv``.
+
+    paho reads each packet with ``recv(1)``, ``recv(1)`` and ``recv(rest)``: three
+    system calls per message. Feeding those small reads from a 64 KiB buffer turns
+    a burst of commands or PUBACKs into one system call. Everything else is the
+    socket's own.
+    """
+
+    __slots__ = ("_buf", "_pos", "_sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, bufsize: int) -> bytes:
+        buf = self._buf
+        pos = self._pos
+        if pos >= len(buf):
+            buf = self._sock.recv(65536)
+            if not buf:
+                return b""
+            self._buf = buf
+            pos = 0
+        end = pos + bufsize
+        self._pos = end if end < len(buf) else len(buf)
+        return buf[pos:end]
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf) - self._pos
+
+    def pending(self) -> int:
+        inner = getattr(self._sock, "pending", None)
+        return self.buffered + (inner() if inner is not None else 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
 
 
 async def default_tls_context() -> ssl.SSLContext:
@@ -105,6 +149,9 @@ class Connection:
         )
         self._paho: paho.Client = self._client._client
         self._paho.max_queued_messages_set(0)
+        # paho formats a debug record per packet when a logger is attached; connection
+        # failures reach us through on_disconnect instead.
+        self._paho.disable_logger()
         self._connect_timeout = connect_timeout
         self._on_message_cb = on_message
         self._on_ack_cb = on_ack
@@ -117,6 +164,8 @@ class Connection:
         self._paho.on_connect = self._on_connect
         self._paho.on_message = self._on_message
         self._paho.on_socket_unregister_write = self._on_unregister_write
+        self._paho.on_socket_open = self._on_socket_open
+        self._loop = asyncio.get_running_loop()
         # on_publish stays unset while no QoS 1 message is in flight: paho builds a
         # ReasonCode and a Properties object per QoS 0 message just to call it.
         self._paho.on_publish = None
@@ -139,6 +188,41 @@ class Connection:
             self._on_ack_cb(mid)
         if not pending:
             self._paho.on_publish = None
+
+    def _on_socket_open(self, client: Any, userdata: Any, sock: Any) -> None:
+        # Runs in the executor thread that connects, before CONNECT is sent. Replaces
+        # aiomqtt's handler so a readable socket drains every packet it holds, not one.
+        if isinstance(sock, socket.socket):
+            self._paho._sock = _ReadBuffered(sock)
+        fd = sock.fileno()
+        aio = self._client
+
+        def start() -> None:
+            if self._closed or self._paho._sock is None:
+                return
+            self._loop.add_reader(fd, self._on_readable)
+            aio._misc_task = self._loop.create_task(aio._misc_loop(), name="losant-mqtt-keepalive")
+
+        self._loop.call_soon_threadsafe(start)
+
+    def _on_readable(self) -> None:
+        paho_client = self._paho
+        try:
+            for _ in range(_READ_BATCH):
+                if paho_client._sock is None:
+                    return
+                rc = paho_client._packet_read()
+                if rc > 0:
+                    paho_client._loop_rc_handle(rc)
+                    return
+                if rc == paho.MQTT_ERR_AGAIN:
+                    return
+            # Bytes may be left in the user-space buffer, where the selector cannot see them.
+            self._loop.call_soon(self._on_readable)
+        except Exception as exc:  # a broken socket: report it as the end of the connection
+            fut = self._client._disconnected
+            if not fut.done():
+                fut.set_exception(exc)
 
     def _on_unregister_write(self, client: Any, userdata: Any, sock: Any) -> None:
         self._aiomqtt_unregister_write(client, userdata, sock)

@@ -207,6 +207,7 @@ class SQLiteOutbox(Outbox):
         self._db_lock = threading.Lock()
         self._put_lock: asyncio.Lock | None = None
         self._forgotten: list[int] = []
+        self._sync_task: asyncio.Future[None] | None = None
 
     def _open_db(self) -> list[tuple[int, str, bytes, int]]:
         with self._db_lock:
@@ -264,13 +265,23 @@ class SQLiteOutbox(Outbox):
         self._forgotten.append(seq)
 
     async def sync(self) -> None:
+        # One delete at a time; a cancelled caller leaves it running to completion (the
+        # thread cannot be stopped), and aclose waits for it before closing the file.
+        while self._sync_task is not None and not self._sync_task.done():
+            await asyncio.shield(self._sync_task)
         if self._forgotten and self._db is not None:
             batch, self._forgotten = self._forgotten, []
-            await asyncio.to_thread(self._delete, batch)
+            self._sync_task = asyncio.ensure_future(asyncio.to_thread(self._delete, batch))
+            try:
+                await asyncio.shield(self._sync_task)
+            except DeviceClosedError:
+                self._forgotten[:0] = batch
 
     async def aclose(self) -> None:
         await super().aclose()
         try:
+            if self._sync_task is not None:
+                await asyncio.gather(self._sync_task, return_exceptions=True)
             await self.sync()
         finally:
             db, self._db = self._db, None

@@ -184,6 +184,14 @@ def decode_command(payload: bytes, device_id: str = "") -> Command:
         raise DecodeError(f"command is not valid JSON: {exc}", raw=payload) from None
     when = raw.time
     stamp: datetime | None = None
+    if type(when) is dict and type(inner := when.get("$date")) is str and inner.endswith("Z"):
+        # Losant's usual form; parsed directly rather than through epoch milliseconds.
+        try:
+            stamp = datetime.fromisoformat(inner[:-1] + "+00:00")
+        except ValueError:
+            stamp = None
+        else:
+            when = None
     if when is not None:
         ms = parse_losant_time(when)
         if ms is not None:

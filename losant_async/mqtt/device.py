@@ -664,7 +664,7 @@ class Device:
                 except Exception:
                     log.exception("a command callback of %s failed", device_id)
                     continue
-                if inspect.isawaitable(result):
+                if result is not None and inspect.isawaitable(result):
                     self._spawn(_guard(result, device_id), f"losant-mqtt-command:{device_id}")
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
