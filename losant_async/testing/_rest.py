@@ -581,10 +581,9 @@ class RestApp:
         }
 
     def _composite_window(self, call: Call) -> tuple[int | None, int | None, set[str] | None]:
-        start = self._time_q(call, "start", zero_is_now=False)
-        end = self._time_q(call, "end")
-        if start is not None and start <= 1:
-            start = None  # Losant's default start=1 means "from the beginning"
+        # Losant's defaults start=1, end=0 mean "all of it, up to now": the running composite
+        start = None if (call.q("start") or "1").strip() == "1" else self._time_q(call, "start", zero_is_now=False)
+        end = None if (call.q("end") or "0").strip() == "0" else self._time_q(call, "end")
         raw = call.q("attributes")
         attributes = {a for a in raw.split(",") if a} if raw else None
         return start, end, attributes

@@ -262,6 +262,17 @@ async def test_send_state_one_or_many_and_read_it_back(world: World, api: Api) -
     assert_schema("compositeDevicesState", devices)
 
 
+async def test_composite_state_as_of_an_earlier_time(world: World, api: Api) -> None:
+    now = world.clock.now
+    states = [{"data": {"temperature": 1}, "time": now - 5000}, {"data": {"temperature": 2}, "time": now - 1000}]
+    assert (await api.call("POST", dev_path(world, tail="/state"), body=states))[0] == 200
+    status, body = await api.call("GET", dev_path(world, tail="/compositeState"), params={"end": str(now - 2000)})
+    assert status == 200
+    assert body["temperature"]["value"] == 1
+    status, body = await api.call("GET", dev_path(world, tail="/compositeState"), params={"attributes": "on"})
+    assert body == {}
+
+
 async def test_a_wrong_type_is_400_and_nothing_is_stored(world: World, api: Api) -> None:
     states = [{"data": {"temperature": 1}}, {"data": {"temperature": "warm"}}]
     status, body = await api.call("POST", dev_path(world, tail="/state"), body=states)
