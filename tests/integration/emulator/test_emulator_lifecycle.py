@@ -81,7 +81,8 @@ async def test_wait_for_states_times_out_naming_the_count(losant_device: Provisi
 
 
 async def test_the_losant_device_fixture_is_ready_to_use(losant_device: ProvisionedDevice) -> None:
-    assert "secret" not in repr(losant_device) or losant_device.secret not in repr(losant_device)
+    assert losant_device.secret not in repr(losant_device)
+    assert losant_device.api_token not in repr(losant_device)
     client = await RawMqtt.open(losant_device.mqtt_port)
     try:
         assert await client.connect(losant_device.device_id, losant_device.key, losant_device.secret) == 0
