@@ -106,6 +106,14 @@ class Device:
     unless ``tls_context`` is given. Wrong credentials raise
     ``AuthenticationRefusedError`` from entering, ``send_state`` and
     ``wait_connected``; the device does not retry them.
+
+    Entering waits up to ``ready_timeout`` seconds for the first connection
+    (then raises ``ConnectionLostError`` naming the last problem);
+    ``wait_ready=False`` returns at once and lets the device start offline,
+    its states waiting in the outbox. ``backoff`` sets the reconnect waits;
+    ``ban_detection`` (default: only against broker.losant.com) treats a
+    disconnect right after a burst as a throttle ban and waits at least 30 s.
+    ``max_inflight`` bounds unacknowledged QoS 1 messages.
     """
 
     _gateway = False
@@ -130,6 +138,7 @@ class Device:
         connect_timeout: float = 10.0,
         close_timeout: float = 5.0,
         wait_ready: bool = True,
+        ready_timeout: float | None = 30.0,
         websocket_path: str = "/mqtt",
         stream_size: int = 1000,
     ) -> None:
@@ -164,6 +173,8 @@ class Device:
         self._connect_timeout = connect_timeout
         self._close_timeout = close_timeout
         self._wait_ready = wait_ready
+        self._ready_timeout = ready_timeout
+        self._last_problem = ""
         self._websocket_path = websocket_path
         self._stream_size = stream_size
         on_losant = host == LOSANT_BROKER
@@ -245,11 +256,12 @@ class Device:
         if not self._wait_ready:
             return
         try:
-            await asyncio.wait_for(asyncio.shield(self._ready), self._connect_timeout * 3)
+            await asyncio.wait_for(asyncio.shield(self._ready), self._ready_timeout)
         except asyncio.TimeoutError:
             await self.aclose(flush=False)
+            last = f" (last: {self._last_problem})" if self._last_problem else ""
             raise ConnectionLostError(
-                f"could not connect to {self.host}:{self.port} within {self._connect_timeout * 3:g} s"
+                f"could not connect to {self.host}:{self.port} within {self._ready_timeout:g} s{last}"
             ) from None
         except BaseException:
             await self.aclose(flush=False)
@@ -393,6 +405,8 @@ class Device:
         return stream
 
     def _emit(self, event: ConnectionEvent) -> None:
+        if event.state in (ConnectionState.RECONNECTING, ConnectionState.DISCONNECTED) and event.reason:
+            self._last_problem = event.reason
         for stream in list(self._event_streams):
             stream.push(event)
 

@@ -182,3 +182,15 @@ async def test_websockets_transport(tmp_path: object) -> None:
             await device.flush()
             await watcher.wait_for(lambda r: len(r) >= 1)
     assert watcher.states(f"losant/{DEV}/state") == [{"data": {"ws": 1}, "time": 1700000000000}]
+
+
+async def test_a_device_never_closed_warns(broker: Broker) -> None:
+    import gc
+
+    leaked = Device("fedcba9876543210fedcba98", "k", "s", **device_kwargs(broker))
+    await leaked.start()
+    await leaked.aclose()  # release the socket and tasks, then forget that it was closed
+    leaked._closed = False
+    with pytest.warns(ResourceWarning, match="never closed"):
+        del leaked
+        gc.collect()

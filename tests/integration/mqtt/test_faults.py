@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from losant_async._time import now_ms
-from losant_async.errors import AuthenticationRefusedError, OutboxFullError
+from losant_async.errors import AuthenticationRefusedError, ConnectionLostError, OutboxFullError
 from losant_async.mqtt import (
     ConnectionEvent,
     ConnectionState,
@@ -49,6 +49,13 @@ async def test_bad_credentials_raise_and_do_not_retry() -> None:
         kinds = [e.state async for e in events]
         assert ConnectionState.FAILED in kinds and ConnectionState.RECONNECTING not in kinds
 
+        offline_start = Device(DEV, "good-key", "bad", **device_kwargs(b, wait_ready=False))
+        async with offline_start:
+            with pytest.raises(AuthenticationRefusedError):
+                await offline_start.wait_connected(timeout=10)
+            with pytest.raises(AuthenticationRefusedError):
+                await offline_start.send_state({"a": 1})
+
         async with Device(DEV, "good-key", "good-secret", **device_kwargs(b)) as ok:
             assert ok.connected
 
@@ -73,9 +80,10 @@ async def test_tls_refuses_an_unknown_ca() -> None:
         # The default context trusts the system CAs only, not the test CA.
         with pytest.raises(Exception) as info:
             async with Device(DEV, "k", "s", host="127.0.0.1", port=b.tls_port, transport="tls", connect_timeout=1.0,
-                              backoff=FAST):
+                              backoff=FAST, ready_timeout=1.0):
                 pass
-        assert "certificate" in str(info.value).lower() or "connect" in str(info.value).lower()
+        assert isinstance(info.value, ConnectionLostError)
+        assert "certificate" in str(info.value).lower()
 
 
 class Sent:

@@ -1,0 +1,131 @@
+"""The reconnect loop with fake connections, a fake clock and a recording sleep: no broker, no waiting."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from losant_async.errors import AuthenticationRefusedError, ConnectionLostError
+from losant_async.mqtt import Backoff, ConnectionEvent, ConnectionState, Device, DisconnectKind
+from losant_async.mqtt._supervisor import Activity, Supervisor
+
+
+class Script:
+    """Plays a list of outcomes: an exception from connect, or a connection that lasts N s and saw M messages."""
+
+    def __init__(self, outcomes: list[Any]) -> None:
+        self.outcomes = outcomes
+        self.now = 0.0
+        self.sleeps: list[float] = []
+        self.events: list[ConnectionEvent] = []
+        self.failed: BaseException | None = None
+        self.connects = 0
+        self.activity = Activity(15.0, lambda: self.now)
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        self.sleeps.append(delay)
+        self.now += delay
+
+    async def connect(self) -> object:
+        self.connects += 1
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def serve(self, conn: object) -> None:
+        lasted, messages = conn  # type: ignore[misc]
+        self.activity.add(messages)
+        self.now += lasted
+
+    def closing(self) -> bool:
+        return not self.outcomes or self.failed is not None
+
+    def supervisor(self, ban_detection: bool) -> Supervisor:
+        return Supervisor(
+            connect=self.connect,
+            serve=self.serve,
+            emit=self.events.append,
+            fail=lambda exc: setattr(self, "failed", exc),
+            backoff=Backoff(),
+            ban_detection=ban_detection,
+            burst_threshold=30,
+            activity=self.activity,
+            is_closing=self.closing,
+            lost_reason=lambda c: "lost",
+            rng=random.Random(3),
+            clock=self.clock,
+            sleep=self.sleep,
+        )
+
+
+async def test_refused_credentials_stop_at_once() -> None:
+    script = Script([AuthenticationRefusedError("refused", 5), (1.0, 0)])
+    await script.supervisor(ban_detection=True).run()
+    assert isinstance(script.failed, AuthenticationRefusedError)
+    assert script.connects == 1 and script.sleeps == []
+    assert script.events[-1].state is ConnectionState.FAILED
+
+
+async def test_network_faults_back_off_exponentially_from_a_second() -> None:
+    faults = [ConnectionLostError("down") for _ in range(6)]
+    script = Script([*faults, (100.0, 0)])
+    await script.supervisor(ban_detection=False).run()
+    assert len(script.sleeps) == 6
+    for attempt, delay in enumerate(script.sleeps, start=1):
+        assert 0 <= delay <= min(60.0, 2.0 ** (attempt - 1))
+    attempts = [e.attempt for e in script.events if e.state is ConnectionState.RECONNECTING]
+    assert attempts == [1, 2, 3, 4, 5, 6]
+
+
+async def test_disconnect_after_a_burst_waits_like_a_ban_and_longer_on_repeats() -> None:
+    script = Script([(1.0, 40), (1.0, 40), (1.0, 0), (1.0, 0)])
+    sup = script.supervisor(ban_detection=True)
+    await sup.run()
+    bans = [e for e in script.events if e.state is ConnectionState.DISCONNECTED]
+    assert [e.kind for e in bans[:2]] == [DisconnectKind.THROTTLE_BAN] * 2
+    assert script.sleeps[0] >= 30.0 and script.sleeps[1] >= 60.0
+    assert sup.reconnects == 3
+
+
+async def test_refusal_during_a_suspected_ban_is_waited_out_not_fatal() -> None:
+    script = Script([(1.0, 40), AuthenticationRefusedError("banned", 5), (1.0, 0)])
+    await script.supervisor(ban_detection=True).run()
+    assert script.failed is None
+    assert all(s >= 30.0 for s in script.sleeps[:2])
+
+
+async def test_without_ban_detection_a_burst_is_a_network_fault() -> None:
+    script = Script([(1.0, 400), (1.0, 0)])
+    await script.supervisor(ban_detection=False).run()
+    assert script.sleeps[0] <= 1.0
+
+
+def test_device_arguments_are_checked_before_anything_starts() -> None:
+    from losant_async.errors import ValidationError
+
+    with pytest.raises(ValidationError):
+        Device("dev", "", "s")
+    with pytest.raises(ValidationError):
+        Device("dev", "k", "s", transport="udp")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        Device("dev", "k", "s", qos=2)
+    with pytest.raises(ValidationError):
+        Device("dev", "k", "s", port=70000)
+    device = Device("dev", "the-key", "the-secret", host="127.0.0.1", transport="tcp")
+    assert "the-secret" not in repr(device) and "the-key" not in repr(device)
+    assert device.port == 1883
+    assert Device("dev", "k", "s").port == 8883
+    assert Device("dev", "k", "s", transport="wss").port == 443
+
+
+def test_throttle_is_on_by_default_only_against_losant() -> None:
+    assert Device("dev", "k", "s")._throttle is not None
+    assert Device("dev", "k", "s", host="127.0.0.1")._throttle is None
+    assert Device("dev", "k", "s", throttle=False)._throttle is None
+    assert Device("dev", "k", "s", host="127.0.0.1", throttle=True)._throttle is not None
