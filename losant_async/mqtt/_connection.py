@@ -285,8 +285,8 @@ class Connection:
         try:
             if not self._client._disconnected.done():
                 self._paho.disconnect()
-                with contextlib.suppress(BaseException):
-                    await asyncio.wait_for(asyncio.shield(self._client._disconnected), 2.0)
+                # asyncio.wait neither raises the future's error nor swallows our cancellation.
+                await asyncio.wait({self._client._disconnected}, timeout=2.0)
         finally:
             self._kill()
 

@@ -487,8 +487,8 @@ class Device:
                 if throttle is not None:
                     delay = throttle.reserve(item.topic)
                     if delay > 0:
-                        with contextlib.suppress(asyncio.TimeoutError):
-                            await asyncio.wait_for(asyncio.shield(conn.lost), delay)
+                        # asyncio.wait, not wait_for: a lost connection ends the wait without raising.
+                        await asyncio.wait({conn.lost}, timeout=delay)
                         if conn.is_lost:
                             return
                 try:
@@ -561,7 +561,7 @@ class Device:
 
     async def _send(self, topic: str, payload: bytes, qos: int, wait: bool) -> None:
         conn = self._conn
-        if qos == 0 and conn is not None and self._throttle is None and not self._outbox._items:
+        if qos == 0 and conn is not None and self._throttle is None and not self._outbox.depth:
             # The fast path: no outbox, no await unless the batch is due a yield.
             try:
                 conn.publish(topic, payload, 0)

@@ -91,7 +91,19 @@ async def test_async_command_callback_runs(broker: Broker) -> None:
         await asyncio.wait_for(done.wait(), 10)
 
 
-async def test_gateway_peripherals_added_while_connected_and_removed(broker: Broker) -> None:
+async def test_gateway_peripherals_added_while_connected_and_removed(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from losant_async.mqtt._connection import Connection
+
+    unsubscribed: list[str] = []
+    original = Connection.unsubscribe
+
+    async def spy(self: Connection, filters: list[str], timeout: float | None = None) -> None:
+        await original(self, filters, timeout)
+        unsubscribed.extend(filters)
+
+    monkeypatch.setattr(Connection, "unsubscribe", spy)
     async with peer(broker, "losant/#") as watcher, Gateway(DEV, "k", "s", **device_kwargs(broker)) as gw:
         p1 = await gw.add_peripheral(P1)
         async with p1.commands() as commands:
@@ -127,6 +139,8 @@ async def test_gateway_peripherals_added_while_connected_and_removed(broker: Bro
         marker = await p2_stream.get(10)
         assert marker.name == "marker"
         assert len(fresh_p1) == 0
+        await asyncio.gather(*gw._side_tasks)
+        assert unsubscribed == [f"losant/{P1}/command"]  # UNSUBACK received
 
 
 async def test_custom_topics_publish_and_subscribe(broker: Broker) -> None:
@@ -194,3 +208,18 @@ async def test_a_device_never_closed_warns(broker: Broker) -> None:
     with pytest.warns(ResourceWarning, match="never closed"):
         del leaked
         gc.collect()
+
+
+async def test_throttled_device_holds_back_a_burst_and_delivers_it_in_order(broker: Broker) -> None:
+    from losant_async.mqtt import ThrottleConfig
+
+    fast_limits = ThrottleConfig(per_topic=4, per_connection=100, window=0.2)
+    async with peer(broker, "losant/#") as watcher, Device(
+        DEV, "k", "s", **device_kwargs(broker, throttle=fast_limits)
+    ) as device:
+        for i in range(10):
+            await device.send_state({"i": i})
+        await device.flush(timeout=20)
+        assert device.stats.throttle_waited > 0
+        await watcher.wait_for(lambda r: len(r) >= 10)
+    assert [s["data"]["i"] for s in watcher.states(f"losant/{DEV}/state")] == list(range(10))
