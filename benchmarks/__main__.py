@@ -100,9 +100,13 @@ async def run(a: argparse.Namespace) -> int:
     elapsed = time.monotonic() - started
     machine = machine_info(broker=broker_kind, official=official, wrk=wrk)
     table = format_table(results)
-    header = (f"losant_async benchmarks: {machine['cores']} cores, {machine['cpu']}, Python {machine['python']}, "
+    header = (f"{machine['cores']} cores, {machine['cpu']}, Python {machine['python']}, "
               f"broker {broker_kind}; {'quick' if a.quick else 'full'} run, {ctx.runs} runs each, {elapsed:.0f}s")
-    print(header)
+    libs = ", ".join(f"{k} {v}" for k, v in machine["libraries"].items())
+    official_libs = ", ".join(f"{k} {v}" for k, v in machine["official"].items())
+    print(f"losant_async benchmarks: {header}")
+    print(f"libraries: {libs}")
+    print(f"official clients: {official_libs}; wrk: {machine['wrk']}")
     print()
     print(table)
     a.results.mkdir(parents=True, exist_ok=True)

@@ -67,7 +67,7 @@ async def _wrk(ctx: Context, connections: int, duration: float) -> dict[str, Any
 async def case_rest_state(ctx: Context) -> list[CaseResult]:
     """Case 4: send_state requests per second at concurrency 1, 16, 64."""
     assert ctx.http_url
-    duration = ctx.pick(1.0, 2.0)
+    duration = ctx.pick(1.5, 2.0)
     out: list[CaseResult] = []
     for conc in (1, 16, 64):
         result = CaseResult(
@@ -94,9 +94,9 @@ async def case_rest_state(ctx: Context) -> list[CaseResult]:
             if c and ctx.official.skipped:
                 c.skipped = ctx.official.skipped
         timeout = duration + 60
-        for run in range(ctx.runs):
+        for run, profiling in ctx.plan():
             for c in result.contenders:
-                if c.skipped:
+                if c.skipped or (profiling and c is not ours):
                     continue
                 if c is wrk:
                     doc = await _wrk(ctx, 64, duration)
@@ -112,11 +112,13 @@ async def case_rest_state(ctx: Context) -> list[CaseResult]:
                     argv = ["-m", "benchmarks.workers.rest_client", "--impl", "ours" if c is ours else "aiohttp",
                             "--url", ctx.http_url, "--concurrency", str(conc), "--duration", str(duration)]
                     python = None
-                    profile = ctx.profile_path(f"rest-state-c{conc}") if c is ours and run == ctx.runs - 1 else None
+                    profile = ctx.profile_path(f"rest-state-c{conc}") if profiling else None
                     if profile:
                         argv += ["--profile", profile]
                         result.profile = profile
                 doc = await _client(ctx, argv, c.name, python, timeout)
+                if profiling:
+                    continue
                 value = _per_s(doc)
                 record(c, run, doc, value)
                 ctx.log(f"  [{result.case} run {run + 1}] {c.name}: "

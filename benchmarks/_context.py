@@ -31,6 +31,14 @@ class Context:
     def pick(self, quick: Any, full: Any) -> Any:
         return quick if self.quick else full
 
+    def plan(self, runs: int | None = None) -> list[tuple[int, bool]]:
+        """(run index, profiling) pairs: the measured runs, then one profiling run when asked.
+
+        The profiled run is extra and never recorded: a profiler slows what it watches.
+        """
+        n = self.runs if runs is None else runs
+        return [(i, False) for i in range(n)] + ([(n, True)] if self.profile else [])
+
     def profile_path(self, name: str) -> str | None:
         if not self.profile:
             return None

@@ -120,7 +120,7 @@ def test_results_document_is_json_with_the_documented_shape() -> None:
 
 
 def test_chart_rows_list_every_measured_ratio() -> None:
-    assert chart_rows([_case()]) == [("1-x: ours / base", 2.0)]
+    assert chart_rows([_case()]) == [("1-x: vs base", 2.0, "baseline")]
 
 
 def test_record_keeps_values_notes_errors_and_skips() -> None:
