@@ -54,12 +54,14 @@ class _ReadBuffered:
     socket's own.
     """
 
-    __slots__ = ("_buf", "_pos", "_sock")
+    __slots__ = ("_buf", "_pos", "_sock", "send")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._buf = b""
         self._pos = 0
+        # Bound once: every outgoing packet goes through send, so skip __getattr__.
+        self.send = sock.send
 
     def recv(self, bufsize: int) -> bytes:
         buf = self._buf
@@ -166,9 +168,13 @@ class Connection:
         self._paho.on_socket_unregister_write = self._on_unregister_write
         self._paho.on_socket_open = self._on_socket_open
         self._loop = asyncio.get_running_loop()
-        # on_publish stays unset while no QoS 1 message is in flight: paho builds a
-        # ReasonCode and a Properties object per QoS 0 message just to call it.
+        # on_publish stays unset: paho builds a ReasonCode and a Properties object per
+        # message just to call it. PUBACKs are handled by _on_puback instead, which for
+        # MQTT 3.1.1 needs only the two bytes of the message id; paho's own handler
+        # decodes reason codes and properties that 3.1.1 does not have.
         self._paho.on_publish = None
+        self._paho_pubackcomp = self._paho._handle_pubackcomp
+        self._paho._handle_pubackcomp = self._on_puback  # type: ignore[method-assign]
 
     # -- paho callbacks (event loop thread, except on_connect during connect) ----------------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None) -> None:
@@ -181,13 +187,31 @@ class Connection:
         except Exception:  # a bug in a handler must not break paho's read loop
             log.exception("handling an incoming message failed")
 
-    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+    def _on_puback(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> Any:
+        client = self._paho
+        packet = client._in_packet["packet"]
+        if cmd != "PUBACK" or len(packet) < 2:
+            return self._paho_pubackcomp(cmd)
+        mid = (packet[0] << 8) | packet[1]
+        if len(packet) != 2:  # not 3.1.1: let paho decode it, then report the ack
+            rc = self._paho_pubackcomp(cmd)
+        else:
+            rc = paho.MQTT_ERR_SUCCESS
+            with client._out_message_mutex:
+                msg = client._out_messages.pop(mid, None)
+                if msg is None:
+                    return rc  # a duplicate PUBACK
+                msg.info._set_as_published()
+                if msg.qos > 0:
+                    client._inflight_messages -= 1
+                    # paho rescans every stored message here; only needed when it queued some.
+                    if client._max_inflight_messages > 0 and len(client._out_messages) > client._inflight_messages:
+                        rc = client._update_inflight()
         pending = self._pending_acks
         if mid in pending:
             pending.discard(mid)
             self._on_ack_cb(mid)
-        if not pending:
-            self._paho.on_publish = None
+        return rc
 
     def _on_socket_open(self, client: Any, userdata: Any, sock: Any) -> None:
         # Runs in the executor thread that connects, before CONNECT is sent. Replaces
@@ -313,8 +337,6 @@ class Connection:
         if self._closed:
             raise ConnectionLostError("the connection is closed")
         if qos:
-            if self._paho.on_publish is None:
-                self._paho.on_publish = self._on_publish
             info = self._paho.publish(topic, payload, qos)
             if info.rc == paho.MQTT_ERR_SUCCESS:
                 self._pending_acks.add(info.mid)
