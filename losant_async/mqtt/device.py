@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ..errors import (
     ConnectionLostError,
@@ -51,6 +51,8 @@ log = logging.getLogger("losant_async.mqtt")
 
 Transport = Literal["tls", "tcp", "websockets", "wss"]
 CommandCallback = Callable[[Command], "Awaitable[None] | None"]
+
+_D = TypeVar("_D", bound="Device")
 
 LOSANT_BROKER = "broker.losant.com"
 _DEFAULT_PORTS = {"tls": 8883, "tcp": 1883, "websockets": 80, "wss": 443}
@@ -219,7 +221,7 @@ class Device:
         self._commands = 0
 
     # -- life -----------------------------------------------------------------------------
-    async def __aenter__(self) -> Device:
+    async def __aenter__(self: _D) -> _D:
         await self.start()
         return self
 

@@ -41,7 +41,7 @@ class Peer:
 
     async def run(self) -> None:
         async for message in self.client.messages:
-            self.received.append((message.topic.value, bytes(message.payload)))  # type: ignore[arg-type]
+            self.received.append((message.topic.value, bytes(message.payload)))
             self._arrived.set()
 
     async def wait_for(self, predicate: Any, timeout: float = 10.0) -> None:

@@ -184,7 +184,7 @@ async def test_events_report_connected_and_closed(broker: Broker) -> None:
         await device.send_state({"a": 1})
 
 
-async def test_websockets_transport(tmp_path: object) -> None:
+async def test_websockets_transport() -> None:
     from tests.support.brokers import running_broker
 
     async with running_broker(websockets=True) as b:

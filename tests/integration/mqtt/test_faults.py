@@ -154,7 +154,7 @@ async def persistent_peer(broker: Broker, topic: str) -> AsyncIterator[tuple[lis
                     await c.subscribe(topic, 1)
                     subscribed.set()
                     async for m in c.messages:
-                        received.append(bytes(m.payload))  # type: ignore[arg-type]
+                        received.append(bytes(m.payload))
                         arrived.set()
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.05)

@@ -39,7 +39,9 @@ class Script:
         return outcome
 
     async def serve(self, conn: object) -> None:
-        lasted, messages = conn  # type: ignore[misc]
+        assert isinstance(conn, tuple)
+        lasted: float = conn[0]
+        messages: int = conn[1]
         self.activity.add(messages)
         self.now += lasted
 
