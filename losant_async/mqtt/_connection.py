@@ -20,6 +20,7 @@ import contextlib
 import logging
 import socket
 import ssl
+import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -167,7 +168,9 @@ class Connection:
         self._paho.on_message = self._on_message
         self._paho.on_socket_unregister_write = self._on_unregister_write
         self._paho.on_socket_open = self._on_socket_open
+        self._paho.on_socket_register_write = self._on_register_write
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         # on_publish stays unset: paho builds a ReasonCode and a Properties object per
         # message just to call it. PUBACKs are handled by _on_puback instead, which for
         # MQTT 3.1.1 needs only the two bytes of the message id; paho's own handler
@@ -228,6 +231,29 @@ class Connection:
             aio._misc_task = self._loop.create_task(aio._misc_loop(), name="losant-mqtt-keepalive")
 
         self._loop.call_soon_threadsafe(start)
+
+    def _on_register_write(self, client: Any, userdata: Any, sock: Any) -> None:
+        # aiomqtt always defers add_writer through call_soon_threadsafe; if the socket is
+        # closed before that runs, asyncio logs EBADF (or watches a reused descriptor).
+        # On the loop thread register at once; from the connect thread, check on arrival.
+        fd = sock.fileno()
+
+        def add() -> None:
+            if self._paho._sock is not None and self._paho._sock.fileno() == fd:
+                self._loop.add_writer(fd, self._on_writable)
+
+        if threading.get_ident() == self._loop_thread:
+            add()
+        else:
+            self._loop.call_soon_threadsafe(add)
+
+    def _on_writable(self) -> None:
+        try:
+            self._paho.loop_write()
+        except Exception as exc:  # a broken socket: report it as the end of the connection
+            fut = self._client._disconnected
+            if not fut.done():
+                fut.set_exception(exc)
 
     def _on_readable(self) -> None:
         paho_client = self._paho

@@ -235,9 +235,13 @@ class Device:
         if self._entered:
             raise MQTTError("a Device can be started only once; create a new one")
         self._entered = True
-        if self.transport in ("tls", "wss") and self._tls_context is None:
-            self._tls_context = await default_tls_context()
-        await self._outbox.open()
+        try:
+            if self.transport in ("tls", "wss") and self._tls_context is None:
+                self._tls_context = await default_tls_context()
+            await self._outbox.open()
+        except BaseException:
+            self._closed = True  # nothing was started that needs stopping
+            raise
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
         self._wake = asyncio.Event()
