@@ -162,6 +162,8 @@ class Connection:
         self._drained: asyncio.Event | None = None
         self._connack_rc: int | None = None
         self._closed = False
+        #: True once a DISCONNECT we sent was written and the socket closed by paho.
+        self.closed_cleanly = False
         self._aiomqtt_unregister_write: Any = self._paho.on_socket_unregister_write
         self._aiomqtt_on_connect: Any = self._paho.on_connect
         self._paho.on_connect = self._on_connect
@@ -337,6 +339,7 @@ class Connection:
                 self._paho.disconnect()
                 # asyncio.wait neither raises the future's error nor swallows our cancellation.
                 await asyncio.wait({self._client._disconnected}, timeout=2.0)
+                self.closed_cleanly = self._client._disconnected.done()
         finally:
             self._kill()
 

@@ -223,3 +223,11 @@ async def test_throttled_device_holds_back_a_burst_and_delivers_it_in_order(brok
         assert device.stats.throttle_waited > 0
         await watcher.wait_for(lambda r: len(r) >= 10)
     assert [s["data"]["i"] for s in watcher.states(f"losant/{DEV}/state")] == list(range(10))
+
+
+async def test_leaving_sends_disconnect_instead_of_dropping_the_socket(broker: Broker) -> None:
+    async with Device(DEV, "k", "s", **device_kwargs(broker)) as device:
+        await device.send_state({"a": 1})
+        conn = device._conn
+        assert conn is not None
+    assert conn.closed_cleanly
