@@ -70,8 +70,10 @@ class DeviceStats:
     ``sent``: messages handed to the connection; ``acked``: QoS 1 messages the
     broker acknowledged; ``dropped``: messages the outbox discarded
     (drop_oldest); ``outbox_depth``: messages held now; ``throttle_waited``:
-    seconds of waiting the throttle imposed; ``malformed_commands``: commands
-    that could not be decoded; ``reconnects``: successful reconnects.
+    seconds of waiting the throttle imposed; ``outbox_waited``: seconds senders
+    waited for room in a full outbox; ``malformed_commands``: commands that
+    could not be decoded; ``commands_received``: commands decoded and
+    delivered; ``reconnects``: successful reconnects.
     """
 
     sent: int
@@ -79,6 +81,7 @@ class DeviceStats:
     dropped: int
     outbox_depth: int
     throttle_waited: float
+    outbox_waited: float
     malformed_commands: int
     commands_received: int
     reconnects: int
@@ -252,7 +255,9 @@ class Device:
             fail=self._set_failure,
             backoff=self._backoff,
             ban_detection=self._ban_detection,
-            burst_threshold=self._throttle_config.per_topic if self._throttle_config else 30,
+            # Throttled, the device stays within the limits by itself: only a burst beyond the
+            # connection limit suggests a ban. Unthrottled, Losant's per-topic limit is the line.
+            burst_threshold=self._throttle_config.per_connection if self._throttle_config else 30,
             activity=self._activity,
             is_closing=lambda: self._closing,
             lost_reason=lambda c: c.lost_reason(),  # type: ignore[attr-defined]
@@ -347,6 +352,7 @@ class Device:
             dropped=self._outbox.dropped,
             outbox_depth=self._outbox.depth,
             throttle_waited=self._throttle.waited if self._throttle else 0.0,
+            outbox_waited=self._outbox.waited,
             malformed_commands=self._malformed,
             commands_received=self._commands,
             reconnects=self._supervisor.reconnects if self._supervisor else 0,

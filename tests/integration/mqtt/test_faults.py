@@ -244,6 +244,7 @@ async def test_while_disconnected_a_full_waiting_outbox_refuses_a_non_waiting_se
             await asyncio.wait_for(blocked, 20)
             await device.flush(timeout=20)
             assert device.stats.outbox_depth == 0
+            assert device.stats.outbox_waited > 0
 
 
 async def _wait_for_state(events: Stream[ConnectionEvent], state: ConnectionState) -> None:
