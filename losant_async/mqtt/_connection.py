@@ -181,7 +181,7 @@ class Connection:
         self._paho_pubackcomp = self._paho._handle_pubackcomp
         self._paho._handle_pubackcomp = self._on_puback  # type: ignore[method-assign]
 
-    # -- paho callbacks (event loop thread, except on_connect during connect) ----------------
+    # -- paho callbacks (on the event loop, except on_socket_open: the connect thread) -------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None) -> None:
         self._connack_rc = int(getattr(reason, "value", reason))
         self._aiomqtt_on_connect(client, userdata, flags, reason, properties)
