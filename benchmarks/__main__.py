@@ -49,6 +49,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="smaller sizes, shorter runs")
     ap.add_argument("--profile", action="store_true", help="cProfile our side in the last run; saved in results/")
     ap.add_argument("--no-official", action="store_true", help="skip the official clients (no venv)")
+    ap.add_argument("--broker", choices=["auto", "mosquitto", "amqtt"], default="auto",
+                    help="auto: mosquitto when installed, else the embedded amqtt broker")
+    ap.add_argument("--fleet-sizes", type=lambda v: [int(x) for x in v.split(",")], default=None,
+                    metavar="N,N,...", help="fleet case sizes (default 100,1000,5000,10000; quick 100,1000,10000)")
     ap.add_argument("--results", type=Path, default=BENCH_DIR / "results", help="where latest.json/png go")
     a = ap.parse_args(argv)
     unknown = [c for c in a.cases if c not in CASES]
@@ -77,14 +81,14 @@ async def run(a: argparse.Namespace) -> int:
     wrk = shutil.which("wrk")
     mosquitto_pub = shutil.which("mosquitto_pub")
     ctx = Context(runs=a.runs or 3, quick=a.quick, profile=a.profile, official=official, wrk=wrk,
-                  mosquitto_pub=mosquitto_pub, results_dir=a.results, log=log)
+                  mosquitto_pub=mosquitto_pub, results_dir=a.results, log=log, fleet_sizes=a.fleet_sizes)
     if "http" in needs and not wrk:
         log("skipped: wrk limit (wrk not installed; apt-get install wrk)")
     results: list[CaseResult] = []
     broker_kind = "none (no MQTT case run)"
     async with contextlib.AsyncExitStack() as stack:
         if "broker" in needs:
-            broker = await stack.enter_async_context(start_broker())
+            broker = await stack.enter_async_context(start_broker(a.broker))
             ctx.broker = broker
             broker_kind = broker.kind
             log(f"broker: {broker.kind} on 127.0.0.1:{broker.port}")

@@ -182,7 +182,7 @@ async def case_fleet(ctx: Context) -> list[CaseResult]:
     """Case 2: N connections at a fixed rate each: sustained delivered states/s, connect time, RSS/device."""
     assert ctx.broker is not None
     # 10,000 is the issue's target size; the smaller ones show how cost grows.
-    sizes = ctx.pick([100, 1_000, 10_000], [100, 1_000, 5_000, 10_000])
+    sizes = ctx.fleet_sizes or ctx.pick([100, 1_000, 10_000], [100, 1_000, 5_000, 10_000])
     rate = 1.0
     duration = ctx.pick(4.0, 5.0)
     out: list[CaseResult] = []
@@ -232,7 +232,9 @@ async def case_fleet(ctx: Context) -> list[CaseResult]:
                         + (f"{sustained:,.0f} states/s, connect {doc.get('connect_s', 0):.2f}s, "
                            f"{per_dev or 0:.1f} KiB/device" if sustained else str(doc.get("error") or doc.get("skipped"))))
         result.targets = [
-            Target(f"{n:,} devices: every state delivered (1 state/s each)", ours.name, None, 99.9,
+            Target(f"{n:,} devices: sustain {rate:g} state/s each (>= 99% of {n * rate:,.0f}/s)",
+                   ours.name, None, 0.99 * n * rate),
+            Target(f"{n:,} devices: every state delivered", ours.name, None, 99.9,
                    metric="delivered_pct"),
             Target(f"{n:,} devices: no send error", ours.name, None, 0.0, metric="errors", at_most=True),
         ]

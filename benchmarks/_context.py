@@ -23,6 +23,7 @@ class Context:
     official: OfficialEnv
     wrk: str | None
     mosquitto_pub: str | None
+    fleet_sizes: list[int] | None = None
     broker: Broker | None = None
     http_url: str | None = None
     results_dir: Path = field(default_factory=lambda: BENCH_DIR / "results")

@@ -69,9 +69,10 @@ async def _wait_port(port: int, timeout: float) -> None:
 class Worker:
     """A subprocess that prints ``READY`` (optionally) and then one JSON line as its last line."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, name: str) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, name: str, stderr: Any) -> None:
         self.proc = proc
         self.name = name
+        self._stderr = stderr
         self._lines: list[str] = []
 
     async def ready(self, timeout: float = 30.0, marker: str = "READY") -> str:
@@ -91,12 +92,10 @@ class Worker:
             self._lines.append(text)
 
     async def _stderr_tail(self) -> str:
-        assert self.proc.stderr is not None
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.proc.wait(), 5)
-        data = b""
-        with contextlib.suppress(asyncio.TimeoutError, ValueError):
-            data = await asyncio.wait_for(self.proc.stderr.read(), 2)
+        self._stderr.seek(0)
+        data: bytes = self._stderr.read()
         lines = data.decode(errors="replace").strip().splitlines()
         return " | ".join(lines[-3:]) or f"exit code {self.proc.returncode}"
 
@@ -135,21 +134,23 @@ async def run_worker(
 ) -> AsyncIterator[Worker]:
     """Start ``python argv...`` (or ``argv`` as is when ``python`` is ``""``) from the repo root; killed on exit."""
     cmd = list(argv) if python == "" else [python or sys.executable, *argv]
-    proc = await asyncio.create_subprocess_exec(
-        *cmd,
-        cwd=REPO,
-        stdin=stdin if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-    )
-    worker = Worker(proc, name)
-    try:
-        yield worker
-    finally:
-        worker.kill()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.shield(asyncio.wait_for(proc.wait(), 5))
+    # stderr goes to a file, not a pipe: a chatty worker must never block on a full pipe.
+    with tempfile.TemporaryFile() as stderr:
+        proc = await asyncio.create_subprocess_exec(
+            *cmd,
+            cwd=REPO,
+            stdin=stdin if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+        worker = Worker(proc, name, stderr)
+        try:
+            yield worker
+        finally:
+            worker.kill()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.shield(asyncio.wait_for(proc.wait(), 5))
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,8 @@ def find_mosquitto() -> str | None:
 async def start_broker(prefer: str = "auto") -> AsyncIterator[Broker]:
     """mosquitto on an ephemeral loopback port with its own config, else the embedded amqtt broker."""
     mosquitto = find_mosquitto() if prefer in ("auto", "mosquitto") else None
+    if prefer == "mosquitto" and not mosquitto:
+        raise WorkerFailed("--broker mosquitto: mosquitto is not installed")
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="losant-bench-") as tmp:
         if mosquitto:
@@ -196,9 +199,10 @@ async def start_broker(prefer: str = "auto") -> AsyncIterator[Broker]:
             kind = _mosquitto_version(mosquitto)
         else:
             argv = [sys.executable, "-m", "benchmarks.workers.amqtt_broker", "--port", str(port)]
-            kind = f"amqtt {_version('amqtt')} (embedded; mosquitto not installed)"
+            why = "asked for" if prefer == "amqtt" else "mosquitto not installed"
+            kind = f"amqtt {_version('amqtt')} (embedded; {why})"
         proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            *argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
             await _wait_port(port, 15)
