@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 import aiomqtt
 import msgspec
@@ -14,7 +14,16 @@ import pytest
 from losant_async.mqtt import Backoff
 from tests.support.brokers import MOSQUITTO, Broker, running_broker
 
-needs_mosquitto = pytest.mark.skipif(MOSQUITTO is None, reason="needs the mosquitto binary")
+_skip_without_mosquitto = pytest.mark.skipif(
+    MOSQUITTO is None, reason="needs the mosquitto binary (TLS listener, password file or persistence)"
+)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def needs_mosquitto(fn: F) -> F:
+    """Mark a test as needing mosquitto (``-m mosquitto``) and skip it, with the reason, when absent."""
+    marked: F = pytest.mark.mosquitto(_skip_without_mosquitto(fn))
+    return marked
 
 FAST = Backoff(initial=0.05, cap=0.3)
 
