@@ -26,7 +26,6 @@ from typing import Any, Literal
 
 import aiomqtt
 import paho.mqtt.client as paho
-from aiomqtt.exceptions import MqttConnectError
 
 from ..errors import AuthenticationRefusedError, ConnectionLostError
 
@@ -160,13 +159,15 @@ class Connection:
         self._on_ack_cb = on_ack
         self._pending_acks: set[int] = set()
         self._drained: asyncio.Event | None = None
-        self._connack_rc: int | None = None
+        self._connack: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._closed = False
         #: True once a DISCONNECT we sent was written and the socket closed by paho.
         self.closed_cleanly = False
         self._aiomqtt_unregister_write: Any = self._paho.on_socket_unregister_write
         self._aiomqtt_on_connect: Any = self._paho.on_connect
+        self._aiomqtt_on_disconnect: Any = self._paho.on_disconnect
         self._paho.on_connect = self._on_connect
+        self._paho.on_disconnect = self._on_disconnect
         self._paho.on_message = self._on_message
         self._paho.on_socket_unregister_write = self._on_unregister_write
         self._paho.on_socket_open = self._on_socket_open
@@ -183,8 +184,17 @@ class Connection:
 
     # -- paho callbacks (on the event loop, except on_socket_open: the connect thread) -------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None) -> None:
-        self._connack_rc = int(getattr(reason, "value", reason))
+        rc = int(getattr(reason, "value", reason))
+        if not self._connack.done():
+            self._connack.set_result(rc)
         self._aiomqtt_on_connect(client, userdata, flags, reason, properties)
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None) -> None:
+        if not self._connack.done():
+            # Closed before any CONNACK: aiomqtt would wait for its timeout.
+            self._connack.set_exception(ConnectionLostError(f"the broker closed the connection before CONNACK ({reason})"))
+            self._connack.exception()
+        self._aiomqtt_on_disconnect(client, userdata, flags, reason, properties)
 
     def _on_message(self, client: Any, userdata: Any, message: paho.MQTTMessage) -> None:
         try:
@@ -283,32 +293,51 @@ class Connection:
 
     # -- life ---------------------------------------------------------------------------
     async def connect(self) -> None:
-        """CONNECT and wait for CONNACK; ``AuthenticationRefusedError`` or ``ConnectionLostError``."""
-        task = asyncio.ensure_future(self._client.__aenter__())
+        """CONNECT and wait for CONNACK; ``AuthenticationRefusedError`` or ``ConnectionLostError``.
+
+        This is aiomqtt's ``__aenter__`` taken apart: the socket is opened in an
+        executor thread (paho's connect blocks), then CONNACK is awaited on the
+        loop. Apart, a cancellation can wait for the thread alone, and a broker
+        that closes the socket without a CONNACK ends the attempt at once
+        instead of after the timeout.
+        """
+        thread = self._loop.run_in_executor(None, self._client._client_connect)
         try:
-            await asyncio.shield(task)
+            await asyncio.shield(thread)
         except asyncio.CancelledError:
-            # paho connects in an executor thread that cannot be interrupted: let the
-            # attempt finish (bounded by the connect timeout) so no socket is left open.
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(task, self._connect_timeout + 1)
+            # The thread cannot be interrupted: let it finish (paho bounds it by its own
+            # socket timeout) so the socket it opens is closed here, not leaked.
+            try:
+                await asyncio.wait({thread}, timeout=self._connect_timeout + 1)
+            finally:
+                if thread.done() and not thread.cancelled():
+                    thread.exception()  # retrieved: the attempt is abandoned either way
+                self._kill()
+            raise
+        except (OSError, ValueError, paho.WebsocketConnectionError) as exc:
+            self._kill()
+            raise ConnectionLostError(f"could not connect: {exc}") from None
+        except BaseException:
             self._kill()
             raise
-        except MqttConnectError as exc:
+        try:
+            await asyncio.wait_for(asyncio.shield(self._connack), self._connect_timeout)
+        except asyncio.TimeoutError:
             self._kill()
-            rc = self._connack_rc if self._connack_rc is not None else _rc_value(exc.rc)
-            if rc in _AUTH_REFUSED:
-                raise AuthenticationRefusedError(
-                    f"the broker refused the credentials (CONNACK return code {_AUTH_REFUSED[rc]})",
-                    return_code=_AUTH_REFUSED[rc],
-                ) from None
-            raise ConnectionLostError(f"the broker refused the connection: {exc}") from None
-        except aiomqtt.MqttError as exc:
+            raise ConnectionLostError(f"no CONNACK within {self._connect_timeout:g} s") from None
+        except BaseException:
             self._kill()
-            raise ConnectionLostError(f"could not connect: {exc}") from None
-        except OSError as exc:
-            self._kill()
-            raise ConnectionLostError(f"could not connect: {exc}") from None
+            raise
+        rc = self._connack.result()
+        if rc == 0:
+            return
+        self._kill()
+        if rc in _AUTH_REFUSED:
+            raise AuthenticationRefusedError(
+                f"the broker refused the credentials (CONNACK return code {_AUTH_REFUSED[rc]})",
+                return_code=_AUTH_REFUSED[rc],
+            )
+        raise ConnectionLostError(f"the broker refused the connection (CONNACK {rc})")
 
     @property
     def lost(self) -> asyncio.Future[None]:
@@ -354,9 +383,9 @@ class Connection:
             fut.set_result(None)
         elif not fut.cancelled():
             fut.exception()  # retrieved: a lost connection is reported, not an unhandled error
-        with contextlib.suppress(Exception):
-            if self._client._lock.locked():
-                self._client._lock.release()
+        connected = self._client._connected
+        if connected.done() and not connected.cancelled():
+            connected.exception()  # a refused CONNACK, already reported through _connack
         if self._drained is not None:
             self._drained.set()
 

@@ -304,8 +304,9 @@ class Device:
         try:
             if self._task is not None and not self._task.done():
                 self._task.cancel()
-                with contextlib.suppress(BaseException):
-                    await self._task
+                # asyncio.wait: the task's own end (cancelled or failed) is not our error,
+                # while a cancellation of this close still propagates.
+                await asyncio.wait({self._task})
             conn, self._conn = self._conn, None
             if conn is not None:
                 await conn.close()

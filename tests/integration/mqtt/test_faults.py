@@ -295,3 +295,64 @@ async def test_fleet_starts_and_stops_many_devices(broker: Broker) -> None:
     assert {t for t, _ in watcher.received} == {f"losant/{d}/state" for d in ids}
 
 
+
+
+class SilentBroker:
+    """Accepts TCP connections and reads, but never answers (or hangs up at once when ``hang_up``)."""
+
+    def __init__(self, hang_up: bool = False) -> None:
+        self.hang_up = hang_up
+        self.accepted = asyncio.Event()
+        self.client_left = asyncio.Event()
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> SilentBroker:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted.set()
+        if self.hang_up:
+            await reader.read(1)
+            writer.close()
+            return
+        while await reader.read(1024):
+            pass
+        self.client_left.set()
+        writer.close()
+
+
+async def test_cancelling_while_waiting_for_connack_leaves_no_socket_or_task() -> None:
+    async with SilentBroker() as silent:
+        device = Device(DEV, "k", "s", host="127.0.0.1", port=silent.port, transport="tcp", connect_timeout=30)
+        entering = asyncio.ensure_future(device.start())
+        await asyncio.wait_for(silent.accepted.wait(), 10)
+        entering.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await entering
+        await asyncio.wait_for(silent.client_left.wait(), 10)  # our side closed the socket
+        assert device._task is not None and device._task.done()
+        assert not device.connected
+
+
+async def test_a_broker_hanging_up_before_connack_is_retried_not_waited_out() -> None:
+    async with SilentBroker(hang_up=True) as rude:
+        device = Device(DEV, "k", "s", host="127.0.0.1", port=rude.port, transport="tcp", connect_timeout=30,
+                        backoff=FAST, wait_ready=False)
+        events = device.events()
+        async with device:
+            # Two failed attempts well inside one 30 s CONNACK timeout: each ended at the hang-up.
+            retries = 0
+            async for event in events:
+                if event.state is ConnectionState.RECONNECTING:
+                    retries += 1
+                    assert "before CONNACK" in event.reason
+                    if retries == 2:
+                        break
