@@ -1,16 +1,25 @@
 """One MQTT connection over aiomqtt: the only module that touches aiomqtt or paho.
 
-aiomqtt drives paho's socket from the event loop (readers, writers, the misc
-timer), connects, subscribes and unsubscribes for us. Publishing goes around it
-on purpose: aiomqtt's ``publish`` awaits paho's ``on_publish`` for every
-message, even at QoS 0, which costs an event-loop round trip per message and
-caps a connection near 12,000 messages/s. Here a publish hands the encoded
-message straight to the paho client that aiomqtt wraps (``client._client``),
-and the caller batches: it yields to the loop every few hundred messages, when
-paho's write buffer grows, or (QoS 1) when its window of unacknowledged
-messages is full. That private access lives here and nowhere else, so an
-aiomqtt upgrade touches this one file. aiomqtt and paho exceptions are turned
-into ``losant_async.errors`` here too.
+aiomqtt builds and configures the paho client (TLS, WebSockets, credentials)
+and runs its subscribe, unsubscribe and keepalive timer. The hot paths go
+around it on purpose, through the paho client it wraps (``client._client``):
+
+- publish: aiomqtt awaits paho's ``on_publish`` for every message, even at
+  QoS 0, an event-loop round trip per message that caps a connection near
+  12,000 messages/s. Here a publish hands the encoded message straight to
+  paho's write buffer; the caller yields every few hundred messages, when the
+  buffer grows, or (QoS 1) when its window of unacknowledged messages is full.
+- PUBACK: paho decodes MQTT 5 reason codes and properties for every ack;
+  3.1.1 acks are two bytes of message id, read here directly.
+- reads: aiomqtt handles one packet per readiness event and paho reads each
+  packet with three ``recv`` calls; here one wakeup drains every packet
+  buffered, from one large ``recv``.
+- connect and writer registration: taken apart so that cancellation and early
+  hang-ups leave nothing half-open (see ``connect``).
+
+This private access lives here and nowhere else, so an aiomqtt or paho
+upgrade touches this one file; aiomqtt and paho exceptions are turned into
+``losant_async.errors`` here too.
 """
 
 from __future__ import annotations

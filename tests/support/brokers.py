@@ -99,6 +99,7 @@ class Broker:
     port: int = 0
     ws_port: int | None = None
     tls_port: int | None = None
+    wss_port: int | None = None
     tls: TLSMaterial | None = None
 
     async def start(self) -> None:
@@ -138,13 +139,12 @@ class MosquittoBroker(Broker):
         lines.append(f"listener {self.port} 127.0.0.1")
         if self.ws_port is not None:
             lines += [f"listener {self.ws_port} 127.0.0.1", "protocol websockets"]
-        if self.tls_port is not None and self.tls is not None:
-            lines += [
-                f"listener {self.tls_port} 127.0.0.1",
-                f"cafile {self.tls.ca_file}",
-                f"certfile {self.tls.cert_file}",
-                f"keyfile {self.tls.key_file}",
-            ]
+        if self.tls is not None:
+            certs = [f"cafile {self.tls.ca_file}", f"certfile {self.tls.cert_file}", f"keyfile {self.tls.key_file}"]
+            if self.tls_port is not None:
+                lines += [f"listener {self.tls_port} 127.0.0.1", *certs]
+            if self.wss_port is not None:
+                lines += [f"listener {self.wss_port} 127.0.0.1", "protocol websockets", *certs]
         return "\n".join(lines) + "\n"
 
     async def start(self) -> None:
@@ -159,6 +159,7 @@ class MosquittoBroker(Broker):
                 self.port = free_port()
                 self.ws_port = free_port() if self.websockets else None
                 self.tls_port = free_port() if self.with_tls else None
+                self.wss_port = free_port() if self.with_tls and self.websockets else None
             conf = self.directory / "mosquitto.conf"
             conf.write_text(self._config())
             self._log = self.directory / "mosquitto.log"
@@ -170,7 +171,7 @@ class MosquittoBroker(Broker):
             finally:
                 log_fh.close()
             try:
-                ports = [p for p in (self.port, self.ws_port, self.tls_port) if p]
+                ports = [p for p in (self.port, self.ws_port, self.tls_port, self.wss_port) if p]
                 for port in ports:
                     await self._wait(port)
                 return

@@ -74,6 +74,20 @@ async def test_tls_with_a_test_ca() -> None:
 
 
 @needs_mosquitto
+async def test_secure_websockets_transport() -> None:
+    async with running_broker(tls=True, websockets=True) as b:
+        assert b.tls is not None and b.wss_port is not None
+        async with peer(b, "losant/#") as watcher, Device(
+            DEV, "k", "s", host="127.0.0.1", port=b.wss_port, transport="wss", tls_context=b.tls.client_context,
+            websocket_path="/",
+        ) as device:
+            await device.send_state({"wss": 1}, time=1700000000000)
+            await device.flush()
+            await watcher.wait_for(lambda r: len(r) >= 1)
+        assert watcher.states(f"losant/{DEV}/state") == [{"data": {"wss": 1}, "time": 1700000000000}]
+
+
+@needs_mosquitto
 async def test_tls_refuses_an_unknown_ca() -> None:
     async with running_broker(tls=True) as b:
         assert b.tls_port is not None
