@@ -18,7 +18,7 @@ from benchmarks._cases_mqtt import case_commands, case_fleet, case_publish
 from benchmarks._cases_rest import case_fanout, case_rest_state
 from benchmarks._chart import write_chart
 from benchmarks._context import Context
-from benchmarks._harness import CaseResult, format_table, results_document
+from benchmarks._harness import CaseResult, format_markdown, format_table, results_document
 from benchmarks._infra import (
     BENCH_DIR,
     OfficialEnv,
@@ -120,8 +120,9 @@ async def run(a: argparse.Namespace) -> int:
         "quick": a.quick, "runs": ctx.runs, "seconds": round(elapsed, 1), "cases": names,
     })
     (a.results / "latest.json").write_text(json.dumps(doc, indent=2))
+    (a.results / "latest.md").write_text(format_markdown(doc))
     why = write_chart(results, a.results / "latest.png", header)
-    print(f"wrote {a.results / 'latest.json'}" + (f"; chart skipped: {why}" if why else f" and {a.results / 'latest.png'}"))
+    print(f"wrote {a.results / 'latest.json'}, latest.md" + (f"; chart skipped: {why}" if why else " and latest.png"))
     return 0
 
 

@@ -15,6 +15,7 @@ __all__ = [
     "Spread",
     "Target",
     "TargetOutcome",
+    "format_markdown",
     "format_rate",
     "format_table",
     "paired_ratio",
@@ -295,3 +296,43 @@ def results_document(
             for r in results
         ],
     }
+
+
+def format_markdown(doc: dict[str, Any]) -> str:
+    """The JSON document as Markdown for the README: machine, one table per case, targets."""
+    m = doc["machine"]
+    run = doc["run"]
+    libs = ", ".join(f"{k} {v}" for k, v in m.get("libraries", {}).items())
+    official = ", ".join(f"{k} {v}" for k, v in m.get("official", {}).items())
+    out = [
+        f"Machine: {m.get('cores')} cores ({m.get('cpu')}), Python {m.get('python')}, "
+        f"broker {m.get('broker')}; {'quick' if run.get('quick') else 'full'} run, "
+        f"{run.get('runs')} runs per contender, {run.get('seconds')} s; `{run.get('command', '').strip()}`.",
+        "",
+        f"Libraries: {libs}. Official clients: {official}.",
+        "",
+    ]
+    for case in doc["cases"]:
+        main = next((c["name"] for c in case["contenders"] if c["role"] == "ours" and not c["skipped"]), None)
+        ratios = {r["other"]: r["ratio"] for r in case["ratios"] if r["ours"] == main}
+        out += [f"**{case['case']}**: {case['title']}", "",
+                "| contender | role | median | min .. max | ours / this |", "|---|---|---:|---:|---:|"]
+        for c in case["contenders"]:
+            if c["skipped"]:
+                out.append(f"| {c['name']} | {c['role']} | skipped: {c['skipped']} | | |")
+                continue
+            if c["median"] is None:
+                out.append(f"| {c['name']} | {c['role']} | no result | | |")
+                continue
+            ratio = ratios.get(c["name"])
+            out.append(
+                f"| {c['name']} | {c['role']} | {format_rate(c['median'])} {c['unit']} | "
+                f"{format_rate(c['min'])} .. {format_rate(c['max'])} | "
+                f"{'' if ratio is None else f'{ratio:.2f}x'} |"
+            )
+        out.append("")
+        for t in case["targets"]:
+            out.append(f"- target **{t['status']}**: {t['text']}: {t['figure']}")
+        if case["targets"]:
+            out.append("")
+    return "\n".join(out)

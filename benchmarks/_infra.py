@@ -84,14 +84,14 @@ class Worker:
             except asyncio.TimeoutError:
                 raise WorkerFailed(f"{self.name}: no {marker} after {timeout}s") from None
             if not line:
-                err = await self._stderr_tail()
+                err = await self.stderr_tail()
                 raise WorkerFailed(f"{self.name}: exited before {marker}: {err}")
             text = line.decode().strip()
             if text.startswith(marker):
                 return text[len(marker):].strip()
             self._lines.append(text)
 
-    async def _stderr_tail(self) -> str:
+    async def stderr_tail(self) -> str:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.proc.wait(), 5)
         self._stderr.seek(0)
@@ -114,7 +114,7 @@ class Worker:
                 if self.proc.returncode != 0 and "error" not in doc:
                     doc["error"] = f"exit code {self.proc.returncode}"
                 return doc
-        err = await self._stderr_tail()
+        err = await self.stderr_tail()
         raise WorkerFailed(f"{self.name}: no JSON result (exit {self.proc.returncode}): {err}")
 
     def kill(self) -> None:

@@ -13,6 +13,7 @@ from benchmarks._harness import (
     CaseResult,
     Contender,
     Target,
+    format_markdown,
     format_rate,
     format_table,
     paired_ratio,
@@ -171,3 +172,14 @@ def test_wire_codec_frames_publishes() -> None:
     assert p._parse_one(nxt) is None
     p.buf += publish_packet("a/b", b"z")[:-1]  # an incomplete packet is not parsed
     assert p._parse_one(nxt) is None
+
+
+def test_markdown_from_the_json_document() -> None:
+    doc = results_document([_case()], machine={"cores": 2, "cpu": "x", "python": "3.11", "broker": "b",
+                                                "libraries": {"msgspec": "0.22"}, "official": {}},
+                           run={"quick": True, "runs": 3, "seconds": 1.0, "command": "python -m benchmarks"})
+    md = format_markdown(json.loads(json.dumps(doc)))
+    assert "| ours | ours | 200 msgs/s | 180 .. 220 |  |" in md
+    assert "| base | baseline | 100 msgs/s | 100 .. 100 | 2.00x |" in md
+    assert "skipped: could not be installed: no network" in md
+    assert "- target **missed**: ours >= 3x base" in md
