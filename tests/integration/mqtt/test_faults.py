@@ -370,3 +370,18 @@ async def test_a_broker_hanging_up_before_connack_is_retried_not_waited_out() ->
                     assert "before CONNACK" in event.reason
                     if retries == 2:
                         break
+
+
+async def test_after_a_cut_the_device_resubscribes_commands_and_custom_topics(broker: Broker) -> None:
+    async with CuttableProxy(broker.port) as proxy, peer(broker) as sender:
+        async with Device(DEV, "k", "s", **device_kwargs(broker, port=proxy.port)) as device:
+            events = device.events()
+            async with device.commands() as commands, device.subscribe("plant/#") as messages:
+                proxy.cut()
+                await _wait_for_state(events, ConnectionState.DISCONNECTED)
+                await _wait_for_state(events, ConnectionState.CONNECTED)
+                await sender.client.publish(f"losant/{DEV}/command", b'{"name":"after-cut"}', 1)
+                await sender.client.publish("plant/7", b"hi", 1)
+                assert (await commands.get(10)).name == "after-cut"
+                assert (await messages.get(10)).payload == b"hi"
+        assert proxy.connections == 2
