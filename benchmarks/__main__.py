@@ -99,7 +99,13 @@ async def run(a: argparse.Namespace) -> int:
             fn, _ = CASES[name]
             log(f"case {name}...")
             t0 = time.monotonic()
-            results.extend(await fn(ctx))
+            try:
+                results.extend(await fn(ctx))
+            except Exception as exc:
+                # One broken case must not cost the figures of the others.
+                log(f"case {name} failed: {type(exc).__name__}: {exc}")
+                results.append(CaseResult(case=name, title="(case failed)",
+                                          notes=[f"FAILED: {type(exc).__name__}: {exc}"]))
             log(f"case {name} took {time.monotonic() - t0:.0f}s")
     elapsed = time.monotonic() - started
     machine = machine_info(broker=broker_kind, official=official, wrk=wrk)

@@ -245,8 +245,16 @@ def format_table(results: Sequence[CaseResult]) -> str:
             lines.append(f"  target [{o.status.upper()}] {o.text}: {o.figure}")
         for n in r.notes:
             lines.append(f"  note: {n}")
+        for c in r.contenders:
+            lines += [f"  note: {c.name}: {n}" for n in c.notes]
         if r.profile:
             lines.append(f"  profile saved: {r.profile}")
+        lines.append("")
+    outcomes = [(r.case, o) for r in results for o in r.evaluate()]
+    if outcomes:
+        met = sum(o.status == "met" for _, o in outcomes)
+        lines.append(f"targets: {met} of {len(outcomes)} met")
+        lines += [f"  [{o.status.upper()}] {case}: {o.text}: {o.figure}" for case, o in outcomes]
         lines.append("")
     return "\n".join(lines)
 

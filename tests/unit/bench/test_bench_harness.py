@@ -105,6 +105,7 @@ def test_table_shows_figures_skips_and_targets() -> None:
     assert "skipped" in text and "could not be installed: no network" in text
     assert "target [MET] ours >= 1.5x base" in text
     assert "target [MISSED] ours >= 3x base" in text
+    assert "targets: 1 of 3 met" in text
 
 
 def test_results_document_is_json_with_the_documented_shape() -> None:
