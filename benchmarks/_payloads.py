@@ -42,17 +42,24 @@ def _device(i: int, rng: random.Random) -> dict[str, Any]:
             ("humidity", "number", "%"),
             ("status", "string", ""),
             ("battery", "number", "V"),
-            ("rssi", "number", "dBm"),
         )
     ]
+    did = device_id(i)
+    base = f"/applications/{APP_ID}"
     return {
-        "id": device_id(i),
-        "deviceId": device_id(i),
+        "_type": "device",
+        "_links": {  # Losant's replies are HAL: links on by default (_links=true)
+            "application": {"href": base},
+            "self": {"href": f"{base}/devices/{did}"},
+            "devices": {"href": f"{base}/devices"},
+        },
+        "id": did,
+        "deviceId": did,
         "applicationId": APP_ID,
         "creationDate": _iso(created),
         "lastUpdated": _iso(created + timedelta(days=rng.randint(0, 30))),
         "name": f"Sensor {i:04d} floor {i % 12}",
-        "description": f"Environmental sensor {i} in building {i % 7}, installed by the facilities team",
+        "description": f"Environmental sensor {i} in building {i % 7}",
         "tags": [
             {"key": "floor", "value": str(i % 12)},
             {"key": "building", "value": f"B{i % 7}"},
@@ -64,15 +71,19 @@ def _device(i: int, rng: random.Random) -> dict[str, Any]:
             "time": _iso(_T0 - timedelta(seconds=rng.randint(0, 3600))),
             "connected": rng.choice([0, 1]),
         },
+        "ancestorIds": [],
         "keepDuplicates": False,
         "systemInterval": 0,
     }
 
 
 def device_page(n: int = 100, *, seed: int = 5) -> bytes:
-    """A ``GET /applications/{id}/devices`` reply with ``n`` devices (about 1.1 KB each, so ~110 KB for 100)."""
+    """A ``GET /applications/{id}/devices`` reply with ``n`` devices, HAL links included as Losant sends them (~116 KB for 100)."""
     rng = random.Random(seed)
     doc = {
+        "_type": "devices",
+        "_links": {"application": {"href": f"/applications/{APP_ID}"},
+                   "self": {"href": f"/applications/{APP_ID}/devices"}},
         "items": [_device(i, rng) for i in range(n)],
         "count": n,
         "totalCount": n * 10,
