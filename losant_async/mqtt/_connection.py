@@ -9,8 +9,10 @@ around it on purpose, through the paho client it wraps (``client._client``):
   12,000 messages/s. Here a publish hands the encoded message straight to
   paho's write buffer; the caller yields every few hundred messages, when the
   buffer grows, or (QoS 1) when its window of unacknowledged messages is full.
-- PUBACK: paho decodes MQTT 5 reason codes and properties for every ack;
-  3.1.1 acks are two bytes of message id, read here directly.
+- PUBACK and incoming PUBLISH: paho decodes MQTT 5 reason codes and
+  properties for every ack and builds a message object, a log line and a
+  callback search for every PUBLISH; 3.1.1 packets are read here directly
+  (QoS 2 and anything odd still go to paho).
 - reads: aiomqtt handles one packet per readiness event and paho reads each
   packet with three ``recv`` calls; here one wakeup drains every packet
   buffered, from one large ``recv``.
@@ -190,6 +192,10 @@ class Connection:
         self._paho.on_publish = None
         self._paho_pubackcomp = self._paho._handle_pubackcomp
         self._paho._handle_pubackcomp = self._on_puback  # type: ignore[method-assign]
+        # Incoming PUBLISH likewise: paho builds an MQTTMessage, formats a log line and
+        # walks its callback matcher per message; the topic and payload are all we need.
+        self._paho_handle_publish = self._paho._handle_publish
+        self._paho._handle_publish = self._on_publish_packet  # type: ignore[method-assign]
 
     # -- paho callbacks (on the event loop, except on_socket_open: the connect thread) -------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None) -> None:
@@ -210,6 +216,28 @@ class Connection:
             self._on_message_cb(message.topic, bytes(message.payload))
         except Exception:  # a bug in a handler must not break paho's read loop
             log.exception("handling an incoming message failed")
+
+    def _on_publish_packet(self) -> Any:
+        client = self._paho
+        qos = (client._in_packet["command"] & 0x06) >> 1
+        packet = client._in_packet["packet"]
+        if qos > 1 or len(packet) < 2:
+            return self._paho_handle_publish()
+        end = 2 + ((packet[0] << 8) | packet[1])
+        if len(packet) < end + 2 * qos:
+            return self._paho_handle_publish()  # malformed: paho reports it its way
+        try:
+            topic = bytes(packet[2:end]).decode()
+        except UnicodeDecodeError:
+            return self._paho_handle_publish()
+        if qos:
+            mid = (packet[end] << 8) | packet[end + 1]
+            end += 2
+        try:
+            self._on_message_cb(topic, bytes(packet[end:]))
+        except Exception:  # a bug in a handler must not break paho's read loop
+            log.exception("handling an incoming message failed")
+        return client._send_puback(mid) if qos else paho.MQTT_ERR_SUCCESS
 
     def _on_puback(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> Any:
         client = self._paho
