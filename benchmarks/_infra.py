@@ -123,6 +123,11 @@ class Worker:
                 self.proc.kill()
 
 
+def _loopback_env() -> dict[str, str]:
+    """The environment minus LOSANT_* settings: no worker may be pointed at a real Losant."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("LOSANT_")}
+
+
 @contextlib.asynccontextmanager
 async def run_worker(
     argv: Sequence[str],
@@ -142,7 +147,7 @@ async def run_worker(
             stdin=stdin if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            env={**_loopback_env(), "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         worker = Worker(proc, name, stderr)
         try:

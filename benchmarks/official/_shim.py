@@ -19,6 +19,8 @@ def point_mqtt_at(port: int) -> Any:
     original = mqtt.Client.connect
 
     def connect(self: Any, host: str, _port: int = 1883, *args: Any, **kwargs: Any) -> Any:
+        if host != "127.0.0.1":  # never let a benchmark reach the real broker
+            raise RuntimeError(f"benchmark refused to connect to {host}")
         return original(self, host, port, *args, **kwargs)
 
     mqtt.Client.connect = connect  # type: ignore[method-assign]
