@@ -234,15 +234,17 @@ async def test_leaving_sends_disconnect_instead_of_dropping_the_socket(broker: B
 
 
 async def test_qos1_device_receives_qos1_commands_once_each(broker: Broker) -> None:
-    async with peer(broker) as sender, Device(DEV, "k", "s", **device_kwargs(broker, qos=1)) as device:
-        async with device.commands() as commands, device.subscribe("plant/#", qos=1) as messages:
-            for i in range(50):
-                await sender.client.publish(f"losant/{DEV}/command", f'{{"name":"c{i}","payload":{i}}}'.encode(), 1)
-            await sender.client.publish("plant/x", "ünïcode".encode(), 1)
-            got = [await commands.get(10) for _ in range(50)]
-            message = await messages.get(10)
-            # A marker sent last: anything re-delivered for want of a PUBACK would come before it.
-            await sender.client.publish(f"losant/{DEV}/command", b'{"name":"marker"}', 1)
-            assert (await commands.get(10)).name == "marker"
+    device = Device(DEV, "k", "s", **device_kwargs(broker, qos=1))
+    async with peer(broker) as sender, device, device.commands() as commands, device.subscribe(
+        "plant/#", qos=1
+    ) as messages:
+        for i in range(50):
+            await sender.client.publish(f"losant/{DEV}/command", f'{{"name":"c{i}","payload":{i}}}'.encode(), 1)
+        await sender.client.publish("plant/x", "ünïcode".encode(), 1)
+        got = [await commands.get(10) for _ in range(50)]
+        message = await messages.get(10)
+        # A marker sent last: anything re-delivered for want of a PUBACK would come before it.
+        await sender.client.publish(f"losant/{DEV}/command", b'{"name":"marker"}', 1)
+        assert (await commands.get(10)).name == "marker"
     assert [(c.name, c.payload) for c in got] == [(f"c{i}", i) for i in range(50)]
     assert message.topic == "plant/x" and message.payload.decode() == "ünïcode"
