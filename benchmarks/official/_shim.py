@@ -27,6 +27,26 @@ def point_mqtt_at(port: int) -> Any:
     return Device
 
 
+def track_subacks() -> set[str]:
+    """Client ids whose subscription was acknowledged (losant-mqtt sets no on_subscribe of its own).
+
+    Hooked in paho's constructor so no SUBACK can arrive before the hook is in place,
+    even when a device's network loop runs in its own thread.
+    """
+    import paho.mqtt.client as mqtt
+
+    acked: set[str] = set()
+    original = mqtt.Client.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        client_id = self._client_id.decode() if isinstance(self._client_id, bytes) else str(self._client_id)
+        self.on_subscribe = lambda *_a: acked.add(client_id)
+
+    mqtt.Client.__init__ = init  # type: ignore[method-assign]
+    return acked
+
+
 def emit(doc: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(doc) + "\n")
     sys.stdout.flush()

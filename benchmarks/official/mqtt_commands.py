@@ -1,24 +1,18 @@
-"""Case 3 baseline: N official losant-mqtt Devices in one process, looped round-robin, counting commands."""
+"""Case 3 baseline: N official losant-mqtt Devices in one process (looped round-robin, or a thread each), counting commands."""
 
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 
-from _shim import emit, point_mqtt_at
+from _shim import emit, point_mqtt_at, track_subacks
 
 
 def percentile(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     k = max(1, -(-int(p * len(xs)) // 100))
     return xs[min(k, len(xs)) - 1]
-
-
-def make_on_subscribe(subacked: set[int], key: int):
-    def on_subscribe(*_args) -> None:
-        subacked.add(key)
-
-    return on_subscribe
 
 
 def main() -> None:
@@ -28,43 +22,56 @@ def main() -> None:
     ap.add_argument("--expect", type=int, required=True)
     ap.add_argument("--idle", type=float, default=5.0)
     ap.add_argument("--deadline", type=float, default=120.0)
+    ap.add_argument("--mode", choices=["loop", "threads"], default="loop",
+                    help="loop: non-blocking devices looped round-robin; threads: connect(blocking=True) each")
     a = ap.parse_args()
     ids = a.devices.split(",")
     lat: list[float] = []
     st = {"blast": 0, "total": 0, "first": None, "last": None, "seen": time.monotonic(), "subs": 0}
 
+    lock = threading.Lock()  # device threads share the tally in "threads" mode
+
     def on_command(device, msg):
         now = time.monotonic()
         payload = msg["payload"]
-        st["seen"] = now
-        st["total"] += 1
-        if payload.get("phase") == "p":
-            lat.append(now - payload["t"])
-        else:
-            st["blast"] += 1
-            if st["first"] is None:
-                st["first"] = now
-            st["last"] = now
+        with lock:
+            st["seen"] = now
+            st["total"] += 1
+            if payload.get("phase") == "p":
+                lat.append(now - payload["t"])
+            else:
+                st["blast"] += 1
+                if st["first"] is None:
+                    st["first"] = now
+                st["last"] = now
 
     try:
         Device = point_mqtt_at(a.port)
         devices = []
-        subacked: set[int] = set()
+        subacked = track_subacks()
         t0 = time.monotonic()
+        threads = []
         for did in ids:
             d = Device(did, "bench-key", "bench-secret", secure=False)
             d.add_event_observer("command", on_command)
-            d.connect(blocking=False)
-            # Ready means SUBACKed: the client object exists once connect() returned.
-            d._mqtt_client.on_subscribe = make_on_subscribe(subacked, id(d))
+            if a.mode == "threads":
+                # connect(blocking=True) runs paho's loop_forever: one thread per device.
+                t = threading.Thread(target=d.connect, kwargs={"blocking": True}, daemon=True)
+                threads.append(t)
+                t.start()
+            else:
+                d.connect(blocking=False)
             devices.append(d)
 
         deadline = time.monotonic() + 60
         pending = list(devices)
         while pending and time.monotonic() < deadline:
-            for d in pending:
-                d.loop(0)
-            pending = [d for d in pending if id(d) not in subacked]
+            if a.mode == "loop":
+                for d in pending:
+                    d.loop(0)
+            else:
+                time.sleep(0.01)
+            pending = [d for d in pending if d._device_id not in subacked]
         connect_s = time.monotonic() - t0
         if pending:
             raise TimeoutError(f"{len(pending)} devices not connected after 60 s")
@@ -74,10 +81,15 @@ def main() -> None:
             now = time.monotonic()
             if now > end or now - st["seen"] > a.idle:
                 break
-            for d in devices:
-                d.loop(0)
+            if a.mode == "loop":
+                for d in devices:
+                    d.loop(0)
+            else:
+                time.sleep(0.05)  # the device threads do the work; this only watches the count
         for d in devices:
             d.close()
+        for t in threads:
+            t.join(5)
         emit({
             "connect_s": connect_s, "received": st["total"], "expect": a.expect, "paced": len(lat),
             "p50_ms": percentile(lat, 50) * 1000 if lat else None,
