@@ -184,3 +184,15 @@ def test_markdown_from_the_json_document() -> None:
     assert "| base | baseline | 100 msgs/s | 100 .. 100 | 2.00x |" in md
     assert "skipped: could not be installed: no network" in md
     assert "- target **missed**: ours >= 3x base" in md
+
+
+def test_target_against_several_ways_of_a_baseline_takes_the_strongest() -> None:
+    ours = Contender("ours", "ours", "cmds/s", values=[300.0])
+    loop = Contender("official loop", "baseline", "cmds/s", values=[100.0])
+    threads = Contender("official threads", "baseline", "cmds/s", values=[200.0])
+    r = CaseResult("3", "t", contenders=[ours, loop, threads], targets=[
+        Target(">= official", "ours", "official loop", 2.0, or_best_of=("official threads",)),
+    ])
+    (outcome,) = r.evaluate()
+    assert outcome.status == "missed"  # 3x the loop, but only 1.5x the threaded way
+    assert "1.50x official threads" in outcome.figure
