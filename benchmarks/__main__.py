@@ -18,7 +18,13 @@ from benchmarks._cases_mqtt import case_commands, case_fleet, case_publish
 from benchmarks._cases_rest import case_fanout, case_rest_state
 from benchmarks._chart import write_chart
 from benchmarks._context import Context
-from benchmarks._harness import CaseResult, format_markdown, format_table, results_document
+from benchmarks._harness import (
+    CaseResult,
+    format_markdown,
+    format_table,
+    results_document,
+    results_from_document,
+)
 from benchmarks._infra import (
     BENCH_DIR,
     OfficialEnv,
@@ -53,6 +59,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                     help="auto: mosquitto when installed, else the embedded amqtt broker")
     ap.add_argument("--fleet-sizes", type=lambda v: [int(x) for x in v.split(",")], default=None,
                     metavar="N,N,...", help="fleet case sizes (default 100,1000,5000,10000; quick 100,1000,10000)")
+    ap.add_argument("--replot", action="store_true",
+                    help="measure nothing: redraw latest.png and latest.md from latest.json")
     ap.add_argument("--results", type=Path, default=BENCH_DIR / "results", help="where latest.json/png go")
     a = ap.parse_args(argv)
     unknown = [c for c in a.cases if c not in CASES]
@@ -132,8 +140,28 @@ async def run(a: argparse.Namespace) -> int:
     return 0
 
 
+def replot(results_dir: Path) -> int:
+    source = results_dir / "latest.json"
+    if not source.exists():
+        print(f"--replot: {source} does not exist; run the benchmarks first", file=sys.stderr)
+        return 2
+    doc = json.loads(source.read_text())
+    results = results_from_document(doc)
+    m, run_info = doc["machine"], doc["run"]
+    header = (f"{m['cores']} cores, {m['cpu']}, Python {m['python']}, broker {m['broker']}; "
+              f"{'quick' if run_info['quick'] else 'full'} run, {run_info['runs']} runs each, {run_info['seconds']:.0f}s")
+    print(format_table(results))
+    (results_dir / "latest.md").write_text(format_markdown(doc))
+    why = write_chart(results, results_dir / "latest.png", header)
+    print(f"wrote {results_dir / 'latest.md'}" + (f"; chart skipped: {why}" if why else " and latest.png"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    return asyncio.run(run(parse(argv)))
+    a = parse(argv)
+    if a.replot:
+        return replot(a.results)
+    return asyncio.run(run(a))
 
 
 if __name__ == "__main__":

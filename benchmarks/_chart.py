@@ -37,8 +37,11 @@ def write_chart(results: Sequence[CaseResult], path: Path, subtitle: str) -> str
     labels = [label for label, _, _ in rows][::-1]
     values = [v for _, v, _ in rows][::-1]
     # Against a limit (a C client, wrk) below 1x is expected: grey, not red.
+    # Within 3 % is a tie (a fixed-rate fleet where both keep up): blue, neither green nor red.
     colors = [
-        "#9a9a9a" if role == "limit" else "#2a9d5c" if v >= 1 else "#d1495b"
+        "#9a9a9a" if role == "limit"
+        else "#4a7fb5" if 0.97 <= v <= 1.03
+        else "#2a9d5c" if v > 1 else "#d1495b"
         for _, v, role in rows
     ][::-1]
     fig, ax = plt.subplots(figsize=(11, 0.3 * len(rows) + 1.8))
@@ -46,10 +49,11 @@ def write_chart(results: Sequence[CaseResult], path: Path, subtitle: str) -> str
     ax.set_yticks(range(len(values)))
     ax.set_yticklabels(labels, fontsize=7)
     ax.set_xscale("log")
+    ax.set_xlim(min(min(values), 1.0) / 1.5, max(max(values), 1.0) * 2.5)  # room for the labels
     ax.axvline(1.0, color="black", linewidth=0.8)
     for i, v in enumerate(values):
         ax.text(v, i, f" {v:.2f}x", va="center", fontsize=7)
-    ax.set_xlabel("losant_async / other (median of paired runs; > 1 means ours is ahead; grey: a C limit)")
+    ax.set_xlabel("losant_async / other (median of paired runs; > 1 means ours is ahead; grey: a C limit; blue: a tie)")
     ax.set_title(f"losant_async benchmarks\n{subtitle}", fontsize=8, wrap=True)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

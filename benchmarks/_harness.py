@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ __all__ = [
     "paired_ratio",
     "percentile",
     "results_document",
+    "results_from_document",
     "spread",
 ]
 
@@ -306,6 +308,7 @@ def results_document(
                 "targets": [
                     {"text": o.text, "status": o.status, "figure": o.figure} for o in r.evaluate()
                 ],
+                "target_specs": [dataclasses.asdict(t) for t in r.targets],
                 "notes": r.notes,
                 "profile": r.profile,
             }
@@ -352,3 +355,23 @@ def format_markdown(doc: dict[str, Any]) -> str:
         if case["targets"]:
             out.append("")
     return "\n".join(out)
+
+
+def results_from_document(doc: dict[str, Any]) -> list[CaseResult]:
+    """CaseResults back from the JSON (to redraw the chart or table without measuring again)."""
+    out: list[CaseResult] = []
+    for case in doc["cases"]:
+        r = CaseResult(case=case["case"], title=case["title"], params=case["params"],
+                       notes=list(case["notes"]), profile=case.get("profile"))
+        r.targets = [
+            Target(**{**spec, "or_best_of": tuple(spec.get("or_best_of", ()))})
+            for spec in case.get("target_specs", [])
+        ]
+        for c in case["contenders"]:
+            r.contenders.append(Contender(
+                name=c["name"], role=c["role"], unit=c["unit"], values=list(c["values"]),
+                higher_is_better=c["higher_is_better"], skipped=c["skipped"],
+                extra={k: list(v["values"]) for k, v in c["extra"].items()}, notes=list(c["notes"]),
+            ))
+        out.append(r)
+    return out

@@ -19,6 +19,7 @@ from benchmarks._harness import (
     paired_ratio,
     percentile,
     results_document,
+    results_from_document,
     spread,
 )
 from benchmarks._payloads import device_page, time_series
@@ -196,3 +197,11 @@ def test_target_against_several_ways_of_a_baseline_takes_the_strongest() -> None
     (outcome,) = r.evaluate()
     assert outcome.status == "missed"  # 3x the loop, but only 1.5x the threaded way
     assert "1.50x official threads" in outcome.figure
+
+
+def test_results_round_trip_through_json() -> None:
+    r = _case()
+    r.contenders[0].add_extra("p99_ms", 1.5)
+    doc = json.loads(json.dumps(results_document([r], machine={}, run={})))
+    (back,) = results_from_document(doc)
+    assert format_table([back]) == format_table([r])
