@@ -1,55 +1,67 @@
-"""A Device against a real broker, seen by an independent client."""
+"""A Device against a real broker and against the Losant emulator, seen by an independent observer."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
 
 import pytest
 
+from losant_async._time import from_epoch_ms, now_ms
 from losant_async.errors import DeviceClosedError, TopicNotAllowedError, ValidationError
 from losant_async.mqtt import Command, ConnectionState, Device, Gateway
 from tests.support.brokers import Broker
 
-from .conftest import device_kwargs, peer
+from .conftest import EmulatorWorld, World, device_kwargs, peer
 
 DEV = "0123456789abcdef01234567"
-P1 = "aaaaaaaaaaaaaaaaaaaaaaa1"
-P2 = "aaaaaaaaaaaaaaaaaaaaaaa2"
+OTHER = "aaaaaaaaaaaaaaaaaaaaaaa1"
 
 pytestmark = pytest.mark.timeout(60)
 
 
-async def test_state_arrives_with_exact_topic_and_payload(broker: Broker) -> None:
-    when = datetime(2024, 6, 1, 8, 30, tzinfo=timezone.utc)
-    async with peer(broker, "losant/#") as watcher, Device(DEV, "key", "secret", **device_kwargs(broker)) as device:
+def recent_ms() -> int:
+    """A whole second an hour ago: inside Losant's window (30 days back, a day ahead)."""
+    return (now_ms() // 1000 - 3600) * 1000
+
+
+async def test_state_arrives_with_exact_topic_and_payload(world: World) -> None:
+    dev = world.device()
+    when_ms = recent_ms()
+    when = from_epoch_ms(when_ms)
+    async with world.watch() as watcher, Device(dev.id, dev.key, dev.secret, **world.kwargs()) as device:
         assert device.connected
         await device.send_state({"temperature": 21.5, "door": "open", "ok": True}, time=when)
-        await device.send_state({"n": 1}, time=1700000000000, flow_version="v1")
+        await device.send_state({"n": 1}, time=when_ms + 1, flow_version="v1")
         await device.flush()
-        await watcher.wait_for(lambda r: len(r) >= 2)
-    assert watcher.received == [
-        (f"losant/{DEV}/state", b'{"data":{"temperature":21.5,"door":"open","ok":true},"time":1717230600000}'),
-        (f"losant/{DEV}/state", b'{"data":{"n":1},"time":1700000000000,"flowVersion":"v1"}'),
+        states = await watcher.wait_states(dev.id, 2)
+    assert [(s["data"], s["time"]) for s in states] == [
+        ({"temperature": 21.5, "door": "open", "ok": True}, when_ms),
+        ({"n": 1}, when_ms + 1),
     ]
+    if world.kind == "broker":  # only a plain broker hands the bytes on untouched
+        assert watcher.raw == [
+            (f"losant/{dev.id}/state",
+             b'{"data":{"temperature":21.5,"door":"open","ok":true},"time":%d}' % when_ms),
+            (f"losant/{dev.id}/state", b'{"data":{"n":1},"time":%d,"flowVersion":"v1"}' % (when_ms + 1)),
+        ]
     assert device.stats.sent == 2
 
 
-async def test_qos1_states_are_acknowledged(broker: Broker) -> None:
-    async with peer(broker, "losant/#") as watcher, Device(DEV, "k", "s", **device_kwargs(broker, qos=1)) as device:
+async def test_qos1_states_are_acknowledged(world: World) -> None:
+    dev = world.device()
+    async with world.watch() as watcher, Device(dev.id, dev.key, dev.secret, **world.kwargs(qos=1)) as device:
         for i in range(300):
             await device.send_state({"i": i})
         await device.flush()
         assert device.stats.acked == 300
         assert device.stats.outbox_depth == 0
-        await watcher.wait_for(lambda r: len(r) >= 300)
-    assert [s["data"]["i"] for s in watcher.states(f"losant/{DEV}/state")] == list(range(300))
+        states = await watcher.wait_states(dev.id, 300)
+    assert [s["data"]["i"] for s in states] == list(range(300))
 
 
-async def test_commands_reach_iterator_and_callback_and_malformed_ones_are_skipped(
-    broker: Broker, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_commands_reach_iterator_and_callback(world: World) -> None:
+    dev = world.device()
     seen_by_callback: list[Command] = []
     got_two = asyncio.Event()
 
@@ -58,41 +70,63 @@ async def test_commands_reach_iterator_and_callback_and_malformed_ones_are_skipp
         if len(seen_by_callback) == 2:
             got_two.set()
 
-    async with peer(broker) as sender, Device(DEV, "k", "s", **device_kwargs(broker)) as device:
+    sent_at = recent_ms() + 678
+    async with Device(dev.id, dev.key, dev.secret, **world.kwargs()) as device:
         device.on_command(on_command)
         async with device.commands() as commands:
-            topic = f"losant/{DEV}/command"
-            await sender.client.publish(topic, b'{"name":"reboot","payload":{"delay":3},"time":{"$date":"2024-01-02T03:04:05.678Z"}}', 1)
-            with caplog.at_level(logging.WARNING, "losant_async.mqtt"):
-                await sender.client.publish(topic, b'{"payload":"secret-ish","no":"name"}', 1)
-            await sender.client.publish(topic, b'{"name":"blink","payload":null}', 1)
+            await world.send_command(dev.id, "reboot", {"delay": 3}, time=sent_at)
+            await world.send_command(dev.id, "blink")
             first = await commands.get(10)
             second = await commands.get(10)
         await asyncio.wait_for(got_two.wait(), 10)
     assert first.name == "reboot" and first.payload == {"delay": 3}
-    assert first.time == datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
-    assert second.name == "blink" and second.time is None
+    assert first.time == from_epoch_ms(sent_at)
+    assert second.name == "blink" and second.payload is None
+    if isinstance(world, EmulatorWorld):  # Losant stamps every command it sends
+        assert second.time == from_epoch_ms(world.losant.commands_sent(dev.id)[1].time)
+    else:
+        assert second.time is None
     assert [c.name for c in seen_by_callback] == ["reboot", "blink"]
-    assert device.stats.malformed_commands == 1
     assert device.stats.commands_received == 2
+    assert device.stats.malformed_commands == 0
+
+
+async def test_malformed_commands_are_skipped_without_logging_their_payload(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Broker only: the emulator sends well-formed commands only, and its broker (as Losant's)
+    # refuses a client's publish on a command topic, so nothing malformed can be injected.
+    caplog.set_level(logging.WARNING, "losant_async.mqtt")
+    device = Device(DEV, "k", "s", **device_kwargs(broker))
+    async with peer(broker) as sender, device, device.commands() as commands:
+        topic = f"losant/{DEV}/command"
+        await sender.client.publish(topic, b'{"payload":"secret-ish","no":"name"}', 1)
+        await sender.client.publish(topic, b'not json at all', 1)
+        await sender.client.publish(topic, b'{"name":"blink","payload":null}', 1)
+        only = await commands.get(10)
+    assert only.name == "blink" and only.time is None
+    assert device.stats.malformed_commands == 2
+    assert device.stats.commands_received == 1
+    assert caplog.text.count("ignored a malformed command") == 2
     assert "secret-ish" not in caplog.text
 
 
-async def test_async_command_callback_runs(broker: Broker) -> None:
+async def test_async_command_callback_runs(world: World) -> None:
+    dev = world.device()
     done = asyncio.Event()
 
     async def handler(command: Command) -> None:
         await asyncio.sleep(0)
         done.set()
 
-    async with peer(broker) as sender, Device(DEV, "k", "s", **device_kwargs(broker)) as device:
+    async with Device(dev.id, dev.key, dev.secret, **world.kwargs()) as device:
         device.on_command(handler)
-        await sender.client.publish(f"losant/{DEV}/command", b'{"name":"x"}', 1)
+        await world.send_command(dev.id, "x")
         await asyncio.wait_for(done.wait(), 10)
 
 
 async def test_gateway_peripherals_added_while_connected_and_removed(
-    broker: Broker, monkeypatch: pytest.MonkeyPatch
+    world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from losant_async.mqtt._connection import Connection
 
@@ -104,47 +138,51 @@ async def test_gateway_peripherals_added_while_connected_and_removed(
         unsubscribed.extend(filters)
 
     monkeypatch.setattr(Connection, "unsubscribe", spy)
-    async with peer(broker, "losant/#") as watcher, Gateway(DEV, "k", "s", **device_kwargs(broker)) as gw:
-        p1 = await gw.add_peripheral(P1)
+    gw_creds = world.device(device_class="gateway")
+    p1_id = world.device(device_class="peripheral", parent_id=gw_creds.id).id
+    p2_id = world.device(device_class="peripheral", parent_id=gw_creds.id).id
+    t = recent_ms()
+    async with world.watch() as watcher, Gateway(gw_creds.id, gw_creds.key, gw_creds.secret, **world.kwargs()) as gw:
+        p1 = await gw.add_peripheral(p1_id)
         async with p1.commands() as commands:
-            await watcher.client.publish(f"losant/{P1}/command", b'{"name":"on"}', 1)
+            await world.send_command(p1_id, "on")
             command = await commands.get(10)
-        assert command.name == "on" and command.device_id == P1
+        assert command.name == "on" and command.device_id == p1_id
 
         # A handle from peripheral() is subscribed in the background: wait for it through traffic.
-        p2 = gw.peripheral(P2)
+        p2 = gw.peripheral(p2_id)
         p2_commands = p2.commands()
         got = asyncio.ensure_future(p2_commands.get(10))
         while not got.done():
-            await watcher.client.publish(f"losant/{P2}/command", b'{"name":"hello"}', 1)
+            await world.send_command(p2_id, "hello")
             await asyncio.wait({got}, timeout=0.2)
-        assert got.result().device_id == P2
+        assert got.result().device_id == p2_id
 
-        await p1.send_state({"level": 3}, time=1700000000000)
-        await gw.send_state({"uptime": 1}, time=1700000000001)
+        await p1.send_state({"level": 3}, time=t)
+        await gw.send_state({"uptime": 1}, time=t + 1)
         await gw.flush()
-        await watcher.wait_for(lambda r: any(t == f"losant/{P1}/state" for t, _ in r))
-        assert watcher.states(f"losant/{P1}/state") == [{"data": {"level": 3}, "time": 1700000000000}]
+        assert await watcher.wait_states(p1_id, 1) == [{"data": {"level": 3}, "time": t}]
+        assert await watcher.wait_states(gw_creds.id, 1) == [{"data": {"uptime": 1}, "time": t + 1}]
 
-        gw.remove_peripheral(P1)
-        assert P1 not in gw.peripherals
+        gw.remove_peripheral(p1_id)
+        assert p1_id not in gw.peripherals
         with pytest.raises(DeviceClosedError):
             await p1.send_state({"level": 4})
         # Removed: a command for P1 no longer reaches a fresh stream, while P2's still does.
-        fresh_p1 = gw._command_stream(P1)
+        fresh_p1 = gw._command_stream(p1_id)
         p2_stream = p2.commands()
-        await asyncio.sleep(0)
-        await watcher.client.publish(f"losant/{P1}/command", b'{"name":"late"}', 1)
-        await watcher.client.publish(f"losant/{P2}/command", b'{"name":"marker"}', 1)
+        await asyncio.gather(*gw._side_tasks)  # the UNSUBSCRIBE for P1 was answered
+        await world.send_command(p1_id, "late")
+        await world.send_command(p2_id, "marker")
         marker = await p2_stream.get(10)
         assert marker.name == "marker"
         assert len(fresh_p1) == 0
-        await asyncio.gather(*gw._side_tasks)
-        assert unsubscribed == [f"losant/{P1}/command"]  # UNSUBACK received
+        assert unsubscribed == [f"losant/{p1_id}/command"]  # UNSUBACK received
 
 
-async def test_custom_topics_publish_and_subscribe(broker: Broker) -> None:
-    async with peer(broker, "factory/#") as watcher, Device(DEV, "k", "s", **device_kwargs(broker)) as device:
+async def test_custom_topics_publish_and_subscribe(world: World) -> None:
+    dev = world.device()
+    async with world.peer("factory/#") as watcher, Device(dev.id, dev.key, dev.secret, **world.kwargs()) as device:
         async with device.subscribe("plant/+/cmd") as messages:
             await device.publish("factory/line1", {"speed": 3})
             await device.publish("factory/raw", b"\x01\x02", qos=1)
@@ -156,10 +194,11 @@ async def test_custom_topics_publish_and_subscribe(broker: Broker) -> None:
     assert watcher.received == [("factory/line1", b'{"speed":3}'), ("factory/raw", b"\x01\x02")]
 
 
-async def test_publishing_to_a_foreign_losant_topic_is_refused_before_sending(broker: Broker) -> None:
-    async with Device(DEV, "k", "s", **device_kwargs(broker)) as device:
+async def test_publishing_to_a_foreign_losant_topic_is_refused_before_sending(world: World) -> None:
+    dev = world.device()
+    async with Device(dev.id, dev.key, dev.secret, **world.kwargs()) as device:
         with pytest.raises(TopicNotAllowedError):
-            await device.publish(f"losant/{P1}/state", {"data": {}})
+            await device.publish(f"losant/{OTHER}/state", {"data": {}})
         with pytest.raises(ValidationError):
             await device.publish("custom", b"x", retain=True)
         with pytest.raises(ValidationError):
@@ -169,8 +208,9 @@ async def test_publishing_to_a_foreign_losant_topic_is_refused_before_sending(br
         assert device.stats.sent == 0
 
 
-async def test_events_report_connected_and_closed(broker: Broker) -> None:
-    device = Device(DEV, "k", "s", **device_kwargs(broker))
+async def test_events_report_connected_and_closed(world: World) -> None:
+    dev = world.device()
+    device = Device(dev.id, dev.key, dev.secret, **world.kwargs())
     events = device.events()
     async with device:
         await device.wait_connected(timeout=5)
@@ -184,24 +224,24 @@ async def test_events_report_connected_and_closed(broker: Broker) -> None:
         await device.send_state({"a": 1})
 
 
-async def test_websockets_transport() -> None:
-    from tests.support.brokers import running_broker
+async def test_websockets_transport(ws_world: World) -> None:
+    world = ws_world
+    assert world.ws_port is not None
+    dev = world.device()
+    t = recent_ms()
+    async with world.watch() as watcher, Device(
+        dev.id, dev.key, dev.secret, host=world.host, port=world.ws_port, transport="websockets", websocket_path="/"
+    ) as device:
+        await device.send_state({"ws": 1}, time=t)
+        await device.flush()
+        assert await watcher.wait_states(dev.id, 1) == [{"data": {"ws": 1}, "time": t}]
 
-    async with running_broker(websockets=True) as b:
-        assert b.ws_port is not None
-        async with peer(b, "losant/#") as watcher, Device(
-            DEV, "k", "s", host=b.host, port=b.ws_port, transport="websockets", websocket_path="/"
-        ) as device:
-            await device.send_state({"ws": 1}, time=1700000000000)
-            await device.flush()
-            await watcher.wait_for(lambda r: len(r) >= 1)
-    assert watcher.states(f"losant/{DEV}/state") == [{"data": {"ws": 1}, "time": 1700000000000}]
 
-
-async def test_a_device_never_closed_warns(broker: Broker) -> None:
+async def test_a_device_never_closed_warns(world: World) -> None:
     import gc
 
-    leaked = Device("fedcba9876543210fedcba98", "k", "s", **device_kwargs(broker))
+    dev = world.device()
+    leaked = Device(dev.id, dev.key, dev.secret, **world.kwargs())
     await leaked.start()
     await leaked.aclose()  # release the socket and tasks, then forget that it was closed
     leaked._closed = False
@@ -210,41 +250,47 @@ async def test_a_device_never_closed_warns(broker: Broker) -> None:
         gc.collect()
 
 
-async def test_throttled_device_holds_back_a_burst_and_delivers_it_in_order(broker: Broker) -> None:
+async def test_throttled_device_holds_back_a_burst_and_delivers_it_in_order(world: World) -> None:
     from losant_async.mqtt import ThrottleConfig
 
+    dev = world.device()
     fast_limits = ThrottleConfig(per_topic=4, per_connection=100, window=0.2)
-    async with peer(broker, "losant/#") as watcher, Device(
-        DEV, "k", "s", **device_kwargs(broker, throttle=fast_limits)
+    async with world.watch() as watcher, Device(
+        dev.id, dev.key, dev.secret, **world.kwargs(throttle=fast_limits)
     ) as device:
         for i in range(10):
             await device.send_state({"i": i})
         await device.flush(timeout=20)
         assert device.stats.throttle_waited > 0
-        await watcher.wait_for(lambda r: len(r) >= 10)
-    assert [s["data"]["i"] for s in watcher.states(f"losant/{DEV}/state")] == list(range(10))
+        states = await watcher.wait_states(dev.id, 10)
+    assert [s["data"]["i"] for s in states] == list(range(10))
 
 
-async def test_leaving_sends_disconnect_instead_of_dropping_the_socket(broker: Broker) -> None:
-    async with Device(DEV, "k", "s", **device_kwargs(broker)) as device:
+async def test_leaving_sends_disconnect_instead_of_dropping_the_socket(world: World) -> None:
+    dev = world.device()
+    async with Device(dev.id, dev.key, dev.secret, **world.kwargs()) as device:
         await device.send_state({"a": 1})
         conn = device._conn
         assert conn is not None
     assert conn.closed_cleanly
 
 
-async def test_qos1_device_receives_qos1_commands_once_each(broker: Broker) -> None:
-    device = Device(DEV, "k", "s", **device_kwargs(broker, qos=1))
-    async with peer(broker) as sender, device, device.commands() as commands, device.subscribe(
+async def test_qos1_device_receives_every_command_once(world: World) -> None:
+    # On a plain broker the commands come at QoS 1 and must each be acknowledged; the
+    # emulator sends them at QoS 0 as Losant does, and they must still arrive once, in order.
+    dev = world.device()
+    device = Device(dev.id, dev.key, dev.secret, **world.kwargs(qos=1))
+    async with world.peer() as sender, device, device.commands() as commands, device.subscribe(
         "plant/#", qos=1
     ) as messages:
         for i in range(50):
-            await sender.client.publish(f"losant/{DEV}/command", f'{{"name":"c{i}","payload":{i}}}'.encode(), 1)
+            await world.send_command(dev.id, f"c{i}", i)
         await sender.client.publish("plant/x", "ünïcode".encode(), 1)
         got = [await commands.get(10) for _ in range(50)]
         message = await messages.get(10)
         # A marker sent last: anything re-delivered for want of a PUBACK would come before it.
-        await sender.client.publish(f"losant/{DEV}/command", b'{"name":"marker"}', 1)
+        await world.send_command(dev.id, "marker")
         assert (await commands.get(10)).name == "marker"
     assert [(c.name, c.payload) for c in got] == [(f"c{i}", i) for i in range(50)]
     assert message.topic == "plant/x" and message.payload.decode() == "ünïcode"
+
