@@ -122,6 +122,7 @@ class MosquittoBroker(Broker):
     websockets: bool = False
     with_tls: bool = False
     users: dict[str, str] | None = None
+    persistence: bool = False
     _proc: asyncio.subprocess.Process | None = None
     _log: Path | None = None
 
@@ -136,6 +137,8 @@ class MosquittoBroker(Broker):
             lines += ["allow_anonymous false", f"password_file {pw}"]
         else:
             lines.append("allow_anonymous true")
+        if self.persistence:  # persistent sessions and their queued messages survive a restart
+            lines += ["persistence true", f"persistence_location {self.directory}/", "autosave_interval 0"]
         lines.append(f"listener {self.port} 127.0.0.1")
         if self.ws_port is not None:
             lines += [f"listener {self.ws_port} 127.0.0.1", "protocol websockets"]
@@ -256,15 +259,18 @@ class AmqttBroker(Broker):
 
 @contextlib.asynccontextmanager
 async def running_broker(
-    *, websockets: bool = False, tls: bool = False, users: dict[str, str] | None = None, prefer: str = "auto"
+    *, websockets: bool = False, tls: bool = False, users: dict[str, str] | None = None, prefer: str = "auto",
+    persistence: bool = False,
 ) -> AsyncIterator[Broker]:
     """A started broker (mosquitto when installed, else amqtt), stopped on exit."""
     broker: Broker
     if MOSQUITTO is not None and prefer in ("auto", "mosquitto"):
-        broker = MosquittoBroker(kind="mosquitto", websockets=websockets, with_tls=tls, users=users)
+        broker = MosquittoBroker(
+            kind="mosquitto", websockets=websockets, with_tls=tls, users=users, persistence=persistence
+        )
     else:
-        if tls or users is not None:
-            raise RuntimeError("TLS and password brokers need mosquitto")
+        if tls or users is not None or persistence:
+            raise RuntimeError("TLS, password and persistent brokers need mosquitto")
         broker = AmqttBroker(kind="amqtt", websockets=websockets)
     await broker.start()
     try:

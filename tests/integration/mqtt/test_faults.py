@@ -1,16 +1,15 @@
-"""Faults for real: refused credentials, TLS, a cut connection, a restarted broker, a full outbox."""
+"""Faults for real: refused credentials, TLS, a cut connection, a restarted broker, a full outbox.
+
+Most run twice, on a plain broker and on the Losant emulator (the ``world`` fixture);
+TLS tests stay broker-only: the emulator has no TLS listener.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
-import msgspec
 import pytest
 
 from losant_async._time import now_ms
@@ -24,21 +23,31 @@ from losant_async.mqtt import (
     SQLiteOutbox,
     Stream,
 )
-from tests.support.brokers import Broker, MosquittoBroker, free_port, running_broker
+from losant_async.testing import ConnectionLogEntry
+from tests.support.brokers import free_port, running_broker
 from tests.support.proxy import CuttableProxy
 
-from .conftest import FAST, device_kwargs, needs_mosquitto, peer
+from .conftest import (
+    FAST,
+    KINDS_BROKER_NEEDS_MOSQUITTO,
+    EmulatorWorld,
+    World,
+    make_world,
+    needs_mosquitto,
+    peer,
+)
 
 DEV = "0123456789abcdef01234567"
-DEV2 = "0123456789abcdef01234568"
 
 pytestmark = pytest.mark.timeout(90)
 
 
-@needs_mosquitto
-async def test_bad_credentials_raise_and_do_not_retry() -> None:
-    async with running_broker(users={"good-key": "good-secret"}) as b:
-        device = Device(DEV, "good-key", "wrong-secret", **device_kwargs(b))
+@pytest.mark.parametrize("kind", KINDS_BROKER_NEEDS_MOSQUITTO)
+async def test_bad_credentials_raise_and_do_not_retry(kind: str) -> None:
+    # A plain broker needs a password file for this (mosquitto); the emulator checks keys itself.
+    async with make_world(kind, users={"key": "secret"}) as world:
+        dev = world.device()
+        device = Device(dev.id, dev.key, "wrong-secret", **world.kwargs())
         events = device.events()
         with pytest.raises(AuthenticationRefusedError) as info:
             async with device:
@@ -49,14 +58,14 @@ async def test_bad_credentials_raise_and_do_not_retry() -> None:
         kinds = [e.state async for e in events]
         assert ConnectionState.FAILED in kinds and ConnectionState.RECONNECTING not in kinds
 
-        offline_start = Device(DEV, "good-key", "bad", **device_kwargs(b, wait_ready=False))
+        offline_start = Device(dev.id, dev.key, "bad", **world.kwargs(wait_ready=False))
         async with offline_start:
             with pytest.raises(AuthenticationRefusedError):
                 await offline_start.wait_connected(timeout=10)
             with pytest.raises(AuthenticationRefusedError):
                 await offline_start.send_state({"a": 1})
 
-        async with Device(DEV, "good-key", "good-secret", **device_kwargs(b)) as ok:
+        async with Device(dev.id, dev.key, dev.secret, **world.kwargs()) as ok:
             assert ok.connected
 
 
@@ -132,97 +141,89 @@ def check_all_arrived_in_order_with_original_time(states: list[dict[str, Any]], 
     assert firsts == list(range(len(sent.windows))), "a state was lost or overtaken"
 
 
-async def test_connection_cut_mid_stream_loses_nothing_at_qos1(broker: Broker) -> None:
+async def test_connection_cut_mid_stream_loses_nothing_at_qos1(world: World) -> None:
+    dev = world.device()
     n = 3000
-    async with CuttableProxy(broker.port) as proxy, peer(broker, f"losant/{DEV}/state") as watcher:
-        async with Device(DEV, "k", "s", **device_kwargs(broker, port=proxy.port, qos=1)) as device:
-            milestones = (n // 4, n // 2, 3 * n // 4)
-            sent = Sent(milestones)
-            events = device.events()
-            sending = asyncio.ensure_future(sent.send(device, n))
-            for milestone in milestones:
-                await asyncio.wait_for(sent.reached[milestone].wait(), 20)
-                proxy.cut()
-                await _wait_for_state(events, ConnectionState.DISCONNECTED)
-                await _wait_for_state(events, ConnectionState.CONNECTED)
-            await sending
-            await device.flush(timeout=30)
-            assert device.stats.reconnects >= 1
-            assert device.stats.reconnects >= 3
-        await watcher.wait_for(lambda r: len({msgspec.json.decode(p)["data"]["i"] for _, p in r}) >= n, timeout=30)
-    check_all_arrived_in_order_with_original_time(watcher.states(f"losant/{DEV}/state"), sent)
+    async with CuttableProxy(world.port) as proxy, world.watch() as watcher, Device(
+        dev.id, dev.key, dev.secret, **world.kwargs(port=proxy.port, qos=1)
+    ) as device:
+        milestones = (n // 4, n // 2, 3 * n // 4)
+        sent = Sent(milestones)
+        events = device.events()
+        sending = asyncio.ensure_future(sent.send(device, n))
+        for milestone in milestones:
+            await asyncio.wait_for(sent.reached[milestone].wait(), 20)
+            proxy.cut()
+            await _wait_for_state(events, ConnectionState.DISCONNECTED)
+            await _wait_for_state(events, ConnectionState.CONNECTED)
+        await sending
+        await device.flush(timeout=30)
+        assert device.stats.reconnects >= 3
+        # Still connected: the emulator may store an acknowledged state after its PUBACK
+        # (see test_a_qos1_state_acknowledged_right_before_leaving_is_stored).
+        await watcher.wait_distinct(dev.id, n, timeout=30)
+    check_all_arrived_in_order_with_original_time(watcher.states(dev.id), sent)
 
 
-@contextlib.asynccontextmanager
-async def persistent_peer(broker: Broker, topic: str) -> AsyncIterator[tuple[list[bytes], asyncio.Event]]:
-    """A subscriber with a persistent session that reconnects after a broker restart."""
-    received: list[bytes] = []
-    arrived = asyncio.Event()
-    stop = asyncio.Event()
-    subscribed = asyncio.Event()
+@pytest.mark.xfail(
+    strict=True,
+    reason="emulator bug: losant_async/testing/_broker.py stores a state in on_broker_message_received, which "
+    "amqtt runs from the session's delivered-message queue after it has sent the PUBACK "
+    "(amqtt/mqtt/protocol/handler.py _handle_qos1_message_flow); a DISCONNECT right after drops that queue, "
+    "so acknowledged QoS 1 states are lost",
+)
+async def test_a_qos1_state_acknowledged_right_before_leaving_is_stored() -> None:
+    async with make_world("emulator") as world:
+        assert isinstance(world, EmulatorWorld)
+        dev = world.device()
+        left = asyncio.Event()
 
-    async def run() -> None:
-        while not stop.is_set():
-            try:
-                async with aiomqtt.Client(broker.host, broker.port, identifier="watcher-1", clean_session=False) as c:
-                    await c.subscribe(topic, 1)
-                    subscribed.set()
-                    async for m in c.messages:
-                        received.append(bytes(m.payload))
-                        arrived.set()
-            except aiomqtt.MqttError:
-                await asyncio.sleep(0.05)
+        def on_connection(entry: ConnectionLogEntry) -> None:
+            if entry.device_id == dev.id and not entry.connected:
+                left.set()
 
-    task = asyncio.ensure_future(run())
-    await asyncio.wait_for(subscribed.wait(), 10)
-    try:
-        yield received, arrived
-    finally:
-        stop.set()
-        task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
+        unlisten = world.losant.store.on_connection(on_connection)
+        try:
+            async with Device(dev.id, dev.key, dev.secret, **world.kwargs(qos=1)) as device:
+                for i in range(200):
+                    await device.send_state({"i": i})
+                await device.flush(timeout=20)
+                assert device.stats.acked == 200
+            await asyncio.wait_for(left.wait(), 10)  # the emulator has torn the session down
+        finally:
+            unlisten()
+        assert world.losant.store.accepted_count(dev.id) == 200
 
 
 @needs_mosquitto
 async def test_broker_restarted_mid_stream_loses_nothing_at_qos1() -> None:
-    # Not pytest's tmp_path: mosquitto may run as its own user and must reach the directory.
-    b = MosquittoBroker(kind="mosquitto")
-    b_conf = b._config
-
-    def with_persistence() -> str:  # the watcher's queued messages must survive the restart
-        return b_conf() + f"persistence true\npersistence_location {b.directory}/\nautosave_interval 0\n"
-
-    b._config = with_persistence  # type: ignore[method-assign]
-    await b.start()
-    try:
+    # Broker only: LocalLosant has no way to restart its broker while keeping its store (on
+    # the emulator the cut test above stands in). The plain broker must persist the watcher's
+    # session to hand it what it queued during the restart: mosquitto persistence.
+    async with make_world("broker", persistence=True) as world:
+        dev = world.device()
         n = 2000
-        async with persistent_peer(b, f"losant/{DEV}/state") as (received, arrived):
-            async with Device(DEV, "k", "s", **device_kwargs(b, qos=1)) as device:
-                sent = Sent((n // 3,))
-                sending = asyncio.ensure_future(sent.send(device, n))
-                await asyncio.wait_for(sent.reached[n // 3].wait(), 20)
-                await b.restart()
-                await sending
-                await device.flush(timeout=30)
-                assert device.stats.reconnects >= 1
-
-            async def all_arrived() -> None:
-                while len({msgspec.json.decode(p)["data"]["i"] for p in received}) < n:
-                    arrived.clear()
-                    await arrived.wait()
-
-            await asyncio.wait_for(all_arrived(), 30)
-            check_all_arrived_in_order_with_original_time([msgspec.json.decode(p) for p in received], sent)
-    finally:
-        await b.stop()
-        shutil.rmtree(b.directory, ignore_errors=True)
+        async with world.watch(survive_restart=True) as watcher, Device(
+            dev.id, dev.key, dev.secret, **world.kwargs(qos=1)
+        ) as device:
+            sent = Sent((n // 3,))
+            sending = asyncio.ensure_future(sent.send(device, n))
+            await asyncio.wait_for(sent.reached[n // 3].wait(), 20)
+            await world.restart()
+            await sending
+            await device.flush(timeout=30)
+            assert device.stats.reconnects >= 1
+            await watcher.wait_distinct(dev.id, n, timeout=30)  # connected: as in the cut test
+        check_all_arrived_in_order_with_original_time(watcher.states(dev.id), sent)
 
 
-async def test_while_disconnected_drop_oldest_keeps_the_newest(broker: Broker) -> None:
-    async with CuttableProxy(broker.port) as proxy, peer(broker, f"losant/{DEV}/state") as watcher:
+async def test_while_disconnected_drop_oldest_keeps_the_newest(world: World) -> None:
+    dev = world.device()
+    async with CuttableProxy(world.port) as proxy, world.watch() as watcher:
         outbox = MemoryOutbox(capacity=5, policy="drop_oldest")
-        async with Device(DEV, "k", "s", **device_kwargs(broker, port=proxy.port, qos=1, outbox=outbox)) as device:
+        async with Device(
+            dev.id, dev.key, dev.secret, **world.kwargs(port=proxy.port, qos=1, outbox=outbox)
+        ) as device:
             # Point the proxy at a dead port so reconnects fail while we send.
             live_port = proxy.target_port
             proxy.target_port = free_port()
@@ -234,14 +235,15 @@ async def test_while_disconnected_drop_oldest_keeps_the_newest(broker: Broker) -
             assert device.stats.dropped == 5 and device.stats.outbox_depth == 5
             proxy.target_port = live_port
             await device.flush(timeout=20)
-        await watcher.wait_for(lambda r: len(r) >= 5)
-        assert [s["data"]["i"] for s in watcher.states(f"losant/{DEV}/state")] == [5, 6, 7, 8, 9]
+        states = await watcher.wait_states(dev.id, 5)
+        assert [s["data"]["i"] for s in states] == [5, 6, 7, 8, 9]
 
 
-async def test_while_disconnected_a_full_waiting_outbox_refuses_a_non_waiting_send(broker: Broker) -> None:
-    async with CuttableProxy(broker.port) as proxy:
+async def test_while_disconnected_a_full_waiting_outbox_refuses_a_non_waiting_send(world: World) -> None:
+    dev = world.device()
+    async with CuttableProxy(world.port) as proxy:
         outbox = MemoryOutbox(capacity=3, policy="wait")
-        async with Device(DEV, "k", "s", **device_kwargs(broker, port=proxy.port, outbox=outbox)) as device:
+        async with Device(dev.id, dev.key, dev.secret, **world.kwargs(port=proxy.port, outbox=outbox)) as device:
             live_port = proxy.target_port
             proxy.target_port = free_port()
             events = device.events()
@@ -275,40 +277,40 @@ async def _wait_disconnected(device: Device, events: Stream[ConnectionEvent]) ->
     assert not device.connected
 
 
-async def test_sqlite_outbox_survives_a_restart_of_the_device(broker: Broker, tmp_path: Path) -> None:
+async def test_sqlite_outbox_survives_a_restart_of_the_device(world: World, tmp_path: Path) -> None:
+    dev = world.device()
     db = tmp_path / "outbox.db"
     dead = free_port()
-    offline = Device(DEV, "k", "s", host="127.0.0.1", port=dead, transport="tcp", qos=1, backoff=FAST,
+    t0 = (now_ms() // 1000 - 3600) * 1000  # inside Losant's window (30 days back)
+    offline = Device(dev.id, dev.key, dev.secret, host="127.0.0.1", port=dead, transport="tcp", qos=1, backoff=FAST,
                      outbox=SQLiteOutbox(db), wait_ready=False, close_timeout=0.1)
     async with offline:
         for i in range(20):
-            await offline.send_state({"i": i}, time=1700000000000 + i)
+            await offline.send_state({"i": i}, time=t0 + i)
         assert offline.stats.outbox_depth == 20
-    async with peer(broker, f"losant/{DEV}/state") as watcher:
-        async with Device(DEV, "k", "s", **device_kwargs(broker, qos=1, outbox=SQLiteOutbox(db))) as device:
-            await device.flush(timeout=20)
-        await watcher.wait_for(lambda r: len(r) >= 20)
-    states = watcher.states(f"losant/{DEV}/state")
-    assert [(s["data"]["i"], s["time"]) for s in states] == [(i, 1700000000000 + i) for i in range(20)]
+    again_online = Device(dev.id, dev.key, dev.secret, **world.kwargs(qos=1, outbox=SQLiteOutbox(db)))
+    async with world.watch() as watcher, again_online:
+        await again_online.flush(timeout=20)
+        states = await watcher.wait_states(dev.id, 20)  # connected: as in the cut test
+    assert [(s["data"]["i"], s["time"]) for s in states] == [(i, t0 + i) for i in range(20)]
     again = SQLiteOutbox(db)
     await again.open()
     assert again.depth == 0
     await again.aclose()
 
 
-async def test_fleet_starts_and_stops_many_devices(broker: Broker) -> None:
-    ids = [f"{i:024x}" for i in range(1, 41)]
-    devices = [Device(d, "k", "s", **device_kwargs(broker)) for d in ids]
-    async with peer(broker, "losant/+/state") as watcher:
+async def test_fleet_starts_and_stops_many_devices(world: World) -> None:
+    creds = [world.device() for _ in range(40)]
+    t = (now_ms() // 1000) * 1000
+    devices = [Device(c.id, c.key, c.secret, **world.kwargs()) for c in creds]
+    async with world.watch() as watcher:
         async with Fleet(devices, connect_concurrency=8) as fleet:
             assert fleet.connected == 40
-            await asyncio.gather(*(d.send_state({"up": 1}, time=1700000000000) for d in fleet))
+            await asyncio.gather(*(d.send_state({"up": 1}, time=t) for d in fleet))
             await asyncio.gather(*(d.flush() for d in fleet))
-            await watcher.wait_for(lambda r: len(r) >= 40)
+            await watcher.wait_for(lambda: len(watcher.entries) >= 40)
         assert fleet.connected == 0
-    assert {t for t, _ in watcher.received} == {f"losant/{d}/state" for d in ids}
-
-
+    assert watcher.device_ids() == {c.id for c in creds}
 
 
 class SilentBroker:
@@ -372,15 +374,16 @@ async def test_a_broker_hanging_up_before_connack_is_retried_not_waited_out() ->
                         break
 
 
-async def test_after_a_cut_the_device_resubscribes_commands_and_custom_topics(broker: Broker) -> None:
-    async with CuttableProxy(broker.port) as proxy, peer(broker) as sender:
-        async with Device(DEV, "k", "s", **device_kwargs(broker, port=proxy.port)) as device:
+async def test_after_a_cut_the_device_resubscribes_commands_and_custom_topics(world: World) -> None:
+    dev = world.device()
+    async with CuttableProxy(world.port) as proxy, world.peer() as sender:
+        async with Device(dev.id, dev.key, dev.secret, **world.kwargs(port=proxy.port)) as device:
             events = device.events()
             async with device.commands() as commands, device.subscribe("plant/#") as messages:
                 proxy.cut()
                 await _wait_for_state(events, ConnectionState.DISCONNECTED)
                 await _wait_for_state(events, ConnectionState.CONNECTED)
-                await sender.client.publish(f"losant/{DEV}/command", b'{"name":"after-cut"}', 1)
+                await world.send_command(dev.id, "after-cut")
                 await sender.client.publish("plant/7", b"hi", 1)
                 assert (await commands.get(10)).name == "after-cut"
                 assert (await messages.get(10)).payload == b"hi"
