@@ -67,6 +67,8 @@ async def test_bad_credentials_raise_and_do_not_retry(kind: str) -> None:
 
         async with Device(dev.id, dev.key, dev.secret, **world.kwargs()) as ok:
             assert ok.connected
+        if isinstance(world, EmulatorWorld):  # the far side saw exactly one attempt per refused device
+            assert world.losant.counters.mqtt_connects_refused == 2
 
 
 @needs_mosquitto
