@@ -195,7 +195,7 @@ async def case_fleet(ctx: Context) -> list[CaseResult]:
         ours = Contender(f"{OURS} Fleet", "ours", "states/s")
         aio = Contender("aiomqtt (client per device)", "baseline", "states/s")
         result.contenders = [ours, aio]
-        runs = ctx.runs if n <= 1_000 else max(1, min(ctx.runs, ctx.pick(1, 2)))
+        runs = ctx.runs if n <= 1_000 else min(ctx.runs, 2)
         # A profiler slows 10,000 connections past their deadlines: profile the smaller fleets only.
         for run, profiling in ctx.plan(runs) if n <= 1_000 else ctx.plan(runs)[:runs]:
             for idx, (c, impl) in enumerate(((ours, "ours"), (aio, "aiomqtt"))):
