@@ -8,9 +8,13 @@ amqtt 0.12.1 has no hook that can veto a PUBLISH by payload, QoS or retain flag
   ``_InboundGuard`` over the fixed header of every packet: QoS 2 and hopelessly
   oversized PUBLISHes close the connection unread, the retain bit is cleared, and
   the time of the last read feeds keepalive reaping (amqtt does not enforce it).
-- ``on_broker_message_received`` judges each PUBLISH synchronously, before amqtt's
-  next await, and leaves a verdict that ``topic_filtering(PUBLISH)`` for the same
-  message pops: topic rights, the exact 256 KB cap, throttling, and the state store.
+- Each accepted connection's session gets a ``_JudgingQueue`` as its delivery
+  queue: amqtt queues every incoming PUBLISH there *before* it sends the PUBACK,
+  and the queue judges it on the spot (topic rights, the exact 256 KB cap,
+  throttling) and stores an accepted state. So a state the device saw
+  acknowledged is stored even when the connection drops before amqtt's own loop
+  reaches it (amqtt then discards the queue). The verdict waits in the queue
+  until ``topic_filtering(PUBLISH)`` for the same message pops it, in order.
 """
 
 from __future__ import annotations
@@ -152,6 +156,25 @@ class _Verdict:
     close: bool = False
 
 
+class _JudgingQueue(asyncio.Queue[Any]):
+    """A session's delivery queue that judges each PUBLISH as amqtt queues it.
+
+    amqtt puts an incoming message here and only then sends its PUBACK (QoS 1),
+    so judging at this point is what makes "acknowledged" mean "stored".
+    """
+
+    def __init__(self, rules: Rules, client_id: str) -> None:
+        super().__init__()
+        self._rules = rules
+        self._client_id = client_id
+        self.verdicts: deque[_Verdict] = deque()
+
+    def put_nowait(self, item: Any) -> None:
+        if item is not None:  # asyncio.Queue.put() ends here too
+            self.verdicts.append(self._rules.judge(self._client_id, item))
+        super().put_nowait(item)
+
+
 class Rules:
     """Losant's broker rules over the store; amqtt calls in through ``LosantRulesPlugin``."""
 
@@ -162,7 +185,6 @@ class Rules:
         # client id -> (session, handler) of the connection we consider live; amqtt's own
         # table keeps refused and displaced sessions, so it cannot say who is connected.
         self.live: dict[str, tuple[Any, Any]] = {}
-        self._verdicts: dict[str, _Verdict] = {}
         self._windows: dict[tuple[str, str], deque[int]] = {}
         self._banned_until: dict[str, int] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -193,6 +215,9 @@ class Rules:
             await self.close_handler(old_handler)
         if not ok:
             self.store.counters.mqtt_connects_refused += 1
+        else:
+            assert client_id is not None
+            session.delivered_message_queue = _JudgingQueue(self, client_id)
         return ok
 
     def _is_banned(self, device_id: str) -> bool:
@@ -210,7 +235,6 @@ class Rules:
         if entry is None or entry[0] is not session:
             return
         self.live[client_id] = entry
-        self._verdicts.pop(client_id, None)  # a leftover of a connection that died mid-message
         self.store.set_connection(client_id, True)
 
     def disconnected(self, client_id: str, session: Any) -> None:
@@ -218,14 +242,17 @@ class Rules:
         if current is None or current[0] is not session:
             return  # a displaced or refused connection: not the device's state any more
         del self.live[client_id]
-        self._verdicts.pop(client_id, None)
         self.store.set_connection(client_id, False)
 
     # -- publish ---------------------------------------------------------------------------
 
-    def judge(self, client_id: str, message: Any) -> None:
-        """Decide a PUBLISH before amqtt's ACL call; must not await (see module docstring)."""
-        self._verdicts[client_id] = self._judge(client_id, message)
+    def judge(self, client_id: str, message: Any) -> _Verdict:
+        """Decide a PUBLISH, storing an accepted state; runs before its PUBACK and never awaits."""
+        try:
+            return self._judge(client_id, message)
+        except Exception:
+            _log.exception("judging a message failed; dropping it")
+            return _Verdict(False)
 
     def _judge(self, client_id: str, message: Any) -> _Verdict:
         counters = self.store.counters
@@ -290,7 +317,9 @@ class Rules:
         return window
 
     async def allow_publish(self, session: Any, topic: str) -> bool:
-        verdict = self._verdicts.pop(session.client_id, None)
+        queue = getattr(session, "delivered_message_queue", None)
+        verdicts = queue.verdicts if isinstance(queue, _JudgingQueue) else None
+        verdict = verdicts.popleft() if verdicts else None
         if verdict is None:
             # no judged message (should not happen): fall back to the topic rule alone
             return self._topic_allowed(session.client_id, topic, subscribe=False)
@@ -381,13 +410,6 @@ class LosantRulesPlugin(BaseAuthPlugin, BaseTopicPlugin):  # type: ignore[misc]
         except Exception:
             _log.exception("topic check failed; denying")
             return False
-
-    async def on_broker_message_received(self, *, client_id: str, message: Any) -> None:
-        try:
-            if message is not None:
-                self.rules.judge(client_id, message)
-        except Exception:
-            _log.exception("judging a message failed")
 
     async def on_broker_client_connected(self, *, client_id: str, client_session: Any) -> None:
         try:

@@ -161,19 +161,10 @@ async def test_connection_cut_mid_stream_loses_nothing_at_qos1(world: World) -> 
         await sending
         await device.flush(timeout=30)
         assert device.stats.reconnects >= 3
-        # Still connected: the emulator may store an acknowledged state after its PUBACK
-        # (see test_a_qos1_state_acknowledged_right_before_leaving_is_stored).
         await watcher.wait_distinct(dev.id, n, timeout=30)
     check_all_arrived_in_order_with_original_time(watcher.states(dev.id), sent)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="emulator bug: losant_async/testing/_broker.py stores a state in on_broker_message_received, which "
-    "amqtt runs from the session's delivered-message queue after it has sent the PUBACK "
-    "(amqtt/mqtt/protocol/handler.py _handle_qos1_message_flow); a DISCONNECT right after drops that queue, "
-    "so acknowledged QoS 1 states are lost",
-)
 async def test_a_qos1_state_acknowledged_right_before_leaving_is_stored() -> None:
     async with make_world("emulator") as world:
         assert isinstance(world, EmulatorWorld)
