@@ -118,3 +118,25 @@ async def test_our_device_over_websockets(world: World) -> None:
     ) as device:
         await device.send_state({"temperature": 1})
         await world.losant.wait_for_states(world.device.id, 1)
+
+
+@pytest.mark.parametrize("qos", [0, 1])
+async def test_every_state_written_before_a_clean_disconnect_is_stored(world: World, qos: int) -> None:
+    # amqtt drops its delivery queue when a client leaves: the emulator must store each
+    # state as it is queued, so an acknowledged (QoS 1) state is stored by the time the
+    # device sees its PUBACK, and a QoS 0 one written before DISCONNECT is stored too.
+    devices = [world.app.create_device(name=f"burst-{i}", attributes={"i": "number"}) for i in range(10)]
+    start = now_ms() - 60_000  # distinct milliseconds: Losant merges states of the same one
+    for dev in devices:
+        async with Device(
+            dev.id, world.key.key, world.key.secret, host=world.losant.mqtt_host,
+            port=world.losant.mqtt_port, transport="tcp", qos=qos,
+        ) as device:
+            for i in range(50):
+                await device.send_state({"i": i}, time=start + i)
+            await device.flush()
+        if qos == 1:
+            assert world.losant.store.accepted_count(dev.id) == 50
+    for dev in devices:  # at QoS 0 the device cannot know when its bytes were read
+        await world.losant.wait_for_states(dev.id, 50, timeout=5)
+    assert [len(world.losant.states(d.id)) for d in devices] == [50] * 10
