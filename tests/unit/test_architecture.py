@@ -102,6 +102,7 @@ def test_one_module_per_outside_client_library() -> None:
 def test_generated_code_imports_only_its_contract() -> None:
     allowed = (
         "losant_async.rest._generated",
+        "losant_async.rest._model",
         "losant_async.rest._operation",
         "losant_async.rest._resource",
         "losant_async.rest.options",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +29,6 @@ _TYPE_KEYS = ("type", "properties", "patternProperties", "additionalProperties",
 _REF_PREFIX = "#/definitions/"
 _DOC_KEYS = ("title", "description", "$schema")
 # Credential-valued fields end like this; flags such as ``generate_private_key`` start with a verb.
-_SECRET = re.compile(r"^(?!(generate|make|is|has)_)(.*_)?(token|secret|password|private_key|api_key|secret_access_key|secret_value)$")
 
 
 def render(t: TypeTree, prefix: str = "", runtime: bool = False) -> str:
@@ -491,10 +489,6 @@ class ModelBuilder:
                 return t[1] if t[0] == "list" else None
         return None
 
-    def secret_fields(self) -> list[str]:
-        names = {f.py for sd in self.structs for f in sd.fields}
-        return sorted(n for n in names if _SECRET.match(n))
-
     # -- rendering ----------------------------------------------------------------
 
     def _alias_order(self) -> list[AliasDef]:
@@ -531,15 +525,12 @@ class ModelBuilder:
         out.append('"""Msgspec Structs and type aliases for every JSON Schema of the Losant API."""\n\n')
         out.append("from __future__ import annotations\n\n")
         out.append("from typing import Any, TypeAlias, Union\n\n")
-        out.append("from msgspec import UNSET, Struct, UnsetType, field\n\n")
+        out.append("from msgspec import UNSET, UnsetType, field\n\n")
+        out.append("from .._model import LosantModel\n\n")
         public = sorted({*self.top_names.values(), *(sd.name for sd in self.structs)})
         out.append("__all__ = [\n    \"LosantModel\",\n")
         out.extend(f'    "{n}",\n' for n in public)
         out.append("]\n\n")
-        secrets = self.secret_fields()
-        out.append("# Field names whose values are credentials: left out of reprs.\n")
-        out.append("_SECRET_FIELDS: frozenset[str] = frozenset({" + ", ".join(f'"{n}"' for n in secrets) + "})\n\n\n")
-        out.append(_BASE_CLASS)
         for sd in self.structs:
             out.append(self._struct_text(sd))
         for ad in self._alias_order():
@@ -578,21 +569,3 @@ def _esc(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
 
 
-_BASE_CLASS = '''class LosantModel(Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
-    """Base of every generated Struct.
-
-    Every field defaults to ``msgspec.UNSET``: a reply that leaves a field out
-    still decodes, and a request body built from a Struct sends only the fields
-    that were set. Unknown fields in a reply are ignored. Credential fields are
-    shown as ``<redacted>`` in the repr.
-    """
-
-    def __repr__(self) -> str:
-        parts = []
-        for name in self.__struct_fields__:
-            value = getattr(self, name)
-            if value is UNSET:
-                continue
-            parts.append(f"{name}=<redacted>" if name in _SECRET_FIELDS else f"{name}={value!r}")
-        return f"{type(self).__name__}({', '.join(parts)})"
-'''

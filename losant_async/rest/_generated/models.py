@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Any, TypeAlias, Union
 
-from msgspec import UNSET, Struct, UnsetType, field
+from msgspec import UNSET, UnsetType, field
+
+from .._model import LosantModel
 
 __all__ = [
     "LosantModel",
@@ -848,27 +850,6 @@ __all__ = [
     "Webhooks",
 ]
 
-# Field names whose values are credentials: left out of reprs.
-_SECRET_FIELDS: frozenset[str] = frozenset({"access_token", "api_key", "api_key_secret", "basic_auth_password", "card_token", "customer_token", "hs_token", "instance_api_token", "invite_token", "new_password", "password", "private_key", "secret", "secret_access_key", "secret_value", "token"})
-
-
-class LosantModel(Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True):
-    """Base of every generated Struct.
-
-    Every field defaults to ``msgspec.UNSET``: a reply that leaves a field out
-    still decodes, and a request body built from a Struct sends only the fields
-    that were set. Unknown fields in a reply are ignored. Credential fields are
-    shown as ``<redacted>`` in the repr.
-    """
-
-    def __repr__(self) -> str:
-        parts = []
-        for name in self.__struct_fields__:
-            value = getattr(self, name)
-            if value is UNSET:
-                continue
-            parts.append(f"{name}=<redacted>" if name in _SECRET_FIELDS else f"{name}={value!r}")
-        return f"{type(self).__name__}({', '.join(parts)})"
 
 
 class AdvancedApplicationJobLogQuery(LosantModel):
