@@ -56,6 +56,18 @@ _shared_tls: ssl.SSLContext | None = None
 _READ_BATCH = 512
 
 
+def _qos0_publish(topic: bytes, payload: bytes) -> bytes:
+    """An MQTT 3.1.1 PUBLISH packet at QoS 0, no retain, no dup."""
+    remaining = 2 + len(topic) + len(payload)
+    header = bytearray(b"\x30")
+    while True:
+        byte, remaining = remaining & 0x7F, remaining >> 7
+        header.append(byte | 0x80 if remaining else byte)
+        if not remaining:
+            break
+    return b"".join((header, len(topic).to_bytes(2, "big"), topic, payload))
+
+
 class _ReadBuffered:
     """A socket whose reads come from one large ``recv``.
 
@@ -65,12 +77,14 @@ class _ReadBuffered:
     socket's own.
     """
 
-    __slots__ = ("_buf", "_pos", "_sock", "send")
+    __slots__ = ("_buf", "_pos", "_sock", "plain", "send")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._buf = b""
         self._pos = 0
+        #: A plain TCP socket (not TLS): ``send`` writes the bytes given, as given.
+        self.plain = not isinstance(sock, ssl.SSLSocket)
         # Bound once: every outgoing packet goes through send, so skip __getattr__.
         self.send = sock.send
 
@@ -436,10 +450,49 @@ class Connection:
             if info.rc == paho.MQTT_ERR_SUCCESS:
                 self._pending_acks.add(info.mid)
         else:
+            sock = self._paho._sock
+            if type(sock) is _ReadBuffered and sock.plain and not self._paho._out_packet:
+                return self._publish_direct(sock, topic, payload)
             info = self._paho.publish(topic, payload, 0)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise ConnectionLostError(f"could not publish: {paho.error_string(info.rc)}")
         return info.mid
+
+    def _publish_direct(self, sock: _ReadBuffered, topic: str, payload: bytes) -> int:
+        """A QoS 0 PUBLISH written straight to a plain TCP socket whose write buffer is empty.
+
+        paho would build a message-info object (with a threading.Condition), queue
+        the packet and have the loop register, call and unregister a writer: two
+        epoll changes and a callback per message, the bulk of a fleet's per-state
+        cost. When paho has nothing queued, order is kept by writing at once; what
+        the socket does not take goes to paho's queue, whose writer finishes it.
+        """
+        topic_bytes = topic.encode()
+        if b"+" in topic_bytes or b"#" in topic_bytes:
+            raise ValueError(f"a topic to publish to may not contain wildcards: {topic!r}")
+        packet = _qos0_publish(topic_bytes, payload)
+        try:
+            sent = sock.send(packet)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            raise ConnectionLostError(f"could not publish: {exc}") from None
+        client = self._paho
+        client._last_msg_out = paho.time_func()  # what paho times its keepalive with
+        if sent < len(packet):
+            client._out_packet.append(
+                {
+                    "command": paho.PUBLISH,
+                    "mid": 0,
+                    "qos": 0,
+                    "pos": sent,
+                    "to_process": len(packet) - sent,
+                    "packet": packet,
+                    "info": paho.MQTTMessageInfo(0),
+                }
+            )
+            client._call_socket_register_write()
+        return 0
 
     @property
     def buffered(self) -> int:

@@ -48,7 +48,7 @@ FAST = Backoff(initial=0.05, cap=0.3)
 # Every attribute a test in this directory reports: the emulator ignores undefined ones, as Losant does.
 ATTRIBUTES: dict[str, str] = {
     name: "number" for name in ("i", "n", "temperature", "level", "uptime", "ws", "wss", "up", "a")
-} | {"door": "string", "ok": "boolean", "secure": "boolean"}
+} | {"door": "string", "ok": "boolean", "secure": "boolean", "blob": "string"}
 
 
 @pytest.fixture

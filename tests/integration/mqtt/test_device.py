@@ -48,6 +48,22 @@ async def test_state_arrives_with_exact_topic_and_payload(world: World) -> None:
     assert device.stats.sent == 2
 
 
+async def test_qos0_burst_larger_than_the_socket_buffer_arrives_whole_and_in_order(world: World) -> None:
+    # ~18 MB written without a pause: the socket takes part of a packet at some point and
+    # the rest must follow before anything newer, byte for byte.
+    dev = world.device()
+    start = recent_ms()
+    blob = "x" * 60_000
+    n = 300
+    async with world.watch() as watcher, Device(dev.id, dev.key, dev.secret, **world.kwargs()) as device:
+        for i in range(n):
+            await device.send_state({"i": i, "blob": blob}, time=start + i)
+        await device.flush()
+        states = await watcher.wait_states(dev.id, n, timeout=30)
+    assert [s["data"]["i"] for s in states] == list(range(n))
+    assert all(s["data"]["blob"] == blob and s["time"] == start + s["data"]["i"] for s in states)
+
+
 async def test_qos1_states_are_acknowledged(world: World) -> None:
     dev = world.device()
     async with world.watch() as watcher, Device(dev.id, dev.key, dev.secret, **world.kwargs(qos=1)) as device:
