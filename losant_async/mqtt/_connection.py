@@ -126,6 +126,24 @@ async def default_tls_context() -> ssl.SSLContext:
     return _shared_tls
 
 
+class _UnusedQueue(asyncio.Queue):  # type: ignore[type-arg]
+    """Stands in for aiomqtt's incoming-message queue, which this module never uses.
+
+    Incoming PUBLISHes go straight to ``on_message`` (see ``_on_publish_packet``), so
+    aiomqtt's queue would stay empty; a real ``asyncio.Queue`` still costs each
+    device of a fleet ~2 KiB of deques.
+    """
+
+    def __init__(self, maxsize: int = 0) -> None:  # no deques: nothing is ever queued
+        pass
+
+    def qsize(self) -> int:
+        return 0
+
+    def put_nowait(self, item: Any) -> None:
+        raise RuntimeError("aiomqtt's message queue is not used by losant_async")
+
+
 def _quiet_logger() -> logging.Logger:
     # aiomqtt warns once per publish beyond 10 pending calls and paho logs every packet
     # at debug; neither helps users of this layer, and password-bearing state must not leak.
@@ -173,6 +191,7 @@ class Connection:
             websocket_path=websocket_path if transport == "websockets" else None,
             max_inflight_messages=max_inflight,
             logger=_quiet_logger(),
+            queue_type=_UnusedQueue,
         )
         self._paho: paho.Client = self._client._client
         self._paho.max_queued_messages_set(0)

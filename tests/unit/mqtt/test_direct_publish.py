@@ -38,3 +38,4 @@ def test_packet_matches_paho_for_every_length_encoding(size: int) -> None:
     payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
     assert _qos0_publish(topic.encode(), payload) == _paho_bytes(topic, payload)
 
+
