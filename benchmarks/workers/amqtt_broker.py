@@ -6,9 +6,10 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 
 from amqtt.broker import Broker
+
+from benchmarks.workers._common import wait_for_stop_signal
 
 
 async def main(port: int) -> None:
@@ -20,12 +21,8 @@ async def main(port: int) -> None:
         }
     )
     await broker.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await wait_for_stop_signal()
     finally:
         await broker.shutdown()
 

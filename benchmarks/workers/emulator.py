@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any
 
-from benchmarks.workers._common import emit, raise_fd_limit
+from benchmarks.workers._common import raise_fd_limit, run_and_emit
 
 
 class Seen:
@@ -76,12 +76,4 @@ if __name__ == "__main__":
     ap.add_argument("--expect", type=int, default=0)
     a = ap.parse_args()
     raise_fd_limit(a.devices * 2 + 200)
-    try:
-        doc = asyncio.run(main(a.devices, a.expect))
-    except ImportError as exc:
-        print("READY {}", flush=True)
-        doc = {"skipped": f"not available: {exc}"}
-    except Exception as exc:
-        print("READY {}", flush=True)
-        doc = {"error": f"{type(exc).__name__}: {exc}"}
-    emit(doc)
+    run_and_emit(lambda: asyncio.run(main(a.devices, a.expect)), ready="READY {}")

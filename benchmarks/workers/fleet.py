@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from benchmarks._payloads import STATE
-from benchmarks.workers._common import emit, profiled, raise_fd_limit
+from benchmarks.workers._common import profiled, raise_fd_limit, run_and_emit
 
 _enc = msgspec.json.Encoder()
 
@@ -188,15 +188,9 @@ def main() -> None:
     raise_fd_limit(max(a.n, len(a.ids or "") // 24) + 200)
     width = 24 - len(a.id_prefix)
     ids = a.ids.split(",") if a.ids else [f"{a.id_prefix}{i:0{width}x}" for i in range(a.n)]
-    try:
-        doc = asyncio.run(run_ours(a, ids) if a.impl == "ours" else run_aiomqtt(a, ids))
-    except ImportError as exc:
-        print("READY", flush=True)
-        doc = {"skipped": f"not available: {exc}"}
-    except Exception as exc:
-        print("READY", flush=True)
-        doc = {"error": f"{type(exc).__name__}: {exc}"}
-    emit(doc)
+    run_and_emit(
+        lambda: asyncio.run(run_ours(a, ids) if a.impl == "ours" else run_aiomqtt(a, ids)), ready="READY"
+    )
 
 
 if __name__ == "__main__":

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 
 from aiohttp import web
 
 from benchmarks._payloads import device_page
+from benchmarks.workers._common import wait_for_stop_signal
 
 SUCCESS = b'{"success":true}'
 JSON = "application/json"
@@ -38,12 +38,8 @@ async def main() -> None:
     await site.start()
     port = runner.addresses[0][1]
     print(f"READY {port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await wait_for_stop_signal()
     finally:
         await runner.cleanup()
 

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from benchmarks._harness import percentile
-from benchmarks.workers._common import emit, profiled, raise_fd_limit
+from benchmarks.workers._common import profiled, raise_fd_limit, run_and_emit
 
 
 class Tally:
@@ -153,15 +153,7 @@ def main() -> None:
             return await run_ours(a, ids, tally)
         return await run_aiomqtt(a, ids, tally)
 
-    try:
-        doc = asyncio.run(go())
-    except ImportError as exc:
-        print("READY", flush=True)
-        doc = {"skipped": f"not available: {exc}"}
-    except Exception as exc:
-        print("READY", flush=True)
-        doc = {"error": f"{type(exc).__name__}: {exc}"}
-    emit(doc)
+    run_and_emit(lambda: asyncio.run(go()), ready="READY")
 
 
 if __name__ == "__main__":

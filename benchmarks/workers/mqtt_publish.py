@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from benchmarks._payloads import STATE
-from benchmarks.workers._common import emit, profiled
+from benchmarks.workers._common import profiled, run_and_emit
 
 _enc = msgspec.json.Encoder()
 GATHER_CHUNK = 100
@@ -108,18 +108,14 @@ def main() -> None:
     ap.add_argument("--device-id", required=True)
     ap.add_argument("--profile")
     a = ap.parse_args()
-    try:
+    def run() -> dict[str, Any]:
         if a.impl == "ours":
-            doc = asyncio.run(run_ours(a))
-        elif a.impl == "paho":
-            doc = run_paho(a)
-        else:
-            doc = asyncio.run(run_aiomqtt(a, gathered=a.impl == "aiomqtt-gathered"))
-    except ImportError as exc:
-        doc = {"skipped": f"not available: {exc}"}
-    except Exception as exc:
-        doc = {"error": f"{type(exc).__name__}: {exc}"}
-    emit(doc)
+            return asyncio.run(run_ours(a))
+        if a.impl == "paho":
+            return run_paho(a)
+        return asyncio.run(run_aiomqtt(a, gathered=a.impl == "aiomqtt-gathered"))
+
+    run_and_emit(run)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from benchmarks._payloads import APP_ID, STATE, device_id
-from benchmarks.workers._common import emit, profiled
+from benchmarks.workers._common import profiled, run_and_emit
 
 QUERY = "?_actions=false&_links=true&_embedded=true"
 HEADERS = {
@@ -139,13 +139,7 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=1000)
     ap.add_argument("--profile")
     a = ap.parse_args()
-    try:
-        doc = asyncio.run(run_ours(a) if a.impl == "ours" else run_aiohttp(a))
-    except ImportError as exc:
-        doc = {"skipped": f"not available: {exc}"}
-    except Exception as exc:
-        doc = {"error": f"{type(exc).__name__}: {exc}"}
-    emit(doc)
+    run_and_emit(lambda: asyncio.run(run_ours(a) if a.impl == "ours" else run_aiohttp(a)))
 
 
 if __name__ == "__main__":
