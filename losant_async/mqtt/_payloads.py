@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from .._json import encode
 from .._time import from_epoch_ms, parse_losant_time, to_epoch_ms
 from ..errors import (
     DecodeError,
@@ -41,9 +42,6 @@ _ATTR_RE = re.compile(r"^[0-9a-zA-Z_-]{1,255}$")
 # per-message check to a set lookup. Bounded so a caller inventing names cannot grow it forever.
 _known_names: set[str] = set()
 _KNOWN_NAMES_MAX = 10_000
-
-_encoder = msgspec.json.Encoder()
-
 
 class Command(msgspec.Struct, frozen=True, kw_only=True):
     """A command Losant sent to a device (or, through a gateway, to a peripheral).
@@ -143,11 +141,7 @@ def encode_state(
         if not isinstance(flow_version, str) or not flow_version:
             raise ValidationError("flow_version must be a non-empty string")
         body["flowVersion"] = flow_version
-    try:
-        payload = _encoder.encode(body)
-    except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
-        raise ValidationError(f"state is not JSON-serialisable: {exc}") from None
-    return check_size(payload, what="state")
+    return check_size(encode(body, what="state"), what="state")
 
 
 def encode_payload(payload: object) -> bytes:
@@ -157,10 +151,7 @@ def encode_payload(payload: object) -> bytes:
     elif isinstance(payload, str):
         out = payload.encode()
     else:
-        try:
-            out = _encoder.encode(payload)
-        except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
-            raise ValidationError(f"payload is not JSON-serialisable: {exc}") from None
+        out = encode(payload, what="payload")
     return check_size(out, what="payload")
 
 
