@@ -486,10 +486,8 @@ class Connection:
         cost. When paho has nothing queued, order is kept by writing at once; what
         the socket does not take goes to paho's queue, whose writer finishes it.
         """
-        topic_bytes = topic.encode()
-        if b"+" in topic_bytes or b"#" in topic_bytes:
-            raise ValueError(f"a topic to publish to may not contain wildcards: {topic!r}")
-        packet = _qos0_publish(topic_bytes, payload)
+        # Topics arrive validated (device.py: check_publish_topic / validate_device_id).
+        packet = _qos0_publish(topic.encode(), payload)
         try:
             sent = sock.send(packet)
         except (BlockingIOError, InterruptedError):
