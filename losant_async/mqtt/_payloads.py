@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -11,6 +9,7 @@ from typing import Any
 import msgspec
 
 from .._json import encode
+from .._state import MAX_STRING_CHARS, check_state_data
 from .._time import from_epoch_ms, parse_losant_time, to_epoch_ms
 from ..errors import (
     DecodeError,
@@ -34,14 +33,6 @@ __all__ = [
 
 #: Losant's per-message cap (256 KB). Checked on the encoded payload.
 MAX_PAYLOAD_BYTES = 256 * 1024
-#: Losant's cap on one string attribute value (64 KiB).
-MAX_STRING_CHARS = 64 * 1024
-
-_ATTR_RE = re.compile(r"^[0-9a-zA-Z_-]{1,255}$")
-# Attribute names repeat on every state of a device; remembering the good ones keeps the
-# per-message check to a set lookup. Bounded so a caller inventing names cannot grow it forever.
-_known_names: set[str] = set()
-_KNOWN_NAMES_MAX = 10_000
 
 class Command(msgspec.Struct, frozen=True, kw_only=True):
     """A command Losant sent to a device (or, through a gateway, to a peripheral).
@@ -88,40 +79,6 @@ def check_size(payload: bytes, *, what: str = "message") -> bytes:
     return payload
 
 
-def _check_data(data: Mapping[str, Any]) -> None:
-    if not isinstance(data, Mapping):
-        raise ValidationError(f"state data must be a mapping of attribute names to values, not {type(data).__name__}")
-    if not data:
-        raise ValidationError("state data is empty: give at least one attribute")
-    known = _known_names
-    for name, value in data.items():
-        if name not in known:
-            if not isinstance(name, str) or not _ATTR_RE.match(name):
-                shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
-                raise ValidationError(
-                    f"attribute name {shown} must match ^[0-9a-zA-Z_-]{{1,255}}$"
-                )
-            if len(known) < _KNOWN_NAMES_MAX:
-                known.add(name)
-        tp = type(value)
-        if tp is int or tp is bool:
-            continue
-        if tp is float:
-            if not math.isfinite(value):
-                raise ValidationError(f"attribute {name!r} is {value!r}; JSON has no NaN or infinity")
-            continue
-        if tp is str:
-            if len(value) > MAX_STRING_CHARS:
-                raise ValidationError(f"attribute {name!r} is a string of {len(value)} characters; Losant's limit is {MAX_STRING_CHARS}")
-            continue
-        if isinstance(value, (int, float, str)):  # subclasses such as IntEnum
-            continue
-        raise ValidationError(
-            f"attribute {name!r} is a {tp.__name__}; state values are numbers, strings or booleans "
-            "(encode structured values as a JSON string)"
-        )
-
-
 def encode_state(
     data: Mapping[str, Any],
     time: datetime | int | float | None = None,
@@ -134,7 +91,7 @@ def encode_state(
     ``time`` None stamps ``now`` (the call's time), so a state that waits in an
     outbox keeps the time it describes. Every check runs before anything is sent.
     """
-    _check_data(data)
+    check_state_data(data)
     ms = now if time is None and now is not None else to_epoch_ms(time)
     body: dict[str, Any] = {"data": data, "time": ms}
     if flow_version is not None:
