@@ -111,10 +111,25 @@ class Application:
         return Device(record.id, self.id, record.name, record.device_class, record.parent_id)
 
     def create_access_key(
-        self, *, device_ids: Iterable[str] | None = None, device_tags: Mapping[str, str] | None = None, name: str = ""
+        self,
+        *,
+        device_ids: Iterable[str] | None = None,
+        device_tags: Mapping[str, str] | None = None,
+        name: str = "",
+        filter_type: str = "all",
+        pub_topics: Iterable[str] = (),
+        sub_topics: Iterable[str] = (),
     ) -> AccessKey:
-        """An access key for every device of the application, or only the given ones."""
-        record = self._store.add_key(self.id, device_ids=device_ids, device_tags=device_tags, name=name)
+        """An access key for every device of the application, or only the given ones.
+
+        ``filter_type`` limits the topics outside ``losant/``, as Losant's
+        ``filterType``: ``all`` (any), ``none`` (no custom topics), ``whitelist``
+        (only ``pub_topics`` / ``sub_topics``) or ``blacklist`` (all but those).
+        """
+        record = self._store.add_key(
+            self.id, device_ids=device_ids, device_tags=device_tags, name=name,
+            filter_type=filter_type, pub_topics=pub_topics, sub_topics=sub_topics,
+        )
         return AccessKey(record.id, self.id, record.key, record.secret)
 
     def create_api_token(self, *, scopes: Iterable[str] = ("all.Application",), name: str = "test token") -> str:

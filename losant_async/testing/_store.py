@@ -132,6 +132,13 @@ class KeyRecord:
     description: str
     created: int
     status: str = "active"
+    filter_type: str = "all"
+    """Topic filter beyond ``losant/``: ``all``, ``none``, ``whitelist`` or ``blacklist`` (Losant's words)."""
+    pub_topics: tuple[str, ...] = ()
+    sub_topics: tuple[str, ...] = ()
+
+
+KEY_FILTER_TYPES = frozenset({"all", "none", "whitelist", "blacklist"})
 
 
 @dataclass(slots=True)
@@ -396,8 +403,17 @@ class Store:
         device_tags: Mapping[str, str] | Iterable[Mapping[str, str]] | None = None,
         name: str = "",
         description: str = "",
+        filter_type: str = "all",
+        pub_topics: Iterable[str] = (),
+        sub_topics: Iterable[str] = (),
     ) -> KeyRecord:
         self.application(application_id)
+        if filter_type not in KEY_FILTER_TYPES:
+            raise ValidationError(f"filter_type must be one of {sorted(KEY_FILTER_TYPES)}, not {filter_type!r}")
+        pubs, subs = tuple(pub_topics), tuple(sub_topics)
+        for topic in (*pubs, *subs):
+            if not isinstance(topic, str) or not 1 <= len(topic) <= 1024:
+                raise ValidationError(f"topic filter {topic!r} must be a string of 1 to 1024 characters")
         ids = tuple(device_ids) if device_ids is not None else None
         for device_id in ids or ():
             if not isinstance(device_id, str) or not ID_PATTERN.match(device_id):
@@ -413,6 +429,9 @@ class Store:
             name=name,
             description=description,
             created=self.clock(),
+            filter_type=filter_type,
+            pub_topics=pubs,
+            sub_topics=subs,
         )
         self.keys[record.key] = record
         return record
