@@ -18,6 +18,7 @@
     │   └── ServerError              5xx
     ├── TransportError                        no usable answer from the network
     │   ├── ConnectError (also ConnectionError)
+    │   │   └── TLSVerificationError          the server's certificate failed verification (not retried)
     │   └── RequestTimeoutError (also TimeoutError)
     ├── DecodeError (also ValueError)         a reply that is not what the API promises
     └── MQTTError                             the device layer
@@ -60,6 +61,7 @@ __all__ = [
     "RequestTimeoutError",
     "RetainNotAllowedError",
     "ServerError",
+    "TLSVerificationError",
     "TopicNotAllowedError",
     "TransportError",
     "UnauthorizedError",
@@ -218,6 +220,14 @@ class TransportError(LosantError):
 
 class ConnectError(TransportError, ConnectionError):
     """Could not connect, or the connection broke before an answer arrived."""
+
+
+class TLSVerificationError(ConnectError):
+    """The server's TLS certificate failed verification (wrong CA, wrong host name, expired).
+
+    Not a transient fault: neither REST retries nor the MQTT supervisor retry it.
+    Raised by both REST and MQTT connections.
+    """
 
 
 class RequestTimeoutError(TransportError, TimeoutError):
