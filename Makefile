@@ -19,7 +19,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check losant_async tests tools benchmarks examples
-	$(PY) -m mypy
+	$(PY) -m mypy && $(VENV)/bin/basedpyright
 
 generate: $(STAMP)
 	$(PY) -m tools.codegen

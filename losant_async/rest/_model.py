@@ -1,13 +1,20 @@
-"""The base of every generated Struct: UNSET defaults, cheap to decode, credentials kept out of reprs."""
+"""The base of every generated Struct (UNSET defaults, cheap decoding, redacted reprs) and its date type."""
 
 from __future__ import annotations
 
 import functools
 import re
+from datetime import datetime
+from typing import Annotated, TypeAlias
 
-from msgspec import UNSET, Struct
+from msgspec import UNSET, Meta, Struct
 
-__all__ = ["LosantModel"]
+__all__ = ["AwareDatetime", "LosantModel"]
+
+AwareDatetime: TypeAlias = Annotated[datetime, Meta(tz=True)]
+"""A ``datetime`` that carries its time zone: a date-time field of a reply decodes
+into one (Losant sends ISO 8601 with ``Z``); a date-time without a zone is a
+``DecodeError``. Encoded back as ISO 8601 (``...Z`` for UTC)."""
 
 # Field names that hold credentials (token, secret, password, private keys...), but not
 # flags about them such as ``generate_token`` or ``has_password``.
@@ -24,10 +31,14 @@ def _is_secret(field_name: str) -> bool:
 class LosantModel(Struct, kw_only=True, omit_defaults=True, repr_omit_defaults=True, gc=False):
     """Base of every generated Struct.
 
-    Every field defaults to ``msgspec.UNSET``: a reply that leaves a field out
-    still decodes, and a request body built from a Struct sends only the fields
-    that were set. Unknown fields in a reply are ignored. Credential fields are
-    shown as ``<redacted>`` in the repr.
+    A field that a reply always carries (the schema requires it, or it is the
+    entity's ``id`` or the collection's ``items``) has no default: a reply
+    without it raises ``DecodeError`` naming the field. Every other field
+    defaults to ``msgspec.UNSET``: a reply that leaves it out still decodes, and
+    a request body built from a Struct sends only the fields that were set.
+    Structs used in request bodies keep every field optional. Unknown fields in
+    a reply are ignored. Date-time fields are ``AwareDatetime``. Credential
+    fields are shown as ``<redacted>`` in the repr.
 
     ``gc=False``: instances are not tracked by Python's cycle collector, which
     makes decoding a large reply about 1.7x faster (a 100-device page otherwise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import weakref
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
 from typing import Any, Generic, TypeVar
@@ -53,11 +54,17 @@ class Paginator(Generic[PageT, ItemT]):
     - ``async for page in paginator.pages()``: the pages themselves.
 
     Iteration stops at the first empty page or after the last page the total
-    announces. Leaving the loop early cancels the pages fetched ahead (close the
-    iterator, e.g. with ``contextlib.aclosing``, to do that at once).
+    announces. Leaving the loop early cancels the pages fetched ahead once the
+    iterator is closed; ``aclose()`` (or ``async with
+    contextlib.aclosing(paginator) as items:``) does that at once::
+
+        async with contextlib.aclosing(client.devices.get(application_id=app)) as devices:
+            async for device in devices:
+                if device.name == "pump":
+                    break  # the pages fetched ahead are cancelled on leaving the block
     """
 
-    __slots__ = ("_fetch", "_paged", "_per_page", "_prefetch", "_start")
+    __slots__ = ("__weakref__", "_fetch", "_open", "_paged", "_per_page", "_prefetch", "_start")
 
     def __init__(
         self,
@@ -77,21 +84,39 @@ class Paginator(Generic[PageT, ItemT]):
         self._start = start_page
         self._per_page = per_page
         self._prefetch = max(1, prefetch)
+        self._open: weakref.WeakSet[AsyncGenerator[Any, None]] = weakref.WeakSet()
 
     def __await__(self) -> Generator[Any, None, PageT]:
         return self._fetch(self._start).__await__()
 
     def __aiter__(self) -> AsyncIterator[ItemT]:
-        return self._items()
+        """Every item of every page, in order (each ``async for`` starts from the first page)."""
+        items = self._items()
+        self._open.add(items)
+        return items
+
+    async def aclose(self) -> None:
+        """Stop every iteration of this paginator still open and cancel the pages fetched ahead.
+
+        An iteration that is stopped this way ends (its next step raises
+        ``StopAsyncIteration``); a later ``async for`` starts from the first page again.
+        """
+        for iteration in list(self._open):
+            await iteration.aclose()
 
     async def _items(self) -> AsyncGenerator[ItemT, None]:
-        async with contextlib.aclosing(self.pages()) as pages:
+        async with contextlib.aclosing(self._pages()) as pages:
             async for page in pages:
                 for item in _field(page, "items") or ():
                     yield item
 
-    async def pages(self) -> AsyncGenerator[PageT, None]:
-        """Every page from the first requested one on."""
+    def pages(self) -> AsyncGenerator[PageT, None]:
+        """Every page from the first requested one on (``aclose()`` stops this iteration too)."""
+        pages = self._pages()
+        self._open.add(pages)
+        return pages
+
+    async def _pages(self) -> AsyncGenerator[PageT, None]:
         first = await self._fetch(self._start)
         yield first
         items = _field(first, "items") or []

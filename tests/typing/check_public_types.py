@@ -1,18 +1,21 @@
-"""Static typing checks of the public API: mypy (``make lint``) fails when a revealed type drifts.
+"""Static typing checks of the public API: mypy and pyright (``make lint``) fail when a type drifts.
 
 Never executed: every call sits in a function that nothing calls.
 """
 
 from __future__ import annotations
 
+import contextlib
+from datetime import datetime
 from typing import Any
 
+from msgspec import UnsetType
 from typing_extensions import assert_type
 
 from losant_async import Command, Device, Gateway, LosantClient
 from losant_async.mqtt import Stream
 from losant_async.rest import EventStream, Paginator
-from losant_async.rest._generated import models as m
+from losant_async.rest import models as m
 
 APP = "575ec8687ae143cd83dc4a97"
 DEV = "575ecf887ae143cd83dc4aa2"
@@ -41,6 +44,50 @@ async def rest_types(client: LosantClient) -> None:
         ),
         m.Success | m.JobEnqueuedResult,
     )
+
+
+async def honest_model_types(client: LosantClient, flag: bool) -> None:
+    device = await client.device.get(application_id=APP, device_id=DEV)
+    # A field every reply carries is its plain type; the others may be UNSET.
+    assert_type(device.id, str)
+    assert_type(device.name, str | UnsetType)
+    if not isinstance(device.name, UnsetType):
+        assert_type(device.name.upper(), str)
+    # Date-time fields are datetimes (aware: AwareDatetime), not strings.
+    assert_type(device.creation_date, datetime | UnsetType)
+    page = await client.devices.get(application_id=APP)
+    assert_type(page.items, list[m.Device])
+    # The public module is the same set of classes the client returns.
+    assert_type(m.Device, type[m.Device])
+
+
+async def raw_flag_types(client: LosantClient, flag: bool) -> None:
+    # A plain bool (not a literal) picks the untyped overload instead of matching nothing.
+    assert_type(await client.device.get(application_id=APP, device_id=DEV, raw=flag), Any)
+    assert_type(client.devices.get(application_id=APP, raw=flag), Paginator[Any, Any])
+    assert_type(
+        client.device.state_stream(application_id=APP, device_id=DEV, raw=flag), EventStream[Any]
+    )
+    assert_type(
+        await client.device.get(application_id=APP, device_id=DEV, raw=False), m.Device
+    )
+
+
+async def enum_parameter_types(client: LosantClient) -> None:
+    await client.device.get_command(application_id=APP, device_id=DEV, sort_direction="asc")
+    # A value outside the enum is a type error (mypy and pyright both honour this ignore).
+    await client.device.get_command(application_id=APP, device_id=DEV, sort_direction="up")  # type: ignore[call-overload]
+
+
+async def paginator_under_aclosing(client: LosantClient) -> None:
+    async with contextlib.aclosing(client.devices.get(application_id=APP)) as devices:
+        assert_type(devices, Paginator[m.Devices, m.Device])
+        async for device in devices:
+            assert_type(device, m.Device)
+            break
+    async with contextlib.aclosing(client.devices.get(application_id=APP).pages()) as pages:
+        async for page in pages:
+            assert_type(page, m.Devices)
 
 
 async def mqtt_types(device: Device, gateway: Gateway) -> None:

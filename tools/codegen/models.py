@@ -22,6 +22,8 @@ BOOL: TypeTree = ("bool",)
 INT: TypeTree = ("int",)
 FLOAT: TypeTree = ("float",)
 STR: TypeTree = ("str",)
+# A ``format: date-time`` string, decoded into an aware ``datetime`` (``AwareDatetime``).
+DATETIME: TypeTree = ("datetime",)
 # JSON numbers: `int | float` keeps 3 an int (a count typed "number" should not read as 3.0).
 NUMBER: TypeTree = ("union", (INT, FLOAT))
 _PRIMITIVE = {"string": STR, "integer": INT, "number": NUMBER, "boolean": BOOL, "null": NONE}
@@ -36,6 +38,8 @@ def render(t: TypeTree, prefix: str = "", runtime: bool = False) -> str:
     kind = t[0]
     if kind == "named":
         return f"{prefix}{t[1]}"
+    if kind == "datetime":
+        return f"{prefix}AwareDatetime"
     if kind == "dict":
         return f"dict[str, {render(t[1], prefix, runtime)}]"
     if kind == "list":
@@ -43,7 +47,14 @@ def render(t: TypeTree, prefix: str = "", runtime: bool = False) -> str:
     if kind == "union":
         parts = [render(m, prefix, runtime) for m in t[1]]
         return f"Union[{', '.join(parts)}]" if runtime else " | ".join(parts)
-    return {"any": "Any", "none": "None", "bool": "bool", "int": "int", "float": "float", "str": "str"}[kind]
+    return {
+        "any": "Any",
+        "none": "None",
+        "bool": "bool",
+        "int": "int",
+        "float": "float",
+        "str": "str",
+    }[kind]
 
 
 def _canon(s: Any) -> str:
@@ -95,7 +106,12 @@ class FieldDef:
     wire: str
     type: TypeTree
     required: bool
+    """The schema lists the field in ``required``."""
     facts: list[str] = field(default_factory=list)
+    enforced: bool = False
+    """Typed without ``UnsetType`` and without a default: a reply that leaves it out is refused."""
+    inferred: bool = False
+    """Enforced by the identity rule (see ``ModelBuilder._enforce_required``), not by the schema."""
 
 
 @dataclass
@@ -135,6 +151,13 @@ class ModelBuilder:
         self.fallbacks: list[str] = []
         """``schema/path: what`` for every place widened to ``dict[str, Any]``, ``list[Any]`` or ``Any``."""
         self._pending_notes: list[tuple[str, str]] = []
+        self.kept_optional: list[str] = []
+        """``Struct.field`` the schema requires but that stay optional, because requests use the Struct."""
+        self.response_structs: set[str] = set()
+        """Structs reachable from a reply or an event (and not from a request body)."""
+        self.request_structs: set[str] = set()
+        """Structs reachable from a request body."""
+        self._to_reply: set[str] = set()
         self._kinds_guard: set[str] = set()
         self._canon_index: dict[str, str] = {}
         for name, s in self.schemas.items():
@@ -239,6 +262,8 @@ class ModelBuilder:
             return frozenset({"arr"})
         if kind == "union":
             return frozenset().union(*(self.kinds(m) for m in t[1]))
+        if kind == "datetime":
+            return frozenset({"str"})  # msgspec allows one str-like member per union
         return frozenset({kind})
 
     # -- conversion -----------------------------------------------------------
@@ -297,8 +322,8 @@ class ModelBuilder:
             self.rules["array_of_any"] += 1
             return ("list", ANY)
         if t == "string" and s.get("format") == "date-time":
-            self.rules["date_time_as_str"] += 1
-            self._note(path, "date-time string")
+            self.rules["date_time_aware"] += 1
+            return DATETIME
         if isinstance(t, str) and t in _PRIMITIVE:
             return _PRIMITIVE[t]
         self.rules["untyped_any"] += 1
@@ -420,6 +445,10 @@ class ModelBuilder:
                     flat.append(x)
         if ANY in flat:
             return ANY
+        if DATETIME in flat and STR in flat:
+            # A date-time or any other string: msgspec cannot tell them apart, so str.
+            self.rules["date_time_with_str_kept_str"] += 1
+            flat.remove(DATETIME)
         if NONE in flat:  # None reads best last
             flat.remove(NONE)
             flat.append(NONE)
@@ -469,6 +498,83 @@ class ModelBuilder:
             name = self.top_names[schema]
             self.rules["missing_schema_any_alias"] += 1
             self.aliases[name] = AliasDef(name=name, schema=schema, type=ANY, facts=["not shipped with the spec (MISSING.txt)"])
+        self._enforce_required()
+
+    # -- required fields ------------------------------------------------------------
+
+    def _in_reply(self, name: str) -> bool:
+        return name in self._to_reply
+
+    def _reachable(self, roots: set[str]) -> set[str]:
+        """The Struct and alias names reachable from ``roots`` through field and alias types."""
+        by_name = {sd.name: sd for sd in self.structs}
+        seen: set[str] = set()
+        stack = sorted(roots)
+        while stack:
+            name = stack.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            types: list[TypeTree] = []
+            if name in by_name:
+                types = [f.type for f in by_name[name].fields]
+            elif name in self.aliases:
+                types = [self.aliases[name].type]
+            for t in types:
+                stack.extend(sorted(_named(t)))
+        return seen
+
+    def _enforce_required(self) -> None:
+        """Make the fields a reply must carry required, in reply-only Structs.
+
+        Schema rule: a field the schema lists in ``required`` is enforced when its
+        Struct is reachable from a success reply or an event and from no request
+        body (a request Struct keeps every field optional: a caller may build a
+        partial body, and the server checks it).
+
+        Identity rule: a reply's top-level Struct whose schema lists nothing as
+        required would accept ``{}`` or an unrelated object (a proxy's
+        ``{"message": "Service Unavailable"}``). Losant's entity documents always
+        carry their ``id`` and its collections their ``items``, so those two are
+        enforced there; every other field of such a schema stays optional.
+        """
+        replies: set[str] = set()
+        requests: set[str] = set()
+        for resource in self.spec.catalog["resources"]:
+            for action in resource["actions"]:
+                for r in action["responses"]:
+                    if r.get("schema") and 200 <= r["status"] < 300:
+                        replies.add(self.top_names[r["schema"]])
+                for e in action.get("sseEvents") or ():
+                    if e.get("schema"):
+                        replies.add(self.top_names[e["schema"]])
+                for p in action["params"]:
+                    if p.get("schema"):
+                        requests.add(self.top_names[p["schema"]])
+        to_reply, to_request = self._reachable(replies), self._reachable(requests)
+        self._to_reply = to_reply
+        by_name = {sd.name: sd for sd in self.structs}
+        for sd in self.structs:
+            in_reply = sd.name in to_reply
+            for f in sd.fields:
+                if not f.required or not in_reply:
+                    continue
+                if sd.name in to_request:
+                    self.rules["required_kept_optional_request_struct"] += 1
+                    self.kept_optional.append(f"{sd.name}.{f.py}")
+                    continue
+                f.enforced = True
+                self.rules["required_enforced"] += 1
+        self.response_structs = {n for n in to_reply - to_request if n in by_name}
+        self.request_structs = {n for n in to_request if n in by_name}
+        for name in sorted(replies - to_request):
+            sd = by_name.get(name)
+            if sd is None or sd.path or any(f.required for f in sd.fields):
+                continue
+            for f in sd.fields:
+                if f.wire in ("id", "items"):
+                    f.enforced = f.inferred = True
+                    self.rules[f"required_inferred_{f.wire}"] += 1
 
     # -- queries used by the resource generator --------------------------------
 
@@ -526,9 +632,9 @@ class ModelBuilder:
         out.append("from __future__ import annotations\n\n")
         out.append("from typing import Any, TypeAlias, Union\n\n")
         out.append("from msgspec import UNSET, UnsetType, field\n\n")
-        out.append("from .._model import LosantModel\n\n")
+        out.append("from .._model import AwareDatetime, LosantModel\n\n")
         public = sorted({*self.top_names.values(), *(sd.name for sd in self.structs)})
-        out.append("__all__ = [\n    \"LosantModel\",\n")
+        out.append("__all__ = [\n    \"AwareDatetime\",\n    \"LosantModel\",\n")
         out.extend(f'    "{n}",\n' for n in public)
         out.append("]\n\n")
         for sd in self.structs:
@@ -541,17 +647,36 @@ class ModelBuilder:
 
     def _struct_text(self, sd: StructDef) -> str:
         where = f"schema `{sd.schema}`" if not sd.path else f"`{sd.path}` in schema `{sd.schema}`"
-        lines = [f"\n\nclass {sd.name}(LosantModel):\n"]
-        doc = [f"The object at {where}." if sd.path else f"Schema `{sd.schema}`."]
+        lines = [f"\n\nclass {sd.name}(LosantModel, kw_only=True):\n"]
+        if sd.name in self.response_structs:
+            use = "replies"
+        elif sd.name in self.request_structs:
+            use = "request bodies and replies" if self._in_reply(sd.name) else "request bodies"
+        else:
+            use = "no action directly"
+        doc = [f"The object at {where}, used in {use}." if sd.path else f"Schema `{sd.schema}`, used in {use}."]
         if sd.fields:
             doc.append("")
-            doc.append("Fields (wire name, type; * = required by the schema):")
+            doc.append("Fields (wire name: type). Always present: a reply without it raises DecodeError;")
+            doc.append("every other field is UNSET when the reply leaves it out.")
             for f in sd.fields:
-                extra = f"; {'; '.join(f.facts)}" if f.facts else ""
-                doc.append(f"- `{f.wire}`{'*' if f.required else ''}: {render(f.type)}{extra}")
+                extra = list(f.facts)
+                if f.enforced:
+                    extra.insert(0, "always present (the entity's identity)" if f.inferred else "always present")
+                elif f.required:
+                    extra.insert(0, "the schema requires it in requests; the server checks it")
+                shown = f"; {'; '.join(extra)}" if extra else ""
+                doc.append(f"- `{f.wire}`: {render(f.type)}{shown}")
         body = "\n".join(f"    {_esc(line)}".rstrip() if line else "" for line in doc).lstrip()
         lines.append(f'    """{body}\n    """\n\n')
         for f in sd.fields:
+            if f.enforced:
+                ann = render(f.type)
+                if f.py == f.wire:
+                    lines.append(f"    {f.py}: {ann}\n")
+                else:
+                    lines.append(f"    {f.py}: {ann} = field(name={json.dumps(f.wire)})\n")
+                continue
             ann = "Any" if f.type == ANY else f"{render(f.type)} | UnsetType"
             if f.py == f.wire:
                 lines.append(f"    {f.py}: {ann} = UNSET\n")
@@ -563,6 +688,18 @@ class ModelBuilder:
 
     def record_counts(self) -> dict[str, int]:
         return {"structs": len(self.structs), "aliases": len(self.aliases)}
+
+
+def _named(t: TypeTree) -> set[str]:
+    """The names (Structs and aliases) a type refers to."""
+    kind = t[0]
+    if kind == "named":
+        return {t[1]}
+    if kind in ("dict", "list"):
+        return _named(t[1])
+    if kind == "union":
+        return set().union(*(_named(m) for m in t[1]))
+    return set()
 
 
 def _esc(text: str) -> str:

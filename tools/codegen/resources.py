@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from losant_async.errors import error_for_status
+
 from .models import NONE, ModelBuilder, TypeTree, render
 from .naming import py_identifier
 
@@ -41,6 +43,11 @@ class ResourceWriter:
         return NONE if schema is None else self.models.type_of_schema(schema)
 
     def _param_type(self, p: dict[str, Any]) -> str:
+        enum = p.get("enum")
+        string_enum = bool(enum) and all(isinstance(v, str) for v in enum)
+        if string_enum and p["in"] in ("query", "multipart") and p["type"] in ("string", "undefined"):
+            self.rules["enum_param_literal"] += 1
+            return f"Literal[{', '.join(repr(v) for v in enum)}]"
         kind, where, schema = p["type"], p["in"], p.get("schema")
         named = f"m.{self.models.top_names[schema]} | " if schema else ""
         if where == "path":
@@ -196,61 +203,102 @@ class ResourceWriter:
         prefix = "async def" if is_async else "def"
         await_ = "await " if is_async else ""
         tail_default = "raw: Literal[False] = False, request_options: RequestOptions | None = None"
-        tail_raw = "raw: Literal[True], request_options: RequestOptions | None = None"
+        tail_raw = "raw: bool, request_options: RequestOptions | None = None"
         tail_impl = "raw: bool = False, request_options: RequestOptions | None = None"
+        self.rules["raw_bool_overload"] += 1
+        doc = self._doc(res_name, a, params, py_names, success, sse, page_item, page_schema)
         m = [
             "\n    @overload\n",
             f"    {prefix} {name}({sig}, {tail_default}) -> {ret}: ...\n",
             "    @overload\n",
             f"    {prefix} {name}({sig}, {tail_raw}) -> {raw_ret}: ...\n",
-            f"    {prefix} {name}({sig}, {tail_impl}) -> Any:\n",
-            f'        """{self._doc(a, params, py_names, success, sse, page_item)}\n        """\n',
+            f"    {prefix} {name}({sig}, {tail_impl}) -> {ret} | {raw_ret}:\n",
+            f'        """{doc}\n        """\n',
             f"        return {await_}{call}({const}, ({args}), raw, request_options)\n",
         ]
         return const_text, "".join(m)
 
     def _doc(
         self,
+        res_name: str,
         a: dict[str, Any],
         params: list[dict[str, Any]],
         py_names: list[str],
         success: list[tuple[int, str | None]],
         sse: list[dict[str, Any]] | None,
         page_item: TypeTree | None,
+        page_schema: str | None,
     ) -> str:
-        lines = [f"{a['method']} {a['path']} (API action `{a['apiName']}`)."]
-        if a.get("scopes"):
-            lines += ["", "Scopes (any one): " + ", ".join(a["scopes"]) + "."]
-        if params:
-            lines += ["", "Args:"]
-            for p, py in zip(params, py_names, strict=True):
-                required = p["in"] == "path" or bool(p.get("required"))
-                bits = [f"{p['in']} `{p['name']}`", p["type"]]
-                if p.get("schema"):
-                    bits.append(f"schema `{p['schema']}`")
-                bits.append("required" if required else "optional")
-                if p.get("default") is not None:
-                    bits.append(f"server default {p['default']}")
-                if p.get("enum"):
-                    bits.append("one of: " + ", ".join(p["enum"]))
-                if p.get("pattern"):
-                    bits.append(f"pattern {p['pattern']}")
-                if p.get("serialize"):
-                    bits.append(f"sent as {p['serialize']}")
-                lines.append(f"    {py}: {'; '.join(bits)}.")
+        """The method's docstring, composed from the catalog's facts (never its prose)."""
+        lines = [f"Call `{res_name}.{a['name']}` (API action `{a['apiName']}`): `{a['method']} {a['path']}`."]
+        if not a.get("authRequired", True):
+            lines += ["", "Needs no token."]
+        elif a.get("scopes"):
+            lines += ["", "A token needs one of these scopes: " + ", ".join(f"`{x}`" for x in a["scopes"]) + "."]
+        lines += ["", "Args:"]
+        for p, py in zip(params, py_names, strict=True):
+            lines.append(f"    {py}: {self._param_doc(p)}")
+        lines.append("    raw: return the reply as plain JSON values (dicts, lists) instead of Structs.")
+        lines.append("    request_options: per-call overrides (timeout, retries, headers, global flags).")
         lines += ["", "Returns:"]
-        for status, schema in success:
-            shown = "no body" if schema is None else f"`{schema}`"
-            lines.append(f"    {status}: {shown}.")
         if sse:
-            lines.append("    Events: " + ", ".join(f"`{e['event']}` (`{e.get('schema')}`)" for e in sse) + ".")
-        if page_item is not None:
-            lines.append(f"    Paginated: items are {render(page_item)}.")
-        errors = [f"{e['status']}" for e in a.get("errors") or ()]
-        if errors:
-            lines += ["", "Error statuses: " + ", ".join(errors) + "."]
+            kinds = ", ".join(f"`{e['event']}` ({self._schema_ref(e.get('schema'))})" for e in sse)
+            lines.append(f"    An EventStream (use `async with`) of the events {kinds}.")
+        elif page_item is not None:
+            lines.append(
+                f"    A Paginator: `await` it for the page ({self._schema_ref(page_schema)}), "
+                f"or `async for` over every item ({render(page_item)}) of every page."
+            )
+        else:
+            for status, schema in success:
+                what = "nothing (no body)" if schema is None else self._schema_ref(schema)
+                note = ", the work was queued" if status == 202 else ""
+                lines.append(f"    On status {status}{note}: {what}.")
+        lines += ["", "Raises:"]
+        lines.append("    ValidationError: an argument is invalid; raised before anything is sent.")
+        seen: set[str] = set()
+        for e in a.get("errors") or ():
+            cls = error_for_status(int(e["status"])).__name__
+            if cls not in seen:
+                seen.add(cls)
+                statuses = sorted({int(x["status"]) for x in a["errors"] if error_for_status(int(x["status"])).__name__ == cls})
+                lines.append(f"    {cls}: the API answered {' or '.join(map(str, statuses))}.")
+        lines.append("    DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).")
         text = "\n".join(f"        {line}" if line else "" for line in lines).lstrip()
         return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+
+    def _schema_ref(self, schema: str | None) -> str:
+        if schema is None:
+            return "untyped JSON"
+        return f"`{self.models.top_names[schema]}` (schema `{schema}`)"
+
+    def _param_doc(self, p: dict[str, Any]) -> str:
+        """One parameter in our words: where it goes, its type, whether it is needed, its constraints."""
+        where = {"path": "in the path", "query": "in the query string", "body": "the JSON body", "multipart": "a multipart field", "header": "a header"}[p["in"]]
+        required = p["in"] == "path" or bool(p.get("required"))
+        kind = p["type"] if p["type"] != "undefined" else "any JSON value"
+        bits = [f"`{p['name']}`, {where}, {kind}, {'required' if required else 'optional'}"]
+        if p.get("schema"):
+            bits.append(f"shaped as {self._schema_ref(p['schema'])}; a Struct or a mapping")
+        if p.get("enum"):
+            bits.append("one of " + ", ".join(f"`{v}`" for v in p["enum"]))
+        if p.get("pattern"):
+            if p["pattern"] == "^[A-Fa-f\\d]{24}$":
+                bits.append("24 hexadecimal characters")
+            else:
+                bits.append(f"must match `{p['pattern']}`")
+        lo, hi = p.get("minLength"), p.get("maxLength")
+        if lo is not None or hi is not None:
+            bits.append(f"{lo if lo is not None else 0} to {hi} characters" if hi is not None else f"at least {lo} characters")
+        if p.get("default") is not None:
+            bits.append(f"the server assumes `{p['default']}` when left out")
+        if p.get("serialize") == "json":
+            bits.append("sent as one JSON string")
+        elif p.get("serialize") == "brackets":
+            bits.append("sent as bracketed keys (`a[b]=c`)")
+        if p.get("deprecated"):
+            bits.append("deprecated")
+        return "; ".join(bits) + "."
 
 
 def _typing_union(types: list[TypeTree]) -> str:

@@ -8,9 +8,10 @@ from typing import Any, TypeAlias, Union
 
 from msgspec import UNSET, UnsetType, field
 
-from .._model import LosantModel
+from .._model import AwareDatetime, LosantModel
 
 __all__ = [
+    "AwareDatetime",
     "LosantModel",
     "AdvancedApplicationCertQuery",
     "AdvancedApplicationJobLogQuery",
@@ -852,10 +853,11 @@ __all__ = [
 
 
 
-class AdvancedApplicationJobLogQuery(LosantModel):
-    """Schema `advancedApplicationJobLogQuery`.
+class AdvancedApplicationJobLogQuery(LosantModel, kw_only=True):
+    """Schema `advancedApplicationJobLogQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$and`: list[AdvancedApplicationJobLogQuery]
     - `$or`: list[AdvancedApplicationJobLogQuery]
     - `$nor`: list[AdvancedApplicationJobLogQuery]
@@ -882,10 +884,11 @@ class AdvancedApplicationJobLogQuery(LosantModel):
     resource_type: str | int | float | bool | AdvancedApplicationJobLogQueryResourceType | None | UnsetType = field(name="resourceType", default=UNSET)
 
 
-class AdvancedApplicationJobLogQueryId(LosantModel):
-    """The object at `/id` in schema `advancedApplicationJobLogQuery`.
+class AdvancedApplicationJobLogQueryId(LosantModel, kw_only=True):
+    """The object at `/id` in schema `advancedApplicationJobLogQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -906,10 +909,11 @@ class AdvancedApplicationJobLogQueryId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedApplicationJobLogQueryRunQueuedAt(LosantModel):
-    """The object at `/runQueuedAt` in schema `advancedApplicationJobLogQuery`.
+class AdvancedApplicationJobLogQueryRunQueuedAt(LosantModel, kw_only=True):
+    """The object at `/runQueuedAt` in schema `advancedApplicationJobLogQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -938,10 +942,11 @@ class AdvancedApplicationJobLogQueryRunQueuedAt(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedApplicationJobLogQueryRunStartedAt(LosantModel):
-    """The object at `/runStartedAt` in schema `advancedApplicationJobLogQuery`.
+class AdvancedApplicationJobLogQueryRunStartedAt(LosantModel, kw_only=True):
+    """The object at `/runStartedAt` in schema `advancedApplicationJobLogQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -970,10 +975,11 @@ class AdvancedApplicationJobLogQueryRunStartedAt(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedApplicationJobLogQueryRunCompletedAt(LosantModel):
-    """The object at `/runCompletedAt` in schema `advancedApplicationJobLogQuery`.
+class AdvancedApplicationJobLogQueryRunCompletedAt(LosantModel, kw_only=True):
+    """The object at `/runCompletedAt` in schema `advancedApplicationJobLogQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1002,10 +1008,11 @@ class AdvancedApplicationJobLogQueryRunCompletedAt(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedApplicationJobLogQueryStatus(LosantModel):
-    """The object at `/status` in schema `advancedApplicationJobLogQuery`.
+class AdvancedApplicationJobLogQueryStatus(LosantModel, kw_only=True):
+    """The object at `/status` in schema `advancedApplicationJobLogQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1034,10 +1041,11 @@ class AdvancedApplicationJobLogQueryStatus(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedApplicationJobLogQueryName(LosantModel):
-    """The object at `/name` in schema `advancedApplicationJobLogQuery`.
+class AdvancedApplicationJobLogQueryName(LosantModel, kw_only=True):
+    """The object at `/name` in schema `advancedApplicationJobLogQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1066,10 +1074,11 @@ class AdvancedApplicationJobLogQueryName(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedApplicationJobLogQueryResourceId(LosantModel):
-    """The object at `/resourceId` in schema `advancedApplicationJobLogQuery`.
+class AdvancedApplicationJobLogQueryResourceId(LosantModel, kw_only=True):
+    """The object at `/resourceId` in schema `advancedApplicationJobLogQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -1090,10 +1099,11 @@ class AdvancedApplicationJobLogQueryResourceId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedApplicationJobLogQueryResourceType(LosantModel):
-    """The object at `/resourceType` in schema `advancedApplicationJobLogQuery`.
+class AdvancedApplicationJobLogQueryResourceType(LosantModel, kw_only=True):
+    """The object at `/resourceType` in schema `advancedApplicationJobLogQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1122,10 +1132,11 @@ class AdvancedApplicationJobLogQueryResourceType(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedApplicationKeyQuery(LosantModel):
-    """Schema `advancedApplicationKeyQuery`.
+class AdvancedApplicationKeyQuery(LosantModel, kw_only=True):
+    """Schema `advancedApplicationKeyQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$and`: list[AdvancedApplicationKeyQuery]
     - `$or`: list[AdvancedApplicationKeyQuery]
     - `$nor`: list[AdvancedApplicationKeyQuery]
@@ -1164,10 +1175,11 @@ class AdvancedApplicationKeyQuery(LosantModel):
     addresses: str | int | float | bool | AdvancedApplicationKeyQueryAddresses | None | UnsetType = UNSET
 
 
-class AdvancedApplicationKeyQueryId(LosantModel):
-    """The object at `/id` in schema `advancedApplicationKeyQuery`.
+class AdvancedApplicationKeyQueryId(LosantModel, kw_only=True):
+    """The object at `/id` in schema `advancedApplicationKeyQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -1188,10 +1200,11 @@ class AdvancedApplicationKeyQueryId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedApplicationKeyQueryCreationDate(LosantModel):
-    """The object at `/creationDate` in schema `advancedApplicationKeyQuery`.
+class AdvancedApplicationKeyQueryCreationDate(LosantModel, kw_only=True):
+    """The object at `/creationDate` in schema `advancedApplicationKeyQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1220,10 +1233,11 @@ class AdvancedApplicationKeyQueryCreationDate(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedApplicationKeyQueryLastUpdated(LosantModel):
-    """The object at `/lastUpdated` in schema `advancedApplicationKeyQuery`.
+class AdvancedApplicationKeyQueryLastUpdated(LosantModel, kw_only=True):
+    """The object at `/lastUpdated` in schema `advancedApplicationKeyQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1252,10 +1266,11 @@ class AdvancedApplicationKeyQueryLastUpdated(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedApplicationKeyQueryStatus(LosantModel):
-    """The object at `/status` in schema `advancedApplicationKeyQuery`.
+class AdvancedApplicationKeyQueryStatus(LosantModel, kw_only=True):
+    """The object at `/status` in schema `advancedApplicationKeyQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1284,10 +1299,11 @@ class AdvancedApplicationKeyQueryStatus(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedApplicationKeyQueryDeviceIds(LosantModel):
-    """The object at `/deviceIds` in schema `advancedApplicationKeyQuery`.
+class AdvancedApplicationKeyQueryDeviceIds(LosantModel, kw_only=True):
+    """The object at `/deviceIds` in schema `advancedApplicationKeyQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -1308,10 +1324,11 @@ class AdvancedApplicationKeyQueryDeviceIds(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedApplicationKeyQueryKey(LosantModel):
-    """The object at `/key` in schema `advancedApplicationKeyQuery`.
+class AdvancedApplicationKeyQueryKey(LosantModel, kw_only=True):
+    """The object at `/key` in schema `advancedApplicationKeyQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1340,10 +1357,11 @@ class AdvancedApplicationKeyQueryKey(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedApplicationKeyQueryName(LosantModel):
-    """The object at `/name` in schema `advancedApplicationKeyQuery`.
+class AdvancedApplicationKeyQueryName(LosantModel, kw_only=True):
+    """The object at `/name` in schema `advancedApplicationKeyQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1372,10 +1390,11 @@ class AdvancedApplicationKeyQueryName(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedApplicationKeyQueryDescription(LosantModel):
-    """The object at `/description` in schema `advancedApplicationKeyQuery`.
+class AdvancedApplicationKeyQueryDescription(LosantModel, kw_only=True):
+    """The object at `/description` in schema `advancedApplicationKeyQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1404,10 +1423,11 @@ class AdvancedApplicationKeyQueryDescription(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedApplicationKeyQueryFilterType(LosantModel):
-    """The object at `/filterType` in schema `advancedApplicationKeyQuery`.
+class AdvancedApplicationKeyQueryFilterType(LosantModel, kw_only=True):
+    """The object at `/filterType` in schema `advancedApplicationKeyQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1436,10 +1456,11 @@ class AdvancedApplicationKeyQueryFilterType(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedApplicationKeyQueryPubTopics(LosantModel):
-    """The object at `/pubTopics` in schema `advancedApplicationKeyQuery`.
+class AdvancedApplicationKeyQueryPubTopics(LosantModel, kw_only=True):
+    """The object at `/pubTopics` in schema `advancedApplicationKeyQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1468,10 +1489,11 @@ class AdvancedApplicationKeyQueryPubTopics(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedApplicationKeyQuerySubTopics(LosantModel):
-    """The object at `/subTopics` in schema `advancedApplicationKeyQuery`.
+class AdvancedApplicationKeyQuerySubTopics(LosantModel, kw_only=True):
+    """The object at `/subTopics` in schema `advancedApplicationKeyQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1500,10 +1522,11 @@ class AdvancedApplicationKeyQuerySubTopics(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedApplicationKeyQueryAddressFilterType(LosantModel):
-    """The object at `/addressFilterType` in schema `advancedApplicationKeyQuery`.
+class AdvancedApplicationKeyQueryAddressFilterType(LosantModel, kw_only=True):
+    """The object at `/addressFilterType` in schema `advancedApplicationKeyQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1532,10 +1555,11 @@ class AdvancedApplicationKeyQueryAddressFilterType(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedApplicationKeyQueryAddresses(LosantModel):
-    """The object at `/addresses` in schema `advancedApplicationKeyQuery`.
+class AdvancedApplicationKeyQueryAddresses(LosantModel, kw_only=True):
+    """The object at `/addresses` in schema `advancedApplicationKeyQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1564,10 +1588,11 @@ class AdvancedApplicationKeyQueryAddresses(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedDeviceQuery(LosantModel):
-    """Schema `advancedDeviceQuery`.
+class AdvancedDeviceQuery(LosantModel, kw_only=True):
+    """Schema `advancedDeviceQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$and`: list[AdvancedDeviceQuery]
     - `$or`: list[AdvancedDeviceQuery]
     - `$nor`: list[AdvancedDeviceQuery]
@@ -1610,10 +1635,11 @@ class AdvancedDeviceQuery(LosantModel):
     connection_status: str | int | float | bool | AdvancedDeviceQueryConnectionStatus | None | UnsetType = field(name="connectionStatus", default=UNSET)
 
 
-class AdvancedDeviceQueryId(LosantModel):
-    """The object at `/id` in schema `advancedDeviceQuery`.
+class AdvancedDeviceQueryId(LosantModel, kw_only=True):
+    """The object at `/id` in schema `advancedDeviceQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -1634,10 +1660,11 @@ class AdvancedDeviceQueryId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedDeviceQueryCreationDate(LosantModel):
-    """The object at `/creationDate` in schema `advancedDeviceQuery`.
+class AdvancedDeviceQueryCreationDate(LosantModel, kw_only=True):
+    """The object at `/creationDate` in schema `advancedDeviceQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1666,10 +1693,11 @@ class AdvancedDeviceQueryCreationDate(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedDeviceQueryLastUpdated(LosantModel):
-    """The object at `/lastUpdated` in schema `advancedDeviceQuery`.
+class AdvancedDeviceQueryLastUpdated(LosantModel, kw_only=True):
+    """The object at `/lastUpdated` in schema `advancedDeviceQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1698,10 +1726,11 @@ class AdvancedDeviceQueryLastUpdated(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedDeviceQueryDeletedAt(LosantModel):
-    """The object at `/deletedAt` in schema `advancedDeviceQuery`.
+class AdvancedDeviceQueryDeletedAt(LosantModel, kw_only=True):
+    """The object at `/deletedAt` in schema `advancedDeviceQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1730,10 +1759,11 @@ class AdvancedDeviceQueryDeletedAt(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedDeviceQueryName(LosantModel):
-    """The object at `/name` in schema `advancedDeviceQuery`.
+class AdvancedDeviceQueryName(LosantModel, kw_only=True):
+    """The object at `/name` in schema `advancedDeviceQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1762,10 +1792,11 @@ class AdvancedDeviceQueryName(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedDeviceQueryDeviceClass(LosantModel):
-    """The object at `/deviceClass` in schema `advancedDeviceQuery`.
+class AdvancedDeviceQueryDeviceClass(LosantModel, kw_only=True):
+    """The object at `/deviceClass` in schema `advancedDeviceQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1794,10 +1825,11 @@ class AdvancedDeviceQueryDeviceClass(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedDeviceQueryGatewayId(LosantModel):
-    """The object at `/gatewayId` in schema `advancedDeviceQuery`.
+class AdvancedDeviceQueryGatewayId(LosantModel, kw_only=True):
+    """The object at `/gatewayId` in schema `advancedDeviceQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -1818,10 +1850,11 @@ class AdvancedDeviceQueryGatewayId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedDeviceQueryParentId(LosantModel):
-    """The object at `/parentId` in schema `advancedDeviceQuery`.
+class AdvancedDeviceQueryParentId(LosantModel, kw_only=True):
+    """The object at `/parentId` in schema `advancedDeviceQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -1842,10 +1875,11 @@ class AdvancedDeviceQueryParentId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedDeviceQueryAncestorId(LosantModel):
-    """The object at `/ancestorId` in schema `advancedDeviceQuery`.
+class AdvancedDeviceQueryAncestorId(LosantModel, kw_only=True):
+    """The object at `/ancestorId` in schema `advancedDeviceQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -1866,10 +1900,11 @@ class AdvancedDeviceQueryAncestorId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedDeviceQueryAttributeName(LosantModel):
-    """The object at `/attributeName` in schema `advancedDeviceQuery`.
+class AdvancedDeviceQueryAttributeName(LosantModel, kw_only=True):
+    """The object at `/attributeName` in schema `advancedDeviceQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1898,10 +1933,11 @@ class AdvancedDeviceQueryAttributeName(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedDeviceQueryExperienceUserId(LosantModel):
-    """The object at `/experienceUserId` in schema `advancedDeviceQuery`.
+class AdvancedDeviceQueryExperienceUserId(LosantModel, kw_only=True):
+    """The object at `/experienceUserId` in schema `advancedDeviceQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -1922,10 +1958,11 @@ class AdvancedDeviceQueryExperienceUserId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedDeviceQueryExperienceGroupId(LosantModel):
-    """The object at `/experienceGroupId` in schema `advancedDeviceQuery`.
+class AdvancedDeviceQueryExperienceGroupId(LosantModel, kw_only=True):
+    """The object at `/experienceGroupId` in schema `advancedDeviceQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -1946,10 +1983,11 @@ class AdvancedDeviceQueryExperienceGroupId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedDeviceQueryDisconnectedAt(LosantModel):
-    """The object at `/disconnectedAt` in schema `advancedDeviceQuery`.
+class AdvancedDeviceQueryDisconnectedAt(LosantModel, kw_only=True):
+    """The object at `/disconnectedAt` in schema `advancedDeviceQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -1978,10 +2016,11 @@ class AdvancedDeviceQueryDisconnectedAt(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedDeviceQueryConnectedAt(LosantModel):
-    """The object at `/connectedAt` in schema `advancedDeviceQuery`.
+class AdvancedDeviceQueryConnectedAt(LosantModel, kw_only=True):
+    """The object at `/connectedAt` in schema `advancedDeviceQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -2010,10 +2049,11 @@ class AdvancedDeviceQueryConnectedAt(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedDeviceQueryConnectionStatus(LosantModel):
-    """The object at `/connectionStatus` in schema `advancedDeviceQuery`.
+class AdvancedDeviceQueryConnectionStatus(LosantModel, kw_only=True):
+    """The object at `/connectionStatus` in schema `advancedDeviceQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -2042,10 +2082,11 @@ class AdvancedDeviceQueryConnectionStatus(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedEventQuery(LosantModel):
-    """Schema `advancedEventQuery`.
+class AdvancedEventQuery(LosantModel, kw_only=True):
+    """Schema `advancedEventQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$and`: list[AdvancedEventQuery]
     - `$or`: list[AdvancedEventQuery]
     - `$nor`: list[AdvancedEventQuery]
@@ -2080,10 +2121,11 @@ class AdvancedEventQuery(LosantModel):
     event_tags: dict[str, Any] | None | UnsetType = field(name="eventTags", default=UNSET)
 
 
-class AdvancedEventQueryId(LosantModel):
-    """The object at `/id` in schema `advancedEventQuery`.
+class AdvancedEventQueryId(LosantModel, kw_only=True):
+    """The object at `/id` in schema `advancedEventQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -2112,10 +2154,11 @@ class AdvancedEventQueryId(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedEventQueryCreationDate(LosantModel):
-    """The object at `/creationDate` in schema `advancedEventQuery`.
+class AdvancedEventQueryCreationDate(LosantModel, kw_only=True):
+    """The object at `/creationDate` in schema `advancedEventQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -2144,10 +2187,11 @@ class AdvancedEventQueryCreationDate(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedEventQueryLastUpdated(LosantModel):
-    """The object at `/lastUpdated` in schema `advancedEventQuery`.
+class AdvancedEventQueryLastUpdated(LosantModel, kw_only=True):
+    """The object at `/lastUpdated` in schema `advancedEventQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -2176,10 +2220,11 @@ class AdvancedEventQueryLastUpdated(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedEventQuerySourceId(LosantModel):
-    """The object at `/sourceId` in schema `advancedEventQuery`.
+class AdvancedEventQuerySourceId(LosantModel, kw_only=True):
+    """The object at `/sourceId` in schema `advancedEventQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -2208,10 +2253,11 @@ class AdvancedEventQuerySourceId(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedEventQuerySourceType(LosantModel):
-    """The object at `/sourceType` in schema `advancedEventQuery`.
+class AdvancedEventQuerySourceType(LosantModel, kw_only=True):
+    """The object at `/sourceType` in schema `advancedEventQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -2240,10 +2286,11 @@ class AdvancedEventQuerySourceType(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedEventQueryLevel(LosantModel):
-    """The object at `/level` in schema `advancedEventQuery`.
+class AdvancedEventQueryLevel(LosantModel, kw_only=True):
+    """The object at `/level` in schema `advancedEventQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -2272,10 +2319,11 @@ class AdvancedEventQueryLevel(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedEventQueryState(LosantModel):
-    """The object at `/state` in schema `advancedEventQuery`.
+class AdvancedEventQueryState(LosantModel, kw_only=True):
+    """The object at `/state` in schema `advancedEventQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -2304,10 +2352,11 @@ class AdvancedEventQueryState(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedEventQuerySubject(LosantModel):
-    """The object at `/subject` in schema `advancedEventQuery`.
+class AdvancedEventQuerySubject(LosantModel, kw_only=True):
+    """The object at `/subject` in schema `advancedEventQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -2336,10 +2385,11 @@ class AdvancedEventQuerySubject(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedEventQueryDeviceId(LosantModel):
-    """The object at `/deviceId` in schema `advancedEventQuery`.
+class AdvancedEventQueryDeviceId(LosantModel, kw_only=True):
+    """The object at `/deviceId` in schema `advancedEventQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -2368,10 +2418,11 @@ class AdvancedEventQueryDeviceId(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedEventQueryExperienceUserId(LosantModel):
-    """The object at `/experienceUserId` in schema `advancedEventQuery`.
+class AdvancedEventQueryExperienceUserId(LosantModel, kw_only=True):
+    """The object at `/experienceUserId` in schema `advancedEventQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -2392,10 +2443,11 @@ class AdvancedEventQueryExperienceUserId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedEventQueryExperienceGroupId(LosantModel):
-    """The object at `/experienceGroupId` in schema `advancedEventQuery`.
+class AdvancedEventQueryExperienceGroupId(LosantModel, kw_only=True):
+    """The object at `/experienceGroupId` in schema `advancedEventQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -2416,10 +2468,11 @@ class AdvancedEventQueryExperienceGroupId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedExperienceGroupQuery(LosantModel):
-    """Schema `advancedExperienceGroupQuery`.
+class AdvancedExperienceGroupQuery(LosantModel, kw_only=True):
+    """Schema `advancedExperienceGroupQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$and`: list[AdvancedExperienceGroupQuery]
     - `$or`: list[AdvancedExperienceGroupQuery]
     - `$nor`: list[AdvancedExperienceGroupQuery]
@@ -2448,10 +2501,11 @@ class AdvancedExperienceGroupQuery(LosantModel):
     experience_endpoint_id: str | AdvancedExperienceGroupQueryExperienceEndpointId | None | UnsetType = field(name="experienceEndpointId", default=UNSET)
 
 
-class AdvancedExperienceGroupQueryId(LosantModel):
-    """The object at `/id` in schema `advancedExperienceGroupQuery`.
+class AdvancedExperienceGroupQueryId(LosantModel, kw_only=True):
+    """The object at `/id` in schema `advancedExperienceGroupQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -2472,10 +2526,11 @@ class AdvancedExperienceGroupQueryId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedExperienceGroupQueryCreationDate(LosantModel):
-    """The object at `/creationDate` in schema `advancedExperienceGroupQuery`.
+class AdvancedExperienceGroupQueryCreationDate(LosantModel, kw_only=True):
+    """The object at `/creationDate` in schema `advancedExperienceGroupQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -2504,10 +2559,11 @@ class AdvancedExperienceGroupQueryCreationDate(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedExperienceGroupQueryLastUpdated(LosantModel):
-    """The object at `/lastUpdated` in schema `advancedExperienceGroupQuery`.
+class AdvancedExperienceGroupQueryLastUpdated(LosantModel, kw_only=True):
+    """The object at `/lastUpdated` in schema `advancedExperienceGroupQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -2536,10 +2592,11 @@ class AdvancedExperienceGroupQueryLastUpdated(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedExperienceGroupQueryName(LosantModel):
-    """The object at `/name` in schema `advancedExperienceGroupQuery`.
+class AdvancedExperienceGroupQueryName(LosantModel, kw_only=True):
+    """The object at `/name` in schema `advancedExperienceGroupQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -2568,10 +2625,11 @@ class AdvancedExperienceGroupQueryName(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedExperienceGroupQueryParentId(LosantModel):
-    """The object at `/parentId` in schema `advancedExperienceGroupQuery`.
+class AdvancedExperienceGroupQueryParentId(LosantModel, kw_only=True):
+    """The object at `/parentId` in schema `advancedExperienceGroupQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -2592,10 +2650,11 @@ class AdvancedExperienceGroupQueryParentId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedExperienceGroupQueryAncestorId(LosantModel):
-    """The object at `/ancestorId` in schema `advancedExperienceGroupQuery`.
+class AdvancedExperienceGroupQueryAncestorId(LosantModel, kw_only=True):
+    """The object at `/ancestorId` in schema `advancedExperienceGroupQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -2616,10 +2675,11 @@ class AdvancedExperienceGroupQueryAncestorId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedExperienceGroupQueryExperienceUserId(LosantModel):
-    """The object at `/experienceUserId` in schema `advancedExperienceGroupQuery`.
+class AdvancedExperienceGroupQueryExperienceUserId(LosantModel, kw_only=True):
+    """The object at `/experienceUserId` in schema `advancedExperienceGroupQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -2640,10 +2700,11 @@ class AdvancedExperienceGroupQueryExperienceUserId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedExperienceGroupQueryExperienceEndpointId(LosantModel):
-    """The object at `/experienceEndpointId` in schema `advancedExperienceGroupQuery`.
+class AdvancedExperienceGroupQueryExperienceEndpointId(LosantModel, kw_only=True):
+    """The object at `/experienceEndpointId` in schema `advancedExperienceGroupQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -2664,10 +2725,11 @@ class AdvancedExperienceGroupQueryExperienceEndpointId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedExperienceUserQuery(LosantModel):
-    """Schema `advancedExperienceUserQuery`.
+class AdvancedExperienceUserQuery(LosantModel, kw_only=True):
+    """Schema `advancedExperienceUserQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$and`: list[AdvancedExperienceUserQuery]
     - `$or`: list[AdvancedExperienceUserQuery]
     - `$nor`: list[AdvancedExperienceUserQuery]
@@ -2698,10 +2760,11 @@ class AdvancedExperienceUserQuery(LosantModel):
     experience_group_id: str | AdvancedExperienceUserQueryExperienceGroupId | None | UnsetType = field(name="experienceGroupId", default=UNSET)
 
 
-class AdvancedExperienceUserQueryId(LosantModel):
-    """The object at `/id` in schema `advancedExperienceUserQuery`.
+class AdvancedExperienceUserQueryId(LosantModel, kw_only=True):
+    """The object at `/id` in schema `advancedExperienceUserQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -2722,10 +2785,11 @@ class AdvancedExperienceUserQueryId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedExperienceUserQueryCreationDate(LosantModel):
-    """The object at `/creationDate` in schema `advancedExperienceUserQuery`.
+class AdvancedExperienceUserQueryCreationDate(LosantModel, kw_only=True):
+    """The object at `/creationDate` in schema `advancedExperienceUserQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -2754,10 +2818,11 @@ class AdvancedExperienceUserQueryCreationDate(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedExperienceUserQueryLastUpdated(LosantModel):
-    """The object at `/lastUpdated` in schema `advancedExperienceUserQuery`.
+class AdvancedExperienceUserQueryLastUpdated(LosantModel, kw_only=True):
+    """The object at `/lastUpdated` in schema `advancedExperienceUserQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -2786,10 +2851,11 @@ class AdvancedExperienceUserQueryLastUpdated(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedExperienceUserQueryFirstName(LosantModel):
-    """The object at `/firstName` in schema `advancedExperienceUserQuery`.
+class AdvancedExperienceUserQueryFirstName(LosantModel, kw_only=True):
+    """The object at `/firstName` in schema `advancedExperienceUserQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -2818,10 +2884,11 @@ class AdvancedExperienceUserQueryFirstName(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedExperienceUserQueryLastName(LosantModel):
-    """The object at `/lastName` in schema `advancedExperienceUserQuery`.
+class AdvancedExperienceUserQueryLastName(LosantModel, kw_only=True):
+    """The object at `/lastName` in schema `advancedExperienceUserQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -2850,10 +2917,11 @@ class AdvancedExperienceUserQueryLastName(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedExperienceUserQueryEmail(LosantModel):
-    """The object at `/email` in schema `advancedExperienceUserQuery`.
+class AdvancedExperienceUserQueryEmail(LosantModel, kw_only=True):
+    """The object at `/email` in schema `advancedExperienceUserQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -2882,10 +2950,11 @@ class AdvancedExperienceUserQueryEmail(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedExperienceUserQueryLastLogin(LosantModel):
-    """The object at `/lastLogin` in schema `advancedExperienceUserQuery`.
+class AdvancedExperienceUserQueryLastLogin(LosantModel, kw_only=True):
+    """The object at `/lastLogin` in schema `advancedExperienceUserQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -2914,10 +2983,11 @@ class AdvancedExperienceUserQueryLastLogin(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedExperienceUserQueryPasswordLastUpdated(LosantModel):
-    """The object at `/passwordLastUpdated` in schema `advancedExperienceUserQuery`.
+class AdvancedExperienceUserQueryPasswordLastUpdated(LosantModel, kw_only=True):
+    """The object at `/passwordLastUpdated` in schema `advancedExperienceUserQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -2946,10 +3016,11 @@ class AdvancedExperienceUserQueryPasswordLastUpdated(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedExperienceUserQueryExperienceGroupId(LosantModel):
-    """The object at `/experienceGroupId` in schema `advancedExperienceUserQuery`.
+class AdvancedExperienceUserQueryExperienceGroupId(LosantModel, kw_only=True):
+    """The object at `/experienceGroupId` in schema `advancedExperienceUserQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -2970,10 +3041,11 @@ class AdvancedExperienceUserQueryExperienceGroupId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowByVersionQuery(LosantModel):
-    """Schema `advancedFlowByVersionQuery`.
+class AdvancedFlowByVersionQuery(LosantModel, kw_only=True):
+    """Schema `advancedFlowByVersionQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$and`: list[AdvancedFlowByVersionQuery]
     - `$or`: list[AdvancedFlowByVersionQuery]
     - `$nor`: list[AdvancedFlowByVersionQuery]
@@ -2998,10 +3070,11 @@ class AdvancedFlowByVersionQuery(LosantModel):
     flow_id: str | AdvancedFlowByVersionQueryFlowId | None | UnsetType = field(name="flowId", default=UNSET)
 
 
-class AdvancedFlowByVersionQueryName(LosantModel):
-    """The object at `/name` in schema `advancedFlowByVersionQuery`.
+class AdvancedFlowByVersionQueryName(LosantModel, kw_only=True):
+    """The object at `/name` in schema `advancedFlowByVersionQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3030,10 +3103,11 @@ class AdvancedFlowByVersionQueryName(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowByVersionQueryId(LosantModel):
-    """The object at `/id` in schema `advancedFlowByVersionQuery`.
+class AdvancedFlowByVersionQueryId(LosantModel, kw_only=True):
+    """The object at `/id` in schema `advancedFlowByVersionQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -3054,10 +3128,11 @@ class AdvancedFlowByVersionQueryId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowByVersionQueryCreationDate(LosantModel):
-    """The object at `/creationDate` in schema `advancedFlowByVersionQuery`.
+class AdvancedFlowByVersionQueryCreationDate(LosantModel, kw_only=True):
+    """The object at `/creationDate` in schema `advancedFlowByVersionQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3086,10 +3161,11 @@ class AdvancedFlowByVersionQueryCreationDate(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowByVersionQueryLastUpdated(LosantModel):
-    """The object at `/lastUpdated` in schema `advancedFlowByVersionQuery`.
+class AdvancedFlowByVersionQueryLastUpdated(LosantModel, kw_only=True):
+    """The object at `/lastUpdated` in schema `advancedFlowByVersionQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3118,10 +3194,11 @@ class AdvancedFlowByVersionQueryLastUpdated(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowByVersionQueryFlowClass(LosantModel):
-    """The object at `/flowClass` in schema `advancedFlowByVersionQuery`.
+class AdvancedFlowByVersionQueryFlowClass(LosantModel, kw_only=True):
+    """The object at `/flowClass` in schema `advancedFlowByVersionQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3150,10 +3227,11 @@ class AdvancedFlowByVersionQueryFlowClass(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowByVersionQueryEnabled(LosantModel):
-    """The object at `/enabled` in schema `advancedFlowByVersionQuery`.
+class AdvancedFlowByVersionQueryEnabled(LosantModel, kw_only=True):
+    """The object at `/enabled` in schema `advancedFlowByVersionQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3182,10 +3260,11 @@ class AdvancedFlowByVersionQueryEnabled(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowByVersionQueryFlowId(LosantModel):
-    """The object at `/flowId` in schema `advancedFlowByVersionQuery`.
+class AdvancedFlowByVersionQueryFlowId(LosantModel, kw_only=True):
+    """The object at `/flowId` in schema `advancedFlowByVersionQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -3206,10 +3285,11 @@ class AdvancedFlowByVersionQueryFlowId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowQuery(LosantModel):
-    """Schema `advancedFlowQuery`.
+class AdvancedFlowQuery(LosantModel, kw_only=True):
+    """Schema `advancedFlowQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$and`: list[AdvancedFlowQuery]
     - `$or`: list[AdvancedFlowQuery]
     - `$nor`: list[AdvancedFlowQuery]
@@ -3240,10 +3320,11 @@ class AdvancedFlowQuery(LosantModel):
     custom_node_supports: str | int | float | bool | AdvancedFlowQueryCustomNodeSupports | None | UnsetType = field(name="customNodeSupports", default=UNSET)
 
 
-class AdvancedFlowQueryName(LosantModel):
-    """The object at `/name` in schema `advancedFlowQuery`.
+class AdvancedFlowQueryName(LosantModel, kw_only=True):
+    """The object at `/name` in schema `advancedFlowQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3272,10 +3353,11 @@ class AdvancedFlowQueryName(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowQueryId(LosantModel):
-    """The object at `/id` in schema `advancedFlowQuery`.
+class AdvancedFlowQueryId(LosantModel, kw_only=True):
+    """The object at `/id` in schema `advancedFlowQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -3296,10 +3378,11 @@ class AdvancedFlowQueryId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowQueryCreationDate(LosantModel):
-    """The object at `/creationDate` in schema `advancedFlowQuery`.
+class AdvancedFlowQueryCreationDate(LosantModel, kw_only=True):
+    """The object at `/creationDate` in schema `advancedFlowQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3328,10 +3411,11 @@ class AdvancedFlowQueryCreationDate(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowQueryLastUpdated(LosantModel):
-    """The object at `/lastUpdated` in schema `advancedFlowQuery`.
+class AdvancedFlowQueryLastUpdated(LosantModel, kw_only=True):
+    """The object at `/lastUpdated` in schema `advancedFlowQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3360,10 +3444,11 @@ class AdvancedFlowQueryLastUpdated(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowQueryFlowClass(LosantModel):
-    """The object at `/flowClass` in schema `advancedFlowQuery`.
+class AdvancedFlowQueryFlowClass(LosantModel, kw_only=True):
+    """The object at `/flowClass` in schema `advancedFlowQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3392,10 +3477,11 @@ class AdvancedFlowQueryFlowClass(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowQueryEnabled(LosantModel):
-    """The object at `/enabled` in schema `advancedFlowQuery`.
+class AdvancedFlowQueryEnabled(LosantModel, kw_only=True):
+    """The object at `/enabled` in schema `advancedFlowQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3424,10 +3510,11 @@ class AdvancedFlowQueryEnabled(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowQueryDefaultVersion(LosantModel):
-    """The object at `/defaultVersion` in schema `advancedFlowQuery`.
+class AdvancedFlowQueryDefaultVersion(LosantModel, kw_only=True):
+    """The object at `/defaultVersion` in schema `advancedFlowQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -3448,10 +3535,11 @@ class AdvancedFlowQueryDefaultVersion(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowQueryCustomNodeSupports(LosantModel):
-    """The object at `/customNodeSupports` in schema `advancedFlowQuery`.
+class AdvancedFlowQueryCustomNodeSupports(LosantModel, kw_only=True):
+    """The object at `/customNodeSupports` in schema `advancedFlowQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3480,10 +3568,11 @@ class AdvancedFlowQueryCustomNodeSupports(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowVersionQuery(LosantModel):
-    """Schema `advancedFlowVersionQuery`.
+class AdvancedFlowVersionQuery(LosantModel, kw_only=True):
+    """Schema `advancedFlowVersionQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$and`: list[AdvancedFlowVersionQuery]
     - `$or`: list[AdvancedFlowVersionQuery]
     - `$nor`: list[AdvancedFlowVersionQuery]
@@ -3514,10 +3603,11 @@ class AdvancedFlowVersionQuery(LosantModel):
     custom_node_supports: str | int | float | bool | AdvancedFlowVersionQueryCustomNodeSupports | None | UnsetType = field(name="customNodeSupports", default=UNSET)
 
 
-class AdvancedFlowVersionQueryName(LosantModel):
-    """The object at `/name` in schema `advancedFlowVersionQuery`.
+class AdvancedFlowVersionQueryName(LosantModel, kw_only=True):
+    """The object at `/name` in schema `advancedFlowVersionQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3546,10 +3636,11 @@ class AdvancedFlowVersionQueryName(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowVersionQueryId(LosantModel):
-    """The object at `/id` in schema `advancedFlowVersionQuery`.
+class AdvancedFlowVersionQueryId(LosantModel, kw_only=True):
+    """The object at `/id` in schema `advancedFlowVersionQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -3570,10 +3661,11 @@ class AdvancedFlowVersionQueryId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowVersionQueryCreationDate(LosantModel):
-    """The object at `/creationDate` in schema `advancedFlowVersionQuery`.
+class AdvancedFlowVersionQueryCreationDate(LosantModel, kw_only=True):
+    """The object at `/creationDate` in schema `advancedFlowVersionQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3602,10 +3694,11 @@ class AdvancedFlowVersionQueryCreationDate(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowVersionQueryLastUpdated(LosantModel):
-    """The object at `/lastUpdated` in schema `advancedFlowVersionQuery`.
+class AdvancedFlowVersionQueryLastUpdated(LosantModel, kw_only=True):
+    """The object at `/lastUpdated` in schema `advancedFlowVersionQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3634,10 +3727,11 @@ class AdvancedFlowVersionQueryLastUpdated(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowVersionQueryFlowClass(LosantModel):
-    """The object at `/flowClass` in schema `advancedFlowVersionQuery`.
+class AdvancedFlowVersionQueryFlowClass(LosantModel, kw_only=True):
+    """The object at `/flowClass` in schema `advancedFlowVersionQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3666,10 +3760,11 @@ class AdvancedFlowVersionQueryFlowClass(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowVersionQueryEnabled(LosantModel):
-    """The object at `/enabled` in schema `advancedFlowVersionQuery`.
+class AdvancedFlowVersionQueryEnabled(LosantModel, kw_only=True):
+    """The object at `/enabled` in schema `advancedFlowVersionQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3698,10 +3793,11 @@ class AdvancedFlowVersionQueryEnabled(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowVersionQueryVersion(LosantModel):
-    """The object at `/version` in schema `advancedFlowVersionQuery`.
+class AdvancedFlowVersionQueryVersion(LosantModel, kw_only=True):
+    """The object at `/version` in schema `advancedFlowVersionQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3730,10 +3826,11 @@ class AdvancedFlowVersionQueryVersion(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedFlowVersionQueryCustomNodeSupports(LosantModel):
-    """The object at `/customNodeSupports` in schema `advancedFlowVersionQuery`.
+class AdvancedFlowVersionQueryCustomNodeSupports(LosantModel, kw_only=True):
+    """The object at `/customNodeSupports` in schema `advancedFlowVersionQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3762,10 +3859,11 @@ class AdvancedFlowVersionQueryCustomNodeSupports(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedInstanceOrgQuery(LosantModel):
-    """Schema `advancedInstanceOrgQuery`.
+class AdvancedInstanceOrgQuery(LosantModel, kw_only=True):
+    """Schema `advancedInstanceOrgQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$and`: list[AdvancedInstanceOrgQuery]
     - `$or`: list[AdvancedInstanceOrgQuery]
     - `$nor`: list[AdvancedInstanceOrgQuery]
@@ -3798,10 +3896,11 @@ class AdvancedInstanceOrgQuery(LosantModel):
     member_id: str | AdvancedInstanceOrgQueryMemberId | None | UnsetType = field(name="memberId", default=UNSET)
 
 
-class AdvancedInstanceOrgQueryId(LosantModel):
-    """The object at `/id` in schema `advancedInstanceOrgQuery`.
+class AdvancedInstanceOrgQueryId(LosantModel, kw_only=True):
+    """The object at `/id` in schema `advancedInstanceOrgQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -3822,10 +3921,11 @@ class AdvancedInstanceOrgQueryId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedInstanceOrgQueryCreationDate(LosantModel):
-    """The object at `/creationDate` in schema `advancedInstanceOrgQuery`.
+class AdvancedInstanceOrgQueryCreationDate(LosantModel, kw_only=True):
+    """The object at `/creationDate` in schema `advancedInstanceOrgQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3854,10 +3954,11 @@ class AdvancedInstanceOrgQueryCreationDate(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedInstanceOrgQueryLastUpdated(LosantModel):
-    """The object at `/lastUpdated` in schema `advancedInstanceOrgQuery`.
+class AdvancedInstanceOrgQueryLastUpdated(LosantModel, kw_only=True):
+    """The object at `/lastUpdated` in schema `advancedInstanceOrgQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3886,10 +3987,11 @@ class AdvancedInstanceOrgQueryLastUpdated(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedInstanceOrgQueryName(LosantModel):
-    """The object at `/name` in schema `advancedInstanceOrgQuery`.
+class AdvancedInstanceOrgQueryName(LosantModel, kw_only=True):
+    """The object at `/name` in schema `advancedInstanceOrgQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3918,10 +4020,11 @@ class AdvancedInstanceOrgQueryName(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedInstanceOrgQueryMfaMode(LosantModel):
-    """The object at `/mfaMode` in schema `advancedInstanceOrgQuery`.
+class AdvancedInstanceOrgQueryMfaMode(LosantModel, kw_only=True):
+    """The object at `/mfaMode` in schema `advancedInstanceOrgQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3950,10 +4053,11 @@ class AdvancedInstanceOrgQueryMfaMode(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedInstanceOrgQueryIsReadOnly(LosantModel):
-    """The object at `/isReadOnly` in schema `advancedInstanceOrgQuery`.
+class AdvancedInstanceOrgQueryIsReadOnly(LosantModel, kw_only=True):
+    """The object at `/isReadOnly` in schema `advancedInstanceOrgQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -3982,10 +4086,11 @@ class AdvancedInstanceOrgQueryIsReadOnly(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedInstanceOrgQueryAuditLogEnabled(LosantModel):
-    """The object at `/auditLogEnabled` in schema `advancedInstanceOrgQuery`.
+class AdvancedInstanceOrgQueryAuditLogEnabled(LosantModel, kw_only=True):
+    """The object at `/auditLogEnabled` in schema `advancedInstanceOrgQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -4014,10 +4119,11 @@ class AdvancedInstanceOrgQueryAuditLogEnabled(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedInstanceOrgQueryDisabledAt(LosantModel):
-    """The object at `/disabledAt` in schema `advancedInstanceOrgQuery`.
+class AdvancedInstanceOrgQueryDisabledAt(LosantModel, kw_only=True):
+    """The object at `/disabledAt` in schema `advancedInstanceOrgQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -4046,10 +4152,11 @@ class AdvancedInstanceOrgQueryDisabledAt(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedInstanceOrgQueryReferralId(LosantModel):
-    """The object at `/referralId` in schema `advancedInstanceOrgQuery`.
+class AdvancedInstanceOrgQueryReferralId(LosantModel, kw_only=True):
+    """The object at `/referralId` in schema `advancedInstanceOrgQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -4078,10 +4185,11 @@ class AdvancedInstanceOrgQueryReferralId(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class AdvancedInstanceOrgQueryMemberId(LosantModel):
-    """The object at `/memberId` in schema `advancedInstanceOrgQuery`.
+class AdvancedInstanceOrgQueryMemberId(LosantModel, kw_only=True):
+    """The object at `/memberId` in schema `advancedInstanceOrgQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -4102,11 +4210,12 @@ class AdvancedInstanceOrgQueryMemberId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class ApiToken(LosantModel):
-    """Schema `apiToken`.
+class ApiToken(LosantModel, kw_only=True):
+    """Schema `apiToken`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `apiTokenId`: str
     - `ownerId`: str
     - `ownerType`: str; one of: application, user
@@ -4115,9 +4224,9 @@ class ApiToken(LosantModel):
     - `creatorName`: str
     - `name`: str
     - `description`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
-    - `expirationDate`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
+    - `expirationDate`: AwareDatetime
     - `defaultRole`: str; one of: admin, edit, collaborate, view, none
     - `orgRoles`: list[ApiTokenOrgRolesItem]
     - `scope`: list[str]
@@ -4125,7 +4234,7 @@ class ApiToken(LosantModel):
     - `token`: str
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     api_token_id: str | UnsetType = field(name="apiTokenId", default=UNSET)
     owner_id: str | UnsetType = field(name="ownerId", default=UNSET)
     owner_type: str | UnsetType = field(name="ownerType", default=UNSET)
@@ -4134,9 +4243,9 @@ class ApiToken(LosantModel):
     creator_name: str | UnsetType = field(name="creatorName", default=UNSET)
     name: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
-    expiration_date: str | UnsetType = field(name="expirationDate", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    expiration_date: AwareDatetime | UnsetType = field(name="expirationDate", default=UNSET)
     default_role: str | UnsetType = field(name="defaultRole", default=UNSET)
     org_roles: list[ApiTokenOrgRolesItem] | UnsetType = field(name="orgRoles", default=UNSET)
     scope: list[str] | UnsetType = UNSET
@@ -4144,50 +4253,54 @@ class ApiToken(LosantModel):
     token: str | UnsetType = UNSET
 
 
-class ApiTokenOrgRolesItem(LosantModel):
-    """The object at `/orgRoles/items` in schema `apiToken`.
+class ApiTokenOrgRolesItem(LosantModel, kw_only=True):
+    """The object at `/orgRoles/items` in schema `apiToken`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `orgId`*: str; one of: sandbox
-    - `role`*: str; one of: admin, edit, collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `orgId`: str; always present; one of: sandbox
+    - `role`: str; always present; one of: admin, edit, collaborate, view, none
     - `applicationRoles`: list[ApiTokenOrgRolesItemApplicationRolesItem]
     - `dashboardRoles`: list[ApiTokenOrgRolesItemDashboardRolesItem]
     """
 
-    org_id: str | UnsetType = field(name="orgId", default=UNSET)
-    role: str | UnsetType = UNSET
+    org_id: str = field(name="orgId")
+    role: str
     application_roles: list[ApiTokenOrgRolesItemApplicationRolesItem] | UnsetType = field(name="applicationRoles", default=UNSET)
     dashboard_roles: list[ApiTokenOrgRolesItemDashboardRolesItem] | UnsetType = field(name="dashboardRoles", default=UNSET)
 
 
-class ApiTokenOrgRolesItemApplicationRolesItem(LosantModel):
-    """The object at `/orgRoles/items/applicationRoles/items` in schema `apiToken`.
+class ApiTokenOrgRolesItemApplicationRolesItem(LosantModel, kw_only=True):
+    """The object at `/orgRoles/items/applicationRoles/items` in schema `apiToken`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; always present
+    - `role`: str; always present; one of: collaborate, view, none
     """
 
-    resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
-    role: str | UnsetType = UNSET
+    resource_id: str = field(name="resourceId")
+    role: str
 
 
-class ApiTokenOrgRolesItemDashboardRolesItem(LosantModel):
-    """The object at `/orgRoles/items/dashboardRoles/items` in schema `apiToken`.
+class ApiTokenOrgRolesItemDashboardRolesItem(LosantModel, kw_only=True):
+    """The object at `/orgRoles/items/dashboardRoles/items` in schema `apiToken`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; always present
+    - `role`: str; always present; one of: collaborate, view, none
     """
 
-    resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
-    role: str | UnsetType = UNSET
+    resource_id: str = field(name="resourceId")
+    role: str
 
 
-class ApiTokenPatch(LosantModel):
-    """Schema `apiTokenPatch`.
+class ApiTokenPatch(LosantModel, kw_only=True):
+    """Schema `apiTokenPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `description`: str
     - `defaultRole`: str; one of: admin, edit, collaborate, view, none
@@ -4202,12 +4315,13 @@ class ApiTokenPatch(LosantModel):
     status: str | UnsetType = UNSET
 
 
-class ApiTokenPatchOrgRolesItem(LosantModel):
-    """The object at `/orgRoles/items` in schema `apiTokenPatch`.
+class ApiTokenPatchOrgRolesItem(LosantModel, kw_only=True):
+    """The object at `/orgRoles/items` in schema `apiTokenPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `orgId`*: str; one of: sandbox
-    - `role`*: str; one of: admin, edit, collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `orgId`: str; the schema requires it in requests; the server checks it; one of: sandbox
+    - `role`: str; the schema requires it in requests; the server checks it; one of: admin, edit, collaborate, view, none
     - `applicationRoles`: list[ApiTokenPatchOrgRolesItemApplicationRolesItem]
     - `dashboardRoles`: list[ApiTokenPatchOrgRolesItemDashboardRolesItem]
     """
@@ -4218,37 +4332,40 @@ class ApiTokenPatchOrgRolesItem(LosantModel):
     dashboard_roles: list[ApiTokenPatchOrgRolesItemDashboardRolesItem] | UnsetType = field(name="dashboardRoles", default=UNSET)
 
 
-class ApiTokenPatchOrgRolesItemApplicationRolesItem(LosantModel):
-    """The object at `/orgRoles/items/applicationRoles/items` in schema `apiTokenPatch`.
+class ApiTokenPatchOrgRolesItemApplicationRolesItem(LosantModel, kw_only=True):
+    """The object at `/orgRoles/items/applicationRoles/items` in schema `apiTokenPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; the schema requires it in requests; the server checks it
+    - `role`: str; the schema requires it in requests; the server checks it; one of: collaborate, view, none
     """
 
     resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
     role: str | UnsetType = UNSET
 
 
-class ApiTokenPatchOrgRolesItemDashboardRolesItem(LosantModel):
-    """The object at `/orgRoles/items/dashboardRoles/items` in schema `apiTokenPatch`.
+class ApiTokenPatchOrgRolesItemDashboardRolesItem(LosantModel, kw_only=True):
+    """The object at `/orgRoles/items/dashboardRoles/items` in schema `apiTokenPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; the schema requires it in requests; the server checks it
+    - `role`: str; the schema requires it in requests; the server checks it; one of: collaborate, view, none
     """
 
     resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
     role: str | UnsetType = UNSET
 
 
-class ApiTokenPost(LosantModel):
-    """Schema `apiTokenPost`.
+class ApiTokenPost(LosantModel, kw_only=True):
+    """Schema `apiTokenPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
     - `description`: str
-    - `expirationDate`: str; date-time string
+    - `expirationDate`: AwareDatetime
     - `defaultRole`: str; one of: admin, edit, collaborate, view, none
     - `orgRoles`: list[ApiTokenPostOrgRolesItem]
     - `scope`: list[str]; one of: all.Application, all.Application.bounded, all.Application.read, all.Application.cli, all.Device, all.Device.read, application.*, applicationApiToken.*, applicationApiTokens.*, applicationCertificate.*, applicationCertificates.*, applicationCertificateAuthority.*, applicationCertificateAuthorities.*, applicationDashboards.*, applicationDashboard.*, applicationJobLogs.*, applicationJobLog.*, applicationKey.*, applicationKeys.*, credential.*, credentials.*, data.*, dataTable.*, dataTables.*, dataTableRow.*, dataTableRows.*, device.*, deviceRecipe.*, deviceRecipes.*, devices.*, deviceAttribute.*, deviceAttributes.*, edgeDeployment.*, edgeDeployments.*, embeddedDeployment.*, embeddedDeployments.*, event.*, events.*, experience.*, experienceDomain.*, experienceDomains.*, experienceEndpoint.*, experienceEndpoints.*, experienceGroup.*, experienceGroups.*, experienceSlug.*, experienceSlugs.*, experienceUser.*, experienceUsers.*, experienceVersion.*, experienceVersions.*, experienceView.*, experienceViews.*, integration.*, integrations.*, file.*, files.*, flow.*, flows.*, flowVersion.*, flowVersions.*, notebook.*, notebooks.*, privateFile.*, privateFiles.*, resourceJobs.*, resourceJob.*, webhook.*, webhooks.*, application.applyTemplate, application.archiveData, application.backfillArchiveData, application.clone, application.export, application.import, application.fullEventsArchive, application.fullDataTablesArchive, application.debug, application.delete, application.get, application.mqttPublishMessage, application.mqttSubscriptionStream, application.patch, application.payloadCounts, application.payloadCountsBreakdown, application.deviceCounts, application.notebookMinuteCounts, application.search, application.importLogs, applicationApiToken.delete, applicationApiToken.get, applicationApiToken.patch, applicationApiTokens.get, applicationApiTokens.post, applicationCertificate.delete, applicationCertificate.get, applicationCertificate.patch, applicationCertificates.get, applicationCertificates.post, applicationCertificateAuthority.delete, applicationCertificateAuthority.get, applicationCertificateAuthority.patch, applicationCertificateAuthorities.get, applicationCertificateAuthorities.post, applicationDashboard.get, applicationDashboard.patch, applicationDashboard.sendReport, applicationDashboard.delete, applicationDashboards.get, applicationDashboards.post, applicationJobLogs.get, applicationJobLog.get, applicationKey.delete, applicationKey.get, applicationKey.patch, applicationKeys.get, applicationKeys.post, credential.get, credential.linkedResources, credential.patch, credential.delete, credentials.get, credentials.post, data.export, data.lastValueQuery, data.timeSeriesQuery, dataTable.addColumn, dataTable.delete, dataTable.get, dataTable.patch, dataTable.removeColumn, dataTableRow.delete, dataTableRow.get, dataTableRow.patch, dataTableRows.get, dataTableRows.post, dataTableRows.query, dataTableRows.export, dataTableRows.delete, dataTableRows.truncate, dataTables.get, dataTables.post, device.agentLogs, device.commandStream, device.debug, device.delete, device.export, device.get, device.getCommand, device.getCompositeState, device.getLogEntries, device.getState, device.patch, device.payloadCounts, device.payloadCountsBreakdown, device.removeData, device.sendCommand, device.sendState, device.setConnectionStatus, device.stateStream, deviceRecipe.bulkCreate, deviceRecipe.delete, deviceRecipe.get, deviceRecipe.patch, deviceRecipes.get, deviceRecipes.post, devices.attributeNames, devices.patch, devices.delete, devices.restore, devices.removeData, devices.deviceNames, devices.export, devices.get, devices.getCompositeState, devices.historicalImport, devices.payloadCounts, devices.post, devices.sendCommand, devices.tagKeys, devices.tagValues, deviceAttribute.get, deviceAttribute.patch, deviceAttribute.delete, deviceAttributes.get, deviceAttributes.post, edgeDeployment.get, edgeDeployments.get, edgeDeployments.release, edgeDeployments.remove, edgeDeployments.replace, embeddedDeployment.get, embeddedDeployments.get, embeddedDeployments.release, embeddedDeployments.remove, embeddedDeployments.replace, embeddedDeployments.export, event.delete, event.get, event.patch, events.delete, events.detailedSummary, events.get, events.mostRecentBySeverity, events.patch, events.post, events.export, experience.delete, experience.bootstrap, experienceDomain.delete, experienceDomain.get, experienceDomain.patch, experienceDomains.get, experienceDomains.post, experienceEndpoint.delete, experienceEndpoint.get, experienceEndpoint.linkedResources, experienceEndpoint.patch, experienceEndpoints.get, experienceEndpoints.post, experienceEndpoints.stats, experienceGroup.delete, experienceGroup.get, experienceGroup.patch, experienceGroups.detailedSummary, experienceGroups.get, experienceGroups.post, experienceSlug.delete, experienceSlug.get, experienceSlug.patch, experienceSlugs.get, experienceSlugs.post, experienceUser.delete, experienceUser.get, experienceUser.patch, experienceUsers.detailedSummary, experienceUsers.get, experienceUsers.post, experienceVersion.delete, experienceVersion.get, experienceVersion.patch, experienceVersions.get, experienceVersions.post, experienceView.debug, experienceView.delete, experienceView.get, experienceView.linkedResources, experienceView.patch, experienceViews.debug, experienceViews.detailedSummary, experienceViews.get, experienceViews.post, file.get, file.patch, file.move, file.delete, file.upload, files.get, files.post, flow.clearStorageEntries, flow.debug, flow.delete, flow.errors, flow.get, flow.getStorageEntries, flow.log, flow.patch, flow.pressVirtualButton, flow.setStorageEntry, flow.getStorageEntriesMetadata, flow.stats, flow.suggestFunction, flows.get, flows.getByVersion, flows.import, flows.palette, flows.post, flowVersion.delete, flowVersion.debug, flowVersion.errors, flowVersion.get, flowVersion.log, flowVersion.patch, flowVersion.stats, flowVersions.delete, flowVersions.get, flowVersions.post, integration.delete, integration.get, integration.patch, integrations.get, integrations.post, notebook.delete, notebook.execute, notebook.get, notebook.logs, notebook.notebookMinuteCounts, notebook.patch, notebook.requestInputDataExport, notebook.upload, notebooks.get, notebooks.post, privateFile.get, privateFile.patch, privateFile.move, privateFile.delete, privateFile.upload, privateFiles.get, privateFiles.post, resourceJob.get, resourceJob.logs, resourceJob.patch, resourceJob.delete, resourceJob.execute, resourceJob.cancelExecution, resourceJobs.get, resourceJobs.post, webhook.delete, webhook.get, webhook.patch, webhooks.get, webhooks.post; one of: all.Organization, all.Organization.bounded, all.Organization.read, only.Organization, only.Organization.bounded, only.Organization.read, applications.*, auditLog.*, auditLogs.*, dashboard.*, dashboards.*, org.*, applications.get, applications.post, applications.import, applications.detailedSummary, applications.periodSummaries, auditLog.get, auditLogs.get, dashboard.patch, dashboard.delete, dashboard.sendReport, dashboard.suggestCode, dashboards.get, dashboards.post, org.get, org.patch, org.delete, org.pendingInvites, org.inviteMember, org.revokeInvite, org.modifyMember, org.removeMember, org.payloadCounts, org.payloadCountsBreakdown, org.deviceCounts, org.notebookMinuteCounts, org.invoices, org.currentCard, org.transferResources; one of: all.Instance, all.Instance.bounded, all.Instance.read, instance.*, instance.get, instance.patch, instance.historicalSummaries, instance.generateReport, instance.payloadCounts, instance.payloadCountsBreakdown, instance.deviceCounts, instance.notebookMinuteCounts, instanceOrg.*, instanceOrg.get, instanceOrg.patch, instanceOrg.delete, instanceOrg.payloadCounts, instanceOrg.payloadCountsBreakdown, instanceOrg.deviceCounts, instanceOrg.notebookMinuteCounts, instanceOrg.convertToEnterprise, instanceOrgs.*, instanceOrgs.get, instanceOrgs.post, instanceMember.*, instanceMember.get, instanceMember.patch, instanceMember.delete, instanceMembers.*, instanceMembers.get, instanceMembers.post, instanceOrgMember.*, instanceOrgMember.get, instanceOrgMember.patch, instanceOrgMember.delete, instanceOrgMembers.*, instanceOrgMembers.get, instanceOrgMembers.post, instanceOrgInvite.*, instanceOrgInvite.get, instanceOrgInvite.delete, instanceOrgInvite.resendInvite, instanceOrgInvites.*, instanceOrgInvites.get, instanceOrgInvites.post, instanceApiTokens.*, instanceApiTokens.get, instanceApiTokens.post, instanceApiToken.*, instanceApiToken.get, instanceApiToken.patch, instanceApiToken.delete, instanceCustomNodes.*, instanceCustomNodes.get, instanceCustomNodes.post, instanceCustomNode.*, instanceCustomNode.get, instanceCustomNode.patch, instanceCustomNode.delete, instanceCustomNode.errors, instanceCustomNode.stats, instanceNotificationRules.*, instanceNotificationRules.get, instanceNotificationRules.post, instanceNotificationRule.*, instanceNotificationRule.get, instanceNotificationRule.patch, instanceNotificationRule.delete, instanceNotificationRule.evaluate, instanceNotificationRule.logs, instanceSandbox.*, instanceSandbox.get, instanceSandbox.delete, instanceSandbox.undelete, instanceSandbox.payloadCounts, instanceSandbox.payloadCountsBreakdown, instanceSandbox.deviceCounts, instanceSandbox.notebookMinuteCounts, instanceSandboxes.*, instanceSandboxes.get, instanceAuditLog.*, instanceAuditLog.get, instanceAuditLogs.*, instanceAuditLogs.get; one of: all.User, all.User.bounded, all.User.read, all.User.cli, only.User, only.User.bounded, only.User.read, userApiToken.*, userApiToken.get, userApiToken.patch, userApiToken.delete, userApiTokens.*, userApiTokens.get, userApiTokens.post, userOauthToken.*, userOauthToken.get, userOauthToken.patch, userOauthToken.delete, userOauthTokens.*, userOauthTokens.get, userOauthTokens.post, applicationTemplate.*, applicationTemplate.get, applicationTemplates.*, applicationTemplates.get, applicationTemplates.getCategories, applicationTemplates.getUniqueKeywords, instances.*, instances.get, me.*, me.get, me.patch, me.delete, me.verifyEmail, me.changePassword, me.generateTwoFactorAuth, me.enableTwoFactorAuth, me.disableTwoFactorAuth, me.disconnectGithub, me.connectGithub, me.addRecentItem, me.fetchRecentItems, me.payloadCounts, me.payloadCountsBreakdown, me.deviceCounts, me.notebookMinuteCounts, me.transferResources, me.invite, me.invites, me.respondToInvite, me.refreshToken, orgs.*, orgs.get, orgs.post
@@ -4257,19 +4374,20 @@ class ApiTokenPost(LosantModel):
 
     name: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
-    expiration_date: str | UnsetType = field(name="expirationDate", default=UNSET)
+    expiration_date: AwareDatetime | UnsetType = field(name="expirationDate", default=UNSET)
     default_role: str | UnsetType = field(name="defaultRole", default=UNSET)
     org_roles: list[ApiTokenPostOrgRolesItem] | UnsetType = field(name="orgRoles", default=UNSET)
     scope: list[str] | UnsetType = UNSET
     status: str | UnsetType = UNSET
 
 
-class ApiTokenPostOrgRolesItem(LosantModel):
-    """The object at `/orgRoles/items` in schema `apiTokenPost`.
+class ApiTokenPostOrgRolesItem(LosantModel, kw_only=True):
+    """The object at `/orgRoles/items` in schema `apiTokenPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `orgId`*: str; one of: sandbox
-    - `role`*: str; one of: admin, edit, collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `orgId`: str; the schema requires it in requests; the server checks it; one of: sandbox
+    - `role`: str; the schema requires it in requests; the server checks it; one of: admin, edit, collaborate, view, none
     - `applicationRoles`: list[ApiTokenPostOrgRolesItemApplicationRolesItem]
     - `dashboardRoles`: list[ApiTokenPostOrgRolesItemDashboardRolesItem]
     """
@@ -4280,35 +4398,38 @@ class ApiTokenPostOrgRolesItem(LosantModel):
     dashboard_roles: list[ApiTokenPostOrgRolesItemDashboardRolesItem] | UnsetType = field(name="dashboardRoles", default=UNSET)
 
 
-class ApiTokenPostOrgRolesItemApplicationRolesItem(LosantModel):
-    """The object at `/orgRoles/items/applicationRoles/items` in schema `apiTokenPost`.
+class ApiTokenPostOrgRolesItemApplicationRolesItem(LosantModel, kw_only=True):
+    """The object at `/orgRoles/items/applicationRoles/items` in schema `apiTokenPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; the schema requires it in requests; the server checks it
+    - `role`: str; the schema requires it in requests; the server checks it; one of: collaborate, view, none
     """
 
     resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
     role: str | UnsetType = UNSET
 
 
-class ApiTokenPostOrgRolesItemDashboardRolesItem(LosantModel):
-    """The object at `/orgRoles/items/dashboardRoles/items` in schema `apiTokenPost`.
+class ApiTokenPostOrgRolesItemDashboardRolesItem(LosantModel, kw_only=True):
+    """The object at `/orgRoles/items/dashboardRoles/items` in schema `apiTokenPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; the schema requires it in requests; the server checks it
+    - `role`: str; the schema requires it in requests; the server checks it; one of: collaborate, view, none
     """
 
     resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
     role: str | UnsetType = UNSET
 
 
-class ApiTokens(LosantModel):
-    """Schema `apiTokens`.
+class ApiTokens(LosantModel, kw_only=True):
+    """Schema `apiTokens`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[ApiToken]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[ApiToken]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -4321,7 +4442,7 @@ class ApiTokens(LosantModel):
     - `ownerType`: str; one of: application, user
     """
 
-    items: list[ApiToken] | UnsetType = UNSET
+    items: list[ApiToken]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -4334,14 +4455,15 @@ class ApiTokens(LosantModel):
     owner_type: str | UnsetType = field(name="ownerType", default=UNSET)
 
 
-class Application(LosantModel):
-    """Schema `application`.
+class Application(LosantModel, kw_only=True):
+    """Schema `application`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `applicationId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `appliedTemplateIds`: list[str]
     - `ownerId`: str
     - `ownerType`: str; one of: user, organization
@@ -4350,7 +4472,7 @@ class Application(LosantModel):
     - `name`: str
     - `description`: str
     - `endpointSlug`: str
-    - `expUserTokenCutoff`: str; date-time string
+    - `expUserTokenCutoff`: AwareDatetime
     - `endpointDefaultCors`: bool
     - `globals`: list[ApplicationGlobalsItem]
     - `blobUrlTTL`: int | float
@@ -4359,10 +4481,10 @@ class Application(LosantModel):
     - `archiveConfig`: ApplicationArchiveConfig
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     applied_template_ids: list[str] | UnsetType = field(name="appliedTemplateIds", default=UNSET)
     owner_id: str | UnsetType = field(name="ownerId", default=UNSET)
     owner_type: str | UnsetType = field(name="ownerType", default=UNSET)
@@ -4371,7 +4493,7 @@ class Application(LosantModel):
     name: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
     endpoint_slug: str | UnsetType = field(name="endpointSlug", default=UNSET)
-    exp_user_token_cutoff: str | UnsetType = field(name="expUserTokenCutoff", default=UNSET)
+    exp_user_token_cutoff: AwareDatetime | UnsetType = field(name="expUserTokenCutoff", default=UNSET)
     endpoint_default_cors: bool | UnsetType = field(name="endpointDefaultCors", default=UNSET)
     globals: list[ApplicationGlobalsItem] | UnsetType = UNSET
     blob_url_ttl: int | float | UnsetType = field(name="blobUrlTTL", default=UNSET)
@@ -4380,26 +4502,28 @@ class Application(LosantModel):
     archive_config: ApplicationArchiveConfig | UnsetType = field(name="archiveConfig", default=UNSET)
 
 
-class ApplicationGlobalsItem(LosantModel):
-    """The object at `/globals/items` in schema `application`.
+class ApplicationGlobalsItem(LosantModel, kw_only=True):
+    """The object at `/globals/items` in schema `application`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `json`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; always present
+    - `json`: str; always present
     - `cloudOnly`: bool
     - `description`: str
     """
 
-    key: str | UnsetType = UNSET
-    json: str | UnsetType = UNSET
+    key: str
+    json: str
     cloud_only: bool | UnsetType = field(name="cloudOnly", default=UNSET)
     description: str | UnsetType = UNSET
 
 
-class ApplicationSummary(LosantModel):
-    """The object at `/summary` in schema `application`.
+class ApplicationSummary(LosantModel, kw_only=True):
+    """The object at `/summary` in schema `application`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `apiTokenCount`: int
     - `certificateCount`: int
     - `certificateAuthorityCount`: int
@@ -4458,10 +4582,11 @@ class ApplicationSummary(LosantModel):
     notebook_stats: ApplicationSummaryNotebookStats | UnsetType = field(name="notebookStats", default=UNSET)
 
 
-class ApplicationSummaryStorageStats(LosantModel):
-    """The object at `/summary/storageStats` in schema `application`.
+class ApplicationSummaryStorageStats(LosantModel, kw_only=True):
+    """The object at `/summary/storageStats` in schema `application`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `count`: int
     - `size`: int
     """
@@ -4470,10 +4595,11 @@ class ApplicationSummaryStorageStats(LosantModel):
     size: int | UnsetType = UNSET
 
 
-class ApplicationSummaryNotebookStats(LosantModel):
-    """The object at `/summary/notebookStats` in schema `application`.
+class ApplicationSummaryNotebookStats(LosantModel, kw_only=True):
+    """The object at `/summary/notebookStats` in schema `application`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `awaitingCompletion`: int
     - `minutesThisPeriod`: int
     - `runsThisPeriod`: int
@@ -4484,24 +4610,26 @@ class ApplicationSummaryNotebookStats(LosantModel):
     runs_this_period: int | UnsetType = field(name="runsThisPeriod", default=UNSET)
 
 
-class ApplicationFtueTrackingItem(LosantModel):
-    """The object at `/ftueTracking/items` in schema `application`.
+class ApplicationFtueTrackingItem(LosantModel, kw_only=True):
+    """The object at `/ftueTracking/items` in schema `application`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
-    - `version`*: int | float
-    - `status`*: str; one of: skipped, completed
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; always present
+    - `version`: int | float; always present
+    - `status`: str; always present; one of: skipped, completed
     """
 
-    name: str | UnsetType = UNSET
-    version: int | float | UnsetType = UNSET
-    status: str | UnsetType = UNSET
+    name: str
+    version: int | float
+    status: str
 
 
-class ApplicationArchiveConfig(LosantModel):
-    """The object at `/archiveConfig` in schema `application`.
+class ApplicationArchiveConfig(LosantModel, kw_only=True):
+    """The object at `/archiveConfig` in schema `application`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `directory`: str
     - `mode`: str; one of: all, whitelist, blacklist
     - `deviceIds`: list[str]
@@ -4538,10 +4666,11 @@ class ApplicationArchiveConfig(LosantModel):
     azure: ApplicationArchiveConfigAzure | UnsetType = UNSET
 
 
-class ApplicationArchiveConfigDeviceTagsItem(LosantModel):
-    """The object at `/archiveConfig/deviceTags/items` in schema `application`.
+class ApplicationArchiveConfigDeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/archiveConfig/deviceTags/items` in schema `application`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -4550,16 +4679,17 @@ class ApplicationArchiveConfigDeviceTagsItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class ApplicationArchiveConfigApplicationExportOptions(LosantModel):
-    """The object at `/archiveConfig/applicationExportOptions` in schema `application`.
+class ApplicationArchiveConfigApplicationExportOptions(LosantModel, kw_only=True):
+    """The object at `/archiveConfig/applicationExportOptions` in schema `application`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `includeFiles`: bool
     - `includePrivateFiles`: bool
     - `includeDataTableRows`: bool
     - `includeDevices`: bool
     - `exportType`: str; one of: repo
-    - `credentialName`*: str
+    - `credentialName`: str; always present
     - `repo`: ApplicationArchiveConfigApplicationExportOptionsRepo
     """
 
@@ -4568,14 +4698,15 @@ class ApplicationArchiveConfigApplicationExportOptions(LosantModel):
     include_data_table_rows: bool | UnsetType = field(name="includeDataTableRows", default=UNSET)
     include_devices: bool | UnsetType = field(name="includeDevices", default=UNSET)
     export_type: str | UnsetType = field(name="exportType", default=UNSET)
-    credential_name: str | UnsetType = field(name="credentialName", default=UNSET)
+    credential_name: str = field(name="credentialName")
     repo: ApplicationArchiveConfigApplicationExportOptionsRepo | UnsetType = UNSET
 
 
-class ApplicationArchiveConfigApplicationExportOptionsRepo(LosantModel):
-    """The object at `/archiveConfig/applicationExportOptions/repo` in schema `application`.
+class ApplicationArchiveConfigApplicationExportOptionsRepo(LosantModel, kw_only=True):
+    """The object at `/archiveConfig/applicationExportOptions/repo` in schema `application`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `branch`: str
     - `directory`: str
     - `commitMessage`: str
@@ -4586,73 +4717,78 @@ class ApplicationArchiveConfigApplicationExportOptionsRepo(LosantModel):
     commit_message: str | UnsetType = field(name="commitMessage", default=UNSET)
 
 
-class ApplicationArchiveConfigS3(LosantModel):
-    """The object at `/archiveConfig/s3` in schema `application`.
+class ApplicationArchiveConfigS3(LosantModel, kw_only=True):
+    """The object at `/archiveConfig/s3` in schema `application`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `bucket`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `bucket`: str; always present
     - `accessKeyId`: str
     - `secretAccessKey`: str
     - `region`: str
     """
 
-    bucket: str | UnsetType = UNSET
+    bucket: str
     access_key_id: str | UnsetType = field(name="accessKeyId", default=UNSET)
     secret_access_key: str | UnsetType = field(name="secretAccessKey", default=UNSET)
     region: str | UnsetType = UNSET
 
 
-class ApplicationArchiveConfigGcs(LosantModel):
-    """The object at `/archiveConfig/gcs` in schema `application`.
+class ApplicationArchiveConfigGcs(LosantModel, kw_only=True):
+    """The object at `/archiveConfig/gcs` in schema `application`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `projectId`: str
     - `keyJson`: str
-    - `bucket`*: str
+    - `bucket`: str; always present
     """
 
     project_id: str | UnsetType = field(name="projectId", default=UNSET)
     key_json: str | UnsetType = field(name="keyJson", default=UNSET)
-    bucket: str | UnsetType = UNSET
+    bucket: str
 
 
-class ApplicationArchiveConfigAzure(LosantModel):
-    """The object at `/archiveConfig/azure` in schema `application`.
+class ApplicationArchiveConfigAzure(LosantModel, kw_only=True):
+    """The object at `/archiveConfig/azure` in schema `application`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `account`: str
     - `accountKey`: str
-    - `bucket`*: str
+    - `bucket`: str; always present
     """
 
     account: str | UnsetType = UNSET
     account_key: str | UnsetType = field(name="accountKey", default=UNSET)
-    bucket: str | UnsetType = UNSET
+    bucket: str
 
 
-class ApplicationApiTokenPost(LosantModel):
-    """Schema `applicationApiTokenPost`.
+class ApplicationApiTokenPost(LosantModel, kw_only=True):
+    """Schema `applicationApiTokenPost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
     - `description`: str
-    - `expirationDate`: str; date-time string
+    - `expirationDate`: AwareDatetime
     - `scope`: list[str]; one of: all.Application, all.Application.read, all.Device, all.Device.read, application.*, applicationApiToken.*, applicationApiTokens.*, applicationCertificate.*, applicationCertificates.*, applicationCertificateAuthority.*, applicationCertificateAuthorities.*, applicationDashboards.*, applicationDashboard.*, applicationKey.*, applicationKeys.*, data.*, dataTable.*, dataTables.*, dataTableRow.*, dataTableRows.*, device.*, deviceRecipe.*, deviceRecipes.*, devices.*, edgeDeployments.*, event.*, events.*, experience.*, experienceDomain.*, experienceDomains.*, experienceEndpoint.*, experienceEndpoints.*, experienceGroup.*, experienceGroups.*, experienceSlug.*, experienceSlugs.*, experienceUser.*, experienceUsers.*, experienceVersion.*, experienceVersions.*, experienceView.*, experienceViews.*, integration.*, integrations.*, file.*, files.*, flow.*, flows.*, flowVersion.*, flowVersions.*, notebook.*, notebooks.*, webhook.*, webhooks.*, application.applyTemplate, application.archiveData, application.backfillArchiveData, application.clone, application.export, application.import, application.fullEventsArchive, application.fullDataTablesArchive, application.debug, application.delete, application.get, application.mqttPublishMessage, application.mqttSubscriptionStream, application.patch, application.payloadCounts, application.search, applicationApiToken.delete, applicationApiToken.get, applicationApiToken.patch, applicationApiTokens.get, applicationApiTokens.post, applicationCertificate.delete, applicationCertificate.get, applicationCertificate.patch, applicationCertificates.get, applicationCertificates.post, applicationCertificateAuthority.delete, applicationCertificateAuthority.get, applicationCertificateAuthority.patch, applicationCertificateAuthorities.get, applicationCertificateAuthorities.post, applicationDashboard.get, applicationDashboard.patch, applicationDashboard.delete, applicationDashboards.get, applicationDashboards.post, applicationKey.delete, applicationKey.get, applicationKey.patch, applicationKeys.get, applicationKeys.post, data.export, data.lastValueQuery, data.timeSeriesQuery, dataTable.addColumn, dataTable.delete, dataTable.get, dataTable.patch, dataTable.removeColumn, dataTableRow.delete, dataTableRow.get, dataTableRow.patch, dataTableRows.get, dataTableRows.post, dataTableRows.query, dataTableRows.export, dataTableRows.delete, dataTableRows.truncate, dataTables.get, dataTables.post, device.commandStream, device.debug, device.delete, device.export, device.get, device.getCommand, device.getCompositeState, device.getLogEntries, device.getState, device.patch, device.removeData, device.sendCommand, device.sendState, device.setConnectionStatus, device.stateStream, deviceRecipe.bulkCreate, deviceRecipe.delete, deviceRecipe.get, deviceRecipe.patch, deviceRecipes.get, deviceRecipes.post, devices.attributeNames, devices.patch, devices.delete, devices.removeData, devices.detailedSummary, devices.export, devices.get, devices.post, devices.sendCommand, devices.tagKeys, devices.tagValues, edgeDeployments.get, edgeDeployments.release, edgeDeployments.remove, edgeDeployments.replace, event.delete, event.get, event.patch, events.delete, events.get, events.mostRecentBySeverity, events.patch, events.post, events.export, experience.delete, experience.bootstrap, experienceDomain.delete, experienceDomain.get, experienceDomain.patch, experienceDomains.get, experienceDomains.post, experienceEndpoint.delete, experienceEndpoint.get, experienceEndpoint.linkedResources, experienceEndpoint.patch, experienceEndpoints.get, experienceEndpoints.post, experienceEndpoints.stats, experienceGroup.delete, experienceGroup.get, experienceGroup.patch, experienceGroups.detailedSummary, experienceGroups.get, experienceGroups.post, experienceSlug.delete, experienceSlug.get, experienceSlug.patch, experienceSlugs.get, experienceSlugs.post, experienceUser.delete, experienceUser.get, experienceUser.patch, experienceUsers.detailedSummary, experienceUsers.get, experienceUsers.post, experienceVersion.delete, experienceVersion.get, experienceVersion.patch, experienceVersions.get, experienceVersions.post, experienceView.debug, experienceView.delete, experienceView.get, experienceView.linkedResources, experienceView.patch, experienceViews.debug, experienceViews.detailedSummary, experienceViews.get, experienceViews.post, file.get, file.patch, file.move, file.delete, file.upload, files.get, files.post, flow.clearStorageEntries, flow.debug, flow.delete, flow.errors, flow.get, flow.getStorageEntries, flow.log, flow.patch, flow.pressVirtualButton, flow.setStorageEntry, flow.getStorageEntriesMetadata, flow.stats, flows.get, flows.getByVersion, flows.import, flows.post, flowVersion.delete, flowVersion.errors, flowVersion.get, flowVersion.log, flowVersion.patch, flowVersion.stats, flowVersions.get, flowVersions.post, integration.delete, integration.get, integration.patch, integrations.get, integrations.post, notebook.delete, notebook.execute, notebook.get, notebook.logs, notebook.patch, notebook.requestInputDataExport, notebook.upload, notebooks.get, notebooks.post, webhook.delete, webhook.get, webhook.patch, webhooks.get, webhooks.post
     - `status`: str; one of: active, inactive
     """
 
     name: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
-    expiration_date: str | UnsetType = field(name="expirationDate", default=UNSET)
+    expiration_date: AwareDatetime | UnsetType = field(name="expirationDate", default=UNSET)
     scope: list[str] | UnsetType = UNSET
     status: str | UnsetType = UNSET
 
 
-class ApplicationApplyTemplatePatch(LosantModel):
-    """Schema `applicationApplyTemplatePatch`.
+class ApplicationApplyTemplatePatch(LosantModel, kw_only=True):
+    """Schema `applicationApplyTemplatePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `templateId`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `templateId`: str; the schema requires it in requests; the server checks it
     - `email`: str
     - `callbackUrl`: str
     """
@@ -4662,15 +4798,16 @@ class ApplicationApplyTemplatePatch(LosantModel):
     callback_url: str | UnsetType = field(name="callbackUrl", default=UNSET)
 
 
-class ApplicationCertificate(LosantModel):
-    """Schema `applicationCertificate`.
+class ApplicationCertificate(LosantModel, kw_only=True):
+    """Schema `applicationCertificate`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `applicationCertificateId`: str
     - `applicationId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `status`: str; one of: active, inactive
     - `description`: str
     - `deviceIds`: list[str]
@@ -4682,11 +4819,11 @@ class ApplicationCertificate(LosantModel):
     - `subTopics`: list[str]
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     application_certificate_id: str | UnsetType = field(name="applicationCertificateId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     status: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
     device_ids: list[str] | UnsetType = field(name="deviceIds", default=UNSET)
@@ -4698,10 +4835,11 @@ class ApplicationCertificate(LosantModel):
     sub_topics: list[str] | UnsetType = field(name="subTopics", default=UNSET)
 
 
-class ApplicationCertificateDeviceTagsItem(LosantModel):
-    """The object at `/deviceTags/items` in schema `applicationCertificate`.
+class ApplicationCertificateDeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/deviceTags/items` in schema `applicationCertificate`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -4710,31 +4848,33 @@ class ApplicationCertificateDeviceTagsItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class ApplicationCertificateCertificateInfo(LosantModel):
-    """The object at `/certificateInfo` in schema `applicationCertificate`.
+class ApplicationCertificateCertificateInfo(LosantModel, kw_only=True):
+    """The object at `/certificateInfo` in schema `applicationCertificate`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `serialNumber`: str
     - `fingerprint`: str
     - `commonName`: str
     - `issuerName`: str
-    - `notValidBefore`: str; date-time string
-    - `notValidAfter`: str; date-time string
+    - `notValidBefore`: AwareDatetime
+    - `notValidAfter`: AwareDatetime
     """
 
     serial_number: str | UnsetType = field(name="serialNumber", default=UNSET)
     fingerprint: str | UnsetType = UNSET
     common_name: str | UnsetType = field(name="commonName", default=UNSET)
     issuer_name: str | UnsetType = field(name="issuerName", default=UNSET)
-    not_valid_before: str | UnsetType = field(name="notValidBefore", default=UNSET)
-    not_valid_after: str | UnsetType = field(name="notValidAfter", default=UNSET)
+    not_valid_before: AwareDatetime | UnsetType = field(name="notValidBefore", default=UNSET)
+    not_valid_after: AwareDatetime | UnsetType = field(name="notValidAfter", default=UNSET)
 
 
-class ApplicationCertificateAuthorities(LosantModel):
-    """Schema `applicationCertificateAuthorities`.
+class ApplicationCertificateAuthorities(LosantModel, kw_only=True):
+    """Schema `applicationCertificateAuthorities`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[ApplicationCertificateAuthority]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[ApplicationCertificateAuthority]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -4746,7 +4886,7 @@ class ApplicationCertificateAuthorities(LosantModel):
     - `applicationId`: str
     """
 
-    items: list[ApplicationCertificateAuthority] | UnsetType = UNSET
+    items: list[ApplicationCertificateAuthority]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -4758,15 +4898,16 @@ class ApplicationCertificateAuthorities(LosantModel):
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
 
 
-class ApplicationCertificateAuthority(LosantModel):
-    """Schema `applicationCertificateAuthority`.
+class ApplicationCertificateAuthority(LosantModel, kw_only=True):
+    """Schema `applicationCertificateAuthority`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `applicationCertificateAuthorityId`: str
     - `applicationId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `status`: str; one of: active, inactive
     - `name`: str
     - `description`: str
@@ -4774,11 +4915,11 @@ class ApplicationCertificateAuthority(LosantModel):
     - `caInfo`: list[ApplicationCertificateAuthorityCaInfoItem]
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     application_certificate_authority_id: str | UnsetType = field(name="applicationCertificateAuthorityId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     status: str | UnsetType = UNSET
     name: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
@@ -4786,30 +4927,32 @@ class ApplicationCertificateAuthority(LosantModel):
     ca_info: list[ApplicationCertificateAuthorityCaInfoItem] | UnsetType = field(name="caInfo", default=UNSET)
 
 
-class ApplicationCertificateAuthorityCaInfoItem(LosantModel):
-    """The object at `/caInfo/items` in schema `applicationCertificateAuthority`.
+class ApplicationCertificateAuthorityCaInfoItem(LosantModel, kw_only=True):
+    """The object at `/caInfo/items` in schema `applicationCertificateAuthority`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `serialNumber`: str
     - `fingerprint`: str
     - `commonName`: str
     - `issuerName`: str
-    - `notValidBefore`: str; date-time string
-    - `notValidAfter`: str; date-time string
+    - `notValidBefore`: AwareDatetime
+    - `notValidAfter`: AwareDatetime
     """
 
     serial_number: str | UnsetType = field(name="serialNumber", default=UNSET)
     fingerprint: str | UnsetType = UNSET
     common_name: str | UnsetType = field(name="commonName", default=UNSET)
     issuer_name: str | UnsetType = field(name="issuerName", default=UNSET)
-    not_valid_before: str | UnsetType = field(name="notValidBefore", default=UNSET)
-    not_valid_after: str | UnsetType = field(name="notValidAfter", default=UNSET)
+    not_valid_before: AwareDatetime | UnsetType = field(name="notValidBefore", default=UNSET)
+    not_valid_after: AwareDatetime | UnsetType = field(name="notValidAfter", default=UNSET)
 
 
-class ApplicationCertificateAuthorityPatch(LosantModel):
-    """Schema `applicationCertificateAuthorityPatch`.
+class ApplicationCertificateAuthorityPatch(LosantModel, kw_only=True):
+    """Schema `applicationCertificateAuthorityPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `status`: str; one of: active, inactive
     - `description`: str
@@ -4822,14 +4965,15 @@ class ApplicationCertificateAuthorityPatch(LosantModel):
     ca_bundle: str | UnsetType = field(name="caBundle", default=UNSET)
 
 
-class ApplicationCertificateAuthorityPost(LosantModel):
-    """Schema `applicationCertificateAuthorityPost`.
+class ApplicationCertificateAuthorityPost(LosantModel, kw_only=True):
+    """Schema `applicationCertificateAuthorityPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
     - `status`: str; one of: active, inactive
     - `description`: str
-    - `caBundle`*: str
+    - `caBundle`: str; the schema requires it in requests; the server checks it
     """
 
     name: str | UnsetType = UNSET
@@ -4838,10 +4982,11 @@ class ApplicationCertificateAuthorityPost(LosantModel):
     ca_bundle: str | UnsetType = field(name="caBundle", default=UNSET)
 
 
-class ApplicationCertificatePatch(LosantModel):
-    """Schema `applicationCertificatePatch`.
+class ApplicationCertificatePatch(LosantModel, kw_only=True):
+    """Schema `applicationCertificatePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `status`: str; one of: active, inactive
     - `description`: str
     - `certificate`: str
@@ -4858,15 +5003,16 @@ class ApplicationCertificatePatch(LosantModel):
     sub_topics: list[str] | UnsetType = field(name="subTopics", default=UNSET)
 
 
-class ApplicationCertificatePost(LosantModel):
-    """Schema `applicationCertificatePost`.
+class ApplicationCertificatePost(LosantModel, kw_only=True):
+    """Schema `applicationCertificatePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `status`: str; one of: active, inactive
     - `description`: str
     - `deviceIds`: list[str]
     - `deviceTags`: list[ApplicationCertificatePostDeviceTagsItem]
-    - `certificate`*: str
+    - `certificate`: str; the schema requires it in requests; the server checks it
     - `filterType`: str; one of: all, whitelist, blacklist; one of: none
     - `pubTopics`: list[str]
     - `subTopics`: list[str]
@@ -4882,10 +5028,11 @@ class ApplicationCertificatePost(LosantModel):
     sub_topics: list[str] | UnsetType = field(name="subTopics", default=UNSET)
 
 
-class ApplicationCertificatePostDeviceTagsItem(LosantModel):
-    """The object at `/deviceTags/items` in schema `applicationCertificatePost`.
+class ApplicationCertificatePostDeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/deviceTags/items` in schema `applicationCertificatePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -4894,11 +5041,12 @@ class ApplicationCertificatePostDeviceTagsItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class ApplicationCertificates(LosantModel):
-    """Schema `applicationCertificates`.
+class ApplicationCertificates(LosantModel, kw_only=True):
+    """Schema `applicationCertificates`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[ApplicationCertificate]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[ApplicationCertificate]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -4910,7 +5058,7 @@ class ApplicationCertificates(LosantModel):
     - `applicationId`: str
     """
 
-    items: list[ApplicationCertificate] | UnsetType = UNSET
+    items: list[ApplicationCertificate]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -4922,10 +5070,11 @@ class ApplicationCertificates(LosantModel):
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
 
 
-class ApplicationCloneDryRunResult(LosantModel):
-    """Schema `applicationCloneDryRunResult`.
+class ApplicationCloneDryRunResult(LosantModel, kw_only=True):
+    """Schema `applicationCloneDryRunResult`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `success`: bool
     - `requiresJob`: bool
     """
@@ -4934,10 +5083,11 @@ class ApplicationCloneDryRunResult(LosantModel):
     requires_job: bool | UnsetType = field(name="requiresJob", default=UNSET)
 
 
-class ApplicationClonePost(LosantModel):
-    """Schema `applicationClonePost`.
+class ApplicationClonePost(LosantModel, kw_only=True):
+    """Schema `applicationClonePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `dryRun`: bool
     - `includeFiles`: bool
     - `includePrivateFiles`: bool
@@ -4962,10 +5112,11 @@ class ApplicationClonePost(LosantModel):
     force_job: bool | UnsetType = field(name="forceJob", default=UNSET)
 
 
-class ApplicationCreationByTemplateResult(LosantModel):
-    """Schema `applicationCreationByTemplateResult`.
+class ApplicationCreationByTemplateResult(LosantModel, kw_only=True):
+    """Schema `applicationCreationByTemplateResult`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `application`: Application
     - `validationErrors`: list[ApplicationCreationByTemplateResultValidationErrorsItem]
     """
@@ -4974,10 +5125,11 @@ class ApplicationCreationByTemplateResult(LosantModel):
     validation_errors: list[ApplicationCreationByTemplateResultValidationErrorsItem] | UnsetType = field(name="validationErrors", default=UNSET)
 
 
-class ApplicationCreationByTemplateResultValidationErrorsItem(LosantModel):
-    """The object at `/validationErrors/items` in schema `applicationCreationByTemplateResult`.
+class ApplicationCreationByTemplateResultValidationErrorsItem(LosantModel, kw_only=True):
+    """The object at `/validationErrors/items` in schema `applicationCreationByTemplateResult`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `type`: str
     - `name`: str
     - `id`: str
@@ -4990,11 +5142,12 @@ class ApplicationCreationByTemplateResultValidationErrorsItem(LosantModel):
     message: str | UnsetType = UNSET
 
 
-class ApplicationDashboardPost(LosantModel):
-    """Schema `applicationDashboardPost`.
+class ApplicationDashboardPost(LosantModel, kw_only=True):
+    """Schema `applicationDashboardPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
     - `blocks`: list[dict[str, Any]]; 24 object shapes without a discriminator: dict[str, Any]
     - `description`: str
     - `refreshRate`: int | float
@@ -5020,10 +5173,11 @@ class ApplicationDashboardPost(LosantModel):
     context_configuration: list[dict[str, Any]] | UnsetType = field(name="contextConfiguration", default=UNSET)
 
 
-class ApplicationDashboardPostReportConfigsItem(LosantModel):
-    """The object at `/reportConfigs/items` in schema `applicationDashboardPost`.
+class ApplicationDashboardPostReportConfigsItem(LosantModel, kw_only=True):
+    """The object at `/reportConfigs/items` in schema `applicationDashboardPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `cron`: str
     - `toEmail`: list[str]
@@ -5050,10 +5204,11 @@ class ApplicationDashboardPostReportConfigsItem(LosantModel):
     branded: bool | UnsetType = UNSET
 
 
-class ApplicationDashboardPostReportConfigsItemCtxValue(LosantModel):
-    """The object at `/reportConfigs/items/ctx/patternProperties` in schema `applicationDashboardPost`.
+class ApplicationDashboardPostReportConfigsItemCtxValue(LosantModel, kw_only=True):
+    """The object at `/reportConfigs/items/ctx/patternProperties` in schema `applicationDashboardPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -5062,10 +5217,11 @@ class ApplicationDashboardPostReportConfigsItemCtxValue(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class ApplicationExportPost(LosantModel):
-    """Schema `applicationExportPost`.
+class ApplicationExportPost(LosantModel, kw_only=True):
+    """Schema `applicationExportPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `includeFiles`: bool
     - `includePrivateFiles`: bool
     - `includeDataTableRows`: bool
@@ -5090,10 +5246,11 @@ class ApplicationExportPost(LosantModel):
     repo: ApplicationExportPostRepo | UnsetType = UNSET
 
 
-class ApplicationExportPostRepo(LosantModel):
-    """The object at `/repo` in schema `applicationExportPost`.
+class ApplicationExportPostRepo(LosantModel, kw_only=True):
+    """The object at `/repo` in schema `applicationExportPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `branch`: str
     - `directory`: str
     - `commitMessage`: str
@@ -5104,21 +5261,23 @@ class ApplicationExportPostRepo(LosantModel):
     commit_message: str | UnsetType = field(name="commitMessage", default=UNSET)
 
 
-class ApplicationExportResult(LosantModel):
-    """Schema `applicationExportResult`.
+class ApplicationExportResult(LosantModel, kw_only=True):
+    """Schema `applicationExportResult`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `url`: str
     """
 
     url: str | UnsetType = UNSET
 
 
-class ApplicationGlobalPatchItem(LosantModel):
-    """The object at `/items` in schema `applicationGlobalPatch`.
+class ApplicationGlobalPatchItem(LosantModel, kw_only=True):
+    """The object at `/items` in schema `applicationGlobalPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; the schema requires it in requests; the server checks it
     - `json`: str | None
     - `cloudOnly`: bool
     - `description`: str
@@ -5130,18 +5289,19 @@ class ApplicationGlobalPatchItem(LosantModel):
     description: str | UnsetType = UNSET
 
 
-class ApplicationImportExecutionsItem(LosantModel):
-    """The object at `/items` in schema `applicationImportExecutions`.
+class ApplicationImportExecutionsItem(LosantModel, kw_only=True):
+    """The object at `/items` in schema `applicationImportExecutions`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `importSourceType`: str; one of: importBundle, importUrl, fromApplication, repository
     - `importExecutionId`: str
     - `applicationId`: str
     - `fromApplicationId`: str
-    - `runQueuedAt`: str; date-time string
-    - `runStartedAt`: str; date-time string
-    - `runCompletedAt`: str; date-time string
+    - `runQueuedAt`: AwareDatetime
+    - `runStartedAt`: AwareDatetime
+    - `runCompletedAt`: AwareDatetime
     - `status`: str; one of: queued, inProgress, completed, errored, failed
     - `dryRun`: bool
     - `conflictBehavior`: str; one of: create, error, retain, replace
@@ -5165,9 +5325,9 @@ class ApplicationImportExecutionsItem(LosantModel):
     import_execution_id: str | UnsetType = field(name="importExecutionId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
     from_application_id: str | UnsetType = field(name="fromApplicationId", default=UNSET)
-    run_queued_at: str | UnsetType = field(name="runQueuedAt", default=UNSET)
-    run_started_at: str | UnsetType = field(name="runStartedAt", default=UNSET)
-    run_completed_at: str | UnsetType = field(name="runCompletedAt", default=UNSET)
+    run_queued_at: AwareDatetime | UnsetType = field(name="runQueuedAt", default=UNSET)
+    run_started_at: AwareDatetime | UnsetType = field(name="runStartedAt", default=UNSET)
+    run_completed_at: AwareDatetime | UnsetType = field(name="runCompletedAt", default=UNSET)
     status: str | UnsetType = UNSET
     dry_run: bool | UnsetType = field(name="dryRun", default=UNSET)
     conflict_behavior: str | UnsetType = field(name="conflictBehavior", default=UNSET)
@@ -5186,10 +5346,11 @@ class ApplicationImportExecutionsItem(LosantModel):
     repo: ApplicationImportExecutionsItemRepo | UnsetType = UNSET
 
 
-class ApplicationImportExecutionsItemError(LosantModel):
-    """The object at `/items/error` in schema `applicationImportExecutions`.
+class ApplicationImportExecutionsItemError(LosantModel, kw_only=True):
+    """The object at `/items/error` in schema `applicationImportExecutions`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `message`: str
     """
@@ -5198,10 +5359,11 @@ class ApplicationImportExecutionsItemError(LosantModel):
     message: str | UnsetType = UNSET
 
 
-class ApplicationImportExecutionsItemDryRunResults(LosantModel):
-    """The object at `/items/dryRunResults` in schema `applicationImportExecutions`.
+class ApplicationImportExecutionsItemDryRunResults(LosantModel, kw_only=True):
+    """The object at `/items/dryRunResults` in schema `applicationImportExecutions`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `limitErrors`: list[str]; one of: ApplicationCertificateAuthority, Dashboard, DataTableRow, DataTable, DeviceRecipe, Device, ExperienceDevelopConfig, ExperienceEndpoint, ExperienceFlowVersion, ExperienceGroup, ExperienceUser, ExperienceVersion, ExperienceView, File, FlowVersion, Flow, Global, Integration, Notebook, PrivateFile, Webhook, ResourceJob
     - `url`: str
     """
@@ -5210,10 +5372,11 @@ class ApplicationImportExecutionsItemDryRunResults(LosantModel):
     url: str | UnsetType = UNSET
 
 
-class ApplicationImportExecutionsItemValidationErrorsItem(LosantModel):
-    """The object at `/items/validationErrors/items` in schema `applicationImportExecutions`.
+class ApplicationImportExecutionsItemValidationErrorsItem(LosantModel, kw_only=True):
+    """The object at `/items/validationErrors/items` in schema `applicationImportExecutions`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `type`: str
     - `name`: str
     - `id`: str
@@ -5226,10 +5389,11 @@ class ApplicationImportExecutionsItemValidationErrorsItem(LosantModel):
     message: str | UnsetType = UNSET
 
 
-class ApplicationImportExecutionsItemRepo(LosantModel):
-    """The object at `/items/repo` in schema `applicationImportExecutions`.
+class ApplicationImportExecutionsItemRepo(LosantModel, kw_only=True):
+    """The object at `/items/repo` in schema `applicationImportExecutions`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `branch`: str
     - `directory`: str
     """
@@ -5238,10 +5402,11 @@ class ApplicationImportExecutionsItemRepo(LosantModel):
     directory: str | UnsetType = UNSET
 
 
-class ApplicationImportOptions(LosantModel):
-    """Schema `applicationImportOptions`.
+class ApplicationImportOptions(LosantModel, kw_only=True):
+    """Schema `applicationImportOptions`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `importUrl`: str
     - `callbackUrl`: str
     - `include`: list[str]; one of: ApplicationCertificateAuthority, Dashboard, DataTableRow, DataTable, DeviceRecipe, Device, ExperienceEndpoint, ExperienceFlowVersion, ExperienceGroup, ExperienceUser, ExperienceVersion, ExperienceView, File, FlowVersion, Flow, Integration, Notebook, Webhook
@@ -5252,18 +5417,19 @@ class ApplicationImportOptions(LosantModel):
     include: list[str] | UnsetType = UNSET
 
 
-class ApplicationJobLog(LosantModel):
-    """Schema `applicationJobLog`.
+class ApplicationJobLog(LosantModel, kw_only=True):
+    """Schema `applicationJobLog`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `jobId`: str
     - `jobExecutionId`: str
     - `name`: str
     - `applicationId`: str
-    - `runQueuedAt`: str; date-time string
-    - `runStartedAt`: str; date-time string
-    - `runCompletedAt`: str; date-time string
+    - `runQueuedAt`: AwareDatetime
+    - `runStartedAt`: AwareDatetime
+    - `runCompletedAt`: AwareDatetime
     - `status`: str; one of: queued, inProgress, completed, errored, failed
     - `requestedById`: str
     - `requestedByType`: str; one of: user, apiToken, flow, device, system
@@ -5277,14 +5443,14 @@ class ApplicationJobLog(LosantModel):
     - `output`: Any
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     job_id: str | UnsetType = field(name="jobId", default=UNSET)
     job_execution_id: str | UnsetType = field(name="jobExecutionId", default=UNSET)
     name: str | UnsetType = UNSET
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    run_queued_at: str | UnsetType = field(name="runQueuedAt", default=UNSET)
-    run_started_at: str | UnsetType = field(name="runStartedAt", default=UNSET)
-    run_completed_at: str | UnsetType = field(name="runCompletedAt", default=UNSET)
+    run_queued_at: AwareDatetime | UnsetType = field(name="runQueuedAt", default=UNSET)
+    run_started_at: AwareDatetime | UnsetType = field(name="runStartedAt", default=UNSET)
+    run_completed_at: AwareDatetime | UnsetType = field(name="runCompletedAt", default=UNSET)
     status: str | UnsetType = UNSET
     requested_by_id: str | UnsetType = field(name="requestedById", default=UNSET)
     requested_by_type: str | UnsetType = field(name="requestedByType", default=UNSET)
@@ -5298,10 +5464,11 @@ class ApplicationJobLog(LosantModel):
     output: Any = UNSET
 
 
-class ApplicationJobLogProgress(LosantModel):
-    """The object at `/progress` in schema `applicationJobLog`.
+class ApplicationJobLogProgress(LosantModel, kw_only=True):
+    """The object at `/progress` in schema `applicationJobLog`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `completed`: int | float
     - `total`: int | float
     - `status`: str
@@ -5312,10 +5479,11 @@ class ApplicationJobLogProgress(LosantModel):
     status: str | UnsetType = UNSET
 
 
-class ApplicationJobLogError(LosantModel):
-    """The object at `/error` in schema `applicationJobLog`.
+class ApplicationJobLogError(LosantModel, kw_only=True):
+    """The object at `/error` in schema `applicationJobLog`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `message`: str
     """
@@ -5324,11 +5492,12 @@ class ApplicationJobLogError(LosantModel):
     message: str | UnsetType = UNSET
 
 
-class ApplicationJobLogs(LosantModel):
-    """Schema `applicationJobLogs`.
+class ApplicationJobLogs(LosantModel, kw_only=True):
+    """Schema `applicationJobLogs`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[ApplicationJobLog]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[ApplicationJobLog]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `query`: dict[str, Any]
@@ -5339,7 +5508,7 @@ class ApplicationJobLogs(LosantModel):
     - `applicationId`: str
     """
 
-    items: list[ApplicationJobLog] | UnsetType = UNSET
+    items: list[ApplicationJobLog]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     query: dict[str, Any] | UnsetType = UNSET
@@ -5350,17 +5519,18 @@ class ApplicationJobLogs(LosantModel):
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
 
 
-class ApplicationKey(LosantModel):
-    """Schema `applicationKey`.
+class ApplicationKey(LosantModel, kw_only=True):
+    """Schema `applicationKey`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `applicationKeyId`: str
     - `applicationId`: str
-    - `creationDate`: str; date-time string
+    - `creationDate`: AwareDatetime
     - `createdById`: str
     - `createdByType`: str; one of: flow, user, apiToken
-    - `lastUpdated`: str; date-time string
+    - `lastUpdated`: AwareDatetime
     - `lastUpdatedById`: str
     - `lastUpdatedByType`: str; one of: flow, user, apiToken
     - `key`: str
@@ -5376,13 +5546,13 @@ class ApplicationKey(LosantModel):
     - `addresses`: list[str]
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     application_key_id: str | UnsetType = field(name="applicationKeyId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
     created_by_id: str | UnsetType = field(name="createdById", default=UNSET)
     created_by_type: str | UnsetType = field(name="createdByType", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     last_updated_by_id: str | UnsetType = field(name="lastUpdatedById", default=UNSET)
     last_updated_by_type: str | UnsetType = field(name="lastUpdatedByType", default=UNSET)
     key: str | UnsetType = UNSET
@@ -5398,10 +5568,11 @@ class ApplicationKey(LosantModel):
     addresses: list[str] | UnsetType = UNSET
 
 
-class ApplicationKeyDeviceTagsItem(LosantModel):
-    """The object at `/deviceTags/items` in schema `applicationKey`.
+class ApplicationKeyDeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/deviceTags/items` in schema `applicationKey`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -5410,10 +5581,11 @@ class ApplicationKeyDeviceTagsItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class ApplicationKeyPatch(LosantModel):
-    """Schema `applicationKeyPatch`.
+class ApplicationKeyPatch(LosantModel, kw_only=True):
+    """Schema `applicationKeyPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `status`: str; one of: active, inactive
     - `name`: str | None
     - `description`: str
@@ -5434,10 +5606,11 @@ class ApplicationKeyPatch(LosantModel):
     addresses: list[str] | UnsetType = UNSET
 
 
-class ApplicationKeyPost(LosantModel):
-    """Schema `applicationKeyPost`.
+class ApplicationKeyPost(LosantModel, kw_only=True):
+    """Schema `applicationKeyPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `deviceIds`: list[str]
     - `deviceTags`: list[ApplicationKeyPostDeviceTagsItem]
     - `name`: str
@@ -5460,10 +5633,11 @@ class ApplicationKeyPost(LosantModel):
     addresses: list[str] | UnsetType = UNSET
 
 
-class ApplicationKeyPostDeviceTagsItem(LosantModel):
-    """The object at `/deviceTags/items` in schema `applicationKeyPost`.
+class ApplicationKeyPostDeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/deviceTags/items` in schema `applicationKeyPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -5472,17 +5646,18 @@ class ApplicationKeyPostDeviceTagsItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class ApplicationKeyPostResponse(LosantModel):
-    """Schema `applicationKeyPostResponse`.
+class ApplicationKeyPostResponse(LosantModel, kw_only=True):
+    """Schema `applicationKeyPostResponse`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `applicationKeyId`: str
     - `applicationId`: str
-    - `creationDate`: str; date-time string
+    - `creationDate`: AwareDatetime
     - `createdById`: str
     - `createdByType`: str; one of: flow, user, apiToken
-    - `lastUpdated`: str; date-time string
+    - `lastUpdated`: AwareDatetime
     - `lastUpdatedById`: str
     - `lastUpdatedByType`: str; one of: flow, user, apiToken
     - `key`: str
@@ -5499,13 +5674,13 @@ class ApplicationKeyPostResponse(LosantModel):
     - `addresses`: list[str]
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     application_key_id: str | UnsetType = field(name="applicationKeyId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
     created_by_id: str | UnsetType = field(name="createdById", default=UNSET)
     created_by_type: str | UnsetType = field(name="createdByType", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     last_updated_by_id: str | UnsetType = field(name="lastUpdatedById", default=UNSET)
     last_updated_by_type: str | UnsetType = field(name="lastUpdatedByType", default=UNSET)
     key: str | UnsetType = UNSET
@@ -5522,10 +5697,11 @@ class ApplicationKeyPostResponse(LosantModel):
     addresses: list[str] | UnsetType = UNSET
 
 
-class ApplicationKeyPostResponseDeviceTagsItem(LosantModel):
-    """The object at `/deviceTags/items` in schema `applicationKeyPostResponse`.
+class ApplicationKeyPostResponseDeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/deviceTags/items` in schema `applicationKeyPostResponse`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -5534,11 +5710,12 @@ class ApplicationKeyPostResponseDeviceTagsItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class ApplicationKeys(LosantModel):
-    """Schema `applicationKeys`.
+class ApplicationKeys(LosantModel, kw_only=True):
+    """Schema `applicationKeys`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[ApplicationKey]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[ApplicationKey]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -5550,7 +5727,7 @@ class ApplicationKeys(LosantModel):
     - `applicationId`: str
     """
 
-    items: list[ApplicationKey] | UnsetType = UNSET
+    items: list[ApplicationKey]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -5562,14 +5739,15 @@ class ApplicationKeys(LosantModel):
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
 
 
-class ApplicationPatch(LosantModel):
-    """Schema `applicationPatch`.
+class ApplicationPatch(LosantModel, kw_only=True):
+    """Schema `applicationPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `description`: str
     - `endpointSlug`: str
-    - `expUserTokenCutoff`: str; date-time string
+    - `expUserTokenCutoff`: AwareDatetime
     - `endpointDefaultCors`: bool
     - `globals`: list[ApplicationPatchGlobalsItem]
     - `ftueTracking`: list[ApplicationPatchFtueTrackingItem]
@@ -5580,7 +5758,7 @@ class ApplicationPatch(LosantModel):
     name: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
     endpoint_slug: str | UnsetType = field(name="endpointSlug", default=UNSET)
-    exp_user_token_cutoff: str | UnsetType = field(name="expUserTokenCutoff", default=UNSET)
+    exp_user_token_cutoff: AwareDatetime | UnsetType = field(name="expUserTokenCutoff", default=UNSET)
     endpoint_default_cors: bool | UnsetType = field(name="endpointDefaultCors", default=UNSET)
     globals: list[ApplicationPatchGlobalsItem] | UnsetType = UNSET
     ftue_tracking: list[ApplicationPatchFtueTrackingItem] | UnsetType = field(name="ftueTracking", default=UNSET)
@@ -5588,12 +5766,13 @@ class ApplicationPatch(LosantModel):
     blob_url_ttl: int | float | UnsetType = field(name="blobUrlTTL", default=UNSET)
 
 
-class ApplicationPatchGlobalsItem(LosantModel):
-    """The object at `/globals/items` in schema `applicationPatch`.
+class ApplicationPatchGlobalsItem(LosantModel, kw_only=True):
+    """The object at `/globals/items` in schema `applicationPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `json`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; the schema requires it in requests; the server checks it
+    - `json`: str; the schema requires it in requests; the server checks it
     - `cloudOnly`: bool
     - `description`: str
     """
@@ -5604,13 +5783,14 @@ class ApplicationPatchGlobalsItem(LosantModel):
     description: str | UnsetType = UNSET
 
 
-class ApplicationPatchFtueTrackingItem(LosantModel):
-    """The object at `/ftueTracking/items` in schema `applicationPatch`.
+class ApplicationPatchFtueTrackingItem(LosantModel, kw_only=True):
+    """The object at `/ftueTracking/items` in schema `applicationPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
-    - `version`*: int | float
-    - `status`*: str; one of: skipped, completed
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
+    - `version`: int | float; the schema requires it in requests; the server checks it
+    - `status`: str; the schema requires it in requests; the server checks it; one of: skipped, completed
     """
 
     name: str | UnsetType = UNSET
@@ -5618,10 +5798,11 @@ class ApplicationPatchFtueTrackingItem(LosantModel):
     status: str | UnsetType = UNSET
 
 
-class ApplicationPatchArchiveConfig(LosantModel):
-    """The object at `/archiveConfig` in schema `applicationPatch`.
+class ApplicationPatchArchiveConfig(LosantModel, kw_only=True):
+    """The object at `/archiveConfig` in schema `applicationPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `directory`: str
     - `mode`: str; one of: all, whitelist, blacklist
     - `deviceIds`: list[str]
@@ -5658,10 +5839,11 @@ class ApplicationPatchArchiveConfig(LosantModel):
     azure: ApplicationPatchArchiveConfigAzure | UnsetType = UNSET
 
 
-class ApplicationPatchArchiveConfigDeviceTagsItem(LosantModel):
-    """The object at `/archiveConfig/deviceTags/items` in schema `applicationPatch`.
+class ApplicationPatchArchiveConfigDeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/archiveConfig/deviceTags/items` in schema `applicationPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -5670,16 +5852,17 @@ class ApplicationPatchArchiveConfigDeviceTagsItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class ApplicationPatchArchiveConfigApplicationExportOptions(LosantModel):
-    """The object at `/archiveConfig/applicationExportOptions` in schema `applicationPatch`.
+class ApplicationPatchArchiveConfigApplicationExportOptions(LosantModel, kw_only=True):
+    """The object at `/archiveConfig/applicationExportOptions` in schema `applicationPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `includeFiles`: bool
     - `includePrivateFiles`: bool
     - `includeDataTableRows`: bool
     - `includeDevices`: bool
     - `exportType`: str; one of: repo
-    - `credentialName`*: str
+    - `credentialName`: str; the schema requires it in requests; the server checks it
     - `repo`: ApplicationPatchArchiveConfigApplicationExportOptionsRepo
     """
 
@@ -5692,10 +5875,11 @@ class ApplicationPatchArchiveConfigApplicationExportOptions(LosantModel):
     repo: ApplicationPatchArchiveConfigApplicationExportOptionsRepo | UnsetType = UNSET
 
 
-class ApplicationPatchArchiveConfigApplicationExportOptionsRepo(LosantModel):
-    """The object at `/archiveConfig/applicationExportOptions/repo` in schema `applicationPatch`.
+class ApplicationPatchArchiveConfigApplicationExportOptionsRepo(LosantModel, kw_only=True):
+    """The object at `/archiveConfig/applicationExportOptions/repo` in schema `applicationPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `branch`: str
     - `directory`: str
     - `commitMessage`: str
@@ -5706,11 +5890,12 @@ class ApplicationPatchArchiveConfigApplicationExportOptionsRepo(LosantModel):
     commit_message: str | UnsetType = field(name="commitMessage", default=UNSET)
 
 
-class ApplicationPatchArchiveConfigS3(LosantModel):
-    """The object at `/archiveConfig/s3` in schema `applicationPatch`.
+class ApplicationPatchArchiveConfigS3(LosantModel, kw_only=True):
+    """The object at `/archiveConfig/s3` in schema `applicationPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `bucket`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `bucket`: str; the schema requires it in requests; the server checks it
     - `accessKeyId`: str
     - `secretAccessKey`: str
     - `region`: str
@@ -5722,13 +5907,14 @@ class ApplicationPatchArchiveConfigS3(LosantModel):
     region: str | UnsetType = UNSET
 
 
-class ApplicationPatchArchiveConfigGcs(LosantModel):
-    """The object at `/archiveConfig/gcs` in schema `applicationPatch`.
+class ApplicationPatchArchiveConfigGcs(LosantModel, kw_only=True):
+    """The object at `/archiveConfig/gcs` in schema `applicationPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `projectId`: str
     - `keyJson`: str
-    - `bucket`*: str
+    - `bucket`: str; the schema requires it in requests; the server checks it
     """
 
     project_id: str | UnsetType = field(name="projectId", default=UNSET)
@@ -5736,13 +5922,14 @@ class ApplicationPatchArchiveConfigGcs(LosantModel):
     bucket: str | UnsetType = UNSET
 
 
-class ApplicationPatchArchiveConfigAzure(LosantModel):
-    """The object at `/archiveConfig/azure` in schema `applicationPatch`.
+class ApplicationPatchArchiveConfigAzure(LosantModel, kw_only=True):
+    """The object at `/archiveConfig/azure` in schema `applicationPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `account`: str
     - `accountKey`: str
-    - `bucket`*: str
+    - `bucket`: str; the schema requires it in requests; the server checks it
     """
 
     account: str | UnsetType = UNSET
@@ -5750,17 +5937,18 @@ class ApplicationPatchArchiveConfigAzure(LosantModel):
     bucket: str | UnsetType = UNSET
 
 
-class ApplicationPost(LosantModel):
-    """Schema `applicationPost`.
+class ApplicationPost(LosantModel, kw_only=True):
+    """Schema `applicationPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `orgId`: str
     - `applicationTemplateId`: str
-    - `name`*: str
+    - `name`: str; the schema requires it in requests; the server checks it
     - `description`: str
     - `appliedTemplateIds`: list[str]
     - `endpointSlug`: str
-    - `expUserTokenCutoff`: str; date-time string
+    - `expUserTokenCutoff`: AwareDatetime
     - `endpointDefaultCors`: bool
     - `globals`: list[ApplicationPostGlobalsItem]
     - `archiveConfig`: ApplicationPostArchiveConfig
@@ -5773,19 +5961,20 @@ class ApplicationPost(LosantModel):
     description: str | UnsetType = UNSET
     applied_template_ids: list[str] | UnsetType = field(name="appliedTemplateIds", default=UNSET)
     endpoint_slug: str | UnsetType = field(name="endpointSlug", default=UNSET)
-    exp_user_token_cutoff: str | UnsetType = field(name="expUserTokenCutoff", default=UNSET)
+    exp_user_token_cutoff: AwareDatetime | UnsetType = field(name="expUserTokenCutoff", default=UNSET)
     endpoint_default_cors: bool | UnsetType = field(name="endpointDefaultCors", default=UNSET)
     globals: list[ApplicationPostGlobalsItem] | UnsetType = UNSET
     archive_config: ApplicationPostArchiveConfig | UnsetType = field(name="archiveConfig", default=UNSET)
     blob_url_ttl: int | float | UnsetType = field(name="blobUrlTTL", default=UNSET)
 
 
-class ApplicationPostGlobalsItem(LosantModel):
-    """The object at `/globals/items` in schema `applicationPost`.
+class ApplicationPostGlobalsItem(LosantModel, kw_only=True):
+    """The object at `/globals/items` in schema `applicationPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `json`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; the schema requires it in requests; the server checks it
+    - `json`: str; the schema requires it in requests; the server checks it
     - `cloudOnly`: bool
     - `description`: str
     """
@@ -5796,10 +5985,11 @@ class ApplicationPostGlobalsItem(LosantModel):
     description: str | UnsetType = UNSET
 
 
-class ApplicationPostArchiveConfig(LosantModel):
-    """The object at `/archiveConfig` in schema `applicationPost`.
+class ApplicationPostArchiveConfig(LosantModel, kw_only=True):
+    """The object at `/archiveConfig` in schema `applicationPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `directory`: str
     - `mode`: str; one of: all, whitelist, blacklist
     - `deviceIds`: list[str]
@@ -5836,10 +6026,11 @@ class ApplicationPostArchiveConfig(LosantModel):
     azure: ApplicationPostArchiveConfigAzure | UnsetType = UNSET
 
 
-class ApplicationPostArchiveConfigDeviceTagsItem(LosantModel):
-    """The object at `/archiveConfig/deviceTags/items` in schema `applicationPost`.
+class ApplicationPostArchiveConfigDeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/archiveConfig/deviceTags/items` in schema `applicationPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -5848,16 +6039,17 @@ class ApplicationPostArchiveConfigDeviceTagsItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class ApplicationPostArchiveConfigApplicationExportOptions(LosantModel):
-    """The object at `/archiveConfig/applicationExportOptions` in schema `applicationPost`.
+class ApplicationPostArchiveConfigApplicationExportOptions(LosantModel, kw_only=True):
+    """The object at `/archiveConfig/applicationExportOptions` in schema `applicationPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `includeFiles`: bool
     - `includePrivateFiles`: bool
     - `includeDataTableRows`: bool
     - `includeDevices`: bool
     - `exportType`: str; one of: repo
-    - `credentialName`*: str
+    - `credentialName`: str; the schema requires it in requests; the server checks it
     - `repo`: ApplicationPostArchiveConfigApplicationExportOptionsRepo
     """
 
@@ -5870,10 +6062,11 @@ class ApplicationPostArchiveConfigApplicationExportOptions(LosantModel):
     repo: ApplicationPostArchiveConfigApplicationExportOptionsRepo | UnsetType = UNSET
 
 
-class ApplicationPostArchiveConfigApplicationExportOptionsRepo(LosantModel):
-    """The object at `/archiveConfig/applicationExportOptions/repo` in schema `applicationPost`.
+class ApplicationPostArchiveConfigApplicationExportOptionsRepo(LosantModel, kw_only=True):
+    """The object at `/archiveConfig/applicationExportOptions/repo` in schema `applicationPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `branch`: str
     - `directory`: str
     - `commitMessage`: str
@@ -5884,11 +6077,12 @@ class ApplicationPostArchiveConfigApplicationExportOptionsRepo(LosantModel):
     commit_message: str | UnsetType = field(name="commitMessage", default=UNSET)
 
 
-class ApplicationPostArchiveConfigS3(LosantModel):
-    """The object at `/archiveConfig/s3` in schema `applicationPost`.
+class ApplicationPostArchiveConfigS3(LosantModel, kw_only=True):
+    """The object at `/archiveConfig/s3` in schema `applicationPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `bucket`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `bucket`: str; the schema requires it in requests; the server checks it
     - `accessKeyId`: str
     - `secretAccessKey`: str
     - `region`: str
@@ -5900,13 +6094,14 @@ class ApplicationPostArchiveConfigS3(LosantModel):
     region: str | UnsetType = UNSET
 
 
-class ApplicationPostArchiveConfigGcs(LosantModel):
-    """The object at `/archiveConfig/gcs` in schema `applicationPost`.
+class ApplicationPostArchiveConfigGcs(LosantModel, kw_only=True):
+    """The object at `/archiveConfig/gcs` in schema `applicationPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `projectId`: str
     - `keyJson`: str
-    - `bucket`*: str
+    - `bucket`: str; the schema requires it in requests; the server checks it
     """
 
     project_id: str | UnsetType = field(name="projectId", default=UNSET)
@@ -5914,13 +6109,14 @@ class ApplicationPostArchiveConfigGcs(LosantModel):
     bucket: str | UnsetType = UNSET
 
 
-class ApplicationPostArchiveConfigAzure(LosantModel):
-    """The object at `/archiveConfig/azure` in schema `applicationPost`.
+class ApplicationPostArchiveConfigAzure(LosantModel, kw_only=True):
+    """The object at `/archiveConfig/azure` in schema `applicationPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `account`: str
     - `accountKey`: str
-    - `bucket`*: str
+    - `bucket`: str; the schema requires it in requests; the server checks it
     """
 
     account: str | UnsetType = UNSET
@@ -5928,62 +6124,66 @@ class ApplicationPostArchiveConfigAzure(LosantModel):
     bucket: str | UnsetType = UNSET
 
 
-class ApplicationReadme(LosantModel):
-    """Schema `applicationReadme`.
+class ApplicationReadme(LosantModel, kw_only=True):
+    """Schema `applicationReadme`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `applicationId`: str
-    - `lastUpdated`: str; date-time string
+    - `lastUpdated`: AwareDatetime
     - `lastUpdatedById`: str
     - `lastUpdatedByType`: str; one of: flow, user, apiToken
     - `content`: str
     """
 
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     last_updated_by_id: str | UnsetType = field(name="lastUpdatedById", default=UNSET)
     last_updated_by_type: str | UnsetType = field(name="lastUpdatedByType", default=UNSET)
     content: str | UnsetType = UNSET
 
 
-class ApplicationReadmePatch(LosantModel):
-    """Schema `applicationReadmePatch`.
+class ApplicationReadmePatch(LosantModel, kw_only=True):
+    """Schema `applicationReadmePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `content`: str
     """
 
     content: str | UnsetType = UNSET
 
 
-class ApplicationSearchResultItem(LosantModel):
-    """The object at `/items` in schema `applicationSearchResult`.
+class ApplicationSearchResultItem(LosantModel, kw_only=True):
+    """The object at `/items` in schema `applicationSearchResult`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`*: str
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present
+    - `name`: str; always present
     - `metadata`: ApplicationSearchResultItemMetadata
     - `version`: str
     - `viewType`: str; one of: layout, page, component
     - `flowClass`: str; one of: standalone, gateway, peripheral, floating, edgeCompute, system, embedded
     - `deviceClass`: str; one of: cloud, edge, embedded, experience, customNode
-    - `_type`*: str; one of: applicationApiToken, credential, dashboard, dataTable, deviceRecipe, device, experienceDomain, event, experienceEndpoint, experienceGroup, experienceSlug, experienceUser, experienceVersion, experienceView, file, flow, integration, notebook, resourceJob, webhook
+    - `_type`: str; always present; one of: applicationApiToken, credential, dashboard, dataTable, deviceRecipe, device, experienceDomain, event, experienceEndpoint, experienceGroup, experienceSlug, experienceUser, experienceVersion, experienceView, file, flow, integration, notebook, resourceJob, webhook
     """
 
-    id: str | UnsetType = UNSET
-    name: str | UnsetType = UNSET
+    id: str
+    name: str
     metadata: ApplicationSearchResultItemMetadata | UnsetType = UNSET
     version: str | UnsetType = UNSET
     view_type: str | UnsetType = field(name="viewType", default=UNSET)
     flow_class: str | UnsetType = field(name="flowClass", default=UNSET)
     device_class: str | UnsetType = field(name="deviceClass", default=UNSET)
-    type: str | UnsetType = field(name="_type", default=UNSET)
+    type: str = field(name="_type")
 
 
-class ApplicationSearchResultItemMetadata(LosantModel):
-    """The object at `/items/metadata` in schema `applicationSearchResult`.
+class ApplicationSearchResultItemMetadata(LosantModel, kw_only=True):
+    """The object at `/items/metadata` in schema `applicationSearchResult`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `descriptor`: str
     - `parentDirectory`: str
     - `contentType`: str
@@ -5994,14 +6194,15 @@ class ApplicationSearchResultItemMetadata(LosantModel):
     content_type: str | UnsetType = field(name="contentType", default=UNSET)
 
 
-class ApplicationTemplate(LosantModel):
-    """Schema `applicationTemplate`.
+class ApplicationTemplate(LosantModel, kw_only=True):
+    """Schema `applicationTemplate`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `templateId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `name`: str
     - `readme`: str
     - `categoryIds`: list[str]
@@ -6015,10 +6216,10 @@ class ApplicationTemplate(LosantModel):
     - `summary`: ApplicationTemplateSummary
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     template_id: str | UnsetType = field(name="templateId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     name: str | UnsetType = UNSET
     readme: str | UnsetType = UNSET
     category_ids: list[str] | UnsetType = field(name="categoryIds", default=UNSET)
@@ -6032,10 +6233,11 @@ class ApplicationTemplate(LosantModel):
     summary: ApplicationTemplateSummary | UnsetType = UNSET
 
 
-class ApplicationTemplateSummary(LosantModel):
-    """The object at `/summary` in schema `applicationTemplate`.
+class ApplicationTemplateSummary(LosantModel, kw_only=True):
+    """The object at `/summary` in schema `applicationTemplate`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `applicationCertificateAuthorityCount`: int
     - `dashboardCount`: int
     - `deviceCount`: int
@@ -6076,26 +6278,28 @@ class ApplicationTemplateSummary(LosantModel):
     webhook_count: int | UnsetType = field(name="webhookCount", default=UNSET)
 
 
-class ApplicationTemplateCategories(LosantModel):
-    """Schema `applicationTemplateCategories`.
+class ApplicationTemplateCategories(LosantModel, kw_only=True):
+    """Schema `applicationTemplateCategories`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[ApplicationTemplateCategory]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[ApplicationTemplateCategory]; always present (the entity's identity)
     - `baseId`: str
     - `count`: int
     - `totalCount`: int
     """
 
-    items: list[ApplicationTemplateCategory] | UnsetType = UNSET
+    items: list[ApplicationTemplateCategory]
     base_id: str | UnsetType = field(name="baseId", default=UNSET)
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
 
 
-class ApplicationTemplateCategory(LosantModel):
-    """Schema `applicationTemplateCategory`.
+class ApplicationTemplateCategory(LosantModel, kw_only=True):
+    """Schema `applicationTemplateCategory`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `parentId`: str
     - `name`: str
@@ -6110,11 +6314,12 @@ class ApplicationTemplateCategory(LosantModel):
     resource_types: list[str] | UnsetType = field(name="resourceTypes", default=UNSET)
 
 
-class ApplicationTemplates(LosantModel):
-    """Schema `applicationTemplates`.
+class ApplicationTemplates(LosantModel, kw_only=True):
+    """Schema `applicationTemplates`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[ApplicationTemplate]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[ApplicationTemplate]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -6127,7 +6332,7 @@ class ApplicationTemplates(LosantModel):
     - `sortDirection`: str; one of: asc, desc, ASC, DESC,
     """
 
-    items: list[ApplicationTemplate] | UnsetType = UNSET
+    items: list[ApplicationTemplate]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -6140,11 +6345,12 @@ class ApplicationTemplates(LosantModel):
     sort_direction: str | UnsetType = field(name="sortDirection", default=UNSET)
 
 
-class Applications(LosantModel):
-    """Schema `applications`.
+class Applications(LosantModel, kw_only=True):
+    """Schema `applications`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[Application]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[Application]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -6155,7 +6361,7 @@ class Applications(LosantModel):
     - `sortDirection`: str; one of: asc, desc, ASC, DESC,
     """
 
-    items: list[Application] | UnsetType = UNSET
+    items: list[Application]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -6166,23 +6372,25 @@ class Applications(LosantModel):
     sort_direction: str | UnsetType = field(name="sortDirection", default=UNSET)
 
 
-class AttributeNamesResponse(LosantModel):
-    """Schema `attributeNamesResponse`.
+class AttributeNamesResponse(LosantModel, kw_only=True):
+    """Schema `attributeNamesResponse`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `attributeNames`: list[str]
     """
 
     attribute_names: list[str] | UnsetType = field(name="attributeNames", default=UNSET)
 
 
-class AuditLog(LosantModel):
-    """Schema `auditLog`.
+class AuditLog(LosantModel, kw_only=True):
+    """Schema `auditLog`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `auditLogId`: str
-    - `creationDate`: str; date-time string
+    - `creationDate`: AwareDatetime
     - `orgId`: str
     - `primaryTargetId`: str
     - `primaryTargetType`: str; one of: Application, Dashboard, OrgInvite
@@ -6202,9 +6410,9 @@ class AuditLog(LosantModel):
     - `responseStatus`: int
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     audit_log_id: str | UnsetType = field(name="auditLogId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
     org_id: str | UnsetType = field(name="orgId", default=UNSET)
     primary_target_id: str | UnsetType = field(name="primaryTargetId", default=UNSET)
     primary_target_type: str | UnsetType = field(name="primaryTargetType", default=UNSET)
@@ -6224,10 +6432,11 @@ class AuditLog(LosantModel):
     response_status: int | UnsetType = field(name="responseStatus", default=UNSET)
 
 
-class AuditLogFilter(LosantModel):
-    """Schema `auditLogFilter`.
+class AuditLogFilter(LosantModel, kw_only=True):
+    """Schema `auditLogFilter`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `primaryTarget`: list[AuditLogFilterPrimaryTargetItem]
     - `secondaryTarget`: list[AuditLogFilterSecondaryTargetItem]
     - `actor`: list[AuditLogFilterActorItem]
@@ -6242,10 +6451,11 @@ class AuditLogFilter(LosantModel):
     response_code: list[int] | UnsetType = field(name="responseCode", default=UNSET)
 
 
-class AuditLogFilterPrimaryTargetItem(LosantModel):
-    """The object at `/primaryTarget/items` in schema `auditLogFilter`.
+class AuditLogFilterPrimaryTargetItem(LosantModel, kw_only=True):
+    """The object at `/primaryTarget/items` in schema `auditLogFilter`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `type`: str; one of: Application, Dashboard, OrgInvite
     - `name`: str
@@ -6256,10 +6466,11 @@ class AuditLogFilterPrimaryTargetItem(LosantModel):
     name: str | UnsetType = UNSET
 
 
-class AuditLogFilterSecondaryTargetItem(LosantModel):
-    """The object at `/secondaryTarget/items` in schema `auditLogFilter`.
+class AuditLogFilterSecondaryTargetItem(LosantModel, kw_only=True):
+    """The object at `/secondaryTarget/items` in schema `auditLogFilter`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `type`: str; one of: ApiToken, ApplicationCertificateAuthority, ApplicationCertificate, ApplicationKey, Credential, Dashboard, DataTable, Device, DeviceRecipe, Event, ExperienceDomain, ExperienceEndpoint, ExperienceGroup, ExperienceSlug, ExperienceUser, ExperienceVersion, ExperienceView, File, Flow, Integration, Notebook, PrivateFile, ResourceJob, Webhook
     - `name`: str
@@ -6270,10 +6481,11 @@ class AuditLogFilterSecondaryTargetItem(LosantModel):
     name: str | UnsetType = UNSET
 
 
-class AuditLogFilterActorItem(LosantModel):
-    """The object at `/actor/items` in schema `auditLogFilter`.
+class AuditLogFilterActorItem(LosantModel, kw_only=True):
+    """The object at `/actor/items` in schema `auditLogFilter`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `type`: str; one of: Application, Device, Flow, User, ApiToken
     - `name`: str
@@ -6284,10 +6496,11 @@ class AuditLogFilterActorItem(LosantModel):
     name: str | UnsetType = UNSET
 
 
-class AuditLogFilterRequestItem(LosantModel):
-    """The object at `/request/items` in schema `auditLogFilter`.
+class AuditLogFilterRequestItem(LosantModel, kw_only=True):
+    """The object at `/request/items` in schema `auditLogFilter`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `resource`: str
     - `action`: str
     """
@@ -6296,11 +6509,12 @@ class AuditLogFilterRequestItem(LosantModel):
     action: str | UnsetType = UNSET
 
 
-class AuditLogs(LosantModel):
-    """Schema `auditLogs`.
+class AuditLogs(LosantModel, kw_only=True):
+    """Schema `auditLogs`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[AuditLog]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[AuditLog]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -6310,7 +6524,7 @@ class AuditLogs(LosantModel):
     - `orgId`: str
     """
 
-    items: list[AuditLog] | UnsetType = UNSET
+    items: list[AuditLog]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -6320,50 +6534,53 @@ class AuditLogs(LosantModel):
     org_id: str | UnsetType = field(name="orgId", default=UNSET)
 
 
-class AuthedDevice(LosantModel):
-    """Schema `authedDevice`.
+class AuthedDevice(LosantModel, kw_only=True):
+    """Schema `authedDevice`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `applicationId`*: str
-    - `deviceId`*: str
-    - `deviceClass`*: str; one of: standalone, gateway, peripheral, floating, edgeCompute, system, embedded
-    - `token`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `applicationId`: str; always present
+    - `deviceId`: str; always present
+    - `deviceClass`: str; always present; one of: standalone, gateway, peripheral, floating, edgeCompute, system, embedded
+    - `token`: str; always present
     - `ownerType`: str; one of: user, organization
     - `filterType`: str; one of: all, whitelist, blacklist; one of: none
     - `pubTopics`: list[str]
     - `subTopics`: list[str]
     """
 
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    device_id: str | UnsetType = field(name="deviceId", default=UNSET)
-    device_class: str | UnsetType = field(name="deviceClass", default=UNSET)
-    token: str | UnsetType = UNSET
+    application_id: str = field(name="applicationId")
+    device_id: str = field(name="deviceId")
+    device_class: str = field(name="deviceClass")
+    token: str
     owner_type: str | UnsetType = field(name="ownerType", default=UNSET)
     filter_type: str | UnsetType = field(name="filterType", default=UNSET)
     pub_topics: list[str] | UnsetType = field(name="pubTopics", default=UNSET)
     sub_topics: list[str] | UnsetType = field(name="subTopics", default=UNSET)
 
 
-class AuthedUser(LosantModel):
-    """Schema `authedUser`.
+class AuthedUser(LosantModel, kw_only=True):
+    """Schema `authedUser`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `userId`*: str
-    - `token`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `userId`: str; always present
+    - `token`: str; always present
     - `needsToVerifyEmail`: bool
     - `orgId`: str
     """
 
-    user_id: str | UnsetType = field(name="userId", default=UNSET)
-    token: str | UnsetType = UNSET
+    user_id: str = field(name="userId")
+    token: str
     needs_to_verify_email: bool | UnsetType = field(name="needsToVerifyEmail", default=UNSET)
     org_id: str | UnsetType = field(name="orgId", default=UNSET)
 
 
-class BulkDeleteResponse(LosantModel):
-    """Schema `bulkDeleteResponse`.
+class BulkDeleteResponse(LosantModel, kw_only=True):
+    """Schema `bulkDeleteResponse`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `removed`: int | float
     - `failed`: int | float
     """
@@ -6372,10 +6589,11 @@ class BulkDeleteResponse(LosantModel):
     failed: int | float | UnsetType = UNSET
 
 
-class BulkRestoreResponse(LosantModel):
-    """Schema `bulkRestoreResponse`.
+class BulkRestoreResponse(LosantModel, kw_only=True):
+    """Schema `bulkRestoreResponse`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `restored`: int | float
     - `failed`: int | float
     """
@@ -6384,13 +6602,14 @@ class BulkRestoreResponse(LosantModel):
     failed: int | float | UnsetType = UNSET
 
 
-class ChangePassword(LosantModel):
-    """Schema `changePassword`.
+class ChangePassword(LosantModel, kw_only=True):
+    """Schema `changePassword`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `twoFactorCode`: str
-    - `password`*: str
-    - `newPassword`*: str
+    - `password`: str; the schema requires it in requests; the server checks it
+    - `newPassword`: str; the schema requires it in requests; the server checks it
     - `invalidateExistingTokens`: bool
     - `tokenTTL`: int
     """
@@ -6402,10 +6621,11 @@ class ChangePassword(LosantModel):
     token_ttl: int | UnsetType = field(name="tokenTTL", default=UNSET)
 
 
-class CompositeDeviceStateValue(LosantModel):
-    """The object at `/patternProperties` in schema `compositeDeviceState`.
+class CompositeDeviceStateValue(LosantModel, kw_only=True):
+    """The object at `/patternProperties` in schema `compositeDeviceState`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `value`: int | float | str | bool
     - `time`: str | int | float | CompositeDeviceStateValueTime
     """
@@ -6414,21 +6634,23 @@ class CompositeDeviceStateValue(LosantModel):
     time: str | int | float | CompositeDeviceStateValueTime | UnsetType = UNSET
 
 
-class CompositeDeviceStateValueTime(LosantModel):
-    """The object at `/patternProperties/time` in schema `compositeDeviceState`.
+class CompositeDeviceStateValueTime(LosantModel, kw_only=True):
+    """The object at `/patternProperties/time` in schema `compositeDeviceState`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `$date`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `$date`: str; always present
     """
 
-    date: str | UnsetType = field(name="$date", default=UNSET)
+    date: str = field(name="$date")
 
 
-class CompositeDevicesState(LosantModel):
-    """Schema `compositeDevicesState`.
+class CompositeDevicesState(LosantModel, kw_only=True):
+    """Schema `compositeDevicesState`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[CompositeDevicesStateItemsItem]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[CompositeDevicesStateItemsItem]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -6439,7 +6661,7 @@ class CompositeDevicesState(LosantModel):
     - `query`: dict[str, Any]
     """
 
-    items: list[CompositeDevicesStateItemsItem] | UnsetType = UNSET
+    items: list[CompositeDevicesStateItemsItem]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -6450,10 +6672,11 @@ class CompositeDevicesState(LosantModel):
     query: dict[str, Any] | UnsetType = UNSET
 
 
-class CompositeDevicesStateItemsItem(LosantModel):
-    """The object at `/items/items` in schema `compositeDevicesState`.
+class CompositeDevicesStateItemsItem(LosantModel, kw_only=True):
+    """The object at `/items/items` in schema `compositeDevicesState`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `name`: str
     - `compositeState`: dict[str, CompositeDevicesStateItemsItemCompositeStateValue]
@@ -6464,10 +6687,11 @@ class CompositeDevicesStateItemsItem(LosantModel):
     composite_state: dict[str, CompositeDevicesStateItemsItemCompositeStateValue] | UnsetType = field(name="compositeState", default=UNSET)
 
 
-class CompositeDevicesStateItemsItemCompositeStateValue(LosantModel):
-    """The object at `/items/items/compositeState/patternProperties` in schema `compositeDevicesState`.
+class CompositeDevicesStateItemsItemCompositeStateValue(LosantModel, kw_only=True):
+    """The object at `/items/items/compositeState/patternProperties` in schema `compositeDevicesState`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `value`: int | float | str | bool
     - `time`: str | int | float | CompositeDevicesStateItemsItemCompositeStateValueTime
     """
@@ -6476,32 +6700,34 @@ class CompositeDevicesStateItemsItemCompositeStateValue(LosantModel):
     time: str | int | float | CompositeDevicesStateItemsItemCompositeStateValueTime | UnsetType = UNSET
 
 
-class CompositeDevicesStateItemsItemCompositeStateValueTime(LosantModel):
-    """The object at `/items/items/compositeState/patternProperties/time` in schema `compositeDevicesState`.
+class CompositeDevicesStateItemsItemCompositeStateValueTime(LosantModel, kw_only=True):
+    """The object at `/items/items/compositeState/patternProperties/time` in schema `compositeDevicesState`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `$date`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `$date`: str; always present
     """
 
-    date: str | UnsetType = field(name="$date", default=UNSET)
+    date: str = field(name="$date")
 
 
-class Credential(LosantModel):
-    """Schema `credential`.
+class Credential(LosantModel, kw_only=True):
+    """Schema `credential`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `applicationId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `createdById`: str
     - `createdByType`: str; one of: flow, user, apiToken
     - `lastUpdatedById`: str
     - `lastUpdatedByType`: str; one of: flow, user, apiToken
-    - `name`*: str
+    - `name`: str; always present
     - `description`: str
     - `enabled`: bool
-    - `type`*: str; one of: aws, azure, gcp, http, sendgrid, twilio, loggly, jwt, whatsapp, sql, mongodb, mailgun, snowflake, git, datadog, certificateKeyPair
+    - `type`: str; always present; one of: aws, azure, gcp, http, sendgrid, twilio, loggly, jwt, whatsapp, sql, mongodb, mailgun, snowflake, git, datadog, certificateKeyPair
     - `awsConfig`: CredentialAwsConfig
     - `azureConfig`: CredentialAzureConfig
     - `gcpConfig`: CredentialGcpConfig
@@ -6522,16 +6748,16 @@ class Credential(LosantModel):
 
     id: str | UnsetType = UNSET
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     created_by_id: str | UnsetType = field(name="createdById", default=UNSET)
     created_by_type: str | UnsetType = field(name="createdByType", default=UNSET)
     last_updated_by_id: str | UnsetType = field(name="lastUpdatedById", default=UNSET)
     last_updated_by_type: str | UnsetType = field(name="lastUpdatedByType", default=UNSET)
-    name: str | UnsetType = UNSET
+    name: str
     description: str | UnsetType = UNSET
     enabled: bool | UnsetType = UNSET
-    type: str | UnsetType = UNSET
+    type: str
     aws_config: CredentialAwsConfig | UnsetType = field(name="awsConfig", default=UNSET)
     azure_config: CredentialAzureConfig | UnsetType = field(name="azureConfig", default=UNSET)
     gcp_config: CredentialGcpConfig | UnsetType = field(name="gcpConfig", default=UNSET)
@@ -6550,184 +6776,196 @@ class Credential(LosantModel):
     certificate_key_pair_config: CredentialCertificateKeyPairConfig | UnsetType = field(name="certificateKeyPairConfig", default=UNSET)
 
 
-class CredentialAwsConfig(LosantModel):
-    """The object at `/awsConfig` in schema `credential`.
+class CredentialAwsConfig(LosantModel, kw_only=True):
+    """The object at `/awsConfig` in schema `credential`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `accessKeyId`*: str
-    - `region`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `accessKeyId`: str; always present
+    - `region`: str; always present
     """
 
-    access_key_id: str | UnsetType = field(name="accessKeyId", default=UNSET)
-    region: str | UnsetType = UNSET
+    access_key_id: str = field(name="accessKeyId")
+    region: str
 
 
-class CredentialAzureConfig(LosantModel):
-    """The object at `/azureConfig` in schema `credential`.
+class CredentialAzureConfig(LosantModel, kw_only=True):
+    """The object at `/azureConfig` in schema `credential`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `account`: str
     """
 
     account: str | UnsetType = UNSET
 
 
-class CredentialGcpConfig(LosantModel):
-    """The object at `/gcpConfig` in schema `credential`.
+class CredentialGcpConfig(LosantModel, kw_only=True):
+    """The object at `/gcpConfig` in schema `credential`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `keyMetaJson`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `keyMetaJson`: str; always present
     """
 
-    key_meta_json: str | UnsetType = field(name="keyMetaJson", default=UNSET)
+    key_meta_json: str = field(name="keyMetaJson")
 
 
-class CredentialHttpConfig(LosantModel):
-    """The object at `/httpConfig` in schema `credential`.
+class CredentialHttpConfig(LosantModel, kw_only=True):
+    """The object at `/httpConfig` in schema `credential`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `uriMatch`*: str
-    - `authMethod`*: str; one of: header, queryParam, basicAuth, clientCertificate
-    - `publicValue`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `uriMatch`: str; always present
+    - `authMethod`: str; always present; one of: header, queryParam, basicAuth, clientCertificate
+    - `publicValue`: str; always present
     """
 
-    uri_match: str | UnsetType = field(name="uriMatch", default=UNSET)
-    auth_method: str | UnsetType = field(name="authMethod", default=UNSET)
-    public_value: str | UnsetType = field(name="publicValue", default=UNSET)
+    uri_match: str = field(name="uriMatch")
+    auth_method: str = field(name="authMethod")
+    public_value: str = field(name="publicValue")
 
 
-class CredentialSendgridConfig(LosantModel):
-    """The object at `/sendgridConfig` in schema `credential`.
-    """
-
-    pass
-
-
-class CredentialTwilioConfig(LosantModel):
-    """The object at `/twilioConfig` in schema `credential`.
-
-    Fields (wire name, type; * = required by the schema):
-    - `accountSid`*: str
-    - `apiKeySid`*: str
-    """
-
-    account_sid: str | UnsetType = field(name="accountSid", default=UNSET)
-    api_key_sid: str | UnsetType = field(name="apiKeySid", default=UNSET)
-
-
-class CredentialLogglyConfig(LosantModel):
-    """The object at `/logglyConfig` in schema `credential`.
+class CredentialSendgridConfig(LosantModel, kw_only=True):
+    """The object at `/sendgridConfig` in schema `credential`, used in replies.
     """
 
     pass
 
 
-class CredentialJwtConfig(LosantModel):
-    """The object at `/jwtConfig` in schema `credential`.
+class CredentialTwilioConfig(LosantModel, kw_only=True):
+    """The object at `/twilioConfig` in schema `credential`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `accountSid`: str; always present
+    - `apiKeySid`: str; always present
+    """
+
+    account_sid: str = field(name="accountSid")
+    api_key_sid: str = field(name="apiKeySid")
+
+
+class CredentialLogglyConfig(LosantModel, kw_only=True):
+    """The object at `/logglyConfig` in schema `credential`, used in replies.
+    """
+
+    pass
+
+
+class CredentialJwtConfig(LosantModel, kw_only=True):
+    """The object at `/jwtConfig` in schema `credential`, used in replies.
+
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `issuer`: str
-    - `algorithm`*: str; one of: HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, ES512
+    - `algorithm`: str; always present; one of: HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, ES512
     """
 
     issuer: str | UnsetType = UNSET
-    algorithm: str | UnsetType = UNSET
+    algorithm: str
 
 
-class CredentialWhatsappConfig(LosantModel):
-    """The object at `/whatsappConfig` in schema `credential`.
+class CredentialWhatsappConfig(LosantModel, kw_only=True):
+    """The object at `/whatsappConfig` in schema `credential`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `fromNumberId`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `fromNumberId`: str; always present
     """
 
-    from_number_id: str | UnsetType = field(name="fromNumberId", default=UNSET)
+    from_number_id: str = field(name="fromNumberId")
 
 
-class CredentialSqlConfig(LosantModel):
-    """The object at `/sqlConfig` in schema `credential`.
+class CredentialSqlConfig(LosantModel, kw_only=True):
+    """The object at `/sqlConfig` in schema `credential`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `system`*: str; one of: mssql, mysql, pg
-    - `host`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `system`: str; always present; one of: mssql, mysql, pg
+    - `host`: str; always present
     - `port`: int
-    - `username`*: str
+    - `username`: str; always present
     - `secureConnection`: bool
     - `caCertificate`: str
     - `disableSSLVerification`: bool
     """
 
-    system: str | UnsetType = UNSET
-    host: str | UnsetType = UNSET
+    system: str
+    host: str
     port: int | UnsetType = UNSET
-    username: str | UnsetType = UNSET
+    username: str
     secure_connection: bool | UnsetType = field(name="secureConnection", default=UNSET)
     ca_certificate: str | UnsetType = field(name="caCertificate", default=UNSET)
     disable_ssl_verification: bool | UnsetType = field(name="disableSSLVerification", default=UNSET)
 
 
-class CredentialMongodbConfig(LosantModel):
-    """The object at `/mongodbConfig` in schema `credential`.
+class CredentialMongodbConfig(LosantModel, kw_only=True):
+    """The object at `/mongodbConfig` in schema `credential`, used in replies.
     """
 
     pass
 
 
-class CredentialMailgunConfig(LosantModel):
-    """The object at `/mailgunConfig` in schema `credential`.
+class CredentialMailgunConfig(LosantModel, kw_only=True):
+    """The object at `/mailgunConfig` in schema `credential`, used in replies.
     """
 
     pass
 
 
-class CredentialSnowflakeConfig(LosantModel):
-    """The object at `/snowflakeConfig` in schema `credential`.
+class CredentialSnowflakeConfig(LosantModel, kw_only=True):
+    """The object at `/snowflakeConfig` in schema `credential`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `host`*: str
-    - `username`*: str
-    - `publicKey`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `host`: str; always present
+    - `username`: str; always present
+    - `publicKey`: str; always present
     """
 
-    host: str | UnsetType = UNSET
-    username: str | UnsetType = UNSET
-    public_key: str | UnsetType = field(name="publicKey", default=UNSET)
+    host: str
+    username: str
+    public_key: str = field(name="publicKey")
 
 
-class CredentialGitConfig(LosantModel):
-    """The object at `/gitConfig` in schema `credential`.
+class CredentialGitConfig(LosantModel, kw_only=True):
+    """The object at `/gitConfig` in schema `credential`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `type`*: str; one of: ssh-key, http-password
-    - `cloneUrl`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `type`: str; always present; one of: ssh-key, http-password
+    - `cloneUrl`: str; always present
     - `publicKey`: str
     - `username`: str
     - `committerName`: str
     - `committerEmail`: str
     """
 
-    type: str | UnsetType = UNSET
-    clone_url: str | UnsetType = field(name="cloneUrl", default=UNSET)
+    type: str
+    clone_url: str = field(name="cloneUrl")
     public_key: str | UnsetType = field(name="publicKey", default=UNSET)
     username: str | UnsetType = UNSET
     committer_name: str | UnsetType = field(name="committerName", default=UNSET)
     committer_email: str | UnsetType = field(name="committerEmail", default=UNSET)
 
 
-class CredentialDatadogConfig(LosantModel):
-    """The object at `/datadogConfig` in schema `credential`.
+class CredentialDatadogConfig(LosantModel, kw_only=True):
+    """The object at `/datadogConfig` in schema `credential`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `site`: str
     """
 
     site: str | UnsetType = UNSET
 
 
-class CredentialCertificateKeyPairConfig(LosantModel):
-    """The object at `/certificateKeyPairConfig` in schema `credential`.
+class CredentialCertificateKeyPairConfig(LosantModel, kw_only=True):
+    """The object at `/certificateKeyPairConfig` in schema `credential`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `certificate`: str
     - `info`: CredentialCertificateKeyPairConfigInfo
     """
@@ -6736,30 +6974,32 @@ class CredentialCertificateKeyPairConfig(LosantModel):
     info: CredentialCertificateKeyPairConfigInfo | UnsetType = UNSET
 
 
-class CredentialCertificateKeyPairConfigInfo(LosantModel):
-    """The object at `/certificateKeyPairConfig/info` in schema `credential`.
+class CredentialCertificateKeyPairConfigInfo(LosantModel, kw_only=True):
+    """The object at `/certificateKeyPairConfig/info` in schema `credential`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `serialNumber`: str
     - `fingerprint`: str
     - `commonName`: str
     - `issuerName`: str
-    - `notValidBefore`: str; date-time string
-    - `notValidAfter`: str; date-time string
+    - `notValidBefore`: AwareDatetime
+    - `notValidAfter`: AwareDatetime
     """
 
     serial_number: str | UnsetType = field(name="serialNumber", default=UNSET)
     fingerprint: str | UnsetType = UNSET
     common_name: str | UnsetType = field(name="commonName", default=UNSET)
     issuer_name: str | UnsetType = field(name="issuerName", default=UNSET)
-    not_valid_before: str | UnsetType = field(name="notValidBefore", default=UNSET)
-    not_valid_after: str | UnsetType = field(name="notValidAfter", default=UNSET)
+    not_valid_before: AwareDatetime | UnsetType = field(name="notValidBefore", default=UNSET)
+    not_valid_after: AwareDatetime | UnsetType = field(name="notValidAfter", default=UNSET)
 
 
-class CredentialLinkedResources(LosantModel):
-    """Schema `credentialLinkedResources`.
+class CredentialLinkedResources(LosantModel, kw_only=True):
+    """Schema `credentialLinkedResources`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `integrations`: Integrations
     - `flows`: Flows
     - `flowVersions`: FlowVersions
@@ -6770,10 +7010,11 @@ class CredentialLinkedResources(LosantModel):
     flow_versions: FlowVersions | UnsetType = field(name="flowVersions", default=UNSET)
 
 
-class CredentialPatch(LosantModel):
-    """Schema `credentialPatch`.
+class CredentialPatch(LosantModel, kw_only=True):
+    """Schema `credentialPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `description`: str
     - `enabled`: bool
@@ -6816,10 +7057,11 @@ class CredentialPatch(LosantModel):
     certificate_key_pair_config: CredentialPatchCertificateKeyPairConfig | UnsetType = field(name="certificateKeyPairConfig", default=UNSET)
 
 
-class CredentialPatchAwsConfig(LosantModel):
-    """The object at `/awsConfig` in schema `credentialPatch`.
+class CredentialPatchAwsConfig(LosantModel, kw_only=True):
+    """The object at `/awsConfig` in schema `credentialPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `accessKeyId`: str
     - `secretAccessKey`: str
     - `region`: str
@@ -6830,10 +7072,11 @@ class CredentialPatchAwsConfig(LosantModel):
     region: str | UnsetType = UNSET
 
 
-class CredentialPatchAzureConfig(LosantModel):
-    """The object at `/azureConfig` in schema `credentialPatch`.
+class CredentialPatchAzureConfig(LosantModel, kw_only=True):
+    """The object at `/azureConfig` in schema `credentialPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `account`: str
     - `accountKey`: str
     """
@@ -6842,20 +7085,22 @@ class CredentialPatchAzureConfig(LosantModel):
     account_key: str | UnsetType = field(name="accountKey", default=UNSET)
 
 
-class CredentialPatchGcpConfig(LosantModel):
-    """The object at `/gcpConfig` in schema `credentialPatch`.
+class CredentialPatchGcpConfig(LosantModel, kw_only=True):
+    """The object at `/gcpConfig` in schema `credentialPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `keyJson`: str
     """
 
     key_json: str | UnsetType = field(name="keyJson", default=UNSET)
 
 
-class CredentialPatchHttpConfig(LosantModel):
-    """The object at `/httpConfig` in schema `credentialPatch`.
+class CredentialPatchHttpConfig(LosantModel, kw_only=True):
+    """The object at `/httpConfig` in schema `credentialPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `uriMatch`: str
     - `authMethod`: str; one of: header, queryParam, basicAuth, clientCertificate
     - `publicValue`: str
@@ -6868,20 +7113,22 @@ class CredentialPatchHttpConfig(LosantModel):
     secret_value: str | UnsetType = field(name="secretValue", default=UNSET)
 
 
-class CredentialPatchSendgridConfig(LosantModel):
-    """The object at `/sendgridConfig` in schema `credentialPatch`.
+class CredentialPatchSendgridConfig(LosantModel, kw_only=True):
+    """The object at `/sendgridConfig` in schema `credentialPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `apiKey`: str
     """
 
     api_key: str | UnsetType = field(name="apiKey", default=UNSET)
 
 
-class CredentialPatchTwilioConfig(LosantModel):
-    """The object at `/twilioConfig` in schema `credentialPatch`.
+class CredentialPatchTwilioConfig(LosantModel, kw_only=True):
+    """The object at `/twilioConfig` in schema `credentialPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `accountSid`: str
     - `apiKeySid`: str
     - `apiKeySecret`: str
@@ -6892,20 +7139,22 @@ class CredentialPatchTwilioConfig(LosantModel):
     api_key_secret: str | UnsetType = field(name="apiKeySecret", default=UNSET)
 
 
-class CredentialPatchLogglyConfig(LosantModel):
-    """The object at `/logglyConfig` in schema `credentialPatch`.
+class CredentialPatchLogglyConfig(LosantModel, kw_only=True):
+    """The object at `/logglyConfig` in schema `credentialPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `customerToken`: str
     """
 
     customer_token: str | UnsetType = field(name="customerToken", default=UNSET)
 
 
-class CredentialPatchJwtConfig(LosantModel):
-    """The object at `/jwtConfig` in schema `credentialPatch`.
+class CredentialPatchJwtConfig(LosantModel, kw_only=True):
+    """The object at `/jwtConfig` in schema `credentialPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `issuer`: str
     - `algorithm`: str; one of: HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, ES512
     - `secret`: str
@@ -6916,10 +7165,11 @@ class CredentialPatchJwtConfig(LosantModel):
     secret: str | UnsetType = UNSET
 
 
-class CredentialPatchWhatsappConfig(LosantModel):
-    """The object at `/whatsappConfig` in schema `credentialPatch`.
+class CredentialPatchWhatsappConfig(LosantModel, kw_only=True):
+    """The object at `/whatsappConfig` in schema `credentialPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `accessToken`: str
     - `fromNumberId`: str
     """
@@ -6928,10 +7178,11 @@ class CredentialPatchWhatsappConfig(LosantModel):
     from_number_id: str | UnsetType = field(name="fromNumberId", default=UNSET)
 
 
-class CredentialPatchSqlConfig(LosantModel):
-    """The object at `/sqlConfig` in schema `credentialPatch`.
+class CredentialPatchSqlConfig(LosantModel, kw_only=True):
+    """The object at `/sqlConfig` in schema `credentialPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `system`: str; one of: mssql, mysql, pg
     - `host`: str
     - `port`: int | None
@@ -6952,30 +7203,33 @@ class CredentialPatchSqlConfig(LosantModel):
     disable_ssl_verification: bool | UnsetType = field(name="disableSSLVerification", default=UNSET)
 
 
-class CredentialPatchMongodbConfig(LosantModel):
-    """The object at `/mongodbConfig` in schema `credentialPatch`.
+class CredentialPatchMongodbConfig(LosantModel, kw_only=True):
+    """The object at `/mongodbConfig` in schema `credentialPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `connectionUri`: str
     """
 
     connection_uri: str | UnsetType = field(name="connectionUri", default=UNSET)
 
 
-class CredentialPatchMailgunConfig(LosantModel):
-    """The object at `/mailgunConfig` in schema `credentialPatch`.
+class CredentialPatchMailgunConfig(LosantModel, kw_only=True):
+    """The object at `/mailgunConfig` in schema `credentialPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `apiKey`: str
     """
 
     api_key: str | UnsetType = field(name="apiKey", default=UNSET)
 
 
-class CredentialPatchSnowflakeConfig(LosantModel):
-    """The object at `/snowflakeConfig` in schema `credentialPatch`.
+class CredentialPatchSnowflakeConfig(LosantModel, kw_only=True):
+    """The object at `/snowflakeConfig` in schema `credentialPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `host`: str
     - `username`: str
     - `privateKey`: str
@@ -6988,10 +7242,11 @@ class CredentialPatchSnowflakeConfig(LosantModel):
     generate_private_key: bool | UnsetType = field(name="generatePrivateKey", default=UNSET)
 
 
-class CredentialPatchGitConfig(LosantModel):
-    """The object at `/gitConfig` in schema `credentialPatch`.
+class CredentialPatchGitConfig(LosantModel, kw_only=True):
+    """The object at `/gitConfig` in schema `credentialPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `type`: str; one of: ssh-key, http-password
     - `cloneUrl`: str
     - `username`: str
@@ -7010,10 +7265,11 @@ class CredentialPatchGitConfig(LosantModel):
     secret_value: str | UnsetType = field(name="secretValue", default=UNSET)
 
 
-class CredentialPatchDatadogConfig(LosantModel):
-    """The object at `/datadogConfig` in schema `credentialPatch`.
+class CredentialPatchDatadogConfig(LosantModel, kw_only=True):
+    """The object at `/datadogConfig` in schema `credentialPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `secretValue`: str
     - `site`: str
     """
@@ -7022,10 +7278,11 @@ class CredentialPatchDatadogConfig(LosantModel):
     site: str | UnsetType = UNSET
 
 
-class CredentialPatchCertificateKeyPairConfig(LosantModel):
-    """The object at `/certificateKeyPairConfig` in schema `credentialPatch`.
+class CredentialPatchCertificateKeyPairConfig(LosantModel, kw_only=True):
+    """The object at `/certificateKeyPairConfig` in schema `credentialPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `certificate`: str
     - `privateKey`: str
     """
@@ -7034,14 +7291,15 @@ class CredentialPatchCertificateKeyPairConfig(LosantModel):
     private_key: str | UnsetType = field(name="privateKey", default=UNSET)
 
 
-class CredentialPost(LosantModel):
-    """Schema `credentialPost`.
+class CredentialPost(LosantModel, kw_only=True):
+    """Schema `credentialPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
     - `description`: str
     - `enabled`: bool
-    - `type`*: str; one of: aws, azure, gcp, http, sendgrid, twilio, loggly, jwt, whatsapp, sql, mongodb, mailgun, snowflake, git, datadog, certificateKeyPair
+    - `type`: str; the schema requires it in requests; the server checks it; one of: aws, azure, gcp, http, sendgrid, twilio, loggly, jwt, whatsapp, sql, mongodb, mailgun, snowflake, git, datadog, certificateKeyPair
     - `awsConfig`: CredentialPostAwsConfig
     - `azureConfig`: CredentialPostAzureConfig
     - `gcpConfig`: CredentialPostGcpConfig
@@ -7082,13 +7340,14 @@ class CredentialPost(LosantModel):
     certificate_key_pair_config: CredentialPostCertificateKeyPairConfig | UnsetType = field(name="certificateKeyPairConfig", default=UNSET)
 
 
-class CredentialPostAwsConfig(LosantModel):
-    """The object at `/awsConfig` in schema `credentialPost`.
+class CredentialPostAwsConfig(LosantModel, kw_only=True):
+    """The object at `/awsConfig` in schema `credentialPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `accessKeyId`*: str
-    - `secretAccessKey`*: str
-    - `region`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `accessKeyId`: str; the schema requires it in requests; the server checks it
+    - `secretAccessKey`: str; the schema requires it in requests; the server checks it
+    - `region`: str; the schema requires it in requests; the server checks it
     """
 
     access_key_id: str | UnsetType = field(name="accessKeyId", default=UNSET)
@@ -7096,36 +7355,39 @@ class CredentialPostAwsConfig(LosantModel):
     region: str | UnsetType = UNSET
 
 
-class CredentialPostAzureConfig(LosantModel):
-    """The object at `/azureConfig` in schema `credentialPost`.
+class CredentialPostAzureConfig(LosantModel, kw_only=True):
+    """The object at `/azureConfig` in schema `credentialPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `account`: str
-    - `accountKey`*: str
+    - `accountKey`: str; the schema requires it in requests; the server checks it
     """
 
     account: str | UnsetType = UNSET
     account_key: str | UnsetType = field(name="accountKey", default=UNSET)
 
 
-class CredentialPostGcpConfig(LosantModel):
-    """The object at `/gcpConfig` in schema `credentialPost`.
+class CredentialPostGcpConfig(LosantModel, kw_only=True):
+    """The object at `/gcpConfig` in schema `credentialPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `keyJson`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `keyJson`: str; the schema requires it in requests; the server checks it
     """
 
     key_json: str | UnsetType = field(name="keyJson", default=UNSET)
 
 
-class CredentialPostHttpConfig(LosantModel):
-    """The object at `/httpConfig` in schema `credentialPost`.
+class CredentialPostHttpConfig(LosantModel, kw_only=True):
+    """The object at `/httpConfig` in schema `credentialPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `uriMatch`*: str
-    - `authMethod`*: str; one of: header, queryParam, basicAuth, clientCertificate
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `uriMatch`: str; the schema requires it in requests; the server checks it
+    - `authMethod`: str; the schema requires it in requests; the server checks it; one of: header, queryParam, basicAuth, clientCertificate
     - `publicValue`: str
-    - `secretValue`*: str
+    - `secretValue`: str; the schema requires it in requests; the server checks it
     """
 
     uri_match: str | UnsetType = field(name="uriMatch", default=UNSET)
@@ -7134,23 +7396,25 @@ class CredentialPostHttpConfig(LosantModel):
     secret_value: str | UnsetType = field(name="secretValue", default=UNSET)
 
 
-class CredentialPostSendgridConfig(LosantModel):
-    """The object at `/sendgridConfig` in schema `credentialPost`.
+class CredentialPostSendgridConfig(LosantModel, kw_only=True):
+    """The object at `/sendgridConfig` in schema `credentialPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `apiKey`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `apiKey`: str; the schema requires it in requests; the server checks it
     """
 
     api_key: str | UnsetType = field(name="apiKey", default=UNSET)
 
 
-class CredentialPostTwilioConfig(LosantModel):
-    """The object at `/twilioConfig` in schema `credentialPost`.
+class CredentialPostTwilioConfig(LosantModel, kw_only=True):
+    """The object at `/twilioConfig` in schema `credentialPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `accountSid`*: str
-    - `apiKeySid`*: str
-    - `apiKeySecret`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `accountSid`: str; the schema requires it in requests; the server checks it
+    - `apiKeySid`: str; the schema requires it in requests; the server checks it
+    - `apiKeySecret`: str; the schema requires it in requests; the server checks it
     """
 
     account_sid: str | UnsetType = field(name="accountSid", default=UNSET)
@@ -7158,23 +7422,25 @@ class CredentialPostTwilioConfig(LosantModel):
     api_key_secret: str | UnsetType = field(name="apiKeySecret", default=UNSET)
 
 
-class CredentialPostLogglyConfig(LosantModel):
-    """The object at `/logglyConfig` in schema `credentialPost`.
+class CredentialPostLogglyConfig(LosantModel, kw_only=True):
+    """The object at `/logglyConfig` in schema `credentialPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `customerToken`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `customerToken`: str; the schema requires it in requests; the server checks it
     """
 
     customer_token: str | UnsetType = field(name="customerToken", default=UNSET)
 
 
-class CredentialPostJwtConfig(LosantModel):
-    """The object at `/jwtConfig` in schema `credentialPost`.
+class CredentialPostJwtConfig(LosantModel, kw_only=True):
+    """The object at `/jwtConfig` in schema `credentialPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `issuer`: str
-    - `algorithm`*: str; one of: HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, ES512
-    - `secret`*: str
+    - `algorithm`: str; the schema requires it in requests; the server checks it; one of: HS256, HS384, HS512, RS256, RS384, RS512, ES256, ES384, ES512
+    - `secret`: str; the schema requires it in requests; the server checks it
     """
 
     issuer: str | UnsetType = UNSET
@@ -7182,27 +7448,29 @@ class CredentialPostJwtConfig(LosantModel):
     secret: str | UnsetType = UNSET
 
 
-class CredentialPostWhatsappConfig(LosantModel):
-    """The object at `/whatsappConfig` in schema `credentialPost`.
+class CredentialPostWhatsappConfig(LosantModel, kw_only=True):
+    """The object at `/whatsappConfig` in schema `credentialPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `accessToken`*: str
-    - `fromNumberId`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `accessToken`: str; the schema requires it in requests; the server checks it
+    - `fromNumberId`: str; the schema requires it in requests; the server checks it
     """
 
     access_token: str | UnsetType = field(name="accessToken", default=UNSET)
     from_number_id: str | UnsetType = field(name="fromNumberId", default=UNSET)
 
 
-class CredentialPostSqlConfig(LosantModel):
-    """The object at `/sqlConfig` in schema `credentialPost`.
+class CredentialPostSqlConfig(LosantModel, kw_only=True):
+    """The object at `/sqlConfig` in schema `credentialPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `system`*: str; one of: mssql, mysql, pg
-    - `host`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `system`: str; the schema requires it in requests; the server checks it; one of: mssql, mysql, pg
+    - `host`: str; the schema requires it in requests; the server checks it
     - `port`: int | None
-    - `username`*: str
-    - `password`*: str
+    - `username`: str; the schema requires it in requests; the server checks it
+    - `password`: str; the schema requires it in requests; the server checks it
     - `secureConnection`: bool
     - `caCertificate`: str
     - `disableSSLVerification`: bool
@@ -7218,30 +7486,33 @@ class CredentialPostSqlConfig(LosantModel):
     disable_ssl_verification: bool | UnsetType = field(name="disableSSLVerification", default=UNSET)
 
 
-class CredentialPostMongodbConfig(LosantModel):
-    """The object at `/mongodbConfig` in schema `credentialPost`.
+class CredentialPostMongodbConfig(LosantModel, kw_only=True):
+    """The object at `/mongodbConfig` in schema `credentialPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `connectionUri`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `connectionUri`: str; the schema requires it in requests; the server checks it
     """
 
     connection_uri: str | UnsetType = field(name="connectionUri", default=UNSET)
 
 
-class CredentialPostMailgunConfig(LosantModel):
-    """The object at `/mailgunConfig` in schema `credentialPost`.
+class CredentialPostMailgunConfig(LosantModel, kw_only=True):
+    """The object at `/mailgunConfig` in schema `credentialPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `apiKey`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `apiKey`: str; the schema requires it in requests; the server checks it
     """
 
     api_key: str | UnsetType = field(name="apiKey", default=UNSET)
 
 
-class CredentialPostSnowflakeConfig(LosantModel):
-    """The object at `/snowflakeConfig` in schema `credentialPost`.
+class CredentialPostSnowflakeConfig(LosantModel, kw_only=True):
+    """The object at `/snowflakeConfig` in schema `credentialPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `host`: str
     - `username`: str
     - `privateKey`: str
@@ -7254,10 +7525,11 @@ class CredentialPostSnowflakeConfig(LosantModel):
     generate_private_key: bool | UnsetType = field(name="generatePrivateKey", default=UNSET)
 
 
-class CredentialPostGitConfig(LosantModel):
-    """The object at `/gitConfig` in schema `credentialPost`.
+class CredentialPostGitConfig(LosantModel, kw_only=True):
+    """The object at `/gitConfig` in schema `credentialPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `type`: str; one of: ssh-key, http-password
     - `cloneUrl`: str
     - `username`: str
@@ -7276,11 +7548,12 @@ class CredentialPostGitConfig(LosantModel):
     secret_value: str | UnsetType = field(name="secretValue", default=UNSET)
 
 
-class CredentialPostDatadogConfig(LosantModel):
-    """The object at `/datadogConfig` in schema `credentialPost`.
+class CredentialPostDatadogConfig(LosantModel, kw_only=True):
+    """The object at `/datadogConfig` in schema `credentialPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `secretValue`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `secretValue`: str; the schema requires it in requests; the server checks it
     - `site`: str
     """
 
@@ -7288,23 +7561,25 @@ class CredentialPostDatadogConfig(LosantModel):
     site: str | UnsetType = UNSET
 
 
-class CredentialPostCertificateKeyPairConfig(LosantModel):
-    """The object at `/certificateKeyPairConfig` in schema `credentialPost`.
+class CredentialPostCertificateKeyPairConfig(LosantModel, kw_only=True):
+    """The object at `/certificateKeyPairConfig` in schema `credentialPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `certificate`*: str
-    - `privateKey`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `certificate`: str; the schema requires it in requests; the server checks it
+    - `privateKey`: str; the schema requires it in requests; the server checks it
     """
 
     certificate: str | UnsetType = UNSET
     private_key: str | UnsetType = field(name="privateKey", default=UNSET)
 
 
-class Credentials(LosantModel):
-    """Schema `credentials`.
+class Credentials(LosantModel, kw_only=True):
+    """Schema `credentials`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[Credential]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[Credential]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -7316,7 +7591,7 @@ class Credentials(LosantModel):
     - `applicationId`: str
     """
 
-    items: list[Credential] | UnsetType = UNSET
+    items: list[Credential]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -7328,14 +7603,15 @@ class Credentials(LosantModel):
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
 
 
-class Dashboard(LosantModel):
-    """Schema `dashboard`.
+class Dashboard(LosantModel, kw_only=True):
+    """Schema `dashboard`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `dashboardId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `ownerId`: str
     - `ownerType`: str; one of: user, organization
     - `createdById`: str
@@ -7359,10 +7635,10 @@ class Dashboard(LosantModel):
     - `contextConfiguration`: list[dict[str, Any]]; 6 object shapes told apart by `type`: dict[str, Any]
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     dashboard_id: str | UnsetType = field(name="dashboardId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     owner_id: str | UnsetType = field(name="ownerId", default=UNSET)
     owner_type: str | UnsetType = field(name="ownerType", default=UNSET)
     created_by_id: str | UnsetType = field(name="createdById", default=UNSET)
@@ -7386,10 +7662,11 @@ class Dashboard(LosantModel):
     context_configuration: list[dict[str, Any]] | UnsetType = field(name="contextConfiguration", default=UNSET)
 
 
-class DashboardReportConfigsItem(LosantModel):
-    """The object at `/reportConfigs/items` in schema `dashboard`.
+class DashboardReportConfigsItem(LosantModel, kw_only=True):
+    """The object at `/reportConfigs/items` in schema `dashboard`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `cron`: str
     - `toEmail`: list[str]
@@ -7416,10 +7693,11 @@ class DashboardReportConfigsItem(LosantModel):
     branded: bool | UnsetType = UNSET
 
 
-class DashboardReportConfigsItemCtxValue(LosantModel):
-    """The object at `/reportConfigs/items/ctx/patternProperties` in schema `dashboard`.
+class DashboardReportConfigsItemCtxValue(LosantModel, kw_only=True):
+    """The object at `/reportConfigs/items/ctx/patternProperties` in schema `dashboard`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -7428,31 +7706,33 @@ class DashboardReportConfigsItemCtxValue(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class DashboardBlockSuggestCodePost(LosantModel):
-    """Schema `dashboardBlockSuggestCodePost`.
+class DashboardBlockSuggestCodePost(LosantModel, kw_only=True):
+    """Schema `dashboardBlockSuggestCodePost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
-    - `text`*: str
-    - `blockConfig`*: DashboardBlockSuggestCodePostBlockConfig
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `text`: str; the schema requires it in requests; the server checks it
+    - `blockConfig`: DashboardBlockSuggestCodePostBlockConfig; the schema requires it in requests; the server checks it
     """
 
     text: str | UnsetType = UNSET
     block_config: DashboardBlockSuggestCodePostBlockConfig | UnsetType = field(name="blockConfig", default=UNSET)
 
 
-class DashboardBlockSuggestCodePostBlockConfig(LosantModel):
-    """The object at `/blockConfig` in schema `dashboardBlockSuggestCodePost`.
+class DashboardBlockSuggestCodePostBlockConfig(LosantModel, kw_only=True):
+    """The object at `/blockConfig` in schema `dashboardBlockSuggestCodePost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `title`: str
     - `description`: str
     - `applicationId`: str
-    - `startX`*: int | float
-    - `startY`*: int | float
-    - `width`*: int | float
-    - `height`*: int | float
-    - `blockType`*: str; one of: custom-chart, custom-html
+    - `startX`: int | float; the schema requires it in requests; the server checks it
+    - `startY`: int | float; the schema requires it in requests; the server checks it
+    - `width`: int | float; the schema requires it in requests; the server checks it
+    - `height`: int | float; the schema requires it in requests; the server checks it
+    - `blockType`: str; the schema requires it in requests; the server checks it; one of: custom-chart, custom-html
     - `config`: DashboardBlockSuggestCodePostBlockConfigConfig
     """
 
@@ -7468,10 +7748,11 @@ class DashboardBlockSuggestCodePostBlockConfig(LosantModel):
     config: DashboardBlockSuggestCodePostBlockConfigConfig | UnsetType = UNSET
 
 
-class DashboardBlockSuggestCodePostBlockConfigConfig(LosantModel):
-    """The object at `/blockConfig/config` in schema `dashboardBlockSuggestCodePost`.
+class DashboardBlockSuggestCodePostBlockConfigConfig(LosantModel, kw_only=True):
+    """The object at `/blockConfig/config` in schema `dashboardBlockSuggestCodePost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `configuration`: DashboardBlockSuggestCodePostBlockConfigConfigConfiguration | str
     - `segments`: list[dict[str, Any]]; 5 object shapes without a discriminator: dict[str, Any]
     - `vegaVersion`: str; one of: vegaLite2, vegaLite3, vegaLite4, vegaLite5, vegaLite6, vega4, vega5, vega6
@@ -7484,10 +7765,11 @@ class DashboardBlockSuggestCodePostBlockConfigConfig(LosantModel):
     tooltip_event_subscribe: bool | UnsetType = field(name="tooltipEventSubscribe", default=UNSET)
 
 
-class DashboardBlockSuggestCodePostBlockConfigConfigConfiguration(LosantModel):
-    """The object at `/blockConfig/config/configuration` in schema `dashboardBlockSuggestCodePost`.
+class DashboardBlockSuggestCodePostBlockConfigConfigConfiguration(LosantModel, kw_only=True):
+    """The object at `/blockConfig/config/configuration` in schema `dashboardBlockSuggestCodePost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `headContent`: str
     - `bodyContent`: str
     """
@@ -7496,13 +7778,14 @@ class DashboardBlockSuggestCodePostBlockConfigConfigConfiguration(LosantModel):
     body_content: str | UnsetType = field(name="bodyContent", default=UNSET)
 
 
-class DashboardBlockSuggestCodeResponse(LosantModel):
-    """Schema `dashboardBlockSuggestCodeResponse`.
+class DashboardBlockSuggestCodeResponse(LosantModel, kw_only=True):
+    """Schema `dashboardBlockSuggestCodeResponse`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
-    - `response`*: DashboardBlockSuggestCodeResponseResponse
-    - `responseId`*: str
-    - `finishReason`*: str; one of: FINISH_REASON_UNSPECIFIED, STOP, MAX_TOKENS, SAFETY, RECITATION, OTHER, BLOCKLIST, PROHIBITED_CONTENT, SPII, MALFORMED_FUNCTION_CALL
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `response`: DashboardBlockSuggestCodeResponseResponse; the schema requires it in requests; the server checks it
+    - `responseId`: str; the schema requires it in requests; the server checks it
+    - `finishReason`: str; the schema requires it in requests; the server checks it; one of: FINISH_REASON_UNSPECIFIED, STOP, MAX_TOKENS, SAFETY, RECITATION, OTHER, BLOCKLIST, PROHIBITED_CONTENT, SPII, MALFORMED_FUNCTION_CALL
     """
 
     response: DashboardBlockSuggestCodeResponseResponse | UnsetType = UNSET
@@ -7510,10 +7793,11 @@ class DashboardBlockSuggestCodeResponse(LosantModel):
     finish_reason: str | UnsetType = field(name="finishReason", default=UNSET)
 
 
-class DashboardBlockSuggestCodeResponseResponse(LosantModel):
-    """The object at `/response` in schema `dashboardBlockSuggestCodeResponse`.
+class DashboardBlockSuggestCodeResponseResponse(LosantModel, kw_only=True):
+    """The object at `/response` in schema `dashboardBlockSuggestCodeResponse`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `headContent`: str
     - `bodyContent`: str
     - `comments`: str
@@ -7524,10 +7808,11 @@ class DashboardBlockSuggestCodeResponseResponse(LosantModel):
     comments: str | UnsetType = UNSET
 
 
-class DashboardContextInstanceValue(LosantModel):
-    """The object at `/patternProperties` in schema `dashboardContextInstance`.
+class DashboardContextInstanceValue(LosantModel, kw_only=True):
+    """The object at `/patternProperties` in schema `dashboardContextInstance`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -7536,10 +7821,11 @@ class DashboardContextInstanceValue(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class DashboardPatch(LosantModel):
-    """Schema `dashboardPatch`.
+class DashboardPatch(LosantModel, kw_only=True):
+    """Schema `dashboardPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `blocks`: list[dict[str, Any]]; 24 object shapes without a discriminator: dict[str, Any]
     - `reportConfigs`: list[DashboardPatchReportConfigsItem]
@@ -7566,10 +7852,11 @@ class DashboardPatch(LosantModel):
     context_configuration: list[dict[str, Any]] | UnsetType = field(name="contextConfiguration", default=UNSET)
 
 
-class DashboardPatchReportConfigsItem(LosantModel):
-    """The object at `/reportConfigs/items` in schema `dashboardPatch`.
+class DashboardPatchReportConfigsItem(LosantModel, kw_only=True):
+    """The object at `/reportConfigs/items` in schema `dashboardPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `cron`: str
     - `toEmail`: list[str]
@@ -7596,10 +7883,11 @@ class DashboardPatchReportConfigsItem(LosantModel):
     branded: bool | UnsetType = UNSET
 
 
-class DashboardPatchReportConfigsItemCtxValue(LosantModel):
-    """The object at `/reportConfigs/items/ctx/patternProperties` in schema `dashboardPatch`.
+class DashboardPatchReportConfigsItemCtxValue(LosantModel, kw_only=True):
+    """The object at `/reportConfigs/items/ctx/patternProperties` in schema `dashboardPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -7608,13 +7896,14 @@ class DashboardPatchReportConfigsItemCtxValue(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class DashboardPost(LosantModel):
-    """Schema `dashboardPost`.
+class DashboardPost(LosantModel, kw_only=True):
+    """Schema `dashboardPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `orgId`: str
     - `applicationId`: str
-    - `name`*: str
+    - `name`: str; the schema requires it in requests; the server checks it
     - `blocks`: list[dict[str, Any]]; 24 object shapes without a discriminator: dict[str, Any]
     - `description`: str
     - `refreshRate`: int | float
@@ -7642,10 +7931,11 @@ class DashboardPost(LosantModel):
     context_configuration: list[dict[str, Any]] | UnsetType = field(name="contextConfiguration", default=UNSET)
 
 
-class DashboardPostReportConfigsItem(LosantModel):
-    """The object at `/reportConfigs/items` in schema `dashboardPost`.
+class DashboardPostReportConfigsItem(LosantModel, kw_only=True):
+    """The object at `/reportConfigs/items` in schema `dashboardPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `cron`: str
     - `toEmail`: list[str]
@@ -7672,10 +7962,11 @@ class DashboardPostReportConfigsItem(LosantModel):
     branded: bool | UnsetType = UNSET
 
 
-class DashboardPostReportConfigsItemCtxValue(LosantModel):
-    """The object at `/reportConfigs/items/ctx/patternProperties` in schema `dashboardPost`.
+class DashboardPostReportConfigsItemCtxValue(LosantModel, kw_only=True):
+    """The object at `/reportConfigs/items/ctx/patternProperties` in schema `dashboardPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -7684,10 +7975,11 @@ class DashboardPostReportConfigsItemCtxValue(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class DashboardSendReport(LosantModel):
-    """Schema `dashboardSendReport`.
+class DashboardSendReport(LosantModel, kw_only=True):
+    """Schema `dashboardSendReport`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `toEmail`: list[str]
     - `callbackUrl`: str
     - `subject`: str
@@ -7712,10 +8004,11 @@ class DashboardSendReport(LosantModel):
     branded: bool | UnsetType = UNSET
 
 
-class DashboardSendReportCtxValue(LosantModel):
-    """The object at `/ctx/patternProperties` in schema `dashboardSendReport`.
+class DashboardSendReportCtxValue(LosantModel, kw_only=True):
+    """The object at `/ctx/patternProperties` in schema `dashboardSendReport`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -7724,10 +8017,11 @@ class DashboardSendReportCtxValue(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class DashboardUpdateEvents(LosantModel):
-    """Schema `dashboardUpdateEvents`.
+class DashboardUpdateEvents(LosantModel, kw_only=True):
+    """Schema `dashboardUpdateEvents`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `eventIds`: list[str]
     - `updates`: EventPatch
     """
@@ -7736,11 +8030,12 @@ class DashboardUpdateEvents(LosantModel):
     updates: EventPatch | UnsetType = UNSET
 
 
-class Dashboards(LosantModel):
-    """Schema `dashboards`.
+class Dashboards(LosantModel, kw_only=True):
+    """Schema `dashboards`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[Dashboard]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[Dashboard]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -7753,7 +8048,7 @@ class Dashboards(LosantModel):
     - `applicationId`: str
     """
 
-    items: list[Dashboard] | UnsetType = UNSET
+    items: list[Dashboard]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -7766,10 +8061,11 @@ class Dashboards(LosantModel):
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
 
 
-class DataExport(LosantModel):
-    """Schema `dataExport`.
+class DataExport(LosantModel, kw_only=True):
+    """Schema `dataExport`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `email`: str
     - `callbackUrl`: str
     - `deviceIds`: list[str]
@@ -7792,10 +8088,11 @@ class DataExport(LosantModel):
     options: DataExportOptions | UnsetType = UNSET
 
 
-class DataExportDeviceTagsItem(LosantModel):
-    """The object at `/deviceTags/items` in schema `dataExport`.
+class DataExportDeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/deviceTags/items` in schema `dataExport`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -7804,10 +8101,11 @@ class DataExportDeviceTagsItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class DataExportDeviceQuery(LosantModel):
-    """The object at `/deviceQuery` in schema `dataExport`.
+class DataExportDeviceQuery(LosantModel, kw_only=True):
+    """The object at `/deviceQuery` in schema `dataExport`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$and`: list[AdvancedDeviceQuery]
     - `$or`: list[AdvancedDeviceQuery]
     - `$nor`: list[AdvancedDeviceQuery]
@@ -7850,10 +8148,11 @@ class DataExportDeviceQuery(LosantModel):
     connection_status: str | int | float | bool | DataExportDeviceQueryConnectionStatus | None | UnsetType = field(name="connectionStatus", default=UNSET)
 
 
-class DataExportDeviceQueryId(LosantModel):
-    """The object at `/deviceQuery/id` in schema `dataExport`.
+class DataExportDeviceQueryId(LosantModel, kw_only=True):
+    """The object at `/deviceQuery/id` in schema `dataExport`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -7874,10 +8173,11 @@ class DataExportDeviceQueryId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DataExportDeviceQueryCreationDate(LosantModel):
-    """The object at `/deviceQuery/creationDate` in schema `dataExport`.
+class DataExportDeviceQueryCreationDate(LosantModel, kw_only=True):
+    """The object at `/deviceQuery/creationDate` in schema `dataExport`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -7906,10 +8206,11 @@ class DataExportDeviceQueryCreationDate(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DataExportDeviceQueryLastUpdated(LosantModel):
-    """The object at `/deviceQuery/lastUpdated` in schema `dataExport`.
+class DataExportDeviceQueryLastUpdated(LosantModel, kw_only=True):
+    """The object at `/deviceQuery/lastUpdated` in schema `dataExport`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -7938,10 +8239,11 @@ class DataExportDeviceQueryLastUpdated(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DataExportDeviceQueryDeletedAt(LosantModel):
-    """The object at `/deviceQuery/deletedAt` in schema `dataExport`.
+class DataExportDeviceQueryDeletedAt(LosantModel, kw_only=True):
+    """The object at `/deviceQuery/deletedAt` in schema `dataExport`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -7970,10 +8272,11 @@ class DataExportDeviceQueryDeletedAt(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DataExportDeviceQueryName(LosantModel):
-    """The object at `/deviceQuery/name` in schema `dataExport`.
+class DataExportDeviceQueryName(LosantModel, kw_only=True):
+    """The object at `/deviceQuery/name` in schema `dataExport`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -8002,10 +8305,11 @@ class DataExportDeviceQueryName(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DataExportDeviceQueryDeviceClass(LosantModel):
-    """The object at `/deviceQuery/deviceClass` in schema `dataExport`.
+class DataExportDeviceQueryDeviceClass(LosantModel, kw_only=True):
+    """The object at `/deviceQuery/deviceClass` in schema `dataExport`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -8034,10 +8338,11 @@ class DataExportDeviceQueryDeviceClass(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DataExportDeviceQueryGatewayId(LosantModel):
-    """The object at `/deviceQuery/gatewayId` in schema `dataExport`.
+class DataExportDeviceQueryGatewayId(LosantModel, kw_only=True):
+    """The object at `/deviceQuery/gatewayId` in schema `dataExport`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -8058,10 +8363,11 @@ class DataExportDeviceQueryGatewayId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DataExportDeviceQueryParentId(LosantModel):
-    """The object at `/deviceQuery/parentId` in schema `dataExport`.
+class DataExportDeviceQueryParentId(LosantModel, kw_only=True):
+    """The object at `/deviceQuery/parentId` in schema `dataExport`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -8082,10 +8388,11 @@ class DataExportDeviceQueryParentId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DataExportDeviceQueryAncestorId(LosantModel):
-    """The object at `/deviceQuery/ancestorId` in schema `dataExport`.
+class DataExportDeviceQueryAncestorId(LosantModel, kw_only=True):
+    """The object at `/deviceQuery/ancestorId` in schema `dataExport`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -8106,10 +8413,11 @@ class DataExportDeviceQueryAncestorId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DataExportDeviceQueryAttributeName(LosantModel):
-    """The object at `/deviceQuery/attributeName` in schema `dataExport`.
+class DataExportDeviceQueryAttributeName(LosantModel, kw_only=True):
+    """The object at `/deviceQuery/attributeName` in schema `dataExport`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -8138,10 +8446,11 @@ class DataExportDeviceQueryAttributeName(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DataExportDeviceQueryExperienceUserId(LosantModel):
-    """The object at `/deviceQuery/experienceUserId` in schema `dataExport`.
+class DataExportDeviceQueryExperienceUserId(LosantModel, kw_only=True):
+    """The object at `/deviceQuery/experienceUserId` in schema `dataExport`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -8162,10 +8471,11 @@ class DataExportDeviceQueryExperienceUserId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DataExportDeviceQueryExperienceGroupId(LosantModel):
-    """The object at `/deviceQuery/experienceGroupId` in schema `dataExport`.
+class DataExportDeviceQueryExperienceGroupId(LosantModel, kw_only=True):
+    """The object at `/deviceQuery/experienceGroupId` in schema `dataExport`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -8186,10 +8496,11 @@ class DataExportDeviceQueryExperienceGroupId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DataExportDeviceQueryDisconnectedAt(LosantModel):
-    """The object at `/deviceQuery/disconnectedAt` in schema `dataExport`.
+class DataExportDeviceQueryDisconnectedAt(LosantModel, kw_only=True):
+    """The object at `/deviceQuery/disconnectedAt` in schema `dataExport`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -8218,10 +8529,11 @@ class DataExportDeviceQueryDisconnectedAt(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DataExportDeviceQueryConnectedAt(LosantModel):
-    """The object at `/deviceQuery/connectedAt` in schema `dataExport`.
+class DataExportDeviceQueryConnectedAt(LosantModel, kw_only=True):
+    """The object at `/deviceQuery/connectedAt` in schema `dataExport`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -8250,10 +8562,11 @@ class DataExportDeviceQueryConnectedAt(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DataExportDeviceQueryConnectionStatus(LosantModel):
-    """The object at `/deviceQuery/connectionStatus` in schema `dataExport`.
+class DataExportDeviceQueryConnectionStatus(LosantModel, kw_only=True):
+    """The object at `/deviceQuery/connectionStatus` in schema `dataExport`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -8282,10 +8595,11 @@ class DataExportDeviceQueryConnectionStatus(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DataExportOptions(LosantModel):
-    """The object at `/options` in schema `dataExport`.
+class DataExportOptions(LosantModel, kw_only=True):
+    """The object at `/options` in schema `dataExport`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `includeDate`: bool
     - `includeID`: bool
     - `includeBlobData`: bool
@@ -8298,37 +8612,39 @@ class DataExportOptions(LosantModel):
     file_per_device: bool | UnsetType = field(name="filePerDevice", default=UNSET)
 
 
-class DataTable(LosantModel):
-    """Schema `dataTable`.
+class DataTable(LosantModel, kw_only=True):
+    """Schema `dataTable`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `dataTableId`: str
     - `applicationId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `name`: str
     - `description`: str
     - `columns`: list[DataTableColumn]
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     data_table_id: str | UnsetType = field(name="dataTableId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     name: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
     columns: list[DataTableColumn] | UnsetType = UNSET
 
 
-class DataTableColumn(LosantModel):
-    """Schema `dataTableColumn`.
+class DataTableColumn(LosantModel, kw_only=True):
+    """Schema `dataTableColumn`, used in request bodies and replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
-    - `dataType`*: str; one of: string, number, boolean
-    - `constraint`*: str; one of: unique, required, optional
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
+    - `dataType`: str; the schema requires it in requests; the server checks it; one of: string, number, boolean
+    - `constraint`: str; the schema requires it in requests; the server checks it; one of: unique, required, optional
     - `defaultValue`: str | int | float | bool
     """
 
@@ -8338,10 +8654,11 @@ class DataTableColumn(LosantModel):
     default_value: str | int | float | bool | UnsetType = field(name="defaultValue", default=UNSET)
 
 
-class DataTablePatch(LosantModel):
-    """Schema `dataTablePatch`.
+class DataTablePatch(LosantModel, kw_only=True):
+    """Schema `dataTablePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `description`: str
     """
@@ -8350,11 +8667,12 @@ class DataTablePatch(LosantModel):
     description: str | UnsetType = UNSET
 
 
-class DataTablePost(LosantModel):
-    """Schema `dataTablePost`.
+class DataTablePost(LosantModel, kw_only=True):
+    """Schema `dataTablePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
     - `description`: str
     - `columns`: list[DataTableColumn]
     """
@@ -8364,11 +8682,12 @@ class DataTablePost(LosantModel):
     columns: list[DataTableColumn] | UnsetType = UNSET
 
 
-class DataTableRows(LosantModel):
-    """Schema `dataTableRows`.
+class DataTableRows(LosantModel, kw_only=True):
+    """Schema `dataTableRows`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[DataTableRow]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[DataTableRow]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `limit`: int
@@ -8380,7 +8699,7 @@ class DataTableRows(LosantModel):
     - `query`: dict[str, Any]
     """
 
-    items: list[DataTableRow] | UnsetType = UNSET
+    items: list[DataTableRow]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     limit: int | UnsetType = UNSET
@@ -8392,20 +8711,22 @@ class DataTableRows(LosantModel):
     query: dict[str, Any] | UnsetType = UNSET
 
 
-class DataTableRowsDelete(LosantModel):
-    """Schema `dataTableRowsDelete`.
+class DataTableRowsDelete(LosantModel, kw_only=True):
+    """Schema `dataTableRowsDelete`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `removed`: int | float
     """
 
     removed: int | float | UnsetType = UNSET
 
 
-class DataTableRowsExport(LosantModel):
-    """Schema `dataTableRowsExport`.
+class DataTableRowsExport(LosantModel, kw_only=True):
+    """Schema `dataTableRowsExport`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `email`: str
     - `query`: AdvancedQuery
     - `callbackUrl`: str
@@ -8418,10 +8739,11 @@ class DataTableRowsExport(LosantModel):
     query_options: DataTableRowsExportQueryOptions | UnsetType = field(name="queryOptions", default=UNSET)
 
 
-class DataTableRowsExportQueryOptions(LosantModel):
-    """The object at `/queryOptions` in schema `dataTableRowsExport`.
+class DataTableRowsExportQueryOptions(LosantModel, kw_only=True):
+    """The object at `/queryOptions` in schema `dataTableRowsExport`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `sortDirection`: str; one of: asc, desc, ASC, DESC,
     - `limit`: int | float
     - `sortColumn`: str
@@ -8434,11 +8756,12 @@ class DataTableRowsExportQueryOptions(LosantModel):
     offset: int | float | UnsetType = UNSET
 
 
-class DataTables(LosantModel):
-    """Schema `dataTables`.
+class DataTables(LosantModel, kw_only=True):
+    """Schema `dataTables`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[DataTable]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[DataTable]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -8450,7 +8773,7 @@ class DataTables(LosantModel):
     - `applicationId`: str
     """
 
-    items: list[DataTable] | UnsetType = UNSET
+    items: list[DataTable]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -8462,16 +8785,17 @@ class DataTables(LosantModel):
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
 
 
-class Device(LosantModel):
-    """Schema `device`.
+class Device(LosantModel, kw_only=True):
+    """Schema `device`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `deviceId`: str
     - `applicationId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
-    - `deletedAt`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
+    - `deletedAt`: AwareDatetime
     - `name`: str
     - `description`: str
     - `tags`: list[DeviceTagsItem]
@@ -8486,12 +8810,12 @@ class Device(LosantModel):
     - `keepDuplicates`: bool
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     device_id: str | UnsetType = field(name="deviceId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
-    deleted_at: str | UnsetType = field(name="deletedAt", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    deleted_at: AwareDatetime | UnsetType = field(name="deletedAt", default=UNSET)
     name: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
     tags: list[DeviceTagsItem] | UnsetType = UNSET
@@ -8506,34 +8830,37 @@ class Device(LosantModel):
     keep_duplicates: bool | UnsetType = field(name="keepDuplicates", default=UNSET)
 
 
-class DeviceTagsItem(LosantModel):
-    """The object at `/tags/items` in schema `device`.
+class DeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/tags/items` in schema `device`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; always present
+    - `value`: str; always present
     """
 
-    key: str | UnsetType = UNSET
-    value: str | UnsetType = UNSET
+    key: str
+    value: str
 
 
-class DeviceConnectionInfo(LosantModel):
-    """The object at `/connectionInfo` in schema `device`.
+class DeviceConnectionInfo(LosantModel, kw_only=True):
+    """The object at `/connectionInfo` in schema `device`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `time`: str; date-time string
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `time`: AwareDatetime
     - `connected`: Any
     """
 
-    time: str | UnsetType = UNSET
+    time: AwareDatetime | UnsetType = UNSET
     connected: Any = UNSET
 
 
-class DeviceAttribute(LosantModel):
-    """Schema `deviceAttribute`.
+class DeviceAttribute(LosantModel, kw_only=True):
+    """Schema `deviceAttribute`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `dataType`: str; one of: string, number, gps, boolean, blob
     - `contentType`: str
@@ -8554,10 +8881,11 @@ class DeviceAttribute(LosantModel):
     device_id: str | UnsetType = field(name="deviceId", default=UNSET)
 
 
-class DeviceAttributeSystem(LosantModel):
-    """The object at `/system` in schema `deviceAttribute`.
+class DeviceAttributeSystem(LosantModel, kw_only=True):
+    """The object at `/system` in schema `deviceAttribute`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `aggregation`: str; one of: FIRST, LAST, COUNT, MAX, MIN, MEDIAN, MEAN, SUM, STD_DEV
     - `aggregationOptions`: list[dict[str, Any]]
     - `childAttributes`: list[DeviceAttributeSystemChildAttributesItem]
@@ -8568,26 +8896,28 @@ class DeviceAttributeSystem(LosantModel):
     child_attributes: list[DeviceAttributeSystemChildAttributesItem] | UnsetType = field(name="childAttributes", default=UNSET)
 
 
-class DeviceAttributeSystemChildAttributesItem(LosantModel):
-    """The object at `/system/childAttributes/items` in schema `deviceAttribute`.
+class DeviceAttributeSystemChildAttributesItem(LosantModel, kw_only=True):
+    """The object at `/system/childAttributes/items` in schema `deviceAttribute`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
-    - `mode`*: str; one of: all, whitelist, blacklist
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; always present
+    - `mode`: str; always present; one of: all, whitelist, blacklist
     - `deviceIds`: list[str]
     - `deviceTags`: list[DeviceAttributeSystemChildAttributesItemDeviceTagsItem]
     """
 
-    name: str | UnsetType = UNSET
-    mode: str | UnsetType = UNSET
+    name: str
+    mode: str
     device_ids: list[str] | UnsetType = field(name="deviceIds", default=UNSET)
     device_tags: list[DeviceAttributeSystemChildAttributesItemDeviceTagsItem] | UnsetType = field(name="deviceTags", default=UNSET)
 
 
-class DeviceAttributeSystemChildAttributesItemDeviceTagsItem(LosantModel):
-    """The object at `/system/childAttributes/items/deviceTags/items` in schema `deviceAttribute`.
+class DeviceAttributeSystemChildAttributesItemDeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/system/childAttributes/items/deviceTags/items` in schema `deviceAttribute`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -8596,10 +8926,11 @@ class DeviceAttributeSystemChildAttributesItemDeviceTagsItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class DeviceAttributePatch(LosantModel):
-    """Schema `deviceAttributePatch`.
+class DeviceAttributePatch(LosantModel, kw_only=True):
+    """Schema `deviceAttributePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `contentType`: str
     - `description`: str
@@ -8614,10 +8945,11 @@ class DeviceAttributePatch(LosantModel):
     system: DeviceAttributePatchSystem | UnsetType = UNSET
 
 
-class DeviceAttributePatchSystem(LosantModel):
-    """The object at `/system` in schema `deviceAttributePatch`.
+class DeviceAttributePatchSystem(LosantModel, kw_only=True):
+    """The object at `/system` in schema `deviceAttributePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `aggregation`: str; one of: FIRST, LAST, COUNT, MAX, MIN, MEDIAN, MEAN, SUM, STD_DEV
     - `aggregationOptions`: list[dict[str, Any]]
     - `childAttributes`: list[DeviceAttributePatchSystemChildAttributesItem]
@@ -8628,12 +8960,13 @@ class DeviceAttributePatchSystem(LosantModel):
     child_attributes: list[DeviceAttributePatchSystemChildAttributesItem] | UnsetType = field(name="childAttributes", default=UNSET)
 
 
-class DeviceAttributePatchSystemChildAttributesItem(LosantModel):
-    """The object at `/system/childAttributes/items` in schema `deviceAttributePatch`.
+class DeviceAttributePatchSystemChildAttributesItem(LosantModel, kw_only=True):
+    """The object at `/system/childAttributes/items` in schema `deviceAttributePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
-    - `mode`*: str; one of: all, whitelist, blacklist
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
+    - `mode`: str; the schema requires it in requests; the server checks it; one of: all, whitelist, blacklist
     - `deviceIds`: list[str]
     - `deviceTags`: list[DeviceAttributePatchSystemChildAttributesItemDeviceTagsItem]
     """
@@ -8644,10 +8977,11 @@ class DeviceAttributePatchSystemChildAttributesItem(LosantModel):
     device_tags: list[DeviceAttributePatchSystemChildAttributesItemDeviceTagsItem] | UnsetType = field(name="deviceTags", default=UNSET)
 
 
-class DeviceAttributePatchSystemChildAttributesItemDeviceTagsItem(LosantModel):
-    """The object at `/system/childAttributes/items/deviceTags/items` in schema `deviceAttributePatch`.
+class DeviceAttributePatchSystemChildAttributesItemDeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/system/childAttributes/items/deviceTags/items` in schema `deviceAttributePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -8656,12 +8990,13 @@ class DeviceAttributePatchSystemChildAttributesItemDeviceTagsItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class DeviceAttributePost(LosantModel):
-    """Schema `deviceAttributePost`.
+class DeviceAttributePost(LosantModel, kw_only=True):
+    """Schema `deviceAttributePost`, used in request bodies and replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
-    - `dataType`*: str; one of: string, number, gps, boolean, blob
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
+    - `dataType`: str; the schema requires it in requests; the server checks it; one of: string, number, gps, boolean, blob
     - `contentType`: str
     - `description`: str
     - `attributeTags`: dict[str, str]
@@ -8676,10 +9011,11 @@ class DeviceAttributePost(LosantModel):
     system: DeviceAttributePostSystem | UnsetType = UNSET
 
 
-class DeviceAttributePostSystem(LosantModel):
-    """The object at `/system` in schema `deviceAttributePost`.
+class DeviceAttributePostSystem(LosantModel, kw_only=True):
+    """The object at `/system` in schema `deviceAttributePost`, used in request bodies and replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `aggregation`: str; one of: FIRST, LAST, COUNT, MAX, MIN, MEDIAN, MEAN, SUM, STD_DEV
     - `aggregationOptions`: list[dict[str, Any]]
     - `childAttributes`: list[DeviceAttributePostSystemChildAttributesItem]
@@ -8690,12 +9026,13 @@ class DeviceAttributePostSystem(LosantModel):
     child_attributes: list[DeviceAttributePostSystemChildAttributesItem] | UnsetType = field(name="childAttributes", default=UNSET)
 
 
-class DeviceAttributePostSystemChildAttributesItem(LosantModel):
-    """The object at `/system/childAttributes/items` in schema `deviceAttributePost`.
+class DeviceAttributePostSystemChildAttributesItem(LosantModel, kw_only=True):
+    """The object at `/system/childAttributes/items` in schema `deviceAttributePost`, used in request bodies and replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
-    - `mode`*: str; one of: all, whitelist, blacklist
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
+    - `mode`: str; the schema requires it in requests; the server checks it; one of: all, whitelist, blacklist
     - `deviceIds`: list[str]
     - `deviceTags`: list[DeviceAttributePostSystemChildAttributesItemDeviceTagsItem]
     """
@@ -8706,10 +9043,11 @@ class DeviceAttributePostSystemChildAttributesItem(LosantModel):
     device_tags: list[DeviceAttributePostSystemChildAttributesItemDeviceTagsItem] | UnsetType = field(name="deviceTags", default=UNSET)
 
 
-class DeviceAttributePostSystemChildAttributesItemDeviceTagsItem(LosantModel):
-    """The object at `/system/childAttributes/items/deviceTags/items` in schema `deviceAttributePost`.
+class DeviceAttributePostSystemChildAttributesItemDeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/system/childAttributes/items/deviceTags/items` in schema `deviceAttributePost`, used in request bodies and replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -8718,11 +9056,12 @@ class DeviceAttributePostSystemChildAttributesItemDeviceTagsItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class DeviceAttributes(LosantModel):
-    """Schema `deviceAttributes`.
+class DeviceAttributes(LosantModel, kw_only=True):
+    """Schema `deviceAttributes`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[DeviceAttribute]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[DeviceAttribute]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `filter`: str
@@ -8733,7 +9072,7 @@ class DeviceAttributes(LosantModel):
     - `deviceId`: str
     """
 
-    items: list[DeviceAttribute] | UnsetType = UNSET
+    items: list[DeviceAttribute]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     filter: str | UnsetType = UNSET
@@ -8744,12 +9083,13 @@ class DeviceAttributes(LosantModel):
     device_id: str | UnsetType = field(name="deviceId", default=UNSET)
 
 
-class DeviceCommand(LosantModel):
-    """Schema `deviceCommand`.
+class DeviceCommand(LosantModel, kw_only=True):
+    """Schema `deviceCommand`, used in request bodies and replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `time`: str | int | float | DeviceCommandTime
-    - `name`*: str
+    - `name`: str; the schema requires it in requests; the server checks it
     - `payload`: Any
     """
 
@@ -8758,51 +9098,55 @@ class DeviceCommand(LosantModel):
     payload: Any = UNSET
 
 
-class DeviceCommandTime(LosantModel):
-    """The object at `/time` in schema `deviceCommand`.
+class DeviceCommandTime(LosantModel, kw_only=True):
+    """The object at `/time` in schema `deviceCommand`, used in request bodies and replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `$date`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `$date`: str; the schema requires it in requests; the server checks it
     """
 
     date: str | UnsetType = field(name="$date", default=UNSET)
 
 
-class DeviceCounts(LosantModel):
-    """Schema `deviceCounts`.
+class DeviceCounts(LosantModel, kw_only=True):
+    """Schema `deviceCounts`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `start`: str; date-time string
-    - `end`: str; date-time string
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `start`: AwareDatetime
+    - `end`: AwareDatetime
     - `counts`: list[DeviceCountsCountsItem]
     """
 
-    start: str | UnsetType = UNSET
-    end: str | UnsetType = UNSET
+    start: AwareDatetime | UnsetType = UNSET
+    end: AwareDatetime | UnsetType = UNSET
     counts: list[DeviceCountsCountsItem] | UnsetType = UNSET
 
 
-class DeviceCountsCountsItem(LosantModel):
-    """The object at `/counts/items` in schema `deviceCounts`.
+class DeviceCountsCountsItem(LosantModel, kw_only=True):
+    """The object at `/counts/items` in schema `deviceCounts`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `date`: str; date-time string
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `date`: AwareDatetime
     - `created`: int
     - `deleted`: int
     - `total`: int
     """
 
-    date: str | UnsetType = UNSET
+    date: AwareDatetime | UnsetType = UNSET
     created: int | UnsetType = UNSET
     deleted: int | UnsetType = UNSET
     total: int | UnsetType = UNSET
 
 
-class DeviceCredentials(LosantModel):
-    """Schema `deviceCredentials`.
+class DeviceCredentials(LosantModel, kw_only=True):
+    """Schema `deviceCredentials`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `deviceId`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `deviceId`: str; the schema requires it in requests; the server checks it
     - `key`: str
     - `secret`: str
     - `tokenTTL`: int
@@ -8816,10 +9160,11 @@ class DeviceCredentials(LosantModel):
     requested_scopes: list[str] | UnsetType = field(name="requestedScopes", default=UNSET)
 
 
-class DeviceDataExport(LosantModel):
-    """Schema `deviceDataExport`.
+class DeviceDataExport(LosantModel, kw_only=True):
+    """Schema `deviceDataExport`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `email`: str
     - `callbackUrl`: str
     - `attributes`: list[str]
@@ -8836,10 +9181,11 @@ class DeviceDataExport(LosantModel):
     options: DeviceDataExportOptions | UnsetType = UNSET
 
 
-class DeviceDataExportOptions(LosantModel):
-    """The object at `/options` in schema `deviceDataExport`.
+class DeviceDataExportOptions(LosantModel, kw_only=True):
+    """The object at `/options` in schema `deviceDataExport`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `includeDate`: bool
     - `includeID`: bool
     - `includeBlobData`: bool
@@ -8850,12 +9196,13 @@ class DeviceDataExportOptions(LosantModel):
     include_blob_data: bool | UnsetType = field(name="includeBlobData", default=UNSET)
 
 
-class DeviceLogItem(LosantModel):
-    """The object at `/items` in schema `deviceLog`.
+class DeviceLogItem(LosantModel, kw_only=True):
+    """The object at `/items` in schema `deviceLog`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `connected`: Any
-    - `time`: str; date-time string
+    - `time`: AwareDatetime
     - `disconnectReason`: str
     - `messagesFromClient`: int | float
     - `messagesToClient`: int | float
@@ -8863,27 +9210,29 @@ class DeviceLogItem(LosantModel):
     """
 
     connected: Any = UNSET
-    time: str | UnsetType = UNSET
+    time: AwareDatetime | UnsetType = UNSET
     disconnect_reason: str | UnsetType = field(name="disconnectReason", default=UNSET)
     messages_from_client: int | float | UnsetType = field(name="messagesFromClient", default=UNSET)
     messages_to_client: int | float | UnsetType = field(name="messagesToClient", default=UNSET)
     ip_address: str | UnsetType = field(name="ipAddress", default=UNSET)
 
 
-class DeviceNamesResponse(LosantModel):
-    """Schema `deviceNamesResponse`.
+class DeviceNamesResponse(LosantModel, kw_only=True):
+    """Schema `deviceNamesResponse`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `deviceSummary`: list[DeviceNamesResponseDeviceSummaryItem]
     """
 
     device_summary: list[DeviceNamesResponseDeviceSummaryItem] | UnsetType = field(name="deviceSummary", default=UNSET)
 
 
-class DeviceNamesResponseDeviceSummaryItem(LosantModel):
-    """The object at `/deviceSummary/items` in schema `deviceNamesResponse`.
+class DeviceNamesResponseDeviceSummaryItem(LosantModel, kw_only=True):
+    """The object at `/deviceSummary/items` in schema `deviceNamesResponse`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `deviceClass`: str; one of: standalone, gateway, peripheral, floating, edgeCompute, system, embedded
     - `name`: str
@@ -8894,10 +9243,11 @@ class DeviceNamesResponseDeviceSummaryItem(LosantModel):
     name: str | UnsetType = UNSET
 
 
-class DevicePatch(LosantModel):
-    """Schema `devicePatch`.
+class DevicePatch(LosantModel, kw_only=True):
+    """Schema `devicePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `description`: str
     - `tags`: list[DevicePatchTagsItem]
@@ -8920,22 +9270,24 @@ class DevicePatch(LosantModel):
     keep_duplicates: bool | UnsetType = field(name="keepDuplicates", default=UNSET)
 
 
-class DevicePatchTagsItem(LosantModel):
-    """The object at `/tags/items` in schema `devicePatch`.
+class DevicePatchTagsItem(LosantModel, kw_only=True):
+    """The object at `/tags/items` in schema `devicePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; the schema requires it in requests; the server checks it
+    - `value`: str; the schema requires it in requests; the server checks it
     """
 
     key: str | UnsetType = UNSET
     value: str | UnsetType = UNSET
 
 
-class DevicePayloadCounts(LosantModel):
-    """Schema `devicePayloadCounts`.
+class DevicePayloadCounts(LosantModel, kw_only=True):
+    """Schema `devicePayloadCounts`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `deviceCommand`: int | float
     - `deviceConnect`: int | float
     - `deviceDisconnect`: int | float
@@ -8952,11 +9304,12 @@ class DevicePayloadCounts(LosantModel):
     mqtt_out: int | float | UnsetType = field(name="mqttOut", default=UNSET)
 
 
-class DevicePost(LosantModel):
-    """Schema `devicePost`.
+class DevicePost(LosantModel, kw_only=True):
+    """Schema `devicePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
     - `description`: str
     - `tags`: list[DevicePostTagsItem]
     - `attributes`: list[DeviceAttributePost]
@@ -8978,27 +9331,29 @@ class DevicePost(LosantModel):
     keep_duplicates: bool | UnsetType = field(name="keepDuplicates", default=UNSET)
 
 
-class DevicePostTagsItem(LosantModel):
-    """The object at `/tags/items` in schema `devicePost`.
+class DevicePostTagsItem(LosantModel, kw_only=True):
+    """The object at `/tags/items` in schema `devicePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; the schema requires it in requests; the server checks it
+    - `value`: str; the schema requires it in requests; the server checks it
     """
 
     key: str | UnsetType = UNSET
     value: str | UnsetType = UNSET
 
 
-class DeviceRecipe(LosantModel):
-    """Schema `deviceRecipe`.
+class DeviceRecipe(LosantModel, kw_only=True):
+    """Schema `deviceRecipe`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `deviceRecipeId`: str
     - `applicationId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `name`: str
     - `deviceName`: str
     - `description`: str
@@ -9012,11 +9367,11 @@ class DeviceRecipe(LosantModel):
     - `keepDuplicates`: bool
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     device_recipe_id: str | UnsetType = field(name="deviceRecipeId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     name: str | UnsetType = UNSET
     device_name: str | UnsetType = field(name="deviceName", default=UNSET)
     description: str | UnsetType = UNSET
@@ -9030,22 +9385,24 @@ class DeviceRecipe(LosantModel):
     keep_duplicates: bool | UnsetType = field(name="keepDuplicates", default=UNSET)
 
 
-class DeviceRecipeTagsItem(LosantModel):
-    """The object at `/tags/items` in schema `deviceRecipe`.
+class DeviceRecipeTagsItem(LosantModel, kw_only=True):
+    """The object at `/tags/items` in schema `deviceRecipe`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; always present
+    - `value`: str; always present
     """
 
-    key: str | UnsetType = UNSET
-    value: str | UnsetType = UNSET
+    key: str
+    value: str
 
 
-class DeviceRecipeBulkCreate(LosantModel):
-    """Schema `deviceRecipeBulkCreate`.
+class DeviceRecipeBulkCreate(LosantModel, kw_only=True):
+    """Schema `deviceRecipeBulkCreate`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `created`: int | float
     - `failed`: int | float
     - `csvResult`: str
@@ -9056,10 +9413,11 @@ class DeviceRecipeBulkCreate(LosantModel):
     csv_result: str | UnsetType = field(name="csvResult", default=UNSET)
 
 
-class DeviceRecipeBulkCreateEnqueued(LosantModel):
-    """Schema `deviceRecipeBulkCreateEnqueued`.
+class DeviceRecipeBulkCreateEnqueued(LosantModel, kw_only=True):
+    """Schema `deviceRecipeBulkCreateEnqueued`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `jobQueued`: bool
     - `jobId`: str
     """
@@ -9068,10 +9426,11 @@ class DeviceRecipeBulkCreateEnqueued(LosantModel):
     job_id: str | UnsetType = field(name="jobId", default=UNSET)
 
 
-class DeviceRecipeBulkCreatePost(LosantModel):
-    """Schema `deviceRecipeBulkCreatePost`.
+class DeviceRecipeBulkCreatePost(LosantModel, kw_only=True):
+    """Schema `deviceRecipeBulkCreatePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `csv`: str
     - `count`: int
     - `nameColumn`: str
@@ -9098,10 +9457,11 @@ class DeviceRecipeBulkCreatePost(LosantModel):
     parent_id: str | None | UnsetType = field(name="parentId", default=UNSET)
 
 
-class DeviceRecipePatch(LosantModel):
-    """Schema `deviceRecipePatch`.
+class DeviceRecipePatch(LosantModel, kw_only=True):
+    """Schema `deviceRecipePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `deviceName`: str
     - `description`: str
@@ -9128,23 +9488,25 @@ class DeviceRecipePatch(LosantModel):
     keep_duplicates: bool | UnsetType = field(name="keepDuplicates", default=UNSET)
 
 
-class DeviceRecipePatchTagsItem(LosantModel):
-    """The object at `/tags/items` in schema `deviceRecipePatch`.
+class DeviceRecipePatchTagsItem(LosantModel, kw_only=True):
+    """The object at `/tags/items` in schema `deviceRecipePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; the schema requires it in requests; the server checks it
+    - `value`: str; the schema requires it in requests; the server checks it
     """
 
     key: str | UnsetType = UNSET
     value: str | UnsetType = UNSET
 
 
-class DeviceRecipePost(LosantModel):
-    """Schema `deviceRecipePost`.
+class DeviceRecipePost(LosantModel, kw_only=True):
+    """Schema `deviceRecipePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
     - `deviceName`: str
     - `description`: str
     - `deviceDescription`: str
@@ -9170,23 +9532,25 @@ class DeviceRecipePost(LosantModel):
     keep_duplicates: bool | UnsetType = field(name="keepDuplicates", default=UNSET)
 
 
-class DeviceRecipePostTagsItem(LosantModel):
-    """The object at `/tags/items` in schema `deviceRecipePost`.
+class DeviceRecipePostTagsItem(LosantModel, kw_only=True):
+    """The object at `/tags/items` in schema `deviceRecipePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; the schema requires it in requests; the server checks it
+    - `value`: str; the schema requires it in requests; the server checks it
     """
 
     key: str | UnsetType = UNSET
     value: str | UnsetType = UNSET
 
 
-class DeviceRecipes(LosantModel):
-    """Schema `deviceRecipes`.
+class DeviceRecipes(LosantModel, kw_only=True):
+    """Schema `deviceRecipes`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[DeviceRecipe]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[DeviceRecipe]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -9198,7 +9562,7 @@ class DeviceRecipes(LosantModel):
     - `applicationId`: str
     """
 
-    items: list[DeviceRecipe] | UnsetType = UNSET
+    items: list[DeviceRecipe]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -9210,13 +9574,14 @@ class DeviceRecipes(LosantModel):
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
 
 
-class DeviceState(LosantModel):
-    """Schema `deviceState`.
+class DeviceState(LosantModel, kw_only=True):
+    """Schema `deviceState`, used in request bodies and replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `time`: str | int | float | DeviceStateTime
     - `meta`: Any
-    - `data`*: dict[str, int | float | str | bool]
+    - `data`: dict[str, int | float | str | bool]; the schema requires it in requests; the server checks it
     - `flowVersion`: str
     """
 
@@ -9226,20 +9591,22 @@ class DeviceState(LosantModel):
     flow_version: str | UnsetType = field(name="flowVersion", default=UNSET)
 
 
-class DeviceStateTime(LosantModel):
-    """The object at `/time` in schema `deviceState`.
+class DeviceStateTime(LosantModel, kw_only=True):
+    """The object at `/time` in schema `deviceState`, used in request bodies and replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `$date`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `$date`: str; the schema requires it in requests; the server checks it
     """
 
     date: str | UnsetType = field(name="$date", default=UNSET)
 
 
-class DeviceTagFilterItem(LosantModel):
-    """The object at `/items` in schema `deviceTagFilter`.
+class DeviceTagFilterItem(LosantModel, kw_only=True):
+    """The object at `/items` in schema `deviceTagFilter`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -9248,11 +9615,12 @@ class DeviceTagFilterItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class Devices(LosantModel):
-    """Schema `devices`.
+class Devices(LosantModel, kw_only=True):
+    """Schema `devices`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[Device]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[Device]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -9268,7 +9636,7 @@ class Devices(LosantModel):
     - `query`: dict[str, Any]
     """
 
-    items: list[Device] | UnsetType = UNSET
+    items: list[Device]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -9284,10 +9652,11 @@ class Devices(LosantModel):
     query: dict[str, Any] | UnsetType = UNSET
 
 
-class DevicesTagFilterItem(LosantModel):
-    """The object at `/tagFilter/items` in schema `devices`.
+class DevicesTagFilterItem(LosantModel, kw_only=True):
+    """The object at `/tagFilter/items` in schema `devices`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -9296,10 +9665,11 @@ class DevicesTagFilterItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class DevicesDataExport(LosantModel):
-    """Schema `devicesDataExport`.
+class DevicesDataExport(LosantModel, kw_only=True):
+    """Schema `devicesDataExport`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `email`: str
     - `callbackUrl`: str
     - `deviceIds`: list[str]
@@ -9322,10 +9692,11 @@ class DevicesDataExport(LosantModel):
     options: DevicesDataExportOptions | UnsetType = UNSET
 
 
-class DevicesDataExportDeviceTagsItem(LosantModel):
-    """The object at `/deviceTags/items` in schema `devicesDataExport`.
+class DevicesDataExportDeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/deviceTags/items` in schema `devicesDataExport`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -9334,10 +9705,11 @@ class DevicesDataExportDeviceTagsItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class DevicesDataExportOptions(LosantModel):
-    """The object at `/options` in schema `devicesDataExport`.
+class DevicesDataExportOptions(LosantModel, kw_only=True):
+    """The object at `/options` in schema `devicesDataExport`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `includeDate`: bool
     - `includeID`: bool
     - `includeBlobData`: bool
@@ -9350,10 +9722,11 @@ class DevicesDataExportOptions(LosantModel):
     file_per_device: bool | UnsetType = field(name="filePerDevice", default=UNSET)
 
 
-class DevicesDataRemoved(LosantModel):
-    """Schema `devicesDataRemoved`.
+class DevicesDataRemoved(LosantModel, kw_only=True):
+    """Schema `devicesDataRemoved`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `completed`: int | float
     - `notApplicable`: int | float
     """
@@ -9362,12 +9735,13 @@ class DevicesDataRemoved(LosantModel):
     not_applicable: int | float | UnsetType = field(name="notApplicable", default=UNSET)
 
 
-class DevicesDeleteOrRestorePost(LosantModel):
-    """Schema `devicesDeleteOrRestorePost`.
+class DevicesDeleteOrRestorePost(LosantModel, kw_only=True):
+    """Schema `devicesDeleteOrRestorePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `email`: str
-    - `query`*: AdvancedDeviceQuery
+    - `query`: AdvancedDeviceQuery; the schema requires it in requests; the server checks it
     - `callbackUrl`: str
     - `forceJob`: bool
     """
@@ -9378,12 +9752,13 @@ class DevicesDeleteOrRestorePost(LosantModel):
     force_job: bool | UnsetType = field(name="forceJob", default=UNSET)
 
 
-class DevicesDeletePost(LosantModel):
-    """Schema `devicesDeletePost`.
+class DevicesDeletePost(LosantModel, kw_only=True):
+    """Schema `devicesDeletePost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `email`: str
-    - `query`*: DevicesDeletePostQuery
+    - `query`: DevicesDeletePostQuery; the schema requires it in requests; the server checks it
     - `callbackUrl`: str
     """
 
@@ -9392,10 +9767,11 @@ class DevicesDeletePost(LosantModel):
     callback_url: str | UnsetType = field(name="callbackUrl", default=UNSET)
 
 
-class DevicesDeletePostQuery(LosantModel):
-    """The object at `/query` in schema `devicesDeletePost`.
+class DevicesDeletePostQuery(LosantModel, kw_only=True):
+    """The object at `/query` in schema `devicesDeletePost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$and`: list[AdvancedDeviceQuery]
     - `$or`: list[AdvancedDeviceQuery]
     - `$nor`: list[AdvancedDeviceQuery]
@@ -9436,10 +9812,11 @@ class DevicesDeletePostQuery(LosantModel):
     connection_status: str | int | float | bool | DevicesDeletePostQueryConnectionStatus | None | UnsetType = field(name="connectionStatus", default=UNSET)
 
 
-class DevicesDeletePostQueryId(LosantModel):
-    """The object at `/query/id` in schema `devicesDeletePost`.
+class DevicesDeletePostQueryId(LosantModel, kw_only=True):
+    """The object at `/query/id` in schema `devicesDeletePost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -9460,10 +9837,11 @@ class DevicesDeletePostQueryId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DevicesDeletePostQueryCreationDate(LosantModel):
-    """The object at `/query/creationDate` in schema `devicesDeletePost`.
+class DevicesDeletePostQueryCreationDate(LosantModel, kw_only=True):
+    """The object at `/query/creationDate` in schema `devicesDeletePost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -9492,10 +9870,11 @@ class DevicesDeletePostQueryCreationDate(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DevicesDeletePostQueryLastUpdated(LosantModel):
-    """The object at `/query/lastUpdated` in schema `devicesDeletePost`.
+class DevicesDeletePostQueryLastUpdated(LosantModel, kw_only=True):
+    """The object at `/query/lastUpdated` in schema `devicesDeletePost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -9524,10 +9903,11 @@ class DevicesDeletePostQueryLastUpdated(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DevicesDeletePostQueryName(LosantModel):
-    """The object at `/query/name` in schema `devicesDeletePost`.
+class DevicesDeletePostQueryName(LosantModel, kw_only=True):
+    """The object at `/query/name` in schema `devicesDeletePost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -9556,10 +9936,11 @@ class DevicesDeletePostQueryName(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DevicesDeletePostQueryDeviceClass(LosantModel):
-    """The object at `/query/deviceClass` in schema `devicesDeletePost`.
+class DevicesDeletePostQueryDeviceClass(LosantModel, kw_only=True):
+    """The object at `/query/deviceClass` in schema `devicesDeletePost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -9588,10 +9969,11 @@ class DevicesDeletePostQueryDeviceClass(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DevicesDeletePostQueryGatewayId(LosantModel):
-    """The object at `/query/gatewayId` in schema `devicesDeletePost`.
+class DevicesDeletePostQueryGatewayId(LosantModel, kw_only=True):
+    """The object at `/query/gatewayId` in schema `devicesDeletePost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -9612,10 +9994,11 @@ class DevicesDeletePostQueryGatewayId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DevicesDeletePostQueryParentId(LosantModel):
-    """The object at `/query/parentId` in schema `devicesDeletePost`.
+class DevicesDeletePostQueryParentId(LosantModel, kw_only=True):
+    """The object at `/query/parentId` in schema `devicesDeletePost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -9636,10 +10019,11 @@ class DevicesDeletePostQueryParentId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DevicesDeletePostQueryAncestorId(LosantModel):
-    """The object at `/query/ancestorId` in schema `devicesDeletePost`.
+class DevicesDeletePostQueryAncestorId(LosantModel, kw_only=True):
+    """The object at `/query/ancestorId` in schema `devicesDeletePost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -9660,10 +10044,11 @@ class DevicesDeletePostQueryAncestorId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DevicesDeletePostQueryAttributeName(LosantModel):
-    """The object at `/query/attributeName` in schema `devicesDeletePost`.
+class DevicesDeletePostQueryAttributeName(LosantModel, kw_only=True):
+    """The object at `/query/attributeName` in schema `devicesDeletePost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -9692,10 +10077,11 @@ class DevicesDeletePostQueryAttributeName(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DevicesDeletePostQueryExperienceUserId(LosantModel):
-    """The object at `/query/experienceUserId` in schema `devicesDeletePost`.
+class DevicesDeletePostQueryExperienceUserId(LosantModel, kw_only=True):
+    """The object at `/query/experienceUserId` in schema `devicesDeletePost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -9716,10 +10102,11 @@ class DevicesDeletePostQueryExperienceUserId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DevicesDeletePostQueryExperienceGroupId(LosantModel):
-    """The object at `/query/experienceGroupId` in schema `devicesDeletePost`.
+class DevicesDeletePostQueryExperienceGroupId(LosantModel, kw_only=True):
+    """The object at `/query/experienceGroupId` in schema `devicesDeletePost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | None
     - `$ne`: str | None
     - `$gt`: str | None
@@ -9740,10 +10127,11 @@ class DevicesDeletePostQueryExperienceGroupId(LosantModel):
     nin: list[str] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DevicesDeletePostQueryDisconnectedAt(LosantModel):
-    """The object at `/query/disconnectedAt` in schema `devicesDeletePost`.
+class DevicesDeletePostQueryDisconnectedAt(LosantModel, kw_only=True):
+    """The object at `/query/disconnectedAt` in schema `devicesDeletePost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -9772,10 +10160,11 @@ class DevicesDeletePostQueryDisconnectedAt(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DevicesDeletePostQueryConnectedAt(LosantModel):
-    """The object at `/query/connectedAt` in schema `devicesDeletePost`.
+class DevicesDeletePostQueryConnectedAt(LosantModel, kw_only=True):
+    """The object at `/query/connectedAt` in schema `devicesDeletePost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -9804,10 +10193,11 @@ class DevicesDeletePostQueryConnectedAt(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DevicesDeletePostQueryConnectionStatus(LosantModel):
-    """The object at `/query/connectionStatus` in schema `devicesDeletePost`.
+class DevicesDeletePostQueryConnectionStatus(LosantModel, kw_only=True):
+    """The object at `/query/connectionStatus` in schema `devicesDeletePost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `$eq`: str | int | float | bool | None
     - `$ne`: str | int | float | bool | None
     - `$gt`: str | int | float | bool | None
@@ -9836,10 +10226,11 @@ class DevicesDeletePostQueryConnectionStatus(LosantModel):
     nin: list[str | int | float | bool] | UnsetType = field(name="$nin", default=UNSET)
 
 
-class DevicesDeleted(LosantModel):
-    """Schema `devicesDeleted`.
+class DevicesDeleted(LosantModel, kw_only=True):
+    """Schema `devicesDeleted`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `removed`: int | float
     - `failed`: int | float
     """
@@ -9848,10 +10239,11 @@ class DevicesDeleted(LosantModel):
     failed: int | float | UnsetType = UNSET
 
 
-class DevicesExportPayloadCountPost(LosantModel):
-    """Schema `devicesExportPayloadCountPost`.
+class DevicesExportPayloadCountPost(LosantModel, kw_only=True):
+    """Schema `devicesExportPayloadCountPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `email`: str
     - `callbackUrl`: str
     - `query`: AdvancedDeviceQuery
@@ -9866,10 +10258,11 @@ class DevicesExportPayloadCountPost(LosantModel):
     end: int | float | UnsetType = UNSET
 
 
-class DevicesExportPost(LosantModel):
-    """Schema `devicesExportPost`.
+class DevicesExportPost(LosantModel, kw_only=True):
+    """Schema `devicesExportPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `email`: str
     - `callbackUrl`: str
     - `query`: AdvancedDeviceQuery
@@ -9882,13 +10275,14 @@ class DevicesExportPost(LosantModel):
     format: str | UnsetType = UNSET
 
 
-class DevicesHistoricalImportPost(LosantModel):
-    """Schema `devicesHistoricalImportPost`.
+class DevicesHistoricalImportPost(LosantModel, kw_only=True):
+    """Schema `devicesHistoricalImportPost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `email`: str
     - `callbackUrl`: str
-    - `fileUrl`*: str
+    - `fileUrl`: str; the schema requires it in requests; the server checks it
     """
 
     email: str | UnsetType = UNSET
@@ -9896,10 +10290,11 @@ class DevicesHistoricalImportPost(LosantModel):
     file_url: str | UnsetType = field(name="fileUrl", default=UNSET)
 
 
-class DevicesPatch(LosantModel):
-    """Schema `devicesPatch`.
+class DevicesPatch(LosantModel, kw_only=True):
+    """Schema `devicesPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `updateFields`: DevicePatch
     - `deviceIds`: list[str]
     - `query`: AdvancedDeviceQuery
@@ -9916,11 +10311,12 @@ class DevicesPatch(LosantModel):
     callback_url: str | UnsetType = field(name="callbackUrl", default=UNSET)
 
 
-class DevicesRemoveDataPost(LosantModel):
-    """Schema `devicesRemoveDataPost`.
+class DevicesRemoveDataPost(LosantModel, kw_only=True):
+    """Schema `devicesRemoveDataPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `query`*: AdvancedDeviceQuery
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `query`: AdvancedDeviceQuery; the schema requires it in requests; the server checks it
     - `start`: int | float
     - `end`: int | float
     - `attributes`: list[str] | None
@@ -9940,10 +10336,11 @@ class DevicesRemoveDataPost(LosantModel):
     callback_url: str | UnsetType = field(name="callbackUrl", default=UNSET)
 
 
-class DevicesUpdated(LosantModel):
-    """Schema `devicesUpdated`.
+class DevicesUpdated(LosantModel, kw_only=True):
+    """Schema `devicesUpdated`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `updated`: int | float
     - `failed`: int | float
     - `skipped`: int | float
@@ -9956,23 +10353,25 @@ class DevicesUpdated(LosantModel):
     log_link: str | UnsetType = field(name="logLink", default=UNSET)
 
 
-class DisableTwoFactorAuth(LosantModel):
-    """Schema `disableTwoFactorAuth`.
+class DisableTwoFactorAuth(LosantModel, kw_only=True):
+    """Schema `disableTwoFactorAuth`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
-    - `twoFactorCode`*: str
-    - `password`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `twoFactorCode`: str; the schema requires it in requests; the server checks it
+    - `password`: str; the schema requires it in requests; the server checks it
     """
 
     two_factor_code: str | UnsetType = field(name="twoFactorCode", default=UNSET)
     password: str | UnsetType = UNSET
 
 
-class EdgeDeployment(LosantModel):
-    """Schema `edgeDeployment`.
+class EdgeDeployment(LosantModel, kw_only=True):
+    """Schema `edgeDeployment`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `edgeDeploymentId`: str
     - `applicationId`: str
     - `deviceId`: str
@@ -9982,8 +10381,8 @@ class EdgeDeployment(LosantModel):
     - `flowName`: str
     - `flowClass`: str; one of: edge, customNode
     - `fileName`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `currentVersion`: str | None
     - `desiredVersion`: str | None
     - `currentEtag`: str
@@ -9991,7 +10390,7 @@ class EdgeDeployment(LosantModel):
     - `logs`: list[EdgeDeploymentLogsItem]
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     edge_deployment_id: str | UnsetType = field(name="edgeDeploymentId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
     device_id: str | UnsetType = field(name="deviceId", default=UNSET)
@@ -10001,8 +10400,8 @@ class EdgeDeployment(LosantModel):
     flow_name: str | UnsetType = field(name="flowName", default=UNSET)
     flow_class: str | UnsetType = field(name="flowClass", default=UNSET)
     file_name: str | UnsetType = field(name="fileName", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     current_version: str | None | UnsetType = field(name="currentVersion", default=UNSET)
     desired_version: str | None | UnsetType = field(name="desiredVersion", default=UNSET)
     current_etag: str | UnsetType = field(name="currentEtag", default=UNSET)
@@ -10010,25 +10409,27 @@ class EdgeDeployment(LosantModel):
     logs: list[EdgeDeploymentLogsItem] | UnsetType = UNSET
 
 
-class EdgeDeploymentDeviceConnectionInfo(LosantModel):
-    """The object at `/deviceConnectionInfo` in schema `edgeDeployment`.
+class EdgeDeploymentDeviceConnectionInfo(LosantModel, kw_only=True):
+    """The object at `/deviceConnectionInfo` in schema `edgeDeployment`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `time`: str; date-time string
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `time`: AwareDatetime
     - `connected`: Any
     """
 
-    time: str | UnsetType = UNSET
+    time: AwareDatetime | UnsetType = UNSET
     connected: Any = UNSET
 
 
-class EdgeDeploymentLogsItem(LosantModel):
-    """The object at `/logs/items` in schema `edgeDeployment`.
+class EdgeDeploymentLogsItem(LosantModel, kw_only=True):
+    """The object at `/logs/items` in schema `edgeDeployment`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `sourceType`: str; one of: flow, user, device, apiToken, notebook
     - `sourceId`: str
-    - `date`: str; date-time string
+    - `date`: AwareDatetime
     - `changeType`: str; one of: current, desired
     - `newValue`: str | None
     - `previousValue`: str | None
@@ -10041,7 +10442,7 @@ class EdgeDeploymentLogsItem(LosantModel):
 
     source_type: str | UnsetType = field(name="sourceType", default=UNSET)
     source_id: str | UnsetType = field(name="sourceId", default=UNSET)
-    date: str | UnsetType = UNSET
+    date: AwareDatetime | UnsetType = UNSET
     change_type: str | UnsetType = field(name="changeType", default=UNSET)
     new_value: str | None | UnsetType = field(name="newValue", default=UNSET)
     previous_value: str | None | UnsetType = field(name="previousValue", default=UNSET)
@@ -10052,12 +10453,13 @@ class EdgeDeploymentLogsItem(LosantModel):
     error: str | UnsetType = UNSET
 
 
-class EdgeDeploymentRelease(LosantModel):
-    """Schema `edgeDeploymentRelease`.
+class EdgeDeploymentRelease(LosantModel, kw_only=True):
+    """Schema `edgeDeploymentRelease`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `flowId`*: str
-    - `version`*: str | None
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `flowId`: str; the schema requires it in requests; the server checks it
+    - `version`: str | None; the schema requires it in requests; the server checks it
     - `deviceIds`: list[str]
     - `deviceTags`: list[EdgeDeploymentReleaseDeviceTagsItem]
     """
@@ -10068,10 +10470,11 @@ class EdgeDeploymentRelease(LosantModel):
     device_tags: list[EdgeDeploymentReleaseDeviceTagsItem] | UnsetType = field(name="deviceTags", default=UNSET)
 
 
-class EdgeDeploymentReleaseDeviceTagsItem(LosantModel):
-    """The object at `/deviceTags/items` in schema `edgeDeploymentRelease`.
+class EdgeDeploymentReleaseDeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/deviceTags/items` in schema `edgeDeploymentRelease`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -10080,25 +10483,27 @@ class EdgeDeploymentReleaseDeviceTagsItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class EdgeDeploymentRemove(LosantModel):
-    """Schema `edgeDeploymentRemove`.
+class EdgeDeploymentRemove(LosantModel, kw_only=True):
+    """Schema `edgeDeploymentRemove`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `flowId`*: str | None
-    - `deviceId`*: str | None
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `flowId`: str | None; the schema requires it in requests; the server checks it
+    - `deviceId`: str | None; the schema requires it in requests; the server checks it
     """
 
     flow_id: str | None | UnsetType = field(name="flowId", default=UNSET)
     device_id: str | None | UnsetType = field(name="deviceId", default=UNSET)
 
 
-class EdgeDeploymentReplace(LosantModel):
-    """Schema `edgeDeploymentReplace`.
+class EdgeDeploymentReplace(LosantModel, kw_only=True):
+    """Schema `edgeDeploymentReplace`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `flowId`*: str
-    - `oldVersion`*: str
-    - `newVersion`*: str | None
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `flowId`: str; the schema requires it in requests; the server checks it
+    - `oldVersion`: str; the schema requires it in requests; the server checks it
+    - `newVersion`: str | None; the schema requires it in requests; the server checks it
     """
 
     flow_id: str | UnsetType = field(name="flowId", default=UNSET)
@@ -10106,11 +10511,12 @@ class EdgeDeploymentReplace(LosantModel):
     new_version: str | None | UnsetType = field(name="newVersion", default=UNSET)
 
 
-class EdgeDeployments(LosantModel):
-    """Schema `edgeDeployments`.
+class EdgeDeployments(LosantModel, kw_only=True):
+    """Schema `edgeDeployments`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[EdgeDeployment]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[EdgeDeployment]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `applicationId`: str
@@ -10119,7 +10525,7 @@ class EdgeDeployments(LosantModel):
     - `version`: str
     """
 
-    items: list[EdgeDeployment] | UnsetType = UNSET
+    items: list[EdgeDeployment]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
@@ -10128,27 +10534,29 @@ class EdgeDeployments(LosantModel):
     version: str | UnsetType = UNSET
 
 
-class EmailVerificationVerify(LosantModel):
-    """Schema `emailVerificationVerify`.
+class EmailVerificationVerify(LosantModel, kw_only=True):
+    """Schema `emailVerificationVerify`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
-    - `email`*: str
-    - `token`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `email`: str; the schema requires it in requests; the server checks it
+    - `token`: str; the schema requires it in requests; the server checks it
     """
 
     email: str | UnsetType = UNSET
     token: str | UnsetType = UNSET
 
 
-class EmbeddedDeployment(LosantModel):
-    """Schema `embeddedDeployment`.
+class EmbeddedDeployment(LosantModel, kw_only=True):
+    """Schema `embeddedDeployment`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `embeddedDeploymentId`: str
     - `applicationId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `deviceId`: str
     - `deviceName`: str
     - `deviceConnectionInfo`: EmbeddedDeploymentDeviceConnectionInfo
@@ -10159,11 +10567,11 @@ class EmbeddedDeployment(LosantModel):
     - `logs`: list[EmbeddedDeploymentLogsItem]
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     embedded_deployment_id: str | UnsetType = field(name="embeddedDeploymentId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     device_id: str | UnsetType = field(name="deviceId", default=UNSET)
     device_name: str | UnsetType = field(name="deviceName", default=UNSET)
     device_connection_info: EmbeddedDeploymentDeviceConnectionInfo | UnsetType = field(name="deviceConnectionInfo", default=UNSET)
@@ -10174,22 +10582,24 @@ class EmbeddedDeployment(LosantModel):
     logs: list[EmbeddedDeploymentLogsItem] | UnsetType = UNSET
 
 
-class EmbeddedDeploymentDeviceConnectionInfo(LosantModel):
-    """The object at `/deviceConnectionInfo` in schema `embeddedDeployment`.
+class EmbeddedDeploymentDeviceConnectionInfo(LosantModel, kw_only=True):
+    """The object at `/deviceConnectionInfo` in schema `embeddedDeployment`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `time`: str; date-time string
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `time`: AwareDatetime
     - `connected`: Any
     """
 
-    time: str | UnsetType = UNSET
+    time: AwareDatetime | UnsetType = UNSET
     connected: Any = UNSET
 
 
-class EmbeddedDeploymentFlowsValue(LosantModel):
-    """The object at `/flows/patternProperties` in schema `embeddedDeployment`.
+class EmbeddedDeploymentFlowsValue(LosantModel, kw_only=True):
+    """The object at `/flows/patternProperties` in schema `embeddedDeployment`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `flowName`: str
     - `currentVersion`: str | None
     - `desiredVersion`: str | None
@@ -10200,13 +10610,14 @@ class EmbeddedDeploymentFlowsValue(LosantModel):
     desired_version: str | None | UnsetType = field(name="desiredVersion", default=UNSET)
 
 
-class EmbeddedDeploymentLogsItem(LosantModel):
-    """The object at `/logs/items` in schema `embeddedDeployment`.
+class EmbeddedDeploymentLogsItem(LosantModel, kw_only=True):
+    """The object at `/logs/items` in schema `embeddedDeployment`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `sourceType`: str; one of: flow, user, device, apiToken, notebook
     - `sourceId`: str
-    - `date`: str; date-time string
+    - `date`: AwareDatetime
     - `changeType`: str; one of: current, desired
     - `updateType`: str; one of: newFlow, replaceFlow, removeFlow, clear, globals, device, unknownBundle, knownBundle
     - `updateFlowId`: str
@@ -10218,7 +10629,7 @@ class EmbeddedDeploymentLogsItem(LosantModel):
 
     source_type: str | UnsetType = field(name="sourceType", default=UNSET)
     source_id: str | UnsetType = field(name="sourceId", default=UNSET)
-    date: str | UnsetType = UNSET
+    date: AwareDatetime | UnsetType = UNSET
     change_type: str | UnsetType = field(name="changeType", default=UNSET)
     update_type: str | UnsetType = field(name="updateType", default=UNSET)
     update_flow_id: str | UnsetType = field(name="updateFlowId", default=UNSET)
@@ -10228,10 +10639,11 @@ class EmbeddedDeploymentLogsItem(LosantModel):
     error: str | UnsetType = UNSET
 
 
-class EmbeddedDeploymentExport(LosantModel):
-    """Schema `embeddedDeploymentExport`.
+class EmbeddedDeploymentExport(LosantModel, kw_only=True):
+    """Schema `embeddedDeploymentExport`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `email`: str
     - `callbackUrl`: str
     - `embeddedDeploymentId`: str
@@ -10256,12 +10668,13 @@ class EmbeddedDeploymentExport(LosantModel):
     gzip: bool | UnsetType = UNSET
 
 
-class EmbeddedDeploymentRelease(LosantModel):
-    """Schema `embeddedDeploymentRelease`.
+class EmbeddedDeploymentRelease(LosantModel, kw_only=True):
+    """Schema `embeddedDeploymentRelease`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `flowId`*: str
-    - `version`*: str | None
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `flowId`: str; the schema requires it in requests; the server checks it
+    - `version`: str | None; the schema requires it in requests; the server checks it
     - `deviceIds`: list[str]
     - `deviceTags`: list[EmbeddedDeploymentReleaseDeviceTagsItem]
     - `releaseTag`: str | None
@@ -10274,10 +10687,11 @@ class EmbeddedDeploymentRelease(LosantModel):
     release_tag: str | None | UnsetType = field(name="releaseTag", default=UNSET)
 
 
-class EmbeddedDeploymentReleaseDeviceTagsItem(LosantModel):
-    """The object at `/deviceTags/items` in schema `embeddedDeploymentRelease`.
+class EmbeddedDeploymentReleaseDeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/deviceTags/items` in schema `embeddedDeploymentRelease`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -10286,25 +10700,27 @@ class EmbeddedDeploymentReleaseDeviceTagsItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class EmbeddedDeploymentRemove(LosantModel):
-    """Schema `embeddedDeploymentRemove`.
+class EmbeddedDeploymentRemove(LosantModel, kw_only=True):
+    """Schema `embeddedDeploymentRemove`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `flowId`*: str | None
-    - `deviceId`*: str | None
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `flowId`: str | None; the schema requires it in requests; the server checks it
+    - `deviceId`: str | None; the schema requires it in requests; the server checks it
     """
 
     flow_id: str | None | UnsetType = field(name="flowId", default=UNSET)
     device_id: str | None | UnsetType = field(name="deviceId", default=UNSET)
 
 
-class EmbeddedDeploymentReplace(LosantModel):
-    """Schema `embeddedDeploymentReplace`.
+class EmbeddedDeploymentReplace(LosantModel, kw_only=True):
+    """Schema `embeddedDeploymentReplace`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `flowId`*: str
-    - `oldVersion`*: str
-    - `newVersion`*: str | None
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `flowId`: str; the schema requires it in requests; the server checks it
+    - `oldVersion`: str; the schema requires it in requests; the server checks it
+    - `newVersion`: str | None; the schema requires it in requests; the server checks it
     """
 
     flow_id: str | UnsetType = field(name="flowId", default=UNSET)
@@ -10312,11 +10728,12 @@ class EmbeddedDeploymentReplace(LosantModel):
     new_version: str | None | UnsetType = field(name="newVersion", default=UNSET)
 
 
-class EmbeddedDeployments(LosantModel):
-    """Schema `embeddedDeployments`.
+class EmbeddedDeployments(LosantModel, kw_only=True):
+    """Schema `embeddedDeployments`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[EmbeddedDeployment]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[EmbeddedDeployment]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `applicationId`: str
@@ -10325,7 +10742,7 @@ class EmbeddedDeployments(LosantModel):
     - `version`: str
     """
 
-    items: list[EmbeddedDeployment] | UnsetType = UNSET
+    items: list[EmbeddedDeployment]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
@@ -10334,13 +10751,14 @@ class EmbeddedDeployments(LosantModel):
     version: str | UnsetType = UNSET
 
 
-class EnableTwoFactorAuth(LosantModel):
-    """Schema `enableTwoFactorAuth`.
+class EnableTwoFactorAuth(LosantModel, kw_only=True):
+    """Schema `enableTwoFactorAuth`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `twoFactorAuthKey`: str
-    - `password`*: str
-    - `twoFactorCode`*: str
+    - `password`: str; the schema requires it in requests; the server checks it
+    - `twoFactorCode`: str; the schema requires it in requests; the server checks it
     """
 
     two_factor_auth_key: str | UnsetType = field(name="twoFactorAuthKey", default=UNSET)
@@ -10348,10 +10766,11 @@ class EnableTwoFactorAuth(LosantModel):
     two_factor_code: str | UnsetType = field(name="twoFactorCode", default=UNSET)
 
 
-class Error(LosantModel):
-    """Schema `error`.
+class Error(LosantModel, kw_only=True):
+    """Schema `error`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `type`: str
     - `message`: str
     """
@@ -10360,15 +10779,16 @@ class Error(LosantModel):
     message: str | UnsetType = UNSET
 
 
-class Event(LosantModel):
-    """Schema `event`.
+class Event(LosantModel, kw_only=True):
+    """Schema `event`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `eventId`: str
     - `applicationId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `sourceType`: str; one of: flow, user, device, apiToken, experienceUser, public
     - `sourceId`: str
     - `sourceName`: str
@@ -10384,11 +10804,11 @@ class Event(LosantModel):
     - `updates`: list[EventUpdatesItem]
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     event_id: str | UnsetType = field(name="eventId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     source_type: str | UnsetType = field(name="sourceType", default=UNSET)
     source_id: str | UnsetType = field(name="sourceId", default=UNSET)
     source_name: str | UnsetType = field(name="sourceName", default=UNSET)
@@ -10404,14 +10824,15 @@ class Event(LosantModel):
     updates: list[EventUpdatesItem] | UnsetType = UNSET
 
 
-class EventUpdatesItem(LosantModel):
-    """The object at `/updates/items` in schema `event`.
+class EventUpdatesItem(LosantModel, kw_only=True):
+    """The object at `/updates/items` in schema `event`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `sourceType`: str; one of: flow, user, device, apiToken, experienceUser, public
     - `sourceId`: str
     - `sourceName`: str
-    - `creationDate`: str; date-time string
+    - `creationDate`: AwareDatetime
     - `comment`: str
     - `data`: Any
     - `state`: str; one of: new, acknowledged, resolved
@@ -10425,7 +10846,7 @@ class EventUpdatesItem(LosantModel):
     source_type: str | UnsetType = field(name="sourceType", default=UNSET)
     source_id: str | UnsetType = field(name="sourceId", default=UNSET)
     source_name: str | UnsetType = field(name="sourceName", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
     comment: str | UnsetType = UNSET
     data: Any = UNSET
     state: str | UnsetType = UNSET
@@ -10436,10 +10857,11 @@ class EventUpdatesItem(LosantModel):
     tags_change: dict[str, EventUpdatesItemTagsChangeValue] | UnsetType = field(name="tagsChange", default=UNSET)
 
 
-class EventUpdatesItemStateChange(LosantModel):
-    """The object at `/updates/items/stateChange` in schema `event`.
+class EventUpdatesItemStateChange(LosantModel, kw_only=True):
+    """The object at `/updates/items/stateChange` in schema `event`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `old`: str; one of: new, acknowledged, resolved
     - `new`: str; one of: new, acknowledged, resolved
     """
@@ -10448,10 +10870,11 @@ class EventUpdatesItemStateChange(LosantModel):
     new: str | UnsetType = UNSET
 
 
-class EventUpdatesItemLevelChange(LosantModel):
-    """The object at `/updates/items/levelChange` in schema `event`.
+class EventUpdatesItemLevelChange(LosantModel, kw_only=True):
+    """The object at `/updates/items/levelChange` in schema `event`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `old`: str; one of: info, warning, error, critical
     - `new`: str; one of: info, warning, error, critical
     """
@@ -10460,10 +10883,11 @@ class EventUpdatesItemLevelChange(LosantModel):
     new: str | UnsetType = UNSET
 
 
-class EventUpdatesItemSubjectChange(LosantModel):
-    """The object at `/updates/items/subjectChange` in schema `event`.
+class EventUpdatesItemSubjectChange(LosantModel, kw_only=True):
+    """The object at `/updates/items/subjectChange` in schema `event`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `old`: str
     - `new`: str
     """
@@ -10472,10 +10896,11 @@ class EventUpdatesItemSubjectChange(LosantModel):
     new: str | UnsetType = UNSET
 
 
-class EventUpdatesItemDeviceIdChange(LosantModel):
-    """The object at `/updates/items/deviceIdChange` in schema `event`.
+class EventUpdatesItemDeviceIdChange(LosantModel, kw_only=True):
+    """The object at `/updates/items/deviceIdChange` in schema `event`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `old`: str
     - `oldDeviceName`: str
     - `new`: str
@@ -10488,10 +10913,11 @@ class EventUpdatesItemDeviceIdChange(LosantModel):
     new_device_name: str | UnsetType = field(name="newDeviceName", default=UNSET)
 
 
-class EventUpdatesItemTagsChangeValue(LosantModel):
-    """The object at `/updates/items/tagsChange/patternProperties` in schema `event`.
+class EventUpdatesItemTagsChangeValue(LosantModel, kw_only=True):
+    """The object at `/updates/items/tagsChange/patternProperties` in schema `event`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `old`: str
     - `new`: str
     """
@@ -10500,10 +10926,11 @@ class EventUpdatesItemTagsChangeValue(LosantModel):
     new: str | UnsetType = UNSET
 
 
-class EventPatch(LosantModel):
-    """Schema `eventPatch`.
+class EventPatch(LosantModel, kw_only=True):
+    """Schema `eventPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `state`: str; one of: new, acknowledged, resolved
     - `level`: str; one of: info, warning, error, critical
     - `subject`: str
@@ -10522,10 +10949,11 @@ class EventPatch(LosantModel):
     event_tags: dict[str, str] | UnsetType = field(name="eventTags", default=UNSET)
 
 
-class EventPlusNewCount(LosantModel):
-    """Schema `eventPlusNewCount`.
+class EventPlusNewCount(LosantModel, kw_only=True):
+    """Schema `eventPlusNewCount`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `event`: Event
     - `newCount`: int
     """
@@ -10534,13 +10962,14 @@ class EventPlusNewCount(LosantModel):
     new_count: int | UnsetType = field(name="newCount", default=UNSET)
 
 
-class EventPost(LosantModel):
-    """Schema `eventPost`.
+class EventPost(LosantModel, kw_only=True):
+    """Schema `eventPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `level`*: str; one of: info, warning, error, critical
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `level`: str; the schema requires it in requests; the server checks it; one of: info, warning, error, critical
     - `state`: str; one of: new, acknowledged, resolved
-    - `subject`*: str
+    - `subject`: str; the schema requires it in requests; the server checks it
     - `message`: str
     - `data`: Any
     - `deviceId`: str
@@ -10560,43 +10989,47 @@ class EventPost(LosantModel):
     disable_tag_change_tracking: bool | UnsetType = field(name="disableTagChangeTracking", default=UNSET)
 
 
-class EventPostCreationDate(LosantModel):
-    """The object at `/creationDate` in schema `eventPost`.
+class EventPostCreationDate(LosantModel, kw_only=True):
+    """The object at `/creationDate` in schema `eventPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `$date`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `$date`: str; the schema requires it in requests; the server checks it
     """
 
     date: str | UnsetType = field(name="$date", default=UNSET)
 
 
-class EventTagsSummary(LosantModel):
-    """Schema `eventTagsSummary`.
+class EventTagsSummary(LosantModel, kw_only=True):
+    """Schema `eventTagsSummary`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `eventTags`: list[EventTagsSummaryEventTagsItem]
     """
 
     event_tags: list[EventTagsSummaryEventTagsItem] | UnsetType = field(name="eventTags", default=UNSET)
 
 
-class EventTagsSummaryEventTagsItem(LosantModel):
-    """The object at `/eventTags/items` in schema `eventTagsSummary`.
+class EventTagsSummaryEventTagsItem(LosantModel, kw_only=True):
+    """The object at `/eventTags/items` in schema `eventTagsSummary`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; the schema requires it in requests; the server checks it
+    - `value`: str; the schema requires it in requests; the server checks it
     """
 
     key: str | UnsetType = UNSET
     value: str | UnsetType = UNSET
 
 
-class Events(LosantModel):
-    """Schema `events`.
+class Events(LosantModel, kw_only=True):
+    """Schema `events`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[Event]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[Event]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -10610,7 +11043,7 @@ class Events(LosantModel):
     - `query`: dict[str, Any]
     """
 
-    items: list[Event] | UnsetType = UNSET
+    items: list[Event]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -10624,20 +11057,22 @@ class Events(LosantModel):
     query: dict[str, Any] | UnsetType = UNSET
 
 
-class EventsDeleted(LosantModel):
-    """Schema `eventsDeleted`.
+class EventsDeleted(LosantModel, kw_only=True):
+    """Schema `eventsDeleted`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `removed`: int | float
     """
 
     removed: int | float | UnsetType = UNSET
 
 
-class EventsExport(LosantModel):
-    """Schema `eventsExport`.
+class EventsExport(LosantModel, kw_only=True):
+    """Schema `eventsExport`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `email`: str
     - `callbackUrl`: str
     - `query`: AdvancedEventQuery
@@ -10652,10 +11087,11 @@ class EventsExport(LosantModel):
     exclude_updates: bool | UnsetType = field(name="excludeUpdates", default=UNSET)
 
 
-class ExperienceBootstrapOptions(LosantModel):
-    """Schema `experienceBootstrapOptions`.
+class ExperienceBootstrapOptions(LosantModel, kw_only=True):
+    """Schema `experienceBootstrapOptions`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `replaceExisting`: bool
     - `createUsers`: bool
     - `createGroups`: bool
@@ -10668,10 +11104,11 @@ class ExperienceBootstrapOptions(LosantModel):
     slug: str | UnsetType = UNSET
 
 
-class ExperienceBootstrapResult(LosantModel):
-    """Schema `experienceBootstrapResult`.
+class ExperienceBootstrapResult(LosantModel, kw_only=True):
+    """Schema `experienceBootstrapResult`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `resourceSuffix`: str
     - `password`: str
     - `email`: str
@@ -10682,36 +11119,38 @@ class ExperienceBootstrapResult(LosantModel):
     email: str | UnsetType = UNSET
 
 
-class ExperienceDomain(LosantModel):
-    """Schema `experienceDomain`.
+class ExperienceDomain(LosantModel, kw_only=True):
+    """Schema `experienceDomain`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `experienceDomainId`: str
     - `applicationId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `sslCert`: str
     - `sslBundle`: str
     - `domainName`: str
     - `version`: str
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     experience_domain_id: str | UnsetType = field(name="experienceDomainId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     ssl_cert: str | UnsetType = field(name="sslCert", default=UNSET)
     ssl_bundle: str | UnsetType = field(name="sslBundle", default=UNSET)
     domain_name: str | UnsetType = field(name="domainName", default=UNSET)
     version: str | UnsetType = UNSET
 
 
-class ExperienceDomainPatch(LosantModel):
-    """Schema `experienceDomainPatch`.
+class ExperienceDomainPatch(LosantModel, kw_only=True):
+    """Schema `experienceDomainPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `sslKey`: str | None
     - `sslCert`: str | None
     - `sslBundle`: str | None
@@ -10726,14 +11165,15 @@ class ExperienceDomainPatch(LosantModel):
     domain_name: str | UnsetType = field(name="domainName", default=UNSET)
 
 
-class ExperienceDomainPost(LosantModel):
-    """Schema `experienceDomainPost`.
+class ExperienceDomainPost(LosantModel, kw_only=True):
+    """Schema `experienceDomainPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `sslKey`: str
     - `sslCert`: str
     - `sslBundle`: str
-    - `domainName`*: str
+    - `domainName`: str; the schema requires it in requests; the server checks it
     - `version`: str | None
     """
 
@@ -10744,31 +11184,33 @@ class ExperienceDomainPost(LosantModel):
     version: str | None | UnsetType = UNSET
 
 
-class ExperienceDomains(LosantModel):
-    """Schema `experienceDomains`.
+class ExperienceDomains(LosantModel, kw_only=True):
+    """Schema `experienceDomains`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[ExperienceDomain]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[ExperienceDomain]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `applicationId`: str
     """
 
-    items: list[ExperienceDomain] | UnsetType = UNSET
+    items: list[ExperienceDomain]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
 
 
-class ExperienceEndpoint(LosantModel):
-    """Schema `experienceEndpoint`.
+class ExperienceEndpoint(LosantModel, kw_only=True):
+    """Schema `experienceEndpoint`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `experienceEndpointId`: str
     - `applicationId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `createdById`: str
     - `createdByType`: str; one of: flow, user, apiToken
     - `lastUpdatedById`: str
@@ -10785,11 +11227,11 @@ class ExperienceEndpoint(LosantModel):
     - `experienceGroups`: list[ExperienceEndpointExperienceGroupsItem]
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     experience_endpoint_id: str | UnsetType = field(name="experienceEndpointId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     created_by_id: str | UnsetType = field(name="createdById", default=UNSET)
     created_by_type: str | UnsetType = field(name="createdByType", default=UNSET)
     last_updated_by_id: str | UnsetType = field(name="lastUpdatedById", default=UNSET)
@@ -10806,38 +11248,41 @@ class ExperienceEndpoint(LosantModel):
     experience_groups: list[ExperienceEndpointExperienceGroupsItem] | UnsetType = field(name="experienceGroups", default=UNSET)
 
 
-class ExperienceEndpointStaticReply(LosantModel):
-    """The object at `/staticReply` in schema `experienceEndpoint`.
+class ExperienceEndpointStaticReply(LosantModel, kw_only=True):
+    """The object at `/staticReply` in schema `experienceEndpoint`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `value`: str; always present
     - `statusCode`: int
-    - `type`*: str; one of: page, redirect
+    - `type`: str; always present; one of: page, redirect
     """
 
-    value: str | UnsetType = UNSET
+    value: str
     status_code: int | UnsetType = field(name="statusCode", default=UNSET)
-    type: str | UnsetType = UNSET
+    type: str
 
 
-class ExperienceEndpointUnauthorizedReply(LosantModel):
-    """The object at `/unauthorizedReply` in schema `experienceEndpoint`.
+class ExperienceEndpointUnauthorizedReply(LosantModel, kw_only=True):
+    """The object at `/unauthorizedReply` in schema `experienceEndpoint`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `value`: str; always present
     - `statusCode`: int
-    - `type`*: str; one of: page, redirect
+    - `type`: str; always present; one of: page, redirect
     """
 
-    value: str | UnsetType = UNSET
+    value: str
     status_code: int | UnsetType = field(name="statusCode", default=UNSET)
-    type: str | UnsetType = UNSET
+    type: str
 
 
-class ExperienceEndpointExperienceGroupsItem(LosantModel):
-    """The object at `/experienceGroups/items` in schema `experienceEndpoint`.
+class ExperienceEndpointExperienceGroupsItem(LosantModel, kw_only=True):
+    """The object at `/experienceGroups/items` in schema `experienceEndpoint`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `id`: str
     """
@@ -10846,10 +11291,11 @@ class ExperienceEndpointExperienceGroupsItem(LosantModel):
     id: str | UnsetType = UNSET
 
 
-class ExperienceEndpointPatch(LosantModel):
-    """Schema `experienceEndpointPatch`.
+class ExperienceEndpointPatch(LosantModel, kw_only=True):
+    """Schema `experienceEndpointPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `description`: str
     - `route`: str
     - `enabled`: bool
@@ -10874,13 +11320,14 @@ class ExperienceEndpointPatch(LosantModel):
     unauthorized_reply: ExperienceEndpointPatchUnauthorizedReply | None | UnsetType = field(name="unauthorizedReply", default=UNSET)
 
 
-class ExperienceEndpointPatchStaticReply(LosantModel):
-    """The object at `/staticReply` in schema `experienceEndpointPatch`.
+class ExperienceEndpointPatchStaticReply(LosantModel, kw_only=True):
+    """The object at `/staticReply` in schema `experienceEndpointPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `value`: str; the schema requires it in requests; the server checks it
     - `statusCode`: int
-    - `type`*: str; one of: page, redirect
+    - `type`: str; the schema requires it in requests; the server checks it; one of: page, redirect
     """
 
     value: str | UnsetType = UNSET
@@ -10888,13 +11335,14 @@ class ExperienceEndpointPatchStaticReply(LosantModel):
     type: str | UnsetType = UNSET
 
 
-class ExperienceEndpointPatchUnauthorizedReply(LosantModel):
-    """The object at `/unauthorizedReply` in schema `experienceEndpointPatch`.
+class ExperienceEndpointPatchUnauthorizedReply(LosantModel, kw_only=True):
+    """The object at `/unauthorizedReply` in schema `experienceEndpointPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `value`: str; the schema requires it in requests; the server checks it
     - `statusCode`: int
-    - `type`*: str; one of: page, redirect
+    - `type`: str; the schema requires it in requests; the server checks it; one of: page, redirect
     """
 
     value: str | UnsetType = UNSET
@@ -10902,14 +11350,15 @@ class ExperienceEndpointPatchUnauthorizedReply(LosantModel):
     type: str | UnsetType = UNSET
 
 
-class ExperienceEndpointPost(LosantModel):
-    """Schema `experienceEndpointPost`.
+class ExperienceEndpointPost(LosantModel, kw_only=True):
+    """Schema `experienceEndpointPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `description`: str
-    - `route`*: str
+    - `route`: str; the schema requires it in requests; the server checks it
     - `enabled`: bool
-    - `method`*: str; one of: delete, get, options, patch, post, put
+    - `method`: str; the schema requires it in requests; the server checks it; one of: delete, get, options, patch, post, put
     - `access`: str; one of: public, authenticated, group, device
     - `deviceIdTemplate`: str
     - `endpointTags`: dict[str, str]
@@ -10930,13 +11379,14 @@ class ExperienceEndpointPost(LosantModel):
     unauthorized_reply: ExperienceEndpointPostUnauthorizedReply | None | UnsetType = field(name="unauthorizedReply", default=UNSET)
 
 
-class ExperienceEndpointPostStaticReply(LosantModel):
-    """The object at `/staticReply` in schema `experienceEndpointPost`.
+class ExperienceEndpointPostStaticReply(LosantModel, kw_only=True):
+    """The object at `/staticReply` in schema `experienceEndpointPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `value`: str; the schema requires it in requests; the server checks it
     - `statusCode`: int
-    - `type`*: str; one of: page, redirect
+    - `type`: str; the schema requires it in requests; the server checks it; one of: page, redirect
     """
 
     value: str | UnsetType = UNSET
@@ -10944,13 +11394,14 @@ class ExperienceEndpointPostStaticReply(LosantModel):
     type: str | UnsetType = UNSET
 
 
-class ExperienceEndpointPostUnauthorizedReply(LosantModel):
-    """The object at `/unauthorizedReply` in schema `experienceEndpointPost`.
+class ExperienceEndpointPostUnauthorizedReply(LosantModel, kw_only=True):
+    """The object at `/unauthorizedReply` in schema `experienceEndpointPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `value`: str; the schema requires it in requests; the server checks it
     - `statusCode`: int
-    - `type`*: str; one of: page, redirect
+    - `type`: str; the schema requires it in requests; the server checks it; one of: page, redirect
     """
 
     value: str | UnsetType = UNSET
@@ -10958,23 +11409,25 @@ class ExperienceEndpointPostUnauthorizedReply(LosantModel):
     type: str | UnsetType = UNSET
 
 
-class ExperienceEndpointStatsValueItem(LosantModel):
-    """The object at `/patternProperties/items` in schema `experienceEndpointStats`.
+class ExperienceEndpointStatsValueItem(LosantModel, kw_only=True):
+    """The object at `/patternProperties/items` in schema `experienceEndpointStats`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `time`: str; date-time string
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `time`: AwareDatetime
     - `count`: int | float
     """
 
-    time: str | UnsetType = UNSET
+    time: AwareDatetime | UnsetType = UNSET
     count: int | float | UnsetType = UNSET
 
 
-class ExperienceEndpoints(LosantModel):
-    """Schema `experienceEndpoints`.
+class ExperienceEndpoints(LosantModel, kw_only=True):
+    """Schema `experienceEndpoints`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[ExperienceEndpoint]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[ExperienceEndpoint]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `filter`: str
@@ -10986,7 +11439,7 @@ class ExperienceEndpoints(LosantModel):
     - `notFoundRequestCount`: int | float
     """
 
-    items: list[ExperienceEndpoint] | UnsetType = UNSET
+    items: list[ExperienceEndpoint]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     filter: str | UnsetType = UNSET
@@ -10998,15 +11451,16 @@ class ExperienceEndpoints(LosantModel):
     not_found_request_count: int | float | UnsetType = field(name="notFoundRequestCount", default=UNSET)
 
 
-class ExperienceGroup(LosantModel):
-    """Schema `experienceGroup`.
+class ExperienceGroup(LosantModel, kw_only=True):
+    """Schema `experienceGroup`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `experienceGroupId`: str
     - `applicationId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `name`: str
     - `description`: str
     - `experienceUserIds`: list[str]
@@ -11021,11 +11475,11 @@ class ExperienceGroup(LosantModel):
     - `totalDeviceCount`: int | float
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     experience_group_id: str | UnsetType = field(name="experienceGroupId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     name: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
     experience_user_ids: list[str] | UnsetType = field(name="experienceUserIds", default=UNSET)
@@ -11040,10 +11494,11 @@ class ExperienceGroup(LosantModel):
     total_device_count: int | float | UnsetType = field(name="totalDeviceCount", default=UNSET)
 
 
-class ExperienceGroupDeviceTagsItem(LosantModel):
-    """The object at `/deviceTags/items` in schema `experienceGroup`.
+class ExperienceGroupDeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/deviceTags/items` in schema `experienceGroup`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -11052,10 +11507,11 @@ class ExperienceGroupDeviceTagsItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class ExperienceGroupPatch(LosantModel):
-    """Schema `experienceGroupPatch`.
+class ExperienceGroupPatch(LosantModel, kw_only=True):
+    """Schema `experienceGroupPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `description`: str
     - `experienceUserIds`: list[str]
@@ -11078,10 +11534,11 @@ class ExperienceGroupPatch(LosantModel):
     parent_id: str | None | UnsetType = field(name="parentId", default=UNSET)
 
 
-class ExperienceGroupPatchDeviceTagsItem(LosantModel):
-    """The object at `/deviceTags/items` in schema `experienceGroupPatch`.
+class ExperienceGroupPatchDeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/deviceTags/items` in schema `experienceGroupPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -11090,11 +11547,12 @@ class ExperienceGroupPatchDeviceTagsItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class ExperienceGroupPost(LosantModel):
-    """Schema `experienceGroupPost`.
+class ExperienceGroupPost(LosantModel, kw_only=True):
+    """Schema `experienceGroupPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
     - `description`: str
     - `experienceUserIds`: list[str]
     - `experienceEndpointIds`: list[str]
@@ -11116,10 +11574,11 @@ class ExperienceGroupPost(LosantModel):
     parent_id: str | None | UnsetType = field(name="parentId", default=UNSET)
 
 
-class ExperienceGroupPostDeviceTagsItem(LosantModel):
-    """The object at `/deviceTags/items` in schema `experienceGroupPost`.
+class ExperienceGroupPostDeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/deviceTags/items` in schema `experienceGroupPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -11128,11 +11587,12 @@ class ExperienceGroupPostDeviceTagsItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class ExperienceGroups(LosantModel):
-    """Schema `experienceGroups`.
+class ExperienceGroups(LosantModel, kw_only=True):
+    """Schema `experienceGroups`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[ExperienceGroup]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[ExperienceGroup]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -11144,7 +11604,7 @@ class ExperienceGroups(LosantModel):
     - `applicationId`: str
     """
 
-    items: list[ExperienceGroup] | UnsetType = UNSET
+    items: list[ExperienceGroup]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -11156,10 +11616,11 @@ class ExperienceGroups(LosantModel):
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
 
 
-class ExperienceLinkedResources(LosantModel):
-    """Schema `experienceLinkedResources`.
+class ExperienceLinkedResources(LosantModel, kw_only=True):
+    """Schema `experienceLinkedResources`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `experienceViews`: ExperienceViews
     - `experienceEndpoints`: ExperienceEndpoints
     - `flows`: Flows
@@ -11172,32 +11633,34 @@ class ExperienceLinkedResources(LosantModel):
     flow_versions: FlowVersions | UnsetType = field(name="flowVersions", default=UNSET)
 
 
-class ExperienceSlug(LosantModel):
-    """Schema `experienceSlug`.
+class ExperienceSlug(LosantModel, kw_only=True):
+    """Schema `experienceSlug`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `experienceSlugId`: str
     - `applicationId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `slug`: str
     - `version`: str
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     experience_slug_id: str | UnsetType = field(name="experienceSlugId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     slug: str | UnsetType = UNSET
     version: str | UnsetType = UNSET
 
 
-class ExperienceSlugPatch(LosantModel):
-    """Schema `experienceSlugPatch`.
+class ExperienceSlugPatch(LosantModel, kw_only=True):
+    """Schema `experienceSlugPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `version`: str | None
     - `slug`: str
     """
@@ -11206,74 +11669,78 @@ class ExperienceSlugPatch(LosantModel):
     slug: str | UnsetType = UNSET
 
 
-class ExperienceSlugPost(LosantModel):
-    """Schema `experienceSlugPost`.
+class ExperienceSlugPost(LosantModel, kw_only=True):
+    """Schema `experienceSlugPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `version`: str | None
-    - `slug`*: str
+    - `slug`: str; the schema requires it in requests; the server checks it
     """
 
     version: str | None | UnsetType = UNSET
     slug: str | UnsetType = UNSET
 
 
-class ExperienceSlugs(LosantModel):
-    """Schema `experienceSlugs`.
+class ExperienceSlugs(LosantModel, kw_only=True):
+    """Schema `experienceSlugs`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[ExperienceSlug]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[ExperienceSlug]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `applicationId`: str
     """
 
-    items: list[ExperienceSlug] | UnsetType = UNSET
+    items: list[ExperienceSlug]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
 
 
-class ExperienceUser(LosantModel):
-    """Schema `experienceUser`.
+class ExperienceUser(LosantModel, kw_only=True):
+    """Schema `experienceUser`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `experienceUserId`: str
     - `applicationId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
-    - `passwordLastUpdated`: str; date-time string
-    - `lastLogin`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
+    - `passwordLastUpdated`: AwareDatetime
+    - `lastLogin`: AwareDatetime
     - `email`: str
     - `firstName`: str
     - `lastName`: str
     - `avatarUrl`: str
-    - `tokenCutoff`: str; date-time string
+    - `tokenCutoff`: AwareDatetime
     - `userTags`: dict[str, str]
     - `experienceGroups`: list[ExperienceUserExperienceGroupsItem]
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     experience_user_id: str | UnsetType = field(name="experienceUserId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
-    password_last_updated: str | UnsetType = field(name="passwordLastUpdated", default=UNSET)
-    last_login: str | UnsetType = field(name="lastLogin", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    password_last_updated: AwareDatetime | UnsetType = field(name="passwordLastUpdated", default=UNSET)
+    last_login: AwareDatetime | UnsetType = field(name="lastLogin", default=UNSET)
     email: str | UnsetType = UNSET
     first_name: str | UnsetType = field(name="firstName", default=UNSET)
     last_name: str | UnsetType = field(name="lastName", default=UNSET)
     avatar_url: str | UnsetType = field(name="avatarUrl", default=UNSET)
-    token_cutoff: str | UnsetType = field(name="tokenCutoff", default=UNSET)
+    token_cutoff: AwareDatetime | UnsetType = field(name="tokenCutoff", default=UNSET)
     user_tags: dict[str, str] | UnsetType = field(name="userTags", default=UNSET)
     experience_groups: list[ExperienceUserExperienceGroupsItem] | UnsetType = field(name="experienceGroups", default=UNSET)
 
 
-class ExperienceUserExperienceGroupsItem(LosantModel):
-    """The object at `/experienceGroups/items` in schema `experienceUser`.
+class ExperienceUserExperienceGroupsItem(LosantModel, kw_only=True):
+    """The object at `/experienceGroups/items` in schema `experienceUser`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `id`: str
     - `parentId`: str | None
@@ -11284,15 +11751,16 @@ class ExperienceUserExperienceGroupsItem(LosantModel):
     parent_id: str | None | UnsetType = field(name="parentId", default=UNSET)
 
 
-class ExperienceUserPatch(LosantModel):
-    """Schema `experienceUserPatch`.
+class ExperienceUserPatch(LosantModel, kw_only=True):
+    """Schema `experienceUserPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `email`: str
     - `firstName`: str
     - `lastName`: str
     - `password`: str
-    - `tokenCutoff`: str; date-time string
+    - `tokenCutoff`: AwareDatetime
     - `userTags`: dict[str, str]
     - `experienceGroupIds`: list[str]
     """
@@ -11301,20 +11769,21 @@ class ExperienceUserPatch(LosantModel):
     first_name: str | UnsetType = field(name="firstName", default=UNSET)
     last_name: str | UnsetType = field(name="lastName", default=UNSET)
     password: str | UnsetType = UNSET
-    token_cutoff: str | UnsetType = field(name="tokenCutoff", default=UNSET)
+    token_cutoff: AwareDatetime | UnsetType = field(name="tokenCutoff", default=UNSET)
     user_tags: dict[str, str] | UnsetType = field(name="userTags", default=UNSET)
     experience_group_ids: list[str] | UnsetType = field(name="experienceGroupIds", default=UNSET)
 
 
-class ExperienceUserPost(LosantModel):
-    """Schema `experienceUserPost`.
+class ExperienceUserPost(LosantModel, kw_only=True):
+    """Schema `experienceUserPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `email`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `email`: str; the schema requires it in requests; the server checks it
     - `firstName`: str
     - `lastName`: str
-    - `password`*: str
-    - `tokenCutoff`: str; date-time string
+    - `password`: str; the schema requires it in requests; the server checks it
+    - `tokenCutoff`: AwareDatetime
     - `userTags`: dict[str, str]
     - `experienceGroupIds`: list[str]
     """
@@ -11323,16 +11792,17 @@ class ExperienceUserPost(LosantModel):
     first_name: str | UnsetType = field(name="firstName", default=UNSET)
     last_name: str | UnsetType = field(name="lastName", default=UNSET)
     password: str | UnsetType = UNSET
-    token_cutoff: str | UnsetType = field(name="tokenCutoff", default=UNSET)
+    token_cutoff: AwareDatetime | UnsetType = field(name="tokenCutoff", default=UNSET)
     user_tags: dict[str, str] | UnsetType = field(name="userTags", default=UNSET)
     experience_group_ids: list[str] | UnsetType = field(name="experienceGroupIds", default=UNSET)
 
 
-class ExperienceUsers(LosantModel):
-    """Schema `experienceUsers`.
+class ExperienceUsers(LosantModel, kw_only=True):
+    """Schema `experienceUsers`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[ExperienceUser]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[ExperienceUser]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -11345,7 +11815,7 @@ class ExperienceUsers(LosantModel):
     - `experienceGroupId`: str
     """
 
-    items: list[ExperienceUser] | UnsetType = UNSET
+    items: list[ExperienceUser]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -11358,17 +11828,18 @@ class ExperienceUsers(LosantModel):
     experience_group_id: str | UnsetType = field(name="experienceGroupId", default=UNSET)
 
 
-class ExperienceVersion(LosantModel):
-    """Schema `experienceVersion`.
+class ExperienceVersion(LosantModel, kw_only=True):
+    """Schema `experienceVersion`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `experienceVersionId`: str
     - `applicationId`: str
-    - `creationDate`: str; date-time string
+    - `creationDate`: AwareDatetime
     - `createdById`: str
     - `createdByType`: str; one of: flow, user, apiToken
-    - `lastUpdated`: str; date-time string
+    - `lastUpdated`: AwareDatetime
     - `lastUpdatedById`: str
     - `lastUpdatedByType`: str; one of: flow, user, apiToken
     - `endpointDefaultCors`: bool
@@ -11383,13 +11854,13 @@ class ExperienceVersion(LosantModel):
     - `attachedSlugs`: list[ExperienceVersionAttachedSlugsItem]
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     experience_version_id: str | UnsetType = field(name="experienceVersionId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
     created_by_id: str | UnsetType = field(name="createdById", default=UNSET)
     created_by_type: str | UnsetType = field(name="createdByType", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     last_updated_by_id: str | UnsetType = field(name="lastUpdatedById", default=UNSET)
     last_updated_by_type: str | UnsetType = field(name="lastUpdatedByType", default=UNSET)
     endpoint_default_cors: bool | UnsetType = field(name="endpointDefaultCors", default=UNSET)
@@ -11404,52 +11875,56 @@ class ExperienceVersion(LosantModel):
     attached_slugs: list[ExperienceVersionAttachedSlugsItem] | UnsetType = field(name="attachedSlugs", default=UNSET)
 
 
-class ExperienceVersionGlobalsItem(LosantModel):
-    """The object at `/globals/items` in schema `experienceVersion`.
+class ExperienceVersionGlobalsItem(LosantModel, kw_only=True):
+    """The object at `/globals/items` in schema `experienceVersion`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `json`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; always present
+    - `json`: str; always present
     - `description`: str
     """
 
-    key: str | UnsetType = UNSET
-    json: str | UnsetType = UNSET
+    key: str
+    json: str
     description: str | UnsetType = UNSET
 
 
-class ExperienceVersionNotFoundReply(LosantModel):
-    """The object at `/notFoundReply` in schema `experienceVersion`.
+class ExperienceVersionNotFoundReply(LosantModel, kw_only=True):
+    """The object at `/notFoundReply` in schema `experienceVersion`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `value`: str; always present
     - `statusCode`: int
-    - `type`*: str; one of: page, redirect
+    - `type`: str; always present; one of: page, redirect
     """
 
-    value: str | UnsetType = UNSET
+    value: str
     status_code: int | UnsetType = field(name="statusCode", default=UNSET)
-    type: str | UnsetType = UNSET
+    type: str
 
 
-class ExperienceVersionUnauthorizedReply(LosantModel):
-    """The object at `/unauthorizedReply` in schema `experienceVersion`.
+class ExperienceVersionUnauthorizedReply(LosantModel, kw_only=True):
+    """The object at `/unauthorizedReply` in schema `experienceVersion`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `value`: str; always present
     - `statusCode`: int
-    - `type`*: str; one of: page, redirect
+    - `type`: str; always present; one of: page, redirect
     """
 
-    value: str | UnsetType = UNSET
+    value: str
     status_code: int | UnsetType = field(name="statusCode", default=UNSET)
-    type: str | UnsetType = UNSET
+    type: str
 
 
-class ExperienceVersionAttachedDomainsItem(LosantModel):
-    """The object at `/attachedDomains/items` in schema `experienceVersion`.
+class ExperienceVersionAttachedDomainsItem(LosantModel, kw_only=True):
+    """The object at `/attachedDomains/items` in schema `experienceVersion`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `domainName`: str
     - `id`: str
     """
@@ -11458,10 +11933,11 @@ class ExperienceVersionAttachedDomainsItem(LosantModel):
     id: str | UnsetType = UNSET
 
 
-class ExperienceVersionAttachedSlugsItem(LosantModel):
-    """The object at `/attachedSlugs/items` in schema `experienceVersion`.
+class ExperienceVersionAttachedSlugsItem(LosantModel, kw_only=True):
+    """The object at `/attachedSlugs/items` in schema `experienceVersion`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `slug`: str
     - `id`: str
     """
@@ -11470,10 +11946,11 @@ class ExperienceVersionAttachedSlugsItem(LosantModel):
     id: str | UnsetType = UNSET
 
 
-class ExperienceVersionPatch(LosantModel):
-    """Schema `experienceVersionPatch`.
+class ExperienceVersionPatch(LosantModel, kw_only=True):
+    """Schema `experienceVersionPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `endpointDefaultCors`: bool
     - `allowedCorsOrigins`: list[str]
     - `globals`: list[ExperienceVersionPatchGlobalsItem]
@@ -11494,12 +11971,13 @@ class ExperienceVersionPatch(LosantModel):
     response_headers: dict[str, str] | UnsetType = field(name="responseHeaders", default=UNSET)
 
 
-class ExperienceVersionPatchGlobalsItem(LosantModel):
-    """The object at `/globals/items` in schema `experienceVersionPatch`.
+class ExperienceVersionPatchGlobalsItem(LosantModel, kw_only=True):
+    """The object at `/globals/items` in schema `experienceVersionPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `json`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; the schema requires it in requests; the server checks it
+    - `json`: str; the schema requires it in requests; the server checks it
     - `description`: str
     """
 
@@ -11508,13 +11986,14 @@ class ExperienceVersionPatchGlobalsItem(LosantModel):
     description: str | UnsetType = UNSET
 
 
-class ExperienceVersionPatchNotFoundReply(LosantModel):
-    """The object at `/notFoundReply` in schema `experienceVersionPatch`.
+class ExperienceVersionPatchNotFoundReply(LosantModel, kw_only=True):
+    """The object at `/notFoundReply` in schema `experienceVersionPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `value`: str; the schema requires it in requests; the server checks it
     - `statusCode`: int
-    - `type`*: str; one of: page, redirect
+    - `type`: str; the schema requires it in requests; the server checks it; one of: page, redirect
     """
 
     value: str | UnsetType = UNSET
@@ -11522,13 +12001,14 @@ class ExperienceVersionPatchNotFoundReply(LosantModel):
     type: str | UnsetType = UNSET
 
 
-class ExperienceVersionPatchUnauthorizedReply(LosantModel):
-    """The object at `/unauthorizedReply` in schema `experienceVersionPatch`.
+class ExperienceVersionPatchUnauthorizedReply(LosantModel, kw_only=True):
+    """The object at `/unauthorizedReply` in schema `experienceVersionPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `value`: str; the schema requires it in requests; the server checks it
     - `statusCode`: int
-    - `type`*: str; one of: page, redirect
+    - `type`: str; the schema requires it in requests; the server checks it; one of: page, redirect
     """
 
     value: str | UnsetType = UNSET
@@ -11536,11 +12016,12 @@ class ExperienceVersionPatchUnauthorizedReply(LosantModel):
     type: str | UnsetType = UNSET
 
 
-class ExperienceVersionPost(LosantModel):
-    """Schema `experienceVersionPost`.
+class ExperienceVersionPost(LosantModel, kw_only=True):
+    """Schema `experienceVersionPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `version`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `version`: str; the schema requires it in requests; the server checks it
     - `description`: str
     - `domainIds`: list[str]
     - `slugIds`: list[str]
@@ -11564,12 +12045,13 @@ class ExperienceVersionPost(LosantModel):
     response_headers: dict[str, str] | UnsetType = field(name="responseHeaders", default=UNSET)
 
 
-class ExperienceVersionPostGlobalsItem(LosantModel):
-    """The object at `/globals/items` in schema `experienceVersionPost`.
+class ExperienceVersionPostGlobalsItem(LosantModel, kw_only=True):
+    """The object at `/globals/items` in schema `experienceVersionPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `json`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; the schema requires it in requests; the server checks it
+    - `json`: str; the schema requires it in requests; the server checks it
     - `description`: str
     """
 
@@ -11578,13 +12060,14 @@ class ExperienceVersionPostGlobalsItem(LosantModel):
     description: str | UnsetType = UNSET
 
 
-class ExperienceVersionPostNotFoundReply(LosantModel):
-    """The object at `/notFoundReply` in schema `experienceVersionPost`.
+class ExperienceVersionPostNotFoundReply(LosantModel, kw_only=True):
+    """The object at `/notFoundReply` in schema `experienceVersionPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `value`: str; the schema requires it in requests; the server checks it
     - `statusCode`: int
-    - `type`*: str; one of: page, redirect
+    - `type`: str; the schema requires it in requests; the server checks it; one of: page, redirect
     """
 
     value: str | UnsetType = UNSET
@@ -11592,13 +12075,14 @@ class ExperienceVersionPostNotFoundReply(LosantModel):
     type: str | UnsetType = UNSET
 
 
-class ExperienceVersionPostUnauthorizedReply(LosantModel):
-    """The object at `/unauthorizedReply` in schema `experienceVersionPost`.
+class ExperienceVersionPostUnauthorizedReply(LosantModel, kw_only=True):
+    """The object at `/unauthorizedReply` in schema `experienceVersionPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `value`: str; the schema requires it in requests; the server checks it
     - `statusCode`: int
-    - `type`*: str; one of: page, redirect
+    - `type`: str; the schema requires it in requests; the server checks it; one of: page, redirect
     """
 
     value: str | UnsetType = UNSET
@@ -11606,31 +12090,33 @@ class ExperienceVersionPostUnauthorizedReply(LosantModel):
     type: str | UnsetType = UNSET
 
 
-class ExperienceVersions(LosantModel):
-    """Schema `experienceVersions`.
+class ExperienceVersions(LosantModel, kw_only=True):
+    """Schema `experienceVersions`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[ExperienceVersion]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[ExperienceVersion]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `applicationId`: str
     """
 
-    items: list[ExperienceVersion] | UnsetType = UNSET
+    items: list[ExperienceVersion]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
 
 
-class ExperienceView(LosantModel):
-    """Schema `experienceView`.
+class ExperienceView(LosantModel, kw_only=True):
+    """Schema `experienceView`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `experienceViewId`: str
     - `applicationId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `createdById`: str
     - `createdByType`: str; one of: flow, user, apiToken
     - `lastUpdatedById`: str
@@ -11645,11 +12131,11 @@ class ExperienceView(LosantModel):
     - `headers`: ExperienceViewHeaders
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     experience_view_id: str | UnsetType = field(name="experienceViewId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     created_by_id: str | UnsetType = field(name="createdById", default=UNSET)
     created_by_type: str | UnsetType = field(name="createdByType", default=UNSET)
     last_updated_by_id: str | UnsetType = field(name="lastUpdatedById", default=UNSET)
@@ -11664,20 +12150,22 @@ class ExperienceView(LosantModel):
     headers: ExperienceViewHeaders | UnsetType = UNSET
 
 
-class ExperienceViewHeaders(LosantModel):
-    """The object at `/headers` in schema `experienceView`.
+class ExperienceViewHeaders(LosantModel, kw_only=True):
+    """The object at `/headers` in schema `experienceView`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `content-type`: str
     """
 
     content_type: str | UnsetType = field(name="content-type", default=UNSET)
 
 
-class ExperienceViewPatch(LosantModel):
-    """Schema `experienceViewPatch`.
+class ExperienceViewPatch(LosantModel, kw_only=True):
+    """Schema `experienceViewPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `description`: str
     - `layoutId`: str | None
@@ -11694,23 +12182,25 @@ class ExperienceViewPatch(LosantModel):
     headers: ExperienceViewPatchHeaders | UnsetType = UNSET
 
 
-class ExperienceViewPatchHeaders(LosantModel):
-    """The object at `/headers` in schema `experienceViewPatch`.
+class ExperienceViewPatchHeaders(LosantModel, kw_only=True):
+    """The object at `/headers` in schema `experienceViewPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `content-type`: str
     """
 
     content_type: str | UnsetType = field(name="content-type", default=UNSET)
 
 
-class ExperienceViewPost(LosantModel):
-    """Schema `experienceViewPost`.
+class ExperienceViewPost(LosantModel, kw_only=True):
+    """Schema `experienceViewPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
     - `description`: str
-    - `viewType`*: str; one of: layout, page, component
+    - `viewType`: str; the schema requires it in requests; the server checks it; one of: layout, page, component
     - `layoutId`: str | None
     - `body`: str
     - `viewTags`: dict[str, str]
@@ -11726,21 +12216,23 @@ class ExperienceViewPost(LosantModel):
     headers: ExperienceViewPostHeaders | UnsetType = UNSET
 
 
-class ExperienceViewPostHeaders(LosantModel):
-    """The object at `/headers` in schema `experienceViewPost`.
+class ExperienceViewPostHeaders(LosantModel, kw_only=True):
+    """The object at `/headers` in schema `experienceViewPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `content-type`: str
     """
 
     content_type: str | UnsetType = field(name="content-type", default=UNSET)
 
 
-class ExperienceViews(LosantModel):
-    """Schema `experienceViews`.
+class ExperienceViews(LosantModel, kw_only=True):
+    """Schema `experienceViews`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[ExperienceView]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[ExperienceView]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -11753,7 +12245,7 @@ class ExperienceViews(LosantModel):
     - `viewType`: str; one of: layout, page, component
     """
 
-    items: list[ExperienceView] | UnsetType = UNSET
+    items: list[ExperienceView]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -11766,14 +12258,15 @@ class ExperienceViews(LosantModel):
     view_type: str | UnsetType = field(name="viewType", default=UNSET)
 
 
-class File(LosantModel):
-    """Schema `file`.
+class File(LosantModel, kw_only=True):
+    """Schema `file`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `applicationId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `authorId`: str
     - `authorType`: str; one of: flow, user, device, apiToken, notebook
     - `status`: str; one of: pending, moving, deleting, completed
@@ -11788,10 +12281,10 @@ class File(LosantModel):
     - `url`: str
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     author_id: str | UnsetType = field(name="authorId", default=UNSET)
     author_type: str | UnsetType = field(name="authorType", default=UNSET)
     status: str | UnsetType = UNSET
@@ -11806,10 +12299,11 @@ class File(LosantModel):
     url: str | UnsetType = UNSET
 
 
-class FileFileDimensions(LosantModel):
-    """The object at `/fileDimensions` in schema `file`.
+class FileFileDimensions(LosantModel, kw_only=True):
+    """The object at `/fileDimensions` in schema `file`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `width`: int | float
     - `height`: int | float
     """
@@ -11818,10 +12312,11 @@ class FileFileDimensions(LosantModel):
     height: int | float | UnsetType = UNSET
 
 
-class FilePatch(LosantModel):
-    """Schema `filePatch`.
+class FilePatch(LosantModel, kw_only=True):
+    """Schema `filePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `fileSize`: int | float
     - `contentType`: str
     - `fileDimensions`: FilePatchFileDimensions
@@ -11832,10 +12327,11 @@ class FilePatch(LosantModel):
     file_dimensions: FilePatchFileDimensions | UnsetType = field(name="fileDimensions", default=UNSET)
 
 
-class FilePatchFileDimensions(LosantModel):
-    """The object at `/fileDimensions` in schema `filePatch`.
+class FilePatchFileDimensions(LosantModel, kw_only=True):
+    """The object at `/fileDimensions` in schema `filePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `width`: int | float
     - `height`: int | float
     """
@@ -11844,13 +12340,14 @@ class FilePatchFileDimensions(LosantModel):
     height: int | float | UnsetType = UNSET
 
 
-class FilePost(LosantModel):
-    """Schema `filePost`.
+class FilePost(LosantModel, kw_only=True):
+    """Schema `filePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
     - `parentDirectory`: str
-    - `type`*: str; one of: file, directory
+    - `type`: str; the schema requires it in requests; the server checks it; one of: file, directory
     - `fileSize`: int | float
     - `contentType`: str
     - `fileDimensions`: FilePostFileDimensions
@@ -11864,10 +12361,11 @@ class FilePost(LosantModel):
     file_dimensions: FilePostFileDimensions | UnsetType = field(name="fileDimensions", default=UNSET)
 
 
-class FilePostFileDimensions(LosantModel):
-    """The object at `/fileDimensions` in schema `filePost`.
+class FilePostFileDimensions(LosantModel, kw_only=True):
+    """The object at `/fileDimensions` in schema `filePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `width`: int | float
     - `height`: int | float
     """
@@ -11876,14 +12374,15 @@ class FilePostFileDimensions(LosantModel):
     height: int | float | UnsetType = UNSET
 
 
-class FileUploadPostResponse(LosantModel):
-    """Schema `fileUploadPostResponse`.
+class FileUploadPostResponse(LosantModel, kw_only=True):
+    """Schema `fileUploadPostResponse`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `applicationId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `authorId`: str
     - `authorType`: str; one of: flow, user, device, apiToken, notebook
     - `status`: str; one of: pending, moving, deleting, completed
@@ -11899,10 +12398,10 @@ class FileUploadPostResponse(LosantModel):
     - `upload`: FileUploadPostResponseUpload
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     author_id: str | UnsetType = field(name="authorId", default=UNSET)
     author_type: str | UnsetType = field(name="authorType", default=UNSET)
     status: str | UnsetType = UNSET
@@ -11918,10 +12417,11 @@ class FileUploadPostResponse(LosantModel):
     upload: FileUploadPostResponseUpload | UnsetType = UNSET
 
 
-class FileUploadPostResponseFileDimensions(LosantModel):
-    """The object at `/fileDimensions` in schema `fileUploadPostResponse`.
+class FileUploadPostResponseFileDimensions(LosantModel, kw_only=True):
+    """The object at `/fileDimensions` in schema `fileUploadPostResponse`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `width`: int | float
     - `height`: int | float
     """
@@ -11930,10 +12430,11 @@ class FileUploadPostResponseFileDimensions(LosantModel):
     height: int | float | UnsetType = UNSET
 
 
-class FileUploadPostResponseUpload(LosantModel):
-    """The object at `/upload` in schema `fileUploadPostResponse`.
+class FileUploadPostResponseUpload(LosantModel, kw_only=True):
+    """The object at `/upload` in schema `fileUploadPostResponse`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `url`: str
     - `fields`: dict[str, Any]; named and free keys: dict[str, Any]
     """
@@ -11942,11 +12443,12 @@ class FileUploadPostResponseUpload(LosantModel):
     fields: dict[str, Any] | UnsetType = UNSET
 
 
-class Files(LosantModel):
-    """Schema `files`.
+class Files(LosantModel, kw_only=True):
+    """Schema `files`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[File]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[File]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -11958,7 +12460,7 @@ class Files(LosantModel):
     - `parentExists`: bool
     """
 
-    items: list[File] | UnsetType = UNSET
+    items: list[File]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -11970,15 +12472,16 @@ class Files(LosantModel):
     parent_exists: bool | UnsetType = field(name="parentExists", default=UNSET)
 
 
-class Flow(LosantModel):
-    """Schema `flow`.
+class Flow(LosantModel, kw_only=True):
+    """Schema `flow`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `flowId`: str
     - `applicationId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `createdById`: str
     - `createdByType`: str; one of: flow, user, apiToken
     - `lastUpdatedById`: str
@@ -12003,11 +12506,11 @@ class Flow(LosantModel):
     - `stats`: FlowStats2
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     flow_id: str | UnsetType = field(name="flowId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     created_by_id: str | UnsetType = field(name="createdById", default=UNSET)
     created_by_type: str | UnsetType = field(name="createdByType", default=UNSET)
     last_updated_by_id: str | UnsetType = field(name="lastUpdatedById", default=UNSET)
@@ -12032,56 +12535,60 @@ class Flow(LosantModel):
     stats: FlowStats2 | UnsetType = UNSET
 
 
-class FlowNodesItem(LosantModel):
-    """The object at `/nodes/items` in schema `flow`.
+class FlowNodesItem(LosantModel, kw_only=True):
+    """The object at `/nodes/items` in schema `flow`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
-    - `type`*: str
+    - `type`: str; always present
     - `config`: dict[str, Any]
     - `meta`: dict[str, Any]
     - `outputIds`: list[list[str]]
     """
 
     id: str | UnsetType = UNSET
-    type: str | UnsetType = UNSET
+    type: str
     config: dict[str, Any] | UnsetType = UNSET
     meta: dict[str, Any] | UnsetType = UNSET
     output_ids: list[list[str]] | UnsetType = field(name="outputIds", default=UNSET)
 
 
-class FlowCustomNodeConfig(LosantModel):
-    """The object at `/customNodeConfig` in schema `flow`.
+class FlowCustomNodeConfig(LosantModel, kw_only=True):
+    """The object at `/customNodeConfig` in schema `flow`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `outputCount`*: int | float
-    - `resultMode`*: str; one of: optional, required, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `outputCount`: int | float; always present
+    - `resultMode`: str; always present; one of: optional, required, none
     - `resultDescription`: str
-    - `fields`*: list[dict[str, Any]]; 7 object shapes told apart by `type`: dict[str, Any]
+    - `fields`: list[dict[str, Any]]; always present; 7 object shapes told apart by `type`: dict[str, Any]
     """
 
-    output_count: int | float | UnsetType = field(name="outputCount", default=UNSET)
-    result_mode: str | UnsetType = field(name="resultMode", default=UNSET)
+    output_count: int | float = field(name="outputCount")
+    result_mode: str = field(name="resultMode")
     result_description: str | UnsetType = field(name="resultDescription", default=UNSET)
-    fields: list[dict[str, Any]] | UnsetType = UNSET
+    fields: list[dict[str, Any]]
 
 
-class FlowGlobalsItem(LosantModel):
-    """The object at `/globals/items` in schema `flow`.
+class FlowGlobalsItem(LosantModel, kw_only=True):
+    """The object at `/globals/items` in schema `flow`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `json`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; always present
+    - `json`: str; always present
     """
 
-    key: str | UnsetType = UNSET
-    json: str | UnsetType = UNSET
+    key: str
+    json: str
 
 
-class FlowStats2(LosantModel):
-    """The object at `/stats` in schema `flow`.
+class FlowStats2(LosantModel, kw_only=True):
+    """The object at `/stats` in schema `flow`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `runCount`: int | float
     - `errorCount`: int | float
     - `byVersion`: dict[str, FlowStats2ByVersionValue]
@@ -12092,10 +12599,11 @@ class FlowStats2(LosantModel):
     by_version: dict[str, FlowStats2ByVersionValue] | UnsetType = field(name="byVersion", default=UNSET)
 
 
-class FlowStats2ByVersionValue(LosantModel):
-    """The object at `/stats/byVersion/patternProperties` in schema `flow`.
+class FlowStats2ByVersionValue(LosantModel, kw_only=True):
+    """The object at `/stats/byVersion/patternProperties` in schema `flow`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `runCount`: int | float
     - `errorCount`: int | float
     """
@@ -12104,15 +12612,16 @@ class FlowStats2ByVersionValue(LosantModel):
     error_count: int | float | UnsetType = field(name="errorCount", default=UNSET)
 
 
-class FlowErrors(LosantModel):
-    """Schema `flowErrors`.
+class FlowErrors(LosantModel, kw_only=True):
+    """Schema `flowErrors`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `flowVersion`: str
     - `flowVersionId`: str
     - `deviceId`: str
-    - `start`: str; date-time string
-    - `end`: str; date-time string
+    - `start`: AwareDatetime
+    - `end`: AwareDatetime
     - `limit`: int | float
     - `sortDirection`: str; one of: asc, desc, ASC, DESC,
     - `errors`: list[FlowErrorsErrorsItem]
@@ -12121,18 +12630,19 @@ class FlowErrors(LosantModel):
     flow_version: str | UnsetType = field(name="flowVersion", default=UNSET)
     flow_version_id: str | UnsetType = field(name="flowVersionId", default=UNSET)
     device_id: str | UnsetType = field(name="deviceId", default=UNSET)
-    start: str | UnsetType = UNSET
-    end: str | UnsetType = UNSET
+    start: AwareDatetime | UnsetType = UNSET
+    end: AwareDatetime | UnsetType = UNSET
     limit: int | float | UnsetType = UNSET
     sort_direction: str | UnsetType = field(name="sortDirection", default=UNSET)
     errors: list[FlowErrorsErrorsItem] | UnsetType = UNSET
 
 
-class FlowErrorsErrorsItem(LosantModel):
-    """The object at `/errors/items` in schema `flowErrors`.
+class FlowErrorsErrorsItem(LosantModel, kw_only=True):
+    """The object at `/errors/items` in schema `flowErrors`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `time`: str; date-time string
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `time`: AwareDatetime
     - `deviceId`: str
     - `deviceName`: str
     - `flowVersion`: str
@@ -12142,7 +12652,7 @@ class FlowErrorsErrorsItem(LosantModel):
     - `error`: FlowErrorsErrorsItemError
     """
 
-    time: str | UnsetType = UNSET
+    time: AwareDatetime | UnsetType = UNSET
     device_id: str | UnsetType = field(name="deviceId", default=UNSET)
     device_name: str | UnsetType = field(name="deviceName", default=UNSET)
     flow_version: str | UnsetType = field(name="flowVersion", default=UNSET)
@@ -12152,10 +12662,11 @@ class FlowErrorsErrorsItem(LosantModel):
     error: FlowErrorsErrorsItemError | UnsetType = UNSET
 
 
-class FlowErrorsErrorsItemError(LosantModel):
-    """The object at `/errors/items/error` in schema `flowErrors`.
+class FlowErrorsErrorsItemError(LosantModel, kw_only=True):
+    """The object at `/errors/items/error` in schema `flowErrors`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `message`: str
     """
@@ -12164,12 +12675,13 @@ class FlowErrorsErrorsItemError(LosantModel):
     message: str | UnsetType = UNSET
 
 
-class FlowLogItem(LosantModel):
-    """The object at `/items` in schema `flowLog`.
+class FlowLogItem(LosantModel, kw_only=True):
+    """The object at `/items` in schema `flowLog`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `flowVersionId`: str
-    - `time`: str; date-time string
+    - `time`: AwareDatetime
     - `pathsFailed`: int | float
     - `pathsCompleted`: int | float
     - `runCount`: int | float
@@ -12178,7 +12690,7 @@ class FlowLogItem(LosantModel):
     """
 
     flow_version_id: str | UnsetType = field(name="flowVersionId", default=UNSET)
-    time: str | UnsetType = UNSET
+    time: AwareDatetime | UnsetType = UNSET
     paths_failed: int | float | UnsetType = field(name="pathsFailed", default=UNSET)
     paths_completed: int | float | UnsetType = field(name="pathsCompleted", default=UNSET)
     run_count: int | float | UnsetType = field(name="runCount", default=UNSET)
@@ -12186,10 +12698,11 @@ class FlowLogItem(LosantModel):
     errors: list[Any] | UnsetType = UNSET
 
 
-class FlowPatch(LosantModel):
-    """Schema `flowPatch`.
+class FlowPatch(LosantModel, kw_only=True):
+    """Schema `flowPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `description`: str
     - `shortDescription`: str
@@ -12220,12 +12733,13 @@ class FlowPatch(LosantModel):
     custom_node_config: FlowPatchCustomNodeConfig | UnsetType = field(name="customNodeConfig", default=UNSET)
 
 
-class FlowPatchNodesItem(LosantModel):
-    """The object at `/nodes/items` in schema `flowPatch`.
+class FlowPatchNodesItem(LosantModel, kw_only=True):
+    """The object at `/nodes/items` in schema `flowPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
-    - `type`*: str
+    - `type`: str; the schema requires it in requests; the server checks it
     - `config`: dict[str, Any]
     - `meta`: dict[str, Any]
     - `outputIds`: list[list[str]]
@@ -12238,26 +12752,28 @@ class FlowPatchNodesItem(LosantModel):
     output_ids: list[list[str]] | UnsetType = field(name="outputIds", default=UNSET)
 
 
-class FlowPatchGlobalsItem(LosantModel):
-    """The object at `/globals/items` in schema `flowPatch`.
+class FlowPatchGlobalsItem(LosantModel, kw_only=True):
+    """The object at `/globals/items` in schema `flowPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `json`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; the schema requires it in requests; the server checks it
+    - `json`: str; the schema requires it in requests; the server checks it
     """
 
     key: str | UnsetType = UNSET
     json: str | UnsetType = UNSET
 
 
-class FlowPatchCustomNodeConfig(LosantModel):
-    """The object at `/customNodeConfig` in schema `flowPatch`.
+class FlowPatchCustomNodeConfig(LosantModel, kw_only=True):
+    """The object at `/customNodeConfig` in schema `flowPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `outputCount`*: int | float
-    - `resultMode`*: str; one of: optional, required, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `outputCount`: int | float; the schema requires it in requests; the server checks it
+    - `resultMode`: str; the schema requires it in requests; the server checks it; one of: optional, required, none
     - `resultDescription`: str
-    - `fields`*: list[dict[str, Any]]; 7 object shapes told apart by `type`: dict[str, Any]
+    - `fields`: list[dict[str, Any]]; the schema requires it in requests; the server checks it; 7 object shapes told apart by `type`: dict[str, Any]
     """
 
     output_count: int | float | UnsetType = field(name="outputCount", default=UNSET)
@@ -12266,11 +12782,12 @@ class FlowPatchCustomNodeConfig(LosantModel):
     fields: list[dict[str, Any]] | UnsetType = UNSET
 
 
-class FlowPost(LosantModel):
-    """Schema `flowPost`.
+class FlowPost(LosantModel, kw_only=True):
+    """Schema `flowPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
     - `description`: str
     - `shortDescription`: str
     - `iconData`: str | None
@@ -12302,12 +12819,13 @@ class FlowPost(LosantModel):
     custom_node_supports: list[str] | UnsetType = field(name="customNodeSupports", default=UNSET)
 
 
-class FlowPostNodesItem(LosantModel):
-    """The object at `/nodes/items` in schema `flowPost`.
+class FlowPostNodesItem(LosantModel, kw_only=True):
+    """The object at `/nodes/items` in schema `flowPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
-    - `type`*: str
+    - `type`: str; the schema requires it in requests; the server checks it
     - `config`: dict[str, Any]
     - `meta`: dict[str, Any]
     - `outputIds`: list[list[str]]
@@ -12320,26 +12838,28 @@ class FlowPostNodesItem(LosantModel):
     output_ids: list[list[str]] | UnsetType = field(name="outputIds", default=UNSET)
 
 
-class FlowPostGlobalsItem(LosantModel):
-    """The object at `/globals/items` in schema `flowPost`.
+class FlowPostGlobalsItem(LosantModel, kw_only=True):
+    """The object at `/globals/items` in schema `flowPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `json`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; the schema requires it in requests; the server checks it
+    - `json`: str; the schema requires it in requests; the server checks it
     """
 
     key: str | UnsetType = UNSET
     json: str | UnsetType = UNSET
 
 
-class FlowPostCustomNodeConfig(LosantModel):
-    """The object at `/customNodeConfig` in schema `flowPost`.
+class FlowPostCustomNodeConfig(LosantModel, kw_only=True):
+    """The object at `/customNodeConfig` in schema `flowPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `outputCount`*: int | float
-    - `resultMode`*: str; one of: optional, required, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `outputCount`: int | float; the schema requires it in requests; the server checks it
+    - `resultMode`: str; the schema requires it in requests; the server checks it; one of: optional, required, none
     - `resultDescription`: str
-    - `fields`*: list[dict[str, Any]]; 7 object shapes told apart by `type`: dict[str, Any]
+    - `fields`: list[dict[str, Any]]; the schema requires it in requests; the server checks it; 7 object shapes told apart by `type`: dict[str, Any]
     """
 
     output_count: int | float | UnsetType = field(name="outputCount", default=UNSET)
@@ -12348,15 +12868,16 @@ class FlowPostCustomNodeConfig(LosantModel):
     fields: list[dict[str, Any]] | UnsetType = UNSET
 
 
-class FlowStats(LosantModel):
-    """Schema `flowStats`.
+class FlowStats(LosantModel, kw_only=True):
+    """Schema `flowStats`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `flowVersion`: str
     - `flowVersionId`: str
     - `deviceId`: str
-    - `start`: str; date-time string
-    - `end`: str; date-time string
+    - `start`: AwareDatetime
+    - `end`: AwareDatetime
     - `resolution`: int | float
     - `metrics`: list[FlowStatsMetricsItem]
     """
@@ -12364,35 +12885,37 @@ class FlowStats(LosantModel):
     flow_version: str | UnsetType = field(name="flowVersion", default=UNSET)
     flow_version_id: str | UnsetType = field(name="flowVersionId", default=UNSET)
     device_id: str | UnsetType = field(name="deviceId", default=UNSET)
-    start: str | UnsetType = UNSET
-    end: str | UnsetType = UNSET
+    start: AwareDatetime | UnsetType = UNSET
+    end: AwareDatetime | UnsetType = UNSET
     resolution: int | float | UnsetType = UNSET
     metrics: list[FlowStatsMetricsItem] | UnsetType = UNSET
 
 
-class FlowStatsMetricsItem(LosantModel):
-    """The object at `/metrics/items` in schema `flowStats`.
+class FlowStatsMetricsItem(LosantModel, kw_only=True):
+    """The object at `/metrics/items` in schema `flowStats`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `time`: str; date-time string
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `time`: AwareDatetime
     - `pathsFailed`: int | float
     - `pathsCompleted`: int | float
     - `runCount`: int | float
     - `wallTime`: int | float
     """
 
-    time: str | UnsetType = UNSET
+    time: AwareDatetime | UnsetType = UNSET
     paths_failed: int | float | UnsetType = field(name="pathsFailed", default=UNSET)
     paths_completed: int | float | UnsetType = field(name="pathsCompleted", default=UNSET)
     run_count: int | float | UnsetType = field(name="runCount", default=UNSET)
     wall_time: int | float | UnsetType = field(name="wallTime", default=UNSET)
 
 
-class FlowStorageEntry(LosantModel):
-    """Schema `flowStorageEntry`.
+class FlowStorageEntry(LosantModel, kw_only=True):
+    """Schema `flowStorageEntry`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; the schema requires it in requests; the server checks it
     - `value`: Any
     """
 
@@ -12400,10 +12923,11 @@ class FlowStorageEntry(LosantModel):
     value: Any = UNSET
 
 
-class FlowStorageMetadata(LosantModel):
-    """Schema `flowStorageMetadata`.
+class FlowStorageMetadata(LosantModel, kw_only=True):
+    """Schema `flowStorageMetadata`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `memoryUsed`: int | float
     - `keysCount`: int | float
     """
@@ -12412,10 +12936,11 @@ class FlowStorageMetadata(LosantModel):
     keys_count: int | float | UnsetType = field(name="keysCount", default=UNSET)
 
 
-class FlowTriggerFilterItem(LosantModel):
-    """The object at `/items` in schema `flowTriggerFilter`.
+class FlowTriggerFilterItem(LosantModel, kw_only=True):
+    """The object at `/items` in schema `flowTriggerFilter`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `type`: str
     """
@@ -12424,10 +12949,11 @@ class FlowTriggerFilterItem(LosantModel):
     type: str | UnsetType = UNSET
 
 
-class FlowVersionPatch(LosantModel):
-    """Schema `flowVersionPatch`.
+class FlowVersionPatch(LosantModel, kw_only=True):
+    """Schema `flowVersionPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `notes`: str
     - `enabled`: bool
     """
@@ -12436,11 +12962,12 @@ class FlowVersionPatch(LosantModel):
     enabled: bool | UnsetType = UNSET
 
 
-class FlowVersionPost(LosantModel):
-    """Schema `flowVersionPost`.
+class FlowVersionPost(LosantModel, kw_only=True):
+    """Schema `flowVersionPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `version`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `version`: str; the schema requires it in requests; the server checks it
     - `notes`: str
     - `enabled`: bool
     - `triggers`: list[dict[str, Any]]; 22 object shapes without a discriminator: dict[str, Any]
@@ -12460,12 +12987,13 @@ class FlowVersionPost(LosantModel):
     custom_node_config: FlowVersionPostCustomNodeConfig | UnsetType = field(name="customNodeConfig", default=UNSET)
 
 
-class FlowVersionPostNodesItem(LosantModel):
-    """The object at `/nodes/items` in schema `flowVersionPost`.
+class FlowVersionPostNodesItem(LosantModel, kw_only=True):
+    """The object at `/nodes/items` in schema `flowVersionPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
-    - `type`*: str
+    - `type`: str; the schema requires it in requests; the server checks it
     - `config`: dict[str, Any]
     - `meta`: dict[str, Any]
     - `outputIds`: list[list[str]]
@@ -12478,26 +13006,28 @@ class FlowVersionPostNodesItem(LosantModel):
     output_ids: list[list[str]] | UnsetType = field(name="outputIds", default=UNSET)
 
 
-class FlowVersionPostGlobalsItem(LosantModel):
-    """The object at `/globals/items` in schema `flowVersionPost`.
+class FlowVersionPostGlobalsItem(LosantModel, kw_only=True):
+    """The object at `/globals/items` in schema `flowVersionPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `json`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; the schema requires it in requests; the server checks it
+    - `json`: str; the schema requires it in requests; the server checks it
     """
 
     key: str | UnsetType = UNSET
     json: str | UnsetType = UNSET
 
 
-class FlowVersionPostCustomNodeConfig(LosantModel):
-    """The object at `/customNodeConfig` in schema `flowVersionPost`.
+class FlowVersionPostCustomNodeConfig(LosantModel, kw_only=True):
+    """The object at `/customNodeConfig` in schema `flowVersionPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `outputCount`*: int | float
-    - `resultMode`*: str; one of: optional, required, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `outputCount`: int | float; the schema requires it in requests; the server checks it
+    - `resultMode`: str; the schema requires it in requests; the server checks it; one of: optional, required, none
     - `resultDescription`: str
-    - `fields`*: list[dict[str, Any]]; 7 object shapes told apart by `type`: dict[str, Any]
+    - `fields`: list[dict[str, Any]]; the schema requires it in requests; the server checks it; 7 object shapes told apart by `type`: dict[str, Any]
     """
 
     output_count: int | float | UnsetType = field(name="outputCount", default=UNSET)
@@ -12506,11 +13036,12 @@ class FlowVersionPostCustomNodeConfig(LosantModel):
     fields: list[dict[str, Any]] | UnsetType = UNSET
 
 
-class FlowVersions(LosantModel):
-    """Schema `flowVersions`.
+class FlowVersions(LosantModel, kw_only=True):
+    """Schema `flowVersions`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[FlowVersion]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[FlowVersion]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -12523,7 +13054,7 @@ class FlowVersions(LosantModel):
     - `flowId`: str
     """
 
-    items: list[FlowVersion] | UnsetType = UNSET
+    items: list[FlowVersion]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -12536,12 +13067,13 @@ class FlowVersions(LosantModel):
     flow_id: str | UnsetType = field(name="flowId", default=UNSET)
 
 
-class FlowVersionsDeletePost(LosantModel):
-    """Schema `flowVersionsDeletePost`.
+class FlowVersionsDeletePost(LosantModel, kw_only=True):
+    """Schema `flowVersionsDeletePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `email`: str
-    - `query`*: AdvancedFlowVersionQuery
+    - `query`: AdvancedFlowVersionQuery; the schema requires it in requests; the server checks it
     - `callbackUrl`: str
     """
 
@@ -12550,11 +13082,12 @@ class FlowVersionsDeletePost(LosantModel):
     callback_url: str | UnsetType = field(name="callbackUrl", default=UNSET)
 
 
-class Flows(LosantModel):
-    """Schema `flows`.
+class Flows(LosantModel, kw_only=True):
+    """Schema `flows`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[Flow]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[Flow]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -12567,7 +13100,7 @@ class Flows(LosantModel):
     - `flowClass`: str; one of: cloud, edge, embedded, experience, customNode
     """
 
-    items: list[Flow] | UnsetType = UNSET
+    items: list[Flow]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -12580,10 +13113,11 @@ class Flows(LosantModel):
     flow_class: str | UnsetType = field(name="flowClass", default=UNSET)
 
 
-class FlowsImportPost(LosantModel):
-    """Schema `flowsImportPost`.
+class FlowsImportPost(LosantModel, kw_only=True):
+    """Schema `flowsImportPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `flows`: list[FlowsImportPostFlowsItem]
     - `flowVersions`: list[FlowsImportPostFlowVersionsItem]
     """
@@ -12592,13 +13126,14 @@ class FlowsImportPost(LosantModel):
     flow_versions: list[FlowsImportPostFlowVersionsItem] | UnsetType = field(name="flowVersions", default=UNSET)
 
 
-class FlowsImportPostFlowsItem(LosantModel):
-    """The object at `/flows/items` in schema `flowsImportPost`.
+class FlowsImportPostFlowsItem(LosantModel, kw_only=True):
+    """The object at `/flows/items` in schema `flowsImportPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `applicationId`: str
-    - `name`*: str
+    - `name`: str; the schema requires it in requests; the server checks it
     - `description`: str
     - `shortDescription`: str
     - `iconData`: str | None
@@ -12634,12 +13169,13 @@ class FlowsImportPostFlowsItem(LosantModel):
     custom_node_supports: list[str] | UnsetType = field(name="customNodeSupports", default=UNSET)
 
 
-class FlowsImportPostFlowsItemNodesItem(LosantModel):
-    """The object at `/flows/items/nodes/items` in schema `flowsImportPost`.
+class FlowsImportPostFlowsItemNodesItem(LosantModel, kw_only=True):
+    """The object at `/flows/items/nodes/items` in schema `flowsImportPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
-    - `type`*: str
+    - `type`: str; the schema requires it in requests; the server checks it
     - `config`: dict[str, Any]
     - `meta`: dict[str, Any]
     - `outputIds`: list[list[str]]
@@ -12652,26 +13188,28 @@ class FlowsImportPostFlowsItemNodesItem(LosantModel):
     output_ids: list[list[str]] | UnsetType = field(name="outputIds", default=UNSET)
 
 
-class FlowsImportPostFlowsItemGlobalsItem(LosantModel):
-    """The object at `/flows/items/globals/items` in schema `flowsImportPost`.
+class FlowsImportPostFlowsItemGlobalsItem(LosantModel, kw_only=True):
+    """The object at `/flows/items/globals/items` in schema `flowsImportPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `json`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; the schema requires it in requests; the server checks it
+    - `json`: str; the schema requires it in requests; the server checks it
     """
 
     key: str | UnsetType = UNSET
     json: str | UnsetType = UNSET
 
 
-class FlowsImportPostFlowsItemCustomNodeConfig(LosantModel):
-    """The object at `/flows/items/customNodeConfig` in schema `flowsImportPost`.
+class FlowsImportPostFlowsItemCustomNodeConfig(LosantModel, kw_only=True):
+    """The object at `/flows/items/customNodeConfig` in schema `flowsImportPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `outputCount`*: int | float
-    - `resultMode`*: str; one of: optional, required, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `outputCount`: int | float; the schema requires it in requests; the server checks it
+    - `resultMode`: str; the schema requires it in requests; the server checks it; one of: optional, required, none
     - `resultDescription`: str
-    - `fields`*: list[dict[str, Any]]; 7 object shapes told apart by `type`: dict[str, Any]
+    - `fields`: list[dict[str, Any]]; the schema requires it in requests; the server checks it; 7 object shapes told apart by `type`: dict[str, Any]
     """
 
     output_count: int | float | UnsetType = field(name="outputCount", default=UNSET)
@@ -12680,14 +13218,15 @@ class FlowsImportPostFlowsItemCustomNodeConfig(LosantModel):
     fields: list[dict[str, Any]] | UnsetType = UNSET
 
 
-class FlowsImportPostFlowVersionsItem(LosantModel):
-    """The object at `/flowVersions/items` in schema `flowsImportPost`.
+class FlowsImportPostFlowVersionsItem(LosantModel, kw_only=True):
+    """The object at `/flowVersions/items` in schema `flowsImportPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `flowId`: str
     - `applicationId`: str
-    - `version`*: str
+    - `version`: str; the schema requires it in requests; the server checks it
     - `notes`: str
     - `enabled`: bool
     - `triggers`: list[dict[str, Any]]; 22 object shapes without a discriminator: dict[str, Any]
@@ -12710,12 +13249,13 @@ class FlowsImportPostFlowVersionsItem(LosantModel):
     custom_node_config: FlowsImportPostFlowVersionsItemCustomNodeConfig | UnsetType = field(name="customNodeConfig", default=UNSET)
 
 
-class FlowsImportPostFlowVersionsItemNodesItem(LosantModel):
-    """The object at `/flowVersions/items/nodes/items` in schema `flowsImportPost`.
+class FlowsImportPostFlowVersionsItemNodesItem(LosantModel, kw_only=True):
+    """The object at `/flowVersions/items/nodes/items` in schema `flowsImportPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
-    - `type`*: str
+    - `type`: str; the schema requires it in requests; the server checks it
     - `config`: dict[str, Any]
     - `meta`: dict[str, Any]
     - `outputIds`: list[list[str]]
@@ -12728,26 +13268,28 @@ class FlowsImportPostFlowVersionsItemNodesItem(LosantModel):
     output_ids: list[list[str]] | UnsetType = field(name="outputIds", default=UNSET)
 
 
-class FlowsImportPostFlowVersionsItemGlobalsItem(LosantModel):
-    """The object at `/flowVersions/items/globals/items` in schema `flowsImportPost`.
+class FlowsImportPostFlowVersionsItemGlobalsItem(LosantModel, kw_only=True):
+    """The object at `/flowVersions/items/globals/items` in schema `flowsImportPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `json`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; the schema requires it in requests; the server checks it
+    - `json`: str; the schema requires it in requests; the server checks it
     """
 
     key: str | UnsetType = UNSET
     json: str | UnsetType = UNSET
 
 
-class FlowsImportPostFlowVersionsItemCustomNodeConfig(LosantModel):
-    """The object at `/flowVersions/items/customNodeConfig` in schema `flowsImportPost`.
+class FlowsImportPostFlowVersionsItemCustomNodeConfig(LosantModel, kw_only=True):
+    """The object at `/flowVersions/items/customNodeConfig` in schema `flowsImportPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `outputCount`*: int | float
-    - `resultMode`*: str; one of: optional, required, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `outputCount`: int | float; the schema requires it in requests; the server checks it
+    - `resultMode`: str; the schema requires it in requests; the server checks it; one of: optional, required, none
     - `resultDescription`: str
-    - `fields`*: list[dict[str, Any]]; 7 object shapes told apart by `type`: dict[str, Any]
+    - `fields`: list[dict[str, Any]]; the schema requires it in requests; the server checks it; 7 object shapes told apart by `type`: dict[str, Any]
     """
 
     output_count: int | float | UnsetType = field(name="outputCount", default=UNSET)
@@ -12756,10 +13298,11 @@ class FlowsImportPostFlowVersionsItemCustomNodeConfig(LosantModel):
     fields: list[dict[str, Any]] | UnsetType = UNSET
 
 
-class FlowsImportResult(LosantModel):
-    """Schema `flowsImportResult`.
+class FlowsImportResult(LosantModel, kw_only=True):
+    """Schema `flowsImportResult`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `flows`: list[Flow]
     - `flowVersions`: list[FlowVersion]
     - `importedFlowIdMap`: dict[str, str]
@@ -12772,11 +13315,12 @@ class FlowsImportResult(LosantModel):
     imported_version_id_map: dict[str, str] | UnsetType = field(name="importedVersionIdMap", default=UNSET)
 
 
-class GithubLogin(LosantModel):
-    """Schema `githubLogin`.
+class GithubLogin(LosantModel, kw_only=True):
+    """Schema `githubLogin`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `accessToken`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `accessToken`: str; the schema requires it in requests; the server checks it
     - `requestedScopes`: list[str]; one of: all.Application, all.Application.bounded, all.Application.read, all.Application.cli, all.Device, all.Device.read, application.*, applicationApiToken.*, applicationApiTokens.*, applicationCertificate.*, applicationCertificates.*, applicationCertificateAuthority.*, applicationCertificateAuthorities.*, applicationDashboards.*, applicationDashboard.*, applicationJobLogs.*, applicationJobLog.*, applicationKey.*, applicationKeys.*, credential.*, credentials.*, data.*, dataTable.*, dataTables.*, dataTableRow.*, dataTableRows.*, device.*, deviceRecipe.*, deviceRecipes.*, devices.*, deviceAttribute.*, deviceAttributes.*, edgeDeployment.*, edgeDeployments.*, embeddedDeployment.*, embeddedDeployments.*, event.*, events.*, experience.*, experienceDomain.*, experienceDomains.*, experienceEndpoint.*, experienceEndpoints.*, experienceGroup.*, experienceGroups.*, experienceSlug.*, experienceSlugs.*, experienceUser.*, experienceUsers.*, experienceVersion.*, experienceVersions.*, experienceView.*, experienceViews.*, integration.*, integrations.*, file.*, files.*, flow.*, flows.*, flowVersion.*, flowVersions.*, notebook.*, notebooks.*, privateFile.*, privateFiles.*, resourceJobs.*, resourceJob.*, webhook.*, webhooks.*, application.applyTemplate, application.archiveData, application.backfillArchiveData, application.clone, application.export, application.import, application.fullEventsArchive, application.fullDataTablesArchive, application.debug, application.delete, application.get, application.mqttPublishMessage, application.mqttSubscriptionStream, application.patch, application.payloadCounts, application.payloadCountsBreakdown, application.deviceCounts, application.notebookMinuteCounts, application.search, application.importLogs, applicationApiToken.delete, applicationApiToken.get, applicationApiToken.patch, applicationApiTokens.get, applicationApiTokens.post, applicationCertificate.delete, applicationCertificate.get, applicationCertificate.patch, applicationCertificates.get, applicationCertificates.post, applicationCertificateAuthority.delete, applicationCertificateAuthority.get, applicationCertificateAuthority.patch, applicationCertificateAuthorities.get, applicationCertificateAuthorities.post, applicationDashboard.get, applicationDashboard.patch, applicationDashboard.sendReport, applicationDashboard.delete, applicationDashboards.get, applicationDashboards.post, applicationJobLogs.get, applicationJobLog.get, applicationKey.delete, applicationKey.get, applicationKey.patch, applicationKeys.get, applicationKeys.post, credential.get, credential.linkedResources, credential.patch, credential.delete, credentials.get, credentials.post, data.export, data.lastValueQuery, data.timeSeriesQuery, dataTable.addColumn, dataTable.delete, dataTable.get, dataTable.patch, dataTable.removeColumn, dataTableRow.delete, dataTableRow.get, dataTableRow.patch, dataTableRows.get, dataTableRows.post, dataTableRows.query, dataTableRows.export, dataTableRows.delete, dataTableRows.truncate, dataTables.get, dataTables.post, device.agentLogs, device.commandStream, device.debug, device.delete, device.export, device.get, device.getCommand, device.getCompositeState, device.getLogEntries, device.getState, device.patch, device.payloadCounts, device.payloadCountsBreakdown, device.removeData, device.sendCommand, device.sendState, device.setConnectionStatus, device.stateStream, deviceRecipe.bulkCreate, deviceRecipe.delete, deviceRecipe.get, deviceRecipe.patch, deviceRecipes.get, deviceRecipes.post, devices.attributeNames, devices.patch, devices.delete, devices.restore, devices.removeData, devices.deviceNames, devices.export, devices.get, devices.getCompositeState, devices.historicalImport, devices.payloadCounts, devices.post, devices.sendCommand, devices.tagKeys, devices.tagValues, deviceAttribute.get, deviceAttribute.patch, deviceAttribute.delete, deviceAttributes.get, deviceAttributes.post, edgeDeployment.get, edgeDeployments.get, edgeDeployments.release, edgeDeployments.remove, edgeDeployments.replace, embeddedDeployment.get, embeddedDeployments.get, embeddedDeployments.release, embeddedDeployments.remove, embeddedDeployments.replace, embeddedDeployments.export, event.delete, event.get, event.patch, events.delete, events.detailedSummary, events.get, events.mostRecentBySeverity, events.patch, events.post, events.export, experience.delete, experience.bootstrap, experienceDomain.delete, experienceDomain.get, experienceDomain.patch, experienceDomains.get, experienceDomains.post, experienceEndpoint.delete, experienceEndpoint.get, experienceEndpoint.linkedResources, experienceEndpoint.patch, experienceEndpoints.get, experienceEndpoints.post, experienceEndpoints.stats, experienceGroup.delete, experienceGroup.get, experienceGroup.patch, experienceGroups.detailedSummary, experienceGroups.get, experienceGroups.post, experienceSlug.delete, experienceSlug.get, experienceSlug.patch, experienceSlugs.get, experienceSlugs.post, experienceUser.delete, experienceUser.get, experienceUser.patch, experienceUsers.detailedSummary, experienceUsers.get, experienceUsers.post, experienceVersion.delete, experienceVersion.get, experienceVersion.patch, experienceVersions.get, experienceVersions.post, experienceView.debug, experienceView.delete, experienceView.get, experienceView.linkedResources, experienceView.patch, experienceViews.debug, experienceViews.detailedSummary, experienceViews.get, experienceViews.post, file.get, file.patch, file.move, file.delete, file.upload, files.get, files.post, flow.clearStorageEntries, flow.debug, flow.delete, flow.errors, flow.get, flow.getStorageEntries, flow.log, flow.patch, flow.pressVirtualButton, flow.setStorageEntry, flow.getStorageEntriesMetadata, flow.stats, flow.suggestFunction, flows.get, flows.getByVersion, flows.import, flows.palette, flows.post, flowVersion.delete, flowVersion.debug, flowVersion.errors, flowVersion.get, flowVersion.log, flowVersion.patch, flowVersion.stats, flowVersions.delete, flowVersions.get, flowVersions.post, integration.delete, integration.get, integration.patch, integrations.get, integrations.post, notebook.delete, notebook.execute, notebook.get, notebook.logs, notebook.notebookMinuteCounts, notebook.patch, notebook.requestInputDataExport, notebook.upload, notebooks.get, notebooks.post, privateFile.get, privateFile.patch, privateFile.move, privateFile.delete, privateFile.upload, privateFiles.get, privateFiles.post, resourceJob.get, resourceJob.logs, resourceJob.patch, resourceJob.delete, resourceJob.execute, resourceJob.cancelExecution, resourceJobs.get, resourceJobs.post, webhook.delete, webhook.get, webhook.patch, webhooks.get, webhooks.post; one of: all.Organization, all.Organization.bounded, all.Organization.read, only.Organization, only.Organization.bounded, only.Organization.read, applications.*, auditLog.*, auditLogs.*, dashboard.*, dashboards.*, org.*, applications.get, applications.post, applications.import, applications.detailedSummary, applications.periodSummaries, auditLog.get, auditLogs.get, dashboard.patch, dashboard.delete, dashboard.sendReport, dashboard.suggestCode, dashboards.get, dashboards.post, org.get, org.patch, org.delete, org.pendingInvites, org.inviteMember, org.revokeInvite, org.modifyMember, org.removeMember, org.payloadCounts, org.payloadCountsBreakdown, org.deviceCounts, org.notebookMinuteCounts, org.invoices, org.currentCard, org.transferResources; one of: all.Instance, all.Instance.bounded, all.Instance.read, instance.*, instance.get, instance.patch, instance.historicalSummaries, instance.generateReport, instance.payloadCounts, instance.payloadCountsBreakdown, instance.deviceCounts, instance.notebookMinuteCounts, instanceOrg.*, instanceOrg.get, instanceOrg.patch, instanceOrg.delete, instanceOrg.payloadCounts, instanceOrg.payloadCountsBreakdown, instanceOrg.deviceCounts, instanceOrg.notebookMinuteCounts, instanceOrg.convertToEnterprise, instanceOrgs.*, instanceOrgs.get, instanceOrgs.post, instanceMember.*, instanceMember.get, instanceMember.patch, instanceMember.delete, instanceMembers.*, instanceMembers.get, instanceMembers.post, instanceOrgMember.*, instanceOrgMember.get, instanceOrgMember.patch, instanceOrgMember.delete, instanceOrgMembers.*, instanceOrgMembers.get, instanceOrgMembers.post, instanceOrgInvite.*, instanceOrgInvite.get, instanceOrgInvite.delete, instanceOrgInvite.resendInvite, instanceOrgInvites.*, instanceOrgInvites.get, instanceOrgInvites.post, instanceApiTokens.*, instanceApiTokens.get, instanceApiTokens.post, instanceApiToken.*, instanceApiToken.get, instanceApiToken.patch, instanceApiToken.delete, instanceCustomNodes.*, instanceCustomNodes.get, instanceCustomNodes.post, instanceCustomNode.*, instanceCustomNode.get, instanceCustomNode.patch, instanceCustomNode.delete, instanceCustomNode.errors, instanceCustomNode.stats, instanceNotificationRules.*, instanceNotificationRules.get, instanceNotificationRules.post, instanceNotificationRule.*, instanceNotificationRule.get, instanceNotificationRule.patch, instanceNotificationRule.delete, instanceNotificationRule.evaluate, instanceNotificationRule.logs, instanceSandbox.*, instanceSandbox.get, instanceSandbox.delete, instanceSandbox.undelete, instanceSandbox.payloadCounts, instanceSandbox.payloadCountsBreakdown, instanceSandbox.deviceCounts, instanceSandbox.notebookMinuteCounts, instanceSandboxes.*, instanceSandboxes.get, instanceAuditLog.*, instanceAuditLog.get, instanceAuditLogs.*, instanceAuditLogs.get; one of: all.User, all.User.bounded, all.User.read, all.User.cli, only.User, only.User.bounded, only.User.read, userApiToken.*, userApiToken.get, userApiToken.patch, userApiToken.delete, userApiTokens.*, userApiTokens.get, userApiTokens.post, userOauthToken.*, userOauthToken.get, userOauthToken.patch, userOauthToken.delete, userOauthTokens.*, userOauthTokens.get, userOauthTokens.post, applicationTemplate.*, applicationTemplate.get, applicationTemplates.*, applicationTemplates.get, applicationTemplates.getCategories, applicationTemplates.getUniqueKeywords, instances.*, instances.get, me.*, me.get, me.patch, me.delete, me.verifyEmail, me.changePassword, me.generateTwoFactorAuth, me.enableTwoFactorAuth, me.disableTwoFactorAuth, me.disconnectGithub, me.connectGithub, me.addRecentItem, me.fetchRecentItems, me.payloadCounts, me.payloadCountsBreakdown, me.deviceCounts, me.notebookMinuteCounts, me.transferResources, me.invite, me.invites, me.respondToInvite, me.refreshToken, orgs.*, orgs.get, orgs.post
     - `tokenTTL`: int
     """
@@ -12786,11 +13330,12 @@ class GithubLogin(LosantModel):
     token_ttl: int | UnsetType = field(name="tokenTTL", default=UNSET)
 
 
-class HistoricalSummaries(LosantModel):
-    """Schema `historicalSummaries`.
+class HistoricalSummaries(LosantModel, kw_only=True):
+    """Schema `historicalSummaries`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[HistoricalSummary]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[HistoricalSummary]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -12801,7 +13346,7 @@ class HistoricalSummaries(LosantModel):
     - `sortDirection`: str; one of: asc, desc, ASC, DESC,
     """
 
-    items: list[HistoricalSummary] | UnsetType = UNSET
+    items: list[HistoricalSummary]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -12812,10 +13357,11 @@ class HistoricalSummaries(LosantModel):
     sort_direction: str | UnsetType = field(name="sortDirection", default=UNSET)
 
 
-class HistoricalSummary(LosantModel):
-    """Schema `historicalSummary`.
+class HistoricalSummary(LosantModel, kw_only=True):
+    """Schema `historicalSummary`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `resourceType`: str; one of: application, organization, whitelabel
     - `resourceId`: str
     - `resourceName`: str
@@ -12824,8 +13370,8 @@ class HistoricalSummary(LosantModel):
     - `ownerId`: str
     - `ownerName`: str
     - `limits`: HistoricalSummaryLimits
-    - `currentPeriodStart`: str; date-time string
-    - `currentPeriodEnd`: str; date-time string
+    - `currentPeriodStart`: AwareDatetime
+    - `currentPeriodEnd`: AwareDatetime
     - `applicationCount`: int | float
     - `applicationCountProrated`: int | float
     - `userCount`: int | float
@@ -12878,8 +13424,8 @@ class HistoricalSummary(LosantModel):
     owner_id: str | UnsetType = field(name="ownerId", default=UNSET)
     owner_name: str | UnsetType = field(name="ownerName", default=UNSET)
     limits: HistoricalSummaryLimits | UnsetType = UNSET
-    current_period_start: str | UnsetType = field(name="currentPeriodStart", default=UNSET)
-    current_period_end: str | UnsetType = field(name="currentPeriodEnd", default=UNSET)
+    current_period_start: AwareDatetime | UnsetType = field(name="currentPeriodStart", default=UNSET)
+    current_period_end: AwareDatetime | UnsetType = field(name="currentPeriodEnd", default=UNSET)
     application_count: int | float | UnsetType = field(name="applicationCount", default=UNSET)
     application_count_prorated: int | float | UnsetType = field(name="applicationCountProrated", default=UNSET)
     user_count: int | float | UnsetType = field(name="userCount", default=UNSET)
@@ -12924,10 +13470,11 @@ class HistoricalSummary(LosantModel):
     payload_size_details: PayloadStats | UnsetType = field(name="payloadSizeDetails", default=UNSET)
 
 
-class HistoricalSummaryLimits(LosantModel):
-    """The object at `/limits` in schema `historicalSummary`.
+class HistoricalSummaryLimits(LosantModel, kw_only=True):
+    """The object at `/limits` in schema `historicalSummary`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `apitoken`: int
     - `application`: int
     - `applicationcertificate`: int
@@ -13000,10 +13547,11 @@ class HistoricalSummaryLimits(LosantModel):
     system_interval: int | UnsetType = field(name="systemInterval", default=UNSET)
 
 
-class ImportIntoApplicationOptions(LosantModel):
-    """Schema `importIntoApplicationOptions`.
+class ImportIntoApplicationOptions(LosantModel, kw_only=True):
+    """Schema `importIntoApplicationOptions`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `fromApplicationId`: str
     - `importUrl`: str
     - `callbackUrl`: str
@@ -13026,10 +13574,11 @@ class ImportIntoApplicationOptions(LosantModel):
     repo: ImportIntoApplicationOptionsRepo | UnsetType = UNSET
 
 
-class ImportIntoApplicationOptionsRepo(LosantModel):
-    """The object at `/repo` in schema `importIntoApplicationOptions`.
+class ImportIntoApplicationOptionsRepo(LosantModel, kw_only=True):
+    """The object at `/repo` in schema `importIntoApplicationOptions`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `branch`: str
     - `directory`: str
     """
@@ -13038,10 +13587,11 @@ class ImportIntoApplicationOptionsRepo(LosantModel):
     directory: str | UnsetType = UNSET
 
 
-class ImportNewApplicationOptions(LosantModel):
-    """Schema `importNewApplicationOptions`.
+class ImportNewApplicationOptions(LosantModel, kw_only=True):
+    """Schema `importNewApplicationOptions`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `importUrl`: str
     - `callbackUrl`: str
     - `include`: list[str]; one of: ApplicationCertificateAuthority, Dashboard, DataTableRow, DataTable, DeviceRecipe, Device, ExperienceDevelopConfig, ExperienceEndpoint, ExperienceFlowVersion, ExperienceGroup, ExperienceUser, ExperienceVersion, ExperienceView, File, FlowVersion, Flow, Global, Integration, Notebook, PrivateFile, Webhook, ResourceJob
@@ -13054,15 +13604,16 @@ class ImportNewApplicationOptions(LosantModel):
     force_job: bool | UnsetType = field(name="forceJob", default=UNSET)
 
 
-class Instance(LosantModel):
-    """Schema `instance`.
+class Instance(LosantModel, kw_only=True):
+    """Schema `instance`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
-    - `id`: str
+    - `id`: str; always present (the entity's identity)
     - `instanceId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `allowAuditLogging`: bool
     - `reportConfigs`: list[InstanceReportConfigsItem]
     - `limits`: InstanceLimits
@@ -13072,10 +13623,10 @@ class Instance(LosantModel):
     """
 
     name: str | UnsetType = UNSET
-    id: str | UnsetType = UNSET
+    id: str
     instance_id: str | UnsetType = field(name="instanceId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     allow_audit_logging: bool | UnsetType = field(name="allowAuditLogging", default=UNSET)
     report_configs: list[InstanceReportConfigsItem] | UnsetType = field(name="reportConfigs", default=UNSET)
     limits: InstanceLimits | UnsetType = UNSET
@@ -13084,12 +13635,13 @@ class Instance(LosantModel):
     mfa_mode: str | UnsetType = field(name="mfaMode", default=UNSET)
 
 
-class InstanceReportConfigsItem(LosantModel):
-    """The object at `/reportConfigs/items` in schema `instance`.
+class InstanceReportConfigsItem(LosantModel, kw_only=True):
+    """The object at `/reportConfigs/items` in schema `instance`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
-    - `cron`*: str
+    - `cron`: str; always present
     - `timezone`: str
     - `emails`: list[str]
     - `callbackUrl`: str
@@ -13100,7 +13652,7 @@ class InstanceReportConfigsItem(LosantModel):
     """
 
     id: str | UnsetType = UNSET
-    cron: str | UnsetType = UNSET
+    cron: str
     timezone: str | UnsetType = UNSET
     emails: list[str] | UnsetType = UNSET
     callback_url: str | UnsetType = field(name="callbackUrl", default=UNSET)
@@ -13110,10 +13662,11 @@ class InstanceReportConfigsItem(LosantModel):
     include_sandbox: bool | UnsetType = field(name="includeSandbox", default=UNSET)
 
 
-class InstanceLimits(LosantModel):
-    """The object at `/limits` in schema `instance`.
+class InstanceLimits(LosantModel, kw_only=True):
+    """The object at `/limits` in schema `instance`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `organization`: int
     - `instanceApiToken`: int
     - `instanceNotificationRule`: int
@@ -13194,10 +13747,11 @@ class InstanceLimits(LosantModel):
     system_interval: int | UnsetType = field(name="systemInterval", default=UNSET)
 
 
-class InstanceOrgDefaultLimitConfig(LosantModel):
-    """The object at `/orgDefaultLimitConfig` in schema `instance`.
+class InstanceOrgDefaultLimitConfig(LosantModel, kw_only=True):
+    """The object at `/orgDefaultLimitConfig` in schema `instance`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `apitoken`: int
     - `application`: int
     - `applicationcertificate`: int
@@ -13270,10 +13824,11 @@ class InstanceOrgDefaultLimitConfig(LosantModel):
     system_interval: int | UnsetType = field(name="systemInterval", default=UNSET)
 
 
-class InstanceMembersItem(LosantModel):
-    """The object at `/members/items` in schema `instance`.
+class InstanceMembersItem(LosantModel, kw_only=True):
+    """The object at `/members/items` in schema `instance`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `userId`: str
     - `role`: str; one of: admin, view
     """
@@ -13282,13 +13837,14 @@ class InstanceMembersItem(LosantModel):
     role: str | UnsetType = UNSET
 
 
-class InstanceAuditLog(LosantModel):
-    """Schema `instanceAuditLog`.
+class InstanceAuditLog(LosantModel, kw_only=True):
+    """Schema `instanceAuditLog`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `instanceAuditLogId`: str
-    - `creationDate`: str; date-time string
+    - `creationDate`: AwareDatetime
     - `instanceId`: str
     - `primaryTargetId`: str
     - `primaryTargetType`: str; one of: Organization, ApiToken, User, InstanceCustomNode, NotificationRule
@@ -13308,9 +13864,9 @@ class InstanceAuditLog(LosantModel):
     - `responseStatus`: int
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     instance_audit_log_id: str | UnsetType = field(name="instanceAuditLogId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
     instance_id: str | UnsetType = field(name="instanceId", default=UNSET)
     primary_target_id: str | UnsetType = field(name="primaryTargetId", default=UNSET)
     primary_target_type: str | UnsetType = field(name="primaryTargetType", default=UNSET)
@@ -13330,10 +13886,11 @@ class InstanceAuditLog(LosantModel):
     response_status: int | UnsetType = field(name="responseStatus", default=UNSET)
 
 
-class InstanceAuditLogFilter(LosantModel):
-    """Schema `instanceAuditLogFilter`.
+class InstanceAuditLogFilter(LosantModel, kw_only=True):
+    """Schema `instanceAuditLogFilter`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `primaryTarget`: list[InstanceAuditLogFilterPrimaryTargetItem]
     - `secondaryTarget`: list[InstanceAuditLogFilterSecondaryTargetItem]
     - `actor`: list[InstanceAuditLogFilterActorItem]
@@ -13348,10 +13905,11 @@ class InstanceAuditLogFilter(LosantModel):
     response_code: list[int] | UnsetType = field(name="responseCode", default=UNSET)
 
 
-class InstanceAuditLogFilterPrimaryTargetItem(LosantModel):
-    """The object at `/primaryTarget/items` in schema `instanceAuditLogFilter`.
+class InstanceAuditLogFilterPrimaryTargetItem(LosantModel, kw_only=True):
+    """The object at `/primaryTarget/items` in schema `instanceAuditLogFilter`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `type`: str; one of: Organization, ApiToken, User, InstanceCustomNode, NotificationRule
     - `name`: str
@@ -13362,10 +13920,11 @@ class InstanceAuditLogFilterPrimaryTargetItem(LosantModel):
     name: str | UnsetType = UNSET
 
 
-class InstanceAuditLogFilterSecondaryTargetItem(LosantModel):
-    """The object at `/secondaryTarget/items` in schema `instanceAuditLogFilter`.
+class InstanceAuditLogFilterSecondaryTargetItem(LosantModel, kw_only=True):
+    """The object at `/secondaryTarget/items` in schema `instanceAuditLogFilter`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `type`: str; one of: OrgInvite, ApiToken
     - `name`: str
@@ -13376,10 +13935,11 @@ class InstanceAuditLogFilterSecondaryTargetItem(LosantModel):
     name: str | UnsetType = UNSET
 
 
-class InstanceAuditLogFilterActorItem(LosantModel):
-    """The object at `/actor/items` in schema `instanceAuditLogFilter`.
+class InstanceAuditLogFilterActorItem(LosantModel, kw_only=True):
+    """The object at `/actor/items` in schema `instanceAuditLogFilter`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `type`: str; one of: User, ApiToken
     - `name`: str
@@ -13390,10 +13950,11 @@ class InstanceAuditLogFilterActorItem(LosantModel):
     name: str | UnsetType = UNSET
 
 
-class InstanceAuditLogFilterRequestItem(LosantModel):
-    """The object at `/request/items` in schema `instanceAuditLogFilter`.
+class InstanceAuditLogFilterRequestItem(LosantModel, kw_only=True):
+    """The object at `/request/items` in schema `instanceAuditLogFilter`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `resource`: str
     - `action`: str
     """
@@ -13402,11 +13963,12 @@ class InstanceAuditLogFilterRequestItem(LosantModel):
     action: str | UnsetType = UNSET
 
 
-class InstanceAuditLogs(LosantModel):
-    """Schema `instanceAuditLogs`.
+class InstanceAuditLogs(LosantModel, kw_only=True):
+    """Schema `instanceAuditLogs`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[InstanceAuditLog]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[InstanceAuditLog]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -13416,7 +13978,7 @@ class InstanceAuditLogs(LosantModel):
     - `instanceId`: str
     """
 
-    items: list[InstanceAuditLog] | UnsetType = UNSET
+    items: list[InstanceAuditLog]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -13426,17 +13988,18 @@ class InstanceAuditLogs(LosantModel):
     instance_id: str | UnsetType = field(name="instanceId", default=UNSET)
 
 
-class InstanceCustomNode(LosantModel):
-    """Schema `instanceCustomNode`.
+class InstanceCustomNode(LosantModel, kw_only=True):
+    """Schema `instanceCustomNode`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `instanceCustomNodeId`: str
     - `instanceId`: str
-    - `creationDate`: str; date-time string
+    - `creationDate`: AwareDatetime
     - `createdById`: str
     - `createdByType`: str; one of: apiToken, user
-    - `lastUpdated`: str; date-time string
+    - `lastUpdated`: AwareDatetime
     - `lastUpdatedById`: str
     - `lastUpdatedByType`: str; one of: apiToken, user
     - `name`: str
@@ -13457,13 +14020,13 @@ class InstanceCustomNode(LosantModel):
     - `usage`: dict[str, Any]; named and free keys: dict[str, Any]
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     instance_custom_node_id: str | UnsetType = field(name="instanceCustomNodeId", default=UNSET)
     instance_id: str | UnsetType = field(name="instanceId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
     created_by_id: str | UnsetType = field(name="createdById", default=UNSET)
     created_by_type: str | UnsetType = field(name="createdByType", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     last_updated_by_id: str | UnsetType = field(name="lastUpdatedById", default=UNSET)
     last_updated_by_type: str | UnsetType = field(name="lastUpdatedByType", default=UNSET)
     name: str | UnsetType = UNSET
@@ -13484,28 +14047,30 @@ class InstanceCustomNode(LosantModel):
     usage: dict[str, Any] | UnsetType = UNSET
 
 
-class InstanceCustomNodeTriggersItem(LosantModel):
-    """The object at `/triggers/items` in schema `instanceCustomNode`.
+class InstanceCustomNodeTriggersItem(LosantModel, kw_only=True):
+    """The object at `/triggers/items` in schema `instanceCustomNode`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
-    - `type`*: str; one of: customNodeStart
+    - `type`: str; always present; one of: customNodeStart
     - `config`: dict[str, Any]
     - `meta`: InstanceCustomNodeTriggersItemMeta
     - `outputIds`: list[list[str]]
     """
 
     key: str | UnsetType = UNSET
-    type: str | UnsetType = UNSET
+    type: str
     config: dict[str, Any] | UnsetType = UNSET
     meta: InstanceCustomNodeTriggersItemMeta | UnsetType = UNSET
     output_ids: list[list[str]] | UnsetType = field(name="outputIds", default=UNSET)
 
 
-class InstanceCustomNodeTriggersItemMeta(LosantModel):
-    """The object at `/triggers/items/meta` in schema `instanceCustomNode`.
+class InstanceCustomNodeTriggersItemMeta(LosantModel, kw_only=True):
+    """The object at `/triggers/items/meta` in schema `instanceCustomNode`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `category`: str; one of: trigger
     - `name`: str; one of: customNodeStart
     - `label`: str
@@ -13524,44 +14089,47 @@ class InstanceCustomNodeTriggersItemMeta(LosantModel):
     description: str | UnsetType = UNSET
 
 
-class InstanceCustomNodeNodesItem(LosantModel):
-    """The object at `/nodes/items` in schema `instanceCustomNode`.
+class InstanceCustomNodeNodesItem(LosantModel, kw_only=True):
+    """The object at `/nodes/items` in schema `instanceCustomNode`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
-    - `type`*: str
+    - `type`: str; always present
     - `config`: dict[str, Any]
     - `meta`: dict[str, Any]
     - `outputIds`: list[list[str]]
     """
 
     id: str | UnsetType = UNSET
-    type: str | UnsetType = UNSET
+    type: str
     config: dict[str, Any] | UnsetType = UNSET
     meta: dict[str, Any] | UnsetType = UNSET
     output_ids: list[list[str]] | UnsetType = field(name="outputIds", default=UNSET)
 
 
-class InstanceCustomNodeCustomNodeConfig(LosantModel):
-    """The object at `/customNodeConfig` in schema `instanceCustomNode`.
+class InstanceCustomNodeCustomNodeConfig(LosantModel, kw_only=True):
+    """The object at `/customNodeConfig` in schema `instanceCustomNode`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `outputCount`*: int | float
-    - `resultMode`*: str; one of: optional, required, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `outputCount`: int | float; always present
+    - `resultMode`: str; always present; one of: optional, required, none
     - `resultDescription`: str
-    - `fields`*: list[dict[str, Any]]; 7 object shapes told apart by `type`: dict[str, Any]
+    - `fields`: list[dict[str, Any]]; always present; 7 object shapes told apart by `type`: dict[str, Any]
     """
 
-    output_count: int | float | UnsetType = field(name="outputCount", default=UNSET)
-    result_mode: str | UnsetType = field(name="resultMode", default=UNSET)
+    output_count: int | float = field(name="outputCount")
+    result_mode: str = field(name="resultMode")
     result_description: str | UnsetType = field(name="resultDescription", default=UNSET)
-    fields: list[dict[str, Any]] | UnsetType = UNSET
+    fields: list[dict[str, Any]]
 
 
-class InstanceCustomNodeStats(LosantModel):
-    """The object at `/stats` in schema `instanceCustomNode`.
+class InstanceCustomNodeStats(LosantModel, kw_only=True):
+    """The object at `/stats` in schema `instanceCustomNode`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `errorCount`: int
     - `runCount`: int
     """
@@ -13570,10 +14138,11 @@ class InstanceCustomNodeStats(LosantModel):
     run_count: int | UnsetType = field(name="runCount", default=UNSET)
 
 
-class InstanceCustomNodePatch(LosantModel):
-    """Schema `instanceCustomNodePatch`.
+class InstanceCustomNodePatch(LosantModel, kw_only=True):
+    """Schema `instanceCustomNodePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `description`: str
     - `shortDescription`: str
@@ -13600,12 +14169,13 @@ class InstanceCustomNodePatch(LosantModel):
     custom_node_supports: list[str] | UnsetType = field(name="customNodeSupports", default=UNSET)
 
 
-class InstanceCustomNodePatchNodesItem(LosantModel):
-    """The object at `/nodes/items` in schema `instanceCustomNodePatch`.
+class InstanceCustomNodePatchNodesItem(LosantModel, kw_only=True):
+    """The object at `/nodes/items` in schema `instanceCustomNodePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
-    - `type`*: str
+    - `type`: str; the schema requires it in requests; the server checks it
     - `config`: dict[str, Any]
     - `meta`: dict[str, Any]
     - `outputIds`: list[list[str]]
@@ -13618,14 +14188,15 @@ class InstanceCustomNodePatchNodesItem(LosantModel):
     output_ids: list[list[str]] | UnsetType = field(name="outputIds", default=UNSET)
 
 
-class InstanceCustomNodePatchCustomNodeConfig(LosantModel):
-    """The object at `/customNodeConfig` in schema `instanceCustomNodePatch`.
+class InstanceCustomNodePatchCustomNodeConfig(LosantModel, kw_only=True):
+    """The object at `/customNodeConfig` in schema `instanceCustomNodePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `outputCount`*: int | float
-    - `resultMode`*: str; one of: optional, required, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `outputCount`: int | float; the schema requires it in requests; the server checks it
+    - `resultMode`: str; the schema requires it in requests; the server checks it; one of: optional, required, none
     - `resultDescription`: str
-    - `fields`*: list[dict[str, Any]]; 7 object shapes told apart by `type`: dict[str, Any]
+    - `fields`: list[dict[str, Any]]; the schema requires it in requests; the server checks it; 7 object shapes told apart by `type`: dict[str, Any]
     """
 
     output_count: int | float | UnsetType = field(name="outputCount", default=UNSET)
@@ -13634,19 +14205,20 @@ class InstanceCustomNodePatchCustomNodeConfig(LosantModel):
     fields: list[dict[str, Any]] | UnsetType = UNSET
 
 
-class InstanceCustomNodePost(LosantModel):
-    """Schema `instanceCustomNodePost`.
+class InstanceCustomNodePost(LosantModel, kw_only=True):
+    """Schema `instanceCustomNodePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
     - `description`: str
     - `shortDescription`: str
     - `iconData`: str | None
     - `docsUrl`: str
     - `category`: str; one of: data, experience, logic, output, debug,
     - `minimumAgentVersion`: str
-    - `triggers`*: list[dict[str, Any]]; 2 object shapes without a discriminator: dict[str, Any]
-    - `nodes`*: list[InstanceCustomNodePostNodesItem]
+    - `triggers`: list[dict[str, Any]]; the schema requires it in requests; the server checks it; 2 object shapes without a discriminator: dict[str, Any]
+    - `nodes`: list[InstanceCustomNodePostNodesItem]; the schema requires it in requests; the server checks it
     - `customNodeConfig`: InstanceCustomNodePostCustomNodeConfig
     - `customNodeSupports`: list[str]; one of: cloud, edge
     """
@@ -13664,12 +14236,13 @@ class InstanceCustomNodePost(LosantModel):
     custom_node_supports: list[str] | UnsetType = field(name="customNodeSupports", default=UNSET)
 
 
-class InstanceCustomNodePostNodesItem(LosantModel):
-    """The object at `/nodes/items` in schema `instanceCustomNodePost`.
+class InstanceCustomNodePostNodesItem(LosantModel, kw_only=True):
+    """The object at `/nodes/items` in schema `instanceCustomNodePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
-    - `type`*: str
+    - `type`: str; the schema requires it in requests; the server checks it
     - `config`: dict[str, Any]
     - `meta`: dict[str, Any]
     - `outputIds`: list[list[str]]
@@ -13682,14 +14255,15 @@ class InstanceCustomNodePostNodesItem(LosantModel):
     output_ids: list[list[str]] | UnsetType = field(name="outputIds", default=UNSET)
 
 
-class InstanceCustomNodePostCustomNodeConfig(LosantModel):
-    """The object at `/customNodeConfig` in schema `instanceCustomNodePost`.
+class InstanceCustomNodePostCustomNodeConfig(LosantModel, kw_only=True):
+    """The object at `/customNodeConfig` in schema `instanceCustomNodePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `outputCount`*: int | float
-    - `resultMode`*: str; one of: optional, required, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `outputCount`: int | float; the schema requires it in requests; the server checks it
+    - `resultMode`: str; the schema requires it in requests; the server checks it; one of: optional, required, none
     - `resultDescription`: str
-    - `fields`*: list[dict[str, Any]]; 7 object shapes told apart by `type`: dict[str, Any]
+    - `fields`: list[dict[str, Any]]; the schema requires it in requests; the server checks it; 7 object shapes told apart by `type`: dict[str, Any]
     """
 
     output_count: int | float | UnsetType = field(name="outputCount", default=UNSET)
@@ -13698,11 +14272,12 @@ class InstanceCustomNodePostCustomNodeConfig(LosantModel):
     fields: list[dict[str, Any]] | UnsetType = UNSET
 
 
-class InstanceCustomNodes(LosantModel):
-    """Schema `instanceCustomNodes`.
+class InstanceCustomNodes(LosantModel, kw_only=True):
+    """Schema `instanceCustomNodes`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[InstanceCustomNode]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[InstanceCustomNode]; always present (the entity's identity)
     - `instanceId`: str
     - `count`: int
     - `totalCount`: int
@@ -13714,7 +14289,7 @@ class InstanceCustomNodes(LosantModel):
     - `sortDirection`: str; one of: asc, desc, ASC, DESC,
     """
 
-    items: list[InstanceCustomNode] | UnsetType = UNSET
+    items: list[InstanceCustomNode]
     instance_id: str | UnsetType = field(name="instanceId", default=UNSET)
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
@@ -13726,10 +14301,11 @@ class InstanceCustomNodes(LosantModel):
     sort_direction: str | UnsetType = field(name="sortDirection", default=UNSET)
 
 
-class InstanceMember(LosantModel):
-    """Schema `instanceMember`.
+class InstanceMember(LosantModel, kw_only=True):
+    """Schema `instanceMember`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `instanceId`: str
     - `userId`: str
     - `email`: str
@@ -13752,20 +14328,22 @@ class InstanceMember(LosantModel):
     sso_linked: bool | UnsetType = field(name="ssoLinked", default=UNSET)
 
 
-class InstanceMemberPatch(LosantModel):
-    """Schema `instanceMemberPatch`.
+class InstanceMemberPatch(LosantModel, kw_only=True):
+    """Schema `instanceMemberPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `role`*: str; one of: admin, view
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `role`: str; the schema requires it in requests; the server checks it; one of: admin, view
     """
 
     role: str | UnsetType = UNSET
 
 
-class InstanceMemberPost(LosantModel):
-    """Schema `instanceMemberPost`.
+class InstanceMemberPost(LosantModel, kw_only=True):
+    """Schema `instanceMemberPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `userId`: str
     - `email`: str
     - `role`: str; one of: admin, view
@@ -13776,11 +14354,12 @@ class InstanceMemberPost(LosantModel):
     role: str | UnsetType = UNSET
 
 
-class InstanceMembers(LosantModel):
-    """Schema `instanceMembers`.
+class InstanceMembers(LosantModel, kw_only=True):
+    """Schema `instanceMembers`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[InstanceMember]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[InstanceMember]; always present (the entity's identity)
     - `instanceId`: str
     - `count`: int
     - `filter`: str
@@ -13789,7 +14368,7 @@ class InstanceMembers(LosantModel):
     - `sortDirection`: str; one of: asc, desc, ASC, DESC,
     """
 
-    items: list[InstanceMember] | UnsetType = UNSET
+    items: list[InstanceMember]
     instance_id: str | UnsetType = field(name="instanceId", default=UNSET)
     count: int | UnsetType = UNSET
     filter: str | UnsetType = UNSET
@@ -13798,13 +14377,14 @@ class InstanceMembers(LosantModel):
     sort_direction: str | UnsetType = field(name="sortDirection", default=UNSET)
 
 
-class InstanceOrg(LosantModel):
-    """Schema `instanceOrg`.
+class InstanceOrg(LosantModel, kw_only=True):
+    """Schema `instanceOrg`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
+    - `name`: str; always present
     - `id`: str
     - `orgId`: str
     - `instanceId`: str
@@ -13814,7 +14394,7 @@ class InstanceOrg(LosantModel):
     - `summary`: InstanceOrgSummary
     - `whitelistedEmailDomains`: list[str]
     - `auditLogEnabled`: bool
-    - `disabledAt`: bool | str; date-time string
+    - `disabledAt`: bool | AwareDatetime
     - `isReadOnly`: bool
     - `tags`: list[InstanceOrgTagsItem]
     - `referralId`: str
@@ -13825,13 +14405,13 @@ class InstanceOrg(LosantModel):
     - `subscriptionId`: str
     - `billingEmail`: str
     - `subscriptionStatus`: str; one of: trialing, active, past_due, canceled, unpaid
-    - `currentPeriodStart`: str; date-time string
-    - `currentPeriodEnd`: str; date-time string
+    - `currentPeriodStart`: AwareDatetime
+    - `currentPeriodEnd`: AwareDatetime
     """
 
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
-    name: str | UnsetType = UNSET
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    name: str
     id: str | UnsetType = UNSET
     org_id: str | UnsetType = field(name="orgId", default=UNSET)
     instance_id: str | UnsetType = field(name="instanceId", default=UNSET)
@@ -13841,7 +14421,7 @@ class InstanceOrg(LosantModel):
     summary: InstanceOrgSummary | UnsetType = UNSET
     whitelisted_email_domains: list[str] | UnsetType = field(name="whitelistedEmailDomains", default=UNSET)
     audit_log_enabled: bool | UnsetType = field(name="auditLogEnabled", default=UNSET)
-    disabled_at: bool | str | UnsetType = field(name="disabledAt", default=UNSET)
+    disabled_at: bool | AwareDatetime | UnsetType = field(name="disabledAt", default=UNSET)
     is_read_only: bool | UnsetType = field(name="isReadOnly", default=UNSET)
     tags: list[InstanceOrgTagsItem] | UnsetType = UNSET
     referral_id: str | UnsetType = field(name="referralId", default=UNSET)
@@ -13852,14 +14432,15 @@ class InstanceOrg(LosantModel):
     subscription_id: str | UnsetType = field(name="subscriptionId", default=UNSET)
     billing_email: str | UnsetType = field(name="billingEmail", default=UNSET)
     subscription_status: str | UnsetType = field(name="subscriptionStatus", default=UNSET)
-    current_period_start: str | UnsetType = field(name="currentPeriodStart", default=UNSET)
-    current_period_end: str | UnsetType = field(name="currentPeriodEnd", default=UNSET)
+    current_period_start: AwareDatetime | UnsetType = field(name="currentPeriodStart", default=UNSET)
+    current_period_end: AwareDatetime | UnsetType = field(name="currentPeriodEnd", default=UNSET)
 
 
-class InstanceOrgLimits(LosantModel):
-    """The object at `/limits` in schema `instanceOrg`.
+class InstanceOrgLimits(LosantModel, kw_only=True):
+    """The object at `/limits` in schema `instanceOrg`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `apitoken`: int
     - `application`: int
     - `applicationcertificate`: int
@@ -13932,10 +14513,11 @@ class InstanceOrgLimits(LosantModel):
     system_interval: int | UnsetType = field(name="systemInterval", default=UNSET)
 
 
-class InstanceOrgSummary(LosantModel):
-    """The object at `/summary` in schema `instanceOrg`.
+class InstanceOrgSummary(LosantModel, kw_only=True):
+    """The object at `/summary` in schema `instanceOrg`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `apiTokenCount`: int
     - `appCount`: int
     - `certificateCount`: int
@@ -14000,10 +14582,11 @@ class InstanceOrgSummary(LosantModel):
     notebook_stats: InstanceOrgSummaryNotebookStats | UnsetType = field(name="notebookStats", default=UNSET)
 
 
-class InstanceOrgSummaryStorageStats(LosantModel):
-    """The object at `/summary/storageStats` in schema `instanceOrg`.
+class InstanceOrgSummaryStorageStats(LosantModel, kw_only=True):
+    """The object at `/summary/storageStats` in schema `instanceOrg`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `count`: int
     - `size`: int
     """
@@ -14012,10 +14595,11 @@ class InstanceOrgSummaryStorageStats(LosantModel):
     size: int | UnsetType = UNSET
 
 
-class InstanceOrgSummaryNotebookStats(LosantModel):
-    """The object at `/summary/notebookStats` in schema `instanceOrg`.
+class InstanceOrgSummaryNotebookStats(LosantModel, kw_only=True):
+    """The object at `/summary/notebookStats` in schema `instanceOrg`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `awaitingCompletion`: int
     - `minutesThisPeriod`: int
     - `runsThisPeriod`: int
@@ -14026,22 +14610,24 @@ class InstanceOrgSummaryNotebookStats(LosantModel):
     runs_this_period: int | UnsetType = field(name="runsThisPeriod", default=UNSET)
 
 
-class InstanceOrgTagsItem(LosantModel):
-    """The object at `/tags/items` in schema `instanceOrg`.
+class InstanceOrgTagsItem(LosantModel, kw_only=True):
+    """The object at `/tags/items` in schema `instanceOrg`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; always present
+    - `value`: str; always present
     """
 
-    key: str | UnsetType = UNSET
-    value: str | UnsetType = UNSET
+    key: str
+    value: str
 
 
-class InstanceOrgBanner(LosantModel):
-    """The object at `/banner` in schema `instanceOrg`.
+class InstanceOrgBanner(LosantModel, kw_only=True):
+    """The object at `/banner` in schema `instanceOrg`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `message`: str
     - `level`: str; one of: info, warning, critical
     """
@@ -14050,10 +14636,11 @@ class InstanceOrgBanner(LosantModel):
     level: str | UnsetType = UNSET
 
 
-class InstanceOrgMember(LosantModel):
-    """Schema `instanceOrgMember`.
+class InstanceOrgMember(LosantModel, kw_only=True):
+    """Schema `instanceOrgMember`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `instanceId`: str
     - `orgId`: str
     - `userId`: str
@@ -14078,10 +14665,11 @@ class InstanceOrgMember(LosantModel):
     sso_linked: bool | UnsetType = field(name="ssoLinked", default=UNSET)
 
 
-class InstanceOrgMemberPatch(LosantModel):
-    """Schema `instanceOrgMemberPatch`.
+class InstanceOrgMemberPatch(LosantModel, kw_only=True):
+    """Schema `instanceOrgMemberPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `role`: str; one of: admin, edit, collaborate, view, none
     - `applicationRoles`: list[InstanceOrgMemberPatchApplicationRolesItem]
     - `dashboardRoles`: list[InstanceOrgMemberPatchDashboardRolesItem]
@@ -14092,35 +14680,38 @@ class InstanceOrgMemberPatch(LosantModel):
     dashboard_roles: list[InstanceOrgMemberPatchDashboardRolesItem] | UnsetType = field(name="dashboardRoles", default=UNSET)
 
 
-class InstanceOrgMemberPatchApplicationRolesItem(LosantModel):
-    """The object at `/applicationRoles/items` in schema `instanceOrgMemberPatch`.
+class InstanceOrgMemberPatchApplicationRolesItem(LosantModel, kw_only=True):
+    """The object at `/applicationRoles/items` in schema `instanceOrgMemberPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; the schema requires it in requests; the server checks it
+    - `role`: str; the schema requires it in requests; the server checks it; one of: collaborate, view, none
     """
 
     resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
     role: str | UnsetType = UNSET
 
 
-class InstanceOrgMemberPatchDashboardRolesItem(LosantModel):
-    """The object at `/dashboardRoles/items` in schema `instanceOrgMemberPatch`.
+class InstanceOrgMemberPatchDashboardRolesItem(LosantModel, kw_only=True):
+    """The object at `/dashboardRoles/items` in schema `instanceOrgMemberPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; the schema requires it in requests; the server checks it
+    - `role`: str; the schema requires it in requests; the server checks it; one of: collaborate, view, none
     """
 
     resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
     role: str | UnsetType = UNSET
 
 
-class InstanceOrgMembers(LosantModel):
-    """Schema `instanceOrgMembers`.
+class InstanceOrgMembers(LosantModel, kw_only=True):
+    """Schema `instanceOrgMembers`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[InstanceOrgMember]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[InstanceOrgMember]; always present (the entity's identity)
     - `instanceId`: str
     - `orgId`: str
     - `count`: int
@@ -14130,7 +14721,7 @@ class InstanceOrgMembers(LosantModel):
     - `sortDirection`: str; one of: asc, desc, ASC, DESC,
     """
 
-    items: list[InstanceOrgMember] | UnsetType = UNSET
+    items: list[InstanceOrgMember]
     instance_id: str | UnsetType = field(name="instanceId", default=UNSET)
     org_id: str | UnsetType = field(name="orgId", default=UNSET)
     count: int | UnsetType = UNSET
@@ -14140,17 +14731,18 @@ class InstanceOrgMembers(LosantModel):
     sort_direction: str | UnsetType = field(name="sortDirection", default=UNSET)
 
 
-class InstanceOrgPatch(LosantModel):
-    """Schema `instanceOrgPatch`.
+class InstanceOrgPatch(LosantModel, kw_only=True):
+    """Schema `instanceOrgPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `description`: str
     - `iconColor`: str
     - `limits`: InstanceOrgPatchLimits
     - `whitelistedEmailDomains`: list[str]
     - `auditLogEnabled`: bool
-    - `disabledAt`: str | bool; date-time string
+    - `disabledAt`: AwareDatetime | bool
     - `isReadOnly`: bool
     - `tags`: list[InstanceOrgPatchTagsItem]
     - `referralId`: str
@@ -14164,7 +14756,7 @@ class InstanceOrgPatch(LosantModel):
     limits: InstanceOrgPatchLimits | UnsetType = UNSET
     whitelisted_email_domains: list[str] | UnsetType = field(name="whitelistedEmailDomains", default=UNSET)
     audit_log_enabled: bool | UnsetType = field(name="auditLogEnabled", default=UNSET)
-    disabled_at: str | bool | UnsetType = field(name="disabledAt", default=UNSET)
+    disabled_at: AwareDatetime | bool | UnsetType = field(name="disabledAt", default=UNSET)
     is_read_only: bool | UnsetType = field(name="isReadOnly", default=UNSET)
     tags: list[InstanceOrgPatchTagsItem] | UnsetType = UNSET
     referral_id: str | UnsetType = field(name="referralId", default=UNSET)
@@ -14172,10 +14764,11 @@ class InstanceOrgPatch(LosantModel):
     banner: InstanceOrgPatchBanner | UnsetType = UNSET
 
 
-class InstanceOrgPatchLimits(LosantModel):
-    """The object at `/limits` in schema `instanceOrgPatch`.
+class InstanceOrgPatchLimits(LosantModel, kw_only=True):
+    """The object at `/limits` in schema `instanceOrgPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `apitoken`: int
     - `application`: int
     - `applicationcertificate`: int
@@ -14248,22 +14841,24 @@ class InstanceOrgPatchLimits(LosantModel):
     system_interval: int | UnsetType = field(name="systemInterval", default=UNSET)
 
 
-class InstanceOrgPatchTagsItem(LosantModel):
-    """The object at `/tags/items` in schema `instanceOrgPatch`.
+class InstanceOrgPatchTagsItem(LosantModel, kw_only=True):
+    """The object at `/tags/items` in schema `instanceOrgPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; the schema requires it in requests; the server checks it
+    - `value`: str; the schema requires it in requests; the server checks it
     """
 
     key: str | UnsetType = UNSET
     value: str | UnsetType = UNSET
 
 
-class InstanceOrgPatchBanner(LosantModel):
-    """The object at `/banner` in schema `instanceOrgPatch`.
+class InstanceOrgPatchBanner(LosantModel, kw_only=True):
+    """The object at `/banner` in schema `instanceOrgPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `message`: str
     - `level`: str; one of: info, warning, critical
     """
@@ -14272,18 +14867,19 @@ class InstanceOrgPatchBanner(LosantModel):
     level: str | UnsetType = UNSET
 
 
-class InstanceOrgPost(LosantModel):
-    """Schema `instanceOrgPost`.
+class InstanceOrgPost(LosantModel, kw_only=True):
+    """Schema `instanceOrgPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
     - `description`: str
     - `iconColor`: str
     - `limits`: InstanceOrgPostLimits
     - `members`: list[InstanceOrgMemberPost]
     - `whitelistedEmailDomains`: list[str]
     - `auditLogEnabled`: bool
-    - `disabledAt`: str | bool; date-time string
+    - `disabledAt`: AwareDatetime | bool
     - `isReadOnly`: bool
     - `tags`: list[InstanceOrgPostTagsItem]
     - `referralId`: str
@@ -14298,7 +14894,7 @@ class InstanceOrgPost(LosantModel):
     members: list[InstanceOrgMemberPost] | UnsetType = UNSET
     whitelisted_email_domains: list[str] | UnsetType = field(name="whitelistedEmailDomains", default=UNSET)
     audit_log_enabled: bool | UnsetType = field(name="auditLogEnabled", default=UNSET)
-    disabled_at: str | bool | UnsetType = field(name="disabledAt", default=UNSET)
+    disabled_at: AwareDatetime | bool | UnsetType = field(name="disabledAt", default=UNSET)
     is_read_only: bool | UnsetType = field(name="isReadOnly", default=UNSET)
     tags: list[InstanceOrgPostTagsItem] | UnsetType = UNSET
     referral_id: str | UnsetType = field(name="referralId", default=UNSET)
@@ -14306,10 +14902,11 @@ class InstanceOrgPost(LosantModel):
     banner: InstanceOrgPostBanner | UnsetType = UNSET
 
 
-class InstanceOrgPostLimits(LosantModel):
-    """The object at `/limits` in schema `instanceOrgPost`.
+class InstanceOrgPostLimits(LosantModel, kw_only=True):
+    """The object at `/limits` in schema `instanceOrgPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `apitoken`: int
     - `application`: int
     - `applicationcertificate`: int
@@ -14382,22 +14979,24 @@ class InstanceOrgPostLimits(LosantModel):
     system_interval: int | UnsetType = field(name="systemInterval", default=UNSET)
 
 
-class InstanceOrgPostTagsItem(LosantModel):
-    """The object at `/tags/items` in schema `instanceOrgPost`.
+class InstanceOrgPostTagsItem(LosantModel, kw_only=True):
+    """The object at `/tags/items` in schema `instanceOrgPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
-    - `value`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; the schema requires it in requests; the server checks it
+    - `value`: str; the schema requires it in requests; the server checks it
     """
 
     key: str | UnsetType = UNSET
     value: str | UnsetType = UNSET
 
 
-class InstanceOrgPostBanner(LosantModel):
-    """The object at `/banner` in schema `instanceOrgPost`.
+class InstanceOrgPostBanner(LosantModel, kw_only=True):
+    """The object at `/banner` in schema `instanceOrgPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `message`: str
     - `level`: str; one of: info, warning, critical
     """
@@ -14406,11 +15005,12 @@ class InstanceOrgPostBanner(LosantModel):
     level: str | UnsetType = UNSET
 
 
-class InstanceOrgs(LosantModel):
-    """Schema `instanceOrgs`.
+class InstanceOrgs(LosantModel, kw_only=True):
+    """Schema `instanceOrgs`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[InstanceOrg]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[InstanceOrg]; always present (the entity's identity)
     - `instanceId`: str
     - `count`: int
     - `totalCount`: int
@@ -14422,7 +15022,7 @@ class InstanceOrgs(LosantModel):
     - `sortDirection`: str; one of: asc, desc, ASC, DESC,
     """
 
-    items: list[InstanceOrg] | UnsetType = UNSET
+    items: list[InstanceOrg]
     instance_id: str | UnsetType = field(name="instanceId", default=UNSET)
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
@@ -14434,10 +15034,11 @@ class InstanceOrgs(LosantModel):
     sort_direction: str | UnsetType = field(name="sortDirection", default=UNSET)
 
 
-class InstancePatch(LosantModel):
-    """Schema `instancePatch`.
+class InstancePatch(LosantModel, kw_only=True):
+    """Schema `instancePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `reportConfigs`: list[InstancePatchReportConfigsItem]
     - `orgDefaultLimitConfig`: InstancePatchOrgDefaultLimitConfig
     - `mfaMode`: str; one of: notRequired, adminRequired, required
@@ -14448,12 +15049,13 @@ class InstancePatch(LosantModel):
     mfa_mode: str | UnsetType = field(name="mfaMode", default=UNSET)
 
 
-class InstancePatchReportConfigsItem(LosantModel):
-    """The object at `/reportConfigs/items` in schema `instancePatch`.
+class InstancePatchReportConfigsItem(LosantModel, kw_only=True):
+    """The object at `/reportConfigs/items` in schema `instancePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
-    - `cron`*: str
+    - `cron`: str; the schema requires it in requests; the server checks it
     - `timezone`: str
     - `emails`: list[str]
     - `callbackUrl`: str
@@ -14474,10 +15076,11 @@ class InstancePatchReportConfigsItem(LosantModel):
     include_sandbox: bool | UnsetType = field(name="includeSandbox", default=UNSET)
 
 
-class InstancePatchOrgDefaultLimitConfig(LosantModel):
-    """The object at `/orgDefaultLimitConfig` in schema `instancePatch`.
+class InstancePatchOrgDefaultLimitConfig(LosantModel, kw_only=True):
+    """The object at `/orgDefaultLimitConfig` in schema `instancePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `apitoken`: int
     - `application`: int
     - `applicationcertificate`: int
@@ -14550,17 +15153,18 @@ class InstancePatchOrgDefaultLimitConfig(LosantModel):
     system_interval: int | UnsetType = field(name="systemInterval", default=UNSET)
 
 
-class InstanceReportOptionsPost(LosantModel):
-    """Schema `instanceReportOptionsPost`.
+class InstanceReportOptionsPost(LosantModel, kw_only=True):
+    """Schema `instanceReportOptionsPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `email`: str
     - `callbackUrl`: str
     - `resourceGroupBy`: str; one of: application, organization
     - `dateGroupBy`: str; one of: day, month
     - `includeSandbox`: bool
-    - `start`: str; date-time string
-    - `end`: str; date-time string
+    - `start`: AwareDatetime
+    - `end`: AwareDatetime
     """
 
     email: str | UnsetType = UNSET
@@ -14568,25 +15172,26 @@ class InstanceReportOptionsPost(LosantModel):
     resource_group_by: str | UnsetType = field(name="resourceGroupBy", default=UNSET)
     date_group_by: str | UnsetType = field(name="dateGroupBy", default=UNSET)
     include_sandbox: bool | UnsetType = field(name="includeSandbox", default=UNSET)
-    start: str | UnsetType = UNSET
-    end: str | UnsetType = UNSET
+    start: AwareDatetime | UnsetType = UNSET
+    end: AwareDatetime | UnsetType = UNSET
 
 
-class InstanceSandbox(LosantModel):
-    """Schema `instanceSandbox`.
+class InstanceSandbox(LosantModel, kw_only=True):
+    """Schema `instanceSandbox`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `instanceSandboxId`: str
     - `instanceId`: str
-    - `creationDate`: str; date-time string
-    - `permanentDeletion`: str; date-time string
-    - `dataDeletion`: str; date-time string
-    - `lastUpdated`: str; date-time string
-    - `lastSuccessfulLogin`: str; date-time string
-    - `lastFailedLogin`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `permanentDeletion`: AwareDatetime
+    - `dataDeletion`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
+    - `lastSuccessfulLogin`: AwareDatetime
+    - `lastFailedLogin`: AwareDatetime
     - `failedLoginCount`: int | float
-    - `passwordLastUpdated`: str; date-time string
+    - `passwordLastUpdated`: AwareDatetime
     - `email`: str
     - `firstName`: str
     - `lastName`: str
@@ -14595,7 +15200,7 @@ class InstanceSandbox(LosantModel):
     - `phoneNumber`: str
     - `location`: str
     - `url`: str
-    - `tokenCutoff`: str; date-time string
+    - `tokenCutoff`: AwareDatetime
     - `emailVerified`: bool
     - `needsToVerifyEmail`: bool
     - `twoFactorAuthEnabled`: bool
@@ -14604,23 +15209,23 @@ class InstanceSandbox(LosantModel):
     - `avatarUrl`: str
     - `limits`: InstanceSandboxLimits
     - `summary`: InstanceSandboxSummary
-    - `currentPeriodStart`: str; date-time string
-    - `currentPeriodEnd`: str; date-time string
+    - `currentPeriodStart`: AwareDatetime
+    - `currentPeriodEnd`: AwareDatetime
     - `ssoLinked`: bool
     - `orgs`: list[InstanceSandboxOrgsItem]
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     instance_sandbox_id: str | UnsetType = field(name="instanceSandboxId", default=UNSET)
     instance_id: str | UnsetType = field(name="instanceId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    permanent_deletion: str | UnsetType = field(name="permanentDeletion", default=UNSET)
-    data_deletion: str | UnsetType = field(name="dataDeletion", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
-    last_successful_login: str | UnsetType = field(name="lastSuccessfulLogin", default=UNSET)
-    last_failed_login: str | UnsetType = field(name="lastFailedLogin", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    permanent_deletion: AwareDatetime | UnsetType = field(name="permanentDeletion", default=UNSET)
+    data_deletion: AwareDatetime | UnsetType = field(name="dataDeletion", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    last_successful_login: AwareDatetime | UnsetType = field(name="lastSuccessfulLogin", default=UNSET)
+    last_failed_login: AwareDatetime | UnsetType = field(name="lastFailedLogin", default=UNSET)
     failed_login_count: int | float | UnsetType = field(name="failedLoginCount", default=UNSET)
-    password_last_updated: str | UnsetType = field(name="passwordLastUpdated", default=UNSET)
+    password_last_updated: AwareDatetime | UnsetType = field(name="passwordLastUpdated", default=UNSET)
     email: str | UnsetType = UNSET
     first_name: str | UnsetType = field(name="firstName", default=UNSET)
     last_name: str | UnsetType = field(name="lastName", default=UNSET)
@@ -14629,7 +15234,7 @@ class InstanceSandbox(LosantModel):
     phone_number: str | UnsetType = field(name="phoneNumber", default=UNSET)
     location: str | UnsetType = UNSET
     url: str | UnsetType = UNSET
-    token_cutoff: str | UnsetType = field(name="tokenCutoff", default=UNSET)
+    token_cutoff: AwareDatetime | UnsetType = field(name="tokenCutoff", default=UNSET)
     email_verified: bool | UnsetType = field(name="emailVerified", default=UNSET)
     needs_to_verify_email: bool | UnsetType = field(name="needsToVerifyEmail", default=UNSET)
     two_factor_auth_enabled: bool | UnsetType = field(name="twoFactorAuthEnabled", default=UNSET)
@@ -14638,16 +15243,17 @@ class InstanceSandbox(LosantModel):
     avatar_url: str | UnsetType = field(name="avatarUrl", default=UNSET)
     limits: InstanceSandboxLimits | UnsetType = UNSET
     summary: InstanceSandboxSummary | UnsetType = UNSET
-    current_period_start: str | UnsetType = field(name="currentPeriodStart", default=UNSET)
-    current_period_end: str | UnsetType = field(name="currentPeriodEnd", default=UNSET)
+    current_period_start: AwareDatetime | UnsetType = field(name="currentPeriodStart", default=UNSET)
+    current_period_end: AwareDatetime | UnsetType = field(name="currentPeriodEnd", default=UNSET)
     sso_linked: bool | UnsetType = field(name="ssoLinked", default=UNSET)
     orgs: list[InstanceSandboxOrgsItem] | UnsetType = UNSET
 
 
-class InstanceSandboxLimits(LosantModel):
-    """The object at `/limits` in schema `instanceSandbox`.
+class InstanceSandboxLimits(LosantModel, kw_only=True):
+    """The object at `/limits` in schema `instanceSandbox`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `apitoken`: int
     - `application`: int
     - `applicationcertificate`: int
@@ -14718,10 +15324,11 @@ class InstanceSandboxLimits(LosantModel):
     system_interval: int | UnsetType = field(name="systemInterval", default=UNSET)
 
 
-class InstanceSandboxSummary(LosantModel):
-    """The object at `/summary` in schema `instanceSandbox`.
+class InstanceSandboxSummary(LosantModel, kw_only=True):
+    """The object at `/summary` in schema `instanceSandbox`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `apiTokenCount`: int
     - `appCount`: int
     - `certificateCount`: int
@@ -14786,10 +15393,11 @@ class InstanceSandboxSummary(LosantModel):
     notebook_stats: InstanceSandboxSummaryNotebookStats | UnsetType = field(name="notebookStats", default=UNSET)
 
 
-class InstanceSandboxSummaryStorageStats(LosantModel):
-    """The object at `/summary/storageStats` in schema `instanceSandbox`.
+class InstanceSandboxSummaryStorageStats(LosantModel, kw_only=True):
+    """The object at `/summary/storageStats` in schema `instanceSandbox`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `count`: int
     - `size`: int
     """
@@ -14798,10 +15406,11 @@ class InstanceSandboxSummaryStorageStats(LosantModel):
     size: int | UnsetType = UNSET
 
 
-class InstanceSandboxSummaryNotebookStats(LosantModel):
-    """The object at `/summary/notebookStats` in schema `instanceSandbox`.
+class InstanceSandboxSummaryNotebookStats(LosantModel, kw_only=True):
+    """The object at `/summary/notebookStats` in schema `instanceSandbox`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `awaitingCompletion`: int
     - `minutesThisPeriod`: int
     - `runsThisPeriod`: int
@@ -14812,10 +15421,11 @@ class InstanceSandboxSummaryNotebookStats(LosantModel):
     runs_this_period: int | UnsetType = field(name="runsThisPeriod", default=UNSET)
 
 
-class InstanceSandboxOrgsItem(LosantModel):
-    """The object at `/orgs/items` in schema `instanceSandbox`.
+class InstanceSandboxOrgsItem(LosantModel, kw_only=True):
+    """The object at `/orgs/items` in schema `instanceSandbox`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `iconColor`: str
     - `name`: str
@@ -14826,11 +15436,12 @@ class InstanceSandboxOrgsItem(LosantModel):
     name: str | UnsetType = UNSET
 
 
-class InstanceSandboxes(LosantModel):
-    """Schema `instanceSandboxes`.
+class InstanceSandboxes(LosantModel, kw_only=True):
+    """Schema `instanceSandboxes`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[InstanceSandbox]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[InstanceSandbox]; always present (the entity's identity)
     - `count`: int
     - `limit`: int
     - `startingAfterId`: str
@@ -14842,7 +15453,7 @@ class InstanceSandboxes(LosantModel):
     - `hasMore`: bool
     """
 
-    items: list[InstanceSandbox] | UnsetType = UNSET
+    items: list[InstanceSandbox]
     count: int | UnsetType = UNSET
     limit: int | UnsetType = UNSET
     starting_after_id: str | UnsetType = field(name="startingAfterId", default=UNSET)
@@ -14854,11 +15465,12 @@ class InstanceSandboxes(LosantModel):
     has_more: bool | UnsetType = field(name="hasMore", default=UNSET)
 
 
-class Instances(LosantModel):
-    """Schema `instances`.
+class Instances(LosantModel, kw_only=True):
+    """Schema `instances`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[Instance]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[Instance]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -14869,7 +15481,7 @@ class Instances(LosantModel):
     - `sortDirection`: str; one of: asc, desc, ASC, DESC,
     """
 
-    items: list[Instance] | UnsetType = UNSET
+    items: list[Instance]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -14880,15 +15492,16 @@ class Instances(LosantModel):
     sort_direction: str | UnsetType = field(name="sortDirection", default=UNSET)
 
 
-class Integration(LosantModel):
-    """Schema `integration`.
+class Integration(LosantModel, kw_only=True):
+    """Schema `integration`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `integrationId`: str
     - `applicationId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `name`: str
     - `credentialName`: str
     - `integrationType`: str; one of: azureEventHub, googlePubSub, mqtt, particle, sqs, websocket
@@ -14903,11 +15516,11 @@ class Integration(LosantModel):
     - `status`: Any
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     integration_id: str | UnsetType = field(name="integrationId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     name: str | UnsetType = UNSET
     credential_name: str | UnsetType = field(name="credentialName", default=UNSET)
     integration_type: str | UnsetType = field(name="integrationType", default=UNSET)
@@ -14922,10 +15535,11 @@ class Integration(LosantModel):
     status: Any = UNSET
 
 
-class IntegrationAzureEventHubConfig(LosantModel):
-    """The object at `/azureEventHubConfig` in schema `integration`.
+class IntegrationAzureEventHubConfig(LosantModel, kw_only=True):
+    """The object at `/azureEventHubConfig` in schema `integration`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `hubName`: str
     - `hostName`: str
     - `consumerGroup`: str
@@ -14938,10 +15552,11 @@ class IntegrationAzureEventHubConfig(LosantModel):
     connection_string: str | UnsetType = field(name="connectionString", default=UNSET)
 
 
-class IntegrationGooglePubSubConfig(LosantModel):
-    """The object at `/googlePubSubConfig` in schema `integration`.
+class IntegrationGooglePubSubConfig(LosantModel, kw_only=True):
+    """The object at `/googlePubSubConfig` in schema `integration`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `projectId`: str
     - `keyJson`: str
     """
@@ -14950,17 +15565,18 @@ class IntegrationGooglePubSubConfig(LosantModel):
     key_json: str | UnsetType = field(name="keyJson", default=UNSET)
 
 
-class IntegrationMqttConfig(LosantModel):
-    """The object at `/mqttConfig` in schema `integration`.
+class IntegrationMqttConfig(LosantModel, kw_only=True):
+    """The object at `/mqttConfig` in schema `integration`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `clientId`: str
     - `username`: str
     - `password`: str
     - `clean`: bool
-    - `port`*: int | float
-    - `protocol`*: str; one of: mqtt, mqtts, ws, wss
-    - `host`*: str
+    - `port`: int | float; always present
+    - `protocol`: str; always present; one of: mqtt, mqtts, ws, wss
+    - `host`: str; always present
     - `privateKey`: str
     - `certificate`: str
     - `caCertificate`: str
@@ -14972,9 +15588,9 @@ class IntegrationMqttConfig(LosantModel):
     username: str | UnsetType = UNSET
     password: str | UnsetType = UNSET
     clean: bool | UnsetType = UNSET
-    port: int | float | UnsetType = UNSET
-    protocol: str | UnsetType = UNSET
-    host: str | UnsetType = UNSET
+    port: int | float
+    protocol: str
+    host: str
     private_key: str | UnsetType = field(name="privateKey", default=UNSET)
     certificate: str | UnsetType = UNSET
     ca_certificate: str | UnsetType = field(name="caCertificate", default=UNSET)
@@ -14982,43 +15598,46 @@ class IntegrationMqttConfig(LosantModel):
     protocol_version: str | UnsetType = field(name="protocolVersion", default=UNSET)
 
 
-class IntegrationParticleConfig(LosantModel):
-    """The object at `/particleConfig` in schema `integration`.
+class IntegrationParticleConfig(LosantModel, kw_only=True):
+    """The object at `/particleConfig` in schema `integration`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `accessToken`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `accessToken`: str; always present
     - `productSlugOrId`: str
     - `orgSlugOrId`: str
     - `deviceNameOrId`: str
     """
 
-    access_token: str | UnsetType = field(name="accessToken", default=UNSET)
+    access_token: str = field(name="accessToken")
     product_slug_or_id: str | UnsetType = field(name="productSlugOrId", default=UNSET)
     org_slug_or_id: str | UnsetType = field(name="orgSlugOrId", default=UNSET)
     device_name_or_id: str | UnsetType = field(name="deviceNameOrId", default=UNSET)
 
 
-class IntegrationSqsConfig(LosantModel):
-    """The object at `/sqsConfig` in schema `integration`.
+class IntegrationSqsConfig(LosantModel, kw_only=True):
+    """The object at `/sqsConfig` in schema `integration`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `accessKeyId`: str
     - `secretAccessKey`: str
     - `region`: str
-    - `queueUrl`*: str
+    - `queueUrl`: str; always present
     """
 
     access_key_id: str | UnsetType = field(name="accessKeyId", default=UNSET)
     secret_access_key: str | UnsetType = field(name="secretAccessKey", default=UNSET)
     region: str | UnsetType = UNSET
-    queue_url: str | UnsetType = field(name="queueUrl", default=UNSET)
+    queue_url: str = field(name="queueUrl")
 
 
-class IntegrationWebsocketConfig(LosantModel):
-    """The object at `/websocketConfig` in schema `integration`.
+class IntegrationWebsocketConfig(LosantModel, kw_only=True):
+    """The object at `/websocketConfig` in schema `integration`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `url`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `url`: str; always present
     - `disableSSLVerification`: bool
     - `username`: str
     - `password`: str
@@ -15028,7 +15647,7 @@ class IntegrationWebsocketConfig(LosantModel):
     - `headers`: list[IntegrationWebsocketConfigHeadersItem]
     """
 
-    url: str | UnsetType = UNSET
+    url: str
     disable_ssl_verification: bool | UnsetType = field(name="disableSSLVerification", default=UNSET)
     username: str | UnsetType = UNSET
     password: str | UnsetType = UNSET
@@ -15038,22 +15657,24 @@ class IntegrationWebsocketConfig(LosantModel):
     headers: list[IntegrationWebsocketConfigHeadersItem] | UnsetType = UNSET
 
 
-class IntegrationWebsocketConfigHeadersItem(LosantModel):
-    """The object at `/websocketConfig/headers/items` in schema `integration`.
+class IntegrationWebsocketConfigHeadersItem(LosantModel, kw_only=True):
+    """The object at `/websocketConfig/headers/items` in schema `integration`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `headerKey`*: str
-    - `headerValue`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `headerKey`: str; always present
+    - `headerValue`: str; always present
     """
 
-    header_key: str | UnsetType = field(name="headerKey", default=UNSET)
-    header_value: str | UnsetType = field(name="headerValue", default=UNSET)
+    header_key: str = field(name="headerKey")
+    header_value: str = field(name="headerValue")
 
 
-class IntegrationPatch(LosantModel):
-    """Schema `integrationPatch`.
+class IntegrationPatch(LosantModel, kw_only=True):
+    """Schema `integrationPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `enabled`: bool
     - `topics`: list[str]
@@ -15078,10 +15699,11 @@ class IntegrationPatch(LosantModel):
     websocket_config: IntegrationPatchWebsocketConfig | UnsetType = field(name="websocketConfig", default=UNSET)
 
 
-class IntegrationPatchAzureEventHubConfig(LosantModel):
-    """The object at `/azureEventHubConfig` in schema `integrationPatch`.
+class IntegrationPatchAzureEventHubConfig(LosantModel, kw_only=True):
+    """The object at `/azureEventHubConfig` in schema `integrationPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `hubName`: str
     - `hostName`: str
     - `consumerGroup`: str
@@ -15094,10 +15716,11 @@ class IntegrationPatchAzureEventHubConfig(LosantModel):
     connection_string: str | UnsetType = field(name="connectionString", default=UNSET)
 
 
-class IntegrationPatchGooglePubSubConfig(LosantModel):
-    """The object at `/googlePubSubConfig` in schema `integrationPatch`.
+class IntegrationPatchGooglePubSubConfig(LosantModel, kw_only=True):
+    """The object at `/googlePubSubConfig` in schema `integrationPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `projectId`: str
     - `keyJson`: str
     """
@@ -15106,17 +15729,18 @@ class IntegrationPatchGooglePubSubConfig(LosantModel):
     key_json: str | UnsetType = field(name="keyJson", default=UNSET)
 
 
-class IntegrationPatchMqttConfig(LosantModel):
-    """The object at `/mqttConfig` in schema `integrationPatch`.
+class IntegrationPatchMqttConfig(LosantModel, kw_only=True):
+    """The object at `/mqttConfig` in schema `integrationPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `clientId`: str
     - `username`: str
     - `password`: str
     - `clean`: bool
-    - `port`*: int | float
-    - `protocol`*: str; one of: mqtt, mqtts, ws, wss
-    - `host`*: str
+    - `port`: int | float; the schema requires it in requests; the server checks it
+    - `protocol`: str; the schema requires it in requests; the server checks it; one of: mqtt, mqtts, ws, wss
+    - `host`: str; the schema requires it in requests; the server checks it
     - `privateKey`: str
     - `certificate`: str
     - `caCertificate`: str
@@ -15138,11 +15762,12 @@ class IntegrationPatchMqttConfig(LosantModel):
     protocol_version: str | UnsetType = field(name="protocolVersion", default=UNSET)
 
 
-class IntegrationPatchParticleConfig(LosantModel):
-    """The object at `/particleConfig` in schema `integrationPatch`.
+class IntegrationPatchParticleConfig(LosantModel, kw_only=True):
+    """The object at `/particleConfig` in schema `integrationPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `accessToken`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `accessToken`: str; the schema requires it in requests; the server checks it
     - `productSlugOrId`: str
     - `orgSlugOrId`: str
     - `deviceNameOrId`: str
@@ -15154,14 +15779,15 @@ class IntegrationPatchParticleConfig(LosantModel):
     device_name_or_id: str | UnsetType = field(name="deviceNameOrId", default=UNSET)
 
 
-class IntegrationPatchSqsConfig(LosantModel):
-    """The object at `/sqsConfig` in schema `integrationPatch`.
+class IntegrationPatchSqsConfig(LosantModel, kw_only=True):
+    """The object at `/sqsConfig` in schema `integrationPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `accessKeyId`: str
     - `secretAccessKey`: str
     - `region`: str
-    - `queueUrl`*: str
+    - `queueUrl`: str; the schema requires it in requests; the server checks it
     """
 
     access_key_id: str | UnsetType = field(name="accessKeyId", default=UNSET)
@@ -15170,11 +15796,12 @@ class IntegrationPatchSqsConfig(LosantModel):
     queue_url: str | UnsetType = field(name="queueUrl", default=UNSET)
 
 
-class IntegrationPatchWebsocketConfig(LosantModel):
-    """The object at `/websocketConfig` in schema `integrationPatch`.
+class IntegrationPatchWebsocketConfig(LosantModel, kw_only=True):
+    """The object at `/websocketConfig` in schema `integrationPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `url`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `url`: str; the schema requires it in requests; the server checks it
     - `disableSSLVerification`: bool
     - `username`: str
     - `password`: str
@@ -15194,24 +15821,26 @@ class IntegrationPatchWebsocketConfig(LosantModel):
     headers: list[IntegrationPatchWebsocketConfigHeadersItem] | UnsetType = UNSET
 
 
-class IntegrationPatchWebsocketConfigHeadersItem(LosantModel):
-    """The object at `/websocketConfig/headers/items` in schema `integrationPatch`.
+class IntegrationPatchWebsocketConfigHeadersItem(LosantModel, kw_only=True):
+    """The object at `/websocketConfig/headers/items` in schema `integrationPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `headerKey`*: str
-    - `headerValue`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `headerKey`: str; the schema requires it in requests; the server checks it
+    - `headerValue`: str; the schema requires it in requests; the server checks it
     """
 
     header_key: str | UnsetType = field(name="headerKey", default=UNSET)
     header_value: str | UnsetType = field(name="headerValue", default=UNSET)
 
 
-class IntegrationPost(LosantModel):
-    """Schema `integrationPost`.
+class IntegrationPost(LosantModel, kw_only=True):
+    """Schema `integrationPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
-    - `integrationType`*: str; one of: azureEventHub, googlePubSub, mqtt, particle, sqs, websocket
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
+    - `integrationType`: str; the schema requires it in requests; the server checks it; one of: azureEventHub, googlePubSub, mqtt, particle, sqs, websocket
     - `enabled`: bool
     - `credentialName`: str
     - `topics`: list[str]
@@ -15236,10 +15865,11 @@ class IntegrationPost(LosantModel):
     websocket_config: IntegrationPostWebsocketConfig | UnsetType = field(name="websocketConfig", default=UNSET)
 
 
-class IntegrationPostAzureEventHubConfig(LosantModel):
-    """The object at `/azureEventHubConfig` in schema `integrationPost`.
+class IntegrationPostAzureEventHubConfig(LosantModel, kw_only=True):
+    """The object at `/azureEventHubConfig` in schema `integrationPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `hubName`: str
     - `hostName`: str
     - `consumerGroup`: str
@@ -15252,10 +15882,11 @@ class IntegrationPostAzureEventHubConfig(LosantModel):
     connection_string: str | UnsetType = field(name="connectionString", default=UNSET)
 
 
-class IntegrationPostGooglePubSubConfig(LosantModel):
-    """The object at `/googlePubSubConfig` in schema `integrationPost`.
+class IntegrationPostGooglePubSubConfig(LosantModel, kw_only=True):
+    """The object at `/googlePubSubConfig` in schema `integrationPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `projectId`: str
     - `keyJson`: str
     """
@@ -15264,17 +15895,18 @@ class IntegrationPostGooglePubSubConfig(LosantModel):
     key_json: str | UnsetType = field(name="keyJson", default=UNSET)
 
 
-class IntegrationPostMqttConfig(LosantModel):
-    """The object at `/mqttConfig` in schema `integrationPost`.
+class IntegrationPostMqttConfig(LosantModel, kw_only=True):
+    """The object at `/mqttConfig` in schema `integrationPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `clientId`: str
     - `username`: str
     - `password`: str
     - `clean`: bool
-    - `port`*: int | float
-    - `protocol`*: str; one of: mqtt, mqtts, ws, wss
-    - `host`*: str
+    - `port`: int | float; the schema requires it in requests; the server checks it
+    - `protocol`: str; the schema requires it in requests; the server checks it; one of: mqtt, mqtts, ws, wss
+    - `host`: str; the schema requires it in requests; the server checks it
     - `privateKey`: str
     - `certificate`: str
     - `caCertificate`: str
@@ -15296,11 +15928,12 @@ class IntegrationPostMqttConfig(LosantModel):
     protocol_version: str | UnsetType = field(name="protocolVersion", default=UNSET)
 
 
-class IntegrationPostParticleConfig(LosantModel):
-    """The object at `/particleConfig` in schema `integrationPost`.
+class IntegrationPostParticleConfig(LosantModel, kw_only=True):
+    """The object at `/particleConfig` in schema `integrationPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `accessToken`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `accessToken`: str; the schema requires it in requests; the server checks it
     - `productSlugOrId`: str
     - `orgSlugOrId`: str
     - `deviceNameOrId`: str
@@ -15312,14 +15945,15 @@ class IntegrationPostParticleConfig(LosantModel):
     device_name_or_id: str | UnsetType = field(name="deviceNameOrId", default=UNSET)
 
 
-class IntegrationPostSqsConfig(LosantModel):
-    """The object at `/sqsConfig` in schema `integrationPost`.
+class IntegrationPostSqsConfig(LosantModel, kw_only=True):
+    """The object at `/sqsConfig` in schema `integrationPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `accessKeyId`: str
     - `secretAccessKey`: str
     - `region`: str
-    - `queueUrl`*: str
+    - `queueUrl`: str; the schema requires it in requests; the server checks it
     """
 
     access_key_id: str | UnsetType = field(name="accessKeyId", default=UNSET)
@@ -15328,11 +15962,12 @@ class IntegrationPostSqsConfig(LosantModel):
     queue_url: str | UnsetType = field(name="queueUrl", default=UNSET)
 
 
-class IntegrationPostWebsocketConfig(LosantModel):
-    """The object at `/websocketConfig` in schema `integrationPost`.
+class IntegrationPostWebsocketConfig(LosantModel, kw_only=True):
+    """The object at `/websocketConfig` in schema `integrationPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `url`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `url`: str; the schema requires it in requests; the server checks it
     - `disableSSLVerification`: bool
     - `username`: str
     - `password`: str
@@ -15352,23 +15987,25 @@ class IntegrationPostWebsocketConfig(LosantModel):
     headers: list[IntegrationPostWebsocketConfigHeadersItem] | UnsetType = UNSET
 
 
-class IntegrationPostWebsocketConfigHeadersItem(LosantModel):
-    """The object at `/websocketConfig/headers/items` in schema `integrationPost`.
+class IntegrationPostWebsocketConfigHeadersItem(LosantModel, kw_only=True):
+    """The object at `/websocketConfig/headers/items` in schema `integrationPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `headerKey`*: str
-    - `headerValue`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `headerKey`: str; the schema requires it in requests; the server checks it
+    - `headerValue`: str; the schema requires it in requests; the server checks it
     """
 
     header_key: str | UnsetType = field(name="headerKey", default=UNSET)
     header_value: str | UnsetType = field(name="headerValue", default=UNSET)
 
 
-class Integrations(LosantModel):
-    """Schema `integrations`.
+class Integrations(LosantModel, kw_only=True):
+    """Schema `integrations`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[Integration]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[Integration]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -15380,7 +16017,7 @@ class Integrations(LosantModel):
     - `applicationId`: str
     """
 
-    items: list[Integration] | UnsetType = UNSET
+    items: list[Integration]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -15392,10 +16029,11 @@ class Integrations(LosantModel):
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
 
 
-class JobEnqueuedResult(LosantModel):
-    """Schema `jobEnqueuedResult`.
+class JobEnqueuedResult(LosantModel, kw_only=True):
+    """Schema `jobEnqueuedResult`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `jobQueued`: bool
     - `jobId`: str
     - `success`: bool
@@ -15406,22 +16044,24 @@ class JobEnqueuedResult(LosantModel):
     success: bool | UnsetType = UNSET
 
 
-class LastValueDataValue(LosantModel):
-    """The object at `/patternProperties` in schema `lastValueData`.
+class LastValueDataValue(LosantModel, kw_only=True):
+    """The object at `/patternProperties` in schema `lastValueData`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `time`*: str; date-time string
-    - `data`*: dict[str, int | float | str | bool]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `time`: AwareDatetime; always present
+    - `data`: dict[str, int | float | str | bool]; always present
     """
 
-    time: str | UnsetType = UNSET
-    data: dict[str, int | float | str | bool] | UnsetType = UNSET
+    time: AwareDatetime
+    data: dict[str, int | float | str | bool]
 
 
-class LastValueQuery(LosantModel):
-    """Schema `lastValueQuery`.
+class LastValueQuery(LosantModel, kw_only=True):
+    """Schema `lastValueQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `attribute`: str
     - `deviceIds`: list[str]
     - `deviceTags`: list[LastValueQueryDeviceTagsItem]
@@ -15436,10 +16076,11 @@ class LastValueQuery(LosantModel):
     end: int | float | UnsetType = UNSET
 
 
-class LastValueQueryDeviceTagsItem(LosantModel):
-    """The object at `/deviceTags/items` in schema `lastValueQuery`.
+class LastValueQueryDeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/deviceTags/items` in schema `lastValueQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -15448,15 +16089,16 @@ class LastValueQueryDeviceTagsItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class Me(LosantModel):
-    """Schema `me`.
+class Me(LosantModel, kw_only=True):
+    """Schema `me`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `userId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
-    - `passwordLastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
+    - `passwordLastUpdated`: AwareDatetime
     - `email`: str
     - `requestedEmail`: str
     - `firstName`: str
@@ -15466,7 +16108,7 @@ class Me(LosantModel):
     - `phoneNumber`: str
     - `location`: str
     - `url`: str
-    - `tokenCutoff`: str; date-time string
+    - `tokenCutoff`: AwareDatetime
     - `emailVerified`: bool
     - `needsToVerifyEmail`: bool
     - `twoFactorAuthEnabled`: bool
@@ -15478,16 +16120,16 @@ class Me(LosantModel):
     - `recentApplications`: RecentItemList
     - `recentOrganizations`: RecentItemList
     - `summary`: MeSummary
-    - `currentPeriodStart`: str; date-time string
-    - `currentPeriodEnd`: str; date-time string
+    - `currentPeriodStart`: AwareDatetime
+    - `currentPeriodEnd`: AwareDatetime
     - `ssoLinked`: bool
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     user_id: str | UnsetType = field(name="userId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
-    password_last_updated: str | UnsetType = field(name="passwordLastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    password_last_updated: AwareDatetime | UnsetType = field(name="passwordLastUpdated", default=UNSET)
     email: str | UnsetType = UNSET
     requested_email: str | UnsetType = field(name="requestedEmail", default=UNSET)
     first_name: str | UnsetType = field(name="firstName", default=UNSET)
@@ -15497,7 +16139,7 @@ class Me(LosantModel):
     phone_number: str | UnsetType = field(name="phoneNumber", default=UNSET)
     location: str | UnsetType = UNSET
     url: str | UnsetType = UNSET
-    token_cutoff: str | UnsetType = field(name="tokenCutoff", default=UNSET)
+    token_cutoff: AwareDatetime | UnsetType = field(name="tokenCutoff", default=UNSET)
     email_verified: bool | UnsetType = field(name="emailVerified", default=UNSET)
     needs_to_verify_email: bool | UnsetType = field(name="needsToVerifyEmail", default=UNSET)
     two_factor_auth_enabled: bool | UnsetType = field(name="twoFactorAuthEnabled", default=UNSET)
@@ -15509,15 +16151,16 @@ class Me(LosantModel):
     recent_applications: RecentItemList | UnsetType = field(name="recentApplications", default=UNSET)
     recent_organizations: RecentItemList | UnsetType = field(name="recentOrganizations", default=UNSET)
     summary: MeSummary | UnsetType = UNSET
-    current_period_start: str | UnsetType = field(name="currentPeriodStart", default=UNSET)
-    current_period_end: str | UnsetType = field(name="currentPeriodEnd", default=UNSET)
+    current_period_start: AwareDatetime | UnsetType = field(name="currentPeriodStart", default=UNSET)
+    current_period_end: AwareDatetime | UnsetType = field(name="currentPeriodEnd", default=UNSET)
     sso_linked: bool | UnsetType = field(name="ssoLinked", default=UNSET)
 
 
-class MeLimits(LosantModel):
-    """The object at `/limits` in schema `me`.
+class MeLimits(LosantModel, kw_only=True):
+    """The object at `/limits` in schema `me`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `apitoken`: int
     - `application`: int
     - `applicationcertificate`: int
@@ -15588,10 +16231,11 @@ class MeLimits(LosantModel):
     system_interval: int | UnsetType = field(name="systemInterval", default=UNSET)
 
 
-class MeSummary(LosantModel):
-    """The object at `/summary` in schema `me`.
+class MeSummary(LosantModel, kw_only=True):
+    """The object at `/summary` in schema `me`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `apiTokenCount`: int
     - `appCount`: int
     - `certificateCount`: int
@@ -15656,10 +16300,11 @@ class MeSummary(LosantModel):
     notebook_stats: MeSummaryNotebookStats | UnsetType = field(name="notebookStats", default=UNSET)
 
 
-class MeSummaryStorageStats(LosantModel):
-    """The object at `/summary/storageStats` in schema `me`.
+class MeSummaryStorageStats(LosantModel, kw_only=True):
+    """The object at `/summary/storageStats` in schema `me`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `count`: int
     - `size`: int
     """
@@ -15668,10 +16313,11 @@ class MeSummaryStorageStats(LosantModel):
     size: int | UnsetType = UNSET
 
 
-class MeSummaryNotebookStats(LosantModel):
-    """The object at `/summary/notebookStats` in schema `me`.
+class MeSummaryNotebookStats(LosantModel, kw_only=True):
+    """The object at `/summary/notebookStats` in schema `me`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `awaitingCompletion`: int
     - `minutesThisPeriod`: int
     - `runsThisPeriod`: int
@@ -15682,10 +16328,11 @@ class MeSummaryNotebookStats(LosantModel):
     runs_this_period: int | UnsetType = field(name="runsThisPeriod", default=UNSET)
 
 
-class MePatch(LosantModel):
-    """Schema `mePatch`.
+class MePatch(LosantModel, kw_only=True):
+    """Schema `mePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `email`: str
     - `firstName`: str
     - `lastName`: str
@@ -15695,7 +16342,7 @@ class MePatch(LosantModel):
     - `location`: str
     - `url`: str
     - `password`: str
-    - `tokenCutoff`: str; date-time string
+    - `tokenCutoff`: AwareDatetime
     - `currentCredentials`: MePatchCurrentCredentials
     """
 
@@ -15708,40 +16355,43 @@ class MePatch(LosantModel):
     location: str | UnsetType = UNSET
     url: str | UnsetType = UNSET
     password: str | UnsetType = UNSET
-    token_cutoff: str | UnsetType = field(name="tokenCutoff", default=UNSET)
+    token_cutoff: AwareDatetime | UnsetType = field(name="tokenCutoff", default=UNSET)
     current_credentials: MePatchCurrentCredentials | UnsetType = field(name="currentCredentials", default=UNSET)
 
 
-class MePatchCurrentCredentials(LosantModel):
-    """The object at `/currentCredentials` in schema `mePatch`.
+class MePatchCurrentCredentials(LosantModel, kw_only=True):
+    """The object at `/currentCredentials` in schema `mePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `twoFactorCode`: str
-    - `password`*: str
+    - `password`: str; the schema requires it in requests; the server checks it
     """
 
     two_factor_code: str | UnsetType = field(name="twoFactorCode", default=UNSET)
     password: str | UnsetType = UNSET
 
 
-class MqttPublishBody(LosantModel):
-    """Schema `mqttPublishBody`.
+class MqttPublishBody(LosantModel, kw_only=True):
+    """Schema `mqttPublishBody`, used in request bodies and replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `topic`*: str
-    - `message`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `topic`: str; the schema requires it in requests; the server checks it
+    - `message`: str; the schema requires it in requests; the server checks it
     """
 
     topic: str | UnsetType = UNSET
     message: str | UnsetType = UNSET
 
 
-class MultiDeviceCommand(LosantModel):
-    """Schema `multiDeviceCommand`.
+class MultiDeviceCommand(LosantModel, kw_only=True):
+    """Schema `multiDeviceCommand`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `time`: str | int | float | MultiDeviceCommandTime
-    - `name`*: str
+    - `name`: str; the schema requires it in requests; the server checks it
     - `payload`: Any
     - `deviceTags`: list[MultiDeviceCommandDeviceTagsItem]
     - `deviceIds`: list[str]
@@ -15756,20 +16406,22 @@ class MultiDeviceCommand(LosantModel):
     device_query: AdvancedDeviceQuery | UnsetType = field(name="deviceQuery", default=UNSET)
 
 
-class MultiDeviceCommandTime(LosantModel):
-    """The object at `/time` in schema `multiDeviceCommand`.
+class MultiDeviceCommandTime(LosantModel, kw_only=True):
+    """The object at `/time` in schema `multiDeviceCommand`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `$date`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `$date`: str; the schema requires it in requests; the server checks it
     """
 
     date: str | UnsetType = field(name="$date", default=UNSET)
 
 
-class MultiDeviceCommandDeviceTagsItem(LosantModel):
-    """The object at `/deviceTags/items` in schema `multiDeviceCommand`.
+class MultiDeviceCommandDeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/deviceTags/items` in schema `multiDeviceCommand`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -15778,25 +16430,27 @@ class MultiDeviceCommandDeviceTagsItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class MultiFactorAuthDisable(LosantModel):
-    """Schema `multiFactorAuthDisable`.
+class MultiFactorAuthDisable(LosantModel, kw_only=True):
+    """Schema `multiFactorAuthDisable`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `twoFactorCode`*: str
-    - `password`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `twoFactorCode`: str; the schema requires it in requests; the server checks it
+    - `password`: str; the schema requires it in requests; the server checks it
     """
 
     two_factor_code: str | UnsetType = field(name="twoFactorCode", default=UNSET)
     password: str | UnsetType = UNSET
 
 
-class MultiFactorAuthEnable(LosantModel):
-    """Schema `multiFactorAuthEnable`.
+class MultiFactorAuthEnable(LosantModel, kw_only=True):
+    """Schema `multiFactorAuthEnable`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `twoFactorAuthKey`: str
-    - `password`*: str
-    - `twoFactorCode`*: str
+    - `password`: str; the schema requires it in requests; the server checks it
+    - `twoFactorCode`: str; the schema requires it in requests; the server checks it
     """
 
     two_factor_auth_key: str | UnsetType = field(name="twoFactorAuthKey", default=UNSET)
@@ -15804,10 +16458,11 @@ class MultiFactorAuthEnable(LosantModel):
     two_factor_code: str | UnsetType = field(name="twoFactorCode", default=UNSET)
 
 
-class MultiFactorAuthInfo(LosantModel):
-    """Schema `multiFactorAuthInfo`.
+class MultiFactorAuthInfo(LosantModel, kw_only=True):
+    """Schema `multiFactorAuthInfo`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `keyUri`: str
     """
@@ -15816,15 +16471,16 @@ class MultiFactorAuthInfo(LosantModel):
     key_uri: str | UnsetType = field(name="keyUri", default=UNSET)
 
 
-class Notebook(LosantModel):
-    """Schema `notebook`.
+class Notebook(LosantModel, kw_only=True):
+    """Schema `notebook`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `notebookId`: str
     - `applicationId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `name`: str
     - `description`: str
     - `jupyterFileName`: str
@@ -15835,11 +16491,11 @@ class Notebook(LosantModel):
     - `stats`: NotebookStats
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     notebook_id: str | UnsetType = field(name="notebookId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     name: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
     jupyter_file_name: str | UnsetType = field(name="jupyterFileName", default=UNSET)
@@ -15850,10 +16506,11 @@ class Notebook(LosantModel):
     stats: NotebookStats | UnsetType = UNSET
 
 
-class NotebookStats(LosantModel):
-    """The object at `/stats` in schema `notebook`.
+class NotebookStats(LosantModel, kw_only=True):
+    """The object at `/stats` in schema `notebook`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `minutesThisPeriod`: int | float
     - `runsThisPeriod`: int | float
     - `errorsThisPeriod`: int | float
@@ -15864,10 +16521,11 @@ class NotebookStats(LosantModel):
     errors_this_period: int | float | UnsetType = field(name="errorsThisPeriod", default=UNSET)
 
 
-class NotebookDataExportOptions(LosantModel):
-    """Schema `notebookDataExportOptions`.
+class NotebookDataExportOptions(LosantModel, kw_only=True):
+    """Schema `notebookDataExportOptions`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `email`: str
     - `relativeTo`: str | int | float | NotebookDataExportOptionsRelativeTo
     - `templateContext`: str
@@ -15880,35 +16538,37 @@ class NotebookDataExportOptions(LosantModel):
     callback_url: str | UnsetType = field(name="callbackUrl", default=UNSET)
 
 
-class NotebookDataExportOptionsRelativeTo(LosantModel):
-    """The object at `/relativeTo` in schema `notebookDataExportOptions`.
+class NotebookDataExportOptionsRelativeTo(LosantModel, kw_only=True):
+    """The object at `/relativeTo` in schema `notebookDataExportOptions`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `$date`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `$date`: str; the schema requires it in requests; the server checks it
     """
 
     date: str | UnsetType = field(name="$date", default=UNSET)
 
 
-class NotebookExecutionLogsItem(LosantModel):
-    """The object at `/items` in schema `notebookExecutionLogs`.
+class NotebookExecutionLogsItem(LosantModel, kw_only=True):
+    """The object at `/items` in schema `notebookExecutionLogs`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `notebookExecutionId`: str
     - `notebookId`: str
     - `imageVersion`: str; one of: v1, v2, v3, v4
     - `applicationId`: str
     - `status`: str; one of: queued, inProgress, completed, errored, timeout, canceling, canceled
-    - `executionRelativeTo`: str; date-time string
+    - `executionRelativeTo`: AwareDatetime
     - `maxAllowedRunMinutes`: int | float
     - `sourceType`: str; one of: flow, user, device, apiToken, notebook
     - `sourceId`: str
-    - `runQueuedAt`: str; date-time string
-    - `runStartedAt`: str; date-time string
-    - `inputsCompletedAt`: str; date-time string
-    - `notebookCompletedAt`: str; date-time string
-    - `outputsCompletedAt`: str; date-time string
+    - `runQueuedAt`: AwareDatetime
+    - `runStartedAt`: AwareDatetime
+    - `inputsCompletedAt`: AwareDatetime
+    - `notebookCompletedAt`: AwareDatetime
+    - `outputsCompletedAt`: AwareDatetime
     - `templateContext`: str
     - `inputInfo`: dict[str, NotebookExecutionLogsItemInputInfoValue]
     - `outputInfo`: dict[str, NotebookExecutionLogsItemOutputInfoValue]
@@ -15921,25 +16581,26 @@ class NotebookExecutionLogsItem(LosantModel):
     image_version: str | UnsetType = field(name="imageVersion", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
     status: str | UnsetType = UNSET
-    execution_relative_to: str | UnsetType = field(name="executionRelativeTo", default=UNSET)
+    execution_relative_to: AwareDatetime | UnsetType = field(name="executionRelativeTo", default=UNSET)
     max_allowed_run_minutes: int | float | UnsetType = field(name="maxAllowedRunMinutes", default=UNSET)
     source_type: str | UnsetType = field(name="sourceType", default=UNSET)
     source_id: str | UnsetType = field(name="sourceId", default=UNSET)
-    run_queued_at: str | UnsetType = field(name="runQueuedAt", default=UNSET)
-    run_started_at: str | UnsetType = field(name="runStartedAt", default=UNSET)
-    inputs_completed_at: str | UnsetType = field(name="inputsCompletedAt", default=UNSET)
-    notebook_completed_at: str | UnsetType = field(name="notebookCompletedAt", default=UNSET)
-    outputs_completed_at: str | UnsetType = field(name="outputsCompletedAt", default=UNSET)
+    run_queued_at: AwareDatetime | UnsetType = field(name="runQueuedAt", default=UNSET)
+    run_started_at: AwareDatetime | UnsetType = field(name="runStartedAt", default=UNSET)
+    inputs_completed_at: AwareDatetime | UnsetType = field(name="inputsCompletedAt", default=UNSET)
+    notebook_completed_at: AwareDatetime | UnsetType = field(name="notebookCompletedAt", default=UNSET)
+    outputs_completed_at: AwareDatetime | UnsetType = field(name="outputsCompletedAt", default=UNSET)
     template_context: str | UnsetType = field(name="templateContext", default=UNSET)
     input_info: dict[str, NotebookExecutionLogsItemInputInfoValue] | UnsetType = field(name="inputInfo", default=UNSET)
     output_info: dict[str, NotebookExecutionLogsItemOutputInfoValue] | UnsetType = field(name="outputInfo", default=UNSET)
     execution_errors: list[NotebookExecutionLogsItemExecutionErrorsItem] | UnsetType = field(name="executionErrors", default=UNSET)
 
 
-class NotebookExecutionLogsItemInputInfoValue(LosantModel):
-    """The object at `/items/inputInfo/patternProperties` in schema `notebookExecutionLogs`.
+class NotebookExecutionLogsItemInputInfoValue(LosantModel, kw_only=True):
+    """The object at `/items/inputInfo/patternProperties` in schema `notebookExecutionLogs`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `size`: int | float
     - `url`: str
     """
@@ -15948,10 +16609,11 @@ class NotebookExecutionLogsItemInputInfoValue(LosantModel):
     url: str | UnsetType = UNSET
 
 
-class NotebookExecutionLogsItemOutputInfoValue(LosantModel):
-    """The object at `/items/outputInfo/patternProperties` in schema `notebookExecutionLogs`.
+class NotebookExecutionLogsItemOutputInfoValue(LosantModel, kw_only=True):
+    """The object at `/items/outputInfo/patternProperties` in schema `notebookExecutionLogs`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `size`: int | float
     - `url`: str
     - `contentType`: str
@@ -15962,10 +16624,11 @@ class NotebookExecutionLogsItemOutputInfoValue(LosantModel):
     content_type: str | UnsetType = field(name="contentType", default=UNSET)
 
 
-class NotebookExecutionLogsItemExecutionErrorsItem(LosantModel):
-    """The object at `/items/executionErrors/items` in schema `notebookExecutionLogs`.
+class NotebookExecutionLogsItemExecutionErrorsItem(LosantModel, kw_only=True):
+    """The object at `/items/executionErrors/items` in schema `notebookExecutionLogs`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `message`: str
     """
@@ -15974,10 +16637,11 @@ class NotebookExecutionLogsItemExecutionErrorsItem(LosantModel):
     message: str | UnsetType = UNSET
 
 
-class NotebookExecutionOptions(LosantModel):
-    """Schema `notebookExecutionOptions`.
+class NotebookExecutionOptions(LosantModel, kw_only=True):
+    """Schema `notebookExecutionOptions`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `relativeTo`: str | int | float | NotebookExecutionOptionsRelativeTo
     - `templateContext`: str
     - `email`: str
@@ -15990,35 +16654,38 @@ class NotebookExecutionOptions(LosantModel):
     callback_url: str | UnsetType = field(name="callbackUrl", default=UNSET)
 
 
-class NotebookExecutionOptionsRelativeTo(LosantModel):
-    """The object at `/relativeTo` in schema `notebookExecutionOptions`.
+class NotebookExecutionOptionsRelativeTo(LosantModel, kw_only=True):
+    """The object at `/relativeTo` in schema `notebookExecutionOptions`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `$date`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `$date`: str; the schema requires it in requests; the server checks it
     """
 
     date: str | UnsetType = field(name="$date", default=UNSET)
 
 
-class NotebookMinuteCounts(LosantModel):
-    """Schema `notebookMinuteCounts`.
+class NotebookMinuteCounts(LosantModel, kw_only=True):
+    """Schema `notebookMinuteCounts`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `start`: str; date-time string
-    - `end`: str; date-time string
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `start`: AwareDatetime
+    - `end`: AwareDatetime
     - `counts`: list[NotebookMinuteCountsCountsItem]
     """
 
-    start: str | UnsetType = UNSET
-    end: str | UnsetType = UNSET
+    start: AwareDatetime | UnsetType = UNSET
+    end: AwareDatetime | UnsetType = UNSET
     counts: list[NotebookMinuteCountsCountsItem] | UnsetType = UNSET
 
 
-class NotebookMinuteCountsCountsItem(LosantModel):
-    """The object at `/counts/items` in schema `notebookMinuteCounts`.
+class NotebookMinuteCountsCountsItem(LosantModel, kw_only=True):
+    """The object at `/counts/items` in schema `notebookMinuteCounts`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `date`: str; date-time string
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `date`: AwareDatetime
     - `minutes`: int
     - `completed`: int
     - `canceled`: int
@@ -16026,7 +16693,7 @@ class NotebookMinuteCountsCountsItem(LosantModel):
     - `timeout`: int
     """
 
-    date: str | UnsetType = UNSET
+    date: AwareDatetime | UnsetType = UNSET
     minutes: int | UnsetType = UNSET
     completed: int | UnsetType = UNSET
     canceled: int | UnsetType = UNSET
@@ -16034,10 +16701,11 @@ class NotebookMinuteCountsCountsItem(LosantModel):
     timeout: int | UnsetType = UNSET
 
 
-class NotebookPatch(LosantModel):
-    """Schema `notebookPatch`.
+class NotebookPatch(LosantModel, kw_only=True):
+    """Schema `notebookPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `description`: str
     - `inputs`: list[dict[str, Any]]; 7 object shapes told apart by `inputType`: dict[str, Any]
@@ -16052,11 +16720,12 @@ class NotebookPatch(LosantModel):
     image_version: str | UnsetType = field(name="imageVersion", default=UNSET)
 
 
-class NotebookPost(LosantModel):
-    """Schema `notebookPost`.
+class NotebookPost(LosantModel, kw_only=True):
+    """Schema `notebookPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
     - `description`: str
     - `imageVersion`: str; one of: v1, v2, v3, v4
     - `inputs`: list[dict[str, Any]]; 7 object shapes told apart by `inputType`: dict[str, Any]
@@ -16070,11 +16739,12 @@ class NotebookPost(LosantModel):
     outputs: list[dict[str, Any]] | UnsetType = UNSET
 
 
-class Notebooks(LosantModel):
-    """Schema `notebooks`.
+class Notebooks(LosantModel, kw_only=True):
+    """Schema `notebooks`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[Notebook]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[Notebook]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -16086,7 +16756,7 @@ class Notebooks(LosantModel):
     - `applicationId`: str
     """
 
-    items: list[Notebook] | UnsetType = UNSET
+    items: list[Notebook]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -16098,16 +16768,17 @@ class Notebooks(LosantModel):
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
 
 
-class NotificationRule(LosantModel):
-    """Schema `notificationRule`.
+class NotificationRule(LosantModel, kw_only=True):
+    """Schema `notificationRule`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `notificationRuleId`: str
     - `ownerId`: str
     - `ownerType`: str; one of: instance
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `createdById`: str
     - `createdByType`: str; one of: apiToken, user
     - `lastUpdatedById`: str
@@ -16122,12 +16793,12 @@ class NotificationRule(LosantModel):
     - `ruleConfig`: NotificationRuleRuleConfig
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     notification_rule_id: str | UnsetType = field(name="notificationRuleId", default=UNSET)
     owner_id: str | UnsetType = field(name="ownerId", default=UNSET)
     owner_type: str | UnsetType = field(name="ownerType", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     created_by_id: str | UnsetType = field(name="createdById", default=UNSET)
     created_by_type: str | UnsetType = field(name="createdByType", default=UNSET)
     last_updated_by_id: str | UnsetType = field(name="lastUpdatedById", default=UNSET)
@@ -16142,44 +16813,47 @@ class NotificationRule(LosantModel):
     rule_config: NotificationRuleRuleConfig | UnsetType = field(name="ruleConfig", default=UNSET)
 
 
-class NotificationRuleEmailConfig(LosantModel):
-    """The object at `/emailConfig` in schema `notificationRule`.
+class NotificationRuleEmailConfig(LosantModel, kw_only=True):
+    """The object at `/emailConfig` in schema `notificationRule`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `subjectTemplate`*: str
-    - `bodyTemplate`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `subjectTemplate`: str; always present
+    - `bodyTemplate`: str; always present
     - `sendToTarget`: str; one of: admins, members, none
     - `sendToOwner`: str; one of: admins, members, none
     - `sendToAddresses`: list[str]
     """
 
-    subject_template: str | UnsetType = field(name="subjectTemplate", default=UNSET)
-    body_template: str | UnsetType = field(name="bodyTemplate", default=UNSET)
+    subject_template: str = field(name="subjectTemplate")
+    body_template: str = field(name="bodyTemplate")
     send_to_target: str | UnsetType = field(name="sendToTarget", default=UNSET)
     send_to_owner: str | UnsetType = field(name="sendToOwner", default=UNSET)
     send_to_addresses: list[str] | UnsetType = field(name="sendToAddresses", default=UNSET)
 
 
-class NotificationRuleRuleConfig(LosantModel):
-    """The object at `/ruleConfig` in schema `notificationRule`.
+class NotificationRuleRuleConfig(LosantModel, kw_only=True):
+    """The object at `/ruleConfig` in schema `notificationRule`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `ruleType`*: str; one of: payloadUsage, notebookMinuteUsage
-    - `thresholdType`*: str; one of: percentOfLimit
-    - `threshold`*: int | float
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `ruleType`: str; always present; one of: payloadUsage, notebookMinuteUsage
+    - `thresholdType`: str; always present; one of: percentOfLimit
+    - `threshold`: int | float; always present
     - `maxFrequency`: str; one of: billingCycle, daily
     """
 
-    rule_type: str | UnsetType = field(name="ruleType", default=UNSET)
-    threshold_type: str | UnsetType = field(name="thresholdType", default=UNSET)
-    threshold: int | float | UnsetType = UNSET
+    rule_type: str = field(name="ruleType")
+    threshold_type: str = field(name="thresholdType")
+    threshold: int | float
     max_frequency: str | UnsetType = field(name="maxFrequency", default=UNSET)
 
 
-class NotificationRuleDeliveryLogsItem(LosantModel):
-    """The object at `/items` in schema `notificationRuleDeliveryLogs`.
+class NotificationRuleDeliveryLogsItem(LosantModel, kw_only=True):
+    """The object at `/items` in schema `notificationRuleDeliveryLogs`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `notificationRuleDeliveryId`: str
     - `notificationRuleId`: str
@@ -16187,7 +16861,7 @@ class NotificationRuleDeliveryLogsItem(LosantModel):
     - `ownerType`: str; one of: instance
     - `requestedById`: str
     - `requestedByType`: str; one of: user, apiToken, system
-    - `sentAt`: str; date-time string
+    - `sentAt`: AwareDatetime
     - `targetType`: str; one of: organization
     - `targetId`: str
     - `targetName`: str
@@ -16203,7 +16877,7 @@ class NotificationRuleDeliveryLogsItem(LosantModel):
     owner_type: str | UnsetType = field(name="ownerType", default=UNSET)
     requested_by_id: str | UnsetType = field(name="requestedById", default=UNSET)
     requested_by_type: str | UnsetType = field(name="requestedByType", default=UNSET)
-    sent_at: str | UnsetType = field(name="sentAt", default=UNSET)
+    sent_at: AwareDatetime | UnsetType = field(name="sentAt", default=UNSET)
     target_type: str | UnsetType = field(name="targetType", default=UNSET)
     target_id: str | UnsetType = field(name="targetId", default=UNSET)
     target_name: str | UnsetType = field(name="targetName", default=UNSET)
@@ -16212,10 +16886,11 @@ class NotificationRuleDeliveryLogsItem(LosantModel):
     evaluation: NotificationRuleDeliveryLogsItemEvaluation | UnsetType = UNSET
 
 
-class NotificationRuleDeliveryLogsItemEmail(LosantModel):
-    """The object at `/items/email` in schema `notificationRuleDeliveryLogs`.
+class NotificationRuleDeliveryLogsItemEmail(LosantModel, kw_only=True):
+    """The object at `/items/email` in schema `notificationRuleDeliveryLogs`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `subject`: str
     - `body`: str
     - `addresses`: list[str]
@@ -16226,10 +16901,11 @@ class NotificationRuleDeliveryLogsItemEmail(LosantModel):
     addresses: list[str] | UnsetType = UNSET
 
 
-class NotificationRuleDeliveryLogsItemEvaluation(LosantModel):
-    """The object at `/items/evaluation` in schema `notificationRuleDeliveryLogs`.
+class NotificationRuleDeliveryLogsItemEvaluation(LosantModel, kw_only=True):
+    """The object at `/items/evaluation` in schema `notificationRuleDeliveryLogs`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `value`: int | float
     - `limit`: int | float
     - `ruleType`: str; one of: payloadUsage, notebookMinuteUsage
@@ -16246,20 +16922,22 @@ class NotificationRuleDeliveryLogsItemEvaluation(LosantModel):
     max_frequency: str | UnsetType = field(name="maxFrequency", default=UNSET)
 
 
-class NotificationRuleEvaluationOptions(LosantModel):
-    """Schema `notificationRuleEvaluationOptions`.
+class NotificationRuleEvaluationOptions(LosantModel, kw_only=True):
+    """Schema `notificationRuleEvaluationOptions`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `ignoreFrequencyCheck`: bool
     """
 
     ignore_frequency_check: bool | UnsetType = field(name="ignoreFrequencyCheck", default=UNSET)
 
 
-class NotificationRulePatch(LosantModel):
-    """Schema `notificationRulePatch`.
+class NotificationRulePatch(LosantModel, kw_only=True):
+    """Schema `notificationRulePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `targetQueryJson`: str
     - `name`: str
     - `description`: str
@@ -16278,12 +16956,13 @@ class NotificationRulePatch(LosantModel):
     rule_config: NotificationRulePatchRuleConfig | UnsetType = field(name="ruleConfig", default=UNSET)
 
 
-class NotificationRulePatchEmailConfig(LosantModel):
-    """The object at `/emailConfig` in schema `notificationRulePatch`.
+class NotificationRulePatchEmailConfig(LosantModel, kw_only=True):
+    """The object at `/emailConfig` in schema `notificationRulePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `subjectTemplate`*: str
-    - `bodyTemplate`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `subjectTemplate`: str; the schema requires it in requests; the server checks it
+    - `bodyTemplate`: str; the schema requires it in requests; the server checks it
     - `sendToTarget`: str; one of: admins, members, none
     - `sendToOwner`: str; one of: admins, members, none
     - `sendToAddresses`: list[str]
@@ -16296,13 +16975,14 @@ class NotificationRulePatchEmailConfig(LosantModel):
     send_to_addresses: list[str] | UnsetType = field(name="sendToAddresses", default=UNSET)
 
 
-class NotificationRulePatchRuleConfig(LosantModel):
-    """The object at `/ruleConfig` in schema `notificationRulePatch`.
+class NotificationRulePatchRuleConfig(LosantModel, kw_only=True):
+    """The object at `/ruleConfig` in schema `notificationRulePatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `ruleType`*: str; one of: payloadUsage, notebookMinuteUsage
-    - `thresholdType`*: str; one of: percentOfLimit
-    - `threshold`*: int | float
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `ruleType`: str; the schema requires it in requests; the server checks it; one of: payloadUsage, notebookMinuteUsage
+    - `thresholdType`: str; the schema requires it in requests; the server checks it; one of: percentOfLimit
+    - `threshold`: int | float; the schema requires it in requests; the server checks it
     - `maxFrequency`: str; one of: billingCycle, daily
     """
 
@@ -16312,18 +16992,19 @@ class NotificationRulePatchRuleConfig(LosantModel):
     max_frequency: str | UnsetType = field(name="maxFrequency", default=UNSET)
 
 
-class NotificationRulePost(LosantModel):
-    """Schema `notificationRulePost`.
+class NotificationRulePost(LosantModel, kw_only=True):
+    """Schema `notificationRulePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `targetType`*: str; one of: organization
-    - `targetQueryJson`*: str
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `targetType`: str; the schema requires it in requests; the server checks it; one of: organization
+    - `targetQueryJson`: str; the schema requires it in requests; the server checks it
+    - `name`: str; the schema requires it in requests; the server checks it
     - `description`: str
     - `enabled`: bool
     - `callbackUrl`: str | None; one of:
     - `emailConfig`: NotificationRulePostEmailConfig | None
-    - `ruleConfig`*: NotificationRulePostRuleConfig
+    - `ruleConfig`: NotificationRulePostRuleConfig; the schema requires it in requests; the server checks it
     """
 
     target_type: str | UnsetType = field(name="targetType", default=UNSET)
@@ -16336,12 +17017,13 @@ class NotificationRulePost(LosantModel):
     rule_config: NotificationRulePostRuleConfig | UnsetType = field(name="ruleConfig", default=UNSET)
 
 
-class NotificationRulePostEmailConfig(LosantModel):
-    """The object at `/emailConfig` in schema `notificationRulePost`.
+class NotificationRulePostEmailConfig(LosantModel, kw_only=True):
+    """The object at `/emailConfig` in schema `notificationRulePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `subjectTemplate`*: str
-    - `bodyTemplate`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `subjectTemplate`: str; the schema requires it in requests; the server checks it
+    - `bodyTemplate`: str; the schema requires it in requests; the server checks it
     - `sendToTarget`: str; one of: admins, members, none
     - `sendToOwner`: str; one of: admins, members, none
     - `sendToAddresses`: list[str]
@@ -16354,13 +17036,14 @@ class NotificationRulePostEmailConfig(LosantModel):
     send_to_addresses: list[str] | UnsetType = field(name="sendToAddresses", default=UNSET)
 
 
-class NotificationRulePostRuleConfig(LosantModel):
-    """The object at `/ruleConfig` in schema `notificationRulePost`.
+class NotificationRulePostRuleConfig(LosantModel, kw_only=True):
+    """The object at `/ruleConfig` in schema `notificationRulePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `ruleType`*: str; one of: payloadUsage, notebookMinuteUsage
-    - `thresholdType`*: str; one of: percentOfLimit
-    - `threshold`*: int | float
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `ruleType`: str; the schema requires it in requests; the server checks it; one of: payloadUsage, notebookMinuteUsage
+    - `thresholdType`: str; the schema requires it in requests; the server checks it; one of: percentOfLimit
+    - `threshold`: int | float; the schema requires it in requests; the server checks it
     - `maxFrequency`: str; one of: billingCycle, daily
     """
 
@@ -16370,11 +17053,12 @@ class NotificationRulePostRuleConfig(LosantModel):
     max_frequency: str | UnsetType = field(name="maxFrequency", default=UNSET)
 
 
-class NotificationRules(LosantModel):
-    """Schema `notificationRules`.
+class NotificationRules(LosantModel, kw_only=True):
+    """Schema `notificationRules`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[NotificationRule]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[NotificationRule]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -16387,7 +17071,7 @@ class NotificationRules(LosantModel):
     - `ownerType`: str; one of: instance
     """
 
-    items: list[NotificationRule] | UnsetType = UNSET
+    items: list[NotificationRule]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -16400,14 +17084,15 @@ class NotificationRules(LosantModel):
     owner_type: str | UnsetType = field(name="ownerType", default=UNSET)
 
 
-class Org(LosantModel):
-    """Schema `org`.
+class Org(LosantModel, kw_only=True):
+    """Schema `org`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `orgId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `name`: str
     - `description`: str
     - `members`: list[OrgMembersItem]
@@ -16416,21 +17101,21 @@ class Org(LosantModel):
     - `planId`: str
     - `billingEmail`: str
     - `subscriptionStatus`: str; one of: trialing, active, past_due, canceled, unpaid
-    - `currentPeriodStart`: str; date-time string
-    - `currentPeriodEnd`: str; date-time string
+    - `currentPeriodStart`: AwareDatetime
+    - `currentPeriodEnd`: AwareDatetime
     - `isEnterprise`: bool
     - `iconColor`: str
     - `whitelistedEmailDomains`: list[str]
-    - `disabledAt`: bool | str; date-time string
+    - `disabledAt`: bool | AwareDatetime
     - `isReadOnly`: bool
     - `mfaMode`: str; one of: notRequired, adminRequired, required
     - `banner`: OrgBanner
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     org_id: str | UnsetType = field(name="orgId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     name: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
     members: list[OrgMembersItem] | UnsetType = UNSET
@@ -16439,21 +17124,22 @@ class Org(LosantModel):
     plan_id: str | UnsetType = field(name="planId", default=UNSET)
     billing_email: str | UnsetType = field(name="billingEmail", default=UNSET)
     subscription_status: str | UnsetType = field(name="subscriptionStatus", default=UNSET)
-    current_period_start: str | UnsetType = field(name="currentPeriodStart", default=UNSET)
-    current_period_end: str | UnsetType = field(name="currentPeriodEnd", default=UNSET)
+    current_period_start: AwareDatetime | UnsetType = field(name="currentPeriodStart", default=UNSET)
+    current_period_end: AwareDatetime | UnsetType = field(name="currentPeriodEnd", default=UNSET)
     is_enterprise: bool | UnsetType = field(name="isEnterprise", default=UNSET)
     icon_color: str | UnsetType = field(name="iconColor", default=UNSET)
     whitelisted_email_domains: list[str] | UnsetType = field(name="whitelistedEmailDomains", default=UNSET)
-    disabled_at: bool | str | UnsetType = field(name="disabledAt", default=UNSET)
+    disabled_at: bool | AwareDatetime | UnsetType = field(name="disabledAt", default=UNSET)
     is_read_only: bool | UnsetType = field(name="isReadOnly", default=UNSET)
     mfa_mode: str | UnsetType = field(name="mfaMode", default=UNSET)
     banner: OrgBanner | UnsetType = UNSET
 
 
-class OrgMembersItem(LosantModel):
-    """The object at `/members/items` in schema `org`.
+class OrgMembersItem(LosantModel, kw_only=True):
+    """The object at `/members/items` in schema `org`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `userId`: str
     - `firstName`: str
     - `lastName`: str
@@ -16478,34 +17164,37 @@ class OrgMembersItem(LosantModel):
     sso_linked: bool | UnsetType = field(name="ssoLinked", default=UNSET)
 
 
-class OrgMembersItemApplicationRolesItem(LosantModel):
-    """The object at `/members/items/applicationRoles/items` in schema `org`.
+class OrgMembersItemApplicationRolesItem(LosantModel, kw_only=True):
+    """The object at `/members/items/applicationRoles/items` in schema `org`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; always present
+    - `role`: str; always present; one of: collaborate, view, none
     """
 
-    resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
-    role: str | UnsetType = UNSET
+    resource_id: str = field(name="resourceId")
+    role: str
 
 
-class OrgMembersItemDashboardRolesItem(LosantModel):
-    """The object at `/members/items/dashboardRoles/items` in schema `org`.
+class OrgMembersItemDashboardRolesItem(LosantModel, kw_only=True):
+    """The object at `/members/items/dashboardRoles/items` in schema `org`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; always present
+    - `role`: str; always present; one of: collaborate, view, none
     """
 
-    resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
-    role: str | UnsetType = UNSET
+    resource_id: str = field(name="resourceId")
+    role: str
 
 
-class OrgLimits(LosantModel):
-    """The object at `/limits` in schema `org`.
+class OrgLimits(LosantModel, kw_only=True):
+    """The object at `/limits` in schema `org`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `apitoken`: int
     - `application`: int
     - `applicationcertificate`: int
@@ -16578,10 +17267,11 @@ class OrgLimits(LosantModel):
     system_interval: int | UnsetType = field(name="systemInterval", default=UNSET)
 
 
-class OrgSummary(LosantModel):
-    """The object at `/summary` in schema `org`.
+class OrgSummary(LosantModel, kw_only=True):
+    """The object at `/summary` in schema `org`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `apiTokenCount`: int
     - `appCount`: int
     - `certificateCount`: int
@@ -16646,10 +17336,11 @@ class OrgSummary(LosantModel):
     notebook_stats: OrgSummaryNotebookStats | UnsetType = field(name="notebookStats", default=UNSET)
 
 
-class OrgSummaryStorageStats(LosantModel):
-    """The object at `/summary/storageStats` in schema `org`.
+class OrgSummaryStorageStats(LosantModel, kw_only=True):
+    """The object at `/summary/storageStats` in schema `org`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `count`: int
     - `size`: int
     """
@@ -16658,10 +17349,11 @@ class OrgSummaryStorageStats(LosantModel):
     size: int | UnsetType = UNSET
 
 
-class OrgSummaryNotebookStats(LosantModel):
-    """The object at `/summary/notebookStats` in schema `org`.
+class OrgSummaryNotebookStats(LosantModel, kw_only=True):
+    """The object at `/summary/notebookStats` in schema `org`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `awaitingCompletion`: int
     - `minutesThisPeriod`: int
     - `runsThisPeriod`: int
@@ -16672,10 +17364,11 @@ class OrgSummaryNotebookStats(LosantModel):
     runs_this_period: int | UnsetType = field(name="runsThisPeriod", default=UNSET)
 
 
-class OrgBanner(LosantModel):
-    """The object at `/banner` in schema `org`.
+class OrgBanner(LosantModel, kw_only=True):
+    """The object at `/banner` in schema `org`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `message`: str
     - `level`: str; one of: info, warning, critical
     """
@@ -16684,16 +17377,17 @@ class OrgBanner(LosantModel):
     level: str | UnsetType = UNSET
 
 
-class OrgInvite(LosantModel):
-    """Schema `orgInvite`.
+class OrgInvite(LosantModel, kw_only=True):
+    """Schema `orgInvite`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `email`: str
     - `role`: str; one of: admin, edit, collaborate, view, none
     - `applicationRoles`: list[OrgInviteApplicationRolesItem]
     - `dashboardRoles`: list[OrgInviteDashboardRolesItem]
-    - `inviteDate`: str; date-time string
+    - `inviteDate`: AwareDatetime
     - `ttl`: int | float
     - `hasExpired`: bool
     - `disallowTransfer`: bool
@@ -16704,43 +17398,46 @@ class OrgInvite(LosantModel):
     role: str | UnsetType = UNSET
     application_roles: list[OrgInviteApplicationRolesItem] | UnsetType = field(name="applicationRoles", default=UNSET)
     dashboard_roles: list[OrgInviteDashboardRolesItem] | UnsetType = field(name="dashboardRoles", default=UNSET)
-    invite_date: str | UnsetType = field(name="inviteDate", default=UNSET)
+    invite_date: AwareDatetime | UnsetType = field(name="inviteDate", default=UNSET)
     ttl: int | float | UnsetType = UNSET
     has_expired: bool | UnsetType = field(name="hasExpired", default=UNSET)
     disallow_transfer: bool | UnsetType = field(name="disallowTransfer", default=UNSET)
 
 
-class OrgInviteApplicationRolesItem(LosantModel):
-    """The object at `/applicationRoles/items` in schema `orgInvite`.
+class OrgInviteApplicationRolesItem(LosantModel, kw_only=True):
+    """The object at `/applicationRoles/items` in schema `orgInvite`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; the schema requires it in requests; the server checks it
+    - `role`: str; the schema requires it in requests; the server checks it; one of: collaborate, view, none
     """
 
     resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
     role: str | UnsetType = UNSET
 
 
-class OrgInviteDashboardRolesItem(LosantModel):
-    """The object at `/dashboardRoles/items` in schema `orgInvite`.
+class OrgInviteDashboardRolesItem(LosantModel, kw_only=True):
+    """The object at `/dashboardRoles/items` in schema `orgInvite`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; the schema requires it in requests; the server checks it
+    - `role`: str; the schema requires it in requests; the server checks it; one of: collaborate, view, none
     """
 
     resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
     role: str | UnsetType = UNSET
 
 
-class OrgInviteAction(LosantModel):
-    """Schema `orgInviteAction`.
+class OrgInviteAction(LosantModel, kw_only=True):
+    """Schema `orgInviteAction`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `email`*: str
-    - `token`*: str
-    - `accept`*: bool
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `email`: str; the schema requires it in requests; the server checks it
+    - `token`: str; the schema requires it in requests; the server checks it
+    - `accept`: bool; the schema requires it in requests; the server checks it
     """
 
     email: str | UnsetType = UNSET
@@ -16748,20 +17445,22 @@ class OrgInviteAction(LosantModel):
     accept: bool | UnsetType = UNSET
 
 
-class OrgInviteActionUser(LosantModel):
-    """Schema `orgInviteActionUser`.
+class OrgInviteActionUser(LosantModel, kw_only=True):
+    """Schema `orgInviteActionUser`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `action`*: str; one of: accept, dismiss, reject
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `action`: str; the schema requires it in requests; the server checks it; one of: accept, dismiss, reject
     """
 
     action: str | UnsetType = UNSET
 
 
-class OrgInviteCollection(LosantModel):
-    """Schema `orgInviteCollection`.
+class OrgInviteCollection(LosantModel, kw_only=True):
+    """Schema `orgInviteCollection`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `items`: list[OrgInvite]
     - `instanceId`: str
     - `orgId`: str
@@ -16782,14 +17481,15 @@ class OrgInviteCollection(LosantModel):
     sort_direction: str | UnsetType = field(name="sortDirection", default=UNSET)
 
 
-class OrgInviteInfo(LosantModel):
-    """Schema `orgInviteInfo`.
+class OrgInviteInfo(LosantModel, kw_only=True):
+    """Schema `orgInviteInfo`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `orgName`: str
     - `email`: str
     - `role`: str; one of: admin, edit, collaborate, view, none
-    - `inviteDate`: str; date-time string
+    - `inviteDate`: AwareDatetime
     - `ttl`: int | float
     - `disallowTransfer`: bool
     """
@@ -16797,17 +17497,18 @@ class OrgInviteInfo(LosantModel):
     org_name: str | UnsetType = field(name="orgName", default=UNSET)
     email: str | UnsetType = UNSET
     role: str | UnsetType = UNSET
-    invite_date: str | UnsetType = field(name="inviteDate", default=UNSET)
+    invite_date: AwareDatetime | UnsetType = field(name="inviteDate", default=UNSET)
     ttl: int | float | UnsetType = UNSET
     disallow_transfer: bool | UnsetType = field(name="disallowTransfer", default=UNSET)
 
 
-class OrgInvitePost(LosantModel):
-    """Schema `orgInvitePost`.
+class OrgInvitePost(LosantModel, kw_only=True):
+    """Schema `orgInvitePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `email`*: str
-    - `role`*: str; one of: admin, edit, collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `email`: str; the schema requires it in requests; the server checks it
+    - `role`: str; the schema requires it in requests; the server checks it; one of: admin, edit, collaborate, view, none
     - `applicationRoles`: list[OrgInvitePostApplicationRolesItem]
     - `dashboardRoles`: list[OrgInvitePostDashboardRolesItem]
     - `disallowTransfer`: bool
@@ -16820,34 +17521,37 @@ class OrgInvitePost(LosantModel):
     disallow_transfer: bool | UnsetType = field(name="disallowTransfer", default=UNSET)
 
 
-class OrgInvitePostApplicationRolesItem(LosantModel):
-    """The object at `/applicationRoles/items` in schema `orgInvitePost`.
+class OrgInvitePostApplicationRolesItem(LosantModel, kw_only=True):
+    """The object at `/applicationRoles/items` in schema `orgInvitePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; the schema requires it in requests; the server checks it
+    - `role`: str; the schema requires it in requests; the server checks it; one of: collaborate, view, none
     """
 
     resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
     role: str | UnsetType = UNSET
 
 
-class OrgInvitePostDashboardRolesItem(LosantModel):
-    """The object at `/dashboardRoles/items` in schema `orgInvitePost`.
+class OrgInvitePostDashboardRolesItem(LosantModel, kw_only=True):
+    """The object at `/dashboardRoles/items` in schema `orgInvitePost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; the schema requires it in requests; the server checks it
+    - `role`: str; the schema requires it in requests; the server checks it; one of: collaborate, view, none
     """
 
     resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
     role: str | UnsetType = UNSET
 
 
-class OrgInviteResult(LosantModel):
-    """Schema `orgInviteResult`.
+class OrgInviteResult(LosantModel, kw_only=True):
+    """Schema `orgInviteResult`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `accepted`: bool
     - `orgId`: str
     """
@@ -16856,10 +17560,11 @@ class OrgInviteResult(LosantModel):
     org_id: str | UnsetType = field(name="orgId", default=UNSET)
 
 
-class OrgInviteResultUser(LosantModel):
-    """Schema `orgInviteResultUser`.
+class OrgInviteResultUser(LosantModel, kw_only=True):
+    """Schema `orgInviteResultUser`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `result`: str; one of: accepted, rejected, dismissed
     - `orgId`: str
     """
@@ -16868,34 +17573,36 @@ class OrgInviteResultUser(LosantModel):
     org_id: str | UnsetType = field(name="orgId", default=UNSET)
 
 
-class OrgInviteUser(LosantModel):
-    """Schema `orgInviteUser`.
+class OrgInviteUser(LosantModel, kw_only=True):
+    """Schema `orgInviteUser`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `orgName`: str
     - `role`: str; one of: admin, edit, collaborate, view, none
     - `requiresMFA`: bool
-    - `inviteDate`: str; date-time string
+    - `inviteDate`: AwareDatetime
     - `ttl`: int | float
     - `expired`: bool
-    - `id`: str
+    - `id`: str; always present (the entity's identity)
     - `invitedBy`: OrgInviteUserInvitedBy
     """
 
     org_name: str | UnsetType = field(name="orgName", default=UNSET)
     role: str | UnsetType = UNSET
     requires_mfa: bool | UnsetType = field(name="requiresMFA", default=UNSET)
-    invite_date: str | UnsetType = field(name="inviteDate", default=UNSET)
+    invite_date: AwareDatetime | UnsetType = field(name="inviteDate", default=UNSET)
     ttl: int | float | UnsetType = UNSET
     expired: bool | UnsetType = UNSET
-    id: str | UnsetType = UNSET
+    id: str
     invited_by: OrgInviteUserInvitedBy | UnsetType = field(name="invitedBy", default=UNSET)
 
 
-class OrgInviteUserInvitedBy(LosantModel):
-    """The object at `/invitedBy` in schema `orgInviteUser`.
+class OrgInviteUserInvitedBy(LosantModel, kw_only=True):
+    """The object at `/invitedBy` in schema `orgInviteUser`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `fullName`: str
     - `email`: str
     """
@@ -16904,10 +17611,11 @@ class OrgInviteUserInvitedBy(LosantModel):
     email: str | UnsetType = UNSET
 
 
-class OrgInvitesItem(LosantModel):
-    """The object at `/items` in schema `orgInvites`.
+class OrgInvitesItem(LosantModel, kw_only=True):
+    """The object at `/items` in schema `orgInvites`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `title`: Any
     - `description`: Any
     - `type`: Any
@@ -16920,10 +17628,11 @@ class OrgInvitesItem(LosantModel):
     properties: Any = UNSET
 
 
-class OrgInvitesUserItem(LosantModel):
-    """The object at `/items` in schema `orgInvitesUser`.
+class OrgInvitesUserItem(LosantModel, kw_only=True):
+    """The object at `/items` in schema `orgInvitesUser`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `title`: Any
     - `description`: Any
     - `type`: Any
@@ -16936,11 +17645,12 @@ class OrgInvitesUserItem(LosantModel):
     properties: Any = UNSET
 
 
-class OrgMemberPatch(LosantModel):
-    """Schema `orgMemberPatch`.
+class OrgMemberPatch(LosantModel, kw_only=True):
+    """Schema `orgMemberPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `userId`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `userId`: str; the schema requires it in requests; the server checks it
     - `role`: str; one of: admin, edit, collaborate, view, none
     - `applicationRoles`: list[OrgMemberPatchApplicationRolesItem]
     - `dashboardRoles`: list[OrgMemberPatchDashboardRolesItem]
@@ -16952,34 +17662,37 @@ class OrgMemberPatch(LosantModel):
     dashboard_roles: list[OrgMemberPatchDashboardRolesItem] | UnsetType = field(name="dashboardRoles", default=UNSET)
 
 
-class OrgMemberPatchApplicationRolesItem(LosantModel):
-    """The object at `/applicationRoles/items` in schema `orgMemberPatch`.
+class OrgMemberPatchApplicationRolesItem(LosantModel, kw_only=True):
+    """The object at `/applicationRoles/items` in schema `orgMemberPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; the schema requires it in requests; the server checks it
+    - `role`: str; the schema requires it in requests; the server checks it; one of: collaborate, view, none
     """
 
     resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
     role: str | UnsetType = UNSET
 
 
-class OrgMemberPatchDashboardRolesItem(LosantModel):
-    """The object at `/dashboardRoles/items` in schema `orgMemberPatch`.
+class OrgMemberPatchDashboardRolesItem(LosantModel, kw_only=True):
+    """The object at `/dashboardRoles/items` in schema `orgMemberPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; the schema requires it in requests; the server checks it
+    - `role`: str; the schema requires it in requests; the server checks it; one of: collaborate, view, none
     """
 
     resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
     role: str | UnsetType = UNSET
 
 
-class OrgPatch(LosantModel):
-    """Schema `orgPatch`.
+class OrgPatch(LosantModel, kw_only=True):
+    """Schema `orgPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `description`: str
     - `planId`: str
@@ -16998,11 +17711,12 @@ class OrgPatch(LosantModel):
     mfa_mode: str | UnsetType = field(name="mfaMode", default=UNSET)
 
 
-class OrgPost(LosantModel):
-    """Schema `orgPost`.
+class OrgPost(LosantModel, kw_only=True):
+    """Schema `orgPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
     - `description`: str
     - `planId`: str
     - `billingEmail`: str
@@ -17020,10 +17734,11 @@ class OrgPost(LosantModel):
     mfa_mode: str | UnsetType = field(name="mfaMode", default=UNSET)
 
 
-class OrgRoleInfo(LosantModel):
-    """Schema `orgRoleInfo`.
+class OrgRoleInfo(LosantModel, kw_only=True):
+    """Schema `orgRoleInfo`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `role`: str; one of: admin, edit, collaborate, view, none
     - `applicationRoles`: list[OrgRoleInfoApplicationRolesItem]
     - `dashboardRoles`: list[OrgRoleInfoDashboardRolesItem]
@@ -17034,35 +17749,38 @@ class OrgRoleInfo(LosantModel):
     dashboard_roles: list[OrgRoleInfoDashboardRolesItem] | UnsetType = field(name="dashboardRoles", default=UNSET)
 
 
-class OrgRoleInfoApplicationRolesItem(LosantModel):
-    """The object at `/applicationRoles/items` in schema `orgRoleInfo`.
+class OrgRoleInfoApplicationRolesItem(LosantModel, kw_only=True):
+    """The object at `/applicationRoles/items` in schema `orgRoleInfo`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; the schema requires it in requests; the server checks it
+    - `role`: str; the schema requires it in requests; the server checks it; one of: collaborate, view, none
     """
 
     resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
     role: str | UnsetType = UNSET
 
 
-class OrgRoleInfoDashboardRolesItem(LosantModel):
-    """The object at `/dashboardRoles/items` in schema `orgRoleInfo`.
+class OrgRoleInfoDashboardRolesItem(LosantModel, kw_only=True):
+    """The object at `/dashboardRoles/items` in schema `orgRoleInfo`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; the schema requires it in requests; the server checks it
+    - `role`: str; the schema requires it in requests; the server checks it; one of: collaborate, view, none
     """
 
     resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
     role: str | UnsetType = UNSET
 
 
-class Orgs(LosantModel):
-    """Schema `orgs`.
+class Orgs(LosantModel, kw_only=True):
+    """Schema `orgs`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[Org]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[Org]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -17073,7 +17791,7 @@ class Orgs(LosantModel):
     - `sortDirection`: str; one of: asc, desc, ASC, DESC,
     """
 
-    items: list[Org] | UnsetType = UNSET
+    items: list[Org]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -17084,10 +17802,11 @@ class Orgs(LosantModel):
     sort_direction: str | UnsetType = field(name="sortDirection", default=UNSET)
 
 
-class PaletteResponse(LosantModel):
-    """Schema `paletteResponse`.
+class PaletteResponse(LosantModel, kw_only=True):
+    """Schema `paletteResponse`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `customNodes`: list[PaletteResponseCustomNodesItem]
     - `applicationId`: str
     """
@@ -17096,10 +17815,11 @@ class PaletteResponse(LosantModel):
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
 
 
-class PaletteResponseCustomNodesItem(LosantModel):
-    """The object at `/customNodes/items` in schema `paletteResponse`.
+class PaletteResponseCustomNodesItem(LosantModel, kw_only=True):
+    """The object at `/customNodes/items` in schema `paletteResponse`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `name`: str
     - `description`: str
@@ -17126,26 +17846,28 @@ class PaletteResponseCustomNodesItem(LosantModel):
     compatible_flow_classes: PaletteResponseCustomNodesItemCompatibleFlowClasses | UnsetType = field(name="compatibleFlowClasses", default=UNSET)
 
 
-class PaletteResponseCustomNodesItemCustomNodeConfig(LosantModel):
-    """The object at `/customNodes/items/customNodeConfig` in schema `paletteResponse`.
+class PaletteResponseCustomNodesItemCustomNodeConfig(LosantModel, kw_only=True):
+    """The object at `/customNodes/items/customNodeConfig` in schema `paletteResponse`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `outputCount`*: int | float
-    - `resultMode`*: str; one of: optional, required, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `outputCount`: int | float; always present
+    - `resultMode`: str; always present; one of: optional, required, none
     - `resultDescription`: str
-    - `fields`*: list[dict[str, Any]]; 7 object shapes told apart by `type`: dict[str, Any]
+    - `fields`: list[dict[str, Any]]; always present; 7 object shapes told apart by `type`: dict[str, Any]
     """
 
-    output_count: int | float | UnsetType = field(name="outputCount", default=UNSET)
-    result_mode: str | UnsetType = field(name="resultMode", default=UNSET)
+    output_count: int | float = field(name="outputCount")
+    result_mode: str = field(name="resultMode")
     result_description: str | UnsetType = field(name="resultDescription", default=UNSET)
-    fields: list[dict[str, Any]] | UnsetType = UNSET
+    fields: list[dict[str, Any]]
 
 
-class PaletteResponseCustomNodesItemCompatibleFlowClasses(LosantModel):
-    """The object at `/customNodes/items/compatibleFlowClasses` in schema `paletteResponse`.
+class PaletteResponseCustomNodesItemCompatibleFlowClasses(LosantModel, kw_only=True):
+    """The object at `/customNodes/items/compatibleFlowClasses` in schema `paletteResponse`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `cloud`: bool
     - `experience`: bool
     - `customNode`: bool
@@ -17160,13 +17882,14 @@ class PaletteResponseCustomNodesItemCompatibleFlowClasses(LosantModel):
     embedded: bool | str | UnsetType = UNSET
 
 
-class PasswordResetFinish(LosantModel):
-    """Schema `passwordResetFinish`.
+class PasswordResetFinish(LosantModel, kw_only=True):
+    """Schema `passwordResetFinish`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
-    - `token`*: str
-    - `email`*: str
-    - `password`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `token`: str; the schema requires it in requests; the server checks it
+    - `email`: str; the schema requires it in requests; the server checks it
+    - `password`: str; the schema requires it in requests; the server checks it
     """
 
     token: str | UnsetType = UNSET
@@ -17174,20 +17897,22 @@ class PasswordResetFinish(LosantModel):
     password: str | UnsetType = UNSET
 
 
-class PasswordResetInput(LosantModel):
-    """Schema `passwordResetInput`.
+class PasswordResetInput(LosantModel, kw_only=True):
+    """Schema `passwordResetInput`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
-    - `email`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `email`: str; the schema requires it in requests; the server checks it
     """
 
     email: str | UnsetType = UNSET
 
 
-class PasswordResetResponse(LosantModel):
-    """Schema `passwordResetResponse`.
+class PasswordResetResponse(LosantModel, kw_only=True):
+    """Schema `passwordResetResponse`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `success`: bool
     - `accountIsLocked`: bool
     - `twoFactorAuthEnabled`: bool
@@ -17198,10 +17923,11 @@ class PasswordResetResponse(LosantModel):
     two_factor_auth_enabled: bool | UnsetType = field(name="twoFactorAuthEnabled", default=UNSET)
 
 
-class PayloadCounts(LosantModel):
-    """Schema `payloadCounts`.
+class PayloadCounts(LosantModel, kw_only=True):
+    """Schema `payloadCounts`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `mqttOut`: dict[str, int | float]
     - `mqttIn`: dict[str, int | float]
     - `dataTable`: dict[str, int | float]
@@ -17232,36 +17958,39 @@ class PayloadCounts(LosantModel):
     integration: dict[str, int | float] | UnsetType = UNSET
 
 
-class PayloadCountsBreakdown(LosantModel):
-    """Schema `payloadCountsBreakdown`.
+class PayloadCountsBreakdown(LosantModel, kw_only=True):
+    """Schema `payloadCountsBreakdown`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `start`: str; date-time string
-    - `end`: str; date-time string
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `start`: AwareDatetime
+    - `end`: AwareDatetime
     - `counts`: list[PayloadCountsBreakdownCountsItem]
     """
 
-    start: str | UnsetType = UNSET
-    end: str | UnsetType = UNSET
+    start: AwareDatetime | UnsetType = UNSET
+    end: AwareDatetime | UnsetType = UNSET
     counts: list[PayloadCountsBreakdownCountsItem] | UnsetType = UNSET
 
 
-class PayloadCountsBreakdownCountsItem(LosantModel):
-    """The object at `/counts/items` in schema `payloadCountsBreakdown`.
+class PayloadCountsBreakdownCountsItem(LosantModel, kw_only=True):
+    """The object at `/counts/items` in schema `payloadCountsBreakdown`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `date`: str; date-time string
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `date`: AwareDatetime
     - `value`: int
     """
 
-    date: str | UnsetType = UNSET
+    date: AwareDatetime | UnsetType = UNSET
     value: int | UnsetType = UNSET
 
 
-class PayloadStats(LosantModel):
-    """Schema `payloadStats`.
+class PayloadStats(LosantModel, kw_only=True):
+    """Schema `payloadStats`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `appFile`: dict[str, int | float]
     - `dataTable`: dict[str, int | float]
     - `deviceCreate`: dict[str, int | float]
@@ -17304,11 +18033,12 @@ class PayloadStats(LosantModel):
     webhook: dict[str, int | float] | UnsetType = UNSET
 
 
-class PeriodSummaries(LosantModel):
-    """Schema `periodSummaries`.
+class PeriodSummaries(LosantModel, kw_only=True):
+    """Schema `periodSummaries`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[PeriodSummariesItemsItem]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[PeriodSummariesItemsItem]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -17319,7 +18049,7 @@ class PeriodSummaries(LosantModel):
     - `sortDirection`: str; one of: asc, desc, ASC, DESC,
     """
 
-    items: list[PeriodSummariesItemsItem] | UnsetType = UNSET
+    items: list[PeriodSummariesItemsItem]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -17330,10 +18060,11 @@ class PeriodSummaries(LosantModel):
     sort_direction: str | UnsetType = field(name="sortDirection", default=UNSET)
 
 
-class PeriodSummariesItemsItem(LosantModel):
-    """The object at `/items/items` in schema `periodSummaries`.
+class PeriodSummariesItemsItem(LosantModel, kw_only=True):
+    """The object at `/items/items` in schema `periodSummaries`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `id`: str
     - `applicationId`: str
@@ -17346,10 +18077,11 @@ class PeriodSummariesItemsItem(LosantModel):
     summary: PeriodSummariesItemsItemSummary | UnsetType = UNSET
 
 
-class PeriodSummariesItemsItemSummary(LosantModel):
-    """The object at `/items/items/summary` in schema `periodSummaries`.
+class PeriodSummariesItemsItemSummary(LosantModel, kw_only=True):
+    """The object at `/items/items/summary` in schema `periodSummaries`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `deviceCounts`: DeviceCounts
     - `notebookMinuteCounts`: NotebookMinuteCounts
     - `payloadCounts`: PayloadCountsBreakdown
@@ -17360,13 +18092,14 @@ class PeriodSummariesItemsItemSummary(LosantModel):
     payload_counts: PayloadCountsBreakdown | UnsetType = field(name="payloadCounts", default=UNSET)
 
 
-class RecentItem(LosantModel):
-    """Schema `recentItem`.
+class RecentItem(LosantModel, kw_only=True):
+    """Schema `recentItem`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `itemType`*: str; one of: application, device, flow, dashboard, organization
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `itemType`: str; the schema requires it in requests; the server checks it; one of: application, device, flow, dashboard, organization
     - `parentId`: str
-    - `itemId`*: str
+    - `itemId`: str; the schema requires it in requests; the server checks it
     """
 
     item_type: str | UnsetType = field(name="itemType", default=UNSET)
@@ -17374,24 +18107,26 @@ class RecentItem(LosantModel):
     item_id: str | UnsetType = field(name="itemId", default=UNSET)
 
 
-class RecentItemList(LosantModel):
-    """Schema `recentItemList`.
+class RecentItemList(LosantModel, kw_only=True):
+    """Schema `recentItemList`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `itemType`: str; one of: application, device, flow, dashboard, organization
     - `parentId`: str
-    - `items`: list[RecentItemListItemsItem]
+    - `items`: list[RecentItemListItemsItem]; always present (the entity's identity)
     """
 
     item_type: str | UnsetType = field(name="itemType", default=UNSET)
     parent_id: str | UnsetType = field(name="parentId", default=UNSET)
-    items: list[RecentItemListItemsItem] | UnsetType = UNSET
+    items: list[RecentItemListItemsItem]
 
 
-class RecentItemListItemsItem(LosantModel):
-    """The object at `/items/items` in schema `recentItemList`.
+class RecentItemListItemsItem(LosantModel, kw_only=True):
+    """The object at `/items/items` in schema `recentItemList`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `name`: str
     """
@@ -17400,11 +18135,12 @@ class RecentItemListItemsItem(LosantModel):
     name: str | UnsetType = UNSET
 
 
-class ResourceJob(LosantModel):
-    """Schema `resourceJob`.
+class ResourceJob(LosantModel, kw_only=True):
+    """Schema `resourceJob`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `resourceJobId`: str
     - `name`: str
     - `description`: str
@@ -17415,9 +18151,9 @@ class ResourceJob(LosantModel):
     - `maxIterationConcurrency`: int
     - `iterationDelay`: int
     - `iterationTimeout`: int
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
-    - `lastExecutionRequested`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
+    - `lastExecutionRequested`: AwareDatetime
     - `defaultContext`: str
     - `retryOnTimeout`: bool
     - `retryOnFailure`: bool
@@ -17425,7 +18161,7 @@ class ResourceJob(LosantModel):
     - `retryDelay`: int
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     resource_job_id: str | UnsetType = field(name="resourceJobId", default=UNSET)
     name: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
@@ -17436,9 +18172,9 @@ class ResourceJob(LosantModel):
     max_iteration_concurrency: int | UnsetType = field(name="maxIterationConcurrency", default=UNSET)
     iteration_delay: int | UnsetType = field(name="iterationDelay", default=UNSET)
     iteration_timeout: int | UnsetType = field(name="iterationTimeout", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
-    last_execution_requested: str | UnsetType = field(name="lastExecutionRequested", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    last_execution_requested: AwareDatetime | UnsetType = field(name="lastExecutionRequested", default=UNSET)
     default_context: str | UnsetType = field(name="defaultContext", default=UNSET)
     retry_on_timeout: bool | UnsetType = field(name="retryOnTimeout", default=UNSET)
     retry_on_failure: bool | UnsetType = field(name="retryOnFailure", default=UNSET)
@@ -17446,10 +18182,11 @@ class ResourceJob(LosantModel):
     retry_delay: int | UnsetType = field(name="retryDelay", default=UNSET)
 
 
-class ResourceJobExecutionLogsItem(LosantModel):
-    """The object at `/items` in schema `resourceJobExecutionLogs`.
+class ResourceJobExecutionLogsItem(LosantModel, kw_only=True):
+    """The object at `/items` in schema `resourceJobExecutionLogs`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `id`: str
     - `applicationId`: str
     - `resourceJobExecutionId`: str
@@ -17462,8 +18199,8 @@ class ResourceJobExecutionLogsItem(LosantModel):
     - `sourceId`: str
     - `cancelSourceType`: str; one of: flow, user, device, apiToken, notebook
     - `cancelSourceId`: str
-    - `runStartedAt`: str; date-time string
-    - `runCompletedAt`: str; date-time string
+    - `runStartedAt`: AwareDatetime
+    - `runCompletedAt`: AwareDatetime
     - `executionReportUrl`: str
     - `templateContext`: str
     - `iterationDelay`: int
@@ -17484,8 +18221,8 @@ class ResourceJobExecutionLogsItem(LosantModel):
     source_id: str | UnsetType = field(name="sourceId", default=UNSET)
     cancel_source_type: str | UnsetType = field(name="cancelSourceType", default=UNSET)
     cancel_source_id: str | UnsetType = field(name="cancelSourceId", default=UNSET)
-    run_started_at: str | UnsetType = field(name="runStartedAt", default=UNSET)
-    run_completed_at: str | UnsetType = field(name="runCompletedAt", default=UNSET)
+    run_started_at: AwareDatetime | UnsetType = field(name="runStartedAt", default=UNSET)
+    run_completed_at: AwareDatetime | UnsetType = field(name="runCompletedAt", default=UNSET)
     execution_report_url: str | UnsetType = field(name="executionReportUrl", default=UNSET)
     template_context: str | UnsetType = field(name="templateContext", default=UNSET)
     iteration_delay: int | UnsetType = field(name="iterationDelay", default=UNSET)
@@ -17494,10 +18231,11 @@ class ResourceJobExecutionLogsItem(LosantModel):
     execution_summary: ResourceJobExecutionLogsItemExecutionSummary | UnsetType = field(name="executionSummary", default=UNSET)
 
 
-class ResourceJobExecutionLogsItemExecutionSummary(LosantModel):
-    """The object at `/items/executionSummary` in schema `resourceJobExecutionLogs`.
+class ResourceJobExecutionLogsItemExecutionSummary(LosantModel, kw_only=True):
+    """The object at `/items/executionSummary` in schema `resourceJobExecutionLogs`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `succeeded`: int | float
     - `failed`: int | float
     - `timedOut`: int | float
@@ -17512,10 +18250,11 @@ class ResourceJobExecutionLogsItemExecutionSummary(LosantModel):
     remaining: int | float | UnsetType = UNSET
 
 
-class ResourceJobExecutionOptions(LosantModel):
-    """Schema `resourceJobExecutionOptions`.
+class ResourceJobExecutionOptions(LosantModel, kw_only=True):
+    """Schema `resourceJobExecutionOptions`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `templateContext`: str
     - `queryJson`: str
     - `dataTableId`: str
@@ -17526,10 +18265,11 @@ class ResourceJobExecutionOptions(LosantModel):
     data_table_id: str | UnsetType = field(name="dataTableId", default=UNSET)
 
 
-class ResourceJobPatch(LosantModel):
-    """Schema `resourceJobPatch`.
+class ResourceJobPatch(LosantModel, kw_only=True):
+    """Schema `resourceJobPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `description`: str
     - `dataTableId`: str
@@ -17558,15 +18298,16 @@ class ResourceJobPatch(LosantModel):
     retry_delay: int | UnsetType = field(name="retryDelay", default=UNSET)
 
 
-class ResourceJobPost(LosantModel):
-    """Schema `resourceJobPost`.
+class ResourceJobPost(LosantModel, kw_only=True):
+    """Schema `resourceJobPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
     - `description`: str
     - `dataTableId`: str
     - `queryJson`: str
-    - `resourceType`*: str; one of: dataTableRow, device, experienceGroup, experienceUser
+    - `resourceType`: str; the schema requires it in requests; the server checks it; one of: dataTableRow, device, experienceGroup, experienceUser
     - `maxIterationConcurrency`: int
     - `iterationDelay`: int
     - `iterationTimeout`: int
@@ -17592,11 +18333,12 @@ class ResourceJobPost(LosantModel):
     retry_delay: int | UnsetType = field(name="retryDelay", default=UNSET)
 
 
-class ResourceJobs(LosantModel):
-    """Schema `resourceJobs`.
+class ResourceJobs(LosantModel, kw_only=True):
+    """Schema `resourceJobs`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[ResourceJob]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[ResourceJob]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -17608,7 +18350,7 @@ class ResourceJobs(LosantModel):
     - `applicationId`: str
     """
 
-    items: list[ResourceJob] | UnsetType = UNSET
+    items: list[ResourceJob]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -17620,12 +18362,13 @@ class ResourceJobs(LosantModel):
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
 
 
-class ResourceTransfer(LosantModel):
-    """Schema `resourceTransfer`.
+class ResourceTransfer(LosantModel, kw_only=True):
+    """Schema `resourceTransfer`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `destinationId`*: str
-    - `destinationType`*: str; one of: user, organization
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `destinationId`: str; the schema requires it in requests; the server checks it
+    - `destinationType`: str; the schema requires it in requests; the server checks it; one of: user, organization
     - `applicationIds`: list[str]
     - `dashboardIds`: list[str]
     - `strict`: bool
@@ -17638,12 +18381,13 @@ class ResourceTransfer(LosantModel):
     strict: bool | UnsetType = UNSET
 
 
-class SamlResponse(LosantModel):
-    """Schema `samlResponse`.
+class SamlResponse(LosantModel, kw_only=True):
+    """Schema `samlResponse`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `SAMLResponse`*: str
-    - `SAMLDomain`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `SAMLResponse`: str; the schema requires it in requests; the server checks it
+    - `SAMLDomain`: str; the schema requires it in requests; the server checks it
     - `requestedScopes`: list[str]; one of: all.Application, all.Application.bounded, all.Application.read, all.Application.cli, all.Device, all.Device.read, application.*, applicationApiToken.*, applicationApiTokens.*, applicationCertificate.*, applicationCertificates.*, applicationCertificateAuthority.*, applicationCertificateAuthorities.*, applicationDashboards.*, applicationDashboard.*, applicationJobLogs.*, applicationJobLog.*, applicationKey.*, applicationKeys.*, credential.*, credentials.*, data.*, dataTable.*, dataTables.*, dataTableRow.*, dataTableRows.*, device.*, deviceRecipe.*, deviceRecipes.*, devices.*, deviceAttribute.*, deviceAttributes.*, edgeDeployment.*, edgeDeployments.*, embeddedDeployment.*, embeddedDeployments.*, event.*, events.*, experience.*, experienceDomain.*, experienceDomains.*, experienceEndpoint.*, experienceEndpoints.*, experienceGroup.*, experienceGroups.*, experienceSlug.*, experienceSlugs.*, experienceUser.*, experienceUsers.*, experienceVersion.*, experienceVersions.*, experienceView.*, experienceViews.*, integration.*, integrations.*, file.*, files.*, flow.*, flows.*, flowVersion.*, flowVersions.*, notebook.*, notebooks.*, privateFile.*, privateFiles.*, resourceJobs.*, resourceJob.*, webhook.*, webhooks.*, application.applyTemplate, application.archiveData, application.backfillArchiveData, application.clone, application.export, application.import, application.fullEventsArchive, application.fullDataTablesArchive, application.debug, application.delete, application.get, application.mqttPublishMessage, application.mqttSubscriptionStream, application.patch, application.payloadCounts, application.payloadCountsBreakdown, application.deviceCounts, application.notebookMinuteCounts, application.search, application.importLogs, applicationApiToken.delete, applicationApiToken.get, applicationApiToken.patch, applicationApiTokens.get, applicationApiTokens.post, applicationCertificate.delete, applicationCertificate.get, applicationCertificate.patch, applicationCertificates.get, applicationCertificates.post, applicationCertificateAuthority.delete, applicationCertificateAuthority.get, applicationCertificateAuthority.patch, applicationCertificateAuthorities.get, applicationCertificateAuthorities.post, applicationDashboard.get, applicationDashboard.patch, applicationDashboard.sendReport, applicationDashboard.delete, applicationDashboards.get, applicationDashboards.post, applicationJobLogs.get, applicationJobLog.get, applicationKey.delete, applicationKey.get, applicationKey.patch, applicationKeys.get, applicationKeys.post, credential.get, credential.linkedResources, credential.patch, credential.delete, credentials.get, credentials.post, data.export, data.lastValueQuery, data.timeSeriesQuery, dataTable.addColumn, dataTable.delete, dataTable.get, dataTable.patch, dataTable.removeColumn, dataTableRow.delete, dataTableRow.get, dataTableRow.patch, dataTableRows.get, dataTableRows.post, dataTableRows.query, dataTableRows.export, dataTableRows.delete, dataTableRows.truncate, dataTables.get, dataTables.post, device.agentLogs, device.commandStream, device.debug, device.delete, device.export, device.get, device.getCommand, device.getCompositeState, device.getLogEntries, device.getState, device.patch, device.payloadCounts, device.payloadCountsBreakdown, device.removeData, device.sendCommand, device.sendState, device.setConnectionStatus, device.stateStream, deviceRecipe.bulkCreate, deviceRecipe.delete, deviceRecipe.get, deviceRecipe.patch, deviceRecipes.get, deviceRecipes.post, devices.attributeNames, devices.patch, devices.delete, devices.restore, devices.removeData, devices.deviceNames, devices.export, devices.get, devices.getCompositeState, devices.historicalImport, devices.payloadCounts, devices.post, devices.sendCommand, devices.tagKeys, devices.tagValues, deviceAttribute.get, deviceAttribute.patch, deviceAttribute.delete, deviceAttributes.get, deviceAttributes.post, edgeDeployment.get, edgeDeployments.get, edgeDeployments.release, edgeDeployments.remove, edgeDeployments.replace, embeddedDeployment.get, embeddedDeployments.get, embeddedDeployments.release, embeddedDeployments.remove, embeddedDeployments.replace, embeddedDeployments.export, event.delete, event.get, event.patch, events.delete, events.detailedSummary, events.get, events.mostRecentBySeverity, events.patch, events.post, events.export, experience.delete, experience.bootstrap, experienceDomain.delete, experienceDomain.get, experienceDomain.patch, experienceDomains.get, experienceDomains.post, experienceEndpoint.delete, experienceEndpoint.get, experienceEndpoint.linkedResources, experienceEndpoint.patch, experienceEndpoints.get, experienceEndpoints.post, experienceEndpoints.stats, experienceGroup.delete, experienceGroup.get, experienceGroup.patch, experienceGroups.detailedSummary, experienceGroups.get, experienceGroups.post, experienceSlug.delete, experienceSlug.get, experienceSlug.patch, experienceSlugs.get, experienceSlugs.post, experienceUser.delete, experienceUser.get, experienceUser.patch, experienceUsers.detailedSummary, experienceUsers.get, experienceUsers.post, experienceVersion.delete, experienceVersion.get, experienceVersion.patch, experienceVersions.get, experienceVersions.post, experienceView.debug, experienceView.delete, experienceView.get, experienceView.linkedResources, experienceView.patch, experienceViews.debug, experienceViews.detailedSummary, experienceViews.get, experienceViews.post, file.get, file.patch, file.move, file.delete, file.upload, files.get, files.post, flow.clearStorageEntries, flow.debug, flow.delete, flow.errors, flow.get, flow.getStorageEntries, flow.log, flow.patch, flow.pressVirtualButton, flow.setStorageEntry, flow.getStorageEntriesMetadata, flow.stats, flow.suggestFunction, flows.get, flows.getByVersion, flows.import, flows.palette, flows.post, flowVersion.delete, flowVersion.debug, flowVersion.errors, flowVersion.get, flowVersion.log, flowVersion.patch, flowVersion.stats, flowVersions.delete, flowVersions.get, flowVersions.post, integration.delete, integration.get, integration.patch, integrations.get, integrations.post, notebook.delete, notebook.execute, notebook.get, notebook.logs, notebook.notebookMinuteCounts, notebook.patch, notebook.requestInputDataExport, notebook.upload, notebooks.get, notebooks.post, privateFile.get, privateFile.patch, privateFile.move, privateFile.delete, privateFile.upload, privateFiles.get, privateFiles.post, resourceJob.get, resourceJob.logs, resourceJob.patch, resourceJob.delete, resourceJob.execute, resourceJob.cancelExecution, resourceJobs.get, resourceJobs.post, webhook.delete, webhook.get, webhook.patch, webhooks.get, webhooks.post; one of: all.Organization, all.Organization.bounded, all.Organization.read, only.Organization, only.Organization.bounded, only.Organization.read, applications.*, auditLog.*, auditLogs.*, dashboard.*, dashboards.*, org.*, applications.get, applications.post, applications.import, applications.detailedSummary, applications.periodSummaries, auditLog.get, auditLogs.get, dashboard.patch, dashboard.delete, dashboard.sendReport, dashboard.suggestCode, dashboards.get, dashboards.post, org.get, org.patch, org.delete, org.pendingInvites, org.inviteMember, org.revokeInvite, org.modifyMember, org.removeMember, org.payloadCounts, org.payloadCountsBreakdown, org.deviceCounts, org.notebookMinuteCounts, org.invoices, org.currentCard, org.transferResources; one of: all.Instance, all.Instance.bounded, all.Instance.read, instance.*, instance.get, instance.patch, instance.historicalSummaries, instance.generateReport, instance.payloadCounts, instance.payloadCountsBreakdown, instance.deviceCounts, instance.notebookMinuteCounts, instanceOrg.*, instanceOrg.get, instanceOrg.patch, instanceOrg.delete, instanceOrg.payloadCounts, instanceOrg.payloadCountsBreakdown, instanceOrg.deviceCounts, instanceOrg.notebookMinuteCounts, instanceOrg.convertToEnterprise, instanceOrgs.*, instanceOrgs.get, instanceOrgs.post, instanceMember.*, instanceMember.get, instanceMember.patch, instanceMember.delete, instanceMembers.*, instanceMembers.get, instanceMembers.post, instanceOrgMember.*, instanceOrgMember.get, instanceOrgMember.patch, instanceOrgMember.delete, instanceOrgMembers.*, instanceOrgMembers.get, instanceOrgMembers.post, instanceOrgInvite.*, instanceOrgInvite.get, instanceOrgInvite.delete, instanceOrgInvite.resendInvite, instanceOrgInvites.*, instanceOrgInvites.get, instanceOrgInvites.post, instanceApiTokens.*, instanceApiTokens.get, instanceApiTokens.post, instanceApiToken.*, instanceApiToken.get, instanceApiToken.patch, instanceApiToken.delete, instanceCustomNodes.*, instanceCustomNodes.get, instanceCustomNodes.post, instanceCustomNode.*, instanceCustomNode.get, instanceCustomNode.patch, instanceCustomNode.delete, instanceCustomNode.errors, instanceCustomNode.stats, instanceNotificationRules.*, instanceNotificationRules.get, instanceNotificationRules.post, instanceNotificationRule.*, instanceNotificationRule.get, instanceNotificationRule.patch, instanceNotificationRule.delete, instanceNotificationRule.evaluate, instanceNotificationRule.logs, instanceSandbox.*, instanceSandbox.get, instanceSandbox.delete, instanceSandbox.undelete, instanceSandbox.payloadCounts, instanceSandbox.payloadCountsBreakdown, instanceSandbox.deviceCounts, instanceSandbox.notebookMinuteCounts, instanceSandboxes.*, instanceSandboxes.get, instanceAuditLog.*, instanceAuditLog.get, instanceAuditLogs.*, instanceAuditLogs.get; one of: all.User, all.User.bounded, all.User.read, all.User.cli, only.User, only.User.bounded, only.User.read, userApiToken.*, userApiToken.get, userApiToken.patch, userApiToken.delete, userApiTokens.*, userApiTokens.get, userApiTokens.post, userOauthToken.*, userOauthToken.get, userOauthToken.patch, userOauthToken.delete, userOauthTokens.*, userOauthTokens.get, userOauthTokens.post, applicationTemplate.*, applicationTemplate.get, applicationTemplates.*, applicationTemplates.get, applicationTemplates.getCategories, applicationTemplates.getUniqueKeywords, instances.*, instances.get, me.*, me.get, me.patch, me.delete, me.verifyEmail, me.changePassword, me.generateTwoFactorAuth, me.enableTwoFactorAuth, me.disableTwoFactorAuth, me.disconnectGithub, me.connectGithub, me.addRecentItem, me.fetchRecentItems, me.payloadCounts, me.payloadCountsBreakdown, me.deviceCounts, me.notebookMinuteCounts, me.transferResources, me.invite, me.invites, me.respondToInvite, me.refreshToken, orgs.*, orgs.get, orgs.post
     - `tokenTTL`: int
     """
@@ -17654,32 +18398,35 @@ class SamlResponse(LosantModel):
     token_ttl: int | UnsetType = field(name="tokenTTL", default=UNSET)
 
 
-class SsoRequest(LosantModel):
-    """Schema `ssoRequest`.
+class SsoRequest(LosantModel, kw_only=True):
+    """Schema `ssoRequest`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `ssoType`*: str; one of: SAML
-    - `ssoRequest`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `ssoType`: str; always present; one of: SAML
+    - `ssoRequest`: str; always present
     """
 
-    sso_type: str | UnsetType = field(name="ssoType", default=UNSET)
-    sso_request: str | UnsetType = field(name="ssoRequest", default=UNSET)
+    sso_type: str = field(name="ssoType")
+    sso_request: str = field(name="ssoRequest")
 
 
-class Success(LosantModel):
-    """Schema `success`.
+class Success(LosantModel, kw_only=True):
+    """Schema `success`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `success`: bool
     """
 
     success: bool | UnsetType = UNSET
 
 
-class SuccessWithExecutionId(LosantModel):
-    """Schema `successWithExecutionId`.
+class SuccessWithExecutionId(LosantModel, kw_only=True):
+    """Schema `successWithExecutionId`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `success`: bool
     - `executionId`: str
     """
@@ -17688,10 +18435,11 @@ class SuccessWithExecutionId(LosantModel):
     execution_id: str | UnsetType = field(name="executionId", default=UNSET)
 
 
-class SuccessWithJobId(LosantModel):
-    """Schema `successWithJobId`.
+class SuccessWithJobId(LosantModel, kw_only=True):
+    """Schema `successWithJobId`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `success`: bool
     - `jobId`: str
     """
@@ -17700,11 +18448,12 @@ class SuccessWithJobId(LosantModel):
     job_id: str | UnsetType = field(name="jobId", default=UNSET)
 
 
-class SuggestFunctionPost(LosantModel):
-    """Schema `suggestFunctionPost`.
+class SuggestFunctionPost(LosantModel, kw_only=True):
+    """Schema `suggestFunctionPost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
-    - `text`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `text`: str; the schema requires it in requests; the server checks it
     - `payload`: Any
     """
 
@@ -17712,14 +18461,15 @@ class SuggestFunctionPost(LosantModel):
     payload: Any = UNSET
 
 
-class SuggestFunctionResponse(LosantModel):
-    """Schema `suggestFunctionResponse`.
+class SuggestFunctionResponse(LosantModel, kw_only=True):
+    """Schema `suggestFunctionResponse`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `text`: str
     - `response`: SuggestFunctionResponseResponse
-    - `responseId`*: str
-    - `finishReason`*: str; one of: FINISH_REASON_UNSPECIFIED, STOP, MAX_TOKENS, SAFETY, RECITATION, OTHER, BLOCKLIST, PROHIBITED_CONTENT, SPII, MALFORMED_FUNCTION_CALL
+    - `responseId`: str; the schema requires it in requests; the server checks it
+    - `finishReason`: str; the schema requires it in requests; the server checks it; one of: FINISH_REASON_UNSPECIFIED, STOP, MAX_TOKENS, SAFETY, RECITATION, OTHER, BLOCKLIST, PROHIBITED_CONTENT, SPII, MALFORMED_FUNCTION_CALL
     """
 
     text: str | UnsetType = UNSET
@@ -17728,10 +18478,11 @@ class SuggestFunctionResponse(LosantModel):
     finish_reason: str | UnsetType = field(name="finishReason", default=UNSET)
 
 
-class SuggestFunctionResponseResponse(LosantModel):
-    """The object at `/response` in schema `suggestFunctionResponse`.
+class SuggestFunctionResponseResponse(LosantModel, kw_only=True):
+    """The object at `/response` in schema `suggestFunctionResponse`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `code`: str
     - `comments`: str
     """
@@ -17740,20 +18491,22 @@ class SuggestFunctionResponseResponse(LosantModel):
     comments: str | UnsetType = UNSET
 
 
-class TagKeysResponse(LosantModel):
-    """Schema `tagKeysResponse`.
+class TagKeysResponse(LosantModel, kw_only=True):
+    """Schema `tagKeysResponse`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `tagKeys`: list[str]
     """
 
     tag_keys: list[str] | UnsetType = field(name="tagKeys", default=UNSET)
 
 
-class TagValuesResponse(LosantModel):
-    """Schema `tagValuesResponse`.
+class TagValuesResponse(LosantModel, kw_only=True):
+    """Schema `tagValuesResponse`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `tagKey`: str
     - `tagValues`: list[str]
     """
@@ -17762,68 +18515,73 @@ class TagValuesResponse(LosantModel):
     tag_values: list[str] | UnsetType = field(name="tagValues", default=UNSET)
 
 
-class TemplateKeywords(LosantModel):
-    """Schema `templateKeywords`.
+class TemplateKeywords(LosantModel, kw_only=True):
+    """Schema `templateKeywords`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `keywords`: list[str]
     """
 
     keywords: list[str] | UnsetType = UNSET
 
 
-class TimeSeriesData(LosantModel):
-    """Schema `timeSeriesData`.
+class TimeSeriesData(LosantModel, kw_only=True):
+    """Schema `timeSeriesData`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `start`*: str; date-time string
-    - `end`*: str; date-time string
-    - `resolution`*: int | float | None
-    - `aggregation`*: str | dict[str, Any]; 2 object shapes without a discriminator: dict[str, Any]; one of: FIRST, LAST, COUNT, MAX, MIN, MEDIAN, MEAN, SUM, STD_DEV; one of: NONE
-    - `limit`*: int | float | None
-    - `order`*: str; one of: asc, desc
-    - `devices`*: dict[str, TimeSeriesDataDevicesValue]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `start`: AwareDatetime; always present
+    - `end`: AwareDatetime; always present
+    - `resolution`: int | float | None; always present
+    - `aggregation`: str | dict[str, Any]; always present; 2 object shapes without a discriminator: dict[str, Any]; one of: FIRST, LAST, COUNT, MAX, MIN, MEDIAN, MEAN, SUM, STD_DEV; one of: NONE
+    - `limit`: int | float | None; always present
+    - `order`: str; always present; one of: asc, desc
+    - `devices`: dict[str, TimeSeriesDataDevicesValue]; always present
     """
 
-    start: str | UnsetType = UNSET
-    end: str | UnsetType = UNSET
-    resolution: int | float | None | UnsetType = UNSET
-    aggregation: str | dict[str, Any] | UnsetType = UNSET
-    limit: int | float | None | UnsetType = UNSET
-    order: str | UnsetType = UNSET
-    devices: dict[str, TimeSeriesDataDevicesValue] | UnsetType = UNSET
+    start: AwareDatetime
+    end: AwareDatetime
+    resolution: int | float | None
+    aggregation: str | dict[str, Any]
+    limit: int | float | None
+    order: str
+    devices: dict[str, TimeSeriesDataDevicesValue]
 
 
-class TimeSeriesDataDevicesValue(LosantModel):
-    """The object at `/devices/patternProperties` in schema `timeSeriesData`.
+class TimeSeriesDataDevicesValue(LosantModel, kw_only=True):
+    """The object at `/devices/patternProperties` in schema `timeSeriesData`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
-    - `tags`*: dict[str, list[str]]
-    - `points`*: list[TimeSeriesDataDevicesValuePointsItem]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; always present
+    - `tags`: dict[str, list[str]]; always present
+    - `points`: list[TimeSeriesDataDevicesValuePointsItem]; always present
     """
 
-    name: str | UnsetType = UNSET
-    tags: dict[str, list[str]] | UnsetType = UNSET
-    points: list[TimeSeriesDataDevicesValuePointsItem] | UnsetType = UNSET
+    name: str
+    tags: dict[str, list[str]]
+    points: list[TimeSeriesDataDevicesValuePointsItem]
 
 
-class TimeSeriesDataDevicesValuePointsItem(LosantModel):
-    """The object at `/devices/patternProperties/points/items` in schema `timeSeriesData`.
+class TimeSeriesDataDevicesValuePointsItem(LosantModel, kw_only=True):
+    """The object at `/devices/patternProperties/points/items` in schema `timeSeriesData`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `time`*: str; date-time string
-    - `data`*: dict[str, int | float | str | bool]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `time`: AwareDatetime; always present
+    - `data`: dict[str, int | float | str | bool]; always present
     """
 
-    time: str | UnsetType = UNSET
-    data: dict[str, int | float | str | bool] | UnsetType = UNSET
+    time: AwareDatetime
+    data: dict[str, int | float | str | bool]
 
 
-class TimeSeriesQuery(LosantModel):
-    """Schema `timeSeriesQuery`.
+class TimeSeriesQuery(LosantModel, kw_only=True):
+    """Schema `timeSeriesQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `start`: int | float
     - `end`: int | float
     - `duration`: int | float
@@ -17850,10 +18608,11 @@ class TimeSeriesQuery(LosantModel):
     order: str | UnsetType = UNSET
 
 
-class TimeSeriesQueryDeviceTagsItem(LosantModel):
-    """The object at `/deviceTags/items` in schema `timeSeriesQuery`.
+class TimeSeriesQueryDeviceTagsItem(LosantModel, kw_only=True):
+    """The object at `/deviceTags/items` in schema `timeSeriesQuery`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `value`: str
     """
@@ -17862,10 +18621,11 @@ class TimeSeriesQueryDeviceTagsItem(LosantModel):
     value: str | UnsetType = UNSET
 
 
-class TwoFactorAuthInfo(LosantModel):
-    """Schema `twoFactorAuthInfo`.
+class TwoFactorAuthInfo(LosantModel, kw_only=True):
+    """Schema `twoFactorAuthInfo`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `key`: str
     - `keyUri`: str
     """
@@ -17874,12 +18634,13 @@ class TwoFactorAuthInfo(LosantModel):
     key_uri: str | UnsetType = field(name="keyUri", default=UNSET)
 
 
-class UserCredentials(LosantModel):
-    """Schema `userCredentials`.
+class UserCredentials(LosantModel, kw_only=True):
+    """Schema `userCredentials`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `email`*: str
-    - `password`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `email`: str; the schema requires it in requests; the server checks it
+    - `password`: str; the schema requires it in requests; the server checks it
     - `twoFactorCode`: str
     - `requestedScopes`: list[str]; one of: all.Application, all.Application.bounded, all.Application.read, all.Application.cli, all.Device, all.Device.read, application.*, applicationApiToken.*, applicationApiTokens.*, applicationCertificate.*, applicationCertificates.*, applicationCertificateAuthority.*, applicationCertificateAuthorities.*, applicationDashboards.*, applicationDashboard.*, applicationJobLogs.*, applicationJobLog.*, applicationKey.*, applicationKeys.*, credential.*, credentials.*, data.*, dataTable.*, dataTables.*, dataTableRow.*, dataTableRows.*, device.*, deviceRecipe.*, deviceRecipes.*, devices.*, deviceAttribute.*, deviceAttributes.*, edgeDeployment.*, edgeDeployments.*, embeddedDeployment.*, embeddedDeployments.*, event.*, events.*, experience.*, experienceDomain.*, experienceDomains.*, experienceEndpoint.*, experienceEndpoints.*, experienceGroup.*, experienceGroups.*, experienceSlug.*, experienceSlugs.*, experienceUser.*, experienceUsers.*, experienceVersion.*, experienceVersions.*, experienceView.*, experienceViews.*, integration.*, integrations.*, file.*, files.*, flow.*, flows.*, flowVersion.*, flowVersions.*, notebook.*, notebooks.*, privateFile.*, privateFiles.*, resourceJobs.*, resourceJob.*, webhook.*, webhooks.*, application.applyTemplate, application.archiveData, application.backfillArchiveData, application.clone, application.export, application.import, application.fullEventsArchive, application.fullDataTablesArchive, application.debug, application.delete, application.get, application.mqttPublishMessage, application.mqttSubscriptionStream, application.patch, application.payloadCounts, application.payloadCountsBreakdown, application.deviceCounts, application.notebookMinuteCounts, application.search, application.importLogs, applicationApiToken.delete, applicationApiToken.get, applicationApiToken.patch, applicationApiTokens.get, applicationApiTokens.post, applicationCertificate.delete, applicationCertificate.get, applicationCertificate.patch, applicationCertificates.get, applicationCertificates.post, applicationCertificateAuthority.delete, applicationCertificateAuthority.get, applicationCertificateAuthority.patch, applicationCertificateAuthorities.get, applicationCertificateAuthorities.post, applicationDashboard.get, applicationDashboard.patch, applicationDashboard.sendReport, applicationDashboard.delete, applicationDashboards.get, applicationDashboards.post, applicationJobLogs.get, applicationJobLog.get, applicationKey.delete, applicationKey.get, applicationKey.patch, applicationKeys.get, applicationKeys.post, credential.get, credential.linkedResources, credential.patch, credential.delete, credentials.get, credentials.post, data.export, data.lastValueQuery, data.timeSeriesQuery, dataTable.addColumn, dataTable.delete, dataTable.get, dataTable.patch, dataTable.removeColumn, dataTableRow.delete, dataTableRow.get, dataTableRow.patch, dataTableRows.get, dataTableRows.post, dataTableRows.query, dataTableRows.export, dataTableRows.delete, dataTableRows.truncate, dataTables.get, dataTables.post, device.agentLogs, device.commandStream, device.debug, device.delete, device.export, device.get, device.getCommand, device.getCompositeState, device.getLogEntries, device.getState, device.patch, device.payloadCounts, device.payloadCountsBreakdown, device.removeData, device.sendCommand, device.sendState, device.setConnectionStatus, device.stateStream, deviceRecipe.bulkCreate, deviceRecipe.delete, deviceRecipe.get, deviceRecipe.patch, deviceRecipes.get, deviceRecipes.post, devices.attributeNames, devices.patch, devices.delete, devices.restore, devices.removeData, devices.deviceNames, devices.export, devices.get, devices.getCompositeState, devices.historicalImport, devices.payloadCounts, devices.post, devices.sendCommand, devices.tagKeys, devices.tagValues, deviceAttribute.get, deviceAttribute.patch, deviceAttribute.delete, deviceAttributes.get, deviceAttributes.post, edgeDeployment.get, edgeDeployments.get, edgeDeployments.release, edgeDeployments.remove, edgeDeployments.replace, embeddedDeployment.get, embeddedDeployments.get, embeddedDeployments.release, embeddedDeployments.remove, embeddedDeployments.replace, embeddedDeployments.export, event.delete, event.get, event.patch, events.delete, events.detailedSummary, events.get, events.mostRecentBySeverity, events.patch, events.post, events.export, experience.delete, experience.bootstrap, experienceDomain.delete, experienceDomain.get, experienceDomain.patch, experienceDomains.get, experienceDomains.post, experienceEndpoint.delete, experienceEndpoint.get, experienceEndpoint.linkedResources, experienceEndpoint.patch, experienceEndpoints.get, experienceEndpoints.post, experienceEndpoints.stats, experienceGroup.delete, experienceGroup.get, experienceGroup.patch, experienceGroups.detailedSummary, experienceGroups.get, experienceGroups.post, experienceSlug.delete, experienceSlug.get, experienceSlug.patch, experienceSlugs.get, experienceSlugs.post, experienceUser.delete, experienceUser.get, experienceUser.patch, experienceUsers.detailedSummary, experienceUsers.get, experienceUsers.post, experienceVersion.delete, experienceVersion.get, experienceVersion.patch, experienceVersions.get, experienceVersions.post, experienceView.debug, experienceView.delete, experienceView.get, experienceView.linkedResources, experienceView.patch, experienceViews.debug, experienceViews.detailedSummary, experienceViews.get, experienceViews.post, file.get, file.patch, file.move, file.delete, file.upload, files.get, files.post, flow.clearStorageEntries, flow.debug, flow.delete, flow.errors, flow.get, flow.getStorageEntries, flow.log, flow.patch, flow.pressVirtualButton, flow.setStorageEntry, flow.getStorageEntriesMetadata, flow.stats, flow.suggestFunction, flows.get, flows.getByVersion, flows.import, flows.palette, flows.post, flowVersion.delete, flowVersion.debug, flowVersion.errors, flowVersion.get, flowVersion.log, flowVersion.patch, flowVersion.stats, flowVersions.delete, flowVersions.get, flowVersions.post, integration.delete, integration.get, integration.patch, integrations.get, integrations.post, notebook.delete, notebook.execute, notebook.get, notebook.logs, notebook.notebookMinuteCounts, notebook.patch, notebook.requestInputDataExport, notebook.upload, notebooks.get, notebooks.post, privateFile.get, privateFile.patch, privateFile.move, privateFile.delete, privateFile.upload, privateFiles.get, privateFiles.post, resourceJob.get, resourceJob.logs, resourceJob.patch, resourceJob.delete, resourceJob.execute, resourceJob.cancelExecution, resourceJobs.get, resourceJobs.post, webhook.delete, webhook.get, webhook.patch, webhooks.get, webhooks.post; one of: all.Organization, all.Organization.bounded, all.Organization.read, only.Organization, only.Organization.bounded, only.Organization.read, applications.*, auditLog.*, auditLogs.*, dashboard.*, dashboards.*, org.*, applications.get, applications.post, applications.import, applications.detailedSummary, applications.periodSummaries, auditLog.get, auditLogs.get, dashboard.patch, dashboard.delete, dashboard.sendReport, dashboard.suggestCode, dashboards.get, dashboards.post, org.get, org.patch, org.delete, org.pendingInvites, org.inviteMember, org.revokeInvite, org.modifyMember, org.removeMember, org.payloadCounts, org.payloadCountsBreakdown, org.deviceCounts, org.notebookMinuteCounts, org.invoices, org.currentCard, org.transferResources; one of: all.Instance, all.Instance.bounded, all.Instance.read, instance.*, instance.get, instance.patch, instance.historicalSummaries, instance.generateReport, instance.payloadCounts, instance.payloadCountsBreakdown, instance.deviceCounts, instance.notebookMinuteCounts, instanceOrg.*, instanceOrg.get, instanceOrg.patch, instanceOrg.delete, instanceOrg.payloadCounts, instanceOrg.payloadCountsBreakdown, instanceOrg.deviceCounts, instanceOrg.notebookMinuteCounts, instanceOrg.convertToEnterprise, instanceOrgs.*, instanceOrgs.get, instanceOrgs.post, instanceMember.*, instanceMember.get, instanceMember.patch, instanceMember.delete, instanceMembers.*, instanceMembers.get, instanceMembers.post, instanceOrgMember.*, instanceOrgMember.get, instanceOrgMember.patch, instanceOrgMember.delete, instanceOrgMembers.*, instanceOrgMembers.get, instanceOrgMembers.post, instanceOrgInvite.*, instanceOrgInvite.get, instanceOrgInvite.delete, instanceOrgInvite.resendInvite, instanceOrgInvites.*, instanceOrgInvites.get, instanceOrgInvites.post, instanceApiTokens.*, instanceApiTokens.get, instanceApiTokens.post, instanceApiToken.*, instanceApiToken.get, instanceApiToken.patch, instanceApiToken.delete, instanceCustomNodes.*, instanceCustomNodes.get, instanceCustomNodes.post, instanceCustomNode.*, instanceCustomNode.get, instanceCustomNode.patch, instanceCustomNode.delete, instanceCustomNode.errors, instanceCustomNode.stats, instanceNotificationRules.*, instanceNotificationRules.get, instanceNotificationRules.post, instanceNotificationRule.*, instanceNotificationRule.get, instanceNotificationRule.patch, instanceNotificationRule.delete, instanceNotificationRule.evaluate, instanceNotificationRule.logs, instanceSandbox.*, instanceSandbox.get, instanceSandbox.delete, instanceSandbox.undelete, instanceSandbox.payloadCounts, instanceSandbox.payloadCountsBreakdown, instanceSandbox.deviceCounts, instanceSandbox.notebookMinuteCounts, instanceSandboxes.*, instanceSandboxes.get, instanceAuditLog.*, instanceAuditLog.get, instanceAuditLogs.*, instanceAuditLogs.get; one of: all.User, all.User.bounded, all.User.read, all.User.cli, only.User, only.User.bounded, only.User.read, userApiToken.*, userApiToken.get, userApiToken.patch, userApiToken.delete, userApiTokens.*, userApiTokens.get, userApiTokens.post, userOauthToken.*, userOauthToken.get, userOauthToken.patch, userOauthToken.delete, userOauthTokens.*, userOauthTokens.get, userOauthTokens.post, applicationTemplate.*, applicationTemplate.get, applicationTemplates.*, applicationTemplates.get, applicationTemplates.getCategories, applicationTemplates.getUniqueKeywords, instances.*, instances.get, me.*, me.get, me.patch, me.delete, me.verifyEmail, me.changePassword, me.generateTwoFactorAuth, me.enableTwoFactorAuth, me.disableTwoFactorAuth, me.disconnectGithub, me.connectGithub, me.addRecentItem, me.fetchRecentItems, me.payloadCounts, me.payloadCountsBreakdown, me.deviceCounts, me.notebookMinuteCounts, me.transferResources, me.invite, me.invites, me.respondToInvite, me.refreshToken, orgs.*, orgs.get, orgs.post
     - `tokenTTL`: int
@@ -17892,17 +18653,18 @@ class UserCredentials(LosantModel):
     token_ttl: int | UnsetType = field(name="tokenTTL", default=UNSET)
 
 
-class UserOauthToken(LosantModel):
-    """Schema `userOauthToken`.
+class UserOauthToken(LosantModel, kw_only=True):
+    """Schema `userOauthToken`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `oauthTokenId`: str
     - `name`: str
     - `description`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
-    - `expirationDate`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
+    - `expirationDate`: AwareDatetime
     - `defaultRole`: str; one of: admin, edit, collaborate, view, none
     - `orgRoles`: list[UserOauthTokenOrgRolesItem]
     - `scope`: list[str]; one of: all.Application.read, all.Application.bounded, only.Organization.read, only.Organization.bounded, all.Organization.read, all.Organization.bounded, only.User.read
@@ -17910,13 +18672,13 @@ class UserOauthToken(LosantModel):
     - `oauth`: UserOauthTokenOauth
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     oauth_token_id: str | UnsetType = field(name="oauthTokenId", default=UNSET)
     name: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
-    expiration_date: str | UnsetType = field(name="expirationDate", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    expiration_date: AwareDatetime | UnsetType = field(name="expirationDate", default=UNSET)
     default_role: str | UnsetType = field(name="defaultRole", default=UNSET)
     org_roles: list[UserOauthTokenOrgRolesItem] | UnsetType = field(name="orgRoles", default=UNSET)
     scope: list[str] | UnsetType = UNSET
@@ -17924,50 +18686,54 @@ class UserOauthToken(LosantModel):
     oauth: UserOauthTokenOauth | UnsetType = UNSET
 
 
-class UserOauthTokenOrgRolesItem(LosantModel):
-    """The object at `/orgRoles/items` in schema `userOauthToken`.
+class UserOauthTokenOrgRolesItem(LosantModel, kw_only=True):
+    """The object at `/orgRoles/items` in schema `userOauthToken`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `orgId`*: str; one of: sandbox
-    - `role`*: str; one of: admin, edit, collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `orgId`: str; always present; one of: sandbox
+    - `role`: str; always present; one of: admin, edit, collaborate, view, none
     - `applicationRoles`: list[UserOauthTokenOrgRolesItemApplicationRolesItem]
     - `dashboardRoles`: list[UserOauthTokenOrgRolesItemDashboardRolesItem]
     """
 
-    org_id: str | UnsetType = field(name="orgId", default=UNSET)
-    role: str | UnsetType = UNSET
+    org_id: str = field(name="orgId")
+    role: str
     application_roles: list[UserOauthTokenOrgRolesItemApplicationRolesItem] | UnsetType = field(name="applicationRoles", default=UNSET)
     dashboard_roles: list[UserOauthTokenOrgRolesItemDashboardRolesItem] | UnsetType = field(name="dashboardRoles", default=UNSET)
 
 
-class UserOauthTokenOrgRolesItemApplicationRolesItem(LosantModel):
-    """The object at `/orgRoles/items/applicationRoles/items` in schema `userOauthToken`.
+class UserOauthTokenOrgRolesItemApplicationRolesItem(LosantModel, kw_only=True):
+    """The object at `/orgRoles/items/applicationRoles/items` in schema `userOauthToken`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; always present
+    - `role`: str; always present; one of: collaborate, view, none
     """
 
-    resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
-    role: str | UnsetType = UNSET
+    resource_id: str = field(name="resourceId")
+    role: str
 
 
-class UserOauthTokenOrgRolesItemDashboardRolesItem(LosantModel):
-    """The object at `/orgRoles/items/dashboardRoles/items` in schema `userOauthToken`.
+class UserOauthTokenOrgRolesItemDashboardRolesItem(LosantModel, kw_only=True):
+    """The object at `/orgRoles/items/dashboardRoles/items` in schema `userOauthToken`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; always present
+    - `role`: str; always present; one of: collaborate, view, none
     """
 
-    resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
-    role: str | UnsetType = UNSET
+    resource_id: str = field(name="resourceId")
+    role: str
 
 
-class UserOauthTokenOauth(LosantModel):
-    """The object at `/oauth` in schema `userOauthToken`.
+class UserOauthTokenOauth(LosantModel, kw_only=True):
+    """The object at `/oauth` in schema `userOauthToken`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `client_id`: str
     - `client_name`: str
     - `client_uri`: str
@@ -17986,10 +18752,11 @@ class UserOauthTokenOauth(LosantModel):
     authorization_status: str | UnsetType = field(name="authorizationStatus", default=UNSET)
 
 
-class UserOauthTokenPatch(LosantModel):
-    """Schema `userOauthTokenPatch`.
+class UserOauthTokenPatch(LosantModel, kw_only=True):
+    """Schema `userOauthTokenPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `description`: str
     - `defaultRole`: str; one of: admin, edit, collaborate, view, none
@@ -18004,12 +18771,13 @@ class UserOauthTokenPatch(LosantModel):
     status: str | UnsetType = UNSET
 
 
-class UserOauthTokenPatchOrgRolesItem(LosantModel):
-    """The object at `/orgRoles/items` in schema `userOauthTokenPatch`.
+class UserOauthTokenPatchOrgRolesItem(LosantModel, kw_only=True):
+    """The object at `/orgRoles/items` in schema `userOauthTokenPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `orgId`*: str; one of: sandbox
-    - `role`*: str; one of: admin, edit, collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `orgId`: str; the schema requires it in requests; the server checks it; one of: sandbox
+    - `role`: str; the schema requires it in requests; the server checks it; one of: admin, edit, collaborate, view, none
     - `applicationRoles`: list[UserOauthTokenPatchOrgRolesItemApplicationRolesItem]
     - `dashboardRoles`: list[UserOauthTokenPatchOrgRolesItemDashboardRolesItem]
     """
@@ -18020,38 +18788,41 @@ class UserOauthTokenPatchOrgRolesItem(LosantModel):
     dashboard_roles: list[UserOauthTokenPatchOrgRolesItemDashboardRolesItem] | UnsetType = field(name="dashboardRoles", default=UNSET)
 
 
-class UserOauthTokenPatchOrgRolesItemApplicationRolesItem(LosantModel):
-    """The object at `/orgRoles/items/applicationRoles/items` in schema `userOauthTokenPatch`.
+class UserOauthTokenPatchOrgRolesItemApplicationRolesItem(LosantModel, kw_only=True):
+    """The object at `/orgRoles/items/applicationRoles/items` in schema `userOauthTokenPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; the schema requires it in requests; the server checks it
+    - `role`: str; the schema requires it in requests; the server checks it; one of: collaborate, view, none
     """
 
     resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
     role: str | UnsetType = UNSET
 
 
-class UserOauthTokenPatchOrgRolesItemDashboardRolesItem(LosantModel):
-    """The object at `/orgRoles/items/dashboardRoles/items` in schema `userOauthTokenPatch`.
+class UserOauthTokenPatchOrgRolesItemDashboardRolesItem(LosantModel, kw_only=True):
+    """The object at `/orgRoles/items/dashboardRoles/items` in schema `userOauthTokenPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; the schema requires it in requests; the server checks it
+    - `role`: str; the schema requires it in requests; the server checks it; one of: collaborate, view, none
     """
 
     resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
     role: str | UnsetType = UNSET
 
 
-class UserOauthTokenPost(LosantModel):
-    """Schema `userOauthTokenPost`.
+class UserOauthTokenPost(LosantModel, kw_only=True):
+    """Schema `userOauthTokenPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
     - `description`: str
-    - `expirationDate`: str | None; date-time string
-    - `oauth`*: UserOauthTokenPostOauth
+    - `expirationDate`: AwareDatetime | None
+    - `oauth`: UserOauthTokenPostOauth; the schema requires it in requests; the server checks it
     - `defaultRole`: str; one of: admin, edit, collaborate, view, none
     - `orgRoles`: list[UserOauthTokenPostOrgRolesItem]
     - `scope`: list[str]; one of: all.Application.read, all.Application.bounded, only.Organization.read, only.Organization.bounded, all.Organization.read, all.Organization.bounded, only.User.read
@@ -18059,22 +18830,23 @@ class UserOauthTokenPost(LosantModel):
 
     name: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
-    expiration_date: str | None | UnsetType = field(name="expirationDate", default=UNSET)
+    expiration_date: AwareDatetime | None | UnsetType = field(name="expirationDate", default=UNSET)
     oauth: UserOauthTokenPostOauth | UnsetType = UNSET
     default_role: str | UnsetType = field(name="defaultRole", default=UNSET)
     org_roles: list[UserOauthTokenPostOrgRolesItem] | UnsetType = field(name="orgRoles", default=UNSET)
     scope: list[str] | UnsetType = UNSET
 
 
-class UserOauthTokenPostOauth(LosantModel):
-    """The object at `/oauth` in schema `userOauthTokenPost`.
+class UserOauthTokenPostOauth(LosantModel, kw_only=True):
+    """The object at `/oauth` in schema `userOauthTokenPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `client_id`*: str
-    - `redirect_uri`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `client_id`: str; the schema requires it in requests; the server checks it
+    - `redirect_uri`: str; the schema requires it in requests; the server checks it
     - `resource`: list[str]
-    - `code_challenge`*: str
-    - `code_challenge_method`*: str; one of: S256
+    - `code_challenge`: str; the schema requires it in requests; the server checks it
+    - `code_challenge_method`: str; the schema requires it in requests; the server checks it; one of: S256
     """
 
     client_id: str | UnsetType = UNSET
@@ -18084,12 +18856,13 @@ class UserOauthTokenPostOauth(LosantModel):
     code_challenge_method: str | UnsetType = UNSET
 
 
-class UserOauthTokenPostOrgRolesItem(LosantModel):
-    """The object at `/orgRoles/items` in schema `userOauthTokenPost`.
+class UserOauthTokenPostOrgRolesItem(LosantModel, kw_only=True):
+    """The object at `/orgRoles/items` in schema `userOauthTokenPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `orgId`*: str; one of: sandbox
-    - `role`*: str; one of: admin, edit, collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `orgId`: str; the schema requires it in requests; the server checks it; one of: sandbox
+    - `role`: str; the schema requires it in requests; the server checks it; one of: admin, edit, collaborate, view, none
     - `applicationRoles`: list[UserOauthTokenPostOrgRolesItemApplicationRolesItem]
     - `dashboardRoles`: list[UserOauthTokenPostOrgRolesItemDashboardRolesItem]
     """
@@ -18100,35 +18873,38 @@ class UserOauthTokenPostOrgRolesItem(LosantModel):
     dashboard_roles: list[UserOauthTokenPostOrgRolesItemDashboardRolesItem] | UnsetType = field(name="dashboardRoles", default=UNSET)
 
 
-class UserOauthTokenPostOrgRolesItemApplicationRolesItem(LosantModel):
-    """The object at `/orgRoles/items/applicationRoles/items` in schema `userOauthTokenPost`.
+class UserOauthTokenPostOrgRolesItemApplicationRolesItem(LosantModel, kw_only=True):
+    """The object at `/orgRoles/items/applicationRoles/items` in schema `userOauthTokenPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; the schema requires it in requests; the server checks it
+    - `role`: str; the schema requires it in requests; the server checks it; one of: collaborate, view, none
     """
 
     resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
     role: str | UnsetType = UNSET
 
 
-class UserOauthTokenPostOrgRolesItemDashboardRolesItem(LosantModel):
-    """The object at `/orgRoles/items/dashboardRoles/items` in schema `userOauthTokenPost`.
+class UserOauthTokenPostOrgRolesItemDashboardRolesItem(LosantModel, kw_only=True):
+    """The object at `/orgRoles/items/dashboardRoles/items` in schema `userOauthTokenPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `resourceId`*: str
-    - `role`*: str; one of: collaborate, view, none
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `resourceId`: str; the schema requires it in requests; the server checks it
+    - `role`: str; the schema requires it in requests; the server checks it; one of: collaborate, view, none
     """
 
     resource_id: str | UnsetType = field(name="resourceId", default=UNSET)
     role: str | UnsetType = UNSET
 
 
-class UserOauthTokens(LosantModel):
-    """Schema `userOauthTokens`.
+class UserOauthTokens(LosantModel, kw_only=True):
+    """Schema `userOauthTokens`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[UserOauthToken]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[UserOauthToken]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -18139,7 +18915,7 @@ class UserOauthTokens(LosantModel):
     - `sortDirection`: str; one of: asc, desc, ASC, DESC,
     """
 
-    items: list[UserOauthToken] | UnsetType = UNSET
+    items: list[UserOauthToken]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)
@@ -18150,10 +18926,11 @@ class UserOauthTokens(LosantModel):
     sort_direction: str | UnsetType = field(name="sortDirection", default=UNSET)
 
 
-class UserPost(LosantModel):
-    """Schema `userPost`.
+class UserPost(LosantModel, kw_only=True):
+    """Schema `userPost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `email`: str
     - `firstName`: str
     - `lastName`: str
@@ -18192,22 +18969,24 @@ class UserPost(LosantModel):
     accept_invite: bool | UnsetType = field(name="acceptInvite", default=UNSET)
 
 
-class UserPostOauth(LosantModel):
-    """The object at `/oauth` in schema `userPost`.
+class UserPostOauth(LosantModel, kw_only=True):
+    """The object at `/oauth` in schema `userPost`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
-    - `service`*: str; one of: github
-    - `accessToken`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `service`: str; the schema requires it in requests; the server checks it; one of: github
+    - `accessToken`: str; the schema requires it in requests; the server checks it
     """
 
     service: str | UnsetType = UNSET
     access_token: str | UnsetType = field(name="accessToken", default=UNSET)
 
 
-class ValidateContextError(LosantModel):
-    """Schema `validateContextError`.
+class ValidateContextError(LosantModel, kw_only=True):
+    """Schema `validateContextError`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `type`: str
     - `message`: str
     - `invalidCtxName`: str
@@ -18222,10 +19001,11 @@ class ValidateContextError(LosantModel):
     dashboard: ValidateContextErrorDashboard | UnsetType = UNSET
 
 
-class ValidateContextErrorDashboard(LosantModel):
-    """The object at `/dashboard` in schema `validateContextError`.
+class ValidateContextErrorDashboard(LosantModel, kw_only=True):
+    """The object at `/dashboard` in schema `validateContextError`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `id`: str
     - `duration`: int
@@ -18240,10 +19020,11 @@ class ValidateContextErrorDashboard(LosantModel):
     refresh_rate: int | float | UnsetType = field(name="refreshRate", default=UNSET)
 
 
-class ValidateContextSuccess(LosantModel):
-    """Schema `validateContextSuccess`.
+class ValidateContextSuccess(LosantModel, kw_only=True):
+    """Schema `validateContextSuccess`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `success`: bool
     - `ctx`: dict[str, str | int | float | dict[str, Any]]; 2 object shapes without a discriminator: dict[str, Any]
     - `dashboard`: ValidateContextSuccessDashboard
@@ -18254,10 +19035,11 @@ class ValidateContextSuccess(LosantModel):
     dashboard: ValidateContextSuccessDashboard | UnsetType = UNSET
 
 
-class ValidateContextSuccessDashboard(LosantModel):
-    """The object at `/dashboard` in schema `validateContextSuccess`.
+class ValidateContextSuccessDashboard(LosantModel, kw_only=True):
+    """The object at `/dashboard` in schema `validateContextSuccess`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `id`: str
     - `duration`: int
@@ -18272,10 +19054,11 @@ class ValidateContextSuccessDashboard(LosantModel):
     refresh_rate: int | float | UnsetType = field(name="refreshRate", default=UNSET)
 
 
-class ValidationErrors(LosantModel):
-    """Schema `validationErrors`.
+class ValidationErrors(LosantModel, kw_only=True):
+    """Schema `validationErrors`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `type`: str
     - `message`: str
     - `validationErrors`: list[ValidationErrorsValidationErrorsItem]
@@ -18286,10 +19069,11 @@ class ValidationErrors(LosantModel):
     validation_errors: list[ValidationErrorsValidationErrorsItem] | UnsetType = field(name="validationErrors", default=UNSET)
 
 
-class ValidationErrorsValidationErrorsItem(LosantModel):
-    """The object at `/validationErrors/items` in schema `validationErrors`.
+class ValidationErrorsValidationErrorsItem(LosantModel, kw_only=True):
+    """The object at `/validationErrors/items` in schema `validationErrors`, used in no action directly.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `type`: str
     - `name`: str
     - `id`: str
@@ -18302,11 +19086,12 @@ class ValidationErrorsValidationErrorsItem(LosantModel):
     message: str | UnsetType = UNSET
 
 
-class VirtualButtonPress(LosantModel):
-    """Schema `virtualButtonPress`.
+class VirtualButtonPress(LosantModel, kw_only=True):
+    """Schema `virtualButtonPress`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `key`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `key`: str; the schema requires it in requests; the server checks it
     - `payload`: Any
     - `meta`: Any
     - `flowVersion`: str
@@ -18322,15 +19107,16 @@ class VirtualButtonPress(LosantModel):
     deployment_id: str | UnsetType = field(name="deploymentId", default=UNSET)
 
 
-class Webhook(LosantModel):
-    """Schema `webhook`.
+class Webhook(LosantModel, kw_only=True):
+    """Schema `webhook`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `id`: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `id`: str; always present (the entity's identity)
     - `webhookId`: str
     - `applicationId`: str
-    - `creationDate`: str; date-time string
-    - `lastUpdated`: str; date-time string
+    - `creationDate`: AwareDatetime
+    - `lastUpdated`: AwareDatetime
     - `name`: str
     - `description`: str
     - `token`: str
@@ -18346,11 +19132,11 @@ class Webhook(LosantModel):
     - `enabled`: bool
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     webhook_id: str | UnsetType = field(name="webhookId", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: str | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: str | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
     name: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
     token: str | UnsetType = UNSET
@@ -18366,10 +19152,11 @@ class Webhook(LosantModel):
     enabled: bool | UnsetType = UNSET
 
 
-class WebhookPatch(LosantModel):
-    """Schema `webhookPatch`.
+class WebhookPatch(LosantModel, kw_only=True):
+    """Schema `webhookPatch`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
     - `name`: str
     - `description`: str
     - `responseCode`: int
@@ -18398,11 +19185,12 @@ class WebhookPatch(LosantModel):
     enabled: bool | UnsetType = UNSET
 
 
-class WebhookPost(LosantModel):
-    """Schema `webhookPost`.
+class WebhookPost(LosantModel, kw_only=True):
+    """Schema `webhookPost`, used in request bodies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `name`*: str
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `name`: str; the schema requires it in requests; the server checks it
     - `description`: str
     - `responseCode`: int
     - `verificationType`: str; one of: facebook, fitbit, none, twilio, alexa
@@ -18430,11 +19218,12 @@ class WebhookPost(LosantModel):
     enabled: bool | UnsetType = UNSET
 
 
-class Webhooks(LosantModel):
-    """Schema `webhooks`.
+class Webhooks(LosantModel, kw_only=True):
+    """Schema `webhooks`, used in replies.
 
-    Fields (wire name, type; * = required by the schema):
-    - `items`: list[Webhook]
+    Fields (wire name: type). Always present: a reply without it raises DecodeError;
+    every other field is UNSET when the reply leaves it out.
+    - `items`: list[Webhook]; always present (the entity's identity)
     - `count`: int
     - `totalCount`: int
     - `perPage`: int
@@ -18446,7 +19235,7 @@ class Webhooks(LosantModel):
     - `applicationId`: str
     """
 
-    items: list[Webhook] | UnsetType = UNSET
+    items: list[Webhook]
     count: int | UnsetType = UNSET
     total_count: int | UnsetType = field(name="totalCount", default=UNSET)
     per_page: int | UnsetType = field(name="perPage", default=UNSET)

@@ -19,7 +19,7 @@ from losant_async.errors import (
 )
 from losant_async.mqtt import Device as MqttDevice
 from losant_async.rest import DeviceCredentials, LosantClient
-from losant_async.rest._generated import models as m
+from losant_async.rest import models as m
 from losant_async.testing import AccessKey, Application, Device, LocalLosant
 
 pytestmark = pytest.mark.timeout(60)

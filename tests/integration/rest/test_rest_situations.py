@@ -20,7 +20,7 @@ from losant_async.errors import (
     ValidationError,
 )
 from losant_async.rest import DeviceCredentials, LosantClient, RequestOptions, Timeout
-from losant_async.rest._generated import models as m
+from losant_async.rest import models as m
 from tests.integration.rest.rest_local_server import LocalServer, json_reply
 
 APP = "575ec8687ae143cd83dc4a97"

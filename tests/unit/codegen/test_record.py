@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from losant_async.rest._generated import models
+from losant_async.rest import models
 from tests.support.schema_examples import SCHEMA_DIR, catalog, missing_schemas, schema, schema_names
 from tools.codegen import OUTPUT_DIR
 from tools.codegen.naming import pascal

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 
 from losant_async import _json
-from losant_async.rest._generated.models import Device, Devices, LosantModel
+from losant_async.rest.models import Device, Devices, LosantModel
 
 
 def test_every_generated_struct_shares_the_base() -> None:

@@ -338,455 +338,587 @@ class ApplicationResource(Resource):
     @overload
     async def api_import(self, *, application_id: str, import_bundle: FileInput | None = None, email: str | None = None, options: m.ImportIntoApplicationOptions | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Application | m.JobEnqueuedResult: ...
     @overload
-    async def api_import(self, *, application_id: str, import_bundle: FileInput | None = None, email: str | None = None, options: m.ImportIntoApplicationOptions | Mapping[str, Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def api_import(self, *, application_id: str, import_bundle: FileInput | None = None, email: str | None = None, options: m.ImportIntoApplicationOptions | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/import (API action `import`).
+    async def api_import(self, *, application_id: str, import_bundle: FileInput | None = None, email: str | None = None, options: m.ImportIntoApplicationOptions | Mapping[str, Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def api_import(self, *, application_id: str, import_bundle: FileInput | None = None, email: str | None = None, options: m.ImportIntoApplicationOptions | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Application | m.JobEnqueuedResult | Any:
+        """Call `application.api_import` (API action `import`): `POST /applications/{applicationId}/import`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, application.*, application.import.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `application.*`, `application.import`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            import_bundle: multipart `importBundle`; file; optional.
-            email: multipart `email`; string; optional.
-            options: multipart `options`; hash; schema `importIntoApplicationOptions`; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            import_bundle: `importBundle`, a multipart field, file, optional.
+            email: `email`, a multipart field, string, optional.
+            options: `options`, a multipart field, hash, optional; shaped as `ImportIntoApplicationOptions` (schema `importIntoApplicationOptions`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `application`.
-            202: `jobEnqueuedResult`.
+            On status 200: `Application` (schema `application`).
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_API_IMPORT, (application_id, import_bundle, email, options), raw, request_options)
 
     @overload
     async def apply_template(self, *, application_id: str, options: m.ApplicationApplyTemplatePatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Application | m.JobEnqueuedResult: ...
     @overload
-    async def apply_template(self, *, application_id: str, options: m.ApplicationApplyTemplatePatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def apply_template(self, *, application_id: str, options: m.ApplicationApplyTemplatePatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/applyTemplate (API action `applyTemplate`).
+    async def apply_template(self, *, application_id: str, options: m.ApplicationApplyTemplatePatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def apply_template(self, *, application_id: str, options: m.ApplicationApplyTemplatePatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Application | m.JobEnqueuedResult | Any:
+        """Call `application.apply_template` (API action `applyTemplate`): `PATCH /applications/{applicationId}/applyTemplate`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, application.*, application.applyTemplate.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `application.*`, `application.applyTemplate`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            options: body `options`; hash; schema `applicationApplyTemplatePatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            options: `options`, the JSON body, hash, required; shaped as `ApplicationApplyTemplatePatch` (schema `applicationApplyTemplatePatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `application`.
-            202: `jobEnqueuedResult`.
+            On status 200: `Application` (schema `application`).
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_APPLY_TEMPLATE, (application_id, options), raw, request_options)
 
     @overload
     async def archive_data(self, *, application_id: str, date: str | int | float | bool, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult: ...
     @overload
-    async def archive_data(self, *, application_id: str, date: str | int | float | bool, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def archive_data(self, *, application_id: str, date: str | int | float | bool, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/archiveData (API action `archiveData`).
+    async def archive_data(self, *, application_id: str, date: str | int | float | bool, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def archive_data(self, *, application_id: str, date: str | int | float | bool, raw: bool = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult | Any:
+        """Call `application.archive_data` (API action `archiveData`): `GET /applications/{applicationId}/archiveData`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, application.*, application.archiveData.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `application.*`, `application.archiveData`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            date: query `date`; string; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            date: `date`, in the query string, string, required.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `jobEnqueuedResult`.
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_ARCHIVE_DATA, (application_id, date), raw, request_options)
 
     @overload
     async def backfill_archive_data(self, *, application_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult: ...
     @overload
-    async def backfill_archive_data(self, *, application_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def backfill_archive_data(self, *, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/backfillArchiveData (API action `backfillArchiveData`).
+    async def backfill_archive_data(self, *, application_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def backfill_archive_data(self, *, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult | Any:
+        """Call `application.backfill_archive_data` (API action `backfillArchiveData`): `GET /applications/{applicationId}/backfillArchiveData`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, application.*, application.backfillArchiveData.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `application.*`, `application.backfillArchiveData`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `jobEnqueuedResult`.
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_BACKFILL_ARCHIVE_DATA, (application_id,), raw, request_options)
 
     @overload
     async def clone(self, *, application_id: str, options: m.ApplicationClonePost | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApplicationCloneDryRunResult | m.ApplicationCreationByTemplateResult | m.JobEnqueuedResult: ...
     @overload
-    async def clone(self, *, application_id: str, options: m.ApplicationClonePost | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def clone(self, *, application_id: str, options: m.ApplicationClonePost | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/clone (API action `clone`).
+    async def clone(self, *, application_id: str, options: m.ApplicationClonePost | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def clone(self, *, application_id: str, options: m.ApplicationClonePost | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.ApplicationCloneDryRunResult | m.ApplicationCreationByTemplateResult | m.JobEnqueuedResult | Any:
+        """Call `application.clone` (API action `clone`): `POST /applications/{applicationId}/clone`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, application.*, application.clone.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `application.*`, `application.clone`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            options: body `options`; hash; schema `applicationClonePost`; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            options: `options`, the JSON body, hash, optional; shaped as `ApplicationClonePost` (schema `applicationClonePost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `applicationCloneDryRunResult`.
-            201: `applicationCreationByTemplateResult`.
-            202: `jobEnqueuedResult`.
+            On status 200: `ApplicationCloneDryRunResult` (schema `applicationCloneDryRunResult`).
+            On status 201: `ApplicationCreationByTemplateResult` (schema `applicationCreationByTemplateResult`).
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404, 422.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            UnprocessableError: the API answered 422.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_CLONE, (application_id, options), raw, request_options)
 
     @overload
     async def delete(self, *, application_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId} (API action `delete`).
+    async def delete(self, *, application_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `application.delete` (API action `delete`): `DELETE /applications/{applicationId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, application.*, application.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `application.*`, `application.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id,), raw, request_options)
 
     @overload
     async def device_counts(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceCounts: ...
     @overload
-    async def device_counts(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def device_counts(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/deviceCounts (API action `deviceCounts`).
+    async def device_counts(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def device_counts(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.DeviceCounts | Any:
+        """Call `application.device_counts` (API action `deviceCounts`): `GET /applications/{applicationId}/deviceCounts`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, application.*, application.deviceCounts.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `application.*`, `application.deviceCounts`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `deviceCounts`.
+            On status 200: `DeviceCounts` (schema `deviceCounts`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DEVICE_COUNTS, (application_id, start, end), raw, request_options)
 
     @overload
     async def export(self, *, application_id: str, options: m.ApplicationExportPost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApplicationExportResult | m.JobEnqueuedResult: ...
     @overload
-    async def export(self, *, application_id: str, options: m.ApplicationExportPost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def export(self, *, application_id: str, options: m.ApplicationExportPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/export (API action `export`).
+    async def export(self, *, application_id: str, options: m.ApplicationExportPost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def export(self, *, application_id: str, options: m.ApplicationExportPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.ApplicationExportResult | m.JobEnqueuedResult | Any:
+        """Call `application.export` (API action `export`): `POST /applications/{applicationId}/export`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, application.*, application.export.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `application.*`, `application.export`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            options: body `options`; hash; schema `applicationExportPost`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            options: `options`, the JSON body, hash, required; shaped as `ApplicationExportPost` (schema `applicationExportPost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `applicationExportResult`.
-            202: `jobEnqueuedResult`.
+            On status 200: `ApplicationExportResult` (schema `applicationExportResult`).
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_EXPORT, (application_id, options), raw, request_options)
 
     @overload
     async def full_data_tables_archive(self, *, application_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult: ...
     @overload
-    async def full_data_tables_archive(self, *, application_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def full_data_tables_archive(self, *, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/fullDataTablesArchive (API action `fullDataTablesArchive`).
+    async def full_data_tables_archive(self, *, application_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def full_data_tables_archive(self, *, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult | Any:
+        """Call `application.full_data_tables_archive` (API action `fullDataTablesArchive`): `GET /applications/{applicationId}/fullDataTablesArchive`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, application.*, application.fullDataTablesArchive.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `application.*`, `application.fullDataTablesArchive`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `jobEnqueuedResult`.
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_FULL_DATA_TABLES_ARCHIVE, (application_id,), raw, request_options)
 
     @overload
     async def full_events_archive(self, *, application_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult: ...
     @overload
-    async def full_events_archive(self, *, application_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def full_events_archive(self, *, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/fullEventsArchive (API action `fullEventsArchive`).
+    async def full_events_archive(self, *, application_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def full_events_archive(self, *, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult | Any:
+        """Call `application.full_events_archive` (API action `fullEventsArchive`): `GET /applications/{applicationId}/fullEventsArchive`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, application.*, application.fullEventsArchive.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `application.*`, `application.fullEventsArchive`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `jobEnqueuedResult`.
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_FULL_EVENTS_ARCHIVE, (application_id,), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Application: ...
     @overload
-    async def get(self, *, application_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId} (API action `get`).
+    async def get(self, *, application_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Application | Any:
+        """Call `application.get` (API action `get`): `GET /applications/{applicationId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.cli, all.User.read, application.*, application.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.cli`, `all.User.read`, `application.*`, `application.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            summary_exclude: query `summaryExclude`; string; optional.
-            summary_include: query `summaryInclude`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            summary_exclude: `summaryExclude`, in the query string, string, optional.
+            summary_include: `summaryInclude`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `application`.
+            On status 200: `Application` (schema `application`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, summary_exclude, summary_include), raw, request_options)
 
     @overload
     async def globals(self, *, application_id: str, globals: m.ApplicationGlobalPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Application: ...
     @overload
-    async def globals(self, *, application_id: str, globals: m.ApplicationGlobalPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def globals(self, *, application_id: str, globals: m.ApplicationGlobalPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/globals (API action `globals`).
+    async def globals(self, *, application_id: str, globals: m.ApplicationGlobalPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def globals(self, *, application_id: str, globals: m.ApplicationGlobalPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Application | Any:
+        """Call `application.globals` (API action `globals`): `PATCH /applications/{applicationId}/globals`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Organization, all.Organization.bounded, all.User, all.User.bounded, all.User.cli, application.*, application.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `all.User.cli`, `application.*`, `application.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            globals: body `globals`; hash; schema `applicationGlobalPatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            globals: `globals`, the JSON body, hash, required; shaped as `ApplicationGlobalPatch` (schema `applicationGlobalPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `application`.
+            On status 200: `Application` (schema `application`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GLOBALS, (application_id, globals), raw, request_options)
 
     @overload
     async def import_logs(self, *, application_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApplicationImportExecutions: ...
     @overload
-    async def import_logs(self, *, application_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def import_logs(self, *, application_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/importLogs (API action `importLogs`).
+    async def import_logs(self, *, application_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def import_logs(self, *, application_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.ApplicationImportExecutions | Any:
+        """Call `application.import_logs` (API action `importLogs`): `GET /applications/{applicationId}/importLogs`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, application.*, application.importLogs.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `application.*`, `application.importLogs`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            limit: query `limit`; string; optional; server default 1.
-            since: query `since`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            limit: `limit`, in the query string, string, optional; the server assumes `1` when left out.
+            since: `since`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `applicationImportExecutions`.
+            On status 200: `ApplicationImportExecutions` (schema `applicationImportExecutions`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_IMPORT_LOGS, (application_id, limit, since), raw, request_options)
 
     @overload
     async def mqtt_publish_message(self, *, application_id: str, payload: m.MqttPublishBody | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def mqtt_publish_message(self, *, application_id: str, payload: m.MqttPublishBody | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def mqtt_publish_message(self, *, application_id: str, payload: m.MqttPublishBody | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/mqttPublishMessage (API action `mqttPublishMessage`).
+    async def mqtt_publish_message(self, *, application_id: str, payload: m.MqttPublishBody | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def mqtt_publish_message(self, *, application_id: str, payload: m.MqttPublishBody | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `application.mqtt_publish_message` (API action `mqttPublishMessage`): `POST /applications/{applicationId}/mqttPublishMessage`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, application.*, application.mqttPublishMessage.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `application.*`, `application.mqttPublishMessage`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            payload: body `payload`; hash; schema `mqttPublishBody`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            payload: `payload`, the JSON body, hash, required; shaped as `MqttPublishBody` (schema `mqttPublishBody`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_MQTT_PUBLISH_MESSAGE, (application_id, payload), raw, request_options)
 
     @overload
     def mqtt_subscription_stream(self, *, application_id: str, keep_alive_interval: str | int | float | bool | None = None, topic: str | int | float | bool, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> EventStream[m.MqttPublishBody]: ...
     @overload
-    def mqtt_subscription_stream(self, *, application_id: str, keep_alive_interval: str | int | float | bool | None = None, topic: str | int | float | bool, raw: Literal[True], request_options: RequestOptions | None = None) -> EventStream[Any]: ...
-    def mqtt_subscription_stream(self, *, application_id: str, keep_alive_interval: str | int | float | bool | None = None, topic: str | int | float | bool, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/mqttSubscriptionStream (API action `mqttSubscriptionStream`).
+    def mqtt_subscription_stream(self, *, application_id: str, keep_alive_interval: str | int | float | bool | None = None, topic: str | int | float | bool, raw: bool, request_options: RequestOptions | None = None) -> EventStream[Any]: ...
+    def mqtt_subscription_stream(self, *, application_id: str, keep_alive_interval: str | int | float | bool | None = None, topic: str | int | float | bool, raw: bool = False, request_options: RequestOptions | None = None) -> EventStream[m.MqttPublishBody] | EventStream[Any]:
+        """Call `application.mqtt_subscription_stream` (API action `mqttSubscriptionStream`): `GET /applications/{applicationId}/mqttSubscriptionStream`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, application.*, application.mqttSubscriptionStream.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `application.*`, `application.mqttSubscriptionStream`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            keep_alive_interval: query `keepAliveInterval`; string; optional; server default 2.
-            topic: query `topic`; string; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            keep_alive_interval: `keepAliveInterval`, in the query string, string, optional; the server assumes `2` when left out.
+            topic: `topic`, in the query string, string, required.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: no body.
-            Events: `mqttMessage` (`mqttPublishBody`).
+            An EventStream (use `async with`) of the events `mqttMessage` (`MqttPublishBody` (schema `mqttPublishBody`)).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._stream(_MQTT_SUBSCRIPTION_STREAM, (application_id, keep_alive_interval, topic), raw, request_options)
 
     @overload
     async def notebook_minute_counts(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.NotebookMinuteCounts: ...
     @overload
-    async def notebook_minute_counts(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def notebook_minute_counts(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/notebookMinuteCounts (API action `notebookMinuteCounts`).
+    async def notebook_minute_counts(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def notebook_minute_counts(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.NotebookMinuteCounts | Any:
+        """Call `application.notebook_minute_counts` (API action `notebookMinuteCounts`): `GET /applications/{applicationId}/notebookMinuteCounts`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, application.*, application.notebookMinuteCounts.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `application.*`, `application.notebookMinuteCounts`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `notebookMinuteCounts`.
+            On status 200: `NotebookMinuteCounts` (schema `notebookMinuteCounts`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_NOTEBOOK_MINUTE_COUNTS, (application_id, start, end), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, application: m.ApplicationPatch | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Application: ...
     @overload
-    async def patch(self, *, application_id: str, application: m.ApplicationPatch | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, application: m.ApplicationPatch | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId} (API action `patch`).
+    async def patch(self, *, application_id: str, application: m.ApplicationPatch | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, application: m.ApplicationPatch | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Application | Any:
+        """Call `application.patch` (API action `patch`): `PATCH /applications/{applicationId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Organization, all.Organization.bounded, all.User, all.User.bounded, all.User.cli, application.*, application.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `all.User.cli`, `application.*`, `application.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            application: body `application`; hash; schema `applicationPatch`; required.
-            summary_exclude: query `summaryExclude`; string; optional.
-            summary_include: query `summaryInclude`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            application: `application`, the JSON body, hash, required; shaped as `ApplicationPatch` (schema `applicationPatch`); a Struct or a mapping.
+            summary_exclude: `summaryExclude`, in the query string, string, optional.
+            summary_include: `summaryInclude`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `application`.
+            On status 200: `Application` (schema `application`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, application, summary_exclude, summary_include), raw, request_options)
 
     @overload
     async def payload_counts(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.PayloadStats: ...
     @overload
-    async def payload_counts(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def payload_counts(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/payloadCounts (API action `payloadCounts`).
+    async def payload_counts(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def payload_counts(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.PayloadStats | Any:
+        """Call `application.payload_counts` (API action `payloadCounts`): `GET /applications/{applicationId}/payloadCounts`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, application.*, application.payloadCounts.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `application.*`, `application.payloadCounts`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional; server default -2592000000.
-            end: query `end`; string; optional; server default 0.
-            as_bytes: query `asBytes`; string; optional; server default false.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional; the server assumes `-2592000000` when left out.
+            end: `end`, in the query string, string, optional; the server assumes `0` when left out.
+            as_bytes: `asBytes`, in the query string, string, optional; the server assumes `false` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `payloadStats`.
+            On status 200: `PayloadStats` (schema `payloadStats`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PAYLOAD_COUNTS, (application_id, start, end, as_bytes), raw, request_options)
 
     @overload
-    async def payload_counts_breakdown(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.PayloadCountsBreakdown: ...
+    async def payload_counts_breakdown(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: Literal['86400000', '3600000'] | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.PayloadCountsBreakdown: ...
     @overload
-    async def payload_counts_breakdown(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def payload_counts_breakdown(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/payloadCountsBreakdown (API action `payloadCountsBreakdown`).
+    async def payload_counts_breakdown(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: Literal['86400000', '3600000'] | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def payload_counts_breakdown(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: Literal['86400000', '3600000'] | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.PayloadCountsBreakdown | Any:
+        """Call `application.payload_counts_breakdown` (API action `payloadCountsBreakdown`): `GET /applications/{applicationId}/payloadCountsBreakdown`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, application.*, application.payloadCountsBreakdown.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `application.*`, `application.payloadCountsBreakdown`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
-            resolution: query `resolution`; string; optional; server default 86400000; one of: 86400000, 3600000.
-            as_bytes: query `asBytes`; string; optional; server default false.
-            include_non_billable: query `includeNonBillable`; string; optional; server default false.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            resolution: `resolution`, in the query string, string, optional; one of `86400000`, `3600000`; the server assumes `86400000` when left out.
+            as_bytes: `asBytes`, in the query string, string, optional; the server assumes `false` when left out.
+            include_non_billable: `includeNonBillable`, in the query string, string, optional; the server assumes `false` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `payloadCountsBreakdown`.
+            On status 200: `PayloadCountsBreakdown` (schema `payloadCountsBreakdown`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PAYLOAD_COUNTS_BREAKDOWN, (application_id, start, end, resolution, as_bytes, include_non_billable), raw, request_options)
 
     @overload
     async def readme(self, *, application_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApplicationReadme: ...
     @overload
-    async def readme(self, *, application_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def readme(self, *, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/readme (API action `readme`).
+    async def readme(self, *, application_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def readme(self, *, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.ApplicationReadme | Any:
+        """Call `application.readme` (API action `readme`): `GET /applications/{applicationId}/readme`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.cli, all.User.read, application.*, application.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.cli`, `all.User.read`, `application.*`, `application.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `applicationReadme`.
+            On status 200: `ApplicationReadme` (schema `applicationReadme`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_README, (application_id,), raw, request_options)
 
     @overload
     async def readme_patch(self, *, application_id: str, readme: m.ApplicationReadmePatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApplicationReadme: ...
     @overload
-    async def readme_patch(self, *, application_id: str, readme: m.ApplicationReadmePatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def readme_patch(self, *, application_id: str, readme: m.ApplicationReadmePatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/readme (API action `readmePatch`).
+    async def readme_patch(self, *, application_id: str, readme: m.ApplicationReadmePatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def readme_patch(self, *, application_id: str, readme: m.ApplicationReadmePatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.ApplicationReadme | Any:
+        """Call `application.readme_patch` (API action `readmePatch`): `PATCH /applications/{applicationId}/readme`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Organization, all.Organization.bounded, all.User, all.User.bounded, all.User.cli, application.*, application.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `all.User.cli`, `application.*`, `application.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            readme: body `readme`; hash; schema `applicationReadmePatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            readme: `readme`, the JSON body, hash, required; shaped as `ApplicationReadmePatch` (schema `applicationReadmePatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `applicationReadme`.
+            On status 200: `ApplicationReadme` (schema `applicationReadme`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_README_PATCH, (application_id, readme), raw, request_options)
 
     @overload
     async def search(self, *, application_id: str, filter: str | int | float | bool, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApplicationSearchResult: ...
     @overload
-    async def search(self, *, application_id: str, filter: str | int | float | bool, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def search(self, *, application_id: str, filter: str | int | float | bool, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/search (API action `search`).
+    async def search(self, *, application_id: str, filter: str | int | float | bool, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def search(self, *, application_id: str, filter: str | int | float | bool, raw: bool = False, request_options: RequestOptions | None = None) -> m.ApplicationSearchResult | Any:
+        """Call `application.search` (API action `search`): `GET /applications/{applicationId}/search`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, application.*, application.search.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `application.*`, `application.search`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            filter: query `filter`; string; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            filter: `filter`, in the query string, string, required; at least 1 characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `applicationSearchResult`.
+            On status 200: `ApplicationSearchResult` (schema `applicationSearchResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_SEARCH, (application_id, filter), raw, request_options)

@@ -68,60 +68,78 @@ class ApplicationApiTokenResource(Resource):
     @overload
     async def delete(self, *, application_id: str, api_token_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, api_token_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, api_token_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/tokens/{apiTokenId} (API action `delete`).
+    async def delete(self, *, application_id: str, api_token_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, api_token_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `application_api_token.delete` (API action `delete`): `DELETE /applications/{applicationId}/tokens/{apiTokenId}`.
 
-        Scopes (any one): all.Application, all.Organization, all.User, applicationApiToken.*, applicationApiToken.delete.
+        A token needs one of these scopes: `all.Application`, `all.Organization`, `all.User`, `applicationApiToken.*`, `applicationApiToken.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            api_token_id: path `apiTokenId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            api_token_id: `apiTokenId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, api_token_id), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, api_token_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApiToken: ...
     @overload
-    async def get(self, *, application_id: str, api_token_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, api_token_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/tokens/{apiTokenId} (API action `get`).
+    async def get(self, *, application_id: str, api_token_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, api_token_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.ApiToken | Any:
+        """Call `application_api_token.get` (API action `get`): `GET /applications/{applicationId}/tokens/{apiTokenId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, applicationApiToken.*, applicationApiToken.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `applicationApiToken.*`, `applicationApiToken.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            api_token_id: path `apiTokenId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            api_token_id: `apiTokenId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `apiToken`.
+            On status 200: `ApiToken` (schema `apiToken`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, api_token_id), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, api_token_id: str, api_token: m.ApiTokenPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApiToken: ...
     @overload
-    async def patch(self, *, application_id: str, api_token_id: str, api_token: m.ApiTokenPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, api_token_id: str, api_token: m.ApiTokenPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/tokens/{apiTokenId} (API action `patch`).
+    async def patch(self, *, application_id: str, api_token_id: str, api_token: m.ApiTokenPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, api_token_id: str, api_token: m.ApiTokenPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.ApiToken | Any:
+        """Call `application_api_token.patch` (API action `patch`): `PATCH /applications/{applicationId}/tokens/{apiTokenId}`.
 
-        Scopes (any one): all.Application, all.Organization, all.User, applicationApiToken.*, applicationApiToken.patch.
+        A token needs one of these scopes: `all.Application`, `all.Organization`, `all.User`, `applicationApiToken.*`, `applicationApiToken.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            api_token_id: path `apiTokenId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            api_token: body `apiToken`; hash; schema `apiTokenPatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            api_token_id: `apiTokenId`, in the path, string, required; 24 hexadecimal characters.
+            api_token: `apiToken`, the JSON body, hash, required; shaped as `ApiTokenPatch` (schema `apiTokenPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `apiToken`.
+            On status 200: `ApiToken` (schema `apiToken`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, api_token_id, api_token), raw, request_options)

@@ -68,60 +68,78 @@ class ApplicationCertificateAuthorityResource(Resource):
     @overload
     async def delete(self, *, application_id: str, application_certificate_authority_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, application_certificate_authority_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, application_certificate_authority_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/certificate-authorities/{applicationCertificateAuthorityId} (API action `delete`).
+    async def delete(self, *, application_id: str, application_certificate_authority_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, application_certificate_authority_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `application_certificate_authority.delete` (API action `delete`): `DELETE /applications/{applicationId}/certificate-authorities/{applicationCertificateAuthorityId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, applicationCertificateAuthority.*, applicationCertificateAuthority.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `applicationCertificateAuthority.*`, `applicationCertificateAuthority.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            application_certificate_authority_id: path `applicationCertificateAuthorityId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            application_certificate_authority_id: `applicationCertificateAuthorityId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, application_certificate_authority_id), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, application_certificate_authority_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApplicationCertificateAuthority: ...
     @overload
-    async def get(self, *, application_id: str, application_certificate_authority_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, application_certificate_authority_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/certificate-authorities/{applicationCertificateAuthorityId} (API action `get`).
+    async def get(self, *, application_id: str, application_certificate_authority_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, application_certificate_authority_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.ApplicationCertificateAuthority | Any:
+        """Call `application_certificate_authority.get` (API action `get`): `GET /applications/{applicationId}/certificate-authorities/{applicationCertificateAuthorityId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, applicationCertificateAuthority.*, applicationCertificateAuthority.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `applicationCertificateAuthority.*`, `applicationCertificateAuthority.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            application_certificate_authority_id: path `applicationCertificateAuthorityId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            application_certificate_authority_id: `applicationCertificateAuthorityId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `applicationCertificateAuthority`.
+            On status 200: `ApplicationCertificateAuthority` (schema `applicationCertificateAuthority`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, application_certificate_authority_id), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, application_certificate_authority_id: str, application_certificate_authority: m.ApplicationCertificateAuthorityPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApplicationCertificateAuthority: ...
     @overload
-    async def patch(self, *, application_id: str, application_certificate_authority_id: str, application_certificate_authority: m.ApplicationCertificateAuthorityPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, application_certificate_authority_id: str, application_certificate_authority: m.ApplicationCertificateAuthorityPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/certificate-authorities/{applicationCertificateAuthorityId} (API action `patch`).
+    async def patch(self, *, application_id: str, application_certificate_authority_id: str, application_certificate_authority: m.ApplicationCertificateAuthorityPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, application_certificate_authority_id: str, application_certificate_authority: m.ApplicationCertificateAuthorityPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.ApplicationCertificateAuthority | Any:
+        """Call `application_certificate_authority.patch` (API action `patch`): `PATCH /applications/{applicationId}/certificate-authorities/{applicationCertificateAuthorityId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, applicationCertificateAuthority.*, applicationCertificateAuthority.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `applicationCertificateAuthority.*`, `applicationCertificateAuthority.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            application_certificate_authority_id: path `applicationCertificateAuthorityId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            application_certificate_authority: body `applicationCertificateAuthority`; hash; schema `applicationCertificateAuthorityPatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            application_certificate_authority_id: `applicationCertificateAuthorityId`, in the path, string, required; 24 hexadecimal characters.
+            application_certificate_authority: `applicationCertificateAuthority`, the JSON body, hash, required; shaped as `ApplicationCertificateAuthorityPatch` (schema `applicationCertificateAuthorityPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `applicationCertificateAuthority`.
+            On status 200: `ApplicationCertificateAuthority` (schema `applicationCertificateAuthority`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, application_certificate_authority_id, application_certificate_authority), raw, request_options)

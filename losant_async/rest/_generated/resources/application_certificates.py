@@ -59,48 +59,59 @@ class ApplicationCertificatesResource(Resource):
     __slots__ = ()
 
     @overload
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, query: m.AdvancedApplicationCertQuery | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.ApplicationCertificates, m.ApplicationCertificate]: ...
+    def get(self, *, application_id: str, sort_field: Literal['certificateInfo.commonName', 'status', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['certificateInfo.commonName', 'status'] | None = None, filter: str | int | float | bool | None = None, query: m.AdvancedApplicationCertQuery | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.ApplicationCertificates, m.ApplicationCertificate]: ...
     @overload
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, query: m.AdvancedApplicationCertQuery | Mapping[str, Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, query: m.AdvancedApplicationCertQuery | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/certificates (API action `get`).
+    def get(self, *, application_id: str, sort_field: Literal['certificateInfo.commonName', 'status', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['certificateInfo.commonName', 'status'] | None = None, filter: str | int | float | bool | None = None, query: m.AdvancedApplicationCertQuery | Mapping[str, Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, application_id: str, sort_field: Literal['certificateInfo.commonName', 'status', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['certificateInfo.commonName', 'status'] | None = None, filter: str | int | float | bool | None = None, query: m.AdvancedApplicationCertQuery | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.ApplicationCertificates, m.ApplicationCertificate] | Paginator[Any, Any]:
+        """Call `application_certificates.get` (API action `get`): `GET /applications/{applicationId}/certificates`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, applicationCertificates.*, applicationCertificates.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `applicationCertificates.*`, `applicationCertificates.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_field: query `sortField`; string; optional; server default certificateInfo.commonName; one of: certificateInfo.commonName, status, id, creationDate, lastUpdated.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            filter_field: query `filterField`; string; optional; one of: certificateInfo.commonName, status.
-            filter: query `filter`; string; optional.
-            query: query `query`; hash; schema `advancedApplicationCertQuery`; optional; sent as json.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            sort_field: `sortField`, in the query string, string, optional; one of `certificateInfo.commonName`, `status`, `id`, `creationDate`, `lastUpdated`; the server assumes `certificateInfo.commonName` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `certificateInfo.commonName`, `status`.
+            filter: `filter`, in the query string, string, optional.
+            query: `query`, in the query string, hash, optional; shaped as `AdvancedApplicationCertQuery` (schema `advancedApplicationCertQuery`); a Struct or a mapping; sent as one JSON string.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `applicationCertificates`.
-            Paginated: items are ApplicationCertificate.
+            A Paginator: `await` it for the page (`ApplicationCertificates` (schema `applicationCertificates`)), or `async for` over every item (ApplicationCertificate) of every page.
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_GET, (application_id, sort_field, sort_direction, page, per_page, filter_field, filter, query), raw, request_options)
 
     @overload
     async def post(self, *, application_id: str, application_certificate: m.ApplicationCertificatePost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApplicationCertificate: ...
     @overload
-    async def post(self, *, application_id: str, application_certificate: m.ApplicationCertificatePost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, application_id: str, application_certificate: m.ApplicationCertificatePost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/certificates (API action `post`).
+    async def post(self, *, application_id: str, application_certificate: m.ApplicationCertificatePost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, application_id: str, application_certificate: m.ApplicationCertificatePost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.ApplicationCertificate | Any:
+        """Call `application_certificates.post` (API action `post`): `POST /applications/{applicationId}/certificates`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, applicationCertificates.*, applicationCertificates.post.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `applicationCertificates.*`, `applicationCertificates.post`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            application_certificate: body `applicationCertificate`; hash; schema `applicationCertificatePost`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            application_certificate: `applicationCertificate`, the JSON body, hash, required; shaped as `ApplicationCertificatePost` (schema `applicationCertificatePost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `applicationCertificate`.
+            On status 201: `ApplicationCertificate` (schema `applicationCertificate`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (application_id, application_certificate), raw, request_options)

@@ -82,81 +82,105 @@ class ApplicationDashboardResource(Resource):
     @overload
     async def delete(self, *, dashboard_id: str, application_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, dashboard_id: str, application_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, dashboard_id: str, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/dashboards/{dashboardId} (API action `delete`).
+    async def delete(self, *, dashboard_id: str, application_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, dashboard_id: str, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `application_dashboard.delete` (API action `delete`): `DELETE /applications/{applicationId}/dashboards/{dashboardId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, applicationDashboard.*, applicationDashboard.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `applicationDashboard.*`, `applicationDashboard.delete`.
 
         Args:
-            dashboard_id: path `dashboardId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            dashboard_id: `dashboardId`, in the path, string, required; 24 hexadecimal characters.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (dashboard_id, application_id), raw, request_options)
 
     @overload
     async def get(self, *, dashboard_id: str, application_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Dashboard: ...
     @overload
-    async def get(self, *, dashboard_id: str, application_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, dashboard_id: str, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/dashboards/{dashboardId} (API action `get`).
+    async def get(self, *, dashboard_id: str, application_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, dashboard_id: str, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Dashboard | Any:
+        """Call `application_dashboard.get` (API action `get`): `GET /applications/{applicationId}/dashboards/{dashboardId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, applicationDashboard.*, applicationDashboard.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `applicationDashboard.*`, `applicationDashboard.get`.
 
         Args:
-            dashboard_id: path `dashboardId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            dashboard_id: `dashboardId`, in the path, string, required; 24 hexadecimal characters.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `dashboard`.
+            On status 200: `Dashboard` (schema `dashboard`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (dashboard_id, application_id), raw, request_options)
 
     @overload
     async def patch(self, *, dashboard_id: str, application_id: str, dashboard: m.DashboardPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Dashboard: ...
     @overload
-    async def patch(self, *, dashboard_id: str, application_id: str, dashboard: m.DashboardPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, dashboard_id: str, application_id: str, dashboard: m.DashboardPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/dashboards/{dashboardId} (API action `patch`).
+    async def patch(self, *, dashboard_id: str, application_id: str, dashboard: m.DashboardPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, dashboard_id: str, application_id: str, dashboard: m.DashboardPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Dashboard | Any:
+        """Call `application_dashboard.patch` (API action `patch`): `PATCH /applications/{applicationId}/dashboards/{dashboardId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, applicationDashboard.*, applicationDashboard.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `applicationDashboard.*`, `applicationDashboard.patch`.
 
         Args:
-            dashboard_id: path `dashboardId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            dashboard: body `dashboard`; hash; schema `dashboardPatch`; required.
+            dashboard_id: `dashboardId`, in the path, string, required; 24 hexadecimal characters.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            dashboard: `dashboard`, the JSON body, hash, required; shaped as `DashboardPatch` (schema `dashboardPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `dashboard`.
+            On status 200: `Dashboard` (schema `dashboard`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (dashboard_id, application_id, dashboard), raw, request_options)
 
     @overload
     async def send_report(self, *, dashboard_id: str, application_id: str, report_config: m.DashboardSendReport | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult: ...
     @overload
-    async def send_report(self, *, dashboard_id: str, application_id: str, report_config: m.DashboardSendReport | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def send_report(self, *, dashboard_id: str, application_id: str, report_config: m.DashboardSendReport | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/dashboards/{dashboardId} (API action `sendReport`).
+    async def send_report(self, *, dashboard_id: str, application_id: str, report_config: m.DashboardSendReport | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def send_report(self, *, dashboard_id: str, application_id: str, report_config: m.DashboardSendReport | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult | Any:
+        """Call `application_dashboard.send_report` (API action `sendReport`): `POST /applications/{applicationId}/dashboards/{dashboardId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, applicationDashboard.*, applicationDashboard.sendReport.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `applicationDashboard.*`, `applicationDashboard.sendReport`.
 
         Args:
-            dashboard_id: path `dashboardId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            report_config: body `reportConfig`; hash; schema `dashboardSendReport`; required.
+            dashboard_id: `dashboardId`, in the path, string, required; 24 hexadecimal characters.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            report_config: `reportConfig`, the JSON body, hash, required; shaped as `DashboardSendReport` (schema `dashboardSendReport`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `jobEnqueuedResult`.
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_SEND_REPORT, (dashboard_id, application_id, report_config), raw, request_options)

@@ -41,19 +41,25 @@ class ApplicationJobLogResource(Resource):
     @overload
     async def get(self, *, application_id: str, job_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApplicationJobLog: ...
     @overload
-    async def get(self, *, application_id: str, job_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, job_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/jobLogs/{jobId} (API action `get`).
+    async def get(self, *, application_id: str, job_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, job_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.ApplicationJobLog | Any:
+        """Call `application_job_log.get` (API action `get`): `GET /applications/{applicationId}/jobLogs/{jobId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, applicationJobLog.*, applicationJobLog.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `applicationJobLog.*`, `applicationJobLog.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            job_id: path `jobId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            job_id: `jobId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `applicationJobLog`.
+            On status 200: `ApplicationJobLog` (schema `applicationJobLog`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, job_id), raw, request_options)

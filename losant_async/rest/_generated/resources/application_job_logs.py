@@ -44,26 +44,31 @@ class ApplicationJobLogsResource(Resource):
     __slots__ = ()
 
     @overload
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, query: m.AdvancedApplicationJobLogQuery | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.ApplicationJobLogs, m.ApplicationJobLog]: ...
+    def get(self, *, application_id: str, sort_field: Literal['name', 'status', 'resourceType', 'runQueuedAt', 'runStartedAt', 'runCompletedAt'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, query: m.AdvancedApplicationJobLogQuery | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.ApplicationJobLogs, m.ApplicationJobLog]: ...
     @overload
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, query: m.AdvancedApplicationJobLogQuery | Mapping[str, Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, query: m.AdvancedApplicationJobLogQuery | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/jobLogs (API action `get`).
+    def get(self, *, application_id: str, sort_field: Literal['name', 'status', 'resourceType', 'runQueuedAt', 'runStartedAt', 'runCompletedAt'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, query: m.AdvancedApplicationJobLogQuery | Mapping[str, Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, application_id: str, sort_field: Literal['name', 'status', 'resourceType', 'runQueuedAt', 'runStartedAt', 'runCompletedAt'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, query: m.AdvancedApplicationJobLogQuery | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.ApplicationJobLogs, m.ApplicationJobLog] | Paginator[Any, Any]:
+        """Call `application_job_logs.get` (API action `get`): `GET /applications/{applicationId}/jobLogs`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, applicationJobLogs.*, applicationJobLogs.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `applicationJobLogs.*`, `applicationJobLogs.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_field: query `sortField`; string; optional; server default runQueuedAt; one of: name, status, resourceType, runQueuedAt, runStartedAt, runCompletedAt.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            query: query `query`; hash; schema `advancedApplicationJobLogQuery`; optional; sent as json.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            sort_field: `sortField`, in the query string, string, optional; one of `name`, `status`, `resourceType`, `runQueuedAt`, `runStartedAt`, `runCompletedAt`; the server assumes `runQueuedAt` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            query: `query`, in the query string, hash, optional; shaped as `AdvancedApplicationJobLogQuery` (schema `advancedApplicationJobLogQuery`); a Struct or a mapping; sent as one JSON string.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `applicationJobLogs`.
-            Paginated: items are ApplicationJobLog.
+            A Paginator: `await` it for the page (`ApplicationJobLogs` (schema `applicationJobLogs`)), or `async for` over every item (ApplicationJobLog) of every page.
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_GET, (application_id, sort_field, sort_direction, page, per_page, query), raw, request_options)

@@ -68,60 +68,78 @@ class ApplicationKeyResource(Resource):
     @overload
     async def delete(self, *, application_id: str, application_key_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, application_key_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, application_key_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/keys/{applicationKeyId} (API action `delete`).
+    async def delete(self, *, application_id: str, application_key_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, application_key_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `application_key.delete` (API action `delete`): `DELETE /applications/{applicationId}/keys/{applicationKeyId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, applicationKey.*, applicationKey.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `applicationKey.*`, `applicationKey.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            application_key_id: path `applicationKeyId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            application_key_id: `applicationKeyId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, application_key_id), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, application_key_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApplicationKey: ...
     @overload
-    async def get(self, *, application_id: str, application_key_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, application_key_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/keys/{applicationKeyId} (API action `get`).
+    async def get(self, *, application_id: str, application_key_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, application_key_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.ApplicationKey | Any:
+        """Call `application_key.get` (API action `get`): `GET /applications/{applicationId}/keys/{applicationKeyId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, applicationKey.*, applicationKey.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `applicationKey.*`, `applicationKey.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            application_key_id: path `applicationKeyId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            application_key_id: `applicationKeyId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `applicationKey`.
+            On status 200: `ApplicationKey` (schema `applicationKey`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, application_key_id), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, application_key_id: str, application_key: m.ApplicationKeyPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApplicationKey: ...
     @overload
-    async def patch(self, *, application_id: str, application_key_id: str, application_key: m.ApplicationKeyPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, application_key_id: str, application_key: m.ApplicationKeyPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/keys/{applicationKeyId} (API action `patch`).
+    async def patch(self, *, application_id: str, application_key_id: str, application_key: m.ApplicationKeyPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, application_key_id: str, application_key: m.ApplicationKeyPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.ApplicationKey | Any:
+        """Call `application_key.patch` (API action `patch`): `PATCH /applications/{applicationId}/keys/{applicationKeyId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, applicationKey.*, applicationKey.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `applicationKey.*`, `applicationKey.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            application_key_id: path `applicationKeyId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            application_key: body `applicationKey`; hash; schema `applicationKeyPatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            application_key_id: `applicationKeyId`, in the path, string, required; 24 hexadecimal characters.
+            application_key: `applicationKey`, the JSON body, hash, required; shaped as `ApplicationKeyPatch` (schema `applicationKeyPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `applicationKey`.
+            On status 200: `ApplicationKey` (schema `applicationKey`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, application_key_id, application_key), raw, request_options)

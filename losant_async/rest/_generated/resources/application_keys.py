@@ -59,48 +59,59 @@ class ApplicationKeysResource(Resource):
     __slots__ = ()
 
     @overload
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, query: m.AdvancedApplicationKeyQuery | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.ApplicationKeys, m.ApplicationKey]: ...
+    def get(self, *, application_id: str, sort_field: Literal['key', 'status', 'id', 'creationDate', 'lastUpdated', 'name'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['key', 'status', 'name'] | None = None, filter: str | int | float | bool | None = None, query: m.AdvancedApplicationKeyQuery | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.ApplicationKeys, m.ApplicationKey]: ...
     @overload
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, query: m.AdvancedApplicationKeyQuery | Mapping[str, Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, query: m.AdvancedApplicationKeyQuery | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/keys (API action `get`).
+    def get(self, *, application_id: str, sort_field: Literal['key', 'status', 'id', 'creationDate', 'lastUpdated', 'name'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['key', 'status', 'name'] | None = None, filter: str | int | float | bool | None = None, query: m.AdvancedApplicationKeyQuery | Mapping[str, Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, application_id: str, sort_field: Literal['key', 'status', 'id', 'creationDate', 'lastUpdated', 'name'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['key', 'status', 'name'] | None = None, filter: str | int | float | bool | None = None, query: m.AdvancedApplicationKeyQuery | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.ApplicationKeys, m.ApplicationKey] | Paginator[Any, Any]:
+        """Call `application_keys.get` (API action `get`): `GET /applications/{applicationId}/keys`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, applicationKeys.*, applicationKeys.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `applicationKeys.*`, `applicationKeys.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_field: query `sortField`; string; optional; server default creationDate; one of: key, status, id, creationDate, lastUpdated, name.
-            sort_direction: query `sortDirection`; string; optional; server default desc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            filter_field: query `filterField`; string; optional; one of: key, status, name.
-            filter: query `filter`; string; optional.
-            query: query `query`; hash; schema `advancedApplicationKeyQuery`; optional; sent as json.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            sort_field: `sortField`, in the query string, string, optional; one of `key`, `status`, `id`, `creationDate`, `lastUpdated`, `name`; the server assumes `creationDate` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `desc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `key`, `status`, `name`.
+            filter: `filter`, in the query string, string, optional.
+            query: `query`, in the query string, hash, optional; shaped as `AdvancedApplicationKeyQuery` (schema `advancedApplicationKeyQuery`); a Struct or a mapping; sent as one JSON string.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `applicationKeys`.
-            Paginated: items are ApplicationKey.
+            A Paginator: `await` it for the page (`ApplicationKeys` (schema `applicationKeys`)), or `async for` over every item (ApplicationKey) of every page.
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_GET, (application_id, sort_field, sort_direction, page, per_page, filter_field, filter, query), raw, request_options)
 
     @overload
     async def post(self, *, application_id: str, application_key: m.ApplicationKeyPost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApplicationKeyPostResponse: ...
     @overload
-    async def post(self, *, application_id: str, application_key: m.ApplicationKeyPost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, application_id: str, application_key: m.ApplicationKeyPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/keys (API action `post`).
+    async def post(self, *, application_id: str, application_key: m.ApplicationKeyPost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, application_id: str, application_key: m.ApplicationKeyPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.ApplicationKeyPostResponse | Any:
+        """Call `application_keys.post` (API action `post`): `POST /applications/{applicationId}/keys`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, applicationKeys.*, applicationKeys.post.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `applicationKeys.*`, `applicationKeys.post`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            application_key: body `applicationKey`; hash; schema `applicationKeyPost`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            application_key: `applicationKey`, the JSON body, hash, required; shaped as `ApplicationKeyPost` (schema `applicationKeyPost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `applicationKeyPostResponse`.
+            On status 201: `ApplicationKeyPostResponse` (schema `applicationKeyPostResponse`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (application_id, application_key), raw, request_options)

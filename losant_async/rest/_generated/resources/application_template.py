@@ -40,18 +40,24 @@ class ApplicationTemplateResource(Resource):
     @overload
     async def get(self, *, template_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApplicationTemplate: ...
     @overload
-    async def get(self, *, template_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, template_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applicationTemplates/{templateId} (API action `get`).
+    async def get(self, *, template_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, template_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.ApplicationTemplate | Any:
+        """Call `application_template.get` (API action `get`): `GET /applicationTemplates/{templateId}`.
 
-        Scopes (any one): all.User, all.User.bounded, all.User.read, applicationTemplate.*, applicationTemplate.get, only.User, only.User.bounded, only.User.read.
+        A token needs one of these scopes: `all.User`, `all.User.bounded`, `all.User.read`, `applicationTemplate.*`, `applicationTemplate.get`, `only.User`, `only.User.bounded`, `only.User.read`.
 
         Args:
-            template_id: path `templateId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            template_id: `templateId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `applicationTemplate`.
+            On status 200: `ApplicationTemplate` (schema `applicationTemplate`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (template_id,), raw, request_options)

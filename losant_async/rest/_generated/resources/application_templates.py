@@ -71,63 +71,79 @@ class ApplicationTemplatesResource(Resource):
     __slots__ = ()
 
     @overload
-    def get(self, *, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, keywords: Sequence[Any] | None = None, category_id: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.ApplicationTemplates, m.ApplicationTemplate]: ...
+    def get(self, *, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name', 'authorName'] | None = None, filter: str | int | float | bool | None = None, keywords: Sequence[Any] | None = None, category_id: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.ApplicationTemplates, m.ApplicationTemplate]: ...
     @overload
-    def get(self, *, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, keywords: Sequence[Any] | None = None, category_id: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def get(self, *, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, keywords: Sequence[Any] | None = None, category_id: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applicationTemplates (API action `get`).
+    def get(self, *, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name', 'authorName'] | None = None, filter: str | int | float | bool | None = None, keywords: Sequence[Any] | None = None, category_id: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name', 'authorName'] | None = None, filter: str | int | float | bool | None = None, keywords: Sequence[Any] | None = None, category_id: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.ApplicationTemplates, m.ApplicationTemplate] | Paginator[Any, Any]:
+        """Call `application_templates.get` (API action `get`): `GET /applicationTemplates`.
 
-        Scopes (any one): all.User, all.User.bounded, all.User.read, applicationTemplates.*, applicationTemplates.get, only.User, only.User.bounded, only.User.read.
+        A token needs one of these scopes: `all.User`, `all.User.bounded`, `all.User.read`, `applicationTemplates.*`, `applicationTemplates.get`, `only.User`, `only.User.bounded`, `only.User.read`.
 
         Args:
-            sort_field: query `sortField`; string; optional; server default name; one of: name, id, creationDate, lastUpdated.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            filter_field: query `filterField`; string; optional; one of: name, authorName.
-            filter: query `filter`; string; optional.
-            keywords: query `keywords`; array; optional; sent as brackets.
-            category_id: query `categoryId`; string; optional; pattern ^[A-Fa-f\\d]{24}$.
+            sort_field: `sortField`, in the query string, string, optional; one of `name`, `id`, `creationDate`, `lastUpdated`; the server assumes `name` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `name`, `authorName`.
+            filter: `filter`, in the query string, string, optional.
+            keywords: `keywords`, in the query string, array, optional; sent as bracketed keys (`a[b]=c`).
+            category_id: `categoryId`, in the query string, string, optional; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `applicationTemplates`.
-            Paginated: items are ApplicationTemplate.
+            A Paginator: `await` it for the page (`ApplicationTemplates` (schema `applicationTemplates`)), or `async for` over every item (ApplicationTemplate) of every page.
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_GET, (sort_field, sort_direction, page, per_page, filter_field, filter, keywords, category_id), raw, request_options)
 
     @overload
     async def get_categories(self, *, base_id: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApplicationTemplateCategories: ...
     @overload
-    async def get_categories(self, *, base_id: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get_categories(self, *, base_id: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applicationTemplates/categories (API action `getCategories`).
+    async def get_categories(self, *, base_id: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get_categories(self, *, base_id: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.ApplicationTemplateCategories | Any:
+        """Call `application_templates.get_categories` (API action `getCategories`): `GET /applicationTemplates/categories`.
 
-        Scopes (any one): all.User, all.User.bounded, all.User.read, applicationTemplates.*, applicationTemplates.getCategories, only.User, only.User.bounded, only.User.read.
+        A token needs one of these scopes: `all.User`, `all.User.bounded`, `all.User.read`, `applicationTemplates.*`, `applicationTemplates.getCategories`, `only.User`, `only.User.bounded`, `only.User.read`.
 
         Args:
-            base_id: query `baseId`; string; optional.
+            base_id: `baseId`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `applicationTemplateCategories`.
+            On status 200: `ApplicationTemplateCategories` (schema `applicationTemplateCategories`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET_CATEGORIES, (base_id,), raw, request_options)
 
     @overload
     async def get_unique_keywords(self, *, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.TemplateKeywords: ...
     @overload
-    async def get_unique_keywords(self, *, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get_unique_keywords(self, *, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applicationTemplates/keywords (API action `getUniqueKeywords`).
+    async def get_unique_keywords(self, *, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get_unique_keywords(self, *, raw: bool = False, request_options: RequestOptions | None = None) -> m.TemplateKeywords | Any:
+        """Call `application_templates.get_unique_keywords` (API action `getUniqueKeywords`): `GET /applicationTemplates/keywords`.
 
-        Scopes (any one): all.User, all.User.bounded, all.User.read, applicationTemplates.*, applicationTemplates.getUniqueKeywords, only.User, only.User.bounded, only.User.read.
+        A token needs one of these scopes: `all.User`, `all.User.bounded`, `all.User.read`, `applicationTemplates.*`, `applicationTemplates.getUniqueKeywords`, `only.User`, `only.User.bounded`, `only.User.read`.
+
+        Args:
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `templateKeywords`.
+            On status 200: `TemplateKeywords` (schema `templateKeywords`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET_UNIQUE_KEYWORDS, (), raw, request_options)

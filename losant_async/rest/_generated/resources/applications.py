@@ -107,109 +107,129 @@ class ApplicationsResource(Resource):
     __slots__ = ()
 
     @overload
-    async def api_import(self, *, import_bundle: FileInput | None = None, owner_id: str | None = None, owner_type: str | None = None, include_devices: str | None = None, include_data_table_rows: str | None = None, include_files: str | None = None, email: str | None = None, options: m.ImportNewApplicationOptions | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApplicationCreationByTemplateResult | m.JobEnqueuedResult: ...
+    async def api_import(self, *, import_bundle: FileInput | None = None, owner_id: str | None = None, owner_type: Literal['user', 'organization'] | None = None, include_devices: str | None = None, include_data_table_rows: str | None = None, include_files: str | None = None, email: str | None = None, options: m.ImportNewApplicationOptions | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApplicationCreationByTemplateResult | m.JobEnqueuedResult: ...
     @overload
-    async def api_import(self, *, import_bundle: FileInput | None = None, owner_id: str | None = None, owner_type: str | None = None, include_devices: str | None = None, include_data_table_rows: str | None = None, include_files: str | None = None, email: str | None = None, options: m.ImportNewApplicationOptions | Mapping[str, Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def api_import(self, *, import_bundle: FileInput | None = None, owner_id: str | None = None, owner_type: str | None = None, include_devices: str | None = None, include_data_table_rows: str | None = None, include_files: str | None = None, email: str | None = None, options: m.ImportNewApplicationOptions | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/import (API action `import`).
+    async def api_import(self, *, import_bundle: FileInput | None = None, owner_id: str | None = None, owner_type: Literal['user', 'organization'] | None = None, include_devices: str | None = None, include_data_table_rows: str | None = None, include_files: str | None = None, email: str | None = None, options: m.ImportNewApplicationOptions | Mapping[str, Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def api_import(self, *, import_bundle: FileInput | None = None, owner_id: str | None = None, owner_type: Literal['user', 'organization'] | None = None, include_devices: str | None = None, include_data_table_rows: str | None = None, include_files: str | None = None, email: str | None = None, options: m.ImportNewApplicationOptions | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.ApplicationCreationByTemplateResult | m.JobEnqueuedResult | Any:
+        """Call `applications.api_import` (API action `import`): `POST /applications/import`.
 
-        Scopes (any one): all.Organization, all.Organization.bounded, all.User, all.User.bounded, applications.*, applications.import, only.Organization, only.Organization.bounded.
+        A token needs one of these scopes: `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `applications.*`, `applications.import`, `only.Organization`, `only.Organization.bounded`.
 
         Args:
-            import_bundle: multipart `importBundle`; file; optional.
-            owner_id: multipart `ownerId`; string; optional; pattern ^[A-Fa-f\\d]{24}$.
-            owner_type: multipart `ownerType`; string; optional; server default user; one of: user, organization.
-            include_devices: multipart `includeDevices`; string; optional.
-            include_data_table_rows: multipart `includeDataTableRows`; string; optional.
-            include_files: multipart `includeFiles`; string; optional.
-            email: multipart `email`; string; optional.
-            options: multipart `options`; hash; schema `importNewApplicationOptions`; optional.
+            import_bundle: `importBundle`, a multipart field, file, optional.
+            owner_id: `ownerId`, a multipart field, string, optional; 24 hexadecimal characters.
+            owner_type: `ownerType`, a multipart field, string, optional; one of `user`, `organization`; the server assumes `user` when left out.
+            include_devices: `includeDevices`, a multipart field, string, optional.
+            include_data_table_rows: `includeDataTableRows`, a multipart field, string, optional.
+            include_files: `includeFiles`, a multipart field, string, optional.
+            email: `email`, a multipart field, string, optional.
+            options: `options`, a multipart field, hash, optional; shaped as `ImportNewApplicationOptions` (schema `importNewApplicationOptions`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `applicationCreationByTemplateResult`.
-            202: `jobEnqueuedResult`.
+            On status 201: `ApplicationCreationByTemplateResult` (schema `applicationCreationByTemplateResult`).
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404, 422.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            UnprocessableError: the API answered 422.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_API_IMPORT, (import_bundle, owner_id, owner_type, include_devices, include_data_table_rows, include_files, email, options), raw, request_options)
 
     @overload
-    def get(self, *, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, org_id: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.Applications, m.Application]: ...
+    def get(self, *, sort_field: Literal['name', 'id', 'creationDate', 'ownerId', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, org_id: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.Applications, m.Application]: ...
     @overload
-    def get(self, *, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, org_id: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def get(self, *, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, org_id: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications (API action `get`).
+    def get(self, *, sort_field: Literal['name', 'id', 'creationDate', 'ownerId', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, org_id: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, sort_field: Literal['name', 'id', 'creationDate', 'ownerId', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, org_id: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.Applications, m.Application] | Paginator[Any, Any]:
+        """Call `applications.get` (API action `get`): `GET /applications`.
 
-        Scopes (any one): all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.cli, all.User.read, applications.*, applications.get, only.Organization, only.Organization.bounded, only.Organization.read.
+        A token needs one of these scopes: `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.cli`, `all.User.read`, `applications.*`, `applications.get`, `only.Organization`, `only.Organization.bounded`, `only.Organization.read`.
 
         Args:
-            sort_field: query `sortField`; string; optional; server default name; one of: name, id, creationDate, ownerId, lastUpdated.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            filter_field: query `filterField`; string; optional; one of: name.
-            filter: query `filter`; string; optional.
-            org_id: query `orgId`; string; optional; pattern ^([A-Fa-f\\d]{24}|)$.
-            summary_exclude: query `summaryExclude`; string; optional.
-            summary_include: query `summaryInclude`; string; optional.
+            sort_field: `sortField`, in the query string, string, optional; one of `name`, `id`, `creationDate`, `ownerId`, `lastUpdated`; the server assumes `name` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `name`.
+            filter: `filter`, in the query string, string, optional.
+            org_id: `orgId`, in the query string, string, optional; must match `^([A-Fa-f\\d]{24}|)$`.
+            summary_exclude: `summaryExclude`, in the query string, string, optional.
+            summary_include: `summaryInclude`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `applications`.
-            Paginated: items are Application.
+            A Paginator: `await` it for the page (`Applications` (schema `applications`)), or `async for` over every item (Application) of every page.
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_GET, (sort_field, sort_direction, page, per_page, filter_field, filter, org_id, summary_exclude, summary_include), raw, request_options)
 
     @overload
-    def period_summaries(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, org_id: str | int | float | bool | None = None, exclude: str | int | float | bool | None = None, include: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.PeriodSummaries, m.PeriodSummariesItemsItem]: ...
+    def period_summaries(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, sort_field: Literal['name', 'id', 'creationDate', 'ownerId', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, org_id: str | int | float | bool | None = None, exclude: str | int | float | bool | None = None, include: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.PeriodSummaries, m.PeriodSummariesItemsItem]: ...
     @overload
-    def period_summaries(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, org_id: str | int | float | bool | None = None, exclude: str | int | float | bool | None = None, include: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def period_summaries(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, org_id: str | int | float | bool | None = None, exclude: str | int | float | bool | None = None, include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/periodSummaries (API action `periodSummaries`).
+    def period_summaries(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, sort_field: Literal['name', 'id', 'creationDate', 'ownerId', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, org_id: str | int | float | bool | None = None, exclude: str | int | float | bool | None = None, include: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def period_summaries(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, sort_field: Literal['name', 'id', 'creationDate', 'ownerId', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, org_id: str | int | float | bool | None = None, exclude: str | int | float | bool | None = None, include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.PeriodSummaries, m.PeriodSummariesItemsItem] | Paginator[Any, Any]:
+        """Call `applications.period_summaries` (API action `periodSummaries`): `GET /applications/periodSummaries`.
 
-        Scopes (any one): all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, applications.*, applications.periodSummaries, only.Organization, only.Organization.bounded, only.Organization.read.
+        A token needs one of these scopes: `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `applications.*`, `applications.periodSummaries`, `only.Organization`, `only.Organization.bounded`, `only.Organization.read`.
 
         Args:
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
-            as_bytes: query `asBytes`; string; optional; server default false.
-            include_non_billable: query `includeNonBillable`; string; optional; server default false.
-            sort_field: query `sortField`; string; optional; server default name; one of: name, id, creationDate, ownerId, lastUpdated.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            filter_field: query `filterField`; string; optional; one of: name.
-            filter: query `filter`; string; optional.
-            org_id: query `orgId`; string; optional; pattern ^([A-Fa-f\\d]{24}|)$.
-            exclude: query `exclude`; string; optional.
-            include: query `include`; string; optional.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            as_bytes: `asBytes`, in the query string, string, optional; the server assumes `false` when left out.
+            include_non_billable: `includeNonBillable`, in the query string, string, optional; the server assumes `false` when left out.
+            sort_field: `sortField`, in the query string, string, optional; one of `name`, `id`, `creationDate`, `ownerId`, `lastUpdated`; the server assumes `name` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `name`.
+            filter: `filter`, in the query string, string, optional.
+            org_id: `orgId`, in the query string, string, optional; must match `^([A-Fa-f\\d]{24}|)$`.
+            exclude: `exclude`, in the query string, string, optional.
+            include: `include`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `periodSummaries`.
-            Paginated: items are PeriodSummariesItemsItem.
+            A Paginator: `await` it for the page (`PeriodSummaries` (schema `periodSummaries`)), or `async for` over every item (PeriodSummariesItemsItem) of every page.
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_PERIOD_SUMMARIES, (start, end, as_bytes, include_non_billable, sort_field, sort_direction, page, per_page, filter_field, filter, org_id, exclude, include), raw, request_options)
 
     @overload
     async def post(self, *, application: m.ApplicationPost | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Application: ...
     @overload
-    async def post(self, *, application: m.ApplicationPost | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, application: m.ApplicationPost | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications (API action `post`).
+    async def post(self, *, application: m.ApplicationPost | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, application: m.ApplicationPost | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Application | Any:
+        """Call `applications.post` (API action `post`): `POST /applications`.
 
-        Scopes (any one): all.Organization, all.Organization.bounded, all.User, all.User.bounded, applications.*, applications.post, only.Organization, only.Organization.bounded.
+        A token needs one of these scopes: `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `applications.*`, `applications.post`, `only.Organization`, `only.Organization.bounded`.
 
         Args:
-            application: body `application`; hash; schema `applicationPost`; required.
-            summary_exclude: query `summaryExclude`; string; optional.
-            summary_include: query `summaryInclude`; string; optional.
+            application: `application`, the JSON body, hash, required; shaped as `ApplicationPost` (schema `applicationPost`); a Struct or a mapping.
+            summary_exclude: `summaryExclude`, in the query string, string, optional.
+            summary_include: `summaryInclude`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `application`.
+            On status 201: `Application` (schema `application`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (application, summary_exclude, summary_include), raw, request_options)

@@ -41,19 +41,25 @@ class AuditLogResource(Resource):
     @overload
     async def get(self, *, org_id: str, audit_log_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.AuditLog: ...
     @overload
-    async def get(self, *, org_id: str, audit_log_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, org_id: str, audit_log_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /orgs/{orgId}/audit-logs/{auditLogId} (API action `get`).
+    async def get(self, *, org_id: str, audit_log_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, org_id: str, audit_log_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.AuditLog | Any:
+        """Call `audit_log.get` (API action `get`): `GET /orgs/{orgId}/audit-logs/{auditLogId}`.
 
-        Scopes (any one): all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, auditLog.*, auditLog.get, only.Organization, only.Organization.bounded, only.Organization.read.
+        A token needs one of these scopes: `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `auditLog.*`, `auditLog.get`, `only.Organization`, `only.Organization.bounded`, `only.Organization.read`.
 
         Args:
-            org_id: path `orgId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            audit_log_id: path `auditLogId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            org_id: `orgId`, in the path, string, required; 24 hexadecimal characters.
+            audit_log_id: `auditLogId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `auditLog`.
+            On status 200: `AuditLog` (schema `auditLog`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (org_id, audit_log_id), raw, request_options)

@@ -93,85 +93,124 @@ class AuthResource(Resource):
     @overload
     async def authenticate_device(self, *, credentials: m.DeviceCredentials | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.AuthedDevice: ...
     @overload
-    async def authenticate_device(self, *, credentials: m.DeviceCredentials | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def authenticate_device(self, *, credentials: m.DeviceCredentials | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /auth/device (API action `authenticateDevice`).
+    async def authenticate_device(self, *, credentials: m.DeviceCredentials | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def authenticate_device(self, *, credentials: m.DeviceCredentials | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.AuthedDevice | Any:
+        """Call `auth.authenticate_device` (API action `authenticateDevice`): `POST /auth/device`.
+
+        Needs no token.
 
         Args:
-            credentials: body `credentials`; hash; schema `deviceCredentials`; required.
+            credentials: `credentials`, the JSON body, hash, required; shaped as `DeviceCredentials` (schema `deviceCredentials`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `authedDevice`.
+            On status 200: `AuthedDevice` (schema `authedDevice`).
 
-        Error statuses: 400, 401.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            UnauthorizedError: the API answered 401.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_AUTHENTICATE_DEVICE, (credentials,), raw, request_options)
 
     @overload
     async def authenticate_user(self, *, credentials: m.UserCredentials | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.AuthedUser: ...
     @overload
-    async def authenticate_user(self, *, credentials: m.UserCredentials | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def authenticate_user(self, *, credentials: m.UserCredentials | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /auth/user (API action `authenticateUser`).
+    async def authenticate_user(self, *, credentials: m.UserCredentials | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def authenticate_user(self, *, credentials: m.UserCredentials | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.AuthedUser | Any:
+        """Call `auth.authenticate_user` (API action `authenticateUser`): `POST /auth/user`.
+
+        Needs no token.
 
         Args:
-            credentials: body `credentials`; hash; schema `userCredentials`; required.
+            credentials: `credentials`, the JSON body, hash, required; shaped as `UserCredentials` (schema `userCredentials`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `authedUser`.
+            On status 200: `AuthedUser` (schema `authedUser`).
 
-        Error statuses: 400, 401.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            UnauthorizedError: the API answered 401.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_AUTHENTICATE_USER, (credentials,), raw, request_options)
 
     @overload
     async def authenticate_user_github(self, *, oauth: m.GithubLogin | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.AuthedUser: ...
     @overload
-    async def authenticate_user_github(self, *, oauth: m.GithubLogin | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def authenticate_user_github(self, *, oauth: m.GithubLogin | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /auth/user/github (API action `authenticateUserGithub`).
+    async def authenticate_user_github(self, *, oauth: m.GithubLogin | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def authenticate_user_github(self, *, oauth: m.GithubLogin | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.AuthedUser | Any:
+        """Call `auth.authenticate_user_github` (API action `authenticateUserGithub`): `POST /auth/user/github`.
+
+        Needs no token.
 
         Args:
-            oauth: body `oauth`; hash; schema `githubLogin`; required.
+            oauth: `oauth`, the JSON body, hash, required; shaped as `GithubLogin` (schema `githubLogin`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `authedUser`.
+            On status 200: `AuthedUser` (schema `authedUser`).
 
-        Error statuses: 400, 401.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            UnauthorizedError: the API answered 401.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_AUTHENTICATE_USER_GITHUB, (oauth,), raw, request_options)
 
     @overload
     async def authenticate_user_saml(self, *, saml: m.SamlResponse | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.AuthedUser: ...
     @overload
-    async def authenticate_user_saml(self, *, saml: m.SamlResponse | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def authenticate_user_saml(self, *, saml: m.SamlResponse | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /auth/user/saml (API action `authenticateUserSaml`).
+    async def authenticate_user_saml(self, *, saml: m.SamlResponse | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def authenticate_user_saml(self, *, saml: m.SamlResponse | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.AuthedUser | Any:
+        """Call `auth.authenticate_user_saml` (API action `authenticateUserSaml`): `POST /auth/user/saml`.
+
+        Needs no token.
 
         Args:
-            saml: body `saml`; hash; schema `samlResponse`; required.
+            saml: `saml`, the JSON body, hash, required; shaped as `SamlResponse` (schema `samlResponse`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `authedUser`.
+            On status 200: `AuthedUser` (schema `authedUser`).
 
-        Error statuses: 400, 401.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            UnauthorizedError: the API answered 401.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_AUTHENTICATE_USER_SAML, (saml,), raw, request_options)
 
     @overload
     async def sso_domain(self, *, email: str | int | float | bool, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.SsoRequest | None: ...
     @overload
-    async def sso_domain(self, *, email: str | int | float | bool, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def sso_domain(self, *, email: str | int | float | bool, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /auth/ssoDomain (API action `ssoDomain`).
+    async def sso_domain(self, *, email: str | int | float | bool, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def sso_domain(self, *, email: str | int | float | bool, raw: bool = False, request_options: RequestOptions | None = None) -> m.SsoRequest | None | Any:
+        """Call `auth.sso_domain` (API action `ssoDomain`): `GET /auth/ssoDomain`.
+
+        Needs no token.
 
         Args:
-            email: query `email`; string; required.
+            email: `email`, in the query string, string, required.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `ssoRequest`.
-            204: no body.
+            On status 200: `SsoRequest` (schema `ssoRequest`).
+            On status 204: nothing (no body).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_SSO_DOMAIN, (email,), raw, request_options)

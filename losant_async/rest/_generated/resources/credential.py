@@ -83,81 +83,105 @@ class CredentialResource(Resource):
     @overload
     async def delete(self, *, application_id: str, credential_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, credential_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, credential_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/credentials/{credentialId} (API action `delete`).
+    async def delete(self, *, application_id: str, credential_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, credential_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `credential.delete` (API action `delete`): `DELETE /applications/{applicationId}/credentials/{credentialId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, credential.*, credential.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `credential.*`, `credential.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            credential_id: path `credentialId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            credential_id: `credentialId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, credential_id), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, credential_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Credential: ...
     @overload
-    async def get(self, *, application_id: str, credential_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, credential_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/credentials/{credentialId} (API action `get`).
+    async def get(self, *, application_id: str, credential_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, credential_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Credential | Any:
+        """Call `credential.get` (API action `get`): `GET /applications/{applicationId}/credentials/{credentialId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, credential.*, credential.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `credential.*`, `credential.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            credential_id: path `credentialId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            credential_id: `credentialId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `credential`.
+            On status 200: `Credential` (schema `credential`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, credential_id), raw, request_options)
 
     @overload
     async def linked_resources(self, *, application_id: str, credential_id: str, include_custom_nodes: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.CredentialLinkedResources: ...
     @overload
-    async def linked_resources(self, *, application_id: str, credential_id: str, include_custom_nodes: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def linked_resources(self, *, application_id: str, credential_id: str, include_custom_nodes: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/credentials/{credentialId}/linkedResources (API action `linkedResources`).
+    async def linked_resources(self, *, application_id: str, credential_id: str, include_custom_nodes: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def linked_resources(self, *, application_id: str, credential_id: str, include_custom_nodes: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.CredentialLinkedResources | Any:
+        """Call `credential.linked_resources` (API action `linkedResources`): `GET /applications/{applicationId}/credentials/{credentialId}/linkedResources`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, credential.*, credential.linkedResources.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `credential.*`, `credential.linkedResources`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            credential_id: path `credentialId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            include_custom_nodes: query `includeCustomNodes`; string; optional; server default false.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            credential_id: `credentialId`, in the path, string, required; 24 hexadecimal characters.
+            include_custom_nodes: `includeCustomNodes`, in the query string, string, optional; the server assumes `false` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `credentialLinkedResources`.
+            On status 200: `CredentialLinkedResources` (schema `credentialLinkedResources`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_LINKED_RESOURCES, (application_id, credential_id, include_custom_nodes), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, credential_id: str, credential: m.CredentialPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Credential: ...
     @overload
-    async def patch(self, *, application_id: str, credential_id: str, credential: m.CredentialPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, credential_id: str, credential: m.CredentialPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/credentials/{credentialId} (API action `patch`).
+    async def patch(self, *, application_id: str, credential_id: str, credential: m.CredentialPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, credential_id: str, credential: m.CredentialPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Credential | Any:
+        """Call `credential.patch` (API action `patch`): `PATCH /applications/{applicationId}/credentials/{credentialId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, credential.*, credential.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `credential.*`, `credential.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            credential_id: path `credentialId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            credential: body `credential`; hash; schema `credentialPatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            credential_id: `credentialId`, in the path, string, required; 24 hexadecimal characters.
+            credential: `credential`, the JSON body, hash, required; shaped as `CredentialPatch` (schema `credentialPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `credential`.
+            On status 200: `Credential` (schema `credential`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, credential_id, credential), raw, request_options)

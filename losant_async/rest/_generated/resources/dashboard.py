@@ -98,98 +98,132 @@ class DashboardResource(Resource):
     @overload
     async def delete(self, *, dashboard_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, dashboard_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, dashboard_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /dashboards/{dashboardId} (API action `delete`).
+    async def delete(self, *, dashboard_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, dashboard_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `dashboard.delete` (API action `delete`): `DELETE /dashboards/{dashboardId}`.
 
-        Scopes (any one): all.Organization, all.Organization.bounded, all.User, all.User.bounded, dashboard.*, dashboard.delete, only.Organization, only.Organization.bounded.
+        A token needs one of these scopes: `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `dashboard.*`, `dashboard.delete`, `only.Organization`, `only.Organization.bounded`.
 
         Args:
-            dashboard_id: path `dashboardId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            dashboard_id: `dashboardId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (dashboard_id,), raw, request_options)
 
     @overload
     async def get(self, *, dashboard_id: str, password: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Dashboard: ...
     @overload
-    async def get(self, *, dashboard_id: str, password: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, dashboard_id: str, password: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /dashboards/{dashboardId} (API action `get`).
+    async def get(self, *, dashboard_id: str, password: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, dashboard_id: str, password: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Dashboard | Any:
+        """Call `dashboard.get` (API action `get`): `GET /dashboards/{dashboardId}`.
+
+        Needs no token.
 
         Args:
-            dashboard_id: path `dashboardId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            password: query `password`; string; optional.
+            dashboard_id: `dashboardId`, in the path, string, required; 24 hexadecimal characters.
+            password: `password`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `dashboard`.
+            On status 200: `Dashboard` (schema `dashboard`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (dashboard_id, password), raw, request_options)
 
     @overload
     async def patch(self, *, dashboard_id: str, dashboard: m.DashboardPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Dashboard: ...
     @overload
-    async def patch(self, *, dashboard_id: str, dashboard: m.DashboardPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, dashboard_id: str, dashboard: m.DashboardPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /dashboards/{dashboardId} (API action `patch`).
+    async def patch(self, *, dashboard_id: str, dashboard: m.DashboardPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, dashboard_id: str, dashboard: m.DashboardPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Dashboard | Any:
+        """Call `dashboard.patch` (API action `patch`): `PATCH /dashboards/{dashboardId}`.
 
-        Scopes (any one): all.Organization, all.Organization.bounded, all.User, all.User.bounded, dashboard.*, dashboard.patch, only.Organization, only.Organization.bounded.
+        A token needs one of these scopes: `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `dashboard.*`, `dashboard.patch`, `only.Organization`, `only.Organization.bounded`.
 
         Args:
-            dashboard_id: path `dashboardId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            dashboard: body `dashboard`; hash; schema `dashboardPatch`; required.
+            dashboard_id: `dashboardId`, in the path, string, required; 24 hexadecimal characters.
+            dashboard: `dashboard`, the JSON body, hash, required; shaped as `DashboardPatch` (schema `dashboardPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `dashboard`.
+            On status 200: `Dashboard` (schema `dashboard`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (dashboard_id, dashboard), raw, request_options)
 
     @overload
     async def send_report(self, *, dashboard_id: str, report_config: m.DashboardSendReport | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult: ...
     @overload
-    async def send_report(self, *, dashboard_id: str, report_config: m.DashboardSendReport | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def send_report(self, *, dashboard_id: str, report_config: m.DashboardSendReport | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /dashboards/{dashboardId} (API action `sendReport`).
+    async def send_report(self, *, dashboard_id: str, report_config: m.DashboardSendReport | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def send_report(self, *, dashboard_id: str, report_config: m.DashboardSendReport | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult | Any:
+        """Call `dashboard.send_report` (API action `sendReport`): `POST /dashboards/{dashboardId}`.
 
-        Scopes (any one): all.Organization, all.Organization.bounded, all.User, all.User.bounded, dashboard.*, dashboard.sendReport, only.Organization, only.Organization.bounded.
+        A token needs one of these scopes: `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `dashboard.*`, `dashboard.sendReport`, `only.Organization`, `only.Organization.bounded`.
 
         Args:
-            dashboard_id: path `dashboardId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            report_config: body `reportConfig`; hash; schema `dashboardSendReport`; required.
+            dashboard_id: `dashboardId`, in the path, string, required; 24 hexadecimal characters.
+            report_config: `reportConfig`, the JSON body, hash, required; shaped as `DashboardSendReport` (schema `dashboardSendReport`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `jobEnqueuedResult`.
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_SEND_REPORT, (dashboard_id, report_config), raw, request_options)
 
     @overload
     async def validate_context(self, *, dashboard_id: str, ctx: m.DashboardContextInstance | Mapping[str, Any] | Sequence[Any], password: str | int | float | bool | None = None, duration: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ValidateContextSuccess: ...
     @overload
-    async def validate_context(self, *, dashboard_id: str, ctx: m.DashboardContextInstance | Mapping[str, Any] | Sequence[Any], password: str | int | float | bool | None = None, duration: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def validate_context(self, *, dashboard_id: str, ctx: m.DashboardContextInstance | Mapping[str, Any] | Sequence[Any], password: str | int | float | bool | None = None, duration: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /dashboards/{dashboardId}/validateContext (API action `validateContext`).
+    async def validate_context(self, *, dashboard_id: str, ctx: m.DashboardContextInstance | Mapping[str, Any] | Sequence[Any], password: str | int | float | bool | None = None, duration: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def validate_context(self, *, dashboard_id: str, ctx: m.DashboardContextInstance | Mapping[str, Any] | Sequence[Any], password: str | int | float | bool | None = None, duration: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.ValidateContextSuccess | Any:
+        """Call `dashboard.validate_context` (API action `validateContext`): `POST /dashboards/{dashboardId}/validateContext`.
+
+        Needs no token.
 
         Args:
-            dashboard_id: path `dashboardId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            ctx: body `ctx`; hash; schema `dashboardContextInstance`; required.
-            password: query `password`; string; optional.
-            duration: query `duration`; string; optional.
-            resolution: query `resolution`; string; optional.
-            end: query `end`; string; optional.
+            dashboard_id: `dashboardId`, in the path, string, required; 24 hexadecimal characters.
+            ctx: `ctx`, the JSON body, hash, required; shaped as `DashboardContextInstance` (schema `dashboardContextInstance`); a Struct or a mapping.
+            password: `password`, in the query string, string, optional.
+            duration: `duration`, in the query string, string, optional.
+            resolution: `resolution`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `validateContextSuccess`.
+            On status 200: `ValidateContextSuccess` (schema `validateContextSuccess`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_VALIDATE_CONTEXT, (dashboard_id, ctx, password, duration, resolution, end), raw, request_options)

@@ -58,47 +58,57 @@ class DashboardsResource(Resource):
     __slots__ = ()
 
     @overload
-    def get(self, *, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, application_id: str | int | float | bool | None = None, org_id: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.Dashboards, m.Dashboard]: ...
+    def get(self, *, sort_field: Literal['name', 'id', 'creationDate', 'ownerId', 'applicationId', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, application_id: str | int | float | bool | None = None, org_id: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.Dashboards, m.Dashboard]: ...
     @overload
-    def get(self, *, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, application_id: str | int | float | bool | None = None, org_id: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def get(self, *, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, application_id: str | int | float | bool | None = None, org_id: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /dashboards (API action `get`).
+    def get(self, *, sort_field: Literal['name', 'id', 'creationDate', 'ownerId', 'applicationId', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, application_id: str | int | float | bool | None = None, org_id: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, sort_field: Literal['name', 'id', 'creationDate', 'ownerId', 'applicationId', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, application_id: str | int | float | bool | None = None, org_id: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.Dashboards, m.Dashboard] | Paginator[Any, Any]:
+        """Call `dashboards.get` (API action `get`): `GET /dashboards`.
 
-        Scopes (any one): all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, dashboards.*, dashboards.get, only.Organization, only.Organization.bounded, only.Organization.read.
+        A token needs one of these scopes: `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `dashboards.*`, `dashboards.get`, `only.Organization`, `only.Organization.bounded`, `only.Organization.read`.
 
         Args:
-            sort_field: query `sortField`; string; optional; server default name; one of: name, id, creationDate, ownerId, applicationId, lastUpdated.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            filter_field: query `filterField`; string; optional; one of: name.
-            filter: query `filter`; string; optional.
-            application_id: query `applicationId`; string; optional; pattern ^([A-Fa-f\\d]{24}|)$.
-            org_id: query `orgId`; string; optional; pattern ^([A-Fa-f\\d]{24}|)$.
+            sort_field: `sortField`, in the query string, string, optional; one of `name`, `id`, `creationDate`, `ownerId`, `applicationId`, `lastUpdated`; the server assumes `name` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `name`.
+            filter: `filter`, in the query string, string, optional.
+            application_id: `applicationId`, in the query string, string, optional; must match `^([A-Fa-f\\d]{24}|)$`.
+            org_id: `orgId`, in the query string, string, optional; must match `^([A-Fa-f\\d]{24}|)$`.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `dashboards`.
-            Paginated: items are Dashboard.
+            A Paginator: `await` it for the page (`Dashboards` (schema `dashboards`)), or `async for` over every item (Dashboard) of every page.
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_GET, (sort_field, sort_direction, page, per_page, filter_field, filter, application_id, org_id), raw, request_options)
 
     @overload
     async def post(self, *, dashboard: m.DashboardPost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Dashboard: ...
     @overload
-    async def post(self, *, dashboard: m.DashboardPost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, dashboard: m.DashboardPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /dashboards (API action `post`).
+    async def post(self, *, dashboard: m.DashboardPost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, dashboard: m.DashboardPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Dashboard | Any:
+        """Call `dashboards.post` (API action `post`): `POST /dashboards`.
 
-        Scopes (any one): all.Organization, all.Organization.bounded, all.User, all.User.bounded, dashboards.*, dashboards.post, only.Organization, only.Organization.bounded.
+        A token needs one of these scopes: `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `dashboards.*`, `dashboards.post`, `only.Organization`, `only.Organization.bounded`.
 
         Args:
-            dashboard: body `dashboard`; hash; schema `dashboardPost`; required.
+            dashboard: `dashboard`, the JSON body, hash, required; shaped as `DashboardPost` (schema `dashboardPost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `dashboard`.
+            On status 201: `Dashboard` (schema `dashboard`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (dashboard,), raw, request_options)

@@ -66,59 +66,77 @@ class DataResource(Resource):
     @overload
     async def export(self, *, application_id: str, query: m.DevicesDataExport | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult: ...
     @overload
-    async def export(self, *, application_id: str, query: m.DevicesDataExport | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def export(self, *, application_id: str, query: m.DevicesDataExport | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/data/export (API action `export`).
+    async def export(self, *, application_id: str, query: m.DevicesDataExport | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def export(self, *, application_id: str, query: m.DevicesDataExport | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult | Any:
+        """Call `data.export` (API action `export`): `POST /applications/{applicationId}/data/export`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Device, all.Device.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, data.*, data.export.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Device`, `all.Device.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `data.*`, `data.export`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            query: body `query`; hash; schema `devicesDataExport`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            query: `query`, the JSON body, hash, required; shaped as `DevicesDataExport` (schema `devicesDataExport`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `jobEnqueuedResult`.
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_EXPORT, (application_id, query), raw, request_options)
 
     @overload
     async def last_value_query(self, *, application_id: str, query: m.LastValueQuery | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.LastValueData: ...
     @overload
-    async def last_value_query(self, *, application_id: str, query: m.LastValueQuery | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def last_value_query(self, *, application_id: str, query: m.LastValueQuery | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/data/last-value-query (API action `lastValueQuery`).
+    async def last_value_query(self, *, application_id: str, query: m.LastValueQuery | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def last_value_query(self, *, application_id: str, query: m.LastValueQuery | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.LastValueData | Any:
+        """Call `data.last_value_query` (API action `lastValueQuery`): `POST /applications/{applicationId}/data/last-value-query`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Device, all.Device.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, data.*, data.lastValueQuery.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Device`, `all.Device.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `data.*`, `data.lastValueQuery`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            query: body `query`; hash; schema `lastValueQuery`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            query: `query`, the JSON body, hash, required; shaped as `LastValueQuery` (schema `lastValueQuery`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `lastValueData`.
+            On status 200: `LastValueData` (schema `lastValueData`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_LAST_VALUE_QUERY, (application_id, query), raw, request_options)
 
     @overload
     async def time_series_query(self, *, application_id: str, query: m.TimeSeriesQuery | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.TimeSeriesData: ...
     @overload
-    async def time_series_query(self, *, application_id: str, query: m.TimeSeriesQuery | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def time_series_query(self, *, application_id: str, query: m.TimeSeriesQuery | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/data/time-series-query (API action `timeSeriesQuery`).
+    async def time_series_query(self, *, application_id: str, query: m.TimeSeriesQuery | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def time_series_query(self, *, application_id: str, query: m.TimeSeriesQuery | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.TimeSeriesData | Any:
+        """Call `data.time_series_query` (API action `timeSeriesQuery`): `POST /applications/{applicationId}/data/time-series-query`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Device, all.Device.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, data.*, data.timeSeriesQuery.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Device`, `all.Device.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `data.*`, `data.timeSeriesQuery`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            query: body `query`; hash; schema `timeSeriesQuery`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            query: `query`, the JSON body, hash, required; shaped as `TimeSeriesQuery` (schema `timeSeriesQuery`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `timeSeriesData`.
+            On status 200: `TimeSeriesData` (schema `timeSeriesData`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_TIME_SERIES_QUERY, (application_id, query), raw, request_options)

@@ -96,102 +96,132 @@ class DataTableResource(Resource):
     @overload
     async def add_column(self, *, application_id: str, data_table_id: str, data_table_column: m.DataTableColumn | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DataTable: ...
     @overload
-    async def add_column(self, *, application_id: str, data_table_id: str, data_table_column: m.DataTableColumn | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def add_column(self, *, application_id: str, data_table_id: str, data_table_column: m.DataTableColumn | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/data-tables/{dataTableId}/column (API action `addColumn`).
+    async def add_column(self, *, application_id: str, data_table_id: str, data_table_column: m.DataTableColumn | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def add_column(self, *, application_id: str, data_table_id: str, data_table_column: m.DataTableColumn | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.DataTable | Any:
+        """Call `data_table.add_column` (API action `addColumn`): `POST /applications/{applicationId}/data-tables/{dataTableId}/column`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, dataTable.*, dataTable.addColumn.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `dataTable.*`, `dataTable.addColumn`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            data_table_id: path `dataTableId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            data_table_column: body `dataTableColumn`; hash; schema `dataTableColumn`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            data_table_id: `dataTableId`, in the path, string, required; 24 hexadecimal characters.
+            data_table_column: `dataTableColumn`, the JSON body, hash, required; shaped as `DataTableColumn` (schema `dataTableColumn`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `dataTable`.
+            On status 200: `DataTable` (schema `dataTable`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_ADD_COLUMN, (application_id, data_table_id, data_table_column), raw, request_options)
 
     @overload
     async def delete(self, *, application_id: str, data_table_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, data_table_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, data_table_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/data-tables/{dataTableId} (API action `delete`).
+    async def delete(self, *, application_id: str, data_table_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, data_table_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `data_table.delete` (API action `delete`): `DELETE /applications/{applicationId}/data-tables/{dataTableId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, dataTable.*, dataTable.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `dataTable.*`, `dataTable.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            data_table_id: path `dataTableId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            data_table_id: `dataTableId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, data_table_id), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, data_table_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DataTable: ...
     @overload
-    async def get(self, *, application_id: str, data_table_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, data_table_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/data-tables/{dataTableId} (API action `get`).
+    async def get(self, *, application_id: str, data_table_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, data_table_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.DataTable | Any:
+        """Call `data_table.get` (API action `get`): `GET /applications/{applicationId}/data-tables/{dataTableId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.cli, all.User.read, dataTable.*, dataTable.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.cli`, `all.User.read`, `dataTable.*`, `dataTable.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            data_table_id: path `dataTableId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            data_table_id: `dataTableId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `dataTable`.
+            On status 200: `DataTable` (schema `dataTable`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, data_table_id), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, data_table_id: str, data_table: m.DataTablePatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DataTable: ...
     @overload
-    async def patch(self, *, application_id: str, data_table_id: str, data_table: m.DataTablePatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, data_table_id: str, data_table: m.DataTablePatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/data-tables/{dataTableId} (API action `patch`).
+    async def patch(self, *, application_id: str, data_table_id: str, data_table: m.DataTablePatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, data_table_id: str, data_table: m.DataTablePatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.DataTable | Any:
+        """Call `data_table.patch` (API action `patch`): `PATCH /applications/{applicationId}/data-tables/{dataTableId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, dataTable.*, dataTable.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `dataTable.*`, `dataTable.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            data_table_id: path `dataTableId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            data_table: body `dataTable`; hash; schema `dataTablePatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            data_table_id: `dataTableId`, in the path, string, required; 24 hexadecimal characters.
+            data_table: `dataTable`, the JSON body, hash, required; shaped as `DataTablePatch` (schema `dataTablePatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `dataTable`.
+            On status 200: `DataTable` (schema `dataTable`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, data_table_id, data_table), raw, request_options)
 
     @overload
     async def remove_column(self, *, application_id: str, data_table_id: str, column_name: str | int | float | bool, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DataTable: ...
     @overload
-    async def remove_column(self, *, application_id: str, data_table_id: str, column_name: str | int | float | bool, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def remove_column(self, *, application_id: str, data_table_id: str, column_name: str | int | float | bool, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/data-tables/{dataTableId}/column (API action `removeColumn`).
+    async def remove_column(self, *, application_id: str, data_table_id: str, column_name: str | int | float | bool, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def remove_column(self, *, application_id: str, data_table_id: str, column_name: str | int | float | bool, raw: bool = False, request_options: RequestOptions | None = None) -> m.DataTable | Any:
+        """Call `data_table.remove_column` (API action `removeColumn`): `DELETE /applications/{applicationId}/data-tables/{dataTableId}/column`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, dataTable.*, dataTable.removeColumn.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `dataTable.*`, `dataTable.removeColumn`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            data_table_id: path `dataTableId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            column_name: query `columnName`; string; required; pattern ^[0-9a-zA-Z_-]{1,255}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            data_table_id: `dataTableId`, in the path, string, required; 24 hexadecimal characters.
+            column_name: `columnName`, in the query string, string, required; must match `^[0-9a-zA-Z_-]{1,255}$`.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `dataTable`.
+            On status 200: `DataTable` (schema `dataTable`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_REMOVE_COLUMN, (application_id, data_table_id, column_name), raw, request_options)

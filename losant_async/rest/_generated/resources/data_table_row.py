@@ -71,63 +71,81 @@ class DataTableRowResource(Resource):
     @overload
     async def delete(self, *, application_id: str, data_table_id: str, row_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, data_table_id: str, row_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, data_table_id: str, row_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/data-tables/{dataTableId}/rows/{rowId} (API action `delete`).
+    async def delete(self, *, application_id: str, data_table_id: str, row_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, data_table_id: str, row_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `data_table_row.delete` (API action `delete`): `DELETE /applications/{applicationId}/data-tables/{dataTableId}/rows/{rowId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, dataTableRow.*, dataTableRow.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `dataTableRow.*`, `dataTableRow.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            data_table_id: path `dataTableId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            row_id: path `rowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            data_table_id: `dataTableId`, in the path, string, required; 24 hexadecimal characters.
+            row_id: `rowId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, data_table_id, row_id), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, data_table_id: str, row_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DataTableRow: ...
     @overload
-    async def get(self, *, application_id: str, data_table_id: str, row_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, data_table_id: str, row_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/data-tables/{dataTableId}/rows/{rowId} (API action `get`).
+    async def get(self, *, application_id: str, data_table_id: str, row_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, data_table_id: str, row_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.DataTableRow | Any:
+        """Call `data_table_row.get` (API action `get`): `GET /applications/{applicationId}/data-tables/{dataTableId}/rows/{rowId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, dataTableRow.*, dataTableRow.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `dataTableRow.*`, `dataTableRow.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            data_table_id: path `dataTableId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            row_id: path `rowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            data_table_id: `dataTableId`, in the path, string, required; 24 hexadecimal characters.
+            row_id: `rowId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `dataTableRow`.
+            On status 200: `DataTableRow` (schema `dataTableRow`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, data_table_id, row_id), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, data_table_id: str, row_id: str, data_table_row: m.DataTableRowPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DataTableRow: ...
     @overload
-    async def patch(self, *, application_id: str, data_table_id: str, row_id: str, data_table_row: m.DataTableRowPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, data_table_id: str, row_id: str, data_table_row: m.DataTableRowPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/data-tables/{dataTableId}/rows/{rowId} (API action `patch`).
+    async def patch(self, *, application_id: str, data_table_id: str, row_id: str, data_table_row: m.DataTableRowPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, data_table_id: str, row_id: str, data_table_row: m.DataTableRowPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.DataTableRow | Any:
+        """Call `data_table_row.patch` (API action `patch`): `PATCH /applications/{applicationId}/data-tables/{dataTableId}/rows/{rowId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, dataTableRow.*, dataTableRow.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `dataTableRow.*`, `dataTableRow.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            data_table_id: path `dataTableId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            row_id: path `rowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            data_table_row: body `dataTableRow`; hash; schema `dataTableRowPatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            data_table_id: `dataTableId`, in the path, string, required; 24 hexadecimal characters.
+            row_id: `rowId`, in the path, string, required; 24 hexadecimal characters.
+            data_table_row: `dataTableRow`, the JSON body, hash, required; shaped as `DataTableRowPatch` (schema `dataTableRowPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `dataTableRow`.
+            On status 200: `DataTableRow` (schema `dataTableRow`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, data_table_id, row_id, data_table_row), raw, request_options)

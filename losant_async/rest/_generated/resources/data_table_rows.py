@@ -121,134 +121,170 @@ class DataTableRowsResource(Resource):
     @overload
     async def delete(self, *, application_id: str, data_table_id: str, query: m.AdvancedQuery | Mapping[str, Any] | Sequence[Any] | None = None, limit: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DataTableRowsDelete: ...
     @overload
-    async def delete(self, *, application_id: str, data_table_id: str, query: m.AdvancedQuery | Mapping[str, Any] | Sequence[Any] | None = None, limit: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, data_table_id: str, query: m.AdvancedQuery | Mapping[str, Any] | Sequence[Any] | None = None, limit: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/data-tables/{dataTableId}/rows/delete (API action `delete`).
+    async def delete(self, *, application_id: str, data_table_id: str, query: m.AdvancedQuery | Mapping[str, Any] | Sequence[Any] | None = None, limit: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, data_table_id: str, query: m.AdvancedQuery | Mapping[str, Any] | Sequence[Any] | None = None, limit: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.DataTableRowsDelete | Any:
+        """Call `data_table_rows.delete` (API action `delete`): `POST /applications/{applicationId}/data-tables/{dataTableId}/rows/delete`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, dataTableRows.*, dataTableRows.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `dataTableRows.*`, `dataTableRows.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            data_table_id: path `dataTableId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            query: body `query`; hash; schema `advancedQuery`; optional.
-            limit: query `limit`; string; optional; server default 1000.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            data_table_id: `dataTableId`, in the path, string, required; 24 hexadecimal characters.
+            query: `query`, the JSON body, hash, optional; shaped as `AdvancedQuery` (schema `advancedQuery`); a Struct or a mapping.
+            limit: `limit`, in the query string, string, optional; the server assumes `1000` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `dataTableRowsDelete`.
+            On status 200: `DataTableRowsDelete` (schema `dataTableRowsDelete`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, data_table_id, query, limit), raw, request_options)
 
     @overload
     async def export(self, *, application_id: str, data_table_id: str, export_data: m.DataTableRowsExport | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult: ...
     @overload
-    async def export(self, *, application_id: str, data_table_id: str, export_data: m.DataTableRowsExport | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def export(self, *, application_id: str, data_table_id: str, export_data: m.DataTableRowsExport | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/data-tables/{dataTableId}/rows/export (API action `export`).
+    async def export(self, *, application_id: str, data_table_id: str, export_data: m.DataTableRowsExport | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def export(self, *, application_id: str, data_table_id: str, export_data: m.DataTableRowsExport | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult | Any:
+        """Call `data_table_rows.export` (API action `export`): `POST /applications/{applicationId}/data-tables/{dataTableId}/rows/export`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, dataTableRows.*, dataTableRows.export.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `dataTableRows.*`, `dataTableRows.export`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            data_table_id: path `dataTableId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            export_data: body `exportData`; hash; schema `dataTableRowsExport`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            data_table_id: `dataTableId`, in the path, string, required; 24 hexadecimal characters.
+            export_data: `exportData`, the JSON body, hash, required; shaped as `DataTableRowsExport` (schema `dataTableRowsExport`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `jobEnqueuedResult`.
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_EXPORT, (application_id, data_table_id, export_data), raw, request_options)
 
     @overload
-    async def get(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DataTableRows: ...
+    async def get(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DataTableRows: ...
     @overload
-    async def get(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/data-tables/{dataTableId}/rows (API action `get`).
+    async def get(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.DataTableRows | Any:
+        """Call `data_table_rows.get` (API action `get`): `GET /applications/{applicationId}/data-tables/{dataTableId}/rows`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.cli, all.User.read, dataTableRows.*, dataTableRows.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.cli`, `all.User.read`, `dataTableRows.*`, `dataTableRows.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            data_table_id: path `dataTableId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_column: query `sortColumn`; string; optional.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            limit: query `limit`; string; optional; server default 1000.
-            offset: query `offset`; string; optional; server default 0.
-            include_fields: query `includeFields`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            data_table_id: `dataTableId`, in the path, string, required; 24 hexadecimal characters.
+            sort_column: `sortColumn`, in the query string, string, optional.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            limit: `limit`, in the query string, string, optional; the server assumes `1000` when left out.
+            offset: `offset`, in the query string, string, optional; the server assumes `0` when left out.
+            include_fields: `includeFields`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `dataTableRows`.
+            On status 200: `DataTableRows` (schema `dataTableRows`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, data_table_id, sort_column, sort_direction, limit, offset, include_fields), raw, request_options)
 
     @overload
     async def post(self, *, application_id: str, data_table_id: str, data_table_row: m.DataTableRowPost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DataTableRowPostResult: ...
     @overload
-    async def post(self, *, application_id: str, data_table_id: str, data_table_row: m.DataTableRowPost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, application_id: str, data_table_id: str, data_table_row: m.DataTableRowPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/data-tables/{dataTableId}/rows (API action `post`).
+    async def post(self, *, application_id: str, data_table_id: str, data_table_row: m.DataTableRowPost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, application_id: str, data_table_id: str, data_table_row: m.DataTableRowPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.DataTableRowPostResult | Any:
+        """Call `data_table_rows.post` (API action `post`): `POST /applications/{applicationId}/data-tables/{dataTableId}/rows`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, dataTableRows.*, dataTableRows.post.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `dataTableRows.*`, `dataTableRows.post`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            data_table_id: path `dataTableId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            data_table_row: body `dataTableRow`; hash; schema `dataTableRowPost`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            data_table_id: `dataTableId`, in the path, string, required; 24 hexadecimal characters.
+            data_table_row: `dataTableRow`, the JSON body, hash, required; shaped as `DataTableRowPost` (schema `dataTableRowPost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `dataTableRowPostResult`.
+            On status 201: `DataTableRowPostResult` (schema `dataTableRowPostResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (application_id, data_table_id, data_table_row), raw, request_options)
 
     @overload
-    async def query(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, query: m.AdvancedQuery | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DataTableRows: ...
+    async def query(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, query: m.AdvancedQuery | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DataTableRows: ...
     @overload
-    async def query(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, query: m.AdvancedQuery | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def query(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, query: m.AdvancedQuery | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/data-tables/{dataTableId}/rows/query (API action `query`).
+    async def query(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, query: m.AdvancedQuery | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def query(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, query: m.AdvancedQuery | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.DataTableRows | Any:
+        """Call `data_table_rows.query` (API action `query`): `POST /applications/{applicationId}/data-tables/{dataTableId}/rows/query`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, dataTableRows.*, dataTableRows.query.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `dataTableRows.*`, `dataTableRows.query`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            data_table_id: path `dataTableId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_column: query `sortColumn`; string; optional.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            limit: query `limit`; string; optional; server default 1000.
-            offset: query `offset`; string; optional; server default 0.
-            include_fields: query `includeFields`; string; optional.
-            query: body `query`; hash; schema `advancedQuery`; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            data_table_id: `dataTableId`, in the path, string, required; 24 hexadecimal characters.
+            sort_column: `sortColumn`, in the query string, string, optional.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            limit: `limit`, in the query string, string, optional; the server assumes `1000` when left out.
+            offset: `offset`, in the query string, string, optional; the server assumes `0` when left out.
+            include_fields: `includeFields`, in the query string, string, optional.
+            query: `query`, the JSON body, hash, optional; shaped as `AdvancedQuery` (schema `advancedQuery`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `dataTableRows`.
+            On status 200: `DataTableRows` (schema `dataTableRows`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_QUERY, (application_id, data_table_id, sort_column, sort_direction, limit, offset, include_fields, query), raw, request_options)
 
     @overload
     async def truncate(self, *, application_id: str, data_table_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def truncate(self, *, application_id: str, data_table_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def truncate(self, *, application_id: str, data_table_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/data-tables/{dataTableId}/rows/truncate (API action `truncate`).
+    async def truncate(self, *, application_id: str, data_table_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def truncate(self, *, application_id: str, data_table_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `data_table_rows.truncate` (API action `truncate`): `POST /applications/{applicationId}/data-tables/{dataTableId}/rows/truncate`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, dataTableRows.*, dataTableRows.truncate.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `dataTableRows.*`, `dataTableRows.truncate`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            data_table_id: path `dataTableId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            data_table_id: `dataTableId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_TRUNCATE, (application_id, data_table_id), raw, request_options)

@@ -292,366 +292,460 @@ class DeviceResource(Resource):
     @overload
     def command_stream(self, *, application_id: str, device_id: str, keep_alive_interval: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> EventStream[m.DeviceCommand]: ...
     @overload
-    def command_stream(self, *, application_id: str, device_id: str, keep_alive_interval: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> EventStream[Any]: ...
-    def command_stream(self, *, application_id: str, device_id: str, keep_alive_interval: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/devices/{deviceId}/commandStream (API action `commandStream`).
+    def command_stream(self, *, application_id: str, device_id: str, keep_alive_interval: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> EventStream[Any]: ...
+    def command_stream(self, *, application_id: str, device_id: str, keep_alive_interval: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> EventStream[m.DeviceCommand] | EventStream[Any]:
+        """Call `device.command_stream` (API action `commandStream`): `GET /applications/{applicationId}/devices/{deviceId}/commandStream`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Device, all.Device.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, device.*, device.commandStream.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Device`, `all.Device.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `device.*`, `device.commandStream`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_id: path `deviceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            keep_alive_interval: query `keepAliveInterval`; string; optional; server default 2.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_id: `deviceId`, in the path, string, required; 24 hexadecimal characters.
+            keep_alive_interval: `keepAliveInterval`, in the query string, string, optional; the server assumes `2` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: no body.
-            Events: `deviceCommand` (`deviceCommand`).
+            An EventStream (use `async with`) of the events `deviceCommand` (`DeviceCommand` (schema `deviceCommand`)).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._stream(_COMMAND_STREAM, (application_id, device_id, keep_alive_interval), raw, request_options)
 
     @overload
     async def delete(self, *, application_id: str, device_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, device_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, device_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/devices/{deviceId} (API action `delete`).
+    async def delete(self, *, application_id: str, device_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, device_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `device.delete` (API action `delete`): `DELETE /applications/{applicationId}/devices/{deviceId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, device.*, device.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `device.*`, `device.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_id: path `deviceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_id: `deviceId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, device_id), raw, request_options)
 
     @overload
     async def export(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, email: str | int | float | bool | None = None, callback_url: str | int | float | bool | None = None, include_blob_data: str | int | float | bool | None = None, query: m.DeviceDataExport | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult: ...
     @overload
-    async def export(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, email: str | int | float | bool | None = None, callback_url: str | int | float | bool | None = None, include_blob_data: str | int | float | bool | None = None, query: m.DeviceDataExport | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def export(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, email: str | int | float | bool | None = None, callback_url: str | int | float | bool | None = None, include_blob_data: str | int | float | bool | None = None, query: m.DeviceDataExport | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/devices/{deviceId}/export (API action `export`).
+    async def export(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, email: str | int | float | bool | None = None, callback_url: str | int | float | bool | None = None, include_blob_data: str | int | float | bool | None = None, query: m.DeviceDataExport | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def export(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, email: str | int | float | bool | None = None, callback_url: str | int | float | bool | None = None, include_blob_data: str | int | float | bool | None = None, query: m.DeviceDataExport | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult | Any:
+        """Call `device.export` (API action `export`): `POST /applications/{applicationId}/devices/{deviceId}/export`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, device.*, device.export.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `device.*`, `device.export`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_id: path `deviceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional; server default 1.
-            end: query `end`; string; optional; server default 0.
-            email: query `email`; string; optional.
-            callback_url: query `callbackUrl`; string; optional.
-            include_blob_data: query `includeBlobData`; string; optional.
-            query: body `query`; hash; schema `deviceDataExport`; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_id: `deviceId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional; the server assumes `1` when left out.
+            end: `end`, in the query string, string, optional; the server assumes `0` when left out.
+            email: `email`, in the query string, string, optional.
+            callback_url: `callbackUrl`, in the query string, string, optional.
+            include_blob_data: `includeBlobData`, in the query string, string, optional.
+            query: `query`, the JSON body, hash, optional; shaped as `DeviceDataExport` (schema `deviceDataExport`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `jobEnqueuedResult`.
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_EXPORT, (application_id, device_id, start, end, email, callback_url, include_blob_data, query), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, device_id: str, exclude_connection_info: str | int | float | bool | None = None, tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Device: ...
     @overload
-    async def get(self, *, application_id: str, device_id: str, exclude_connection_info: str | int | float | bool | None = None, tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, device_id: str, exclude_connection_info: str | int | float | bool | None = None, tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/devices/{deviceId} (API action `get`).
+    async def get(self, *, application_id: str, device_id: str, exclude_connection_info: str | int | float | bool | None = None, tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, device_id: str, exclude_connection_info: str | int | float | bool | None = None, tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Device | Any:
+        """Call `device.get` (API action `get`): `GET /applications/{applicationId}/devices/{deviceId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Device, all.Device.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, device.*, device.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Device`, `all.Device.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `device.*`, `device.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_id: path `deviceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            exclude_connection_info: query `excludeConnectionInfo`; string; optional.
-            tags_as_object: query `tagsAsObject`; string; optional.
-            attributes_as_object: query `attributesAsObject`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_id: `deviceId`, in the path, string, required; 24 hexadecimal characters.
+            exclude_connection_info: `excludeConnectionInfo`, in the query string, string, optional.
+            tags_as_object: `tagsAsObject`, in the query string, string, optional.
+            attributes_as_object: `attributesAsObject`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `device`.
+            On status 200: `Device` (schema `device`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, device_id, exclude_connection_info, tags_as_object, attributes_as_object), raw, request_options)
 
     @overload
-    async def get_command(self, *, application_id: str, device_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, duration: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceCommands: ...
+    async def get_command(self, *, application_id: str, device_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, duration: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceCommands: ...
     @overload
-    async def get_command(self, *, application_id: str, device_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, duration: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get_command(self, *, application_id: str, device_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, duration: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/devices/{deviceId}/command (API action `getCommand`).
+    async def get_command(self, *, application_id: str, device_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, duration: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get_command(self, *, application_id: str, device_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, duration: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.DeviceCommands | Any:
+        """Call `device.get_command` (API action `getCommand`): `GET /applications/{applicationId}/devices/{deviceId}/command`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Device, all.Device.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, device.*, device.getCommand.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Device`, `all.Device.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `device.*`, `device.getCommand`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_id: path `deviceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            limit: query `limit`; string; optional; server default 1.
-            since: query `since`; string; optional.
-            sort_direction: query `sortDirection`; string; optional; server default desc; one of: asc, desc.
-            duration: query `duration`; string; optional.
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_id: `deviceId`, in the path, string, required; 24 hexadecimal characters.
+            limit: `limit`, in the query string, string, optional; the server assumes `1` when left out.
+            since: `since`, in the query string, string, optional; deprecated.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `desc` when left out.
+            duration: `duration`, in the query string, string, optional.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `deviceCommands`.
+            On status 200: `DeviceCommands` (schema `deviceCommands`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET_COMMAND, (application_id, device_id, limit, since, sort_direction, duration, start, end), raw, request_options)
 
     @overload
     async def get_composite_state(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, attributes: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.CompositeDeviceState: ...
     @overload
-    async def get_composite_state(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, attributes: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get_composite_state(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, attributes: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/devices/{deviceId}/compositeState (API action `getCompositeState`).
+    async def get_composite_state(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, attributes: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get_composite_state(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, attributes: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.CompositeDeviceState | Any:
+        """Call `device.get_composite_state` (API action `getCompositeState`): `GET /applications/{applicationId}/devices/{deviceId}/compositeState`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Device, all.Device.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, device.*, device.getCompositeState.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Device`, `all.Device.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `device.*`, `device.getCompositeState`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_id: path `deviceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional; server default 1.
-            end: query `end`; string; optional; server default 0.
-            attributes: query `attributes`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_id: `deviceId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional; the server assumes `1` when left out.
+            end: `end`, in the query string, string, optional; the server assumes `0` when left out.
+            attributes: `attributes`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `compositeDeviceState`.
+            On status 200: `CompositeDeviceState` (schema `compositeDeviceState`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET_COMPOSITE_STATE, (application_id, device_id, start, end, attributes), raw, request_options)
 
     @overload
-    async def get_log_entries(self, *, application_id: str, device_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, duration: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceLog: ...
+    async def get_log_entries(self, *, application_id: str, device_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, duration: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceLog: ...
     @overload
-    async def get_log_entries(self, *, application_id: str, device_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, duration: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get_log_entries(self, *, application_id: str, device_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, duration: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/devices/{deviceId}/logs (API action `getLogEntries`).
+    async def get_log_entries(self, *, application_id: str, device_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, duration: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get_log_entries(self, *, application_id: str, device_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, duration: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.DeviceLog | Any:
+        """Call `device.get_log_entries` (API action `getLogEntries`): `GET /applications/{applicationId}/devices/{deviceId}/logs`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Device, all.Device.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, device.*, device.getLogEntries.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Device`, `all.Device.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `device.*`, `device.getLogEntries`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_id: path `deviceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            limit: query `limit`; string; optional; server default 1.
-            since: query `since`; string; optional.
-            sort_direction: query `sortDirection`; string; optional; server default desc; one of: asc, desc.
-            duration: query `duration`; string; optional.
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_id: `deviceId`, in the path, string, required; 24 hexadecimal characters.
+            limit: `limit`, in the query string, string, optional; the server assumes `1` when left out.
+            since: `since`, in the query string, string, optional; deprecated.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `desc` when left out.
+            duration: `duration`, in the query string, string, optional.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `deviceLog`.
+            On status 200: `DeviceLog` (schema `deviceLog`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET_LOG_ENTRIES, (application_id, device_id, limit, since, sort_direction, duration, start, end), raw, request_options)
 
     @overload
-    async def get_state(self, *, application_id: str, device_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, duration: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceStates: ...
+    async def get_state(self, *, application_id: str, device_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, duration: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceStates: ...
     @overload
-    async def get_state(self, *, application_id: str, device_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, duration: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get_state(self, *, application_id: str, device_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, duration: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/devices/{deviceId}/state (API action `getState`).
+    async def get_state(self, *, application_id: str, device_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, duration: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get_state(self, *, application_id: str, device_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, duration: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.DeviceStates | Any:
+        """Call `device.get_state` (API action `getState`): `GET /applications/{applicationId}/devices/{deviceId}/state`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Device, all.Device.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, device.*, device.getState.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Device`, `all.Device.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `device.*`, `device.getState`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_id: path `deviceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            limit: query `limit`; string; optional; server default 1.
-            since: query `since`; string; optional.
-            sort_direction: query `sortDirection`; string; optional; server default desc; one of: asc, desc.
-            duration: query `duration`; string; optional.
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_id: `deviceId`, in the path, string, required; 24 hexadecimal characters.
+            limit: `limit`, in the query string, string, optional; the server assumes `1` when left out.
+            since: `since`, in the query string, string, optional; deprecated.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `desc` when left out.
+            duration: `duration`, in the query string, string, optional.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `deviceStates`.
+            On status 200: `DeviceStates` (schema `deviceStates`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET_STATE, (application_id, device_id, limit, since, sort_direction, duration, start, end), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, device_id: str, device: m.DevicePatch | Mapping[str, Any] | Sequence[Any], tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Device: ...
     @overload
-    async def patch(self, *, application_id: str, device_id: str, device: m.DevicePatch | Mapping[str, Any] | Sequence[Any], tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, device_id: str, device: m.DevicePatch | Mapping[str, Any] | Sequence[Any], tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/devices/{deviceId} (API action `patch`).
+    async def patch(self, *, application_id: str, device_id: str, device: m.DevicePatch | Mapping[str, Any] | Sequence[Any], tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, device_id: str, device: m.DevicePatch | Mapping[str, Any] | Sequence[Any], tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Device | Any:
+        """Call `device.patch` (API action `patch`): `PATCH /applications/{applicationId}/devices/{deviceId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, device.*, device.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `device.*`, `device.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_id: path `deviceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device: body `device`; hash; schema `devicePatch`; required.
-            tags_as_object: query `tagsAsObject`; string; optional.
-            attributes_as_object: query `attributesAsObject`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_id: `deviceId`, in the path, string, required; 24 hexadecimal characters.
+            device: `device`, the JSON body, hash, required; shaped as `DevicePatch` (schema `devicePatch`); a Struct or a mapping.
+            tags_as_object: `tagsAsObject`, in the query string, string, optional.
+            attributes_as_object: `attributesAsObject`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `device`.
+            On status 200: `Device` (schema `device`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, device_id, device, tags_as_object, attributes_as_object), raw, request_options)
 
     @overload
     async def payload_counts(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DevicePayloadCounts: ...
     @overload
-    async def payload_counts(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def payload_counts(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/devices/{deviceId}/payloadCounts (API action `payloadCounts`).
+    async def payload_counts(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def payload_counts(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.DevicePayloadCounts | Any:
+        """Call `device.payload_counts` (API action `payloadCounts`): `GET /applications/{applicationId}/devices/{deviceId}/payloadCounts`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, device.*, device.payloadCounts.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `device.*`, `device.payloadCounts`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_id: path `deviceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional; server default -2592000000.
-            end: query `end`; string; optional; server default 0.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_id: `deviceId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional; the server assumes `-2592000000` when left out.
+            end: `end`, in the query string, string, optional; the server assumes `0` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `devicePayloadCounts`.
+            On status 200: `DevicePayloadCounts` (schema `devicePayloadCounts`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PAYLOAD_COUNTS, (application_id, device_id, start, end), raw, request_options)
 
     @overload
-    async def payload_counts_breakdown(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.PayloadCountsBreakdown: ...
+    async def payload_counts_breakdown(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: Literal['86400000', '3600000'] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.PayloadCountsBreakdown: ...
     @overload
-    async def payload_counts_breakdown(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def payload_counts_breakdown(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/devices/{deviceId}/payloadCountsBreakdown (API action `payloadCountsBreakdown`).
+    async def payload_counts_breakdown(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: Literal['86400000', '3600000'] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def payload_counts_breakdown(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: Literal['86400000', '3600000'] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.PayloadCountsBreakdown | Any:
+        """Call `device.payload_counts_breakdown` (API action `payloadCountsBreakdown`): `GET /applications/{applicationId}/devices/{deviceId}/payloadCountsBreakdown`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, device.*, device.payloadCountsBreakdown.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `device.*`, `device.payloadCountsBreakdown`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_id: path `deviceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional; server default -2592000000.
-            end: query `end`; string; optional; server default 0.
-            resolution: query `resolution`; string; optional; server default 86400000; one of: 86400000, 3600000.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_id: `deviceId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional; the server assumes `-2592000000` when left out.
+            end: `end`, in the query string, string, optional; the server assumes `0` when left out.
+            resolution: `resolution`, in the query string, string, optional; one of `86400000`, `3600000`; the server assumes `86400000` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `payloadCountsBreakdown`.
+            On status 200: `PayloadCountsBreakdown` (schema `payloadCountsBreakdown`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PAYLOAD_COUNTS_BREAKDOWN, (application_id, device_id, start, end, resolution), raw, request_options)
 
     @overload
     async def remove_data(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult: ...
     @overload
-    async def remove_data(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def remove_data(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/devices/{deviceId}/data (API action `removeData`).
+    async def remove_data(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def remove_data(self, *, application_id: str, device_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult | Any:
+        """Call `device.remove_data` (API action `removeData`): `DELETE /applications/{applicationId}/devices/{deviceId}/data`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, device.*, device.removeData.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `device.*`, `device.removeData`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_id: path `deviceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional; server default 1.
-            end: query `end`; string; optional; server default 0.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_id: `deviceId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional; the server assumes `1` when left out.
+            end: `end`, in the query string, string, optional; the server assumes `0` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `jobEnqueuedResult`.
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_REMOVE_DATA, (application_id, device_id, start, end), raw, request_options)
 
     @overload
     async def send_command(self, *, application_id: str, device_id: str, device_command: m.DeviceCommand | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def send_command(self, *, application_id: str, device_id: str, device_command: m.DeviceCommand | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def send_command(self, *, application_id: str, device_id: str, device_command: m.DeviceCommand | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/devices/{deviceId}/command (API action `sendCommand`).
+    async def send_command(self, *, application_id: str, device_id: str, device_command: m.DeviceCommand | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def send_command(self, *, application_id: str, device_id: str, device_command: m.DeviceCommand | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `device.send_command` (API action `sendCommand`): `POST /applications/{applicationId}/devices/{deviceId}/command`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Device, all.Organization, all.Organization.bounded, all.User, all.User.bounded, device.*, device.sendCommand.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Device`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `device.*`, `device.sendCommand`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_id: path `deviceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_command: body `deviceCommand`; hash; schema `deviceCommand`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_id: `deviceId`, in the path, string, required; 24 hexadecimal characters.
+            device_command: `deviceCommand`, the JSON body, hash, required; shaped as `DeviceCommand` (schema `deviceCommand`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_SEND_COMMAND, (application_id, device_id, device_command), raw, request_options)
 
     @overload
     async def send_state(self, *, application_id: str, device_id: str, device_state: m.DeviceStateOrStates | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def send_state(self, *, application_id: str, device_id: str, device_state: m.DeviceStateOrStates | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def send_state(self, *, application_id: str, device_id: str, device_state: m.DeviceStateOrStates | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/devices/{deviceId}/state (API action `sendState`).
+    async def send_state(self, *, application_id: str, device_id: str, device_state: m.DeviceStateOrStates | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def send_state(self, *, application_id: str, device_id: str, device_state: m.DeviceStateOrStates | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `device.send_state` (API action `sendState`): `POST /applications/{applicationId}/devices/{deviceId}/state`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Device, all.Organization, all.Organization.bounded, all.User, all.User.bounded, device.*, device.sendState.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Device`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `device.*`, `device.sendState`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_id: path `deviceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_state: body `deviceState`; hash; schema `deviceStateOrStates`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_id: `deviceId`, in the path, string, required; 24 hexadecimal characters.
+            device_state: `deviceState`, the JSON body, hash, required; shaped as `DeviceStateOrStates` (schema `deviceStateOrStates`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_SEND_STATE, (application_id, device_id, device_state), raw, request_options)
 
     @overload
     async def set_connection_status(self, *, application_id: str, device_id: str, connection_status: m.DeviceConnectionStatus | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def set_connection_status(self, *, application_id: str, device_id: str, connection_status: m.DeviceConnectionStatus | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def set_connection_status(self, *, application_id: str, device_id: str, connection_status: m.DeviceConnectionStatus | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/devices/{deviceId}/setConnectionStatus (API action `setConnectionStatus`).
+    async def set_connection_status(self, *, application_id: str, device_id: str, connection_status: m.DeviceConnectionStatus | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def set_connection_status(self, *, application_id: str, device_id: str, connection_status: m.DeviceConnectionStatus | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `device.set_connection_status` (API action `setConnectionStatus`): `POST /applications/{applicationId}/devices/{deviceId}/setConnectionStatus`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Device, all.Organization, all.Organization.bounded, all.User, all.User.bounded, device.*, device.setConnectionStatus.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Device`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `device.*`, `device.setConnectionStatus`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_id: path `deviceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            connection_status: body `connectionStatus`; hash; schema `deviceConnectionStatus`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_id: `deviceId`, in the path, string, required; 24 hexadecimal characters.
+            connection_status: `connectionStatus`, the JSON body, hash, required; shaped as `DeviceConnectionStatus` (schema `deviceConnectionStatus`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_SET_CONNECTION_STATUS, (application_id, device_id, connection_status), raw, request_options)
 
     @overload
     def state_stream(self, *, application_id: str, device_id: str, keep_alive_interval: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> EventStream[m.DeviceState]: ...
     @overload
-    def state_stream(self, *, application_id: str, device_id: str, keep_alive_interval: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> EventStream[Any]: ...
-    def state_stream(self, *, application_id: str, device_id: str, keep_alive_interval: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/devices/{deviceId}/stateStream (API action `stateStream`).
+    def state_stream(self, *, application_id: str, device_id: str, keep_alive_interval: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> EventStream[Any]: ...
+    def state_stream(self, *, application_id: str, device_id: str, keep_alive_interval: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> EventStream[m.DeviceState] | EventStream[Any]:
+        """Call `device.state_stream` (API action `stateStream`): `GET /applications/{applicationId}/devices/{deviceId}/stateStream`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Device, all.Device.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, device.*, device.stateStream.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Device`, `all.Device.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `device.*`, `device.stateStream`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_id: path `deviceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            keep_alive_interval: query `keepAliveInterval`; string; optional; server default 2.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_id: `deviceId`, in the path, string, required; 24 hexadecimal characters.
+            keep_alive_interval: `keepAliveInterval`, in the query string, string, optional; the server assumes `2` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: no body.
-            Events: `deviceState` (`deviceState`).
+            An EventStream (use `async with`) of the events `deviceState` (`DeviceState` (schema `deviceState`)).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._stream(_STATE_STREAM, (application_id, device_id, keep_alive_interval), raw, request_options)

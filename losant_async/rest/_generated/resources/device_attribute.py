@@ -71,63 +71,81 @@ class DeviceAttributeResource(Resource):
     @overload
     async def delete(self, *, application_id: str, device_id: str, name: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, device_id: str, name: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, device_id: str, name: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/devices/{deviceId}/attributes/{name} (API action `delete`).
+    async def delete(self, *, application_id: str, device_id: str, name: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, device_id: str, name: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `device_attribute.delete` (API action `delete`): `DELETE /applications/{applicationId}/devices/{deviceId}/attributes/{name}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, deviceAttribute.*, deviceAttribute.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `deviceAttribute.*`, `deviceAttribute.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_id: path `deviceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            name: path `name`; string; required; pattern ^[0-9a-zA-Z_-]{1,255}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_id: `deviceId`, in the path, string, required; 24 hexadecimal characters.
+            name: `name`, in the path, string, required; must match `^[0-9a-zA-Z_-]{1,255}$`.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, device_id, name), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, device_id: str, name: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceAttribute: ...
     @overload
-    async def get(self, *, application_id: str, device_id: str, name: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, device_id: str, name: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/devices/{deviceId}/attributes/{name} (API action `get`).
+    async def get(self, *, application_id: str, device_id: str, name: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, device_id: str, name: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.DeviceAttribute | Any:
+        """Call `device_attribute.get` (API action `get`): `GET /applications/{applicationId}/devices/{deviceId}/attributes/{name}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Device, all.Device.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, deviceAttribute.*, deviceAttribute.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Device`, `all.Device.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `deviceAttribute.*`, `deviceAttribute.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_id: path `deviceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            name: path `name`; string; required; pattern ^[0-9a-zA-Z_-]{1,255}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_id: `deviceId`, in the path, string, required; 24 hexadecimal characters.
+            name: `name`, in the path, string, required; must match `^[0-9a-zA-Z_-]{1,255}$`.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `deviceAttribute`.
+            On status 200: `DeviceAttribute` (schema `deviceAttribute`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, device_id, name), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, device_id: str, name: str, device_attribute: m.DeviceAttributePatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceAttribute: ...
     @overload
-    async def patch(self, *, application_id: str, device_id: str, name: str, device_attribute: m.DeviceAttributePatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, device_id: str, name: str, device_attribute: m.DeviceAttributePatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/devices/{deviceId}/attributes/{name} (API action `patch`).
+    async def patch(self, *, application_id: str, device_id: str, name: str, device_attribute: m.DeviceAttributePatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, device_id: str, name: str, device_attribute: m.DeviceAttributePatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.DeviceAttribute | Any:
+        """Call `device_attribute.patch` (API action `patch`): `PATCH /applications/{applicationId}/devices/{deviceId}/attributes/{name}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, deviceAttribute.*, deviceAttribute.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `deviceAttribute.*`, `deviceAttribute.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_id: path `deviceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            name: path `name`; string; required; pattern ^[0-9a-zA-Z_-]{1,255}$.
-            device_attribute: body `deviceAttribute`; hash; schema `deviceAttributePatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_id: `deviceId`, in the path, string, required; 24 hexadecimal characters.
+            name: `name`, in the path, string, required; must match `^[0-9a-zA-Z_-]{1,255}$`.
+            device_attribute: `deviceAttribute`, the JSON body, hash, required; shaped as `DeviceAttributePatch` (schema `deviceAttributePatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `deviceAttribute`.
+            On status 200: `DeviceAttribute` (schema `deviceAttribute`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, device_id, name, device_attribute), raw, request_options)

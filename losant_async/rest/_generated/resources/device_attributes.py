@@ -57,46 +57,58 @@ class DeviceAttributesResource(Resource):
     __slots__ = ()
 
     @overload
-    async def get(self, *, application_id: str, device_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceAttributes: ...
+    async def get(self, *, application_id: str, device_id: str, sort_field: Literal['name', 'dataType'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['name', 'dataType'] | None = None, filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceAttributes: ...
     @overload
-    async def get(self, *, application_id: str, device_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, device_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/devices/{deviceId}/attributes (API action `get`).
+    async def get(self, *, application_id: str, device_id: str, sort_field: Literal['name', 'dataType'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['name', 'dataType'] | None = None, filter: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, device_id: str, sort_field: Literal['name', 'dataType'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['name', 'dataType'] | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.DeviceAttributes | Any:
+        """Call `device_attributes.get` (API action `get`): `GET /applications/{applicationId}/devices/{deviceId}/attributes`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Device, all.Device.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, deviceAttributes.*, deviceAttributes.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Device`, `all.Device.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `deviceAttributes.*`, `deviceAttributes.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_id: path `deviceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_field: query `sortField`; string; optional; server default name; one of: name, dataType.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            filter_field: query `filterField`; string; optional; one of: name, dataType.
-            filter: query `filter`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_id: `deviceId`, in the path, string, required; 24 hexadecimal characters.
+            sort_field: `sortField`, in the query string, string, optional; one of `name`, `dataType`; the server assumes `name` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `name`, `dataType`.
+            filter: `filter`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `deviceAttributes`.
+            On status 200: `DeviceAttributes` (schema `deviceAttributes`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, device_id, sort_field, sort_direction, filter_field, filter), raw, request_options)
 
     @overload
     async def post(self, *, application_id: str, device_id: str, device_attribute: m.DeviceAttributePost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceAttribute: ...
     @overload
-    async def post(self, *, application_id: str, device_id: str, device_attribute: m.DeviceAttributePost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, application_id: str, device_id: str, device_attribute: m.DeviceAttributePost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/devices/{deviceId}/attributes (API action `post`).
+    async def post(self, *, application_id: str, device_id: str, device_attribute: m.DeviceAttributePost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, application_id: str, device_id: str, device_attribute: m.DeviceAttributePost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.DeviceAttribute | Any:
+        """Call `device_attributes.post` (API action `post`): `POST /applications/{applicationId}/devices/{deviceId}/attributes`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, deviceAttributes.*, deviceAttributes.post.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `deviceAttributes.*`, `deviceAttributes.post`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_id: path `deviceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_attribute: body `deviceAttribute`; hash; schema `deviceAttributePost`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_id: `deviceId`, in the path, string, required; 24 hexadecimal characters.
+            device_attribute: `deviceAttribute`, the JSON body, hash, required; shaped as `DeviceAttributePost` (schema `deviceAttributePost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `deviceAttribute`.
+            On status 201: `DeviceAttribute` (schema `deviceAttribute`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (application_id, device_id, device_attribute), raw, request_options)

@@ -86,86 +86,110 @@ class DeviceRecipeResource(Resource):
     @overload
     async def bulk_create(self, *, application_id: str, device_recipe_id: str, bulk_info: m.DeviceRecipeBulkCreatePost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceRecipeBulkCreate | m.JobEnqueuedResult: ...
     @overload
-    async def bulk_create(self, *, application_id: str, device_recipe_id: str, bulk_info: m.DeviceRecipeBulkCreatePost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def bulk_create(self, *, application_id: str, device_recipe_id: str, bulk_info: m.DeviceRecipeBulkCreatePost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/device-recipes/{deviceRecipeId}/bulkCreate (API action `bulkCreate`).
+    async def bulk_create(self, *, application_id: str, device_recipe_id: str, bulk_info: m.DeviceRecipeBulkCreatePost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def bulk_create(self, *, application_id: str, device_recipe_id: str, bulk_info: m.DeviceRecipeBulkCreatePost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.DeviceRecipeBulkCreate | m.JobEnqueuedResult | Any:
+        """Call `device_recipe.bulk_create` (API action `bulkCreate`): `POST /applications/{applicationId}/device-recipes/{deviceRecipeId}/bulkCreate`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, deviceRecipe.*, deviceRecipe.bulkCreate.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `deviceRecipe.*`, `deviceRecipe.bulkCreate`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_recipe_id: path `deviceRecipeId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            bulk_info: body `bulkInfo`; hash; schema `deviceRecipeBulkCreatePost`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_recipe_id: `deviceRecipeId`, in the path, string, required; 24 hexadecimal characters.
+            bulk_info: `bulkInfo`, the JSON body, hash, required; shaped as `DeviceRecipeBulkCreatePost` (schema `deviceRecipeBulkCreatePost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `deviceRecipeBulkCreate`.
-            202: `jobEnqueuedResult`.
+            On status 201: `DeviceRecipeBulkCreate` (schema `deviceRecipeBulkCreate`).
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_BULK_CREATE, (application_id, device_recipe_id, bulk_info), raw, request_options)
 
     @overload
     async def delete(self, *, application_id: str, device_recipe_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, device_recipe_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, device_recipe_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/device-recipes/{deviceRecipeId} (API action `delete`).
+    async def delete(self, *, application_id: str, device_recipe_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, device_recipe_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `device_recipe.delete` (API action `delete`): `DELETE /applications/{applicationId}/device-recipes/{deviceRecipeId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, deviceRecipe.*, deviceRecipe.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `deviceRecipe.*`, `deviceRecipe.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_recipe_id: path `deviceRecipeId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_recipe_id: `deviceRecipeId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, device_recipe_id), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, device_recipe_id: str, tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceRecipe: ...
     @overload
-    async def get(self, *, application_id: str, device_recipe_id: str, tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, device_recipe_id: str, tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/device-recipes/{deviceRecipeId} (API action `get`).
+    async def get(self, *, application_id: str, device_recipe_id: str, tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, device_recipe_id: str, tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.DeviceRecipe | Any:
+        """Call `device_recipe.get` (API action `get`): `GET /applications/{applicationId}/device-recipes/{deviceRecipeId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, deviceRecipe.*, deviceRecipe.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `deviceRecipe.*`, `deviceRecipe.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_recipe_id: path `deviceRecipeId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            tags_as_object: query `tagsAsObject`; string; optional.
-            attributes_as_object: query `attributesAsObject`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_recipe_id: `deviceRecipeId`, in the path, string, required; 24 hexadecimal characters.
+            tags_as_object: `tagsAsObject`, in the query string, string, optional.
+            attributes_as_object: `attributesAsObject`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `deviceRecipe`.
+            On status 200: `DeviceRecipe` (schema `deviceRecipe`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, device_recipe_id, tags_as_object, attributes_as_object), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, device_recipe_id: str, device_recipe: m.DeviceRecipePatch | Mapping[str, Any] | Sequence[Any], tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceRecipe: ...
     @overload
-    async def patch(self, *, application_id: str, device_recipe_id: str, device_recipe: m.DeviceRecipePatch | Mapping[str, Any] | Sequence[Any], tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, device_recipe_id: str, device_recipe: m.DeviceRecipePatch | Mapping[str, Any] | Sequence[Any], tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/device-recipes/{deviceRecipeId} (API action `patch`).
+    async def patch(self, *, application_id: str, device_recipe_id: str, device_recipe: m.DeviceRecipePatch | Mapping[str, Any] | Sequence[Any], tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, device_recipe_id: str, device_recipe: m.DeviceRecipePatch | Mapping[str, Any] | Sequence[Any], tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.DeviceRecipe | Any:
+        """Call `device_recipe.patch` (API action `patch`): `PATCH /applications/{applicationId}/device-recipes/{deviceRecipeId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, deviceRecipe.*, deviceRecipe.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `deviceRecipe.*`, `deviceRecipe.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_recipe_id: path `deviceRecipeId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device_recipe: body `deviceRecipe`; hash; schema `deviceRecipePatch`; required.
-            tags_as_object: query `tagsAsObject`; string; optional.
-            attributes_as_object: query `attributesAsObject`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device_recipe_id: `deviceRecipeId`, in the path, string, required; 24 hexadecimal characters.
+            device_recipe: `deviceRecipe`, the JSON body, hash, required; shaped as `DeviceRecipePatch` (schema `deviceRecipePatch`); a Struct or a mapping.
+            tags_as_object: `tagsAsObject`, in the query string, string, optional.
+            attributes_as_object: `attributesAsObject`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `deviceRecipe`.
+            On status 200: `DeviceRecipe` (schema `deviceRecipe`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, device_recipe_id, device_recipe, tags_as_object, attributes_as_object), raw, request_options)

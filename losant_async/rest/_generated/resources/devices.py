@@ -247,315 +247,397 @@ class DevicesResource(Resource):
     @overload
     async def attribute_names(self, *, application_id: str, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, data_type: m.DeviceAttributeDataTypeFilter | Mapping[str, Any] | Sequence[Any] | None = None, starts_with: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.AttributeNamesResponse: ...
     @overload
-    async def attribute_names(self, *, application_id: str, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, data_type: m.DeviceAttributeDataTypeFilter | Mapping[str, Any] | Sequence[Any] | None = None, starts_with: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def attribute_names(self, *, application_id: str, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, data_type: m.DeviceAttributeDataTypeFilter | Mapping[str, Any] | Sequence[Any] | None = None, starts_with: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/devices/attributeNames (API action `attributeNames`).
+    async def attribute_names(self, *, application_id: str, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, data_type: m.DeviceAttributeDataTypeFilter | Mapping[str, Any] | Sequence[Any] | None = None, starts_with: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def attribute_names(self, *, application_id: str, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, data_type: m.DeviceAttributeDataTypeFilter | Mapping[str, Any] | Sequence[Any] | None = None, starts_with: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.AttributeNamesResponse | Any:
+        """Call `devices.attribute_names` (API action `attributeNames`): `GET /applications/{applicationId}/devices/attributeNames`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, devices.*, devices.attributeNames.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `devices.*`, `devices.attributeNames`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            query: query `query`; hash; schema `advancedDeviceQuery`; optional; sent as json.
-            data_type: query `dataType`; hash; schema `deviceAttributeDataTypeFilter`; optional; sent as brackets.
-            starts_with: query `startsWith`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            query: `query`, in the query string, hash, optional; shaped as `AdvancedDeviceQuery` (schema `advancedDeviceQuery`); a Struct or a mapping; sent as one JSON string.
+            data_type: `dataType`, in the query string, hash, optional; shaped as `DeviceAttributeDataTypeFilter` (schema `deviceAttributeDataTypeFilter`); a Struct or a mapping; sent as bracketed keys (`a[b]=c`).
+            starts_with: `startsWith`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `attributeNamesResponse`.
+            On status 200: `AttributeNamesResponse` (schema `attributeNamesResponse`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_ATTRIBUTE_NAMES, (application_id, query, data_type, starts_with), raw, request_options)
 
     @overload
     async def delete(self, *, application_id: str, options: m.DevicesDeleteOrRestorePost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.BulkDeleteResponse | m.JobEnqueuedResult: ...
     @overload
-    async def delete(self, *, application_id: str, options: m.DevicesDeleteOrRestorePost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, options: m.DevicesDeleteOrRestorePost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/devices/delete (API action `delete`).
+    async def delete(self, *, application_id: str, options: m.DevicesDeleteOrRestorePost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, options: m.DevicesDeleteOrRestorePost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.BulkDeleteResponse | m.JobEnqueuedResult | Any:
+        """Call `devices.delete` (API action `delete`): `POST /applications/{applicationId}/devices/delete`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, devices.*, devices.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `devices.*`, `devices.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            options: body `options`; hash; schema `devicesDeleteOrRestorePost`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            options: `options`, the JSON body, hash, required; shaped as `DevicesDeleteOrRestorePost` (schema `devicesDeleteOrRestorePost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `bulkDeleteResponse`.
-            202: `jobEnqueuedResult`.
+            On status 200: `BulkDeleteResponse` (schema `bulkDeleteResponse`).
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, options), raw, request_options)
 
     @overload
     async def device_names(self, *, application_id: str, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, starts_with: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceNamesResponse: ...
     @overload
-    async def device_names(self, *, application_id: str, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, starts_with: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def device_names(self, *, application_id: str, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, starts_with: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/devices/deviceNames (API action `deviceNames`).
+    async def device_names(self, *, application_id: str, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, starts_with: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def device_names(self, *, application_id: str, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, starts_with: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.DeviceNamesResponse | Any:
+        """Call `devices.device_names` (API action `deviceNames`): `GET /applications/{applicationId}/devices/deviceNames`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, devices.*, devices.deviceNames.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `devices.*`, `devices.deviceNames`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            query: query `query`; hash; schema `advancedDeviceQuery`; optional; sent as json.
-            starts_with: query `startsWith`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            query: `query`, in the query string, hash, optional; shaped as `AdvancedDeviceQuery` (schema `advancedDeviceQuery`); a Struct or a mapping; sent as one JSON string.
+            starts_with: `startsWith`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `deviceNamesResponse`.
+            On status 200: `DeviceNamesResponse` (schema `deviceNamesResponse`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DEVICE_NAMES, (application_id, query, starts_with), raw, request_options)
 
     @overload
     async def export(self, *, application_id: str, email: str | int | float | bool | None = None, callback_url: str | int | float | bool | None = None, options: m.DevicesExportPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult: ...
     @overload
-    async def export(self, *, application_id: str, email: str | int | float | bool | None = None, callback_url: str | int | float | bool | None = None, options: m.DevicesExportPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def export(self, *, application_id: str, email: str | int | float | bool | None = None, callback_url: str | int | float | bool | None = None, options: m.DevicesExportPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/devices/export (API action `export`).
+    async def export(self, *, application_id: str, email: str | int | float | bool | None = None, callback_url: str | int | float | bool | None = None, options: m.DevicesExportPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def export(self, *, application_id: str, email: str | int | float | bool | None = None, callback_url: str | int | float | bool | None = None, options: m.DevicesExportPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult | Any:
+        """Call `devices.export` (API action `export`): `POST /applications/{applicationId}/devices/export`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, devices.*, devices.export.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `devices.*`, `devices.export`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            email: query `email`; string; optional.
-            callback_url: query `callbackUrl`; string; optional.
-            options: body `options`; hash; schema `devicesExportPost`; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            email: `email`, in the query string, string, optional.
+            callback_url: `callbackUrl`, in the query string, string, optional.
+            options: `options`, the JSON body, hash, optional; shaped as `DevicesExportPost` (schema `devicesExportPost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `jobEnqueuedResult`.
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_EXPORT, (application_id, email, callback_url, options), raw, request_options)
 
     @overload
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, device_class: m.DeviceClassFilter | Mapping[str, Any] | Sequence[Any] | None = None, tag_filter: m.DeviceTagFilter | Mapping[str, Any] | Sequence[Any] | None = None, exclude_connection_info: str | int | float | bool | None = None, parent_id: str | int | float | bool | None = None, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, query_deleted: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.Devices, m.Device]: ...
+    def get(self, *, application_id: str, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated', 'connectionStatus', 'deletedAt'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, device_class: m.DeviceClassFilter | Mapping[str, Any] | Sequence[Any] | None = None, tag_filter: m.DeviceTagFilter | Mapping[str, Any] | Sequence[Any] | None = None, exclude_connection_info: str | int | float | bool | None = None, parent_id: str | int | float | bool | None = None, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, query_deleted: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.Devices, m.Device]: ...
     @overload
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, device_class: m.DeviceClassFilter | Mapping[str, Any] | Sequence[Any] | None = None, tag_filter: m.DeviceTagFilter | Mapping[str, Any] | Sequence[Any] | None = None, exclude_connection_info: str | int | float | bool | None = None, parent_id: str | int | float | bool | None = None, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, query_deleted: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, device_class: m.DeviceClassFilter | Mapping[str, Any] | Sequence[Any] | None = None, tag_filter: m.DeviceTagFilter | Mapping[str, Any] | Sequence[Any] | None = None, exclude_connection_info: str | int | float | bool | None = None, parent_id: str | int | float | bool | None = None, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, query_deleted: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/devices (API action `get`).
+    def get(self, *, application_id: str, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated', 'connectionStatus', 'deletedAt'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, device_class: m.DeviceClassFilter | Mapping[str, Any] | Sequence[Any] | None = None, tag_filter: m.DeviceTagFilter | Mapping[str, Any] | Sequence[Any] | None = None, exclude_connection_info: str | int | float | bool | None = None, parent_id: str | int | float | bool | None = None, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, query_deleted: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, application_id: str, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated', 'connectionStatus', 'deletedAt'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, device_class: m.DeviceClassFilter | Mapping[str, Any] | Sequence[Any] | None = None, tag_filter: m.DeviceTagFilter | Mapping[str, Any] | Sequence[Any] | None = None, exclude_connection_info: str | int | float | bool | None = None, parent_id: str | int | float | bool | None = None, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, query_deleted: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.Devices, m.Device] | Paginator[Any, Any]:
+        """Call `devices.get` (API action `get`): `GET /applications/{applicationId}/devices`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Device, all.Device.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, devices.*, devices.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Device`, `all.Device.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `devices.*`, `devices.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_field: query `sortField`; string; optional; server default name; one of: name, id, creationDate, lastUpdated, connectionStatus, deletedAt.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            filter_field: query `filterField`; string; optional; one of: name.
-            filter: query `filter`; string; optional.
-            device_class: query `deviceClass`; hash; schema `deviceClassFilter`; optional; sent as brackets.
-            tag_filter: query `tagFilter`; hash; schema `deviceTagFilter`; optional; sent as brackets.
-            exclude_connection_info: query `excludeConnectionInfo`; string; optional.
-            parent_id: query `parentId`; string; optional.
-            query: query `query`; hash; schema `advancedDeviceQuery`; optional; sent as json.
-            tags_as_object: query `tagsAsObject`; string; optional.
-            attributes_as_object: query `attributesAsObject`; string; optional.
-            query_deleted: query `queryDeleted`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            sort_field: `sortField`, in the query string, string, optional; one of `name`, `id`, `creationDate`, `lastUpdated`, `connectionStatus`, `deletedAt`; the server assumes `name` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `name`.
+            filter: `filter`, in the query string, string, optional.
+            device_class: `deviceClass`, in the query string, hash, optional; shaped as `DeviceClassFilter` (schema `deviceClassFilter`); a Struct or a mapping; sent as bracketed keys (`a[b]=c`).
+            tag_filter: `tagFilter`, in the query string, hash, optional; shaped as `DeviceTagFilter` (schema `deviceTagFilter`); a Struct or a mapping; sent as bracketed keys (`a[b]=c`).
+            exclude_connection_info: `excludeConnectionInfo`, in the query string, string, optional.
+            parent_id: `parentId`, in the query string, string, optional.
+            query: `query`, in the query string, hash, optional; shaped as `AdvancedDeviceQuery` (schema `advancedDeviceQuery`); a Struct or a mapping; sent as one JSON string.
+            tags_as_object: `tagsAsObject`, in the query string, string, optional.
+            attributes_as_object: `attributesAsObject`, in the query string, string, optional.
+            query_deleted: `queryDeleted`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `devices`.
-            Paginated: items are Device.
+            A Paginator: `await` it for the page (`Devices` (schema `devices`)), or `async for` over every item (Device) of every page.
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_GET, (application_id, sort_field, sort_direction, page, per_page, filter_field, filter, device_class, tag_filter, exclude_connection_info, parent_id, query, tags_as_object, attributes_as_object, query_deleted), raw, request_options)
 
     @overload
-    def get_composite_state(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, attributes: str | int | float | bool | None = None, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.CompositeDevicesState, m.CompositeDevicesStateItemsItem]: ...
+    def get_composite_state(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, attributes: str | int | float | bool | None = None, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated', 'connectionStatus'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.CompositeDevicesState, m.CompositeDevicesStateItemsItem]: ...
     @overload
-    def get_composite_state(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, attributes: str | int | float | bool | None = None, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def get_composite_state(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, attributes: str | int | float | bool | None = None, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/devices/compositeState (API action `getCompositeState`).
+    def get_composite_state(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, attributes: str | int | float | bool | None = None, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated', 'connectionStatus'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get_composite_state(self, *, application_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, attributes: str | int | float | bool | None = None, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated', 'connectionStatus'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.CompositeDevicesState, m.CompositeDevicesStateItemsItem] | Paginator[Any, Any]:
+        """Call `devices.get_composite_state` (API action `getCompositeState`): `GET /applications/{applicationId}/devices/compositeState`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Device, all.Device.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, devices.*, devices.getCompositeState.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Device`, `all.Device.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `devices.*`, `devices.getCompositeState`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional; server default 1.
-            end: query `end`; string; optional; server default 0.
-            attributes: query `attributes`; string; optional.
-            sort_field: query `sortField`; string; optional; server default name; one of: name, id, creationDate, lastUpdated, connectionStatus.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            query: query `query`; hash; schema `advancedDeviceQuery`; optional; sent as json.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional; the server assumes `1` when left out.
+            end: `end`, in the query string, string, optional; the server assumes `0` when left out.
+            attributes: `attributes`, in the query string, string, optional.
+            sort_field: `sortField`, in the query string, string, optional; one of `name`, `id`, `creationDate`, `lastUpdated`, `connectionStatus`; the server assumes `name` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            query: `query`, in the query string, hash, optional; shaped as `AdvancedDeviceQuery` (schema `advancedDeviceQuery`); a Struct or a mapping; sent as one JSON string.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `compositeDevicesState`.
-            Paginated: items are CompositeDevicesStateItemsItem.
+            A Paginator: `await` it for the page (`CompositeDevicesState` (schema `compositeDevicesState`)), or `async for` over every item (CompositeDevicesStateItemsItem) of every page.
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_GET_COMPOSITE_STATE, (application_id, start, end, attributes, sort_field, sort_direction, page, per_page, query), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, patch_info: m.DevicesPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DevicesUpdated | m.JobEnqueuedResult: ...
     @overload
-    async def patch(self, *, application_id: str, patch_info: m.DevicesPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, patch_info: m.DevicesPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/devices (API action `patch`).
+    async def patch(self, *, application_id: str, patch_info: m.DevicesPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, patch_info: m.DevicesPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.DevicesUpdated | m.JobEnqueuedResult | Any:
+        """Call `devices.patch` (API action `patch`): `PATCH /applications/{applicationId}/devices`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, devices.*, devices.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `devices.*`, `devices.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            patch_info: body `patchInfo`; hash; schema `devicesPatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            patch_info: `patchInfo`, the JSON body, hash, required; shaped as `DevicesPatch` (schema `devicesPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `devicesUpdated`.
-            202: `jobEnqueuedResult`.
+            On status 200: `DevicesUpdated` (schema `devicesUpdated`).
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, patch_info), raw, request_options)
 
     @overload
     async def payload_counts(self, *, application_id: str, options: m.DevicesExportPayloadCountPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult: ...
     @overload
-    async def payload_counts(self, *, application_id: str, options: m.DevicesExportPayloadCountPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def payload_counts(self, *, application_id: str, options: m.DevicesExportPayloadCountPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/devices/payloadCounts (API action `payloadCounts`).
+    async def payload_counts(self, *, application_id: str, options: m.DevicesExportPayloadCountPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def payload_counts(self, *, application_id: str, options: m.DevicesExportPayloadCountPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult | Any:
+        """Call `devices.payload_counts` (API action `payloadCounts`): `POST /applications/{applicationId}/devices/payloadCounts`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, devices.*, devices.payloadCounts.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `devices.*`, `devices.payloadCounts`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            options: body `options`; hash; schema `devicesExportPayloadCountPost`; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            options: `options`, the JSON body, hash, optional; shaped as `DevicesExportPayloadCountPost` (schema `devicesExportPayloadCountPost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `jobEnqueuedResult`.
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PAYLOAD_COUNTS, (application_id, options), raw, request_options)
 
     @overload
     async def post(self, *, application_id: str, device: m.DevicePost | Mapping[str, Any] | Sequence[Any], tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Device: ...
     @overload
-    async def post(self, *, application_id: str, device: m.DevicePost | Mapping[str, Any] | Sequence[Any], tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, application_id: str, device: m.DevicePost | Mapping[str, Any] | Sequence[Any], tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/devices (API action `post`).
+    async def post(self, *, application_id: str, device: m.DevicePost | Mapping[str, Any] | Sequence[Any], tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, application_id: str, device: m.DevicePost | Mapping[str, Any] | Sequence[Any], tags_as_object: str | int | float | bool | None = None, attributes_as_object: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Device | Any:
+        """Call `devices.post` (API action `post`): `POST /applications/{applicationId}/devices`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, devices.*, devices.post.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `devices.*`, `devices.post`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            device: body `device`; hash; schema `devicePost`; required.
-            tags_as_object: query `tagsAsObject`; string; optional.
-            attributes_as_object: query `attributesAsObject`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            device: `device`, the JSON body, hash, required; shaped as `DevicePost` (schema `devicePost`); a Struct or a mapping.
+            tags_as_object: `tagsAsObject`, in the query string, string, optional.
+            attributes_as_object: `attributesAsObject`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `device`.
+            On status 201: `Device` (schema `device`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (application_id, device, tags_as_object, attributes_as_object), raw, request_options)
 
     @overload
     async def remove_data(self, *, application_id: str, options: m.DevicesRemoveDataPost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult: ...
     @overload
-    async def remove_data(self, *, application_id: str, options: m.DevicesRemoveDataPost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def remove_data(self, *, application_id: str, options: m.DevicesRemoveDataPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/devices/removeData (API action `removeData`).
+    async def remove_data(self, *, application_id: str, options: m.DevicesRemoveDataPost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def remove_data(self, *, application_id: str, options: m.DevicesRemoveDataPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult | Any:
+        """Call `devices.remove_data` (API action `removeData`): `POST /applications/{applicationId}/devices/removeData`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, devices.*, devices.removeData.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `devices.*`, `devices.removeData`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            options: body `options`; hash; schema `devicesRemoveDataPost`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            options: `options`, the JSON body, hash, required; shaped as `DevicesRemoveDataPost` (schema `devicesRemoveDataPost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `jobEnqueuedResult`.
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_REMOVE_DATA, (application_id, options), raw, request_options)
 
     @overload
     async def restore(self, *, application_id: str, options: m.DevicesDeleteOrRestorePost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.BulkRestoreResponse | m.JobEnqueuedResult: ...
     @overload
-    async def restore(self, *, application_id: str, options: m.DevicesDeleteOrRestorePost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def restore(self, *, application_id: str, options: m.DevicesDeleteOrRestorePost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/devices/restore (API action `restore`).
+    async def restore(self, *, application_id: str, options: m.DevicesDeleteOrRestorePost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def restore(self, *, application_id: str, options: m.DevicesDeleteOrRestorePost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.BulkRestoreResponse | m.JobEnqueuedResult | Any:
+        """Call `devices.restore` (API action `restore`): `POST /applications/{applicationId}/devices/restore`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, devices.*, devices.restore.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `devices.*`, `devices.restore`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            options: body `options`; hash; schema `devicesDeleteOrRestorePost`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            options: `options`, the JSON body, hash, required; shaped as `DevicesDeleteOrRestorePost` (schema `devicesDeleteOrRestorePost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `bulkRestoreResponse`.
-            202: `jobEnqueuedResult`.
+            On status 200: `BulkRestoreResponse` (schema `bulkRestoreResponse`).
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_RESTORE, (application_id, options), raw, request_options)
 
     @overload
     async def send_command(self, *, application_id: str, multi_device_command: m.MultiDeviceCommand | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success | m.JobEnqueuedResult: ...
     @overload
-    async def send_command(self, *, application_id: str, multi_device_command: m.MultiDeviceCommand | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def send_command(self, *, application_id: str, multi_device_command: m.MultiDeviceCommand | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/devices/command (API action `sendCommand`).
+    async def send_command(self, *, application_id: str, multi_device_command: m.MultiDeviceCommand | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def send_command(self, *, application_id: str, multi_device_command: m.MultiDeviceCommand | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | m.JobEnqueuedResult | Any:
+        """Call `devices.send_command` (API action `sendCommand`): `POST /applications/{applicationId}/devices/command`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Device, all.Organization, all.Organization.bounded, all.User, all.User.bounded, devices.*, devices.sendCommand.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Device`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `devices.*`, `devices.sendCommand`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            multi_device_command: body `multiDeviceCommand`; hash; schema `multiDeviceCommand`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            multi_device_command: `multiDeviceCommand`, the JSON body, hash, required; shaped as `MultiDeviceCommand` (schema `multiDeviceCommand`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
-            202: `jobEnqueuedResult`.
+            On status 200: `Success` (schema `success`).
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_SEND_COMMAND, (application_id, multi_device_command), raw, request_options)
 
     @overload
     async def tag_keys(self, *, application_id: str, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, starts_with: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.TagKeysResponse: ...
     @overload
-    async def tag_keys(self, *, application_id: str, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, starts_with: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def tag_keys(self, *, application_id: str, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, starts_with: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/devices/tagKeys (API action `tagKeys`).
+    async def tag_keys(self, *, application_id: str, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, starts_with: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def tag_keys(self, *, application_id: str, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, starts_with: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.TagKeysResponse | Any:
+        """Call `devices.tag_keys` (API action `tagKeys`): `GET /applications/{applicationId}/devices/tagKeys`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, devices.*, devices.tagKeys.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `devices.*`, `devices.tagKeys`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            query: query `query`; hash; schema `advancedDeviceQuery`; optional; sent as json.
-            starts_with: query `startsWith`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            query: `query`, in the query string, hash, optional; shaped as `AdvancedDeviceQuery` (schema `advancedDeviceQuery`); a Struct or a mapping; sent as one JSON string.
+            starts_with: `startsWith`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `tagKeysResponse`.
+            On status 200: `TagKeysResponse` (schema `tagKeysResponse`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_TAG_KEYS, (application_id, query, starts_with), raw, request_options)
 
     @overload
     async def tag_values(self, *, application_id: str, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, key: str | int | float | bool, starts_with: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.TagValuesResponse: ...
     @overload
-    async def tag_values(self, *, application_id: str, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, key: str | int | float | bool, starts_with: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def tag_values(self, *, application_id: str, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, key: str | int | float | bool, starts_with: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/devices/tagValues (API action `tagValues`).
+    async def tag_values(self, *, application_id: str, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, key: str | int | float | bool, starts_with: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def tag_values(self, *, application_id: str, query: m.AdvancedDeviceQuery | Mapping[str, Any] | None = None, key: str | int | float | bool, starts_with: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.TagValuesResponse | Any:
+        """Call `devices.tag_values` (API action `tagValues`): `GET /applications/{applicationId}/devices/tagValues`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, devices.*, devices.tagValues.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `devices.*`, `devices.tagValues`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            query: query `query`; hash; schema `advancedDeviceQuery`; optional; sent as json.
-            key: query `key`; string; required.
-            starts_with: query `startsWith`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            query: `query`, in the query string, hash, optional; shaped as `AdvancedDeviceQuery` (schema `advancedDeviceQuery`); a Struct or a mapping; sent as one JSON string.
+            key: `key`, in the query string, string, required.
+            starts_with: `startsWith`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `tagValuesResponse`.
+            On status 200: `TagValuesResponse` (schema `tagValuesResponse`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_TAG_VALUES, (application_id, query, key, starts_with), raw, request_options)

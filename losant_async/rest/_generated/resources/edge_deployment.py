@@ -41,19 +41,25 @@ class EdgeDeploymentResource(Resource):
     @overload
     async def get(self, *, application_id: str, edge_deployment_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.EdgeDeployment: ...
     @overload
-    async def get(self, *, application_id: str, edge_deployment_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, edge_deployment_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/edge/deployments/{edgeDeploymentId} (API action `get`).
+    async def get(self, *, application_id: str, edge_deployment_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, edge_deployment_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.EdgeDeployment | Any:
+        """Call `edge_deployment.get` (API action `get`): `GET /applications/{applicationId}/edge/deployments/{edgeDeploymentId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, edgeDeployment.*, edgeDeployment.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `edgeDeployment.*`, `edgeDeployment.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            edge_deployment_id: path `edgeDeploymentId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            edge_deployment_id: `edgeDeploymentId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `edgeDeployment`.
+            On status 200: `EdgeDeployment` (schema `edgeDeployment`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, edge_deployment_id), raw, request_options)

@@ -86,89 +86,112 @@ class EdgeDeploymentsResource(Resource):
     __slots__ = ()
 
     @overload
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, version: str | int | float | bool | None = None, filter_empty: Any | None = None, flow_id: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.EdgeDeployments, m.EdgeDeployment]: ...
+    def get(self, *, application_id: str, sort_field: Literal['id', 'deviceId', 'flowId', 'desiredVersion', 'currentVersion', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, version: str | int | float | bool | None = None, filter_empty: Any | None = None, flow_id: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.EdgeDeployments, m.EdgeDeployment]: ...
     @overload
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, version: str | int | float | bool | None = None, filter_empty: Any | None = None, flow_id: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, version: str | int | float | bool | None = None, filter_empty: Any | None = None, flow_id: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/edge/deployments (API action `get`).
+    def get(self, *, application_id: str, sort_field: Literal['id', 'deviceId', 'flowId', 'desiredVersion', 'currentVersion', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, version: str | int | float | bool | None = None, filter_empty: Any | None = None, flow_id: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, application_id: str, sort_field: Literal['id', 'deviceId', 'flowId', 'desiredVersion', 'currentVersion', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, version: str | int | float | bool | None = None, filter_empty: Any | None = None, flow_id: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.EdgeDeployments, m.EdgeDeployment] | Paginator[Any, Any]:
+        """Call `edge_deployments.get` (API action `get`): `GET /applications/{applicationId}/edge/deployments`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, edgeDeployments.*, edgeDeployments.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `edgeDeployments.*`, `edgeDeployments.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_field: query `sortField`; string; optional; server default lastUpdated; one of: id, deviceId, flowId, desiredVersion, currentVersion, creationDate, lastUpdated.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            device_id: query `deviceId`; string; optional; pattern ^[A-Fa-f\\d]{24}$.
-            version: query `version`; string; optional.
-            filter_empty: query `filterEmpty`; undefined; optional.
-            flow_id: query `flowId`; string; optional; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            sort_field: `sortField`, in the query string, string, optional; one of `id`, `deviceId`, `flowId`, `desiredVersion`, `currentVersion`, `creationDate`, `lastUpdated`; the server assumes `lastUpdated` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            device_id: `deviceId`, in the query string, string, optional; 24 hexadecimal characters.
+            version: `version`, in the query string, string, optional.
+            filter_empty: `filterEmpty`, in the query string, any JSON value, optional.
+            flow_id: `flowId`, in the query string, string, optional; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `edgeDeployments`.
-            Paginated: items are EdgeDeployment.
+            A Paginator: `await` it for the page (`EdgeDeployments` (schema `edgeDeployments`)), or `async for` over every item (EdgeDeployment) of every page.
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_GET, (application_id, sort_field, sort_direction, page, per_page, device_id, version, filter_empty, flow_id), raw, request_options)
 
     @overload
     async def release(self, *, application_id: str, deployment: m.EdgeDeploymentRelease | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def release(self, *, application_id: str, deployment: m.EdgeDeploymentRelease | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def release(self, *, application_id: str, deployment: m.EdgeDeploymentRelease | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/edge/deployments/release (API action `release`).
+    async def release(self, *, application_id: str, deployment: m.EdgeDeploymentRelease | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def release(self, *, application_id: str, deployment: m.EdgeDeploymentRelease | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `edge_deployments.release` (API action `release`): `POST /applications/{applicationId}/edge/deployments/release`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, edgeDeployments.*, edgeDeployments.release.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `edgeDeployments.*`, `edgeDeployments.release`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            deployment: body `deployment`; hash; schema `edgeDeploymentRelease`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            deployment: `deployment`, the JSON body, hash, required; shaped as `EdgeDeploymentRelease` (schema `edgeDeploymentRelease`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `success`.
+            On status 202, the work was queued: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_RELEASE, (application_id, deployment), raw, request_options)
 
     @overload
     async def remove(self, *, application_id: str, deployment: m.EdgeDeploymentRemove | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def remove(self, *, application_id: str, deployment: m.EdgeDeploymentRemove | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def remove(self, *, application_id: str, deployment: m.EdgeDeploymentRemove | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/edge/deployments/remove (API action `remove`).
+    async def remove(self, *, application_id: str, deployment: m.EdgeDeploymentRemove | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def remove(self, *, application_id: str, deployment: m.EdgeDeploymentRemove | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `edge_deployments.remove` (API action `remove`): `POST /applications/{applicationId}/edge/deployments/remove`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, edgeDeployments.*, edgeDeployments.remove.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `edgeDeployments.*`, `edgeDeployments.remove`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            deployment: body `deployment`; hash; schema `edgeDeploymentRemove`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            deployment: `deployment`, the JSON body, hash, required; shaped as `EdgeDeploymentRemove` (schema `edgeDeploymentRemove`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `success`.
+            On status 202, the work was queued: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_REMOVE, (application_id, deployment), raw, request_options)
 
     @overload
     async def replace(self, *, application_id: str, deployment: m.EdgeDeploymentReplace | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def replace(self, *, application_id: str, deployment: m.EdgeDeploymentReplace | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def replace(self, *, application_id: str, deployment: m.EdgeDeploymentReplace | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/edge/deployments/replace (API action `replace`).
+    async def replace(self, *, application_id: str, deployment: m.EdgeDeploymentReplace | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def replace(self, *, application_id: str, deployment: m.EdgeDeploymentReplace | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `edge_deployments.replace` (API action `replace`): `POST /applications/{applicationId}/edge/deployments/replace`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, edgeDeployments.*, edgeDeployments.replace.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `edgeDeployments.*`, `edgeDeployments.replace`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            deployment: body `deployment`; hash; schema `edgeDeploymentReplace`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            deployment: `deployment`, the JSON body, hash, required; shaped as `EdgeDeploymentReplace` (schema `edgeDeploymentReplace`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `success`.
+            On status 202, the work was queued: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_REPLACE, (application_id, deployment), raw, request_options)

@@ -100,106 +100,135 @@ class EmbeddedDeploymentsResource(Resource):
     @overload
     async def export(self, *, application_id: str, options: m.EmbeddedDeploymentExport | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult: ...
     @overload
-    async def export(self, *, application_id: str, options: m.EmbeddedDeploymentExport | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def export(self, *, application_id: str, options: m.EmbeddedDeploymentExport | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/embedded/deployments/export (API action `export`).
+    async def export(self, *, application_id: str, options: m.EmbeddedDeploymentExport | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def export(self, *, application_id: str, options: m.EmbeddedDeploymentExport | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult | Any:
+        """Call `embedded_deployments.export` (API action `export`): `POST /applications/{applicationId}/embedded/deployments/export`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, embeddedDeployments.*, embeddedDeployments.export.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `embeddedDeployments.*`, `embeddedDeployments.export`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            options: body `options`; hash; schema `embeddedDeploymentExport`; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            options: `options`, the JSON body, hash, optional; shaped as `EmbeddedDeploymentExport` (schema `embeddedDeploymentExport`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `jobEnqueuedResult`.
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_EXPORT, (application_id, options), raw, request_options)
 
     @overload
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, version: str | int | float | bool | None = None, flow_id: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.EmbeddedDeployments, m.EmbeddedDeployment]: ...
+    def get(self, *, application_id: str, sort_field: Literal['id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, version: str | int | float | bool | None = None, flow_id: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.EmbeddedDeployments, m.EmbeddedDeployment]: ...
     @overload
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, version: str | int | float | bool | None = None, flow_id: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, version: str | int | float | bool | None = None, flow_id: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/embedded/deployments (API action `get`).
+    def get(self, *, application_id: str, sort_field: Literal['id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, version: str | int | float | bool | None = None, flow_id: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, application_id: str, sort_field: Literal['id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, version: str | int | float | bool | None = None, flow_id: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.EmbeddedDeployments, m.EmbeddedDeployment] | Paginator[Any, Any]:
+        """Call `embedded_deployments.get` (API action `get`): `GET /applications/{applicationId}/embedded/deployments`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, embeddedDeployments.*, embeddedDeployments.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `embeddedDeployments.*`, `embeddedDeployments.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_field: query `sortField`; string; optional; server default lastUpdated; one of: id, creationDate, lastUpdated.
-            sort_direction: query `sortDirection`; string; optional; server default desc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 1000.
-            device_id: query `deviceId`; string; optional; pattern ^[A-Fa-f\\d]{24}$.
-            version: query `version`; string; optional.
-            flow_id: query `flowId`; string; optional; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            sort_field: `sortField`, in the query string, string, optional; one of `id`, `creationDate`, `lastUpdated`; the server assumes `lastUpdated` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `desc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `1000` when left out.
+            device_id: `deviceId`, in the query string, string, optional; 24 hexadecimal characters.
+            version: `version`, in the query string, string, optional.
+            flow_id: `flowId`, in the query string, string, optional; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `embeddedDeployments`.
-            Paginated: items are EmbeddedDeployment.
+            A Paginator: `await` it for the page (`EmbeddedDeployments` (schema `embeddedDeployments`)), or `async for` over every item (EmbeddedDeployment) of every page.
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_GET, (application_id, sort_field, sort_direction, page, per_page, device_id, version, flow_id), raw, request_options)
 
     @overload
     async def release(self, *, application_id: str, deployment: m.EmbeddedDeploymentRelease | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def release(self, *, application_id: str, deployment: m.EmbeddedDeploymentRelease | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def release(self, *, application_id: str, deployment: m.EmbeddedDeploymentRelease | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/embedded/deployments/release (API action `release`).
+    async def release(self, *, application_id: str, deployment: m.EmbeddedDeploymentRelease | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def release(self, *, application_id: str, deployment: m.EmbeddedDeploymentRelease | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `embedded_deployments.release` (API action `release`): `POST /applications/{applicationId}/embedded/deployments/release`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, embeddedDeployments.*, embeddedDeployments.release.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `embeddedDeployments.*`, `embeddedDeployments.release`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            deployment: body `deployment`; hash; schema `embeddedDeploymentRelease`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            deployment: `deployment`, the JSON body, hash, required; shaped as `EmbeddedDeploymentRelease` (schema `embeddedDeploymentRelease`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `success`.
+            On status 202, the work was queued: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_RELEASE, (application_id, deployment), raw, request_options)
 
     @overload
     async def remove(self, *, application_id: str, deployment: m.EmbeddedDeploymentRemove | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def remove(self, *, application_id: str, deployment: m.EmbeddedDeploymentRemove | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def remove(self, *, application_id: str, deployment: m.EmbeddedDeploymentRemove | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/embedded/deployments/remove (API action `remove`).
+    async def remove(self, *, application_id: str, deployment: m.EmbeddedDeploymentRemove | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def remove(self, *, application_id: str, deployment: m.EmbeddedDeploymentRemove | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `embedded_deployments.remove` (API action `remove`): `POST /applications/{applicationId}/embedded/deployments/remove`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, embeddedDeployments.*, embeddedDeployments.remove.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `embeddedDeployments.*`, `embeddedDeployments.remove`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            deployment: body `deployment`; hash; schema `embeddedDeploymentRemove`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            deployment: `deployment`, the JSON body, hash, required; shaped as `EmbeddedDeploymentRemove` (schema `embeddedDeploymentRemove`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `success`.
+            On status 202, the work was queued: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_REMOVE, (application_id, deployment), raw, request_options)
 
     @overload
     async def replace(self, *, application_id: str, deployment: m.EmbeddedDeploymentReplace | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def replace(self, *, application_id: str, deployment: m.EmbeddedDeploymentReplace | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def replace(self, *, application_id: str, deployment: m.EmbeddedDeploymentReplace | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/embedded/deployments/replace (API action `replace`).
+    async def replace(self, *, application_id: str, deployment: m.EmbeddedDeploymentReplace | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def replace(self, *, application_id: str, deployment: m.EmbeddedDeploymentReplace | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `embedded_deployments.replace` (API action `replace`): `POST /applications/{applicationId}/embedded/deployments/replace`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, embeddedDeployments.*, embeddedDeployments.replace.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `embeddedDeployments.*`, `embeddedDeployments.replace`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            deployment: body `deployment`; hash; schema `embeddedDeploymentReplace`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            deployment: `deployment`, the JSON body, hash, required; shaped as `EmbeddedDeploymentReplace` (schema `embeddedDeploymentReplace`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `success`.
+            On status 202, the work was queued: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_REPLACE, (application_id, deployment), raw, request_options)

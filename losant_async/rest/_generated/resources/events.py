@@ -124,138 +124,173 @@ class EventsResource(Resource):
     @overload
     async def delete(self, *, application_id: str, query: m.AdvancedEventQuery | Mapping[str, Any] | Sequence[Any] | None = None, email: str | int | float | bool | None = None, callback_url: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.EventsDeleted | m.JobEnqueuedResult: ...
     @overload
-    async def delete(self, *, application_id: str, query: m.AdvancedEventQuery | Mapping[str, Any] | Sequence[Any] | None = None, email: str | int | float | bool | None = None, callback_url: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, query: m.AdvancedEventQuery | Mapping[str, Any] | Sequence[Any] | None = None, email: str | int | float | bool | None = None, callback_url: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/events/delete (API action `delete`).
+    async def delete(self, *, application_id: str, query: m.AdvancedEventQuery | Mapping[str, Any] | Sequence[Any] | None = None, email: str | int | float | bool | None = None, callback_url: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, query: m.AdvancedEventQuery | Mapping[str, Any] | Sequence[Any] | None = None, email: str | int | float | bool | None = None, callback_url: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.EventsDeleted | m.JobEnqueuedResult | Any:
+        """Call `events.delete` (API action `delete`): `POST /applications/{applicationId}/events/delete`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, events.*, events.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `events.*`, `events.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            query: body `query`; hash; schema `advancedEventQuery`; optional.
-            email: query `email`; string; optional.
-            callback_url: query `callbackUrl`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            query: `query`, the JSON body, hash, optional; shaped as `AdvancedEventQuery` (schema `advancedEventQuery`); a Struct or a mapping.
+            email: `email`, in the query string, string, optional.
+            callback_url: `callbackUrl`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `eventsDeleted`.
-            202: `jobEnqueuedResult`.
+            On status 200: `EventsDeleted` (schema `eventsDeleted`).
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, query, email, callback_url), raw, request_options)
 
     @overload
     async def export(self, *, application_id: str, export_data: m.EventsExport | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult: ...
     @overload
-    async def export(self, *, application_id: str, export_data: m.EventsExport | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def export(self, *, application_id: str, export_data: m.EventsExport | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/events/export (API action `export`).
+    async def export(self, *, application_id: str, export_data: m.EventsExport | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def export(self, *, application_id: str, export_data: m.EventsExport | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult | Any:
+        """Call `events.export` (API action `export`): `POST /applications/{applicationId}/events/export`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, events.*, events.export.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `events.*`, `events.export`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            export_data: body `exportData`; hash; schema `eventsExport`; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            export_data: `exportData`, the JSON body, hash, optional; shaped as `EventsExport` (schema `eventsExport`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `jobEnqueuedResult`.
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_EXPORT, (application_id, export_data), raw, request_options)
 
     @overload
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, state: str | int | float | bool | None = None, query: m.AdvancedEventQuery | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.Events, m.Event]: ...
+    def get(self, *, application_id: str, sort_field: Literal['subject', 'id', 'creationDate', 'lastUpdated', 'level', 'state', 'deviceId'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['subject'] | None = None, filter: str | int | float | bool | None = None, state: Literal['new', 'acknowledged', 'resolved'] | None = None, query: m.AdvancedEventQuery | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.Events, m.Event]: ...
     @overload
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, state: str | int | float | bool | None = None, query: m.AdvancedEventQuery | Mapping[str, Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, state: str | int | float | bool | None = None, query: m.AdvancedEventQuery | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/events (API action `get`).
+    def get(self, *, application_id: str, sort_field: Literal['subject', 'id', 'creationDate', 'lastUpdated', 'level', 'state', 'deviceId'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['subject'] | None = None, filter: str | int | float | bool | None = None, state: Literal['new', 'acknowledged', 'resolved'] | None = None, query: m.AdvancedEventQuery | Mapping[str, Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, application_id: str, sort_field: Literal['subject', 'id', 'creationDate', 'lastUpdated', 'level', 'state', 'deviceId'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['subject'] | None = None, filter: str | int | float | bool | None = None, state: Literal['new', 'acknowledged', 'resolved'] | None = None, query: m.AdvancedEventQuery | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.Events, m.Event] | Paginator[Any, Any]:
+        """Call `events.get` (API action `get`): `GET /applications/{applicationId}/events`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, events.*, events.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `events.*`, `events.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_field: query `sortField`; string; optional; server default creationDate; one of: subject, id, creationDate, lastUpdated, level, state, deviceId.
-            sort_direction: query `sortDirection`; string; optional; server default desc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            filter_field: query `filterField`; string; optional; one of: subject.
-            filter: query `filter`; string; optional.
-            state: query `state`; string; optional; one of: new, acknowledged, resolved.
-            query: query `query`; hash; schema `advancedEventQuery`; optional; sent as json.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            sort_field: `sortField`, in the query string, string, optional; one of `subject`, `id`, `creationDate`, `lastUpdated`, `level`, `state`, `deviceId`; the server assumes `creationDate` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `desc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `subject`.
+            filter: `filter`, in the query string, string, optional.
+            state: `state`, in the query string, string, optional; one of `new`, `acknowledged`, `resolved`.
+            query: `query`, in the query string, hash, optional; shaped as `AdvancedEventQuery` (schema `advancedEventQuery`); a Struct or a mapping; sent as one JSON string.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `events`.
-            Paginated: items are Event.
+            A Paginator: `await` it for the page (`Events` (schema `events`)), or `async for` over every item (Event) of every page.
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_GET, (application_id, sort_field, sort_direction, page, per_page, filter_field, filter, state, query), raw, request_options)
 
     @overload
     async def most_recent_by_severity(self, *, application_id: str, filter: str | int | float | bool | None = None, query: m.AdvancedEventQuery | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.EventPlusNewCount: ...
     @overload
-    async def most_recent_by_severity(self, *, application_id: str, filter: str | int | float | bool | None = None, query: m.AdvancedEventQuery | Mapping[str, Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def most_recent_by_severity(self, *, application_id: str, filter: str | int | float | bool | None = None, query: m.AdvancedEventQuery | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/events/mostRecentBySeverity (API action `mostRecentBySeverity`).
+    async def most_recent_by_severity(self, *, application_id: str, filter: str | int | float | bool | None = None, query: m.AdvancedEventQuery | Mapping[str, Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def most_recent_by_severity(self, *, application_id: str, filter: str | int | float | bool | None = None, query: m.AdvancedEventQuery | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.EventPlusNewCount | Any:
+        """Call `events.most_recent_by_severity` (API action `mostRecentBySeverity`): `GET /applications/{applicationId}/events/mostRecentBySeverity`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, events.*, events.mostRecentBySeverity.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `events.*`, `events.mostRecentBySeverity`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            filter: query `filter`; string; optional.
-            query: query `query`; hash; schema `advancedEventQuery`; optional; sent as json.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            filter: `filter`, in the query string, string, optional.
+            query: `query`, in the query string, hash, optional; shaped as `AdvancedEventQuery` (schema `advancedEventQuery`); a Struct or a mapping; sent as one JSON string.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `eventPlusNewCount`.
+            On status 200: `EventPlusNewCount` (schema `eventPlusNewCount`).
 
-        Error statuses: 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_MOST_RECENT_BY_SEVERITY, (application_id, filter, query), raw, request_options)
 
     @overload
-    async def patch(self, *, application_id: str, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, state: str | int | float | bool | None = None, query: m.AdvancedEventQuery | Mapping[str, Any] | None = None, email: str | int | float | bool | None = None, callback_url: str | int | float | bool | None = None, updates: m.EventPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success | m.JobEnqueuedResult: ...
+    async def patch(self, *, application_id: str, filter_field: Literal['subject'] | None = None, filter: str | int | float | bool | None = None, state: Literal['new', 'acknowledged', 'resolved'] | None = None, query: m.AdvancedEventQuery | Mapping[str, Any] | None = None, email: str | int | float | bool | None = None, callback_url: str | int | float | bool | None = None, updates: m.EventPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success | m.JobEnqueuedResult: ...
     @overload
-    async def patch(self, *, application_id: str, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, state: str | int | float | bool | None = None, query: m.AdvancedEventQuery | Mapping[str, Any] | None = None, email: str | int | float | bool | None = None, callback_url: str | int | float | bool | None = None, updates: m.EventPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, state: str | int | float | bool | None = None, query: m.AdvancedEventQuery | Mapping[str, Any] | None = None, email: str | int | float | bool | None = None, callback_url: str | int | float | bool | None = None, updates: m.EventPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/events (API action `patch`).
+    async def patch(self, *, application_id: str, filter_field: Literal['subject'] | None = None, filter: str | int | float | bool | None = None, state: Literal['new', 'acknowledged', 'resolved'] | None = None, query: m.AdvancedEventQuery | Mapping[str, Any] | None = None, email: str | int | float | bool | None = None, callback_url: str | int | float | bool | None = None, updates: m.EventPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, filter_field: Literal['subject'] | None = None, filter: str | int | float | bool | None = None, state: Literal['new', 'acknowledged', 'resolved'] | None = None, query: m.AdvancedEventQuery | Mapping[str, Any] | None = None, email: str | int | float | bool | None = None, callback_url: str | int | float | bool | None = None, updates: m.EventPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | m.JobEnqueuedResult | Any:
+        """Call `events.patch` (API action `patch`): `PATCH /applications/{applicationId}/events`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, events.*, events.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `events.*`, `events.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            filter_field: query `filterField`; string; optional; one of: subject.
-            filter: query `filter`; string; optional.
-            state: query `state`; string; optional; one of: new, acknowledged, resolved.
-            query: query `query`; hash; schema `advancedEventQuery`; optional; sent as json.
-            email: query `email`; string; optional.
-            callback_url: query `callbackUrl`; string; optional.
-            updates: body `updates`; hash; schema `eventPatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            filter_field: `filterField`, in the query string, string, optional; one of `subject`.
+            filter: `filter`, in the query string, string, optional.
+            state: `state`, in the query string, string, optional; one of `new`, `acknowledged`, `resolved`.
+            query: `query`, in the query string, hash, optional; shaped as `AdvancedEventQuery` (schema `advancedEventQuery`); a Struct or a mapping; sent as one JSON string.
+            email: `email`, in the query string, string, optional.
+            callback_url: `callbackUrl`, in the query string, string, optional.
+            updates: `updates`, the JSON body, hash, required; shaped as `EventPatch` (schema `eventPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
-            202: `jobEnqueuedResult`.
+            On status 200: `Success` (schema `success`).
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, filter_field, filter, state, query, email, callback_url, updates), raw, request_options)
 
     @overload
     async def post(self, *, application_id: str, event: m.EventPost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Event: ...
     @overload
-    async def post(self, *, application_id: str, event: m.EventPost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, application_id: str, event: m.EventPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/events (API action `post`).
+    async def post(self, *, application_id: str, event: m.EventPost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, application_id: str, event: m.EventPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Event | Any:
+        """Call `events.post` (API action `post`): `POST /applications/{applicationId}/events`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, events.*, events.post.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `events.*`, `events.post`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            event: body `event`; hash; schema `eventPost`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            event: `event`, the JSON body, hash, required; shaped as `EventPost` (schema `eventPost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `event`.
+            On status 201: `Event` (schema `event`).
 
-        Error statuses: 400, 404, 429.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            RateLimitedError: the API answered 429.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (application_id, event), raw, request_options)

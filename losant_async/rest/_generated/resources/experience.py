@@ -60,46 +60,58 @@ class ExperienceResource(Resource):
     @overload
     async def bootstrap(self, *, application_id: str, options: m.ExperienceBootstrapOptions | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceBootstrapResult: ...
     @overload
-    async def bootstrap(self, *, application_id: str, options: m.ExperienceBootstrapOptions | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def bootstrap(self, *, application_id: str, options: m.ExperienceBootstrapOptions | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/experience/bootstrap (API action `bootstrap`).
+    async def bootstrap(self, *, application_id: str, options: m.ExperienceBootstrapOptions | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def bootstrap(self, *, application_id: str, options: m.ExperienceBootstrapOptions | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceBootstrapResult | Any:
+        """Call `experience.bootstrap` (API action `bootstrap`): `PATCH /applications/{applicationId}/experience/bootstrap`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Organization, all.Organization.bounded, all.User, all.User.bounded, all.User.cli, experience.*, experience.bootstrap.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `all.User.cli`, `experience.*`, `experience.bootstrap`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            options: body `options`; hash; schema `experienceBootstrapOptions`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            options: `options`, the JSON body, hash, required; shaped as `ExperienceBootstrapOptions` (schema `experienceBootstrapOptions`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `experienceBootstrapResult`.
+            On status 200: `ExperienceBootstrapResult` (schema `experienceBootstrapResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_BOOTSTRAP, (application_id, options), raw, request_options)
 
     @overload
     async def delete(self, *, application_id: str, keep_users: str | int | float | bool | None = None, keep_groups: str | int | float | bool | None = None, keep_slugs: str | int | float | bool | None = None, keep_domains: str | int | float | bool | None = None, remove_versions: str | int | float | bool | None = None, keep_views: str | int | float | bool | None = None, keep_endpoints: str | int | float | bool | None = None, remove_workflows: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, keep_users: str | int | float | bool | None = None, keep_groups: str | int | float | bool | None = None, keep_slugs: str | int | float | bool | None = None, keep_domains: str | int | float | bool | None = None, remove_versions: str | int | float | bool | None = None, keep_views: str | int | float | bool | None = None, keep_endpoints: str | int | float | bool | None = None, remove_workflows: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, keep_users: str | int | float | bool | None = None, keep_groups: str | int | float | bool | None = None, keep_slugs: str | int | float | bool | None = None, keep_domains: str | int | float | bool | None = None, remove_versions: str | int | float | bool | None = None, keep_views: str | int | float | bool | None = None, keep_endpoints: str | int | float | bool | None = None, remove_workflows: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/experience (API action `delete`).
+    async def delete(self, *, application_id: str, keep_users: str | int | float | bool | None = None, keep_groups: str | int | float | bool | None = None, keep_slugs: str | int | float | bool | None = None, keep_domains: str | int | float | bool | None = None, remove_versions: str | int | float | bool | None = None, keep_views: str | int | float | bool | None = None, keep_endpoints: str | int | float | bool | None = None, remove_workflows: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, keep_users: str | int | float | bool | None = None, keep_groups: str | int | float | bool | None = None, keep_slugs: str | int | float | bool | None = None, keep_domains: str | int | float | bool | None = None, remove_versions: str | int | float | bool | None = None, keep_views: str | int | float | bool | None = None, keep_endpoints: str | int | float | bool | None = None, remove_workflows: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `experience.delete` (API action `delete`): `DELETE /applications/{applicationId}/experience`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, experience.*, experience.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `experience.*`, `experience.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            keep_users: query `keepUsers`; string; optional.
-            keep_groups: query `keepGroups`; string; optional.
-            keep_slugs: query `keepSlugs`; string; optional.
-            keep_domains: query `keepDomains`; string; optional.
-            remove_versions: query `removeVersions`; string; optional.
-            keep_views: query `keepViews`; string; optional.
-            keep_endpoints: query `keepEndpoints`; string; optional.
-            remove_workflows: query `removeWorkflows`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            keep_users: `keepUsers`, in the query string, string, optional.
+            keep_groups: `keepGroups`, in the query string, string, optional.
+            keep_slugs: `keepSlugs`, in the query string, string, optional.
+            keep_domains: `keepDomains`, in the query string, string, optional.
+            remove_versions: `removeVersions`, in the query string, string, optional.
+            keep_views: `keepViews`, in the query string, string, optional.
+            keep_endpoints: `keepEndpoints`, in the query string, string, optional.
+            remove_workflows: `removeWorkflows`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, keep_users, keep_groups, keep_slugs, keep_domains, remove_versions, keep_views, keep_endpoints, remove_workflows), raw, request_options)

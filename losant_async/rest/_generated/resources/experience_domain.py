@@ -68,60 +68,78 @@ class ExperienceDomainResource(Resource):
     @overload
     async def delete(self, *, application_id: str, experience_domain_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, experience_domain_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, experience_domain_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/experience/domains/{experienceDomainId} (API action `delete`).
+    async def delete(self, *, application_id: str, experience_domain_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, experience_domain_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `experience_domain.delete` (API action `delete`): `DELETE /applications/{applicationId}/experience/domains/{experienceDomainId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, experienceDomain.*, experienceDomain.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `experienceDomain.*`, `experienceDomain.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_domain_id: path `experienceDomainId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            experience_domain_id: `experienceDomainId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, experience_domain_id), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, experience_domain_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceDomain: ...
     @overload
-    async def get(self, *, application_id: str, experience_domain_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, experience_domain_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/experience/domains/{experienceDomainId} (API action `get`).
+    async def get(self, *, application_id: str, experience_domain_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, experience_domain_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceDomain | Any:
+        """Call `experience_domain.get` (API action `get`): `GET /applications/{applicationId}/experience/domains/{experienceDomainId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, experienceDomain.*, experienceDomain.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `experienceDomain.*`, `experienceDomain.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_domain_id: path `experienceDomainId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            experience_domain_id: `experienceDomainId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `experienceDomain`.
+            On status 200: `ExperienceDomain` (schema `experienceDomain`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, experience_domain_id), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, experience_domain_id: str, experience_domain: m.ExperienceDomainPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceDomain: ...
     @overload
-    async def patch(self, *, application_id: str, experience_domain_id: str, experience_domain: m.ExperienceDomainPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, experience_domain_id: str, experience_domain: m.ExperienceDomainPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/experience/domains/{experienceDomainId} (API action `patch`).
+    async def patch(self, *, application_id: str, experience_domain_id: str, experience_domain: m.ExperienceDomainPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, experience_domain_id: str, experience_domain: m.ExperienceDomainPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceDomain | Any:
+        """Call `experience_domain.patch` (API action `patch`): `PATCH /applications/{applicationId}/experience/domains/{experienceDomainId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, experienceDomain.*, experienceDomain.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `experienceDomain.*`, `experienceDomain.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_domain_id: path `experienceDomainId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_domain: body `experienceDomain`; hash; schema `experienceDomainPatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            experience_domain_id: `experienceDomainId`, in the path, string, required; 24 hexadecimal characters.
+            experience_domain: `experienceDomain`, the JSON body, hash, required; shaped as `ExperienceDomainPatch` (schema `experienceDomainPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `experienceDomain`.
+            On status 200: `ExperienceDomain` (schema `experienceDomain`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, experience_domain_id, experience_domain), raw, request_options)

@@ -53,38 +53,50 @@ class ExperienceDomainsResource(Resource):
     @overload
     async def get(self, *, application_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceDomains: ...
     @overload
-    async def get(self, *, application_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/experience/domains (API action `get`).
+    async def get(self, *, application_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceDomains | Any:
+        """Call `experience_domains.get` (API action `get`): `GET /applications/{applicationId}/experience/domains`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.cli, all.User.read, experienceDomains.*, experienceDomains.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.cli`, `all.User.read`, `experienceDomains.*`, `experienceDomains.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `experienceDomains`.
+            On status 200: `ExperienceDomains` (schema `experienceDomains`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id,), raw, request_options)
 
     @overload
     async def post(self, *, application_id: str, experience_domain: m.ExperienceDomainPost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceDomain: ...
     @overload
-    async def post(self, *, application_id: str, experience_domain: m.ExperienceDomainPost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, application_id: str, experience_domain: m.ExperienceDomainPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/experience/domains (API action `post`).
+    async def post(self, *, application_id: str, experience_domain: m.ExperienceDomainPost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, application_id: str, experience_domain: m.ExperienceDomainPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceDomain | Any:
+        """Call `experience_domains.post` (API action `post`): `POST /applications/{applicationId}/experience/domains`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, experienceDomains.*, experienceDomains.post.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `experienceDomains.*`, `experienceDomains.post`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_domain: body `experienceDomain`; hash; schema `experienceDomainPost`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            experience_domain: `experienceDomain`, the JSON body, hash, required; shaped as `ExperienceDomainPost` (schema `experienceDomainPost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `experienceDomain`.
+            On status 201: `ExperienceDomain` (schema `experienceDomain`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (application_id, experience_domain), raw, request_options)

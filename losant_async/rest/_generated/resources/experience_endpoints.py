@@ -79,74 +79,92 @@ class ExperienceEndpointsResource(Resource):
     __slots__ = ()
 
     @overload
-    async def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, experience_group_id: str | int | float | bool | None = None, request_count_duration: str | int | float | bool | None = None, version: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceEndpoints: ...
+    async def get(self, *, application_id: str, sort_field: Literal['order', 'method', 'route', 'id', 'creationDate', 'requestCount', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['method', 'route'] | None = None, filter: str | int | float | bool | None = None, experience_group_id: str | int | float | bool | None = None, request_count_duration: str | int | float | bool | None = None, version: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceEndpoints: ...
     @overload
-    async def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, experience_group_id: str | int | float | bool | None = None, request_count_duration: str | int | float | bool | None = None, version: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, experience_group_id: str | int | float | bool | None = None, request_count_duration: str | int | float | bool | None = None, version: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/experience/endpoints (API action `get`).
+    async def get(self, *, application_id: str, sort_field: Literal['order', 'method', 'route', 'id', 'creationDate', 'requestCount', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['method', 'route'] | None = None, filter: str | int | float | bool | None = None, experience_group_id: str | int | float | bool | None = None, request_count_duration: str | int | float | bool | None = None, version: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, sort_field: Literal['order', 'method', 'route', 'id', 'creationDate', 'requestCount', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['method', 'route'] | None = None, filter: str | int | float | bool | None = None, experience_group_id: str | int | float | bool | None = None, request_count_duration: str | int | float | bool | None = None, version: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceEndpoints | Any:
+        """Call `experience_endpoints.get` (API action `get`): `GET /applications/{applicationId}/experience/endpoints`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, experienceEndpoints.*, experienceEndpoints.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `experienceEndpoints.*`, `experienceEndpoints.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_field: query `sortField`; string; optional; server default order; one of: order, method, route, id, creationDate, requestCount, lastUpdated.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            filter_field: query `filterField`; string; optional; one of: method, route.
-            filter: query `filter`; string; optional.
-            experience_group_id: query `experienceGroupId`; string; optional; pattern ^[A-Fa-f\\d]{24}$.
-            request_count_duration: query `requestCountDuration`; string; optional.
-            version: query `version`; string; optional; server default develop.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            sort_field: `sortField`, in the query string, string, optional; one of `order`, `method`, `route`, `id`, `creationDate`, `requestCount`, `lastUpdated`; the server assumes `order` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `method`, `route`.
+            filter: `filter`, in the query string, string, optional.
+            experience_group_id: `experienceGroupId`, in the query string, string, optional; 24 hexadecimal characters.
+            request_count_duration: `requestCountDuration`, in the query string, string, optional.
+            version: `version`, in the query string, string, optional; the server assumes `develop` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `experienceEndpoints`.
+            On status 200: `ExperienceEndpoints` (schema `experienceEndpoints`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, sort_field, sort_direction, filter_field, filter, experience_group_id, request_count_duration, version), raw, request_options)
 
     @overload
     async def post(self, *, application_id: str, experience_endpoint: m.ExperienceEndpointPost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceEndpoint: ...
     @overload
-    async def post(self, *, application_id: str, experience_endpoint: m.ExperienceEndpointPost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, application_id: str, experience_endpoint: m.ExperienceEndpointPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/experience/endpoints (API action `post`).
+    async def post(self, *, application_id: str, experience_endpoint: m.ExperienceEndpointPost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, application_id: str, experience_endpoint: m.ExperienceEndpointPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceEndpoint | Any:
+        """Call `experience_endpoints.post` (API action `post`): `POST /applications/{applicationId}/experience/endpoints`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, experienceEndpoints.*, experienceEndpoints.post.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `experienceEndpoints.*`, `experienceEndpoints.post`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_endpoint: body `experienceEndpoint`; hash; schema `experienceEndpointPost`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            experience_endpoint: `experienceEndpoint`, the JSON body, hash, required; shaped as `ExperienceEndpointPost` (schema `experienceEndpointPost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `experienceEndpoint`.
+            On status 201: `ExperienceEndpoint` (schema `experienceEndpoint`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (application_id, experience_endpoint), raw, request_options)
 
     @overload
-    async def stats(self, *, application_id: str, stat_grouping: str | int | float | bool | None = None, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, version_filter: str | int | float | bool | None = None, domain_filter: str | int | float | bool | None = None, status_code_filter: str | int | float | bool | None = None, endpoint_id_filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceEndpointStats: ...
+    async def stats(self, *, application_id: str, stat_grouping: Literal['statusCode', 'endpointId', 'version', 'domain'] | None = None, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, version_filter: str | int | float | bool | None = None, domain_filter: str | int | float | bool | None = None, status_code_filter: str | int | float | bool | None = None, endpoint_id_filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceEndpointStats: ...
     @overload
-    async def stats(self, *, application_id: str, stat_grouping: str | int | float | bool | None = None, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, version_filter: str | int | float | bool | None = None, domain_filter: str | int | float | bool | None = None, status_code_filter: str | int | float | bool | None = None, endpoint_id_filter: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def stats(self, *, application_id: str, stat_grouping: str | int | float | bool | None = None, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, version_filter: str | int | float | bool | None = None, domain_filter: str | int | float | bool | None = None, status_code_filter: str | int | float | bool | None = None, endpoint_id_filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/experience/endpoints/stats (API action `stats`).
+    async def stats(self, *, application_id: str, stat_grouping: Literal['statusCode', 'endpointId', 'version', 'domain'] | None = None, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, version_filter: str | int | float | bool | None = None, domain_filter: str | int | float | bool | None = None, status_code_filter: str | int | float | bool | None = None, endpoint_id_filter: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def stats(self, *, application_id: str, stat_grouping: Literal['statusCode', 'endpointId', 'version', 'domain'] | None = None, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, version_filter: str | int | float | bool | None = None, domain_filter: str | int | float | bool | None = None, status_code_filter: str | int | float | bool | None = None, endpoint_id_filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceEndpointStats | Any:
+        """Call `experience_endpoints.stats` (API action `stats`): `GET /applications/{applicationId}/experience/endpoints/stats`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, experienceEndpoints.*, experienceEndpoints.stats.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `experienceEndpoints.*`, `experienceEndpoints.stats`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            stat_grouping: query `statGrouping`; string; optional; server default statusCode; one of: statusCode, endpointId, version, domain.
-            duration: query `duration`; string; optional; server default 86400000.
-            end: query `end`; string; optional; server default 0.
-            resolution: query `resolution`; string; optional; server default 3600000.
-            version_filter: query `versionFilter`; string; optional.
-            domain_filter: query `domainFilter`; string; optional.
-            status_code_filter: query `statusCodeFilter`; string; optional.
-            endpoint_id_filter: query `endpointIdFilter`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            stat_grouping: `statGrouping`, in the query string, string, optional; one of `statusCode`, `endpointId`, `version`, `domain`; the server assumes `statusCode` when left out.
+            duration: `duration`, in the query string, string, optional; the server assumes `86400000` when left out.
+            end: `end`, in the query string, string, optional; the server assumes `0` when left out.
+            resolution: `resolution`, in the query string, string, optional; the server assumes `3600000` when left out.
+            version_filter: `versionFilter`, in the query string, string, optional.
+            domain_filter: `domainFilter`, in the query string, string, optional.
+            status_code_filter: `statusCodeFilter`, in the query string, string, optional.
+            endpoint_id_filter: `endpointIdFilter`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `experienceEndpointStats`.
+            On status 200: `ExperienceEndpointStats` (schema `experienceEndpointStats`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_STATS, (application_id, stat_grouping, duration, end, resolution, version_filter, domain_filter, status_code_filter, endpoint_id_filter), raw, request_options)

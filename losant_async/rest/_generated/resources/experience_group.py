@@ -70,62 +70,80 @@ class ExperienceGroupResource(Resource):
     @overload
     async def delete(self, *, application_id: str, experience_group_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, experience_group_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, experience_group_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/experience/groups/{experienceGroupId} (API action `delete`).
+    async def delete(self, *, application_id: str, experience_group_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, experience_group_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `experience_group.delete` (API action `delete`): `DELETE /applications/{applicationId}/experience/groups/{experienceGroupId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, experienceGroup.*, experienceGroup.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `experienceGroup.*`, `experienceGroup.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_group_id: path `experienceGroupId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            experience_group_id: `experienceGroupId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, experience_group_id), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, experience_group_id: str, include_direct_device_count: str | int | float | bool | None = None, include_total_device_count: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceGroup: ...
     @overload
-    async def get(self, *, application_id: str, experience_group_id: str, include_direct_device_count: str | int | float | bool | None = None, include_total_device_count: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, experience_group_id: str, include_direct_device_count: str | int | float | bool | None = None, include_total_device_count: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/experience/groups/{experienceGroupId} (API action `get`).
+    async def get(self, *, application_id: str, experience_group_id: str, include_direct_device_count: str | int | float | bool | None = None, include_total_device_count: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, experience_group_id: str, include_direct_device_count: str | int | float | bool | None = None, include_total_device_count: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceGroup | Any:
+        """Call `experience_group.get` (API action `get`): `GET /applications/{applicationId}/experience/groups/{experienceGroupId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, experienceGroup.*, experienceGroup.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `experienceGroup.*`, `experienceGroup.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_group_id: path `experienceGroupId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            include_direct_device_count: query `includeDirectDeviceCount`; string; optional; server default false.
-            include_total_device_count: query `includeTotalDeviceCount`; string; optional; server default false.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            experience_group_id: `experienceGroupId`, in the path, string, required; 24 hexadecimal characters.
+            include_direct_device_count: `includeDirectDeviceCount`, in the query string, string, optional; the server assumes `false` when left out.
+            include_total_device_count: `includeTotalDeviceCount`, in the query string, string, optional; the server assumes `false` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `experienceGroup`.
+            On status 200: `ExperienceGroup` (schema `experienceGroup`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, experience_group_id, include_direct_device_count, include_total_device_count), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, experience_group_id: str, experience_group: m.ExperienceGroupPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceGroup: ...
     @overload
-    async def patch(self, *, application_id: str, experience_group_id: str, experience_group: m.ExperienceGroupPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, experience_group_id: str, experience_group: m.ExperienceGroupPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/experience/groups/{experienceGroupId} (API action `patch`).
+    async def patch(self, *, application_id: str, experience_group_id: str, experience_group: m.ExperienceGroupPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, experience_group_id: str, experience_group: m.ExperienceGroupPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceGroup | Any:
+        """Call `experience_group.patch` (API action `patch`): `PATCH /applications/{applicationId}/experience/groups/{experienceGroupId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, experienceGroup.*, experienceGroup.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `experienceGroup.*`, `experienceGroup.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_group_id: path `experienceGroupId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_group: body `experienceGroup`; hash; schema `experienceGroupPatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            experience_group_id: `experienceGroupId`, in the path, string, required; 24 hexadecimal characters.
+            experience_group: `experienceGroup`, the JSON body, hash, required; shaped as `ExperienceGroupPatch` (schema `experienceGroupPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `experienceGroup`.
+            On status 200: `ExperienceGroup` (schema `experienceGroup`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, experience_group_id, experience_group), raw, request_options)

@@ -68,60 +68,78 @@ class ExperienceSlugResource(Resource):
     @overload
     async def delete(self, *, application_id: str, experience_slug_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, experience_slug_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, experience_slug_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/experience/slugs/{experienceSlugId} (API action `delete`).
+    async def delete(self, *, application_id: str, experience_slug_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, experience_slug_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `experience_slug.delete` (API action `delete`): `DELETE /applications/{applicationId}/experience/slugs/{experienceSlugId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, experienceSlug.*, experienceSlug.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `experienceSlug.*`, `experienceSlug.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_slug_id: path `experienceSlugId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            experience_slug_id: `experienceSlugId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, experience_slug_id), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, experience_slug_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceSlug: ...
     @overload
-    async def get(self, *, application_id: str, experience_slug_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, experience_slug_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/experience/slugs/{experienceSlugId} (API action `get`).
+    async def get(self, *, application_id: str, experience_slug_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, experience_slug_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceSlug | Any:
+        """Call `experience_slug.get` (API action `get`): `GET /applications/{applicationId}/experience/slugs/{experienceSlugId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, experienceSlug.*, experienceSlug.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `experienceSlug.*`, `experienceSlug.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_slug_id: path `experienceSlugId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            experience_slug_id: `experienceSlugId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `experienceSlug`.
+            On status 200: `ExperienceSlug` (schema `experienceSlug`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, experience_slug_id), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, experience_slug_id: str, experience_slug: m.ExperienceSlugPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceSlug: ...
     @overload
-    async def patch(self, *, application_id: str, experience_slug_id: str, experience_slug: m.ExperienceSlugPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, experience_slug_id: str, experience_slug: m.ExperienceSlugPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/experience/slugs/{experienceSlugId} (API action `patch`).
+    async def patch(self, *, application_id: str, experience_slug_id: str, experience_slug: m.ExperienceSlugPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, experience_slug_id: str, experience_slug: m.ExperienceSlugPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceSlug | Any:
+        """Call `experience_slug.patch` (API action `patch`): `PATCH /applications/{applicationId}/experience/slugs/{experienceSlugId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, experienceSlug.*, experienceSlug.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `experienceSlug.*`, `experienceSlug.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_slug_id: path `experienceSlugId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_slug: body `experienceSlug`; hash; schema `experienceSlugPatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            experience_slug_id: `experienceSlugId`, in the path, string, required; 24 hexadecimal characters.
+            experience_slug: `experienceSlug`, the JSON body, hash, required; shaped as `ExperienceSlugPatch` (schema `experienceSlugPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `experienceSlug`.
+            On status 200: `ExperienceSlug` (schema `experienceSlug`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, experience_slug_id, experience_slug), raw, request_options)

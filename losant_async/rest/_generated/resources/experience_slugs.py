@@ -53,38 +53,50 @@ class ExperienceSlugsResource(Resource):
     @overload
     async def get(self, *, application_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceSlugs: ...
     @overload
-    async def get(self, *, application_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/experience/slugs (API action `get`).
+    async def get(self, *, application_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceSlugs | Any:
+        """Call `experience_slugs.get` (API action `get`): `GET /applications/{applicationId}/experience/slugs`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.cli, all.User.read, experienceSlugs.*, experienceSlugs.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.cli`, `all.User.read`, `experienceSlugs.*`, `experienceSlugs.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `experienceSlugs`.
+            On status 200: `ExperienceSlugs` (schema `experienceSlugs`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id,), raw, request_options)
 
     @overload
     async def post(self, *, application_id: str, experience_slug: m.ExperienceSlugPost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceSlug: ...
     @overload
-    async def post(self, *, application_id: str, experience_slug: m.ExperienceSlugPost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, application_id: str, experience_slug: m.ExperienceSlugPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/experience/slugs (API action `post`).
+    async def post(self, *, application_id: str, experience_slug: m.ExperienceSlugPost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, application_id: str, experience_slug: m.ExperienceSlugPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceSlug | Any:
+        """Call `experience_slugs.post` (API action `post`): `POST /applications/{applicationId}/experience/slugs`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, experienceSlugs.*, experienceSlugs.post.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `experienceSlugs.*`, `experienceSlugs.post`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_slug: body `experienceSlug`; hash; schema `experienceSlugPost`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            experience_slug: `experienceSlug`, the JSON body, hash, required; shaped as `ExperienceSlugPost` (schema `experienceSlugPost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `experienceSlug`.
+            On status 201: `ExperienceSlug` (schema `experienceSlug`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (application_id, experience_slug), raw, request_options)

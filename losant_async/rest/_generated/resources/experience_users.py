@@ -61,50 +61,61 @@ class ExperienceUsersResource(Resource):
     __slots__ = ()
 
     @overload
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, experience_group_id: str | int | float | bool | None = None, include_ancestor_groups: str | int | float | bool | None = None, query: m.AdvancedExperienceUserQuery | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.ExperienceUsers, m.ExperienceUser]: ...
+    def get(self, *, application_id: str, sort_field: Literal['firstName', 'lastName', 'email', 'id', 'creationDate', 'lastLogin', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['firstName', 'lastName', 'email'] | None = None, filter: str | int | float | bool | None = None, experience_group_id: str | int | float | bool | None = None, include_ancestor_groups: str | int | float | bool | None = None, query: m.AdvancedExperienceUserQuery | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.ExperienceUsers, m.ExperienceUser]: ...
     @overload
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, experience_group_id: str | int | float | bool | None = None, include_ancestor_groups: str | int | float | bool | None = None, query: m.AdvancedExperienceUserQuery | Mapping[str, Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, experience_group_id: str | int | float | bool | None = None, include_ancestor_groups: str | int | float | bool | None = None, query: m.AdvancedExperienceUserQuery | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/experience/users (API action `get`).
+    def get(self, *, application_id: str, sort_field: Literal['firstName', 'lastName', 'email', 'id', 'creationDate', 'lastLogin', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['firstName', 'lastName', 'email'] | None = None, filter: str | int | float | bool | None = None, experience_group_id: str | int | float | bool | None = None, include_ancestor_groups: str | int | float | bool | None = None, query: m.AdvancedExperienceUserQuery | Mapping[str, Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, application_id: str, sort_field: Literal['firstName', 'lastName', 'email', 'id', 'creationDate', 'lastLogin', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['firstName', 'lastName', 'email'] | None = None, filter: str | int | float | bool | None = None, experience_group_id: str | int | float | bool | None = None, include_ancestor_groups: str | int | float | bool | None = None, query: m.AdvancedExperienceUserQuery | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.ExperienceUsers, m.ExperienceUser] | Paginator[Any, Any]:
+        """Call `experience_users.get` (API action `get`): `GET /applications/{applicationId}/experience/users`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, experienceUsers.*, experienceUsers.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `experienceUsers.*`, `experienceUsers.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_field: query `sortField`; string; optional; server default email; one of: firstName, lastName, email, id, creationDate, lastLogin, lastUpdated.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            filter_field: query `filterField`; string; optional; one of: firstName, lastName, email.
-            filter: query `filter`; string; optional.
-            experience_group_id: query `experienceGroupId`; string; optional.
-            include_ancestor_groups: query `includeAncestorGroups`; string; optional.
-            query: query `query`; hash; schema `advancedExperienceUserQuery`; optional; sent as json.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            sort_field: `sortField`, in the query string, string, optional; one of `firstName`, `lastName`, `email`, `id`, `creationDate`, `lastLogin`, `lastUpdated`; the server assumes `email` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `firstName`, `lastName`, `email`.
+            filter: `filter`, in the query string, string, optional.
+            experience_group_id: `experienceGroupId`, in the query string, string, optional.
+            include_ancestor_groups: `includeAncestorGroups`, in the query string, string, optional.
+            query: `query`, in the query string, hash, optional; shaped as `AdvancedExperienceUserQuery` (schema `advancedExperienceUserQuery`); a Struct or a mapping; sent as one JSON string.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `experienceUsers`.
-            Paginated: items are ExperienceUser.
+            A Paginator: `await` it for the page (`ExperienceUsers` (schema `experienceUsers`)), or `async for` over every item (ExperienceUser) of every page.
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_GET, (application_id, sort_field, sort_direction, page, per_page, filter_field, filter, experience_group_id, include_ancestor_groups, query), raw, request_options)
 
     @overload
     async def post(self, *, application_id: str, experience_user: m.ExperienceUserPost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceUser: ...
     @overload
-    async def post(self, *, application_id: str, experience_user: m.ExperienceUserPost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, application_id: str, experience_user: m.ExperienceUserPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/experience/users (API action `post`).
+    async def post(self, *, application_id: str, experience_user: m.ExperienceUserPost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, application_id: str, experience_user: m.ExperienceUserPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceUser | Any:
+        """Call `experience_users.post` (API action `post`): `POST /applications/{applicationId}/experience/users`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, experienceUsers.*, experienceUsers.post.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `experienceUsers.*`, `experienceUsers.post`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_user: body `experienceUser`; hash; schema `experienceUserPost`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            experience_user: `experienceUser`, the JSON body, hash, required; shaped as `ExperienceUserPost` (schema `experienceUserPost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `experienceUser`.
+            On status 201: `ExperienceUser` (schema `experienceUser`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (application_id, experience_user), raw, request_options)

@@ -68,60 +68,78 @@ class ExperienceVersionResource(Resource):
     @overload
     async def delete(self, *, application_id: str, experience_version_id_or_name: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, experience_version_id_or_name: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, experience_version_id_or_name: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/experience/versions/{experienceVersionIdOrName} (API action `delete`).
+    async def delete(self, *, application_id: str, experience_version_id_or_name: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, experience_version_id_or_name: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `experience_version.delete` (API action `delete`): `DELETE /applications/{applicationId}/experience/versions/{experienceVersionIdOrName}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Organization, all.Organization.bounded, all.User, all.User.bounded, all.User.cli, experienceVersion.*, experienceVersion.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `all.User.cli`, `experienceVersion.*`, `experienceVersion.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_version_id_or_name: path `experienceVersionIdOrName`; string; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            experience_version_id_or_name: `experienceVersionIdOrName`, in the path, string, required; 1 to 255 characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, experience_version_id_or_name), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, experience_version_id_or_name: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceVersion: ...
     @overload
-    async def get(self, *, application_id: str, experience_version_id_or_name: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, experience_version_id_or_name: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/experience/versions/{experienceVersionIdOrName} (API action `get`).
+    async def get(self, *, application_id: str, experience_version_id_or_name: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, experience_version_id_or_name: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceVersion | Any:
+        """Call `experience_version.get` (API action `get`): `GET /applications/{applicationId}/experience/versions/{experienceVersionIdOrName}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.cli, all.User.read, experienceVersion.*, experienceVersion.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.cli`, `all.User.read`, `experienceVersion.*`, `experienceVersion.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_version_id_or_name: path `experienceVersionIdOrName`; string; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            experience_version_id_or_name: `experienceVersionIdOrName`, in the path, string, required; 1 to 255 characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `experienceVersion`.
+            On status 200: `ExperienceVersion` (schema `experienceVersion`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, experience_version_id_or_name), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, experience_version_id_or_name: str, experience_version: m.ExperienceVersionPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceVersion: ...
     @overload
-    async def patch(self, *, application_id: str, experience_version_id_or_name: str, experience_version: m.ExperienceVersionPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, experience_version_id_or_name: str, experience_version: m.ExperienceVersionPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/experience/versions/{experienceVersionIdOrName} (API action `patch`).
+    async def patch(self, *, application_id: str, experience_version_id_or_name: str, experience_version: m.ExperienceVersionPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, experience_version_id_or_name: str, experience_version: m.ExperienceVersionPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceVersion | Any:
+        """Call `experience_version.patch` (API action `patch`): `PATCH /applications/{applicationId}/experience/versions/{experienceVersionIdOrName}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Organization, all.Organization.bounded, all.User, all.User.bounded, all.User.cli, experienceVersion.*, experienceVersion.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `all.User.cli`, `experienceVersion.*`, `experienceVersion.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_version_id_or_name: path `experienceVersionIdOrName`; string; required.
-            experience_version: body `experienceVersion`; hash; schema `experienceVersionPatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            experience_version_id_or_name: `experienceVersionIdOrName`, in the path, string, required; 1 to 255 characters.
+            experience_version: `experienceVersion`, the JSON body, hash, required; shaped as `ExperienceVersionPatch` (schema `experienceVersionPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `experienceVersion`.
+            On status 200: `ExperienceVersion` (schema `experienceVersion`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, experience_version_id_or_name, experience_version), raw, request_options)

@@ -85,83 +85,107 @@ class ExperienceViewResource(Resource):
     @overload
     async def delete(self, *, application_id: str, experience_view_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, experience_view_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, experience_view_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/experience/views/{experienceViewId} (API action `delete`).
+    async def delete(self, *, application_id: str, experience_view_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, experience_view_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `experience_view.delete` (API action `delete`): `DELETE /applications/{applicationId}/experience/views/{experienceViewId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Organization, all.Organization.bounded, all.User, all.User.bounded, all.User.cli, experienceView.*, experienceView.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `all.User.cli`, `experienceView.*`, `experienceView.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_view_id: path `experienceViewId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            experience_view_id: `experienceViewId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, experience_view_id), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, experience_view_id: str, version: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceView: ...
     @overload
-    async def get(self, *, application_id: str, experience_view_id: str, version: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, experience_view_id: str, version: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/experience/views/{experienceViewId} (API action `get`).
+    async def get(self, *, application_id: str, experience_view_id: str, version: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, experience_view_id: str, version: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceView | Any:
+        """Call `experience_view.get` (API action `get`): `GET /applications/{applicationId}/experience/views/{experienceViewId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.cli, all.User.read, experienceView.*, experienceView.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.cli`, `all.User.read`, `experienceView.*`, `experienceView.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_view_id: path `experienceViewId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            version: query `version`; string; optional; server default develop.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            experience_view_id: `experienceViewId`, in the path, string, required; 24 hexadecimal characters.
+            version: `version`, in the query string, string, optional; the server assumes `develop` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `experienceView`.
+            On status 200: `ExperienceView` (schema `experienceView`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, experience_view_id, version), raw, request_options)
 
     @overload
     async def linked_resources(self, *, application_id: str, experience_view_id: str, version: str | int | float | bool | None = None, include_custom_nodes: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceLinkedResources: ...
     @overload
-    async def linked_resources(self, *, application_id: str, experience_view_id: str, version: str | int | float | bool | None = None, include_custom_nodes: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def linked_resources(self, *, application_id: str, experience_view_id: str, version: str | int | float | bool | None = None, include_custom_nodes: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/experience/views/{experienceViewId}/linkedResources (API action `linkedResources`).
+    async def linked_resources(self, *, application_id: str, experience_view_id: str, version: str | int | float | bool | None = None, include_custom_nodes: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def linked_resources(self, *, application_id: str, experience_view_id: str, version: str | int | float | bool | None = None, include_custom_nodes: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceLinkedResources | Any:
+        """Call `experience_view.linked_resources` (API action `linkedResources`): `GET /applications/{applicationId}/experience/views/{experienceViewId}/linkedResources`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.cli, all.User.read, experienceView.*, experienceView.linkedResources.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.cli`, `all.User.read`, `experienceView.*`, `experienceView.linkedResources`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_view_id: path `experienceViewId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            version: query `version`; string; optional; server default develop.
-            include_custom_nodes: query `includeCustomNodes`; string; optional; server default false.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            experience_view_id: `experienceViewId`, in the path, string, required; 24 hexadecimal characters.
+            version: `version`, in the query string, string, optional; the server assumes `develop` when left out.
+            include_custom_nodes: `includeCustomNodes`, in the query string, string, optional; the server assumes `false` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `experienceLinkedResources`.
+            On status 200: `ExperienceLinkedResources` (schema `experienceLinkedResources`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_LINKED_RESOURCES, (application_id, experience_view_id, version, include_custom_nodes), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, experience_view_id: str, experience_view: m.ExperienceViewPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceView: ...
     @overload
-    async def patch(self, *, application_id: str, experience_view_id: str, experience_view: m.ExperienceViewPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, experience_view_id: str, experience_view: m.ExperienceViewPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/experience/views/{experienceViewId} (API action `patch`).
+    async def patch(self, *, application_id: str, experience_view_id: str, experience_view: m.ExperienceViewPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, experience_view_id: str, experience_view: m.ExperienceViewPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceView | Any:
+        """Call `experience_view.patch` (API action `patch`): `PATCH /applications/{applicationId}/experience/views/{experienceViewId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Organization, all.Organization.bounded, all.User, all.User.bounded, all.User.cli, experienceView.*, experienceView.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `all.User.cli`, `experienceView.*`, `experienceView.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_view_id: path `experienceViewId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            experience_view: body `experienceView`; hash; schema `experienceViewPatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            experience_view_id: `experienceViewId`, in the path, string, required; 24 hexadecimal characters.
+            experience_view: `experienceView`, the JSON body, hash, required; shaped as `ExperienceViewPatch` (schema `experienceViewPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `experienceView`.
+            On status 200: `ExperienceView` (schema `experienceView`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, experience_view_id, experience_view), raw, request_options)

@@ -98,103 +98,133 @@ class FileResource(Resource):
     @overload
     async def delete(self, *, application_id: str, file_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, file_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, file_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/file/{fileId} (API action `delete`).
+    async def delete(self, *, application_id: str, file_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, file_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `file.delete` (API action `delete`): `DELETE /applications/{applicationId}/file/{fileId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Organization, all.Organization.bounded, all.User, all.User.bounded, all.User.cli, file.*, file.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `all.User.cli`, `file.*`, `file.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            file_id: path `fileId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            file_id: `fileId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, file_id), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, file_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.File: ...
     @overload
-    async def get(self, *, application_id: str, file_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, file_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/file/{fileId} (API action `get`).
+    async def get(self, *, application_id: str, file_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, file_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.File | Any:
+        """Call `file.get` (API action `get`): `GET /applications/{applicationId}/file/{fileId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.cli, all.User.read, file.*, file.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.cli`, `all.User.read`, `file.*`, `file.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            file_id: path `fileId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            file_id: `fileId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `file`.
+            On status 200: `File` (schema `file`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, file_id), raw, request_options)
 
     @overload
     async def move(self, *, application_id: str, file_id: str, name: Any | None = None, parent_directory: Any | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.File: ...
     @overload
-    async def move(self, *, application_id: str, file_id: str, name: Any | None = None, parent_directory: Any | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def move(self, *, application_id: str, file_id: str, name: Any | None = None, parent_directory: Any | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/file/{fileId}/move (API action `move`).
+    async def move(self, *, application_id: str, file_id: str, name: Any | None = None, parent_directory: Any | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def move(self, *, application_id: str, file_id: str, name: Any | None = None, parent_directory: Any | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.File | Any:
+        """Call `file.move` (API action `move`): `POST /applications/{applicationId}/file/{fileId}/move`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Organization, all.Organization.bounded, all.User, all.User.bounded, all.User.cli, file.*, file.move.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `all.User.cli`, `file.*`, `file.move`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            file_id: path `fileId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            name: query `name`; undefined; optional.
-            parent_directory: query `parentDirectory`; undefined; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            file_id: `fileId`, in the path, string, required; 24 hexadecimal characters.
+            name: `name`, in the query string, any JSON value, optional.
+            parent_directory: `parentDirectory`, in the query string, any JSON value, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `file`.
+            On status 201: `File` (schema `file`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_MOVE, (application_id, file_id, name, parent_directory), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, file_id: str, updates: m.FilePatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.FileUploadPostResponse: ...
     @overload
-    async def patch(self, *, application_id: str, file_id: str, updates: m.FilePatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, file_id: str, updates: m.FilePatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/file/{fileId} (API action `patch`).
+    async def patch(self, *, application_id: str, file_id: str, updates: m.FilePatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, file_id: str, updates: m.FilePatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.FileUploadPostResponse | Any:
+        """Call `file.patch` (API action `patch`): `PATCH /applications/{applicationId}/file/{fileId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Organization, all.Organization.bounded, all.User, all.User.bounded, all.User.cli, file.*, file.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `all.User.cli`, `file.*`, `file.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            file_id: path `fileId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            updates: body `updates`; hash; schema `filePatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            file_id: `fileId`, in the path, string, required; 24 hexadecimal characters.
+            updates: `updates`, the JSON body, hash, required; shaped as `FilePatch` (schema `filePatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `fileUploadPostResponse`.
+            On status 200: `FileUploadPostResponse` (schema `fileUploadPostResponse`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, file_id, updates), raw, request_options)
 
     @overload
     async def upload(self, *, application_id: str, file_id: str, file: FileInput, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.File: ...
     @overload
-    async def upload(self, *, application_id: str, file_id: str, file: FileInput, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def upload(self, *, application_id: str, file_id: str, file: FileInput, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/file/{fileId}/upload (API action `upload`).
+    async def upload(self, *, application_id: str, file_id: str, file: FileInput, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def upload(self, *, application_id: str, file_id: str, file: FileInput, raw: bool = False, request_options: RequestOptions | None = None) -> m.File | Any:
+        """Call `file.upload` (API action `upload`): `POST /applications/{applicationId}/file/{fileId}/upload`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Organization, all.Organization.bounded, all.User, all.User.bounded, all.User.cli, file.*, file.upload.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `all.User.cli`, `file.*`, `file.upload`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            file_id: path `fileId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            file: multipart `file`; file; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            file_id: `fileId`, in the path, string, required; 24 hexadecimal characters.
+            file: `file`, a multipart field, file, required.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `file`.
+            On status 200: `File` (schema `file`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_UPLOAD, (application_id, file_id, file), raw, request_options)

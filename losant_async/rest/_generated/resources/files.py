@@ -61,50 +61,61 @@ class FilesResource(Resource):
     __slots__ = ()
 
     @overload
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, type: str | int | float | bool | None = None, status: str | int | float | bool | None = None, directory: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.Files, m.File]: ...
+    def get(self, *, application_id: str, sort_field: Literal['lastUpdated', 'type', 'name', 'creationDate'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, type: str | int | float | bool | None = None, status: Literal['completed', 'pending'] | None = None, directory: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.Files, m.File]: ...
     @overload
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, type: str | int | float | bool | None = None, status: str | int | float | bool | None = None, directory: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, type: str | int | float | bool | None = None, status: str | int | float | bool | None = None, directory: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/files (API action `get`).
+    def get(self, *, application_id: str, sort_field: Literal['lastUpdated', 'type', 'name', 'creationDate'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, type: str | int | float | bool | None = None, status: Literal['completed', 'pending'] | None = None, directory: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, application_id: str, sort_field: Literal['lastUpdated', 'type', 'name', 'creationDate'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, type: str | int | float | bool | None = None, status: Literal['completed', 'pending'] | None = None, directory: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.Files, m.File] | Paginator[Any, Any]:
+        """Call `files.get` (API action `get`): `GET /applications/{applicationId}/files`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.cli, all.User.read, files.*, files.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.cli`, `all.User.read`, `files.*`, `files.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_field: query `sortField`; string; optional; server default lastUpdated; one of: lastUpdated, type, name, creationDate.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            filter_field: query `filterField`; string; optional; one of: name.
-            filter: query `filter`; string; optional.
-            type: query `type`; string; optional.
-            status: query `status`; string; optional; one of: completed, pending.
-            directory: query `directory`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            sort_field: `sortField`, in the query string, string, optional; one of `lastUpdated`, `type`, `name`, `creationDate`; the server assumes `lastUpdated` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `name`.
+            filter: `filter`, in the query string, string, optional.
+            type: `type`, in the query string, string, optional.
+            status: `status`, in the query string, string, optional; one of `completed`, `pending`.
+            directory: `directory`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `files`.
-            Paginated: items are File.
+            A Paginator: `await` it for the page (`Files` (schema `files`)), or `async for` over every item (File) of every page.
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_GET, (application_id, sort_field, sort_direction, page, per_page, filter_field, filter, type, status, directory), raw, request_options)
 
     @overload
     async def post(self, *, application_id: str, file: m.FilePost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.FileUploadPostResponse: ...
     @overload
-    async def post(self, *, application_id: str, file: m.FilePost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, application_id: str, file: m.FilePost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/files (API action `post`).
+    async def post(self, *, application_id: str, file: m.FilePost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, application_id: str, file: m.FilePost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.FileUploadPostResponse | Any:
+        """Call `files.post` (API action `post`): `POST /applications/{applicationId}/files`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Organization, all.Organization.bounded, all.User, all.User.bounded, all.User.cli, files.*, files.post.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `all.User.cli`, `files.*`, `files.post`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            file: body `file`; hash; schema `filePost`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            file: `file`, the JSON body, hash, required; shaped as `FilePost` (schema `filePost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `fileUploadPostResponse`.
+            On status 201: `FileUploadPostResponse` (schema `fileUploadPostResponse`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (application_id, file), raw, request_options)

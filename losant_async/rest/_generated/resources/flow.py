@@ -195,238 +195,304 @@ class FlowResource(Resource):
     @overload
     async def clear_storage_entries(self, *, application_id: str, flow_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.FlowStorageEntries: ...
     @overload
-    async def clear_storage_entries(self, *, application_id: str, flow_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def clear_storage_entries(self, *, application_id: str, flow_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/flows/{flowId}/storage (API action `clearStorageEntries`).
+    async def clear_storage_entries(self, *, application_id: str, flow_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def clear_storage_entries(self, *, application_id: str, flow_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.FlowStorageEntries | Any:
+        """Call `flow.clear_storage_entries` (API action `clearStorageEntries`): `DELETE /applications/{applicationId}/flows/{flowId}/storage`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, flow.*, flow.clearStorageEntries.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `flow.*`, `flow.clearStorageEntries`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_id: path `flowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            flow_id: `flowId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `flowStorageEntries`.
+            On status 200: `FlowStorageEntries` (schema `flowStorageEntries`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_CLEAR_STORAGE_ENTRIES, (application_id, flow_id), raw, request_options)
 
     @overload
     async def delete(self, *, application_id: str, flow_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, flow_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, flow_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/flows/{flowId} (API action `delete`).
+    async def delete(self, *, application_id: str, flow_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, flow_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `flow.delete` (API action `delete`): `DELETE /applications/{applicationId}/flows/{flowId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, flow.*, flow.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `flow.*`, `flow.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_id: path `flowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            flow_id: `flowId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, flow_id), raw, request_options)
 
     @overload
-    async def errors(self, *, application_id: str, flow_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, flow_version: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.FlowErrors: ...
+    async def errors(self, *, application_id: str, flow_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, flow_version: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.FlowErrors: ...
     @overload
-    async def errors(self, *, application_id: str, flow_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, flow_version: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def errors(self, *, application_id: str, flow_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, flow_version: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/flows/{flowId}/errors (API action `errors`).
+    async def errors(self, *, application_id: str, flow_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, flow_version: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def errors(self, *, application_id: str, flow_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, flow_version: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.FlowErrors | Any:
+        """Call `flow.errors` (API action `errors`): `GET /applications/{applicationId}/flows/{flowId}/errors`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, flow.*, flow.errors.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `flow.*`, `flow.errors`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_id: path `flowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            duration: query `duration`; string; optional; server default 86400000.
-            end: query `end`; string; optional; server default 0.
-            limit: query `limit`; string; optional; server default 25.
-            sort_direction: query `sortDirection`; string; optional; server default desc; one of: asc, desc.
-            flow_version: query `flowVersion`; string; optional.
-            device_id: query `deviceId`; string; optional; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            flow_id: `flowId`, in the path, string, required; 24 hexadecimal characters.
+            duration: `duration`, in the query string, string, optional; the server assumes `86400000` when left out.
+            end: `end`, in the query string, string, optional; the server assumes `0` when left out.
+            limit: `limit`, in the query string, string, optional; the server assumes `25` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `desc` when left out.
+            flow_version: `flowVersion`, in the query string, string, optional.
+            device_id: `deviceId`, in the query string, string, optional; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `flowErrors`.
+            On status 200: `FlowErrors` (schema `flowErrors`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_ERRORS, (application_id, flow_id, duration, end, limit, sort_direction, flow_version, device_id), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, flow_id: str, include_custom_nodes: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Flow: ...
     @overload
-    async def get(self, *, application_id: str, flow_id: str, include_custom_nodes: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, flow_id: str, include_custom_nodes: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/flows/{flowId} (API action `get`).
+    async def get(self, *, application_id: str, flow_id: str, include_custom_nodes: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, flow_id: str, include_custom_nodes: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Flow | Any:
+        """Call `flow.get` (API action `get`): `GET /applications/{applicationId}/flows/{flowId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, flow.*, flow.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `flow.*`, `flow.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_id: path `flowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            include_custom_nodes: query `includeCustomNodes`; string; optional; server default false.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            flow_id: `flowId`, in the path, string, required; 24 hexadecimal characters.
+            include_custom_nodes: `includeCustomNodes`, in the query string, string, optional; the server assumes `false` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `flow`.
+            On status 200: `Flow` (schema `flow`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, flow_id, include_custom_nodes), raw, request_options)
 
     @overload
     async def get_log_entries(self, *, application_id: str, flow_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.FlowLog: ...
     @overload
-    async def get_log_entries(self, *, application_id: str, flow_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get_log_entries(self, *, application_id: str, flow_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/flows/{flowId}/logs (API action `getLogEntries`).
+    async def get_log_entries(self, *, application_id: str, flow_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get_log_entries(self, *, application_id: str, flow_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.FlowLog | Any:
+        """Call `flow.get_log_entries` (API action `getLogEntries`): `GET /applications/{applicationId}/flows/{flowId}/logs`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, flow.*, flow.log.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `flow.*`, `flow.log`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_id: path `flowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            limit: query `limit`; string; optional; server default 1.
-            since: query `since`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            flow_id: `flowId`, in the path, string, required; 24 hexadecimal characters.
+            limit: `limit`, in the query string, string, optional; the server assumes `1` when left out.
+            since: `since`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `flowLog`.
+            On status 200: `FlowLog` (schema `flowLog`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET_LOG_ENTRIES, (application_id, flow_id, limit, since), raw, request_options)
 
     @overload
     async def get_storage_entries(self, *, application_id: str, flow_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.FlowStorageEntries: ...
     @overload
-    async def get_storage_entries(self, *, application_id: str, flow_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get_storage_entries(self, *, application_id: str, flow_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/flows/{flowId}/storage (API action `getStorageEntries`).
+    async def get_storage_entries(self, *, application_id: str, flow_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get_storage_entries(self, *, application_id: str, flow_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.FlowStorageEntries | Any:
+        """Call `flow.get_storage_entries` (API action `getStorageEntries`): `GET /applications/{applicationId}/flows/{flowId}/storage`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, flow.*, flow.getStorageEntries.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `flow.*`, `flow.getStorageEntries`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_id: path `flowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            flow_id: `flowId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `flowStorageEntries`.
+            On status 200: `FlowStorageEntries` (schema `flowStorageEntries`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET_STORAGE_ENTRIES, (application_id, flow_id), raw, request_options)
 
     @overload
     async def get_storage_entries_metadata(self, *, application_id: str, flow_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.FlowStorageMetadata: ...
     @overload
-    async def get_storage_entries_metadata(self, *, application_id: str, flow_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get_storage_entries_metadata(self, *, application_id: str, flow_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/flows/{flowId}/storage-metadata (API action `getStorageEntriesMetadata`).
+    async def get_storage_entries_metadata(self, *, application_id: str, flow_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get_storage_entries_metadata(self, *, application_id: str, flow_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.FlowStorageMetadata | Any:
+        """Call `flow.get_storage_entries_metadata` (API action `getStorageEntriesMetadata`): `GET /applications/{applicationId}/flows/{flowId}/storage-metadata`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, flow.*, flow.getStorageEntriesMetadata.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `flow.*`, `flow.getStorageEntriesMetadata`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_id: path `flowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            flow_id: `flowId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `flowStorageMetadata`.
+            On status 200: `FlowStorageMetadata` (schema `flowStorageMetadata`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET_STORAGE_ENTRIES_METADATA, (application_id, flow_id), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, flow_id: str, include_custom_nodes: str | int | float | bool | None = None, strict_validation: str | int | float | bool | None = None, flow: m.FlowPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Flow: ...
     @overload
-    async def patch(self, *, application_id: str, flow_id: str, include_custom_nodes: str | int | float | bool | None = None, strict_validation: str | int | float | bool | None = None, flow: m.FlowPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, flow_id: str, include_custom_nodes: str | int | float | bool | None = None, strict_validation: str | int | float | bool | None = None, flow: m.FlowPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/flows/{flowId} (API action `patch`).
+    async def patch(self, *, application_id: str, flow_id: str, include_custom_nodes: str | int | float | bool | None = None, strict_validation: str | int | float | bool | None = None, flow: m.FlowPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, flow_id: str, include_custom_nodes: str | int | float | bool | None = None, strict_validation: str | int | float | bool | None = None, flow: m.FlowPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Flow | Any:
+        """Call `flow.patch` (API action `patch`): `PATCH /applications/{applicationId}/flows/{flowId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, flow.*, flow.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `flow.*`, `flow.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_id: path `flowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            include_custom_nodes: query `includeCustomNodes`; string; optional; server default false.
-            strict_validation: query `strictValidation`; string; optional.
-            flow: body `flow`; hash; schema `flowPatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            flow_id: `flowId`, in the path, string, required; 24 hexadecimal characters.
+            include_custom_nodes: `includeCustomNodes`, in the query string, string, optional; the server assumes `false` when left out.
+            strict_validation: `strictValidation`, in the query string, string, optional.
+            flow: `flow`, the JSON body, hash, required; shaped as `FlowPatch` (schema `flowPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `flow`.
+            On status 200: `Flow` (schema `flow`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, flow_id, include_custom_nodes, strict_validation, flow), raw, request_options)
 
     @overload
     async def press_virtual_button(self, *, application_id: str, flow_id: str, button: m.VirtualButtonPress | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def press_virtual_button(self, *, application_id: str, flow_id: str, button: m.VirtualButtonPress | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def press_virtual_button(self, *, application_id: str, flow_id: str, button: m.VirtualButtonPress | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/flows/{flowId}/virtualButton (API action `pressVirtualButton`).
+    async def press_virtual_button(self, *, application_id: str, flow_id: str, button: m.VirtualButtonPress | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def press_virtual_button(self, *, application_id: str, flow_id: str, button: m.VirtualButtonPress | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `flow.press_virtual_button` (API action `pressVirtualButton`): `POST /applications/{applicationId}/flows/{flowId}/virtualButton`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, flow.*, flow.pressVirtualButton.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `flow.*`, `flow.pressVirtualButton`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_id: path `flowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            button: body `button`; hash; schema `virtualButtonPress`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            flow_id: `flowId`, in the path, string, required; 24 hexadecimal characters.
+            button: `button`, the JSON body, hash, required; shaped as `VirtualButtonPress` (schema `virtualButtonPress`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PRESS_VIRTUAL_BUTTON, (application_id, flow_id, button), raw, request_options)
 
     @overload
     async def set_storage_entry(self, *, application_id: str, flow_id: str, entry: m.FlowStorageEntry | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def set_storage_entry(self, *, application_id: str, flow_id: str, entry: m.FlowStorageEntry | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def set_storage_entry(self, *, application_id: str, flow_id: str, entry: m.FlowStorageEntry | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/flows/{flowId}/storage (API action `setStorageEntry`).
+    async def set_storage_entry(self, *, application_id: str, flow_id: str, entry: m.FlowStorageEntry | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def set_storage_entry(self, *, application_id: str, flow_id: str, entry: m.FlowStorageEntry | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `flow.set_storage_entry` (API action `setStorageEntry`): `PATCH /applications/{applicationId}/flows/{flowId}/storage`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, flow.*, flow.setStorageEntry.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `flow.*`, `flow.setStorageEntry`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_id: path `flowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            entry: body `entry`; hash; schema `flowStorageEntry`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            flow_id: `flowId`, in the path, string, required; 24 hexadecimal characters.
+            entry: `entry`, the JSON body, hash, required; shaped as `FlowStorageEntry` (schema `flowStorageEntry`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_SET_STORAGE_ENTRY, (application_id, flow_id, entry), raw, request_options)
 
     @overload
     async def stats(self, *, application_id: str, flow_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, flow_version: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.FlowStats: ...
     @overload
-    async def stats(self, *, application_id: str, flow_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, flow_version: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def stats(self, *, application_id: str, flow_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, flow_version: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/flows/{flowId}/stats (API action `stats`).
+    async def stats(self, *, application_id: str, flow_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, flow_version: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def stats(self, *, application_id: str, flow_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, flow_version: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.FlowStats | Any:
+        """Call `flow.stats` (API action `stats`): `GET /applications/{applicationId}/flows/{flowId}/stats`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, flow.*, flow.stats.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `flow.*`, `flow.stats`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_id: path `flowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            duration: query `duration`; string; optional; server default 86400000.
-            end: query `end`; string; optional; server default 0.
-            resolution: query `resolution`; string; optional; server default 3600000.
-            flow_version: query `flowVersion`; string; optional.
-            device_id: query `deviceId`; string; optional; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            flow_id: `flowId`, in the path, string, required; 24 hexadecimal characters.
+            duration: `duration`, in the query string, string, optional; the server assumes `86400000` when left out.
+            end: `end`, in the query string, string, optional; the server assumes `0` when left out.
+            resolution: `resolution`, in the query string, string, optional; the server assumes `3600000` when left out.
+            flow_version: `flowVersion`, in the query string, string, optional.
+            device_id: `deviceId`, in the query string, string, optional; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `flowStats`.
+            On status 200: `FlowStats` (schema `flowStats`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_STATS, (application_id, flow_id, duration, end, resolution, flow_version, device_id), raw, request_options)

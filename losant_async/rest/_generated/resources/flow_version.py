@@ -129,139 +129,175 @@ class FlowVersionResource(Resource):
     @overload
     async def delete(self, *, application_id: str, flow_id: str, flow_version_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, flow_id: str, flow_version_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, flow_id: str, flow_version_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/flows/{flowId}/versions/{flowVersionId} (API action `delete`).
+    async def delete(self, *, application_id: str, flow_id: str, flow_version_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, flow_id: str, flow_version_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `flow_version.delete` (API action `delete`): `DELETE /applications/{applicationId}/flows/{flowId}/versions/{flowVersionId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, flowVersion.*, flowVersion.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `flowVersion.*`, `flowVersion.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_id: path `flowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_version_id: path `flowVersionId`; string; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            flow_id: `flowId`, in the path, string, required; 24 hexadecimal characters.
+            flow_version_id: `flowVersionId`, in the path, string, required; 1 to 255 characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, flow_id, flow_version_id), raw, request_options)
 
     @overload
-    async def errors(self, *, application_id: str, flow_id: str, flow_version_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.FlowErrors: ...
+    async def errors(self, *, application_id: str, flow_id: str, flow_version_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, device_id: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.FlowErrors: ...
     @overload
-    async def errors(self, *, application_id: str, flow_id: str, flow_version_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def errors(self, *, application_id: str, flow_id: str, flow_version_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/flows/{flowId}/versions/{flowVersionId}/errors (API action `errors`).
+    async def errors(self, *, application_id: str, flow_id: str, flow_version_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, device_id: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def errors(self, *, application_id: str, flow_id: str, flow_version_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, device_id: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.FlowErrors | Any:
+        """Call `flow_version.errors` (API action `errors`): `GET /applications/{applicationId}/flows/{flowId}/versions/{flowVersionId}/errors`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, flowVersion.*, flowVersion.errors.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `flowVersion.*`, `flowVersion.errors`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_id: path `flowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_version_id: path `flowVersionId`; string; required.
-            duration: query `duration`; string; optional; server default 86400000.
-            end: query `end`; string; optional; server default 0.
-            limit: query `limit`; string; optional; server default 25.
-            sort_direction: query `sortDirection`; string; optional; server default desc; one of: asc, desc.
-            device_id: query `deviceId`; string; optional; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            flow_id: `flowId`, in the path, string, required; 24 hexadecimal characters.
+            flow_version_id: `flowVersionId`, in the path, string, required; 1 to 255 characters.
+            duration: `duration`, in the query string, string, optional; the server assumes `86400000` when left out.
+            end: `end`, in the query string, string, optional; the server assumes `0` when left out.
+            limit: `limit`, in the query string, string, optional; the server assumes `25` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `desc` when left out.
+            device_id: `deviceId`, in the query string, string, optional; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `flowErrors`.
+            On status 200: `FlowErrors` (schema `flowErrors`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_ERRORS, (application_id, flow_id, flow_version_id, duration, end, limit, sort_direction, device_id), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, flow_id: str, flow_version_id: str, include_custom_nodes: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.FlowVersion: ...
     @overload
-    async def get(self, *, application_id: str, flow_id: str, flow_version_id: str, include_custom_nodes: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, flow_id: str, flow_version_id: str, include_custom_nodes: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/flows/{flowId}/versions/{flowVersionId} (API action `get`).
+    async def get(self, *, application_id: str, flow_id: str, flow_version_id: str, include_custom_nodes: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, flow_id: str, flow_version_id: str, include_custom_nodes: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.FlowVersion | Any:
+        """Call `flow_version.get` (API action `get`): `GET /applications/{applicationId}/flows/{flowId}/versions/{flowVersionId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, flowVersion.*, flowVersion.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `flowVersion.*`, `flowVersion.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_id: path `flowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_version_id: path `flowVersionId`; string; required.
-            include_custom_nodes: query `includeCustomNodes`; string; optional; server default false.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            flow_id: `flowId`, in the path, string, required; 24 hexadecimal characters.
+            flow_version_id: `flowVersionId`, in the path, string, required; 1 to 255 characters.
+            include_custom_nodes: `includeCustomNodes`, in the query string, string, optional; the server assumes `false` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `flowVersion`.
+            On status 200: `FlowVersion` (schema `flowVersion`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, flow_id, flow_version_id, include_custom_nodes), raw, request_options)
 
     @overload
     async def get_log_entries(self, *, application_id: str, flow_id: str, flow_version_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.FlowLog: ...
     @overload
-    async def get_log_entries(self, *, application_id: str, flow_id: str, flow_version_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get_log_entries(self, *, application_id: str, flow_id: str, flow_version_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/flows/{flowId}/versions/{flowVersionId}/logs (API action `getLogEntries`).
+    async def get_log_entries(self, *, application_id: str, flow_id: str, flow_version_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get_log_entries(self, *, application_id: str, flow_id: str, flow_version_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.FlowLog | Any:
+        """Call `flow_version.get_log_entries` (API action `getLogEntries`): `GET /applications/{applicationId}/flows/{flowId}/versions/{flowVersionId}/logs`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, flowVersion.*, flowVersion.log.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `flowVersion.*`, `flowVersion.log`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_id: path `flowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_version_id: path `flowVersionId`; string; required.
-            limit: query `limit`; string; optional; server default 1.
-            since: query `since`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            flow_id: `flowId`, in the path, string, required; 24 hexadecimal characters.
+            flow_version_id: `flowVersionId`, in the path, string, required; 1 to 255 characters.
+            limit: `limit`, in the query string, string, optional; the server assumes `1` when left out.
+            since: `since`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `flowLog`.
+            On status 200: `FlowLog` (schema `flowLog`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET_LOG_ENTRIES, (application_id, flow_id, flow_version_id, limit, since), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, flow_id: str, flow_version_id: str, include_custom_nodes: str | int | float | bool | None = None, flow_version: m.FlowVersionPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.FlowVersion: ...
     @overload
-    async def patch(self, *, application_id: str, flow_id: str, flow_version_id: str, include_custom_nodes: str | int | float | bool | None = None, flow_version: m.FlowVersionPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, flow_id: str, flow_version_id: str, include_custom_nodes: str | int | float | bool | None = None, flow_version: m.FlowVersionPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/flows/{flowId}/versions/{flowVersionId} (API action `patch`).
+    async def patch(self, *, application_id: str, flow_id: str, flow_version_id: str, include_custom_nodes: str | int | float | bool | None = None, flow_version: m.FlowVersionPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, flow_id: str, flow_version_id: str, include_custom_nodes: str | int | float | bool | None = None, flow_version: m.FlowVersionPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.FlowVersion | Any:
+        """Call `flow_version.patch` (API action `patch`): `PATCH /applications/{applicationId}/flows/{flowId}/versions/{flowVersionId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, flowVersion.*, flowVersion.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `flowVersion.*`, `flowVersion.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_id: path `flowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_version_id: path `flowVersionId`; string; required.
-            include_custom_nodes: query `includeCustomNodes`; string; optional; server default false.
-            flow_version: body `flowVersion`; hash; schema `flowVersionPatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            flow_id: `flowId`, in the path, string, required; 24 hexadecimal characters.
+            flow_version_id: `flowVersionId`, in the path, string, required; 1 to 255 characters.
+            include_custom_nodes: `includeCustomNodes`, in the query string, string, optional; the server assumes `false` when left out.
+            flow_version: `flowVersion`, the JSON body, hash, required; shaped as `FlowVersionPatch` (schema `flowVersionPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `flowVersion`.
+            On status 200: `FlowVersion` (schema `flowVersion`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, flow_id, flow_version_id, include_custom_nodes, flow_version), raw, request_options)
 
     @overload
     async def stats(self, *, application_id: str, flow_id: str, flow_version_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.FlowStats: ...
     @overload
-    async def stats(self, *, application_id: str, flow_id: str, flow_version_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def stats(self, *, application_id: str, flow_id: str, flow_version_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/flows/{flowId}/versions/{flowVersionId}/stats (API action `stats`).
+    async def stats(self, *, application_id: str, flow_id: str, flow_version_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def stats(self, *, application_id: str, flow_id: str, flow_version_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, device_id: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.FlowStats | Any:
+        """Call `flow_version.stats` (API action `stats`): `GET /applications/{applicationId}/flows/{flowId}/versions/{flowVersionId}/stats`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, flowVersion.*, flowVersion.stats.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `flowVersion.*`, `flowVersion.stats`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_id: path `flowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_version_id: path `flowVersionId`; string; required.
-            duration: query `duration`; string; optional; server default 86400000.
-            end: query `end`; string; optional; server default 0.
-            resolution: query `resolution`; string; optional; server default 3600000.
-            device_id: query `deviceId`; string; optional; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            flow_id: `flowId`, in the path, string, required; 24 hexadecimal characters.
+            flow_version_id: `flowVersionId`, in the path, string, required; 1 to 255 characters.
+            duration: `duration`, in the query string, string, optional; the server assumes `86400000` when left out.
+            end: `end`, in the query string, string, optional; the server assumes `0` when left out.
+            resolution: `resolution`, in the query string, string, optional; the server assumes `3600000` when left out.
+            device_id: `deviceId`, in the query string, string, optional; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `flowStats`.
+            On status 200: `FlowStats` (schema `flowStats`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_STATS, (application_id, flow_id, flow_version_id, duration, end, resolution, device_id), raw, request_options)

@@ -81,74 +81,91 @@ class FlowVersionsResource(Resource):
     @overload
     async def delete(self, *, application_id: str, flow_id: str, options: m.FlowVersionsDeletePost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.BulkDeleteResponse | m.JobEnqueuedResult: ...
     @overload
-    async def delete(self, *, application_id: str, flow_id: str, options: m.FlowVersionsDeletePost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, flow_id: str, options: m.FlowVersionsDeletePost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/flows/{flowId}/versions/delete (API action `delete`).
+    async def delete(self, *, application_id: str, flow_id: str, options: m.FlowVersionsDeletePost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, flow_id: str, options: m.FlowVersionsDeletePost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.BulkDeleteResponse | m.JobEnqueuedResult | Any:
+        """Call `flow_versions.delete` (API action `delete`): `POST /applications/{applicationId}/flows/{flowId}/versions/delete`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, flowVersions.*, flowVersions.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `flowVersions.*`, `flowVersions.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_id: path `flowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            options: body `options`; hash; schema `flowVersionsDeletePost`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            flow_id: `flowId`, in the path, string, required; 24 hexadecimal characters.
+            options: `options`, the JSON body, hash, required; shaped as `FlowVersionsDeletePost` (schema `flowVersionsDeletePost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `bulkDeleteResponse`.
-            202: `jobEnqueuedResult`.
+            On status 200: `BulkDeleteResponse` (schema `bulkDeleteResponse`).
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, flow_id, options), raw, request_options)
 
     @overload
-    def get(self, *, application_id: str, flow_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, include_custom_nodes: str | int | float | bool | None = None, query: m.AdvancedFlowVersionQuery | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.FlowVersions, m.FlowVersion]: ...
+    def get(self, *, application_id: str, flow_id: str, sort_field: Literal['version', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['version'] | None = None, filter: str | int | float | bool | None = None, include_custom_nodes: str | int | float | bool | None = None, query: m.AdvancedFlowVersionQuery | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.FlowVersions, m.FlowVersion]: ...
     @overload
-    def get(self, *, application_id: str, flow_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, include_custom_nodes: str | int | float | bool | None = None, query: m.AdvancedFlowVersionQuery | Mapping[str, Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def get(self, *, application_id: str, flow_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, include_custom_nodes: str | int | float | bool | None = None, query: m.AdvancedFlowVersionQuery | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/flows/{flowId}/versions (API action `get`).
+    def get(self, *, application_id: str, flow_id: str, sort_field: Literal['version', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['version'] | None = None, filter: str | int | float | bool | None = None, include_custom_nodes: str | int | float | bool | None = None, query: m.AdvancedFlowVersionQuery | Mapping[str, Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, application_id: str, flow_id: str, sort_field: Literal['version', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['version'] | None = None, filter: str | int | float | bool | None = None, include_custom_nodes: str | int | float | bool | None = None, query: m.AdvancedFlowVersionQuery | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.FlowVersions, m.FlowVersion] | Paginator[Any, Any]:
+        """Call `flow_versions.get` (API action `get`): `GET /applications/{applicationId}/flows/{flowId}/versions`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, flowVersions.*, flowVersions.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `flowVersions.*`, `flowVersions.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_id: path `flowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_field: query `sortField`; string; optional; server default version; one of: version, id, creationDate, lastUpdated.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            filter_field: query `filterField`; string; optional; one of: version.
-            filter: query `filter`; string; optional.
-            include_custom_nodes: query `includeCustomNodes`; string; optional; server default false.
-            query: query `query`; hash; schema `advancedFlowVersionQuery`; optional; sent as json.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            flow_id: `flowId`, in the path, string, required; 24 hexadecimal characters.
+            sort_field: `sortField`, in the query string, string, optional; one of `version`, `id`, `creationDate`, `lastUpdated`; the server assumes `version` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `version`.
+            filter: `filter`, in the query string, string, optional.
+            include_custom_nodes: `includeCustomNodes`, in the query string, string, optional; the server assumes `false` when left out.
+            query: `query`, in the query string, hash, optional; shaped as `AdvancedFlowVersionQuery` (schema `advancedFlowVersionQuery`); a Struct or a mapping; sent as one JSON string.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `flowVersions`.
-            Paginated: items are FlowVersion.
+            A Paginator: `await` it for the page (`FlowVersions` (schema `flowVersions`)), or `async for` over every item (FlowVersion) of every page.
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_GET, (application_id, flow_id, sort_field, sort_direction, page, per_page, filter_field, filter, include_custom_nodes, query), raw, request_options)
 
     @overload
     async def post(self, *, application_id: str, flow_id: str, flow_version: m.FlowVersionPost | Mapping[str, Any] | Sequence[Any], include_custom_nodes: str | int | float | bool | None = None, allow_replacement: str | int | float | bool | None = None, strict_validation: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.FlowVersion: ...
     @overload
-    async def post(self, *, application_id: str, flow_id: str, flow_version: m.FlowVersionPost | Mapping[str, Any] | Sequence[Any], include_custom_nodes: str | int | float | bool | None = None, allow_replacement: str | int | float | bool | None = None, strict_validation: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, application_id: str, flow_id: str, flow_version: m.FlowVersionPost | Mapping[str, Any] | Sequence[Any], include_custom_nodes: str | int | float | bool | None = None, allow_replacement: str | int | float | bool | None = None, strict_validation: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/flows/{flowId}/versions (API action `post`).
+    async def post(self, *, application_id: str, flow_id: str, flow_version: m.FlowVersionPost | Mapping[str, Any] | Sequence[Any], include_custom_nodes: str | int | float | bool | None = None, allow_replacement: str | int | float | bool | None = None, strict_validation: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, application_id: str, flow_id: str, flow_version: m.FlowVersionPost | Mapping[str, Any] | Sequence[Any], include_custom_nodes: str | int | float | bool | None = None, allow_replacement: str | int | float | bool | None = None, strict_validation: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.FlowVersion | Any:
+        """Call `flow_versions.post` (API action `post`): `POST /applications/{applicationId}/flows/{flowId}/versions`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, flowVersions.*, flowVersions.post.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `flowVersions.*`, `flowVersions.post`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_id: path `flowId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow_version: body `flowVersion`; hash; schema `flowVersionPost`; required.
-            include_custom_nodes: query `includeCustomNodes`; string; optional; server default false.
-            allow_replacement: query `allowReplacement`; string; optional; server default false.
-            strict_validation: query `strictValidation`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            flow_id: `flowId`, in the path, string, required; 24 hexadecimal characters.
+            flow_version: `flowVersion`, the JSON body, hash, required; shaped as `FlowVersionPost` (schema `flowVersionPost`); a Struct or a mapping.
+            include_custom_nodes: `includeCustomNodes`, in the query string, string, optional; the server assumes `false` when left out.
+            allow_replacement: `allowReplacement`, in the query string, string, optional; the server assumes `false` when left out.
+            strict_validation: `strictValidation`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `flowVersion`.
+            On status 201: `FlowVersion` (schema `flowVersion`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (application_id, flow_id, flow_version, include_custom_nodes, allow_replacement, strict_validation), raw, request_options)

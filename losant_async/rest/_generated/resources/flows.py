@@ -118,122 +118,150 @@ class FlowsResource(Resource):
     @overload
     async def api_import(self, *, application_id: str, import_data: m.FlowsImportPost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.FlowsImportResult: ...
     @overload
-    async def api_import(self, *, application_id: str, import_data: m.FlowsImportPost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def api_import(self, *, application_id: str, import_data: m.FlowsImportPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/flows/import (API action `import`).
+    async def api_import(self, *, application_id: str, import_data: m.FlowsImportPost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def api_import(self, *, application_id: str, import_data: m.FlowsImportPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.FlowsImportResult | Any:
+        """Call `flows.api_import` (API action `import`): `POST /applications/{applicationId}/flows/import`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, flows.*, flows.import.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `flows.*`, `flows.import`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            import_data: body `importData`; hash; schema `flowsImportPost`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            import_data: `importData`, the JSON body, hash, required; shaped as `FlowsImportPost` (schema `flowsImportPost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `flowsImportResult`.
+            On status 201: `FlowsImportResult` (schema `flowsImportResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_API_IMPORT, (application_id, import_data), raw, request_options)
 
     @overload
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, flow_class: str | int | float | bool | None = None, trigger_filter: m.FlowTriggerFilter | Mapping[str, Any] | Sequence[Any] | None = None, include_custom_nodes: str | int | float | bool | None = None, query: m.AdvancedFlowQuery | Mapping[str, Any] | None = None, all_versions: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.Flows, m.Flow]: ...
+    def get(self, *, application_id: str, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, flow_class: Literal['edge', 'embedded', 'cloud', 'customNode', 'experience'] | None = None, trigger_filter: m.FlowTriggerFilter | Mapping[str, Any] | Sequence[Any] | None = None, include_custom_nodes: str | int | float | bool | None = None, query: m.AdvancedFlowQuery | Mapping[str, Any] | None = None, all_versions: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.Flows, m.Flow]: ...
     @overload
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, flow_class: str | int | float | bool | None = None, trigger_filter: m.FlowTriggerFilter | Mapping[str, Any] | Sequence[Any] | None = None, include_custom_nodes: str | int | float | bool | None = None, query: m.AdvancedFlowQuery | Mapping[str, Any] | None = None, all_versions: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def get(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, flow_class: str | int | float | bool | None = None, trigger_filter: m.FlowTriggerFilter | Mapping[str, Any] | Sequence[Any] | None = None, include_custom_nodes: str | int | float | bool | None = None, query: m.AdvancedFlowQuery | Mapping[str, Any] | None = None, all_versions: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/flows (API action `get`).
+    def get(self, *, application_id: str, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, flow_class: Literal['edge', 'embedded', 'cloud', 'customNode', 'experience'] | None = None, trigger_filter: m.FlowTriggerFilter | Mapping[str, Any] | Sequence[Any] | None = None, include_custom_nodes: str | int | float | bool | None = None, query: m.AdvancedFlowQuery | Mapping[str, Any] | None = None, all_versions: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, application_id: str, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, flow_class: Literal['edge', 'embedded', 'cloud', 'customNode', 'experience'] | None = None, trigger_filter: m.FlowTriggerFilter | Mapping[str, Any] | Sequence[Any] | None = None, include_custom_nodes: str | int | float | bool | None = None, query: m.AdvancedFlowQuery | Mapping[str, Any] | None = None, all_versions: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.Flows, m.Flow] | Paginator[Any, Any]:
+        """Call `flows.get` (API action `get`): `GET /applications/{applicationId}/flows`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, flows.*, flows.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `flows.*`, `flows.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_field: query `sortField`; string; optional; server default name; one of: name, id, creationDate, lastUpdated.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            filter_field: query `filterField`; string; optional; one of: name.
-            filter: query `filter`; string; optional.
-            flow_class: query `flowClass`; string; optional; server default cloud; one of: edge, embedded, cloud, customNode, experience.
-            trigger_filter: query `triggerFilter`; hash; schema `flowTriggerFilter`; optional; sent as brackets.
-            include_custom_nodes: query `includeCustomNodes`; string; optional; server default false.
-            query: query `query`; hash; schema `advancedFlowQuery`; optional; sent as json.
-            all_versions: query `allVersions`; string; optional; server default false.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            sort_field: `sortField`, in the query string, string, optional; one of `name`, `id`, `creationDate`, `lastUpdated`; the server assumes `name` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `name`.
+            filter: `filter`, in the query string, string, optional.
+            flow_class: `flowClass`, in the query string, string, optional; one of `edge`, `embedded`, `cloud`, `customNode`, `experience`; the server assumes `cloud` when left out.
+            trigger_filter: `triggerFilter`, in the query string, hash, optional; shaped as `FlowTriggerFilter` (schema `flowTriggerFilter`); a Struct or a mapping; sent as bracketed keys (`a[b]=c`).
+            include_custom_nodes: `includeCustomNodes`, in the query string, string, optional; the server assumes `false` when left out.
+            query: `query`, in the query string, hash, optional; shaped as `AdvancedFlowQuery` (schema `advancedFlowQuery`); a Struct or a mapping; sent as one JSON string.
+            all_versions: `allVersions`, in the query string, string, optional; the server assumes `false` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `flows`.
-            Paginated: items are Flow.
+            A Paginator: `await` it for the page (`Flows` (schema `flows`)), or `async for` over every item (Flow) of every page.
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_GET, (application_id, sort_field, sort_direction, page, per_page, filter_field, filter, flow_class, trigger_filter, include_custom_nodes, query, all_versions), raw, request_options)
 
     @overload
-    def get_by_version(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, flow_class: str | int | float | bool | None = None, version: str | int | float | bool, trigger_filter: m.FlowTriggerFilter | Mapping[str, Any] | Sequence[Any] | None = None, include_custom_nodes: str | int | float | bool | None = None, query: m.AdvancedFlowByVersionQuery | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.FlowVersions, m.FlowVersion]: ...
+    def get_by_version(self, *, application_id: str, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, flow_class: Literal['edge', 'embedded', 'cloud', 'customNode', 'experience'] | None = None, version: str | int | float | bool, trigger_filter: m.FlowTriggerFilter | Mapping[str, Any] | Sequence[Any] | None = None, include_custom_nodes: str | int | float | bool | None = None, query: m.AdvancedFlowByVersionQuery | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.FlowVersions, m.FlowVersion]: ...
     @overload
-    def get_by_version(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, flow_class: str | int | float | bool | None = None, version: str | int | float | bool, trigger_filter: m.FlowTriggerFilter | Mapping[str, Any] | Sequence[Any] | None = None, include_custom_nodes: str | int | float | bool | None = None, query: m.AdvancedFlowByVersionQuery | Mapping[str, Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def get_by_version(self, *, application_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, flow_class: str | int | float | bool | None = None, version: str | int | float | bool, trigger_filter: m.FlowTriggerFilter | Mapping[str, Any] | Sequence[Any] | None = None, include_custom_nodes: str | int | float | bool | None = None, query: m.AdvancedFlowByVersionQuery | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/flows/version (API action `getByVersion`).
+    def get_by_version(self, *, application_id: str, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, flow_class: Literal['edge', 'embedded', 'cloud', 'customNode', 'experience'] | None = None, version: str | int | float | bool, trigger_filter: m.FlowTriggerFilter | Mapping[str, Any] | Sequence[Any] | None = None, include_custom_nodes: str | int | float | bool | None = None, query: m.AdvancedFlowByVersionQuery | Mapping[str, Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get_by_version(self, *, application_id: str, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, flow_class: Literal['edge', 'embedded', 'cloud', 'customNode', 'experience'] | None = None, version: str | int | float | bool, trigger_filter: m.FlowTriggerFilter | Mapping[str, Any] | Sequence[Any] | None = None, include_custom_nodes: str | int | float | bool | None = None, query: m.AdvancedFlowByVersionQuery | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.FlowVersions, m.FlowVersion] | Paginator[Any, Any]:
+        """Call `flows.get_by_version` (API action `getByVersion`): `GET /applications/{applicationId}/flows/version`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, flows.*, flows.getByVersion.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `flows.*`, `flows.getByVersion`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_field: query `sortField`; string; optional; server default name; one of: name, id, creationDate, lastUpdated.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            filter_field: query `filterField`; string; optional; one of: name.
-            filter: query `filter`; string; optional.
-            flow_class: query `flowClass`; string; optional; server default cloud; one of: edge, embedded, cloud, customNode, experience.
-            version: query `version`; string; required.
-            trigger_filter: query `triggerFilter`; hash; schema `flowTriggerFilter`; optional; sent as brackets.
-            include_custom_nodes: query `includeCustomNodes`; string; optional; server default false.
-            query: query `query`; hash; schema `advancedFlowByVersionQuery`; optional; sent as json.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            sort_field: `sortField`, in the query string, string, optional; one of `name`, `id`, `creationDate`, `lastUpdated`; the server assumes `name` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `name`.
+            filter: `filter`, in the query string, string, optional.
+            flow_class: `flowClass`, in the query string, string, optional; one of `edge`, `embedded`, `cloud`, `customNode`, `experience`; the server assumes `cloud` when left out.
+            version: `version`, in the query string, string, required.
+            trigger_filter: `triggerFilter`, in the query string, hash, optional; shaped as `FlowTriggerFilter` (schema `flowTriggerFilter`); a Struct or a mapping; sent as bracketed keys (`a[b]=c`).
+            include_custom_nodes: `includeCustomNodes`, in the query string, string, optional; the server assumes `false` when left out.
+            query: `query`, in the query string, hash, optional; shaped as `AdvancedFlowByVersionQuery` (schema `advancedFlowByVersionQuery`); a Struct or a mapping; sent as one JSON string.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `flowVersions`.
-            Paginated: items are FlowVersion.
+            A Paginator: `await` it for the page (`FlowVersions` (schema `flowVersions`)), or `async for` over every item (FlowVersion) of every page.
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_GET_BY_VERSION, (application_id, sort_field, sort_direction, page, per_page, filter_field, filter, flow_class, version, trigger_filter, include_custom_nodes, query), raw, request_options)
 
     @overload
     async def palette(self, *, application_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.PaletteResponse: ...
     @overload
-    async def palette(self, *, application_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def palette(self, *, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/flows/palette (API action `palette`).
+    async def palette(self, *, application_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def palette(self, *, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.PaletteResponse | Any:
+        """Call `flows.palette` (API action `palette`): `GET /applications/{applicationId}/flows/palette`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, flows.*, flows.palette.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `flows.*`, `flows.palette`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `paletteResponse`.
+            On status 200: `PaletteResponse` (schema `paletteResponse`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PALETTE, (application_id,), raw, request_options)
 
     @overload
     async def post(self, *, application_id: str, flow: m.FlowPost | Mapping[str, Any] | Sequence[Any], include_custom_nodes: str | int | float | bool | None = None, strict_validation: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Flow: ...
     @overload
-    async def post(self, *, application_id: str, flow: m.FlowPost | Mapping[str, Any] | Sequence[Any], include_custom_nodes: str | int | float | bool | None = None, strict_validation: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, application_id: str, flow: m.FlowPost | Mapping[str, Any] | Sequence[Any], include_custom_nodes: str | int | float | bool | None = None, strict_validation: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/flows (API action `post`).
+    async def post(self, *, application_id: str, flow: m.FlowPost | Mapping[str, Any] | Sequence[Any], include_custom_nodes: str | int | float | bool | None = None, strict_validation: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, application_id: str, flow: m.FlowPost | Mapping[str, Any] | Sequence[Any], include_custom_nodes: str | int | float | bool | None = None, strict_validation: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Flow | Any:
+        """Call `flows.post` (API action `post`): `POST /applications/{applicationId}/flows`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, flows.*, flows.post.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `flows.*`, `flows.post`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            flow: body `flow`; hash; schema `flowPost`; required.
-            include_custom_nodes: query `includeCustomNodes`; string; optional; server default false.
-            strict_validation: query `strictValidation`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            flow: `flow`, the JSON body, hash, required; shaped as `FlowPost` (schema `flowPost`); a Struct or a mapping.
+            include_custom_nodes: `includeCustomNodes`, in the query string, string, optional; the server assumes `false` when left out.
+            strict_validation: `strictValidation`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `flow`.
+            On status 201: `Flow` (schema `flow`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (application_id, flow, include_custom_nodes, strict_validation), raw, request_options)

@@ -151,173 +151,217 @@ class InstanceResource(Resource):
     @overload
     async def device_counts(self, *, instance_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceCounts: ...
     @overload
-    async def device_counts(self, *, instance_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def device_counts(self, *, instance_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/deviceCounts (API action `deviceCounts`).
+    async def device_counts(self, *, instance_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def device_counts(self, *, instance_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.DeviceCounts | Any:
+        """Call `instance.device_counts` (API action `deviceCounts`): `GET /instances/{instanceId}/deviceCounts`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instance.*, instance.deviceCounts.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instance.*`, `instance.deviceCounts`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `deviceCounts`.
+            On status 200: `DeviceCounts` (schema `deviceCounts`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DEVICE_COUNTS, (instance_id, start, end), raw, request_options)
 
     @overload
     async def generate_report(self, *, instance_id: str, options: m.InstanceReportOptionsPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult: ...
     @overload
-    async def generate_report(self, *, instance_id: str, options: m.InstanceReportOptionsPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def generate_report(self, *, instance_id: str, options: m.InstanceReportOptionsPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /instances/{instanceId}/generateReport (API action `generateReport`).
+    async def generate_report(self, *, instance_id: str, options: m.InstanceReportOptionsPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def generate_report(self, *, instance_id: str, options: m.InstanceReportOptionsPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult | Any:
+        """Call `instance.generate_report` (API action `generateReport`): `POST /instances/{instanceId}/generateReport`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instance.*, instance.generateReport.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instance.*`, `instance.generateReport`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            options: body `options`; hash; schema `instanceReportOptionsPost`; optional.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            options: `options`, the JSON body, hash, optional; shaped as `InstanceReportOptionsPost` (schema `instanceReportOptionsPost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `jobEnqueuedResult`.
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GENERATE_REPORT, (instance_id, options), raw, request_options)
 
     @overload
     async def get(self, *, instance_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Instance: ...
     @overload
-    async def get(self, *, instance_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, instance_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId} (API action `get`).
+    async def get(self, *, instance_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, instance_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Instance | Any:
+        """Call `instance.get` (API action `get`): `GET /instances/{instanceId}`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instance.*, instance.get.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instance.*`, `instance.get`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `instance`.
+            On status 200: `Instance` (schema `instance`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (instance_id,), raw, request_options)
 
     @overload
-    def historical_summaries(self, *, instance_id: str, month: str | int | float | bool | None = None, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.HistoricalSummaries, m.HistoricalSummary]: ...
+    def historical_summaries(self, *, instance_id: str, month: str | int | float | bool | None = None, sort_field: Literal['resourceId', 'currentPeriodStart'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['resourceType', 'resourceId', 'ownerId', 'ownerType'] | None = None, filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.HistoricalSummaries, m.HistoricalSummary]: ...
     @overload
-    def historical_summaries(self, *, instance_id: str, month: str | int | float | bool | None = None, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def historical_summaries(self, *, instance_id: str, month: str | int | float | bool | None = None, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/historicalSummaries (API action `historicalSummaries`).
+    def historical_summaries(self, *, instance_id: str, month: str | int | float | bool | None = None, sort_field: Literal['resourceId', 'currentPeriodStart'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['resourceType', 'resourceId', 'ownerId', 'ownerType'] | None = None, filter: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def historical_summaries(self, *, instance_id: str, month: str | int | float | bool | None = None, sort_field: Literal['resourceId', 'currentPeriodStart'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['resourceType', 'resourceId', 'ownerId', 'ownerType'] | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.HistoricalSummaries, m.HistoricalSummary] | Paginator[Any, Any]:
+        """Call `instance.historical_summaries` (API action `historicalSummaries`): `GET /instances/{instanceId}/historicalSummaries`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instance.*, instance.historicalSummaries.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instance.*`, `instance.historicalSummaries`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            month: query `month`; string; optional; server default now.
-            sort_field: query `sortField`; string; optional; server default currentPeriodStart; one of: resourceId, currentPeriodStart.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            filter_field: query `filterField`; string; optional; one of: resourceType, resourceId, ownerId, ownerType.
-            filter: query `filter`; string; optional.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            month: `month`, in the query string, string, optional; the server assumes `now` when left out.
+            sort_field: `sortField`, in the query string, string, optional; one of `resourceId`, `currentPeriodStart`; the server assumes `currentPeriodStart` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `resourceType`, `resourceId`, `ownerId`, `ownerType`.
+            filter: `filter`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `historicalSummaries`.
-            Paginated: items are HistoricalSummary.
+            A Paginator: `await` it for the page (`HistoricalSummaries` (schema `historicalSummaries`)), or `async for` over every item (HistoricalSummary) of every page.
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_HISTORICAL_SUMMARIES, (instance_id, month, sort_field, sort_direction, page, per_page, filter_field, filter), raw, request_options)
 
     @overload
     async def notebook_minute_counts(self, *, instance_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.NotebookMinuteCounts: ...
     @overload
-    async def notebook_minute_counts(self, *, instance_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def notebook_minute_counts(self, *, instance_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/notebookMinuteCounts (API action `notebookMinuteCounts`).
+    async def notebook_minute_counts(self, *, instance_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def notebook_minute_counts(self, *, instance_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.NotebookMinuteCounts | Any:
+        """Call `instance.notebook_minute_counts` (API action `notebookMinuteCounts`): `GET /instances/{instanceId}/notebookMinuteCounts`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instance.*, instance.notebookMinuteCounts.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instance.*`, `instance.notebookMinuteCounts`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `notebookMinuteCounts`.
+            On status 200: `NotebookMinuteCounts` (schema `notebookMinuteCounts`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_NOTEBOOK_MINUTE_COUNTS, (instance_id, start, end), raw, request_options)
 
     @overload
     async def patch(self, *, instance_id: str, instance: m.InstancePatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Instance: ...
     @overload
-    async def patch(self, *, instance_id: str, instance: m.InstancePatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, instance_id: str, instance: m.InstancePatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /instances/{instanceId} (API action `patch`).
+    async def patch(self, *, instance_id: str, instance: m.InstancePatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, instance_id: str, instance: m.InstancePatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Instance | Any:
+        """Call `instance.patch` (API action `patch`): `PATCH /instances/{instanceId}`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.User, all.User.bounded, instance.*, instance.patch.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.User`, `all.User.bounded`, `instance.*`, `instance.patch`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            instance: body `instance`; hash; schema `instancePatch`; required.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            instance: `instance`, the JSON body, hash, required; shaped as `InstancePatch` (schema `instancePatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `instance`.
+            On status 200: `Instance` (schema `instance`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (instance_id, instance), raw, request_options)
 
     @overload
     async def payload_counts(self, *, instance_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.PayloadStats: ...
     @overload
-    async def payload_counts(self, *, instance_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def payload_counts(self, *, instance_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/payloadCounts (API action `payloadCounts`).
+    async def payload_counts(self, *, instance_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def payload_counts(self, *, instance_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.PayloadStats | Any:
+        """Call `instance.payload_counts` (API action `payloadCounts`): `GET /instances/{instanceId}/payloadCounts`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instance.*, instance.payloadCounts.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instance.*`, `instance.payloadCounts`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
-            as_bytes: query `asBytes`; string; optional; server default false.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            as_bytes: `asBytes`, in the query string, string, optional; the server assumes `false` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `payloadStats`.
+            On status 200: `PayloadStats` (schema `payloadStats`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PAYLOAD_COUNTS, (instance_id, start, end, as_bytes), raw, request_options)
 
     @overload
-    async def payload_counts_breakdown(self, *, instance_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.PayloadCountsBreakdown: ...
+    async def payload_counts_breakdown(self, *, instance_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: Literal['86400000', '3600000'] | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.PayloadCountsBreakdown: ...
     @overload
-    async def payload_counts_breakdown(self, *, instance_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def payload_counts_breakdown(self, *, instance_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/payloadCountsBreakdown (API action `payloadCountsBreakdown`).
+    async def payload_counts_breakdown(self, *, instance_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: Literal['86400000', '3600000'] | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def payload_counts_breakdown(self, *, instance_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: Literal['86400000', '3600000'] | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.PayloadCountsBreakdown | Any:
+        """Call `instance.payload_counts_breakdown` (API action `payloadCountsBreakdown`): `GET /instances/{instanceId}/payloadCountsBreakdown`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instance.*, instance.payloadCountsBreakdown.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instance.*`, `instance.payloadCountsBreakdown`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
-            resolution: query `resolution`; string; optional; server default 86400000; one of: 86400000, 3600000.
-            as_bytes: query `asBytes`; string; optional; server default false.
-            include_non_billable: query `includeNonBillable`; string; optional; server default false.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            resolution: `resolution`, in the query string, string, optional; one of `86400000`, `3600000`; the server assumes `86400000` when left out.
+            as_bytes: `asBytes`, in the query string, string, optional; the server assumes `false` when left out.
+            include_non_billable: `includeNonBillable`, in the query string, string, optional; the server assumes `false` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `payloadCountsBreakdown`.
+            On status 200: `PayloadCountsBreakdown` (schema `payloadCountsBreakdown`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PAYLOAD_COUNTS_BREAKDOWN, (instance_id, start, end, resolution, as_bytes, include_non_billable), raw, request_options)

@@ -68,60 +68,78 @@ class InstanceApiTokenResource(Resource):
     @overload
     async def delete(self, *, instance_id: str, api_token_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, instance_id: str, api_token_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, instance_id: str, api_token_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /instances/{instanceId}/tokens/{apiTokenId} (API action `delete`).
+    async def delete(self, *, instance_id: str, api_token_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, instance_id: str, api_token_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `instance_api_token.delete` (API action `delete`): `DELETE /instances/{instanceId}/tokens/{apiTokenId}`.
 
-        Scopes (any one): all.Instance, all.User, instanceApiToken.*, instanceApiToken.delete.
+        A token needs one of these scopes: `all.Instance`, `all.User`, `instanceApiToken.*`, `instanceApiToken.delete`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            api_token_id: path `apiTokenId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            api_token_id: `apiTokenId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (instance_id, api_token_id), raw, request_options)
 
     @overload
     async def get(self, *, instance_id: str, api_token_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApiToken: ...
     @overload
-    async def get(self, *, instance_id: str, api_token_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, instance_id: str, api_token_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/tokens/{apiTokenId} (API action `get`).
+    async def get(self, *, instance_id: str, api_token_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, instance_id: str, api_token_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.ApiToken | Any:
+        """Call `instance_api_token.get` (API action `get`): `GET /instances/{instanceId}/tokens/{apiTokenId}`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instanceApiToken.*, instanceApiToken.get.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceApiToken.*`, `instanceApiToken.get`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            api_token_id: path `apiTokenId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            api_token_id: `apiTokenId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `apiToken`.
+            On status 200: `ApiToken` (schema `apiToken`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (instance_id, api_token_id), raw, request_options)
 
     @overload
     async def patch(self, *, instance_id: str, api_token_id: str, api_token: m.ApiTokenPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApiToken: ...
     @overload
-    async def patch(self, *, instance_id: str, api_token_id: str, api_token: m.ApiTokenPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, instance_id: str, api_token_id: str, api_token: m.ApiTokenPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /instances/{instanceId}/tokens/{apiTokenId} (API action `patch`).
+    async def patch(self, *, instance_id: str, api_token_id: str, api_token: m.ApiTokenPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, instance_id: str, api_token_id: str, api_token: m.ApiTokenPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.ApiToken | Any:
+        """Call `instance_api_token.patch` (API action `patch`): `PATCH /instances/{instanceId}/tokens/{apiTokenId}`.
 
-        Scopes (any one): all.Instance, all.User, instanceApiToken.*, instanceApiToken.patch.
+        A token needs one of these scopes: `all.Instance`, `all.User`, `instanceApiToken.*`, `instanceApiToken.patch`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            api_token_id: path `apiTokenId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            api_token: body `apiToken`; hash; schema `apiTokenPatch`; required.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            api_token_id: `apiTokenId`, in the path, string, required; 24 hexadecimal characters.
+            api_token: `apiToken`, the JSON body, hash, required; shaped as `ApiTokenPatch` (schema `apiTokenPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `apiToken`.
+            On status 200: `ApiToken` (schema `apiToken`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (instance_id, api_token_id, api_token), raw, request_options)

@@ -58,47 +58,56 @@ class InstanceApiTokensResource(Resource):
     __slots__ = ()
 
     @overload
-    def get(self, *, instance_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.ApiTokens, m.ApiToken]: ...
+    def get(self, *, instance_id: str, sort_field: Literal['name', 'status', 'id', 'creationDate', 'lastUpdated', 'expirationDate'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name', 'status'] | None = None, filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.ApiTokens, m.ApiToken]: ...
     @overload
-    def get(self, *, instance_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def get(self, *, instance_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/tokens (API action `get`).
+    def get(self, *, instance_id: str, sort_field: Literal['name', 'status', 'id', 'creationDate', 'lastUpdated', 'expirationDate'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name', 'status'] | None = None, filter: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, instance_id: str, sort_field: Literal['name', 'status', 'id', 'creationDate', 'lastUpdated', 'expirationDate'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name', 'status'] | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.ApiTokens, m.ApiToken] | Paginator[Any, Any]:
+        """Call `instance_api_tokens.get` (API action `get`): `GET /instances/{instanceId}/tokens`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instanceApiTokens.*, instanceApiTokens.get.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceApiTokens.*`, `instanceApiTokens.get`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_field: query `sortField`; string; optional; server default name; one of: name, status, id, creationDate, lastUpdated, expirationDate.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            filter_field: query `filterField`; string; optional; one of: name, status.
-            filter: query `filter`; string; optional.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            sort_field: `sortField`, in the query string, string, optional; one of `name`, `status`, `id`, `creationDate`, `lastUpdated`, `expirationDate`; the server assumes `name` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `name`, `status`.
+            filter: `filter`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `apiTokens`.
-            Paginated: items are ApiToken.
+            A Paginator: `await` it for the page (`ApiTokens` (schema `apiTokens`)), or `async for` over every item (ApiToken) of every page.
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_GET, (instance_id, sort_field, sort_direction, page, per_page, filter_field, filter), raw, request_options)
 
     @overload
     async def post(self, *, instance_id: str, api_token: m.ApiTokenPost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApiToken: ...
     @overload
-    async def post(self, *, instance_id: str, api_token: m.ApiTokenPost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, instance_id: str, api_token: m.ApiTokenPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /instances/{instanceId}/tokens (API action `post`).
+    async def post(self, *, instance_id: str, api_token: m.ApiTokenPost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, instance_id: str, api_token: m.ApiTokenPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.ApiToken | Any:
+        """Call `instance_api_tokens.post` (API action `post`): `POST /instances/{instanceId}/tokens`.
 
-        Scopes (any one): all.Instance, all.User, instanceApiTokens.*, instanceApiTokens.post.
+        A token needs one of these scopes: `all.Instance`, `all.User`, `instanceApiTokens.*`, `instanceApiTokens.post`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            api_token: body `apiToken`; hash; schema `apiTokenPost`; required.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            api_token: `apiToken`, the JSON body, hash, required; shaped as `ApiTokenPost` (schema `apiTokenPost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `apiToken`.
+            On status 201: `ApiToken` (schema `apiToken`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (instance_id, api_token), raw, request_options)

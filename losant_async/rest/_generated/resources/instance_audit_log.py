@@ -41,19 +41,25 @@ class InstanceAuditLogResource(Resource):
     @overload
     async def get(self, *, instance_id: str, instance_audit_log_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceAuditLog: ...
     @overload
-    async def get(self, *, instance_id: str, instance_audit_log_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, instance_id: str, instance_audit_log_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instance/{instanceId}/audit-logs/{instanceAuditLogId} (API action `get`).
+    async def get(self, *, instance_id: str, instance_audit_log_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, instance_id: str, instance_audit_log_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.InstanceAuditLog | Any:
+        """Call `instance_audit_log.get` (API action `get`): `GET /instance/{instanceId}/audit-logs/{instanceAuditLogId}`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instanceAuditLog.*, instanceAuditLog.get.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceAuditLog.*`, `instanceAuditLog.get`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            instance_audit_log_id: path `instanceAuditLogId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            instance_audit_log_id: `instanceAuditLogId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `instanceAuditLog`.
+            On status 200: `InstanceAuditLog` (schema `instanceAuditLog`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (instance_id, instance_audit_log_id), raw, request_options)

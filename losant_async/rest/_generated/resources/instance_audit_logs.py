@@ -46,28 +46,33 @@ class InstanceAuditLogsResource(Resource):
     __slots__ = ()
 
     @overload
-    def get(self, *, instance_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, audit_log_filter: m.InstanceAuditLogFilter | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.InstanceAuditLogs, m.InstanceAuditLog]: ...
+    def get(self, *, instance_id: str, sort_field: Literal['creationDate', 'responseStatus', 'actorName'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, audit_log_filter: m.InstanceAuditLogFilter | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.InstanceAuditLogs, m.InstanceAuditLog]: ...
     @overload
-    def get(self, *, instance_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, audit_log_filter: m.InstanceAuditLogFilter | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def get(self, *, instance_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, audit_log_filter: m.InstanceAuditLogFilter | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instance/{instanceId}/audit-logs (API action `get`).
+    def get(self, *, instance_id: str, sort_field: Literal['creationDate', 'responseStatus', 'actorName'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, audit_log_filter: m.InstanceAuditLogFilter | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, instance_id: str, sort_field: Literal['creationDate', 'responseStatus', 'actorName'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, audit_log_filter: m.InstanceAuditLogFilter | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.InstanceAuditLogs, m.InstanceAuditLog] | Paginator[Any, Any]:
+        """Call `instance_audit_logs.get` (API action `get`): `GET /instance/{instanceId}/audit-logs`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instanceAuditLogs.*, instanceAuditLogs.get.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceAuditLogs.*`, `instanceAuditLogs.get`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_field: query `sortField`; string; optional; server default creationDate; one of: creationDate, responseStatus, actorName.
-            sort_direction: query `sortDirection`; string; optional; server default desc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
-            audit_log_filter: query `auditLogFilter`; hash; schema `instanceAuditLogFilter`; optional; sent as brackets.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            sort_field: `sortField`, in the query string, string, optional; one of `creationDate`, `responseStatus`, `actorName`; the server assumes `creationDate` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `desc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            audit_log_filter: `auditLogFilter`, in the query string, hash, optional; shaped as `InstanceAuditLogFilter` (schema `instanceAuditLogFilter`); a Struct or a mapping; sent as bracketed keys (`a[b]=c`).
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `instanceAuditLogs`.
-            Paginated: items are InstanceAuditLog.
+            A Paginator: `await` it for the page (`InstanceAuditLogs` (schema `instanceAuditLogs`)), or `async for` over every item (InstanceAuditLog) of every page.
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_GET, (instance_id, sort_field, sort_direction, page, per_page, start, end, audit_log_filter), raw, request_options)

@@ -103,107 +103,137 @@ class InstanceCustomNodeResource(Resource):
     @overload
     async def delete(self, *, instance_id: str, instance_custom_node_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, instance_id: str, instance_custom_node_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, instance_id: str, instance_custom_node_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /instances/{instanceId}/nodes/{instanceCustomNodeId} (API action `delete`).
+    async def delete(self, *, instance_id: str, instance_custom_node_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, instance_id: str, instance_custom_node_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `instance_custom_node.delete` (API action `delete`): `DELETE /instances/{instanceId}/nodes/{instanceCustomNodeId}`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.User, all.User.bounded, instanceCustomNode.*, instanceCustomNode.delete.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.User`, `all.User.bounded`, `instanceCustomNode.*`, `instanceCustomNode.delete`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            instance_custom_node_id: path `instanceCustomNodeId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            instance_custom_node_id: `instanceCustomNodeId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (instance_id, instance_custom_node_id), raw, request_options)
 
     @overload
-    async def errors(self, *, instance_id: str, instance_custom_node_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.FlowErrors: ...
+    async def errors(self, *, instance_id: str, instance_custom_node_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.FlowErrors: ...
     @overload
-    async def errors(self, *, instance_id: str, instance_custom_node_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def errors(self, *, instance_id: str, instance_custom_node_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/nodes/{instanceCustomNodeId}/errors (API action `errors`).
+    async def errors(self, *, instance_id: str, instance_custom_node_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def errors(self, *, instance_id: str, instance_custom_node_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.FlowErrors | Any:
+        """Call `instance_custom_node.errors` (API action `errors`): `GET /instances/{instanceId}/nodes/{instanceCustomNodeId}/errors`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instanceCustomNode.*, instanceCustomNode.errors.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceCustomNode.*`, `instanceCustomNode.errors`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            instance_custom_node_id: path `instanceCustomNodeId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            duration: query `duration`; string; optional; server default 86400000.
-            end: query `end`; string; optional; server default 0.
-            limit: query `limit`; string; optional; server default 25.
-            sort_direction: query `sortDirection`; string; optional; server default desc; one of: asc, desc.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            instance_custom_node_id: `instanceCustomNodeId`, in the path, string, required; 24 hexadecimal characters.
+            duration: `duration`, in the query string, string, optional; the server assumes `86400000` when left out.
+            end: `end`, in the query string, string, optional; the server assumes `0` when left out.
+            limit: `limit`, in the query string, string, optional; the server assumes `25` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `desc` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `flowErrors`.
+            On status 200: `FlowErrors` (schema `flowErrors`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_ERRORS, (instance_id, instance_custom_node_id, duration, end, limit, sort_direction), raw, request_options)
 
     @overload
     async def get(self, *, instance_id: str, instance_custom_node_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceCustomNode: ...
     @overload
-    async def get(self, *, instance_id: str, instance_custom_node_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, instance_id: str, instance_custom_node_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/nodes/{instanceCustomNodeId} (API action `get`).
+    async def get(self, *, instance_id: str, instance_custom_node_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, instance_id: str, instance_custom_node_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.InstanceCustomNode | Any:
+        """Call `instance_custom_node.get` (API action `get`): `GET /instances/{instanceId}/nodes/{instanceCustomNodeId}`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instanceCustomNode.*, instanceCustomNode.get.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceCustomNode.*`, `instanceCustomNode.get`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            instance_custom_node_id: path `instanceCustomNodeId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            instance_custom_node_id: `instanceCustomNodeId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `instanceCustomNode`.
+            On status 200: `InstanceCustomNode` (schema `instanceCustomNode`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (instance_id, instance_custom_node_id), raw, request_options)
 
     @overload
     async def patch(self, *, instance_id: str, instance_custom_node_id: str, instance_custom_node: m.InstanceCustomNodePatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceCustomNode: ...
     @overload
-    async def patch(self, *, instance_id: str, instance_custom_node_id: str, instance_custom_node: m.InstanceCustomNodePatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, instance_id: str, instance_custom_node_id: str, instance_custom_node: m.InstanceCustomNodePatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /instances/{instanceId}/nodes/{instanceCustomNodeId} (API action `patch`).
+    async def patch(self, *, instance_id: str, instance_custom_node_id: str, instance_custom_node: m.InstanceCustomNodePatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, instance_id: str, instance_custom_node_id: str, instance_custom_node: m.InstanceCustomNodePatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.InstanceCustomNode | Any:
+        """Call `instance_custom_node.patch` (API action `patch`): `PATCH /instances/{instanceId}/nodes/{instanceCustomNodeId}`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.User, all.User.bounded, instanceCustomNode.*, instanceCustomNode.patch.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.User`, `all.User.bounded`, `instanceCustomNode.*`, `instanceCustomNode.patch`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            instance_custom_node_id: path `instanceCustomNodeId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            instance_custom_node: body `instanceCustomNode`; hash; schema `instanceCustomNodePatch`; required.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            instance_custom_node_id: `instanceCustomNodeId`, in the path, string, required; 24 hexadecimal characters.
+            instance_custom_node: `instanceCustomNode`, the JSON body, hash, required; shaped as `InstanceCustomNodePatch` (schema `instanceCustomNodePatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `instanceCustomNode`.
+            On status 200: `InstanceCustomNode` (schema `instanceCustomNode`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (instance_id, instance_custom_node_id, instance_custom_node), raw, request_options)
 
     @overload
     async def stats(self, *, instance_id: str, instance_custom_node_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.FlowStats: ...
     @overload
-    async def stats(self, *, instance_id: str, instance_custom_node_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def stats(self, *, instance_id: str, instance_custom_node_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/nodes/{instanceCustomNodeId}/stats (API action `stats`).
+    async def stats(self, *, instance_id: str, instance_custom_node_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def stats(self, *, instance_id: str, instance_custom_node_id: str, duration: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.FlowStats | Any:
+        """Call `instance_custom_node.stats` (API action `stats`): `GET /instances/{instanceId}/nodes/{instanceCustomNodeId}/stats`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instanceCustomNode.*, instanceCustomNode.stats.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceCustomNode.*`, `instanceCustomNode.stats`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            instance_custom_node_id: path `instanceCustomNodeId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            duration: query `duration`; string; optional; server default 86400000.
-            end: query `end`; string; optional; server default 0.
-            resolution: query `resolution`; string; optional; server default 3600000.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            instance_custom_node_id: `instanceCustomNodeId`, in the path, string, required; 24 hexadecimal characters.
+            duration: `duration`, in the query string, string, optional; the server assumes `86400000` when left out.
+            end: `end`, in the query string, string, optional; the server assumes `0` when left out.
+            resolution: `resolution`, in the query string, string, optional; the server assumes `3600000` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `flowStats`.
+            On status 200: `FlowStats` (schema `flowStats`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_STATS, (instance_id, instance_custom_node_id, duration, end, resolution), raw, request_options)

@@ -68,60 +68,78 @@ class InstanceMemberResource(Resource):
     @overload
     async def delete(self, *, instance_id: str, user_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, instance_id: str, user_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, instance_id: str, user_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /instances/{instanceId}/members/{userId} (API action `delete`).
+    async def delete(self, *, instance_id: str, user_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, instance_id: str, user_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `instance_member.delete` (API action `delete`): `DELETE /instances/{instanceId}/members/{userId}`.
 
-        Scopes (any one): all.Instance, all.User, instanceMember.*, instanceMember.delete.
+        A token needs one of these scopes: `all.Instance`, `all.User`, `instanceMember.*`, `instanceMember.delete`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            user_id: path `userId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            user_id: `userId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (instance_id, user_id), raw, request_options)
 
     @overload
     async def get(self, *, instance_id: str, user_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceMember: ...
     @overload
-    async def get(self, *, instance_id: str, user_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, instance_id: str, user_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/members/{userId} (API action `get`).
+    async def get(self, *, instance_id: str, user_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, instance_id: str, user_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.InstanceMember | Any:
+        """Call `instance_member.get` (API action `get`): `GET /instances/{instanceId}/members/{userId}`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instanceMember.*, instanceMember.get.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceMember.*`, `instanceMember.get`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            user_id: path `userId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            user_id: `userId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `instanceMember`.
+            On status 200: `InstanceMember` (schema `instanceMember`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (instance_id, user_id), raw, request_options)
 
     @overload
     async def patch(self, *, instance_id: str, user_id: str, member: m.InstanceMemberPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceMember: ...
     @overload
-    async def patch(self, *, instance_id: str, user_id: str, member: m.InstanceMemberPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, instance_id: str, user_id: str, member: m.InstanceMemberPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /instances/{instanceId}/members/{userId} (API action `patch`).
+    async def patch(self, *, instance_id: str, user_id: str, member: m.InstanceMemberPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, instance_id: str, user_id: str, member: m.InstanceMemberPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.InstanceMember | Any:
+        """Call `instance_member.patch` (API action `patch`): `PATCH /instances/{instanceId}/members/{userId}`.
 
-        Scopes (any one): all.Instance, all.User, instanceMember.*, instanceMember.patch.
+        A token needs one of these scopes: `all.Instance`, `all.User`, `instanceMember.*`, `instanceMember.patch`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            user_id: path `userId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            member: body `member`; hash; schema `instanceMemberPatch`; required.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            user_id: `userId`, in the path, string, required; 24 hexadecimal characters.
+            member: `member`, the JSON body, hash, required; shaped as `InstanceMemberPatch` (schema `instanceMemberPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `instanceMember`.
+            On status 200: `InstanceMember` (schema `instanceMember`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (instance_id, user_id, member), raw, request_options)

@@ -55,44 +55,56 @@ class InstanceMembersResource(Resource):
     __slots__ = ()
 
     @overload
-    async def get(self, *, instance_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceMembers: ...
+    async def get(self, *, instance_id: str, sort_field: Literal['email', 'role'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['email', 'role'] | None = None, filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceMembers: ...
     @overload
-    async def get(self, *, instance_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, instance_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/members (API action `get`).
+    async def get(self, *, instance_id: str, sort_field: Literal['email', 'role'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['email', 'role'] | None = None, filter: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, instance_id: str, sort_field: Literal['email', 'role'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['email', 'role'] | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.InstanceMembers | Any:
+        """Call `instance_members.get` (API action `get`): `GET /instances/{instanceId}/members`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instanceMembers.*, instanceMembers.get.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceMembers.*`, `instanceMembers.get`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_field: query `sortField`; string; optional; server default email; one of: email, role.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            filter_field: query `filterField`; string; optional; one of: email, role.
-            filter: query `filter`; string; optional.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            sort_field: `sortField`, in the query string, string, optional; one of `email`, `role`; the server assumes `email` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `email`, `role`.
+            filter: `filter`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `instanceMembers`.
+            On status 200: `InstanceMembers` (schema `instanceMembers`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (instance_id, sort_field, sort_direction, filter_field, filter), raw, request_options)
 
     @overload
     async def post(self, *, instance_id: str, member: m.InstanceMemberPost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceMember: ...
     @overload
-    async def post(self, *, instance_id: str, member: m.InstanceMemberPost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, instance_id: str, member: m.InstanceMemberPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /instances/{instanceId}/members (API action `post`).
+    async def post(self, *, instance_id: str, member: m.InstanceMemberPost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, instance_id: str, member: m.InstanceMemberPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.InstanceMember | Any:
+        """Call `instance_members.post` (API action `post`): `POST /instances/{instanceId}/members`.
 
-        Scopes (any one): all.Instance, all.User, instanceMembers.*, instanceMembers.post.
+        A token needs one of these scopes: `all.Instance`, `all.User`, `instanceMembers.*`, `instanceMembers.post`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            member: body `member`; hash; schema `instanceMemberPost`; required.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            member: `member`, the JSON body, hash, required; shaped as `InstanceMemberPost` (schema `instanceMemberPost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `instanceMember`.
+            On status 200: `InstanceMember` (schema `instanceMember`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (instance_id, member), raw, request_options)

@@ -98,103 +98,133 @@ class InstanceNotificationRuleResource(Resource):
     @overload
     async def delete(self, *, instance_id: str, notification_rule_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, instance_id: str, notification_rule_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, instance_id: str, notification_rule_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /instances/{instanceId}/notification-rules/{notificationRuleId} (API action `delete`).
+    async def delete(self, *, instance_id: str, notification_rule_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, instance_id: str, notification_rule_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `instance_notification_rule.delete` (API action `delete`): `DELETE /instances/{instanceId}/notification-rules/{notificationRuleId}`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.User, all.User.bounded, instanceNotificationRule.*, instanceNotificationRule.delete.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.User`, `all.User.bounded`, `instanceNotificationRule.*`, `instanceNotificationRule.delete`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            notification_rule_id: path `notificationRuleId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            notification_rule_id: `notificationRuleId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (instance_id, notification_rule_id), raw, request_options)
 
     @overload
     async def evaluate(self, *, instance_id: str, notification_rule_id: str, evaluation_options: m.NotificationRuleEvaluationOptions | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult: ...
     @overload
-    async def evaluate(self, *, instance_id: str, notification_rule_id: str, evaluation_options: m.NotificationRuleEvaluationOptions | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def evaluate(self, *, instance_id: str, notification_rule_id: str, evaluation_options: m.NotificationRuleEvaluationOptions | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /instances/{instanceId}/notification-rules/{notificationRuleId}/evaluate (API action `evaluate`).
+    async def evaluate(self, *, instance_id: str, notification_rule_id: str, evaluation_options: m.NotificationRuleEvaluationOptions | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def evaluate(self, *, instance_id: str, notification_rule_id: str, evaluation_options: m.NotificationRuleEvaluationOptions | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult | Any:
+        """Call `instance_notification_rule.evaluate` (API action `evaluate`): `POST /instances/{instanceId}/notification-rules/{notificationRuleId}/evaluate`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.User, all.User.bounded, instanceNotificationRule.*, instanceNotificationRule.evaluate.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.User`, `all.User.bounded`, `instanceNotificationRule.*`, `instanceNotificationRule.evaluate`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            notification_rule_id: path `notificationRuleId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            evaluation_options: body `evaluationOptions`; hash; schema `notificationRuleEvaluationOptions`; required.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            notification_rule_id: `notificationRuleId`, in the path, string, required; 24 hexadecimal characters.
+            evaluation_options: `evaluationOptions`, the JSON body, hash, required; shaped as `NotificationRuleEvaluationOptions` (schema `notificationRuleEvaluationOptions`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `jobEnqueuedResult`.
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_EVALUATE, (instance_id, notification_rule_id, evaluation_options), raw, request_options)
 
     @overload
     async def get(self, *, instance_id: str, notification_rule_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.NotificationRule: ...
     @overload
-    async def get(self, *, instance_id: str, notification_rule_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, instance_id: str, notification_rule_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/notification-rules/{notificationRuleId} (API action `get`).
+    async def get(self, *, instance_id: str, notification_rule_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, instance_id: str, notification_rule_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.NotificationRule | Any:
+        """Call `instance_notification_rule.get` (API action `get`): `GET /instances/{instanceId}/notification-rules/{notificationRuleId}`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instanceNotificationRule.*, instanceNotificationRule.get.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceNotificationRule.*`, `instanceNotificationRule.get`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            notification_rule_id: path `notificationRuleId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            notification_rule_id: `notificationRuleId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `notificationRule`.
+            On status 200: `NotificationRule` (schema `notificationRule`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (instance_id, notification_rule_id), raw, request_options)
 
     @overload
     async def logs(self, *, instance_id: str, notification_rule_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.NotificationRuleDeliveryLogs: ...
     @overload
-    async def logs(self, *, instance_id: str, notification_rule_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def logs(self, *, instance_id: str, notification_rule_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/notification-rules/{notificationRuleId}/logs (API action `logs`).
+    async def logs(self, *, instance_id: str, notification_rule_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def logs(self, *, instance_id: str, notification_rule_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.NotificationRuleDeliveryLogs | Any:
+        """Call `instance_notification_rule.logs` (API action `logs`): `GET /instances/{instanceId}/notification-rules/{notificationRuleId}/logs`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.User, all.User.bounded, instanceNotificationRule.*, instanceNotificationRule.logs.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.User`, `all.User.bounded`, `instanceNotificationRule.*`, `instanceNotificationRule.logs`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            notification_rule_id: path `notificationRuleId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            limit: query `limit`; string; optional; server default 1.
-            since: query `since`; string; optional.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            notification_rule_id: `notificationRuleId`, in the path, string, required; 24 hexadecimal characters.
+            limit: `limit`, in the query string, string, optional; the server assumes `1` when left out.
+            since: `since`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `notificationRuleDeliveryLogs`.
+            On status 200: `NotificationRuleDeliveryLogs` (schema `notificationRuleDeliveryLogs`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_LOGS, (instance_id, notification_rule_id, limit, since), raw, request_options)
 
     @overload
     async def patch(self, *, instance_id: str, notification_rule_id: str, notification_rule: m.NotificationRulePatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.NotificationRule: ...
     @overload
-    async def patch(self, *, instance_id: str, notification_rule_id: str, notification_rule: m.NotificationRulePatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, instance_id: str, notification_rule_id: str, notification_rule: m.NotificationRulePatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /instances/{instanceId}/notification-rules/{notificationRuleId} (API action `patch`).
+    async def patch(self, *, instance_id: str, notification_rule_id: str, notification_rule: m.NotificationRulePatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, instance_id: str, notification_rule_id: str, notification_rule: m.NotificationRulePatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.NotificationRule | Any:
+        """Call `instance_notification_rule.patch` (API action `patch`): `PATCH /instances/{instanceId}/notification-rules/{notificationRuleId}`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.User, all.User.bounded, instanceNotificationRule.*, instanceNotificationRule.patch.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.User`, `all.User.bounded`, `instanceNotificationRule.*`, `instanceNotificationRule.patch`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            notification_rule_id: path `notificationRuleId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            notification_rule: body `notificationRule`; hash; schema `notificationRulePatch`; required.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            notification_rule_id: `notificationRuleId`, in the path, string, required; 24 hexadecimal characters.
+            notification_rule: `notificationRule`, the JSON body, hash, required; shaped as `NotificationRulePatch` (schema `notificationRulePatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `notificationRule`.
+            On status 200: `NotificationRule` (schema `notificationRule`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (instance_id, notification_rule_id, notification_rule), raw, request_options)

@@ -58,47 +58,56 @@ class InstanceNotificationRulesResource(Resource):
     __slots__ = ()
 
     @overload
-    def get(self, *, instance_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.NotificationRules, m.NotificationRule]: ...
+    def get(self, *, instance_id: str, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.NotificationRules, m.NotificationRule]: ...
     @overload
-    def get(self, *, instance_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def get(self, *, instance_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/notification-rules (API action `get`).
+    def get(self, *, instance_id: str, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, instance_id: str, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.NotificationRules, m.NotificationRule] | Paginator[Any, Any]:
+        """Call `instance_notification_rules.get` (API action `get`): `GET /instances/{instanceId}/notification-rules`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instanceNotificationRules.*, instanceNotificationRules.get.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceNotificationRules.*`, `instanceNotificationRules.get`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_field: query `sortField`; string; optional; server default name; one of: name, id, creationDate, lastUpdated.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            filter_field: query `filterField`; string; optional; one of: name.
-            filter: query `filter`; string; optional.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            sort_field: `sortField`, in the query string, string, optional; one of `name`, `id`, `creationDate`, `lastUpdated`; the server assumes `name` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `name`.
+            filter: `filter`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `notificationRules`.
-            Paginated: items are NotificationRule.
+            A Paginator: `await` it for the page (`NotificationRules` (schema `notificationRules`)), or `async for` over every item (NotificationRule) of every page.
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_GET, (instance_id, sort_field, sort_direction, page, per_page, filter_field, filter), raw, request_options)
 
     @overload
     async def post(self, *, instance_id: str, notification_rule: m.NotificationRulePost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.NotificationRule: ...
     @overload
-    async def post(self, *, instance_id: str, notification_rule: m.NotificationRulePost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, instance_id: str, notification_rule: m.NotificationRulePost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /instances/{instanceId}/notification-rules (API action `post`).
+    async def post(self, *, instance_id: str, notification_rule: m.NotificationRulePost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, instance_id: str, notification_rule: m.NotificationRulePost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.NotificationRule | Any:
+        """Call `instance_notification_rules.post` (API action `post`): `POST /instances/{instanceId}/notification-rules`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.User, all.User.bounded, instanceNotificationRules.*, instanceNotificationRules.post.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.User`, `all.User.bounded`, `instanceNotificationRules.*`, `instanceNotificationRules.post`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            notification_rule: body `notificationRule`; hash; schema `notificationRulePost`; required.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            notification_rule: `notificationRule`, the JSON body, hash, required; shaped as `NotificationRulePost` (schema `notificationRulePost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `notificationRule`.
+            On status 201: `NotificationRule` (schema `notificationRule`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (instance_id, notification_rule), raw, request_options)

@@ -71,63 +71,81 @@ class InstanceOrgInviteResource(Resource):
     @overload
     async def delete(self, *, instance_id: str, org_id: str, invite_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, instance_id: str, org_id: str, invite_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, instance_id: str, org_id: str, invite_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /instances/{instanceId}/orgs/{orgId}/invites/{inviteId} (API action `delete`).
+    async def delete(self, *, instance_id: str, org_id: str, invite_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, instance_id: str, org_id: str, invite_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `instance_org_invite.delete` (API action `delete`): `DELETE /instances/{instanceId}/orgs/{orgId}/invites/{inviteId}`.
 
-        Scopes (any one): all.Instance, all.User, instanceOrgInvite.*, instanceOrgInvite.delete.
+        A token needs one of these scopes: `all.Instance`, `all.User`, `instanceOrgInvite.*`, `instanceOrgInvite.delete`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            org_id: path `orgId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            invite_id: path `inviteId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            org_id: `orgId`, in the path, string, required; 24 hexadecimal characters.
+            invite_id: `inviteId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (instance_id, org_id, invite_id), raw, request_options)
 
     @overload
     async def get(self, *, instance_id: str, org_id: str, invite_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceOrgInvite: ...
     @overload
-    async def get(self, *, instance_id: str, org_id: str, invite_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, instance_id: str, org_id: str, invite_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/orgs/{orgId}/invites/{inviteId} (API action `get`).
+    async def get(self, *, instance_id: str, org_id: str, invite_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, instance_id: str, org_id: str, invite_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.InstanceOrgInvite | Any:
+        """Call `instance_org_invite.get` (API action `get`): `GET /instances/{instanceId}/orgs/{orgId}/invites/{inviteId}`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instanceOrgInvite.*, instanceOrgInvite.get.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceOrgInvite.*`, `instanceOrgInvite.get`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            org_id: path `orgId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            invite_id: path `inviteId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            org_id: `orgId`, in the path, string, required; 24 hexadecimal characters.
+            invite_id: `inviteId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `instanceOrgInvite`.
+            On status 200: `InstanceOrgInvite` (schema `instanceOrgInvite`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (instance_id, org_id, invite_id), raw, request_options)
 
     @overload
     async def resend_invite(self, *, instance_id: str, org_id: str, invite_id: str, role_info: m.OrgRoleInfo | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceOrgInvite: ...
     @overload
-    async def resend_invite(self, *, instance_id: str, org_id: str, invite_id: str, role_info: m.OrgRoleInfo | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def resend_invite(self, *, instance_id: str, org_id: str, invite_id: str, role_info: m.OrgRoleInfo | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /instances/{instanceId}/orgs/{orgId}/invites/{inviteId} (API action `resendInvite`).
+    async def resend_invite(self, *, instance_id: str, org_id: str, invite_id: str, role_info: m.OrgRoleInfo | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def resend_invite(self, *, instance_id: str, org_id: str, invite_id: str, role_info: m.OrgRoleInfo | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.InstanceOrgInvite | Any:
+        """Call `instance_org_invite.resend_invite` (API action `resendInvite`): `POST /instances/{instanceId}/orgs/{orgId}/invites/{inviteId}`.
 
-        Scopes (any one): all.Instance, all.User, instanceOrgInvite.*, instanceOrgInvite.resendInvite.
+        A token needs one of these scopes: `all.Instance`, `all.User`, `instanceOrgInvite.*`, `instanceOrgInvite.resendInvite`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            org_id: path `orgId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            invite_id: path `inviteId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            role_info: body `roleInfo`; hash; schema `orgRoleInfo`; required.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            org_id: `orgId`, in the path, string, required; 24 hexadecimal characters.
+            invite_id: `inviteId`, in the path, string, required; 24 hexadecimal characters.
+            role_info: `roleInfo`, the JSON body, hash, required; shaped as `OrgRoleInfo` (schema `orgRoleInfo`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `instanceOrgInvite`.
+            On status 201: `InstanceOrgInvite` (schema `instanceOrgInvite`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_RESEND_INVITE, (instance_id, org_id, invite_id, role_info), raw, request_options)

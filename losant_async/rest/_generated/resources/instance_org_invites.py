@@ -57,46 +57,58 @@ class InstanceOrgInvitesResource(Resource):
     __slots__ = ()
 
     @overload
-    async def get(self, *, instance_id: str, org_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceOrgInvites: ...
+    async def get(self, *, instance_id: str, org_id: str, sort_field: Literal['email', 'role', 'inviteDate'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['email', 'role'] | None = None, filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceOrgInvites: ...
     @overload
-    async def get(self, *, instance_id: str, org_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, instance_id: str, org_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/orgs/{orgId}/invites (API action `get`).
+    async def get(self, *, instance_id: str, org_id: str, sort_field: Literal['email', 'role', 'inviteDate'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['email', 'role'] | None = None, filter: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, instance_id: str, org_id: str, sort_field: Literal['email', 'role', 'inviteDate'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['email', 'role'] | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.InstanceOrgInvites | Any:
+        """Call `instance_org_invites.get` (API action `get`): `GET /instances/{instanceId}/orgs/{orgId}/invites`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instanceOrgInvites.*, instanceOrgInvites.get.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceOrgInvites.*`, `instanceOrgInvites.get`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            org_id: path `orgId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_field: query `sortField`; string; optional; server default inviteDate; one of: email, role, inviteDate.
-            sort_direction: query `sortDirection`; string; optional; server default desc; one of: asc, desc.
-            filter_field: query `filterField`; string; optional; one of: email, role.
-            filter: query `filter`; string; optional.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            org_id: `orgId`, in the path, string, required; 24 hexadecimal characters.
+            sort_field: `sortField`, in the query string, string, optional; one of `email`, `role`, `inviteDate`; the server assumes `inviteDate` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `desc` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `email`, `role`.
+            filter: `filter`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `instanceOrgInvites`.
+            On status 200: `InstanceOrgInvites` (schema `instanceOrgInvites`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (instance_id, org_id, sort_field, sort_direction, filter_field, filter), raw, request_options)
 
     @overload
     async def post(self, *, instance_id: str, org_id: str, invite: m.OrgInvitePost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceOrgInvite: ...
     @overload
-    async def post(self, *, instance_id: str, org_id: str, invite: m.OrgInvitePost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, instance_id: str, org_id: str, invite: m.OrgInvitePost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /instances/{instanceId}/orgs/{orgId}/invites (API action `post`).
+    async def post(self, *, instance_id: str, org_id: str, invite: m.OrgInvitePost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, instance_id: str, org_id: str, invite: m.OrgInvitePost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.InstanceOrgInvite | Any:
+        """Call `instance_org_invites.post` (API action `post`): `POST /instances/{instanceId}/orgs/{orgId}/invites`.
 
-        Scopes (any one): all.Instance, all.User, instanceOrgInvites.*, instanceOrgInvites.post.
+        A token needs one of these scopes: `all.Instance`, `all.User`, `instanceOrgInvites.*`, `instanceOrgInvites.post`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            org_id: path `orgId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            invite: body `invite`; hash; schema `orgInvitePost`; required.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            org_id: `orgId`, in the path, string, required; 24 hexadecimal characters.
+            invite: `invite`, the JSON body, hash, required; shaped as `OrgInvitePost` (schema `orgInvitePost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `instanceOrgInvite`.
+            On status 201: `InstanceOrgInvite` (schema `instanceOrgInvite`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (instance_id, org_id, invite), raw, request_options)

@@ -57,47 +57,59 @@ class InstanceOrgMembersResource(Resource):
     __slots__ = ()
 
     @overload
-    async def get(self, *, instance_id: str, org_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceOrgMembers: ...
+    async def get(self, *, instance_id: str, org_id: str, sort_field: Literal['email', 'role'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['email', 'role'] | None = None, filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceOrgMembers: ...
     @overload
-    async def get(self, *, instance_id: str, org_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, instance_id: str, org_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/orgs/{orgId}/members (API action `get`).
+    async def get(self, *, instance_id: str, org_id: str, sort_field: Literal['email', 'role'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['email', 'role'] | None = None, filter: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, instance_id: str, org_id: str, sort_field: Literal['email', 'role'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['email', 'role'] | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.InstanceOrgMembers | Any:
+        """Call `instance_org_members.get` (API action `get`): `GET /instances/{instanceId}/orgs/{orgId}/members`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instanceOrgMembers.*, instanceOrgMembers.get.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceOrgMembers.*`, `instanceOrgMembers.get`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            org_id: path `orgId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_field: query `sortField`; string; optional; server default email; one of: email, role.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            filter_field: query `filterField`; string; optional; one of: email, role.
-            filter: query `filter`; string; optional.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            org_id: `orgId`, in the path, string, required; 24 hexadecimal characters.
+            sort_field: `sortField`, in the query string, string, optional; one of `email`, `role`; the server assumes `email` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `email`, `role`.
+            filter: `filter`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `instanceOrgMembers`.
+            On status 200: `InstanceOrgMembers` (schema `instanceOrgMembers`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (instance_id, org_id, sort_field, sort_direction, filter_field, filter), raw, request_options)
 
     @overload
     async def post(self, *, instance_id: str, org_id: str, member: m.InstanceOrgMemberPost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceOrgMember | m.InstanceOrgInviteSent: ...
     @overload
-    async def post(self, *, instance_id: str, org_id: str, member: m.InstanceOrgMemberPost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, instance_id: str, org_id: str, member: m.InstanceOrgMemberPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /instances/{instanceId}/orgs/{orgId}/members (API action `post`).
+    async def post(self, *, instance_id: str, org_id: str, member: m.InstanceOrgMemberPost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, instance_id: str, org_id: str, member: m.InstanceOrgMemberPost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.InstanceOrgMember | m.InstanceOrgInviteSent | Any:
+        """Call `instance_org_members.post` (API action `post`): `POST /instances/{instanceId}/orgs/{orgId}/members`.
 
-        Scopes (any one): all.Instance, all.User, instanceOrgMembers.*, instanceOrgMembers.post.
+        A token needs one of these scopes: `all.Instance`, `all.User`, `instanceOrgMembers.*`, `instanceOrgMembers.post`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            org_id: path `orgId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            member: body `member`; hash; schema `instanceOrgMemberPost`; required.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            org_id: `orgId`, in the path, string, required; 24 hexadecimal characters.
+            member: `member`, the JSON body, hash, required; shaped as `InstanceOrgMemberPost` (schema `instanceOrgMemberPost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `instanceOrgMember`.
-            202: `instanceOrgInviteSent`.
+            On status 201: `InstanceOrgMember` (schema `instanceOrgMember`).
+            On status 202, the work was queued: `InstanceOrgInviteSent` (schema `instanceOrgInviteSent`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (instance_id, org_id, member), raw, request_options)

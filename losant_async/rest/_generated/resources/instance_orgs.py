@@ -61,50 +61,59 @@ class InstanceOrgsResource(Resource):
     __slots__ = ()
 
     @overload
-    def get(self, *, instance_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, query: m.AdvancedInstanceOrgQuery | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.InstanceOrgs, m.InstanceOrg]: ...
+    def get(self, *, instance_id: str, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, query: m.AdvancedInstanceOrgQuery | Mapping[str, Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.InstanceOrgs, m.InstanceOrg]: ...
     @overload
-    def get(self, *, instance_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, query: m.AdvancedInstanceOrgQuery | Mapping[str, Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def get(self, *, instance_id: str, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, query: m.AdvancedInstanceOrgQuery | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/orgs (API action `get`).
+    def get(self, *, instance_id: str, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, query: m.AdvancedInstanceOrgQuery | Mapping[str, Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, instance_id: str, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, query: m.AdvancedInstanceOrgQuery | Mapping[str, Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.InstanceOrgs, m.InstanceOrg] | Paginator[Any, Any]:
+        """Call `instance_orgs.get` (API action `get`): `GET /instances/{instanceId}/orgs`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instanceOrgs.*, instanceOrgs.get.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceOrgs.*`, `instanceOrgs.get`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            sort_field: query `sortField`; string; optional; server default name; one of: name, id, creationDate, lastUpdated.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            filter_field: query `filterField`; string; optional; one of: name.
-            filter: query `filter`; string; optional.
-            summary_include: query `summaryInclude`; string; optional.
-            query: query `query`; hash; schema `advancedInstanceOrgQuery`; optional; sent as json.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            sort_field: `sortField`, in the query string, string, optional; one of `name`, `id`, `creationDate`, `lastUpdated`; the server assumes `name` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `name`.
+            filter: `filter`, in the query string, string, optional.
+            summary_include: `summaryInclude`, in the query string, string, optional.
+            query: `query`, in the query string, hash, optional; shaped as `AdvancedInstanceOrgQuery` (schema `advancedInstanceOrgQuery`); a Struct or a mapping; sent as one JSON string.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `instanceOrgs`.
-            Paginated: items are InstanceOrg.
+            A Paginator: `await` it for the page (`InstanceOrgs` (schema `instanceOrgs`)), or `async for` over every item (InstanceOrg) of every page.
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_GET, (instance_id, sort_field, sort_direction, page, per_page, filter_field, filter, summary_include, query), raw, request_options)
 
     @overload
     async def post(self, *, instance_id: str, summary_include: str | int | float | bool | None = None, org_config: m.InstanceOrgPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceOrg: ...
     @overload
-    async def post(self, *, instance_id: str, summary_include: str | int | float | bool | None = None, org_config: m.InstanceOrgPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, instance_id: str, summary_include: str | int | float | bool | None = None, org_config: m.InstanceOrgPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /instances/{instanceId}/orgs (API action `post`).
+    async def post(self, *, instance_id: str, summary_include: str | int | float | bool | None = None, org_config: m.InstanceOrgPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, instance_id: str, summary_include: str | int | float | bool | None = None, org_config: m.InstanceOrgPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.InstanceOrg | Any:
+        """Call `instance_orgs.post` (API action `post`): `POST /instances/{instanceId}/orgs`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.User, all.User.bounded, instanceOrgs.*, instanceOrgs.post.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.User`, `all.User.bounded`, `instanceOrgs.*`, `instanceOrgs.post`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            summary_include: query `summaryInclude`; string; optional.
-            org_config: body `orgConfig`; hash; schema `instanceOrgPost`; optional.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            summary_include: `summaryInclude`, in the query string, string, optional.
+            org_config: `orgConfig`, the JSON body, hash, optional; shaped as `InstanceOrgPost` (schema `instanceOrgPost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `instanceOrg`.
+            On status 201: `InstanceOrg` (schema `instanceOrg`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (instance_id, summary_include, org_config), raw, request_options)

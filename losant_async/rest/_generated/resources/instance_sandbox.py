@@ -139,155 +139,197 @@ class InstanceSandboxResource(Resource):
     @overload
     async def delete(self, *, instance_id: str, instance_sandbox_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, instance_id: str, instance_sandbox_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, instance_id: str, instance_sandbox_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /instances/{instanceId}/sandboxes/{instanceSandboxId} (API action `delete`).
+    async def delete(self, *, instance_id: str, instance_sandbox_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, instance_id: str, instance_sandbox_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `instance_sandbox.delete` (API action `delete`): `DELETE /instances/{instanceId}/sandboxes/{instanceSandboxId}`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.User, all.User.bounded, instanceSandbox.*, instanceSandbox.delete.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.User`, `all.User.bounded`, `instanceSandbox.*`, `instanceSandbox.delete`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            instance_sandbox_id: path `instanceSandboxId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            instance_sandbox_id: `instanceSandboxId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (instance_id, instance_sandbox_id), raw, request_options)
 
     @overload
     async def device_counts(self, *, instance_id: str, instance_sandbox_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceCounts: ...
     @overload
-    async def device_counts(self, *, instance_id: str, instance_sandbox_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def device_counts(self, *, instance_id: str, instance_sandbox_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/sandboxes/{instanceSandboxId}/deviceCounts (API action `deviceCounts`).
+    async def device_counts(self, *, instance_id: str, instance_sandbox_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def device_counts(self, *, instance_id: str, instance_sandbox_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.DeviceCounts | Any:
+        """Call `instance_sandbox.device_counts` (API action `deviceCounts`): `GET /instances/{instanceId}/sandboxes/{instanceSandboxId}/deviceCounts`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instanceSandbox.*, instanceSandbox.deviceCounts.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceSandbox.*`, `instanceSandbox.deviceCounts`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            instance_sandbox_id: path `instanceSandboxId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            instance_sandbox_id: `instanceSandboxId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `deviceCounts`.
+            On status 200: `DeviceCounts` (schema `deviceCounts`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DEVICE_COUNTS, (instance_id, instance_sandbox_id, start, end), raw, request_options)
 
     @overload
     async def get(self, *, instance_id: str, instance_sandbox_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceSandbox: ...
     @overload
-    async def get(self, *, instance_id: str, instance_sandbox_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, instance_id: str, instance_sandbox_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/sandboxes/{instanceSandboxId} (API action `get`).
+    async def get(self, *, instance_id: str, instance_sandbox_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, instance_id: str, instance_sandbox_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.InstanceSandbox | Any:
+        """Call `instance_sandbox.get` (API action `get`): `GET /instances/{instanceId}/sandboxes/{instanceSandboxId}`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instanceSandbox.*, instanceSandbox.get.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceSandbox.*`, `instanceSandbox.get`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            instance_sandbox_id: path `instanceSandboxId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            summary_exclude: query `summaryExclude`; string; optional.
-            summary_include: query `summaryInclude`; string; optional.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            instance_sandbox_id: `instanceSandboxId`, in the path, string, required; 24 hexadecimal characters.
+            summary_exclude: `summaryExclude`, in the query string, string, optional.
+            summary_include: `summaryInclude`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `instanceSandbox`.
+            On status 200: `InstanceSandbox` (schema `instanceSandbox`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (instance_id, instance_sandbox_id, summary_exclude, summary_include), raw, request_options)
 
     @overload
     async def notebook_minute_counts(self, *, instance_id: str, instance_sandbox_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.NotebookMinuteCounts: ...
     @overload
-    async def notebook_minute_counts(self, *, instance_id: str, instance_sandbox_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def notebook_minute_counts(self, *, instance_id: str, instance_sandbox_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/sandboxes/{instanceSandboxId}/notebookMinuteCounts (API action `notebookMinuteCounts`).
+    async def notebook_minute_counts(self, *, instance_id: str, instance_sandbox_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def notebook_minute_counts(self, *, instance_id: str, instance_sandbox_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.NotebookMinuteCounts | Any:
+        """Call `instance_sandbox.notebook_minute_counts` (API action `notebookMinuteCounts`): `GET /instances/{instanceId}/sandboxes/{instanceSandboxId}/notebookMinuteCounts`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instanceSandbox.*, instanceSandbox.notebookMinuteCounts.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceSandbox.*`, `instanceSandbox.notebookMinuteCounts`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            instance_sandbox_id: path `instanceSandboxId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            instance_sandbox_id: `instanceSandboxId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `notebookMinuteCounts`.
+            On status 200: `NotebookMinuteCounts` (schema `notebookMinuteCounts`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_NOTEBOOK_MINUTE_COUNTS, (instance_id, instance_sandbox_id, start, end), raw, request_options)
 
     @overload
     async def payload_counts(self, *, instance_id: str, instance_sandbox_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.PayloadStats: ...
     @overload
-    async def payload_counts(self, *, instance_id: str, instance_sandbox_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def payload_counts(self, *, instance_id: str, instance_sandbox_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/sandboxes/{instanceSandboxId}/payloadCounts (API action `payloadCounts`).
+    async def payload_counts(self, *, instance_id: str, instance_sandbox_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def payload_counts(self, *, instance_id: str, instance_sandbox_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.PayloadStats | Any:
+        """Call `instance_sandbox.payload_counts` (API action `payloadCounts`): `GET /instances/{instanceId}/sandboxes/{instanceSandboxId}/payloadCounts`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instanceSandbox.*, instanceSandbox.payloadCounts.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceSandbox.*`, `instanceSandbox.payloadCounts`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            instance_sandbox_id: path `instanceSandboxId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
-            as_bytes: query `asBytes`; string; optional; server default false.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            instance_sandbox_id: `instanceSandboxId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            as_bytes: `asBytes`, in the query string, string, optional; the server assumes `false` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `payloadStats`.
+            On status 200: `PayloadStats` (schema `payloadStats`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PAYLOAD_COUNTS, (instance_id, instance_sandbox_id, start, end, as_bytes), raw, request_options)
 
     @overload
-    async def payload_counts_breakdown(self, *, instance_id: str, instance_sandbox_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.PayloadCountsBreakdown: ...
+    async def payload_counts_breakdown(self, *, instance_id: str, instance_sandbox_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: Literal['86400000', '3600000'] | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.PayloadCountsBreakdown: ...
     @overload
-    async def payload_counts_breakdown(self, *, instance_id: str, instance_sandbox_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def payload_counts_breakdown(self, *, instance_id: str, instance_sandbox_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/sandboxes/{instanceSandboxId}/payloadCountsBreakdown (API action `payloadCountsBreakdown`).
+    async def payload_counts_breakdown(self, *, instance_id: str, instance_sandbox_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: Literal['86400000', '3600000'] | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def payload_counts_breakdown(self, *, instance_id: str, instance_sandbox_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: Literal['86400000', '3600000'] | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.PayloadCountsBreakdown | Any:
+        """Call `instance_sandbox.payload_counts_breakdown` (API action `payloadCountsBreakdown`): `GET /instances/{instanceId}/sandboxes/{instanceSandboxId}/payloadCountsBreakdown`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instanceSandbox.*, instanceSandbox.payloadCountsBreakdown.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceSandbox.*`, `instanceSandbox.payloadCountsBreakdown`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            instance_sandbox_id: path `instanceSandboxId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
-            resolution: query `resolution`; string; optional; server default 86400000; one of: 86400000, 3600000.
-            as_bytes: query `asBytes`; string; optional; server default false.
-            include_non_billable: query `includeNonBillable`; string; optional; server default false.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            instance_sandbox_id: `instanceSandboxId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            resolution: `resolution`, in the query string, string, optional; one of `86400000`, `3600000`; the server assumes `86400000` when left out.
+            as_bytes: `asBytes`, in the query string, string, optional; the server assumes `false` when left out.
+            include_non_billable: `includeNonBillable`, in the query string, string, optional; the server assumes `false` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `payloadCountsBreakdown`.
+            On status 200: `PayloadCountsBreakdown` (schema `payloadCountsBreakdown`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PAYLOAD_COUNTS_BREAKDOWN, (instance_id, instance_sandbox_id, start, end, resolution, as_bytes, include_non_billable), raw, request_options)
 
     @overload
     async def undelete(self, *, instance_id: str, instance_sandbox_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceSandbox: ...
     @overload
-    async def undelete(self, *, instance_id: str, instance_sandbox_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def undelete(self, *, instance_id: str, instance_sandbox_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /instances/{instanceId}/sandboxes/{instanceSandboxId}/undelete (API action `undelete`).
+    async def undelete(self, *, instance_id: str, instance_sandbox_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def undelete(self, *, instance_id: str, instance_sandbox_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.InstanceSandbox | Any:
+        """Call `instance_sandbox.undelete` (API action `undelete`): `PATCH /instances/{instanceId}/sandboxes/{instanceSandboxId}/undelete`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.User, all.User.bounded, instanceSandbox.*, instanceSandbox.undelete.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.User`, `all.User.bounded`, `instanceSandbox.*`, `instanceSandbox.undelete`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            instance_sandbox_id: path `instanceSandboxId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            summary_exclude: query `summaryExclude`; string; optional.
-            summary_include: query `summaryInclude`; string; optional.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            instance_sandbox_id: `instanceSandboxId`, in the path, string, required; 24 hexadecimal characters.
+            summary_exclude: `summaryExclude`, in the query string, string, optional.
+            summary_include: `summaryInclude`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `instanceSandbox`.
+            On status 200: `InstanceSandbox` (schema `instanceSandbox`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_UNDELETE, (instance_id, instance_sandbox_id, summary_exclude, summary_include), raw, request_options)

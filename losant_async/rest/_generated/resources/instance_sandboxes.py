@@ -48,30 +48,35 @@ class InstanceSandboxesResource(Resource):
     __slots__ = ()
 
     @overload
-    async def get(self, *, instance_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, starting_after_id: str | int | float | bool | None = None, ending_before_id: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, include_deleted: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceSandboxes: ...
+    async def get(self, *, instance_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, sort_field: Literal['firstName', 'lastName', 'email', 'id', 'creationDate', 'lastSuccessfulLogin', 'lastFailedLogin', 'failedLoginCount', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, starting_after_id: str | int | float | bool | None = None, ending_before_id: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, filter_field: Literal['firstName', 'lastName', 'email'] | None = None, filter: str | int | float | bool | None = None, include_deleted: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceSandboxes: ...
     @overload
-    async def get(self, *, instance_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, starting_after_id: str | int | float | bool | None = None, ending_before_id: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, include_deleted: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, instance_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, starting_after_id: str | int | float | bool | None = None, ending_before_id: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, include_deleted: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /instances/{instanceId}/sandboxes (API action `get`).
+    async def get(self, *, instance_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, sort_field: Literal['firstName', 'lastName', 'email', 'id', 'creationDate', 'lastSuccessfulLogin', 'lastFailedLogin', 'failedLoginCount', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, starting_after_id: str | int | float | bool | None = None, ending_before_id: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, filter_field: Literal['firstName', 'lastName', 'email'] | None = None, filter: str | int | float | bool | None = None, include_deleted: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, instance_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, sort_field: Literal['firstName', 'lastName', 'email', 'id', 'creationDate', 'lastSuccessfulLogin', 'lastFailedLogin', 'failedLoginCount', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, starting_after_id: str | int | float | bool | None = None, ending_before_id: str | int | float | bool | None = None, limit: str | int | float | bool | None = None, filter_field: Literal['firstName', 'lastName', 'email'] | None = None, filter: str | int | float | bool | None = None, include_deleted: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.InstanceSandboxes | Any:
+        """Call `instance_sandboxes.get` (API action `get`): `GET /instances/{instanceId}/sandboxes`.
 
-        Scopes (any one): all.Instance, all.Instance.bounded, all.Instance.read, all.User, all.User.bounded, all.User.read, instanceSandboxes.*, instanceSandboxes.get.
+        A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceSandboxes.*`, `instanceSandboxes.get`.
 
         Args:
-            instance_id: path `instanceId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            summary_exclude: query `summaryExclude`; string; optional.
-            summary_include: query `summaryInclude`; string; optional.
-            sort_field: query `sortField`; string; optional; server default email; one of: firstName, lastName, email, id, creationDate, lastSuccessfulLogin, lastFailedLogin, failedLoginCount, lastUpdated.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            starting_after_id: query `startingAfterId`; string; optional; pattern ^[A-Fa-f\\d]{24}$.
-            ending_before_id: query `endingBeforeId`; string; optional; pattern ^[A-Fa-f\\d]{24}$.
-            limit: query `limit`; string; optional; server default 100.
-            filter_field: query `filterField`; string; optional; one of: firstName, lastName, email.
-            filter: query `filter`; string; optional.
-            include_deleted: query `includeDeleted`; string; optional.
+            instance_id: `instanceId`, in the path, string, required; 24 hexadecimal characters.
+            summary_exclude: `summaryExclude`, in the query string, string, optional.
+            summary_include: `summaryInclude`, in the query string, string, optional.
+            sort_field: `sortField`, in the query string, string, optional; one of `firstName`, `lastName`, `email`, `id`, `creationDate`, `lastSuccessfulLogin`, `lastFailedLogin`, `failedLoginCount`, `lastUpdated`; the server assumes `email` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            starting_after_id: `startingAfterId`, in the query string, string, optional; 24 hexadecimal characters.
+            ending_before_id: `endingBeforeId`, in the query string, string, optional; 24 hexadecimal characters.
+            limit: `limit`, in the query string, string, optional; the server assumes `100` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `firstName`, `lastName`, `email`.
+            filter: `filter`, in the query string, string, optional.
+            include_deleted: `includeDeleted`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `instanceSandboxes`.
+            On status 200: `InstanceSandboxes` (schema `instanceSandboxes`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (instance_id, summary_exclude, summary_include, sort_field, sort_direction, starting_after_id, ending_before_id, limit, filter_field, filter, include_deleted), raw, request_options)

@@ -69,61 +69,79 @@ class IntegrationResource(Resource):
     @overload
     async def delete(self, *, application_id: str, integration_id: str, include_workflows: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, integration_id: str, include_workflows: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, integration_id: str, include_workflows: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/integrations/{integrationId} (API action `delete`).
+    async def delete(self, *, application_id: str, integration_id: str, include_workflows: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, integration_id: str, include_workflows: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `integration.delete` (API action `delete`): `DELETE /applications/{applicationId}/integrations/{integrationId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, integration.*, integration.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `integration.*`, `integration.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            integration_id: path `integrationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            include_workflows: query `includeWorkflows`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            integration_id: `integrationId`, in the path, string, required; 24 hexadecimal characters.
+            include_workflows: `includeWorkflows`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, integration_id, include_workflows), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, integration_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Integration: ...
     @overload
-    async def get(self, *, application_id: str, integration_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, integration_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/integrations/{integrationId} (API action `get`).
+    async def get(self, *, application_id: str, integration_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, integration_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Integration | Any:
+        """Call `integration.get` (API action `get`): `GET /applications/{applicationId}/integrations/{integrationId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, integration.*, integration.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `integration.*`, `integration.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            integration_id: path `integrationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            integration_id: `integrationId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `integration`.
+            On status 200: `Integration` (schema `integration`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, integration_id), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, integration_id: str, integration: m.IntegrationPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Integration: ...
     @overload
-    async def patch(self, *, application_id: str, integration_id: str, integration: m.IntegrationPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, integration_id: str, integration: m.IntegrationPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/integrations/{integrationId} (API action `patch`).
+    async def patch(self, *, application_id: str, integration_id: str, integration: m.IntegrationPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, integration_id: str, integration: m.IntegrationPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Integration | Any:
+        """Call `integration.patch` (API action `patch`): `PATCH /applications/{applicationId}/integrations/{integrationId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, integration.*, integration.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `integration.*`, `integration.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            integration_id: path `integrationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            integration: body `integration`; hash; schema `integrationPatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            integration_id: `integrationId`, in the path, string, required; 24 hexadecimal characters.
+            integration: `integration`, the JSON body, hash, required; shaped as `IntegrationPatch` (schema `integrationPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `integration`.
+            On status 200: `Integration` (schema `integration`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, integration_id, integration), raw, request_options)

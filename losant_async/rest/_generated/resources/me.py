@@ -295,388 +295,501 @@ class MeResource(Resource):
     @overload
     async def add_recent_item(self, *, data: m.RecentItem | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.RecentItemList: ...
     @overload
-    async def add_recent_item(self, *, data: m.RecentItem | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def add_recent_item(self, *, data: m.RecentItem | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /me/recentItems (API action `addRecentItem`).
+    async def add_recent_item(self, *, data: m.RecentItem | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def add_recent_item(self, *, data: m.RecentItem | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.RecentItemList | Any:
+        """Call `me.add_recent_item` (API action `addRecentItem`): `POST /me/recentItems`.
 
-        Scopes (any one): all.User, all.User.bounded, me.*, me.addRecentItem, only.User, only.User.bounded.
+        A token needs one of these scopes: `all.User`, `all.User.bounded`, `me.*`, `me.addRecentItem`, `only.User`, `only.User.bounded`.
 
         Args:
-            data: body `data`; hash; schema `recentItem`; required.
+            data: `data`, the JSON body, hash, required; shaped as `RecentItem` (schema `recentItem`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `recentItemList`.
+            On status 200: `RecentItemList` (schema `recentItemList`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_ADD_RECENT_ITEM, (data,), raw, request_options)
 
     @overload
     async def change_password(self, *, data: m.ChangePassword | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.AuthedUser: ...
     @overload
-    async def change_password(self, *, data: m.ChangePassword | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def change_password(self, *, data: m.ChangePassword | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /me/changePassword (API action `changePassword`).
+    async def change_password(self, *, data: m.ChangePassword | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def change_password(self, *, data: m.ChangePassword | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.AuthedUser | Any:
+        """Call `me.change_password` (API action `changePassword`): `PATCH /me/changePassword`.
 
-        Scopes (any one): all.User, me.*, me.changePassword, only.User.
+        A token needs one of these scopes: `all.User`, `me.*`, `me.changePassword`, `only.User`.
 
         Args:
-            data: body `data`; hash; schema `changePassword`; required.
+            data: `data`, the JSON body, hash, required; shaped as `ChangePassword` (schema `changePassword`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `authedUser`.
+            On status 200: `AuthedUser` (schema `authedUser`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_CHANGE_PASSWORD, (data,), raw, request_options)
 
     @overload
     async def delete(self, *, credentials: m.UserCredentials | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, credentials: m.UserCredentials | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, credentials: m.UserCredentials | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /me/delete (API action `delete`).
+    async def delete(self, *, credentials: m.UserCredentials | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, credentials: m.UserCredentials | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `me.delete` (API action `delete`): `POST /me/delete`.
 
-        Scopes (any one): all.User, me.*, me.delete, only.User.
+        A token needs one of these scopes: `all.User`, `me.*`, `me.delete`, `only.User`.
 
         Args:
-            credentials: body `credentials`; hash; schema `userCredentials`; required.
+            credentials: `credentials`, the JSON body, hash, required; shaped as `UserCredentials` (schema `userCredentials`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (credentials,), raw, request_options)
 
     @overload
     async def device_counts(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceCounts: ...
     @overload
-    async def device_counts(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def device_counts(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /me/deviceCounts (API action `deviceCounts`).
+    async def device_counts(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def device_counts(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.DeviceCounts | Any:
+        """Call `me.device_counts` (API action `deviceCounts`): `GET /me/deviceCounts`.
 
-        Scopes (any one): all.User, all.User.bounded, all.User.read, me.*, me.deviceCounts, only.User, only.User.bounded, only.User.read.
+        A token needs one of these scopes: `all.User`, `all.User.bounded`, `all.User.read`, `me.*`, `me.deviceCounts`, `only.User`, `only.User.bounded`, `only.User.read`.
 
         Args:
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `deviceCounts`.
+            On status 200: `DeviceCounts` (schema `deviceCounts`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DEVICE_COUNTS, (start, end), raw, request_options)
 
     @overload
     async def disable_two_factor_auth(self, *, data: m.MultiFactorAuthDisable | Mapping[str, Any] | Sequence[Any], include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Me: ...
     @overload
-    async def disable_two_factor_auth(self, *, data: m.MultiFactorAuthDisable | Mapping[str, Any] | Sequence[Any], include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def disable_two_factor_auth(self, *, data: m.MultiFactorAuthDisable | Mapping[str, Any] | Sequence[Any], include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /me/disableTwoFactorAuth (API action `disableTwoFactorAuth`).
+    async def disable_two_factor_auth(self, *, data: m.MultiFactorAuthDisable | Mapping[str, Any] | Sequence[Any], include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def disable_two_factor_auth(self, *, data: m.MultiFactorAuthDisable | Mapping[str, Any] | Sequence[Any], include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Me | Any:
+        """Call `me.disable_two_factor_auth` (API action `disableTwoFactorAuth`): `PATCH /me/disableTwoFactorAuth`.
 
-        Scopes (any one): all.User, me.*, me.disableTwoFactorAuth, only.User.
+        A token needs one of these scopes: `all.User`, `me.*`, `me.disableTwoFactorAuth`, `only.User`.
 
         Args:
-            data: body `data`; hash; schema `multiFactorAuthDisable`; required.
-            include_recent: query `includeRecent`; string; optional.
-            summary_exclude: query `summaryExclude`; string; optional.
-            summary_include: query `summaryInclude`; string; optional.
+            data: `data`, the JSON body, hash, required; shaped as `MultiFactorAuthDisable` (schema `multiFactorAuthDisable`); a Struct or a mapping.
+            include_recent: `includeRecent`, in the query string, string, optional.
+            summary_exclude: `summaryExclude`, in the query string, string, optional.
+            summary_include: `summaryInclude`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `me`.
+            On status 200: `Me` (schema `me`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DISABLE_TWO_FACTOR_AUTH, (data, include_recent, summary_exclude, summary_include), raw, request_options)
 
     @overload
     async def disconnect_github(self, *, include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Me: ...
     @overload
-    async def disconnect_github(self, *, include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def disconnect_github(self, *, include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /me/disconnectGithub (API action `disconnectGithub`).
+    async def disconnect_github(self, *, include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def disconnect_github(self, *, include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Me | Any:
+        """Call `me.disconnect_github` (API action `disconnectGithub`): `PATCH /me/disconnectGithub`.
 
-        Scopes (any one): all.User, me.*, me.disconnectGithub, only.User.
+        A token needs one of these scopes: `all.User`, `me.*`, `me.disconnectGithub`, `only.User`.
 
         Args:
-            include_recent: query `includeRecent`; string; optional.
-            summary_exclude: query `summaryExclude`; string; optional.
-            summary_include: query `summaryInclude`; string; optional.
+            include_recent: `includeRecent`, in the query string, string, optional.
+            summary_exclude: `summaryExclude`, in the query string, string, optional.
+            summary_include: `summaryInclude`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `me`.
+            On status 200: `Me` (schema `me`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DISCONNECT_GITHUB, (include_recent, summary_exclude, summary_include), raw, request_options)
 
     @overload
     async def enable_two_factor_auth(self, *, data: m.MultiFactorAuthEnable | Mapping[str, Any] | Sequence[Any], include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Me: ...
     @overload
-    async def enable_two_factor_auth(self, *, data: m.MultiFactorAuthEnable | Mapping[str, Any] | Sequence[Any], include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def enable_two_factor_auth(self, *, data: m.MultiFactorAuthEnable | Mapping[str, Any] | Sequence[Any], include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /me/enableTwoFactorAuth (API action `enableTwoFactorAuth`).
+    async def enable_two_factor_auth(self, *, data: m.MultiFactorAuthEnable | Mapping[str, Any] | Sequence[Any], include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def enable_two_factor_auth(self, *, data: m.MultiFactorAuthEnable | Mapping[str, Any] | Sequence[Any], include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Me | Any:
+        """Call `me.enable_two_factor_auth` (API action `enableTwoFactorAuth`): `PATCH /me/enableTwoFactorAuth`.
 
-        Scopes (any one): all.User, me.*, me.enableTwoFactorAuth, only.User.
+        A token needs one of these scopes: `all.User`, `me.*`, `me.enableTwoFactorAuth`, `only.User`.
 
         Args:
-            data: body `data`; hash; schema `multiFactorAuthEnable`; required.
-            include_recent: query `includeRecent`; string; optional.
-            summary_exclude: query `summaryExclude`; string; optional.
-            summary_include: query `summaryInclude`; string; optional.
+            data: `data`, the JSON body, hash, required; shaped as `MultiFactorAuthEnable` (schema `multiFactorAuthEnable`); a Struct or a mapping.
+            include_recent: `includeRecent`, in the query string, string, optional.
+            summary_exclude: `summaryExclude`, in the query string, string, optional.
+            summary_include: `summaryInclude`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `me`.
+            On status 200: `Me` (schema `me`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_ENABLE_TWO_FACTOR_AUTH, (data, include_recent, summary_exclude, summary_include), raw, request_options)
 
     @overload
-    async def fetch_recent_items(self, *, parent_id: str | int | float | bool | None = None, item_type: Any, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.RecentItemList: ...
+    async def fetch_recent_items(self, *, parent_id: str | int | float | bool | None = None, item_type: Literal['application', 'device', 'flow', 'dashboard', 'organization'], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.RecentItemList: ...
     @overload
-    async def fetch_recent_items(self, *, parent_id: str | int | float | bool | None = None, item_type: Any, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def fetch_recent_items(self, *, parent_id: str | int | float | bool | None = None, item_type: Any, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /me/recentItems (API action `fetchRecentItems`).
+    async def fetch_recent_items(self, *, parent_id: str | int | float | bool | None = None, item_type: Literal['application', 'device', 'flow', 'dashboard', 'organization'], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def fetch_recent_items(self, *, parent_id: str | int | float | bool | None = None, item_type: Literal['application', 'device', 'flow', 'dashboard', 'organization'], raw: bool = False, request_options: RequestOptions | None = None) -> m.RecentItemList | Any:
+        """Call `me.fetch_recent_items` (API action `fetchRecentItems`): `GET /me/recentItems`.
 
-        Scopes (any one): all.User, all.User.bounded, all.User.read, me.*, me.fetchRecentItems, only.User, only.User.bounded, only.User.read.
+        A token needs one of these scopes: `all.User`, `all.User.bounded`, `all.User.read`, `me.*`, `me.fetchRecentItems`, `only.User`, `only.User.bounded`, `only.User.read`.
 
         Args:
-            parent_id: query `parentId`; string; optional; pattern ^[A-Fa-f\\d]{24}$.
-            item_type: query `itemType`; undefined; required; one of: application, device, flow, dashboard, organization.
+            parent_id: `parentId`, in the query string, string, optional; 24 hexadecimal characters.
+            item_type: `itemType`, in the query string, any JSON value, required; one of `application`, `device`, `flow`, `dashboard`, `organization`.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `recentItemList`.
+            On status 200: `RecentItemList` (schema `recentItemList`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_FETCH_RECENT_ITEMS, (parent_id, item_type), raw, request_options)
 
     @overload
     async def generate_two_factor_auth(self, *, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.MultiFactorAuthInfo: ...
     @overload
-    async def generate_two_factor_auth(self, *, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def generate_two_factor_auth(self, *, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /me/generateTwoFactorAuth (API action `generateTwoFactorAuth`).
+    async def generate_two_factor_auth(self, *, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def generate_two_factor_auth(self, *, raw: bool = False, request_options: RequestOptions | None = None) -> m.MultiFactorAuthInfo | Any:
+        """Call `me.generate_two_factor_auth` (API action `generateTwoFactorAuth`): `PATCH /me/generateTwoFactorAuth`.
 
-        Scopes (any one): all.User, me.*, me.generateTwoFactorAuth, only.User.
+        A token needs one of these scopes: `all.User`, `me.*`, `me.generateTwoFactorAuth`, `only.User`.
+
+        Args:
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `multiFactorAuthInfo`.
+            On status 200: `MultiFactorAuthInfo` (schema `multiFactorAuthInfo`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GENERATE_TWO_FACTOR_AUTH, (), raw, request_options)
 
     @overload
     async def get(self, *, include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Me: ...
     @overload
-    async def get(self, *, include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /me (API action `get`).
+    async def get(self, *, include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Me | Any:
+        """Call `me.get` (API action `get`): `GET /me`.
 
-        Scopes (any one): all.User, all.User.bounded, all.User.read, me.*, me.get, only.User, only.User.bounded, only.User.read.
+        A token needs one of these scopes: `all.User`, `all.User.bounded`, `all.User.read`, `me.*`, `me.get`, `only.User`, `only.User.bounded`, `only.User.read`.
 
         Args:
-            include_recent: query `includeRecent`; string; optional.
-            summary_exclude: query `summaryExclude`; string; optional.
-            summary_include: query `summaryInclude`; string; optional.
+            include_recent: `includeRecent`, in the query string, string, optional.
+            summary_exclude: `summaryExclude`, in the query string, string, optional.
+            summary_include: `summaryInclude`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `me`.
+            On status 200: `Me` (schema `me`).
+
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (include_recent, summary_exclude, summary_include), raw, request_options)
 
     @overload
     async def invite(self, *, invite_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.OrgInviteUser: ...
     @overload
-    async def invite(self, *, invite_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def invite(self, *, invite_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /me/invites/{inviteId} (API action `invite`).
+    async def invite(self, *, invite_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def invite(self, *, invite_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.OrgInviteUser | Any:
+        """Call `me.invite` (API action `invite`): `GET /me/invites/{inviteId}`.
 
-        Scopes (any one): all.User, all.User.bounded, all.User.read, me.*, me.invite, only.User, only.User.bounded, only.User.read.
+        A token needs one of these scopes: `all.User`, `all.User.bounded`, `all.User.read`, `me.*`, `me.invite`, `only.User`, `only.User.bounded`, `only.User.read`.
 
         Args:
-            invite_id: path `inviteId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            invite_id: `inviteId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `orgInviteUser`.
+            On status 200: `OrgInviteUser` (schema `orgInviteUser`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_INVITE, (invite_id,), raw, request_options)
 
     @overload
     async def invites(self, *, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.OrgInvitesUser: ...
     @overload
-    async def invites(self, *, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def invites(self, *, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /me/invites (API action `invites`).
+    async def invites(self, *, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def invites(self, *, raw: bool = False, request_options: RequestOptions | None = None) -> m.OrgInvitesUser | Any:
+        """Call `me.invites` (API action `invites`): `GET /me/invites`.
 
-        Scopes (any one): all.User, all.User.bounded, all.User.read, me.*, me.invites, only.User, only.User.bounded, only.User.read.
+        A token needs one of these scopes: `all.User`, `all.User.bounded`, `all.User.read`, `me.*`, `me.invites`, `only.User`, `only.User.bounded`, `only.User.read`.
+
+        Args:
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `orgInvitesUser`.
+            On status 200: `OrgInvitesUser` (schema `orgInvitesUser`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_INVITES, (), raw, request_options)
 
     @overload
     async def notebook_minute_counts(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.NotebookMinuteCounts: ...
     @overload
-    async def notebook_minute_counts(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def notebook_minute_counts(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /me/notebookMinuteCounts (API action `notebookMinuteCounts`).
+    async def notebook_minute_counts(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def notebook_minute_counts(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.NotebookMinuteCounts | Any:
+        """Call `me.notebook_minute_counts` (API action `notebookMinuteCounts`): `GET /me/notebookMinuteCounts`.
 
-        Scopes (any one): all.User, all.User.bounded, all.User.read, me.*, me.notebookMinuteCounts, only.User, only.User.bounded, only.User.read.
+        A token needs one of these scopes: `all.User`, `all.User.bounded`, `all.User.read`, `me.*`, `me.notebookMinuteCounts`, `only.User`, `only.User.bounded`, `only.User.read`.
 
         Args:
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `notebookMinuteCounts`.
+            On status 200: `NotebookMinuteCounts` (schema `notebookMinuteCounts`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_NOTEBOOK_MINUTE_COUNTS, (start, end), raw, request_options)
 
     @overload
     async def patch(self, *, user: m.MePatch | Mapping[str, Any] | Sequence[Any], include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Me: ...
     @overload
-    async def patch(self, *, user: m.MePatch | Mapping[str, Any] | Sequence[Any], include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, user: m.MePatch | Mapping[str, Any] | Sequence[Any], include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /me (API action `patch`).
+    async def patch(self, *, user: m.MePatch | Mapping[str, Any] | Sequence[Any], include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, user: m.MePatch | Mapping[str, Any] | Sequence[Any], include_recent: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Me | Any:
+        """Call `me.patch` (API action `patch`): `PATCH /me`.
 
-        Scopes (any one): all.User, me.*, me.patch, only.User.
+        A token needs one of these scopes: `all.User`, `me.*`, `me.patch`, `only.User`.
 
         Args:
-            user: body `user`; hash; schema `mePatch`; required.
-            include_recent: query `includeRecent`; string; optional.
-            summary_exclude: query `summaryExclude`; string; optional.
-            summary_include: query `summaryInclude`; string; optional.
+            user: `user`, the JSON body, hash, required; shaped as `MePatch` (schema `mePatch`); a Struct or a mapping.
+            include_recent: `includeRecent`, in the query string, string, optional.
+            summary_exclude: `summaryExclude`, in the query string, string, optional.
+            summary_include: `summaryInclude`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `me`.
+            On status 200: `Me` (schema `me`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (user, include_recent, summary_exclude, summary_include), raw, request_options)
 
     @overload
     async def payload_counts(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.PayloadStats: ...
     @overload
-    async def payload_counts(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def payload_counts(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /me/payloadCounts (API action `payloadCounts`).
+    async def payload_counts(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def payload_counts(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.PayloadStats | Any:
+        """Call `me.payload_counts` (API action `payloadCounts`): `GET /me/payloadCounts`.
 
-        Scopes (any one): all.User, all.User.bounded, all.User.read, me.*, me.payloadCounts, only.User, only.User.bounded, only.User.read.
+        A token needs one of these scopes: `all.User`, `all.User.bounded`, `all.User.read`, `me.*`, `me.payloadCounts`, `only.User`, `only.User.bounded`, `only.User.read`.
 
         Args:
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
-            as_bytes: query `asBytes`; string; optional; server default false.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            as_bytes: `asBytes`, in the query string, string, optional; the server assumes `false` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `payloadStats`.
+            On status 200: `PayloadStats` (schema `payloadStats`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PAYLOAD_COUNTS, (start, end, as_bytes), raw, request_options)
 
     @overload
-    async def payload_counts_breakdown(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.PayloadCountsBreakdown: ...
+    async def payload_counts_breakdown(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: Literal['86400000', '3600000'] | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.PayloadCountsBreakdown: ...
     @overload
-    async def payload_counts_breakdown(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def payload_counts_breakdown(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /me/payloadCountsBreakdown (API action `payloadCountsBreakdown`).
+    async def payload_counts_breakdown(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: Literal['86400000', '3600000'] | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def payload_counts_breakdown(self, *, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: Literal['86400000', '3600000'] | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.PayloadCountsBreakdown | Any:
+        """Call `me.payload_counts_breakdown` (API action `payloadCountsBreakdown`): `GET /me/payloadCountsBreakdown`.
 
-        Scopes (any one): all.User, all.User.bounded, all.User.read, me.*, me.payloadCountsBreakdown, only.User, only.User.bounded, only.User.read.
+        A token needs one of these scopes: `all.User`, `all.User.bounded`, `all.User.read`, `me.*`, `me.payloadCountsBreakdown`, `only.User`, `only.User.bounded`, `only.User.read`.
 
         Args:
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
-            resolution: query `resolution`; string; optional; server default 86400000; one of: 86400000, 3600000.
-            as_bytes: query `asBytes`; string; optional; server default false.
-            include_non_billable: query `includeNonBillable`; string; optional; server default false.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            resolution: `resolution`, in the query string, string, optional; one of `86400000`, `3600000`; the server assumes `86400000` when left out.
+            as_bytes: `asBytes`, in the query string, string, optional; the server assumes `false` when left out.
+            include_non_billable: `includeNonBillable`, in the query string, string, optional; the server assumes `false` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `payloadCountsBreakdown`.
+            On status 200: `PayloadCountsBreakdown` (schema `payloadCountsBreakdown`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PAYLOAD_COUNTS_BREAKDOWN, (start, end, resolution, as_bytes, include_non_billable), raw, request_options)
 
     @overload
     async def refresh_token(self, *, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.AuthedUser: ...
     @overload
-    async def refresh_token(self, *, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def refresh_token(self, *, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /me/refreshToken (API action `refreshToken`).
+    async def refresh_token(self, *, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def refresh_token(self, *, raw: bool = False, request_options: RequestOptions | None = None) -> m.AuthedUser | Any:
+        """Call `me.refresh_token` (API action `refreshToken`): `GET /me/refreshToken`.
 
-        Scopes (any one): all.User, me.*, me.refreshToken, only.User.
+        A token needs one of these scopes: `all.User`, `me.*`, `me.refreshToken`, `only.User`.
+
+        Args:
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `authedUser`.
+            On status 200: `AuthedUser` (schema `authedUser`).
 
-        Error statuses: 400, 401.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            UnauthorizedError: the API answered 401.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_REFRESH_TOKEN, (), raw, request_options)
 
     @overload
     async def respond_to_invite(self, *, invite_id: str, response: m.OrgInviteActionUser | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.OrgInviteResultUser: ...
     @overload
-    async def respond_to_invite(self, *, invite_id: str, response: m.OrgInviteActionUser | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def respond_to_invite(self, *, invite_id: str, response: m.OrgInviteActionUser | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /me/invites/{inviteId} (API action `respondToInvite`).
+    async def respond_to_invite(self, *, invite_id: str, response: m.OrgInviteActionUser | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def respond_to_invite(self, *, invite_id: str, response: m.OrgInviteActionUser | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.OrgInviteResultUser | Any:
+        """Call `me.respond_to_invite` (API action `respondToInvite`): `POST /me/invites/{inviteId}`.
 
-        Scopes (any one): all.User, me.*, me.respondToInvite, only.User.
+        A token needs one of these scopes: `all.User`, `me.*`, `me.respondToInvite`, `only.User`.
 
         Args:
-            invite_id: path `inviteId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            response: body `response`; hash; schema `orgInviteActionUser`; required.
+            invite_id: `inviteId`, in the path, string, required; 24 hexadecimal characters.
+            response: `response`, the JSON body, hash, required; shaped as `OrgInviteActionUser` (schema `orgInviteActionUser`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `orgInviteResultUser`.
+            On status 200: `OrgInviteResultUser` (schema `orgInviteResultUser`).
 
-        Error statuses: 400, 404, 410.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            APIError: the API answered 410.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_RESPOND_TO_INVITE, (invite_id, response), raw, request_options)
 
     @overload
     async def transfer_resources(self, *, transfer: m.ResourceTransfer | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def transfer_resources(self, *, transfer: m.ResourceTransfer | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def transfer_resources(self, *, transfer: m.ResourceTransfer | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /me/transferResources (API action `transferResources`).
+    async def transfer_resources(self, *, transfer: m.ResourceTransfer | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def transfer_resources(self, *, transfer: m.ResourceTransfer | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `me.transfer_resources` (API action `transferResources`): `PATCH /me/transferResources`.
 
-        Scopes (any one): all.User, me.*, me.transferResources, only.User.
+        A token needs one of these scopes: `all.User`, `me.*`, `me.transferResources`, `only.User`.
 
         Args:
-            transfer: body `transfer`; hash; schema `resourceTransfer`; required.
+            transfer: `transfer`, the JSON body, hash, required; shaped as `ResourceTransfer` (schema `resourceTransfer`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_TRANSFER_RESOURCES, (transfer,), raw, request_options)
 
     @overload
     async def verify_email(self, *, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def verify_email(self, *, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def verify_email(self, *, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /me/verify-email (API action `verifyEmail`).
+    async def verify_email(self, *, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def verify_email(self, *, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `me.verify_email` (API action `verifyEmail`): `POST /me/verify-email`.
 
-        Scopes (any one): all.User, me.*, me.verifyEmail, only.User.
+        A token needs one of these scopes: `all.User`, `me.*`, `me.verifyEmail`, `only.User`.
+
+        Args:
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_VERIFY_EMAIL, (), raw, request_options)

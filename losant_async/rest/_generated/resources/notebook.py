@@ -157,188 +157,242 @@ class NotebookResource(Resource):
     @overload
     async def cancel_execution(self, *, application_id: str, notebook_id: str, execution_id: str | int | float | bool, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def cancel_execution(self, *, application_id: str, notebook_id: str, execution_id: str | int | float | bool, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def cancel_execution(self, *, application_id: str, notebook_id: str, execution_id: str | int | float | bool, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/notebooks/{notebookId}/cancelExecution (API action `cancelExecution`).
+    async def cancel_execution(self, *, application_id: str, notebook_id: str, execution_id: str | int | float | bool, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def cancel_execution(self, *, application_id: str, notebook_id: str, execution_id: str | int | float | bool, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `notebook.cancel_execution` (API action `cancelExecution`): `POST /applications/{applicationId}/notebooks/{notebookId}/cancelExecution`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, notebook.*, notebook.execute.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `notebook.*`, `notebook.execute`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            notebook_id: path `notebookId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            execution_id: query `executionId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            notebook_id: `notebookId`, in the path, string, required; 24 hexadecimal characters.
+            execution_id: `executionId`, in the query string, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_CANCEL_EXECUTION, (application_id, notebook_id, execution_id), raw, request_options)
 
     @overload
     async def delete(self, *, application_id: str, notebook_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, notebook_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, notebook_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/notebooks/{notebookId} (API action `delete`).
+    async def delete(self, *, application_id: str, notebook_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, notebook_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `notebook.delete` (API action `delete`): `DELETE /applications/{applicationId}/notebooks/{notebookId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, notebook.*, notebook.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `notebook.*`, `notebook.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            notebook_id: path `notebookId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            notebook_id: `notebookId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, notebook_id), raw, request_options)
 
     @overload
     async def execute(self, *, application_id: str, notebook_id: str, execution_options: m.NotebookExecutionOptions | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.SuccessWithExecutionId: ...
     @overload
-    async def execute(self, *, application_id: str, notebook_id: str, execution_options: m.NotebookExecutionOptions | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def execute(self, *, application_id: str, notebook_id: str, execution_options: m.NotebookExecutionOptions | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/notebooks/{notebookId}/execute (API action `execute`).
+    async def execute(self, *, application_id: str, notebook_id: str, execution_options: m.NotebookExecutionOptions | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def execute(self, *, application_id: str, notebook_id: str, execution_options: m.NotebookExecutionOptions | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.SuccessWithExecutionId | Any:
+        """Call `notebook.execute` (API action `execute`): `POST /applications/{applicationId}/notebooks/{notebookId}/execute`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, notebook.*, notebook.execute.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `notebook.*`, `notebook.execute`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            notebook_id: path `notebookId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            execution_options: body `executionOptions`; hash; schema `notebookExecutionOptions`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            notebook_id: `notebookId`, in the path, string, required; 24 hexadecimal characters.
+            execution_options: `executionOptions`, the JSON body, hash, required; shaped as `NotebookExecutionOptions` (schema `notebookExecutionOptions`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `successWithExecutionId`.
+            On status 200: `SuccessWithExecutionId` (schema `successWithExecutionId`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_EXECUTE, (application_id, notebook_id, execution_options), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, notebook_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Notebook: ...
     @overload
-    async def get(self, *, application_id: str, notebook_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, notebook_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/notebooks/{notebookId} (API action `get`).
+    async def get(self, *, application_id: str, notebook_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, notebook_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Notebook | Any:
+        """Call `notebook.get` (API action `get`): `GET /applications/{applicationId}/notebooks/{notebookId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, notebook.*, notebook.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `notebook.*`, `notebook.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            notebook_id: path `notebookId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            notebook_id: `notebookId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `notebook`.
+            On status 200: `Notebook` (schema `notebook`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, notebook_id), raw, request_options)
 
     @overload
     async def logs(self, *, application_id: str, notebook_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.NotebookExecutionLogs: ...
     @overload
-    async def logs(self, *, application_id: str, notebook_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def logs(self, *, application_id: str, notebook_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/notebooks/{notebookId}/logs (API action `logs`).
+    async def logs(self, *, application_id: str, notebook_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def logs(self, *, application_id: str, notebook_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.NotebookExecutionLogs | Any:
+        """Call `notebook.logs` (API action `logs`): `GET /applications/{applicationId}/notebooks/{notebookId}/logs`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, notebook.*, notebook.logs.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `notebook.*`, `notebook.logs`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            notebook_id: path `notebookId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            limit: query `limit`; string; optional; server default 1.
-            since: query `since`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            notebook_id: `notebookId`, in the path, string, required; 24 hexadecimal characters.
+            limit: `limit`, in the query string, string, optional; the server assumes `1` when left out.
+            since: `since`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `notebookExecutionLogs`.
+            On status 200: `NotebookExecutionLogs` (schema `notebookExecutionLogs`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_LOGS, (application_id, notebook_id, limit, since), raw, request_options)
 
     @overload
     async def notebook_minute_counts(self, *, application_id: str, notebook_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.NotebookMinuteCounts: ...
     @overload
-    async def notebook_minute_counts(self, *, application_id: str, notebook_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def notebook_minute_counts(self, *, application_id: str, notebook_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/notebooks/{notebookId}/notebookMinuteCounts (API action `notebookMinuteCounts`).
+    async def notebook_minute_counts(self, *, application_id: str, notebook_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def notebook_minute_counts(self, *, application_id: str, notebook_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.NotebookMinuteCounts | Any:
+        """Call `notebook.notebook_minute_counts` (API action `notebookMinuteCounts`): `GET /applications/{applicationId}/notebooks/{notebookId}/notebookMinuteCounts`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, notebook.*, notebook.notebookMinuteCounts.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `notebook.*`, `notebook.notebookMinuteCounts`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            notebook_id: path `notebookId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            notebook_id: `notebookId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `notebookMinuteCounts`.
+            On status 200: `NotebookMinuteCounts` (schema `notebookMinuteCounts`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_NOTEBOOK_MINUTE_COUNTS, (application_id, notebook_id, start, end), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, notebook_id: str, notebook: m.NotebookPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Notebook: ...
     @overload
-    async def patch(self, *, application_id: str, notebook_id: str, notebook: m.NotebookPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, notebook_id: str, notebook: m.NotebookPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/notebooks/{notebookId} (API action `patch`).
+    async def patch(self, *, application_id: str, notebook_id: str, notebook: m.NotebookPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, notebook_id: str, notebook: m.NotebookPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Notebook | Any:
+        """Call `notebook.patch` (API action `patch`): `PATCH /applications/{applicationId}/notebooks/{notebookId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, notebook.*, notebook.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `notebook.*`, `notebook.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            notebook_id: path `notebookId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            notebook: body `notebook`; hash; schema `notebookPatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            notebook_id: `notebookId`, in the path, string, required; 24 hexadecimal characters.
+            notebook: `notebook`, the JSON body, hash, required; shaped as `NotebookPatch` (schema `notebookPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `notebook`.
+            On status 200: `Notebook` (schema `notebook`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, notebook_id, notebook), raw, request_options)
 
     @overload
     async def request_input_data_export(self, *, application_id: str, notebook_id: str, export_options: m.NotebookDataExportOptions | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult: ...
     @overload
-    async def request_input_data_export(self, *, application_id: str, notebook_id: str, export_options: m.NotebookDataExportOptions | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def request_input_data_export(self, *, application_id: str, notebook_id: str, export_options: m.NotebookDataExportOptions | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/notebooks/{notebookId}/requestInputDataExport (API action `requestInputDataExport`).
+    async def request_input_data_export(self, *, application_id: str, notebook_id: str, export_options: m.NotebookDataExportOptions | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def request_input_data_export(self, *, application_id: str, notebook_id: str, export_options: m.NotebookDataExportOptions | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.JobEnqueuedResult | Any:
+        """Call `notebook.request_input_data_export` (API action `requestInputDataExport`): `POST /applications/{applicationId}/notebooks/{notebookId}/requestInputDataExport`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, notebook.*, notebook.requestInputDataExport.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `notebook.*`, `notebook.requestInputDataExport`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            notebook_id: path `notebookId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            export_options: body `exportOptions`; hash; schema `notebookDataExportOptions`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            notebook_id: `notebookId`, in the path, string, required; 24 hexadecimal characters.
+            export_options: `exportOptions`, the JSON body, hash, required; shaped as `NotebookDataExportOptions` (schema `notebookDataExportOptions`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            202: `jobEnqueuedResult`.
+            On status 202, the work was queued: `JobEnqueuedResult` (schema `jobEnqueuedResult`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_REQUEST_INPUT_DATA_EXPORT, (application_id, notebook_id, export_options), raw, request_options)
 
     @overload
     async def upload(self, *, application_id: str, notebook_id: str, jupyter_file: FileInput, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Notebook: ...
     @overload
-    async def upload(self, *, application_id: str, notebook_id: str, jupyter_file: FileInput, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def upload(self, *, application_id: str, notebook_id: str, jupyter_file: FileInput, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/notebooks/{notebookId}/upload (API action `upload`).
+    async def upload(self, *, application_id: str, notebook_id: str, jupyter_file: FileInput, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def upload(self, *, application_id: str, notebook_id: str, jupyter_file: FileInput, raw: bool = False, request_options: RequestOptions | None = None) -> m.Notebook | Any:
+        """Call `notebook.upload` (API action `upload`): `POST /applications/{applicationId}/notebooks/{notebookId}/upload`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, notebook.*, notebook.upload.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `notebook.*`, `notebook.upload`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            notebook_id: path `notebookId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            jupyter_file: multipart `jupyterFile`; file; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            notebook_id: `notebookId`, in the path, string, required; 24 hexadecimal characters.
+            jupyter_file: `jupyterFile`, a multipart field, file, required.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `notebook`.
+            On status 200: `Notebook` (schema `notebook`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_UPLOAD, (application_id, notebook_id, jupyter_file), raw, request_options)

@@ -215,272 +215,350 @@ class OrgResource(Resource):
     @overload
     async def delete(self, *, org_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, org_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, org_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /orgs/{orgId} (API action `delete`).
+    async def delete(self, *, org_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, org_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `org.delete` (API action `delete`): `DELETE /orgs/{orgId}`.
 
-        Scopes (any one): all.Organization, all.Organization.bounded, all.User, all.User.bounded, only.Organization, only.Organization.bounded, org.*, org.delete.
+        A token needs one of these scopes: `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `only.Organization`, `only.Organization.bounded`, `org.*`, `org.delete`.
 
         Args:
-            org_id: path `orgId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            org_id: `orgId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (org_id,), raw, request_options)
 
     @overload
     async def device_counts(self, *, org_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceCounts: ...
     @overload
-    async def device_counts(self, *, org_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def device_counts(self, *, org_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /orgs/{orgId}/deviceCounts (API action `deviceCounts`).
+    async def device_counts(self, *, org_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def device_counts(self, *, org_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.DeviceCounts | Any:
+        """Call `org.device_counts` (API action `deviceCounts`): `GET /orgs/{orgId}/deviceCounts`.
 
-        Scopes (any one): all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, only.Organization, only.Organization.bounded, only.Organization.read, org.*, org.deviceCounts.
+        A token needs one of these scopes: `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `only.Organization`, `only.Organization.bounded`, `only.Organization.read`, `org.*`, `org.deviceCounts`.
 
         Args:
-            org_id: path `orgId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
+            org_id: `orgId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `deviceCounts`.
+            On status 200: `DeviceCounts` (schema `deviceCounts`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DEVICE_COUNTS, (org_id, start, end), raw, request_options)
 
     @overload
     async def get(self, *, org_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Org: ...
     @overload
-    async def get(self, *, org_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, org_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /orgs/{orgId} (API action `get`).
+    async def get(self, *, org_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, org_id: str, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Org | Any:
+        """Call `org.get` (API action `get`): `GET /orgs/{orgId}`.
 
-        Scopes (any one): all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, only.Organization, only.Organization.bounded, only.Organization.read, org.*, org.get.
+        A token needs one of these scopes: `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `only.Organization`, `only.Organization.bounded`, `only.Organization.read`, `org.*`, `org.get`.
 
         Args:
-            org_id: path `orgId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            summary_exclude: query `summaryExclude`; string; optional.
-            summary_include: query `summaryInclude`; string; optional.
+            org_id: `orgId`, in the path, string, required; 24 hexadecimal characters.
+            summary_exclude: `summaryExclude`, in the query string, string, optional.
+            summary_include: `summaryInclude`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `org`.
+            On status 200: `Org` (schema `org`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (org_id, summary_exclude, summary_include), raw, request_options)
 
     @overload
     async def invite_member(self, *, org_id: str, invite: m.OrgInvitePost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.OrgInvites: ...
     @overload
-    async def invite_member(self, *, org_id: str, invite: m.OrgInvitePost | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def invite_member(self, *, org_id: str, invite: m.OrgInvitePost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /orgs/{orgId}/invites (API action `inviteMember`).
+    async def invite_member(self, *, org_id: str, invite: m.OrgInvitePost | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def invite_member(self, *, org_id: str, invite: m.OrgInvitePost | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.OrgInvites | Any:
+        """Call `org.invite_member` (API action `inviteMember`): `POST /orgs/{orgId}/invites`.
 
-        Scopes (any one): all.Organization, all.User, only.Organization, org.*, org.inviteMember.
+        A token needs one of these scopes: `all.Organization`, `all.User`, `only.Organization`, `org.*`, `org.inviteMember`.
 
         Args:
-            org_id: path `orgId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            invite: body `invite`; hash; schema `orgInvitePost`; required.
+            org_id: `orgId`, in the path, string, required; 24 hexadecimal characters.
+            invite: `invite`, the JSON body, hash, required; shaped as `OrgInvitePost` (schema `orgInvitePost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `orgInvites`.
+            On status 200: `OrgInvites` (schema `orgInvites`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_INVITE_MEMBER, (org_id, invite), raw, request_options)
 
     @overload
     async def modify_member(self, *, org_id: str, member: m.OrgMemberPatch | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Org: ...
     @overload
-    async def modify_member(self, *, org_id: str, member: m.OrgMemberPatch | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def modify_member(self, *, org_id: str, member: m.OrgMemberPatch | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /orgs/{orgId}/member (API action `modifyMember`).
+    async def modify_member(self, *, org_id: str, member: m.OrgMemberPatch | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def modify_member(self, *, org_id: str, member: m.OrgMemberPatch | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Org | Any:
+        """Call `org.modify_member` (API action `modifyMember`): `PATCH /orgs/{orgId}/member`.
 
-        Scopes (any one): all.Organization, all.User, only.Organization, org.*, org.modifyMember.
+        A token needs one of these scopes: `all.Organization`, `all.User`, `only.Organization`, `org.*`, `org.modifyMember`.
 
         Args:
-            org_id: path `orgId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            member: body `member`; hash; schema `orgMemberPatch`; required.
-            summary_exclude: query `summaryExclude`; string; optional.
-            summary_include: query `summaryInclude`; string; optional.
+            org_id: `orgId`, in the path, string, required; 24 hexadecimal characters.
+            member: `member`, the JSON body, hash, required; shaped as `OrgMemberPatch` (schema `orgMemberPatch`); a Struct or a mapping.
+            summary_exclude: `summaryExclude`, in the query string, string, optional.
+            summary_include: `summaryInclude`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `org`.
+            On status 200: `Org` (schema `org`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_MODIFY_MEMBER, (org_id, member, summary_exclude, summary_include), raw, request_options)
 
     @overload
     async def notebook_minute_counts(self, *, org_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.NotebookMinuteCounts: ...
     @overload
-    async def notebook_minute_counts(self, *, org_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def notebook_minute_counts(self, *, org_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /orgs/{orgId}/notebookMinuteCounts (API action `notebookMinuteCounts`).
+    async def notebook_minute_counts(self, *, org_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def notebook_minute_counts(self, *, org_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.NotebookMinuteCounts | Any:
+        """Call `org.notebook_minute_counts` (API action `notebookMinuteCounts`): `GET /orgs/{orgId}/notebookMinuteCounts`.
 
-        Scopes (any one): all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, only.Organization, only.Organization.bounded, only.Organization.read, org.*, org.notebookMinuteCounts.
+        A token needs one of these scopes: `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `only.Organization`, `only.Organization.bounded`, `only.Organization.read`, `org.*`, `org.notebookMinuteCounts`.
 
         Args:
-            org_id: path `orgId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
+            org_id: `orgId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `notebookMinuteCounts`.
+            On status 200: `NotebookMinuteCounts` (schema `notebookMinuteCounts`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_NOTEBOOK_MINUTE_COUNTS, (org_id, start, end), raw, request_options)
 
     @overload
     async def patch(self, *, org_id: str, organization: m.OrgPatch | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Org: ...
     @overload
-    async def patch(self, *, org_id: str, organization: m.OrgPatch | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, org_id: str, organization: m.OrgPatch | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /orgs/{orgId} (API action `patch`).
+    async def patch(self, *, org_id: str, organization: m.OrgPatch | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, org_id: str, organization: m.OrgPatch | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Org | Any:
+        """Call `org.patch` (API action `patch`): `PATCH /orgs/{orgId}`.
 
-        Scopes (any one): all.Organization, all.Organization.bounded, all.User, all.User.bounded, only.Organization, only.Organization.bounded, org.*, org.patch.
+        A token needs one of these scopes: `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `only.Organization`, `only.Organization.bounded`, `org.*`, `org.patch`.
 
         Args:
-            org_id: path `orgId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            organization: body `organization`; hash; schema `orgPatch`; required.
-            summary_exclude: query `summaryExclude`; string; optional.
-            summary_include: query `summaryInclude`; string; optional.
+            org_id: `orgId`, in the path, string, required; 24 hexadecimal characters.
+            organization: `organization`, the JSON body, hash, required; shaped as `OrgPatch` (schema `orgPatch`); a Struct or a mapping.
+            summary_exclude: `summaryExclude`, in the query string, string, optional.
+            summary_include: `summaryInclude`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `org`.
+            On status 200: `Org` (schema `org`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (org_id, organization, summary_exclude, summary_include), raw, request_options)
 
     @overload
     async def payload_counts(self, *, org_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.PayloadStats: ...
     @overload
-    async def payload_counts(self, *, org_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def payload_counts(self, *, org_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /orgs/{orgId}/payloadCounts (API action `payloadCounts`).
+    async def payload_counts(self, *, org_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def payload_counts(self, *, org_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.PayloadStats | Any:
+        """Call `org.payload_counts` (API action `payloadCounts`): `GET /orgs/{orgId}/payloadCounts`.
 
-        Scopes (any one): all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, only.Organization, only.Organization.bounded, only.Organization.read, org.*, org.payloadCounts.
+        A token needs one of these scopes: `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `only.Organization`, `only.Organization.bounded`, `only.Organization.read`, `org.*`, `org.payloadCounts`.
 
         Args:
-            org_id: path `orgId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
-            as_bytes: query `asBytes`; string; optional; server default false.
+            org_id: `orgId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            as_bytes: `asBytes`, in the query string, string, optional; the server assumes `false` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `payloadStats`.
+            On status 200: `PayloadStats` (schema `payloadStats`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PAYLOAD_COUNTS, (org_id, start, end, as_bytes), raw, request_options)
 
     @overload
-    async def payload_counts_breakdown(self, *, org_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.PayloadCountsBreakdown: ...
+    async def payload_counts_breakdown(self, *, org_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: Literal['86400000', '3600000'] | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.PayloadCountsBreakdown: ...
     @overload
-    async def payload_counts_breakdown(self, *, org_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def payload_counts_breakdown(self, *, org_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: str | int | float | bool | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /orgs/{orgId}/payloadCountsBreakdown (API action `payloadCountsBreakdown`).
+    async def payload_counts_breakdown(self, *, org_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: Literal['86400000', '3600000'] | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def payload_counts_breakdown(self, *, org_id: str, start: str | int | float | bool | None = None, end: str | int | float | bool | None = None, resolution: Literal['86400000', '3600000'] | None = None, as_bytes: str | int | float | bool | None = None, include_non_billable: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.PayloadCountsBreakdown | Any:
+        """Call `org.payload_counts_breakdown` (API action `payloadCountsBreakdown`): `GET /orgs/{orgId}/payloadCountsBreakdown`.
 
-        Scopes (any one): all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, only.Organization, only.Organization.bounded, only.Organization.read, org.*, org.payloadCountsBreakdown.
+        A token needs one of these scopes: `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `only.Organization`, `only.Organization.bounded`, `only.Organization.read`, `org.*`, `org.payloadCountsBreakdown`.
 
         Args:
-            org_id: path `orgId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            start: query `start`; string; optional.
-            end: query `end`; string; optional.
-            resolution: query `resolution`; string; optional; server default 86400000; one of: 86400000, 3600000.
-            as_bytes: query `asBytes`; string; optional; server default false.
-            include_non_billable: query `includeNonBillable`; string; optional; server default false.
+            org_id: `orgId`, in the path, string, required; 24 hexadecimal characters.
+            start: `start`, in the query string, string, optional.
+            end: `end`, in the query string, string, optional.
+            resolution: `resolution`, in the query string, string, optional; one of `86400000`, `3600000`; the server assumes `86400000` when left out.
+            as_bytes: `asBytes`, in the query string, string, optional; the server assumes `false` when left out.
+            include_non_billable: `includeNonBillable`, in the query string, string, optional; the server assumes `false` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `payloadCountsBreakdown`.
+            On status 200: `PayloadCountsBreakdown` (schema `payloadCountsBreakdown`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PAYLOAD_COUNTS_BREAKDOWN, (org_id, start, end, resolution, as_bytes, include_non_billable), raw, request_options)
 
     @overload
     async def pending_invites(self, *, org_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.OrgInvites: ...
     @overload
-    async def pending_invites(self, *, org_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def pending_invites(self, *, org_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /orgs/{orgId}/invites (API action `pendingInvites`).
+    async def pending_invites(self, *, org_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def pending_invites(self, *, org_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.OrgInvites | Any:
+        """Call `org.pending_invites` (API action `pendingInvites`): `GET /orgs/{orgId}/invites`.
 
-        Scopes (any one): all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, only.Organization, only.Organization.bounded, only.Organization.read, org.*, org.pendingInvites.
+        A token needs one of these scopes: `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `only.Organization`, `only.Organization.bounded`, `only.Organization.read`, `org.*`, `org.pendingInvites`.
 
         Args:
-            org_id: path `orgId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            org_id: `orgId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `orgInvites`.
+            On status 200: `OrgInvites` (schema `orgInvites`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PENDING_INVITES, (org_id,), raw, request_options)
 
     @overload
     async def remove_member(self, *, org_id: str, user_id: str | int | float | bool, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Org: ...
     @overload
-    async def remove_member(self, *, org_id: str, user_id: str | int | float | bool, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def remove_member(self, *, org_id: str, user_id: str | int | float | bool, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /orgs/{orgId}/member (API action `removeMember`).
+    async def remove_member(self, *, org_id: str, user_id: str | int | float | bool, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def remove_member(self, *, org_id: str, user_id: str | int | float | bool, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Org | Any:
+        """Call `org.remove_member` (API action `removeMember`): `DELETE /orgs/{orgId}/member`.
 
-        Scopes (any one): all.Organization, all.User, only.Organization, org.*, org.removeMember.
+        A token needs one of these scopes: `all.Organization`, `all.User`, `only.Organization`, `org.*`, `org.removeMember`.
 
         Args:
-            org_id: path `orgId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            user_id: query `userId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            summary_exclude: query `summaryExclude`; string; optional.
-            summary_include: query `summaryInclude`; string; optional.
+            org_id: `orgId`, in the path, string, required; 24 hexadecimal characters.
+            user_id: `userId`, in the query string, string, required; 24 hexadecimal characters.
+            summary_exclude: `summaryExclude`, in the query string, string, optional.
+            summary_include: `summaryInclude`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `org`.
+            On status 200: `Org` (schema `org`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_REMOVE_MEMBER, (org_id, user_id, summary_exclude, summary_include), raw, request_options)
 
     @overload
     async def revoke_invite(self, *, org_id: str, invite_id: str | int | float | bool, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.OrgInvites: ...
     @overload
-    async def revoke_invite(self, *, org_id: str, invite_id: str | int | float | bool, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def revoke_invite(self, *, org_id: str, invite_id: str | int | float | bool, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /orgs/{orgId}/invites (API action `revokeInvite`).
+    async def revoke_invite(self, *, org_id: str, invite_id: str | int | float | bool, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def revoke_invite(self, *, org_id: str, invite_id: str | int | float | bool, raw: bool = False, request_options: RequestOptions | None = None) -> m.OrgInvites | Any:
+        """Call `org.revoke_invite` (API action `revokeInvite`): `DELETE /orgs/{orgId}/invites`.
 
-        Scopes (any one): all.Organization, all.User, only.Organization, org.*, org.revokeInvite.
+        A token needs one of these scopes: `all.Organization`, `all.User`, `only.Organization`, `org.*`, `org.revokeInvite`.
 
         Args:
-            org_id: path `orgId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            invite_id: query `inviteId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            org_id: `orgId`, in the path, string, required; 24 hexadecimal characters.
+            invite_id: `inviteId`, in the query string, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `orgInvites`.
+            On status 200: `OrgInvites` (schema `orgInvites`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_REVOKE_INVITE, (org_id, invite_id), raw, request_options)
 
     @overload
     async def transfer_resources(self, *, org_id: str, transfer: m.ResourceTransfer | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def transfer_resources(self, *, org_id: str, transfer: m.ResourceTransfer | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def transfer_resources(self, *, org_id: str, transfer: m.ResourceTransfer | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /orgs/{orgId}/transferResources (API action `transferResources`).
+    async def transfer_resources(self, *, org_id: str, transfer: m.ResourceTransfer | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def transfer_resources(self, *, org_id: str, transfer: m.ResourceTransfer | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `org.transfer_resources` (API action `transferResources`): `PATCH /orgs/{orgId}/transferResources`.
 
-        Scopes (any one): all.Organization, all.User, only.Organization, org.*, org.transferResources.
+        A token needs one of these scopes: `all.Organization`, `all.User`, `only.Organization`, `org.*`, `org.transferResources`.
 
         Args:
-            org_id: path `orgId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            transfer: body `transfer`; hash; schema `resourceTransfer`; required.
+            org_id: `orgId`, in the path, string, required; 24 hexadecimal characters.
+            transfer: `transfer`, the JSON body, hash, required; shaped as `ResourceTransfer` (schema `resourceTransfer`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_TRANSFER_RESOURCES, (org_id, transfer), raw, request_options)

@@ -55,34 +55,52 @@ class OrgInvitesResource(Resource):
     @overload
     async def get(self, *, token: str | int | float | bool, email: str | int | float | bool, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.OrgInviteInfo: ...
     @overload
-    async def get(self, *, token: str | int | float | bool, email: str | int | float | bool, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, token: str | int | float | bool, email: str | int | float | bool, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /invites (API action `get`).
+    async def get(self, *, token: str | int | float | bool, email: str | int | float | bool, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, token: str | int | float | bool, email: str | int | float | bool, raw: bool = False, request_options: RequestOptions | None = None) -> m.OrgInviteInfo | Any:
+        """Call `org_invites.get` (API action `get`): `GET /invites`.
+
+        Needs no token.
 
         Args:
-            token: query `token`; string; required.
-            email: query `email`; string; required.
+            token: `token`, in the query string, string, required.
+            email: `email`, in the query string, string, required.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `orgInviteInfo`.
+            On status 200: `OrgInviteInfo` (schema `orgInviteInfo`).
 
-        Error statuses: 400, 404, 410.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            APIError: the API answered 410.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (token, email), raw, request_options)
 
     @overload
     async def post(self, *, invite: m.OrgInviteAction | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.OrgInviteResult: ...
     @overload
-    async def post(self, *, invite: m.OrgInviteAction | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, invite: m.OrgInviteAction | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /invites (API action `post`).
+    async def post(self, *, invite: m.OrgInviteAction | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, invite: m.OrgInviteAction | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.OrgInviteResult | Any:
+        """Call `org_invites.post` (API action `post`): `POST /invites`.
+
+        Needs no token.
 
         Args:
-            invite: body `invite`; hash; schema `orgInviteAction`; required.
+            invite: `invite`, the JSON body, hash, required; shaped as `OrgInviteAction` (schema `orgInviteAction`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `orgInviteResult`.
+            On status 200: `OrgInviteResult` (schema `orgInviteResult`).
 
-        Error statuses: 400, 404, 410.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            APIError: the API answered 410.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (invite,), raw, request_options)

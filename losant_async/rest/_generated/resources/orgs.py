@@ -60,49 +60,58 @@ class OrgsResource(Resource):
     __slots__ = ()
 
     @overload
-    def get(self, *, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.Orgs, m.Org]: ...
+    def get(self, *, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.Orgs, m.Org]: ...
     @overload
-    def get(self, *, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
-    def get(self, *, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /orgs (API action `get`).
+    def get(self, *, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, sort_field: Literal['name', 'id', 'creationDate', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: Literal['name'] | None = None, filter: str | int | float | bool | None = None, summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.Orgs, m.Org] | Paginator[Any, Any]:
+        """Call `orgs.get` (API action `get`): `GET /orgs`.
 
-        Scopes (any one): all.User, all.User.bounded, all.User.read, only.User, only.User.bounded, only.User.read, orgs.*, orgs.get.
+        A token needs one of these scopes: `all.User`, `all.User.bounded`, `all.User.read`, `only.User`, `only.User.bounded`, `only.User.read`, `orgs.*`, `orgs.get`.
 
         Args:
-            sort_field: query `sortField`; string; optional; server default name; one of: name, id, creationDate, lastUpdated.
-            sort_direction: query `sortDirection`; string; optional; server default asc; one of: asc, desc.
-            page: query `page`; string; optional; server default 0.
-            per_page: query `perPage`; string; optional; server default 100.
-            filter_field: query `filterField`; string; optional; one of: name.
-            filter: query `filter`; string; optional.
-            summary_exclude: query `summaryExclude`; string; optional.
-            summary_include: query `summaryInclude`; string; optional.
+            sort_field: `sortField`, in the query string, string, optional; one of `name`, `id`, `creationDate`, `lastUpdated`; the server assumes `name` when left out.
+            sort_direction: `sortDirection`, in the query string, string, optional; one of `asc`, `desc`; the server assumes `asc` when left out.
+            page: `page`, in the query string, string, optional; the server assumes `0` when left out.
+            per_page: `perPage`, in the query string, string, optional; the server assumes `100` when left out.
+            filter_field: `filterField`, in the query string, string, optional; one of `name`.
+            filter: `filter`, in the query string, string, optional.
+            summary_exclude: `summaryExclude`, in the query string, string, optional.
+            summary_include: `summaryInclude`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `orgs`.
-            Paginated: items are Org.
+            A Paginator: `await` it for the page (`Orgs` (schema `orgs`)), or `async for` over every item (Org) of every page.
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return self._paginate(_GET, (sort_field, sort_direction, page, per_page, filter_field, filter, summary_exclude, summary_include), raw, request_options)
 
     @overload
     async def post(self, *, organization: m.OrgPost | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Org: ...
     @overload
-    async def post(self, *, organization: m.OrgPost | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, organization: m.OrgPost | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /orgs (API action `post`).
+    async def post(self, *, organization: m.OrgPost | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, organization: m.OrgPost | Mapping[str, Any] | Sequence[Any], summary_exclude: str | int | float | bool | None = None, summary_include: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Org | Any:
+        """Call `orgs.post` (API action `post`): `POST /orgs`.
 
-        Scopes (any one): all.User, all.User.bounded, only.User, only.User.bounded, orgs.*, orgs.post.
+        A token needs one of these scopes: `all.User`, `all.User.bounded`, `only.User`, `only.User.bounded`, `orgs.*`, `orgs.post`.
 
         Args:
-            organization: body `organization`; hash; schema `orgPost`; required.
-            summary_exclude: query `summaryExclude`; string; optional.
-            summary_include: query `summaryInclude`; string; optional.
+            organization: `organization`, the JSON body, hash, required; shaped as `OrgPost` (schema `orgPost`); a Struct or a mapping.
+            summary_exclude: `summaryExclude`, in the query string, string, optional.
+            summary_include: `summaryInclude`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `org`.
+            On status 201: `Org` (schema `org`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (organization, summary_exclude, summary_include), raw, request_options)

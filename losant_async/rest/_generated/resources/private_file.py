@@ -101,106 +101,136 @@ class PrivateFileResource(Resource):
     @overload
     async def delete(self, *, application_id: str, private_file_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, private_file_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, private_file_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/privateFiles/{privateFileId} (API action `delete`).
+    async def delete(self, *, application_id: str, private_file_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, private_file_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `private_file.delete` (API action `delete`): `DELETE /applications/{applicationId}/privateFiles/{privateFileId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Organization, all.Organization.bounded, all.User, all.User.bounded, all.User.cli, privateFile.*, privateFile.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `all.User.cli`, `privateFile.*`, `privateFile.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            private_file_id: path `privateFileId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            private_file_id: `privateFileId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, private_file_id), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, private_file_id: str, url_ttl: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.File: ...
     @overload
-    async def get(self, *, application_id: str, private_file_id: str, url_ttl: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, private_file_id: str, url_ttl: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/privateFiles/{privateFileId} (API action `get`).
+    async def get(self, *, application_id: str, private_file_id: str, url_ttl: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, private_file_id: str, url_ttl: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.File | Any:
+        """Call `private_file.get` (API action `get`): `GET /applications/{applicationId}/privateFiles/{privateFileId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.cli, all.User.read, privateFile.*, privateFile.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.cli`, `all.User.read`, `privateFile.*`, `privateFile.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            private_file_id: path `privateFileId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            url_ttl: query `urlTTL`; string; optional; server default 900.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            private_file_id: `privateFileId`, in the path, string, required; 24 hexadecimal characters.
+            url_ttl: `urlTTL`, in the query string, string, optional; the server assumes `900` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `file`.
+            On status 200: `File` (schema `file`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, private_file_id, url_ttl), raw, request_options)
 
     @overload
     async def move(self, *, application_id: str, private_file_id: str, name: Any | None = None, parent_directory: Any | None = None, url_ttl: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.File: ...
     @overload
-    async def move(self, *, application_id: str, private_file_id: str, name: Any | None = None, parent_directory: Any | None = None, url_ttl: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def move(self, *, application_id: str, private_file_id: str, name: Any | None = None, parent_directory: Any | None = None, url_ttl: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/privateFiles/{privateFileId}/move (API action `move`).
+    async def move(self, *, application_id: str, private_file_id: str, name: Any | None = None, parent_directory: Any | None = None, url_ttl: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def move(self, *, application_id: str, private_file_id: str, name: Any | None = None, parent_directory: Any | None = None, url_ttl: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.File | Any:
+        """Call `private_file.move` (API action `move`): `POST /applications/{applicationId}/privateFiles/{privateFileId}/move`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Organization, all.Organization.bounded, all.User, all.User.bounded, all.User.cli, privateFile.*, privateFile.move.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `all.User.cli`, `privateFile.*`, `privateFile.move`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            private_file_id: path `privateFileId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            name: query `name`; undefined; optional.
-            parent_directory: query `parentDirectory`; undefined; optional.
-            url_ttl: query `urlTTL`; string; optional; server default 900.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            private_file_id: `privateFileId`, in the path, string, required; 24 hexadecimal characters.
+            name: `name`, in the query string, any JSON value, optional.
+            parent_directory: `parentDirectory`, in the query string, any JSON value, optional.
+            url_ttl: `urlTTL`, in the query string, string, optional; the server assumes `900` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `file`.
+            On status 201: `File` (schema `file`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_MOVE, (application_id, private_file_id, name, parent_directory, url_ttl), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, private_file_id: str, updates: m.FilePatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.FileUploadPostResponse: ...
     @overload
-    async def patch(self, *, application_id: str, private_file_id: str, updates: m.FilePatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, private_file_id: str, updates: m.FilePatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/privateFiles/{privateFileId} (API action `patch`).
+    async def patch(self, *, application_id: str, private_file_id: str, updates: m.FilePatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, private_file_id: str, updates: m.FilePatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.FileUploadPostResponse | Any:
+        """Call `private_file.patch` (API action `patch`): `PATCH /applications/{applicationId}/privateFiles/{privateFileId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Organization, all.Organization.bounded, all.User, all.User.bounded, all.User.cli, privateFile.*, privateFile.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `all.User.cli`, `privateFile.*`, `privateFile.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            private_file_id: path `privateFileId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            updates: body `updates`; hash; schema `filePatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            private_file_id: `privateFileId`, in the path, string, required; 24 hexadecimal characters.
+            updates: `updates`, the JSON body, hash, required; shaped as `FilePatch` (schema `filePatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `fileUploadPostResponse`.
+            On status 200: `FileUploadPostResponse` (schema `fileUploadPostResponse`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, private_file_id, updates), raw, request_options)
 
     @overload
     async def upload(self, *, application_id: str, private_file_id: str, private_file: FileInput, url_ttl: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.File: ...
     @overload
-    async def upload(self, *, application_id: str, private_file_id: str, private_file: FileInput, url_ttl: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def upload(self, *, application_id: str, private_file_id: str, private_file: FileInput, url_ttl: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/privateFiles/{privateFileId}/upload (API action `upload`).
+    async def upload(self, *, application_id: str, private_file_id: str, private_file: FileInput, url_ttl: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def upload(self, *, application_id: str, private_file_id: str, private_file: FileInput, url_ttl: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.File | Any:
+        """Call `private_file.upload` (API action `upload`): `POST /applications/{applicationId}/privateFiles/{privateFileId}/upload`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.cli, all.Organization, all.Organization.bounded, all.User, all.User.bounded, all.User.cli, privateFile.*, privateFile.upload.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `all.User.cli`, `privateFile.*`, `privateFile.upload`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            private_file_id: path `privateFileId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            private_file: multipart `privateFile`; file; required.
-            url_ttl: query `urlTTL`; string; optional; server default 900.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            private_file_id: `privateFileId`, in the path, string, required; 24 hexadecimal characters.
+            private_file: `privateFile`, a multipart field, file, required.
+            url_ttl: `urlTTL`, in the query string, string, optional; the server assumes `900` when left out.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `file`.
+            On status 200: `File` (schema `file`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_UPLOAD, (application_id, private_file_id, private_file, url_ttl), raw, request_options)

@@ -113,125 +113,161 @@ class ResourceJobResource(Resource):
     @overload
     async def cancel_execution(self, *, application_id: str, resource_job_id: str, execution_id: str | int | float | bool, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def cancel_execution(self, *, application_id: str, resource_job_id: str, execution_id: str | int | float | bool, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def cancel_execution(self, *, application_id: str, resource_job_id: str, execution_id: str | int | float | bool, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/resource-jobs/{resourceJobId}/cancelExecution (API action `cancelExecution`).
+    async def cancel_execution(self, *, application_id: str, resource_job_id: str, execution_id: str | int | float | bool, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def cancel_execution(self, *, application_id: str, resource_job_id: str, execution_id: str | int | float | bool, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `resource_job.cancel_execution` (API action `cancelExecution`): `POST /applications/{applicationId}/resource-jobs/{resourceJobId}/cancelExecution`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, resourceJob.*, resourceJob.cancelExecution.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `resourceJob.*`, `resourceJob.cancelExecution`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            resource_job_id: path `resourceJobId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            execution_id: query `executionId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            resource_job_id: `resourceJobId`, in the path, string, required; 24 hexadecimal characters.
+            execution_id: `executionId`, in the query string, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_CANCEL_EXECUTION, (application_id, resource_job_id, execution_id), raw, request_options)
 
     @overload
     async def delete(self, *, application_id: str, resource_job_id: str, include_workflows: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, resource_job_id: str, include_workflows: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, resource_job_id: str, include_workflows: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/resource-jobs/{resourceJobId} (API action `delete`).
+    async def delete(self, *, application_id: str, resource_job_id: str, include_workflows: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, resource_job_id: str, include_workflows: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `resource_job.delete` (API action `delete`): `DELETE /applications/{applicationId}/resource-jobs/{resourceJobId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, resourceJob.*, resourceJob.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `resourceJob.*`, `resourceJob.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            resource_job_id: path `resourceJobId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            include_workflows: query `includeWorkflows`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            resource_job_id: `resourceJobId`, in the path, string, required; 24 hexadecimal characters.
+            include_workflows: `includeWorkflows`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, resource_job_id, include_workflows), raw, request_options)
 
     @overload
     async def execute(self, *, application_id: str, resource_job_id: str, execution_options: m.ResourceJobExecutionOptions | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.SuccessWithExecutionId: ...
     @overload
-    async def execute(self, *, application_id: str, resource_job_id: str, execution_options: m.ResourceJobExecutionOptions | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def execute(self, *, application_id: str, resource_job_id: str, execution_options: m.ResourceJobExecutionOptions | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /applications/{applicationId}/resource-jobs/{resourceJobId}/execute (API action `execute`).
+    async def execute(self, *, application_id: str, resource_job_id: str, execution_options: m.ResourceJobExecutionOptions | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def execute(self, *, application_id: str, resource_job_id: str, execution_options: m.ResourceJobExecutionOptions | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.SuccessWithExecutionId | Any:
+        """Call `resource_job.execute` (API action `execute`): `POST /applications/{applicationId}/resource-jobs/{resourceJobId}/execute`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, resourceJob.*, resourceJob.execute.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `resourceJob.*`, `resourceJob.execute`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            resource_job_id: path `resourceJobId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            execution_options: body `executionOptions`; hash; schema `resourceJobExecutionOptions`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            resource_job_id: `resourceJobId`, in the path, string, required; 24 hexadecimal characters.
+            execution_options: `executionOptions`, the JSON body, hash, required; shaped as `ResourceJobExecutionOptions` (schema `resourceJobExecutionOptions`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `successWithExecutionId`.
+            On status 200: `SuccessWithExecutionId` (schema `successWithExecutionId`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_EXECUTE, (application_id, resource_job_id, execution_options), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, resource_job_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ResourceJob: ...
     @overload
-    async def get(self, *, application_id: str, resource_job_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, resource_job_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/resource-jobs/{resourceJobId} (API action `get`).
+    async def get(self, *, application_id: str, resource_job_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, resource_job_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.ResourceJob | Any:
+        """Call `resource_job.get` (API action `get`): `GET /applications/{applicationId}/resource-jobs/{resourceJobId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, resourceJob.*, resourceJob.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `resourceJob.*`, `resourceJob.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            resource_job_id: path `resourceJobId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            resource_job_id: `resourceJobId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `resourceJob`.
+            On status 200: `ResourceJob` (schema `resourceJob`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, resource_job_id), raw, request_options)
 
     @overload
     async def logs(self, *, application_id: str, resource_job_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ResourceJobExecutionLogs: ...
     @overload
-    async def logs(self, *, application_id: str, resource_job_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def logs(self, *, application_id: str, resource_job_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/resource-jobs/{resourceJobId}/logs (API action `logs`).
+    async def logs(self, *, application_id: str, resource_job_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def logs(self, *, application_id: str, resource_job_id: str, limit: str | int | float | bool | None = None, since: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.ResourceJobExecutionLogs | Any:
+        """Call `resource_job.logs` (API action `logs`): `GET /applications/{applicationId}/resource-jobs/{resourceJobId}/logs`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, resourceJob.*, resourceJob.logs.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `resourceJob.*`, `resourceJob.logs`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            resource_job_id: path `resourceJobId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            limit: query `limit`; string; optional; server default 1.
-            since: query `since`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            resource_job_id: `resourceJobId`, in the path, string, required; 24 hexadecimal characters.
+            limit: `limit`, in the query string, string, optional; the server assumes `1` when left out.
+            since: `since`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `resourceJobExecutionLogs`.
+            On status 200: `ResourceJobExecutionLogs` (schema `resourceJobExecutionLogs`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_LOGS, (application_id, resource_job_id, limit, since), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, resource_job_id: str, resource_job: m.ResourceJobPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ResourceJob: ...
     @overload
-    async def patch(self, *, application_id: str, resource_job_id: str, resource_job: m.ResourceJobPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, resource_job_id: str, resource_job: m.ResourceJobPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/resource-jobs/{resourceJobId} (API action `patch`).
+    async def patch(self, *, application_id: str, resource_job_id: str, resource_job: m.ResourceJobPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, resource_job_id: str, resource_job: m.ResourceJobPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.ResourceJob | Any:
+        """Call `resource_job.patch` (API action `patch`): `PATCH /applications/{applicationId}/resource-jobs/{resourceJobId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, resourceJob.*, resourceJob.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `resourceJob.*`, `resourceJob.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            resource_job_id: path `resourceJobId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            resource_job: body `resourceJob`; hash; schema `resourceJobPatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            resource_job_id: `resourceJobId`, in the path, string, required; 24 hexadecimal characters.
+            resource_job: `resourceJob`, the JSON body, hash, required; shaped as `ResourceJobPatch` (schema `resourceJobPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `resourceJob`.
+            On status 200: `ResourceJob` (schema `resourceJob`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, resource_job_id, resource_job), raw, request_options)

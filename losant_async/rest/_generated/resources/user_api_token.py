@@ -65,57 +65,75 @@ class UserApiTokenResource(Resource):
     @overload
     async def delete(self, *, api_token_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, api_token_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, api_token_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /me/tokens/{apiTokenId} (API action `delete`).
+    async def delete(self, *, api_token_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, api_token_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `user_api_token.delete` (API action `delete`): `DELETE /me/tokens/{apiTokenId}`.
 
-        Scopes (any one): all.User, only.User, userApiToken.*, userApiToken.delete.
+        A token needs one of these scopes: `all.User`, `only.User`, `userApiToken.*`, `userApiToken.delete`.
 
         Args:
-            api_token_id: path `apiTokenId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            api_token_id: `apiTokenId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (api_token_id,), raw, request_options)
 
     @overload
     async def get(self, *, api_token_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApiToken: ...
     @overload
-    async def get(self, *, api_token_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, api_token_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /me/tokens/{apiTokenId} (API action `get`).
+    async def get(self, *, api_token_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, api_token_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.ApiToken | Any:
+        """Call `user_api_token.get` (API action `get`): `GET /me/tokens/{apiTokenId}`.
 
-        Scopes (any one): all.User, all.User.bounded, all.User.read, only.User, only.User.bounded, only.User.read, userApiToken.*, userApiToken.get.
+        A token needs one of these scopes: `all.User`, `all.User.bounded`, `all.User.read`, `only.User`, `only.User.bounded`, `only.User.read`, `userApiToken.*`, `userApiToken.get`.
 
         Args:
-            api_token_id: path `apiTokenId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            api_token_id: `apiTokenId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `apiToken`.
+            On status 200: `ApiToken` (schema `apiToken`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (api_token_id,), raw, request_options)
 
     @overload
     async def patch(self, *, api_token_id: str, api_token: m.ApiTokenPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApiToken: ...
     @overload
-    async def patch(self, *, api_token_id: str, api_token: m.ApiTokenPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, api_token_id: str, api_token: m.ApiTokenPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /me/tokens/{apiTokenId} (API action `patch`).
+    async def patch(self, *, api_token_id: str, api_token: m.ApiTokenPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, api_token_id: str, api_token: m.ApiTokenPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.ApiToken | Any:
+        """Call `user_api_token.patch` (API action `patch`): `PATCH /me/tokens/{apiTokenId}`.
 
-        Scopes (any one): all.User, only.User, userApiToken.*, userApiToken.patch.
+        A token needs one of these scopes: `all.User`, `only.User`, `userApiToken.*`, `userApiToken.patch`.
 
         Args:
-            api_token_id: path `apiTokenId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            api_token: body `apiToken`; hash; schema `apiTokenPatch`; required.
+            api_token_id: `apiTokenId`, in the path, string, required; 24 hexadecimal characters.
+            api_token: `apiToken`, the JSON body, hash, required; shaped as `ApiTokenPatch` (schema `apiTokenPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `apiToken`.
+            On status 200: `ApiToken` (schema `apiToken`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (api_token_id, api_token), raw, request_options)

@@ -65,57 +65,75 @@ class UserOauthClientResource(Resource):
     @overload
     async def delete(self, *, client_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, client_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, client_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /me/oauth-clients/{clientId} (API action `delete`).
+    async def delete(self, *, client_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, client_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `user_oauth_client.delete` (API action `delete`): `DELETE /me/oauth-clients/{clientId}`.
 
-        Scopes (any one): all.User, only.User, userOauthClient.*, userOauthClient.delete.
+        A token needs one of these scopes: `all.User`, `only.User`, `userOauthClient.*`, `userOauthClient.delete`.
 
         Args:
-            client_id: path `clientId`; string; required.
+            client_id: `clientId`, in the path, string, required.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (client_id,), raw, request_options)
 
     @overload
     async def get(self, *, client_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.UserOauthClient: ...
     @overload
-    async def get(self, *, client_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, client_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /me/oauth-clients/{clientId} (API action `get`).
+    async def get(self, *, client_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, client_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.UserOauthClient | Any:
+        """Call `user_oauth_client.get` (API action `get`): `GET /me/oauth-clients/{clientId}`.
 
-        Scopes (any one): all.User, all.User.bounded, all.User.read, only.User, only.User.bounded, only.User.read, userOauthClient.*, userOauthClient.get.
+        A token needs one of these scopes: `all.User`, `all.User.bounded`, `all.User.read`, `only.User`, `only.User.bounded`, `only.User.read`, `userOauthClient.*`, `userOauthClient.get`.
 
         Args:
-            client_id: path `clientId`; string; required.
+            client_id: `clientId`, in the path, string, required.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `userOauthClient`.
+            On status 200: `UserOauthClient` (schema `userOauthClient`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (client_id,), raw, request_options)
 
     @overload
     async def patch(self, *, client_id: str, oauth_client: m.UserOauthClientPatch | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.UserOauthClient: ...
     @overload
-    async def patch(self, *, client_id: str, oauth_client: m.UserOauthClientPatch | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, client_id: str, oauth_client: m.UserOauthClientPatch | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /me/oauth-clients/{clientId} (API action `patch`).
+    async def patch(self, *, client_id: str, oauth_client: m.UserOauthClientPatch | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, client_id: str, oauth_client: m.UserOauthClientPatch | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.UserOauthClient | Any:
+        """Call `user_oauth_client.patch` (API action `patch`): `PATCH /me/oauth-clients/{clientId}`.
 
-        Scopes (any one): all.User, only.User, userOauthClient.*, userOauthClient.patch.
+        A token needs one of these scopes: `all.User`, `only.User`, `userOauthClient.*`, `userOauthClient.patch`.
 
         Args:
-            client_id: path `clientId`; string; required.
-            oauth_client: body `oauthClient`; hash; schema `userOauthClientPatch`; optional.
+            client_id: `clientId`, in the path, string, required.
+            oauth_client: `oauthClient`, the JSON body, hash, optional; shaped as `UserOauthClientPatch` (schema `userOauthClientPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `userOauthClient`.
+            On status 200: `UserOauthClient` (schema `userOauthClient`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (client_id, oauth_client), raw, request_options)

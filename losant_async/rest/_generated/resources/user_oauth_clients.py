@@ -57,42 +57,52 @@ class UserOauthClientsResource(Resource):
     @overload
     async def get(self, *, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.UserOauthClients: ...
     @overload
-    async def get(self, *, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /me/oauth-clients (API action `get`).
+    async def get(self, *, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, sort_field: str | int | float | bool | None = None, sort_direction: str | int | float | bool | None = None, page: str | int | float | bool | None = None, per_page: str | int | float | bool | None = None, filter_field: str | int | float | bool | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.UserOauthClients | Any:
+        """Call `user_oauth_clients.get` (API action `get`): `GET /me/oauth-clients`.
 
-        Scopes (any one): all.User, all.User.bounded, all.User.read, only.User, only.User.bounded, only.User.read, userOauthClients.*, userOauthClients.get.
+        A token needs one of these scopes: `all.User`, `all.User.bounded`, `all.User.read`, `only.User`, `only.User.bounded`, `only.User.read`, `userOauthClients.*`, `userOauthClients.get`.
 
         Args:
-            sort_field: query `sortField`; string; optional.
-            sort_direction: query `sortDirection`; string; optional.
-            page: query `page`; string; optional.
-            per_page: query `perPage`; string; optional.
-            filter_field: query `filterField`; string; optional.
-            filter: query `filter`; string; optional.
+            sort_field: `sortField`, in the query string, string, optional.
+            sort_direction: `sortDirection`, in the query string, string, optional.
+            page: `page`, in the query string, string, optional.
+            per_page: `perPage`, in the query string, string, optional.
+            filter_field: `filterField`, in the query string, string, optional.
+            filter: `filter`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `userOauthClients`.
+            On status 200: `UserOauthClients` (schema `userOauthClients`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (sort_field, sort_direction, page, per_page, filter_field, filter), raw, request_options)
 
     @overload
     async def post(self, *, oauth_client: m.UserOauthClientPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.UserOauthClient: ...
     @overload
-    async def post(self, *, oauth_client: m.UserOauthClientPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def post(self, *, oauth_client: m.UserOauthClientPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """POST /me/oauth-clients (API action `post`).
+    async def post(self, *, oauth_client: m.UserOauthClientPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def post(self, *, oauth_client: m.UserOauthClientPost | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.UserOauthClient | Any:
+        """Call `user_oauth_clients.post` (API action `post`): `POST /me/oauth-clients`.
 
-        Scopes (any one): all.User, only.User, userOauthClients.*, userOauthClients.post.
+        A token needs one of these scopes: `all.User`, `only.User`, `userOauthClients.*`, `userOauthClients.post`.
 
         Args:
-            oauth_client: body `oauthClient`; hash; schema `userOauthClientPost`; optional.
+            oauth_client: `oauthClient`, the JSON body, hash, optional; shaped as `UserOauthClientPost` (schema `userOauthClientPost`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            201: `userOauthClient`.
+            On status 201: `UserOauthClient` (schema `userOauthClient`).
 
-        Error statuses: 400.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (oauth_client,), raw, request_options)

@@ -65,57 +65,75 @@ class UserOauthTokenResource(Resource):
     @overload
     async def delete(self, *, oauth_token_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, oauth_token_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, oauth_token_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /me/oauth-tokens/{oauthTokenId} (API action `delete`).
+    async def delete(self, *, oauth_token_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, oauth_token_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `user_oauth_token.delete` (API action `delete`): `DELETE /me/oauth-tokens/{oauthTokenId}`.
 
-        Scopes (any one): all.User, only.User, userOauthToken.*, userOauthToken.delete.
+        A token needs one of these scopes: `all.User`, `only.User`, `userOauthToken.*`, `userOauthToken.delete`.
 
         Args:
-            oauth_token_id: path `oauthTokenId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            oauth_token_id: `oauthTokenId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (oauth_token_id,), raw, request_options)
 
     @overload
     async def get(self, *, oauth_token_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.UserOauthToken: ...
     @overload
-    async def get(self, *, oauth_token_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, oauth_token_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /me/oauth-tokens/{oauthTokenId} (API action `get`).
+    async def get(self, *, oauth_token_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, oauth_token_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.UserOauthToken | Any:
+        """Call `user_oauth_token.get` (API action `get`): `GET /me/oauth-tokens/{oauthTokenId}`.
 
-        Scopes (any one): all.User, all.User.bounded, all.User.read, only.User, only.User.bounded, only.User.read, userOauthToken.*, userOauthToken.get.
+        A token needs one of these scopes: `all.User`, `all.User.bounded`, `all.User.read`, `only.User`, `only.User.bounded`, `only.User.read`, `userOauthToken.*`, `userOauthToken.get`.
 
         Args:
-            oauth_token_id: path `oauthTokenId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            oauth_token_id: `oauthTokenId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `userOauthToken`.
+            On status 200: `UserOauthToken` (schema `userOauthToken`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (oauth_token_id,), raw, request_options)
 
     @overload
     async def patch(self, *, oauth_token_id: str, oauth_token: m.UserOauthTokenPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.UserOauthToken: ...
     @overload
-    async def patch(self, *, oauth_token_id: str, oauth_token: m.UserOauthTokenPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, oauth_token_id: str, oauth_token: m.UserOauthTokenPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /me/oauth-tokens/{oauthTokenId} (API action `patch`).
+    async def patch(self, *, oauth_token_id: str, oauth_token: m.UserOauthTokenPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, oauth_token_id: str, oauth_token: m.UserOauthTokenPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.UserOauthToken | Any:
+        """Call `user_oauth_token.patch` (API action `patch`): `PATCH /me/oauth-tokens/{oauthTokenId}`.
 
-        Scopes (any one): all.User, only.User, userOauthToken.*, userOauthToken.patch.
+        A token needs one of these scopes: `all.User`, `only.User`, `userOauthToken.*`, `userOauthToken.patch`.
 
         Args:
-            oauth_token_id: path `oauthTokenId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            oauth_token: body `oauthToken`; hash; schema `userOauthTokenPatch`; required.
+            oauth_token_id: `oauthTokenId`, in the path, string, required; 24 hexadecimal characters.
+            oauth_token: `oauthToken`, the JSON body, hash, required; shaped as `UserOauthTokenPatch` (schema `userOauthTokenPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `userOauthToken`.
+            On status 200: `UserOauthToken` (schema `userOauthToken`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (oauth_token_id, oauth_token), raw, request_options)

@@ -69,61 +69,79 @@ class WebhookResource(Resource):
     @overload
     async def delete(self, *, application_id: str, webhook_id: str, include_workflows: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...
     @overload
-    async def delete(self, *, application_id: str, webhook_id: str, include_workflows: str | int | float | bool | None = None, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def delete(self, *, application_id: str, webhook_id: str, include_workflows: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """DELETE /applications/{applicationId}/webhooks/{webhookId} (API action `delete`).
+    async def delete(self, *, application_id: str, webhook_id: str, include_workflows: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def delete(self, *, application_id: str, webhook_id: str, include_workflows: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.Success | Any:
+        """Call `webhook.delete` (API action `delete`): `DELETE /applications/{applicationId}/webhooks/{webhookId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, webhook.*, webhook.delete.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `webhook.*`, `webhook.delete`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            webhook_id: path `webhookId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            include_workflows: query `includeWorkflows`; string; optional.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            webhook_id: `webhookId`, in the path, string, required; 24 hexadecimal characters.
+            include_workflows: `includeWorkflows`, in the query string, string, optional.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `success`.
+            On status 200: `Success` (schema `success`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_DELETE, (application_id, webhook_id, include_workflows), raw, request_options)
 
     @overload
     async def get(self, *, application_id: str, webhook_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Webhook: ...
     @overload
-    async def get(self, *, application_id: str, webhook_id: str, raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, webhook_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """GET /applications/{applicationId}/webhooks/{webhookId} (API action `get`).
+    async def get(self, *, application_id: str, webhook_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def get(self, *, application_id: str, webhook_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.Webhook | Any:
+        """Call `webhook.get` (API action `get`): `GET /applications/{applicationId}/webhooks/{webhookId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Application.read, all.Organization, all.Organization.bounded, all.Organization.read, all.User, all.User.bounded, all.User.read, webhook.*, webhook.get.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `webhook.*`, `webhook.get`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            webhook_id: path `webhookId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            webhook_id: `webhookId`, in the path, string, required; 24 hexadecimal characters.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `webhook`.
+            On status 200: `Webhook` (schema `webhook`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_GET, (application_id, webhook_id), raw, request_options)
 
     @overload
     async def patch(self, *, application_id: str, webhook_id: str, webhook: m.WebhookPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Webhook: ...
     @overload
-    async def patch(self, *, application_id: str, webhook_id: str, webhook: m.WebhookPatch | Mapping[str, Any] | Sequence[Any], raw: Literal[True], request_options: RequestOptions | None = None) -> Any: ...
-    async def patch(self, *, application_id: str, webhook_id: str, webhook: m.WebhookPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> Any:
-        """PATCH /applications/{applicationId}/webhooks/{webhookId} (API action `patch`).
+    async def patch(self, *, application_id: str, webhook_id: str, webhook: m.WebhookPatch | Mapping[str, Any] | Sequence[Any], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
+    async def patch(self, *, application_id: str, webhook_id: str, webhook: m.WebhookPatch | Mapping[str, Any] | Sequence[Any], raw: bool = False, request_options: RequestOptions | None = None) -> m.Webhook | Any:
+        """Call `webhook.patch` (API action `patch`): `PATCH /applications/{applicationId}/webhooks/{webhookId}`.
 
-        Scopes (any one): all.Application, all.Application.bounded, all.Organization, all.Organization.bounded, all.User, all.User.bounded, webhook.*, webhook.patch.
+        A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Organization`, `all.Organization.bounded`, `all.User`, `all.User.bounded`, `webhook.*`, `webhook.patch`.
 
         Args:
-            application_id: path `applicationId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            webhook_id: path `webhookId`; string; required; pattern ^[A-Fa-f\\d]{24}$.
-            webhook: body `webhook`; hash; schema `webhookPatch`; required.
+            application_id: `applicationId`, in the path, string, required; 24 hexadecimal characters.
+            webhook_id: `webhookId`, in the path, string, required; 24 hexadecimal characters.
+            webhook: `webhook`, the JSON body, hash, required; shaped as `WebhookPatch` (schema `webhookPatch`); a Struct or a mapping.
+            raw: return the reply as plain JSON values (dicts, lists) instead of Structs.
+            request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            200: `webhook`.
+            On status 200: `Webhook` (schema `webhook`).
 
-        Error statuses: 400, 404.
+        Raises:
+            ValidationError: an argument is invalid; raised before anything is sent.
+            BadRequestError: the API answered 400.
+            NotFoundError: the API answered 404.
+            DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_PATCH, (application_id, webhook_id, webhook), raw, request_options)
