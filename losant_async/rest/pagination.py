@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import weakref
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator
 from typing import Any, Generic, TypeVar
@@ -64,7 +63,7 @@ class Paginator(Generic[PageT, ItemT]):
                     break  # the pages fetched ahead are cancelled on leaving the block
     """
 
-    __slots__ = ("__weakref__", "_fetch", "_open", "_paged", "_per_page", "_prefetch", "_start")
+    __slots__ = ("_fetch", "_open", "_paged", "_per_page", "_prefetch", "_start")
 
     def __init__(
         self,
@@ -84,7 +83,9 @@ class Paginator(Generic[PageT, ItemT]):
         self._start = start_page
         self._per_page = per_page
         self._prefetch = max(1, prefetch)
-        self._open: weakref.WeakSet[AsyncGenerator[Any, None]] = weakref.WeakSet()
+        # Strong references: after a ``break`` the loop drops its iterator, and ``aclose()``
+        # must still reach it to cancel the pages fetched ahead at once.
+        self._open: list[AsyncGenerator[Any, None]] = []
 
     def __await__(self) -> Generator[Any, None, PageT]:
         return self._fetch(self._start).__await__()
@@ -92,7 +93,7 @@ class Paginator(Generic[PageT, ItemT]):
     def __aiter__(self) -> AsyncIterator[ItemT]:
         """Every item of every page, in order (each ``async for`` starts from the first page)."""
         items = self._items()
-        self._open.add(items)
+        self._track(items)
         return items
 
     async def aclose(self) -> None:
@@ -101,8 +102,13 @@ class Paginator(Generic[PageT, ItemT]):
         An iteration that is stopped this way ends (its next step raises
         ``StopAsyncIteration``); a later ``async for`` starts from the first page again.
         """
-        for iteration in list(self._open):
-            await iteration.aclose()
+        while self._open:
+            await self._open.pop().aclose()
+
+    def _track(self, iteration: AsyncGenerator[Any, None]) -> None:
+        # Forget the iterations that have ended (a finished generator has no frame).
+        self._open = [g for g in self._open if getattr(g, "ag_frame", None) is not None]
+        self._open.append(iteration)
 
     async def _items(self) -> AsyncGenerator[ItemT, None]:
         async with contextlib.aclosing(self._pages()) as pages:
@@ -113,7 +119,7 @@ class Paginator(Generic[PageT, ItemT]):
     def pages(self) -> AsyncGenerator[PageT, None]:
         """Every page from the first requested one on (``aclose()`` stops this iteration too)."""
         pages = self._pages()
-        self._open.add(pages)
+        self._track(pages)
         return pages
 
     async def _pages(self) -> AsyncGenerator[PageT, None]:
