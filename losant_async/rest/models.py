@@ -22,8 +22,8 @@ How the fields are typed:
 
 from __future__ import annotations
 
-from ._generated import models as _models
-from ._generated.models import *  # noqa: F403  (the generated module's __all__ is the list)
+import losant_async.rest._generated.models as _models
+from losant_async.rest._generated.models import *  # noqa: F403
 
 __all__: list[str] = []
-__all__ += _models.__all__
+__all__ += _models.__all__  # the generated module's list, in a form pyright and mypy both follow
