@@ -61,6 +61,8 @@ def generate(spec: Spec | None = None) -> dict[str, str]:
         },
         "rules": dict(sorted((models.rules + writer.rules).items())),
         "widened": models.fallbacks,
+        # Schema-required fields left optional because a request body uses their Struct.
+        "required_kept_optional": models.kept_optional,
     }
     files["_record.json"] = json.dumps(record, indent=2) + "\n"
     return dict(sorted(files.items()))
