@@ -568,10 +568,10 @@ class ModelBuilder:
         self.response_structs = {n for n in to_reply - to_request if n in by_name}
         self.request_structs = {n for n in to_request if n in by_name}
         for name in sorted(replies - to_request):
-            sd = by_name.get(name)
-            if sd is None or sd.path or any(f.required for f in sd.fields):
+            top = by_name.get(name)
+            if top is None or top.path or any(f.required for f in top.fields):
                 continue
-            for f in sd.fields:
+            for f in top.fields:
                 if f.wire in ("id", "items"):
                     f.enforced = f.inferred = True
                     self.rules[f"required_inferred_{f.wire}"] += 1

@@ -43,7 +43,7 @@ class ResourceWriter:
         return NONE if schema is None else self.models.type_of_schema(schema)
 
     def _param_type(self, p: dict[str, Any]) -> str:
-        enum = p.get("enum")
+        enum: list[Any] = p.get("enum") or []
         string_enum = bool(enum) and all(isinstance(v, str) for v in enum)
         if string_enum and p["in"] in ("query", "multipart") and p["type"] in ("string", "undefined"):
             self.rules["enum_param_literal"] += 1

@@ -113,8 +113,8 @@ def test_a_date_time_without_a_zone_is_decode_error() -> None:
 
 
 def test_an_aware_datetime_encodes_back_to_iso_8601() -> None:
-    body = m.DeviceState(data={"t": 1}, time=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
-    assert msgspec.json.decode(msgspec.json.encode(body))["time"] == "2026-01-02T03:04:05Z"
+    body = m.ApiTokenPost(expiration_date=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    assert msgspec.json.decode(msgspec.json.encode(body)) == {"expirationDate": "2026-01-02T03:04:05Z"}
 
 
 def test_the_record_counts_the_new_rules() -> None:
