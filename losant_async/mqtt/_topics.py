@@ -46,11 +46,20 @@ def is_losant_topic(topic: str) -> bool:
     return topic.startswith(LOSANT_PREFIX)
 
 
+# What MQTT 3.1.1 (1.5.3) says a topic should not hold: control characters (C0 and C1) and
+# Unicode non-characters. Brokers (mosquitto among them) drop the connection over them.
+_UNFIT_RE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\ufdd0-\ufdef\ufffe\uffff"
+    + "".join(f"{chr(plane * 0x10000 + 0xFFFE)}{chr(plane * 0x10000 + 0xFFFF)}" for plane in range(1, 17))
+    + "]"
+)
+
+
 def _check_topic_text(topic: object, what: str) -> str:
     if not isinstance(topic, str) or not topic:
         raise ValidationError(f"{what} must be a non-empty string")
-    if "\x00" in topic:
-        raise ValidationError(f"{what} must not contain NUL characters")
+    if _UNFIT_RE.search(topic) is not None:
+        raise ValidationError(f"{what} must not contain control characters or Unicode non-characters: {topic!r}")
     try:
         size = len(topic.encode())
     except UnicodeEncodeError:
