@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -296,7 +297,10 @@ async def case_commands(ctx: Context) -> list[CaseResult]:
             if c.skipped or (profiling and c is not ours):
                 continue
             ids = _ids(f"3{idx}", run, n)
-            common = ["--port", str(ctx.broker.port), "--devices", ",".join(ids), "--expect", str(expect)]
+            # --idle: the receivers wait while the publishers encode and connect (a loaded machine
+            # can take seconds); it only ends a run early that already lost messages.
+            common = ["--port", str(ctx.broker.port), "--devices", ",".join(ids), "--expect", str(expect),
+                      "--idle", "20"]
             if c is official or c is threaded:
                 assert ctx.official.python
                 argv = ["benchmarks/official/mqtt_commands.py", *common,
@@ -341,22 +345,27 @@ async def _commands_run(
         except WorkerFailed as exc:
             return {"error": str(exc)}
         base = ["-m", "benchmarks.workers.blaster", "--port", str(ctx.broker.port), "--devices", ",".join(ids)]
-        # The paced phase (latency) alone first; then the blast from several connections at
-        # once, so the receivers' rate is theirs, not one publisher's.
-        async with run_worker([*base, "--paced", str(paced), "--rate", str(rate)], name="blaster") as pacer:
-            try:
-                await pacer.result(timeout)
-            except WorkerFailed as exc:
-                return {"error": str(exc)}
         shares = [blast // BLASTERS + (1 if i < blast % BLASTERS else 0) for i in range(BLASTERS)]
         firsts = [paced + sum(shares[:i]) for i in range(BLASTERS)]
         async with contextlib.AsyncExitStack() as stack:
+            # The blast comes from several connections at once, so the receivers' rate is theirs,
+            # not one publisher's; they encode and connect first, then wait for the word.
             blasters = [
                 await stack.enter_async_context(run_worker(
-                    [*base, "--blast", str(share), "--first-seq", str(first)], name=f"blaster {i + 1}"))
+                    [*base, "--blast", str(share), "--first-seq", str(first), "--wait-go"],
+                    name=f"blaster {i + 1}", stdin=subprocess.PIPE))
                 for i, (share, first) in enumerate(zip(shares, firsts, strict=True))
             ]
             try:
+                for b in blasters:
+                    await b.ready(60)
+                # The paced phase (latency) alone first, with nothing else on the broker.
+                async with run_worker([*base, "--paced", str(paced), "--rate", str(rate)], name="pacer") as pacer:
+                    await pacer.result(timeout)
+                for b in blasters:
+                    assert b.proc.stdin is not None
+                    b.proc.stdin.write(b"go\n")
+                    await b.proc.stdin.drain()
                 await asyncio.gather(*(b.result(timeout) for b in blasters))
             except WorkerFailed as exc:
                 return {"error": str(exc)}

@@ -54,7 +54,7 @@ async def case_tls_publish(ctx: Context) -> list[CaseResult]:
             params={"messages": n, "warm-up": warm, "broker": ctx.broker.kind, "tls": "trustme CA, loopback"},
         )
         ours = Contender(f"{OURS} Device {TLS}", "ours", unit)
-        ours_plain = Contender(f"{OURS} Device {PLAIN}", "ours", unit)
+        ours_plain = Contender(f"{OURS} Device {PLAIN}", "baseline", unit)  # ours, as the yardstick
         official = Contender(f"losant-mqtt (official) {TLS}", "baseline", unit)
         paho = Contender(f"paho-mqtt 2 thread {TLS}", "baseline", unit)
         aio = Contender(f"aiomqtt gathered {TLS}", "baseline", unit)
@@ -142,7 +142,7 @@ async def case_tls_fleet(ctx: Context) -> list[CaseResult]:
     )
     unit = "KiB RSS/device"
     tls = Contender(f"{OURS} Fleet {TLS}", "ours", unit, higher_is_better=False)
-    plain = Contender(f"{OURS} Fleet {PLAIN}", "ours", unit, higher_is_better=False)
+    plain = Contender(f"{OURS} Fleet {PLAIN}", "baseline", unit, higher_is_better=False)
     result.contenders = [tls, plain]
     result.notes.append(_tls_note(ctx))
     result.notes.append("other figures: states_s = delivered states/s at the subscriber, delivered_pct, connect_s")
@@ -197,7 +197,7 @@ async def case_throttle(ctx: Context) -> list[CaseResult]:
     )
     unit = "CPU us/state"
     on = Contender(f"{OURS} Fleet, throttle on", "ours", unit, higher_is_better=False)
-    off = Contender(f"{OURS} Fleet, throttle off", "ours", unit, higher_is_better=False)
+    off = Contender(f"{OURS} Fleet, throttle off", "baseline", unit, higher_is_better=False)
     result.contenders = [on, off]
     result.notes.append("CPU = the fleet process's user+system time from the first send to the last flush")
     expect = int(n * rate * duration)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from datetime import datetime, timezone
 
@@ -42,6 +43,8 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=1000.0)
     ap.add_argument("--blast", type=int, default=0)
     ap.add_argument("--first-seq", type=int, default=0, help="sequence number of this blaster's first command")
+    ap.add_argument("--wait-go", action="store_true",
+                    help="once encoded and connected, print READY and start when a line arrives on stdin")
     a = ap.parse_args()
     topics = [f"losant/{d}/command" for d in a.devices.split(",")]
     first = a.first_seq + a.paced
@@ -51,6 +54,9 @@ def main() -> None:
         for k in range(0, a.blast, BATCH)
     ]
     conn = MqttSocket("127.0.0.1", a.port, f"bench-blaster-{os.getpid()}")
+    if a.wait_go:
+        print("READY", flush=True)
+        sys.stdin.readline()
     seq = a.first_seq
     start = time.monotonic()
     for k in range(a.paced):
