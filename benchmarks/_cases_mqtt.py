@@ -99,7 +99,7 @@ async def case_publish(ctx: Context) -> list[CaseResult]:
         result = CaseResult(
             case=f"1-publish-qos{qos}",
             title=f"MQTT state publish, one connection, QoS {qos}, delivered to a subscriber",
-            params={"messages": n, "warm-up": warm, "broker": ctx.broker.kind},
+            params={"messages": n, "warm-up": warm, "broker": ctx.broker.kind, "transport": "plain TCP"},
         )
         ours = Contender(f"{OURS} Device", "ours", unit)
         aw = Contender("aiomqtt awaited", "baseline", unit)
@@ -194,7 +194,7 @@ async def case_fleet(ctx: Context) -> list[CaseResult]:
         result = CaseResult(
             case=f"2-fleet-{n}",
             title=f"Fleet publish: {n:,} connections, {rate:g} state/s each",
-            params={"devices": n, "seconds": duration, "broker": ctx.broker.kind},
+            params={"devices": n, "seconds": duration, "broker": ctx.broker.kind, "transport": "plain TCP"},
         )
         ours = Contender(f"{OURS} Fleet", "ours", "states/s")
         aio = Contender("aiomqtt (client per device)", "baseline", "states/s")
@@ -283,7 +283,7 @@ async def case_commands(ctx: Context) -> list[CaseResult]:
     result = CaseResult(
         case="3-commands",
         title=f"Command path: {n} devices, blast throughput + latency at {pace_rate:,.0f}/s",
-        params={"devices": n, "paced": paced, "blast": blast, "broker": ctx.broker.kind},
+        params={"devices": n, "paced": paced, "blast": blast, "broker": ctx.broker.kind, "transport": "plain TCP"},
     )
     ours = Contender(f"{OURS} Device.on_command", "ours", "cmds/s")
     aio = Contender("aiomqtt (client per device)", "baseline", "cmds/s")

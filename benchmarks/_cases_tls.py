@@ -193,7 +193,7 @@ async def case_throttle(ctx: Context) -> list[CaseResult]:
     result = CaseResult(
         case="6-throttle-cpu",
         title=f"Throttle on at Losant's limit: {n:,} devices x {rate:g} state/s, CPU per state (plain TCP)",
-        params={"devices": n, "seconds": duration, "rate": rate, "broker": ctx.broker.kind},
+        params={"devices": n, "seconds": duration, "rate": rate, "broker": ctx.broker.kind, "transport": "plain TCP"},
     )
     unit = "CPU us/state"
     on = Contender(f"{OURS} Fleet, throttle on", "ours", unit, higher_is_better=False)
