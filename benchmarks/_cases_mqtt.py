@@ -251,10 +251,11 @@ async def case_fleet(ctx: Context) -> list[CaseResult]:
 
 
 async def _fleet_run(
-    ctx: Context, argv: list[str], name: str, prefix: str, expect: int, duration: float, n: int
+    ctx: Context, argv: list[str], name: str, prefix: str, expect: int, duration: float, n: int,
+    *, connects_per_s: float = 200,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     assert ctx.broker is not None
-    timeout = 30 + n / 200 + duration * 3
+    timeout = 30 + n / connects_per_s + duration * 3
     counter_argv = ["-m", "benchmarks.workers.counter", "--port", str(ctx.broker.port),
                     "--topic", "losant/+/state", "--expect", str(expect), "--idle", "10",
                     "--deadline", str(timeout)]

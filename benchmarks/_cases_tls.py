@@ -156,7 +156,9 @@ async def case_tls_fleet(ctx: Context) -> list[CaseResult]:
                 continue
             prefix = f"5{idx}{run:x}"
             argv = _fleet_argv(ctx, n=n, rate=rate, duration=duration, prefix=prefix, tls=c is tls)
-            doc, counted = await _fleet_run(ctx, argv, c.name, prefix, expect, duration, n)
+            # A TLS handshake per device: allow for a slower connect than plain TCP's.
+            doc, counted = await _fleet_run(ctx, argv, c.name, prefix, expect, duration, n,
+                                            connects_per_s=40 if c is tls else 200)
             delivered = counted.get("count", 0)
             sustained = None
             if delivered > 1 and counted.get("t_last") and counted.get("t_first"):
