@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from os import PathLike
-from typing import Literal
+from typing import Any, Literal
 
 from ..errors import DeviceClosedError, OutboxFullError, OutboxStorageError, ValidationError
 
@@ -342,6 +342,7 @@ class SQLiteOutbox(Outbox):
             undo = asyncio.ensure_future(self._undo(write))
             self._undoing.add(undo)
             undo.add_done_callback(self._undoing.discard)
+            undo.add_done_callback(_consume)
             # Waited for, so the row is gone before the caller hears "cancelled"; a second
             # cancellation leaves it to finish on its own (aclose waits for it). Either way
             # the caller gets the original cancellation.
@@ -390,7 +391,7 @@ class SQLiteOutbox(Outbox):
                 await asyncio.to_thread(self._close_db, db)
 
 
-def _consume(future: asyncio.Future[int | None]) -> None:
-    """Retrieve an abandoned write's outcome so a failure is not reported as never retrieved."""
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Retrieve a background write's or undo's outcome so a failure is not reported as never retrieved."""
     if not future.cancelled():
         future.exception()
