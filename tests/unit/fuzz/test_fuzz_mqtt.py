@@ -9,6 +9,7 @@ marker message after each example proves what did, and did not, go out.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
@@ -261,10 +262,32 @@ def test_any_bytes_decode_or_raise_decode_error_only(raw: bytes) -> None:
 # -- Device.send_state / publish against a loopback mosquitto ------------------------------------
 
 
+class Watcher:
+    """An independent aiomqtt subscriber to everything: what the broker really delivered."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.received: list[tuple[str, bytes]] = []
+        self._arrived = asyncio.Event()
+
+    async def run(self) -> None:
+        async for message in self.client.messages:
+            self.received.append((message.topic.value, bytes(message.payload)))
+            self._arrived.set()
+
+    async def wait_for_topic(self, topic: str, timeout: float) -> None:
+        async def _wait() -> None:
+            while not any(t == topic for t, _ in self.received):
+                self._arrived.clear()
+                await self._arrived.wait()
+
+        await asyncio.wait_for(_wait(), timeout)
+
+
 class Live:
     """One device and one independent watcher on a mosquitto shared by the live examples."""
 
-    def __init__(self, device: Any, watcher: Any) -> None:
+    def __init__(self, device: Any, watcher: Watcher) -> None:
         self.device = device
         self.watcher = watcher
         self.n = 0
@@ -274,24 +297,35 @@ class Live:
         self.n += 1
         marker = f"fuzz/marker/{self.n}"
         await self.device.publish(marker, b"")
-        await self.watcher.wait_for(lambda r: any(t == marker for t, _ in r), 15.0)
+        await self.watcher.wait_for_topic(marker, 15.0)
         got = list(self.watcher.received)
         self.watcher.received.clear()
         return [(t, p) for t, p in got[: next(i for i, (t, _) in enumerate(got) if t == marker)]
                 if not t.startswith("fuzz/marker/")]
 
 
+async def _cancelled(task: asyncio.Future[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def live() -> AsyncIterator[Live]:
+    import aiomqtt
+
     from losant_async.mqtt import Backoff, Device
-    from tests.integration.mqtt.conftest import peer
     from tests.support.brokers import MOSQUITTO, running_broker
 
     if MOSQUITTO is None:
         pytest.skip("needs the mosquitto binary")
     async with contextlib.AsyncExitStack() as stack:
         broker = await stack.enter_async_context(running_broker(prefer="mosquitto"))
-        watcher = await stack.enter_async_context(peer(broker, "#"))
+        client = await stack.enter_async_context(aiomqtt.Client(broker.host, broker.port))
+        await client.subscribe("#", 1)
+        watcher = Watcher(client)
+        pump = asyncio.ensure_future(watcher.run())
+        stack.push_async_callback(_cancelled, pump)
         device = await stack.enter_async_context(
             Device(OWN, "k", "s", host=broker.host, port=broker.port, transport="tcp",
                    backoff=Backoff(initial=0.05, cap=0.3), connect_timeout=10.0)
