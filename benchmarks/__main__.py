@@ -16,6 +16,7 @@ from pathlib import Path
 from benchmarks._cases_local import case_decode, case_emulator
 from benchmarks._cases_mqtt import case_commands, case_fleet, case_publish
 from benchmarks._cases_rest import case_fanout, case_rest_state
+from benchmarks._cases_tls import case_throttle, case_tls_fleet, case_tls_publish
 from benchmarks._chart import write_chart
 from benchmarks._context import Context
 from benchmarks._harness import (
@@ -41,6 +42,9 @@ CASES: dict[str, tuple[CaseFn, set[str]]] = {
     "publish": (case_publish, {"broker", "official"}),
     "fleet": (case_fleet, {"broker"}),
     "commands": (case_commands, {"broker", "official"}),
+    "tls-publish": (case_tls_publish, {"broker", "official"}),
+    "tls-fleet": (case_tls_fleet, {"broker"}),
+    "throttle": (case_throttle, {"broker"}),
     "rest": (case_rest_state, {"http", "official"}),
     "fanout": (case_fanout, {"http", "official"}),
     "decode": (case_decode, set()),

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +22,8 @@ from benchmarks._payloads import STATE
 __all__ = ["case_commands", "case_fleet", "case_publish"]
 
 OURS = "losant_async"
+#: Publisher connections (processes) that share the command blast of case 3.
+BLASTERS = 3
 
 
 def _ids(tag: str, run: int, n: int) -> list[str]:
@@ -96,7 +99,7 @@ async def case_publish(ctx: Context) -> list[CaseResult]:
         result = CaseResult(
             case=f"1-publish-qos{qos}",
             title=f"MQTT state publish, one connection, QoS {qos}, delivered to a subscriber",
-            params={"messages": n, "warm-up": warm, "broker": ctx.broker.kind},
+            params={"messages": n, "warm-up": warm, "broker": ctx.broker.kind, "transport": "plain TCP"},
         )
         ours = Contender(f"{OURS} Device", "ours", unit)
         aw = Contender("aiomqtt awaited", "baseline", unit)
@@ -157,6 +160,7 @@ async def case_publish(ctx: Context) -> list[CaseResult]:
         if qos == 0:
             result.targets = [
                 Target("QoS 0 Device publish >= official losant-mqtt", ours.name, official.name, 1.0),
+                Target("QoS 0 Device publish >= 0.9x mosquitto_pub (plain TCP)", ours.name, limit.name, 0.9),
             ]
         else:
             result.targets = [
@@ -190,7 +194,7 @@ async def case_fleet(ctx: Context) -> list[CaseResult]:
         result = CaseResult(
             case=f"2-fleet-{n}",
             title=f"Fleet publish: {n:,} connections, {rate:g} state/s each",
-            params={"devices": n, "seconds": duration, "broker": ctx.broker.kind},
+            params={"devices": n, "seconds": duration, "broker": ctx.broker.kind, "transport": "plain TCP"},
         )
         ours = Contender(f"{OURS} Fleet", "ours", "states/s")
         aio = Contender("aiomqtt (client per device)", "baseline", "states/s")
@@ -247,10 +251,11 @@ async def case_fleet(ctx: Context) -> list[CaseResult]:
 
 
 async def _fleet_run(
-    ctx: Context, argv: list[str], name: str, prefix: str, expect: int, duration: float, n: int
+    ctx: Context, argv: list[str], name: str, prefix: str, expect: int, duration: float, n: int,
+    *, connects_per_s: float = 200,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     assert ctx.broker is not None
-    timeout = 30 + n / 200 + duration * 3
+    timeout = 30 + n / connects_per_s + duration * 3
     counter_argv = ["-m", "benchmarks.workers.counter", "--port", str(ctx.broker.port),
                     "--topic", "losant/+/state", "--expect", str(expect), "--idle", "10",
                     "--deadline", str(timeout)]
@@ -279,7 +284,7 @@ async def case_commands(ctx: Context) -> list[CaseResult]:
     result = CaseResult(
         case="3-commands",
         title=f"Command path: {n} devices, blast throughput + latency at {pace_rate:,.0f}/s",
-        params={"devices": n, "paced": paced, "blast": blast, "broker": ctx.broker.kind},
+        params={"devices": n, "paced": paced, "blast": blast, "broker": ctx.broker.kind, "transport": "plain TCP"},
     )
     ours = Contender(f"{OURS} Device.on_command", "ours", "cmds/s")
     aio = Contender("aiomqtt (client per device)", "baseline", "cmds/s")
@@ -293,7 +298,10 @@ async def case_commands(ctx: Context) -> list[CaseResult]:
             if c.skipped or (profiling and c is not ours):
                 continue
             ids = _ids(f"3{idx}", run, n)
-            common = ["--port", str(ctx.broker.port), "--devices", ",".join(ids), "--expect", str(expect)]
+            # --idle: the receivers wait while the publishers encode and connect (a loaded machine
+            # can take seconds); it only ends a run early that already lost messages.
+            common = ["--port", str(ctx.broker.port), "--devices", ",".join(ids), "--expect", str(expect),
+                      "--idle", "20"]
             if c is official or c is threaded:
                 assert ctx.official.python
                 argv = ["benchmarks/official/mqtt_commands.py", *common,
@@ -320,8 +328,9 @@ async def case_commands(ctx: Context) -> list[CaseResult]:
             ctx.log(f"  [{result.case} run {run + 1}] {c.name}: "
                     + (f"{thr:,.0f} cmds/s, p50 {doc.get('p50_ms') or 0:.2f} ms, p99 {doc.get('p99_ms') or 0:.2f} ms"
                        if thr else str(doc.get("error") or doc.get("skipped"))))
-    result.targets = [Target("command receive across 100 devices >= official (its faster way)",
-                             ours.name, official.name, 1.0, or_best_of=(threaded.name,))]
+    result.params["publishers"] = BLASTERS
+    result.targets = [Target("command receive across 100 devices >= 2x official (its faster way)",
+                             ours.name, official.name, 2.0, or_best_of=(threaded.name,))]
     return [result]
 
 
@@ -336,12 +345,29 @@ async def _commands_run(
             await receiver.ready(60)
         except WorkerFailed as exc:
             return {"error": str(exc)}
-        blaster_argv = ["-m", "benchmarks.workers.blaster", "--port", str(ctx.broker.port),
-                        "--devices", ",".join(ids), "--paced", str(paced), "--rate", str(rate),
-                        "--blast", str(blast)]
-        async with run_worker(blaster_argv, name="blaster") as blaster:
+        base = ["-m", "benchmarks.workers.blaster", "--port", str(ctx.broker.port), "--devices", ",".join(ids)]
+        shares = [blast // BLASTERS + (1 if i < blast % BLASTERS else 0) for i in range(BLASTERS)]
+        firsts = [paced + sum(shares[:i]) for i in range(BLASTERS)]
+        async with contextlib.AsyncExitStack() as stack:
+            # The blast comes from several connections at once, so the receivers' rate is theirs,
+            # not one publisher's; they encode and connect first, then wait for the word.
+            blasters = [
+                await stack.enter_async_context(run_worker(
+                    [*base, "--blast", str(share), "--first-seq", str(first), "--wait-go"],
+                    name=f"blaster {i + 1}", stdin=subprocess.PIPE))
+                for i, (share, first) in enumerate(zip(shares, firsts, strict=True))
+            ]
             try:
-                await blaster.result(timeout)
+                for b in blasters:
+                    await b.ready(60)
+                # The paced phase (latency) alone first, with nothing else on the broker.
+                async with run_worker([*base, "--paced", str(paced), "--rate", str(rate)], name="pacer") as pacer:
+                    await pacer.result(timeout)
+                for b in blasters:
+                    assert b.proc.stdin is not None
+                    b.proc.stdin.write(b"go\n")
+                    await b.proc.stdin.drain()
+                await asyncio.gather(*(b.result(timeout) for b in blasters))
             except WorkerFailed as exc:
                 return {"error": str(exc)}
         try:

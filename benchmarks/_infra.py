@@ -160,9 +160,39 @@ async def run_worker(
 
 @dataclass(frozen=True)
 class Broker:
+    """A loopback broker: plain TCP on ``port``; with mosquitto also TLS on ``tls_port``.
+
+    The TLS listener's certificate (for 127.0.0.1 and localhost) is issued by a test
+    CA made for this run with trustme; ``ca_file`` is that CA in PEM, the one file a
+    client must be told to trust.
+    """
+
     kind: str
     port: int
     host: str = "127.0.0.1"
+    tls_port: int | None = None
+    ca_file: str | None = None
+    tls_skipped: str | None = None
+
+
+def _tls_material(directory: Path) -> tuple[Path, Path, Path] | str:
+    """(CA file, server certificate chain, server key) from a fresh trustme CA, or why not."""
+    try:
+        import trustme
+    except ImportError:
+        return "trustme not installed (pip install trustme)"
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    ca_file, cert_file, key_file = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server.private_key_pem.write_to_path(str(key_file))
+    cert_file.write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
+    # Run as root, mosquitto drops to its own user, which must be able to read these (a
+    # throwaway CA for loopback: nothing secret).
+    directory.chmod(0o755)
+    for path in (ca_file, cert_file, key_file):
+        path.chmod(0o644)
+    return ca_file, cert_file, key_file
 
 
 def _mosquitto_version(path: str) -> str:
@@ -187,11 +217,14 @@ async def start_broker(prefer: str = "auto") -> AsyncIterator[Broker]:
     if prefer == "mosquitto" and not mosquitto:
         raise WorkerFailed("--broker mosquitto: mosquitto is not installed")
     port = free_port()
+    tls_port: int | None = None
+    ca_file: str | None = None
+    tls_skipped: str | None = "the embedded amqtt broker has no TLS listener here"
     with tempfile.TemporaryDirectory(prefix="losant-bench-") as tmp:
         if mosquitto:
             conf = Path(tmp) / "mosquitto.conf"
             # Unbounded queues: a slow subscriber must not turn into silently dropped messages.
-            conf.write_text(
+            text = (
                 f"listener {port} 127.0.0.1\n"
                 "allow_anonymous true\n"
                 "persistence false\n"
@@ -200,6 +233,16 @@ async def start_broker(prefer: str = "auto") -> AsyncIterator[Broker]:
                 "max_connections -1\n"
                 "log_dest none\n"
             )
+            material = _tls_material(Path(tmp))
+            if isinstance(material, str):
+                tls_skipped = material
+            else:
+                # The same broker on a second, TLS listener: TLS and plain rows meet the same queues.
+                tls_port = free_port()
+                ca, cert, key = material
+                ca_file, tls_skipped = str(ca), None
+                text += f"listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}\n"
+            conf.write_text(text)
             argv = [mosquitto, "-c", str(conf)]
             kind = _mosquitto_version(mosquitto)
         else:
@@ -211,7 +254,9 @@ async def start_broker(prefer: str = "auto") -> AsyncIterator[Broker]:
         )
         try:
             await _wait_port(port, 15)
-            yield Broker(kind=kind, port=port)
+            if tls_port is not None:
+                await _wait_port(tls_port, 15)
+            yield Broker(kind=kind, port=port, tls_port=tls_port, ca_file=ca_file, tls_skipped=tls_skipped)
         finally:
             if proc.returncode is None:
                 proc.terminate()

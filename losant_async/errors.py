@@ -26,6 +26,7 @@
         ├── ConnectionLostError (also ConnectionError)
         ├── DeviceClosedError                 used after close, or closed while waiting
         ├── OutboxFullError                   the outbox is full and the policy says raise
+        ├── OutboxStorageError                the persistent outbox's file failed (SQLite error)
         ├── PayloadTooLargeMQTTError (also ValidationError)
         ├── UnsupportedQoSError (also ValidationError)
         ├── RetainNotAllowedError (also ValidationError)
@@ -55,6 +56,7 @@ __all__ = [
     "NotFoundError",
     "NotImplementedByServerError",
     "OutboxFullError",
+    "OutboxStorageError",
     "PayloadTooLargeError",
     "PayloadTooLargeMQTTError",
     "RateLimitedError",
@@ -272,6 +274,10 @@ class DeviceClosedError(MQTTError):
 
 class OutboxFullError(MQTTError):
     """The outbox is full and the call asked not to wait."""
+
+
+class OutboxStorageError(MQTTError):
+    """The persistent outbox could not read or write its file (the SQLite error is the cause)."""
 
 
 class PayloadTooLargeMQTTError(MQTTError, ValidationError):

@@ -11,10 +11,19 @@ import sys
 from typing import Any
 
 
-def point_mqtt_at(port: int) -> Any:
+def point_mqtt_at(port: int, ca_file: str | None = None) -> Any:
+    """losant-mqtt's Device class, connecting to 127.0.0.1:``port``.
+
+    With ``ca_file`` its TLS mode (``secure=True``) trusts that CA instead of the one
+    it ships: the module's CA path is swapped in memory; no installed file changes.
+    """
     import paho.mqtt.client as mqtt
     from losantmqtt import Device
 
+    if ca_file is not None:
+        import losantmqtt.device
+
+        losantmqtt.device.ROOT_CA_PATH = ca_file  # read by Device.connect at call time
     Device.mqtt_endpoint = "127.0.0.1"
     original = mqtt.Client.connect
 

@@ -1,4 +1,4 @@
-"""Case 1 baseline: the official losant-mqtt Device (paho 1.x, non-blocking loop) publishing states at QoS 0."""
+"""Case 1 baseline: the official losant-mqtt Device (paho 1.x, non-blocking loop) publishing states at QoS 0 (TCP or its TLS mode)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ def main() -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--count", type=int, required=True)
     ap.add_argument("--device-id", required=True)
+    ap.add_argument("--tls-ca", help="its TLS mode, trusting this CA file instead of its own")
     a = ap.parse_args()
     try:
-        Device = point_mqtt_at(a.port)
-        dev = Device(a.device_id, "bench-key", "bench-secret", secure=False)
+        Device = point_mqtt_at(a.port, a.tls_ca)
+        dev = Device(a.device_id, "bench-key", "bench-secret", secure=bool(a.tls_ca))
         dev.connect(blocking=False)
         deadline = time.monotonic() + 10
         while not dev.is_connected():

@@ -2,7 +2,9 @@
 
 Reports connect time, RSS per device (this process only, measured before and
 after connecting, so each N runs in a clean process) and what was sent; the
-independent subscriber counts what was delivered.
+independent subscriber counts what was delivered. ``--tls-ca`` connects over
+TLS (``--port`` is then the TLS listener); ``--throttle`` turns our throttle on;
+``cpu_s`` is this process's CPU time from the first send to the last flush.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import gc
 import logging
 import os
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -102,9 +105,10 @@ async def run_ours(a: argparse.Namespace, ids: list[str]) -> dict[str, Any]:
     # Credentials come through the environment, never the command line (visible in ps).
     key = os.environ.get("BENCH_MQTT_KEY", "bench-key")
     secret = os.environ.get("BENCH_MQTT_SECRET", "bench-secret")
+    tls = ssl.create_default_context(cafile=a.tls_ca) if a.tls_ca else None
     devices = [
         Device(d, key, secret, host="127.0.0.1", port=a.port,
-               transport="tcp", qos=a.qos, throttle=False)
+               transport="tls" if tls else "tcp", tls_context=tls, qos=a.qos, throttle=a.throttle)
         for d in ids
     ]
     t0 = time.monotonic()
@@ -117,6 +121,7 @@ async def run_ours(a: argparse.Namespace, ids: list[str]) -> dict[str, Any]:
         async def send(d: int, seq: int) -> None:
             await devices[d].send_state({**STATE, "seq": seq})
 
+        cpu0 = time.process_time()
         with profiled(a.profile):
             if a.burst:
                 doc = await burst(devices, a.burst)
@@ -125,6 +130,7 @@ async def run_ours(a: argparse.Namespace, ids: list[str]) -> dict[str, Any]:
                 doc = await paced(len(ids), a.rate, a.duration, send, concurrent=False)
         for d in devices:
             await d.flush()
+        doc["cpu_s"] = time.process_time() - cpu0
         end_rss = rss()
         if a.hold:
             # Stay connected until the harness says the receiver has everything: a receiver
@@ -183,6 +189,8 @@ def main() -> None:
     ap.add_argument("--burst", type=int, default=0, help="states per device, back to back (ours only)")
     ap.add_argument("--qos", type=int, default=0)
     ap.add_argument("--hold", action="store_true", help="after sending, print SENT and wait for a stdin line")
+    ap.add_argument("--tls-ca", help="connect over TLS, trusting this CA file (PEM); ours only")
+    ap.add_argument("--throttle", action="store_true", help="our throttle on (Losant's limits); ours only")
     ap.add_argument("--profile")
     a = ap.parse_args()
     raise_fd_limit(max(a.n, len(a.ids or "") // 24) + 200)

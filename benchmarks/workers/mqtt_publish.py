@@ -3,6 +3,8 @@
 Implementations: ``ours`` (losant_async Device), ``aiomqtt-awaited``,
 ``aiomqtt-gathered`` (chunks of 100), ``paho`` (paho-mqtt 2 with its network
 thread). Delivery is counted by the independent subscriber, not here.
+With ``--tls-ca`` each connects over TLS (``--port`` is then the TLS listener),
+trusting that CA file only.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import ssl
 import time
 from typing import Any
 
@@ -22,6 +25,10 @@ _enc = msgspec.json.Encoder()
 GATHER_CHUNK = 100
 
 
+def tls_context(a: argparse.Namespace) -> ssl.SSLContext | None:
+    return ssl.create_default_context(cafile=a.tls_ca) if a.tls_ca else None
+
+
 def state_bytes(i: int) -> bytes:
     # Same content as ours sends: the state with a sequence number and a fresh timestamp.
     return _enc.encode({"data": {**STATE, "seq": i}, "time": int(time.time() * 1000)})
@@ -32,7 +39,7 @@ async def run_ours(a: argparse.Namespace) -> dict[str, Any]:
 
     async with Device(
         a.device_id, "bench-key", "bench-secret", host="127.0.0.1", port=a.port,
-        transport="tcp", qos=a.qos, throttle=False,
+        transport="tls" if a.tls_ca else "tcp", tls_context=tls_context(a), qos=a.qos, throttle=False,
     ) as device:
         t0 = time.monotonic()
         with profiled(a.profile):
@@ -52,7 +59,7 @@ async def run_aiomqtt(a: argparse.Namespace, gathered: bool) -> dict[str, Any]:
     async with aiomqtt.Client(
         "127.0.0.1", a.port, identifier=a.device_id, username="bench-key", password="bench-secret",
         logger=quiet, clean_session=True, protocol=aiomqtt.ProtocolVersion.V311,
-        max_inflight_messages=100,
+        max_inflight_messages=100, tls_context=tls_context(a),
     ) as client:
         t0 = time.monotonic()
         with profiled(a.profile):
@@ -79,6 +86,8 @@ def run_paho(a: argparse.Namespace) -> dict[str, Any]:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=a.device_id,
                          protocol=mqtt.MQTTv311, clean_session=True)
     client.username_pw_set("bench-key", "bench-secret")
+    if a.tls_ca:
+        client.tls_set(ca_certs=a.tls_ca)
     connected = threading.Event()
     client.on_connect = lambda *args: connected.set()
     client.connect("127.0.0.1", a.port, 15)
@@ -106,6 +115,7 @@ def main() -> None:
     ap.add_argument("--qos", type=int, default=0)
     ap.add_argument("--count", type=int, required=True)
     ap.add_argument("--device-id", required=True)
+    ap.add_argument("--tls-ca", help="connect over TLS, trusting this CA file (PEM)")
     ap.add_argument("--profile")
     a = ap.parse_args()
     def run() -> dict[str, Any]:

@@ -10,14 +10,15 @@ the SQLite outbox runs its file I/O in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from os import PathLike
-from typing import Literal
+from typing import Any, Literal
 
-from ..errors import DeviceClosedError, OutboxFullError, ValidationError
+from ..errors import DeviceClosedError, OutboxFullError, OutboxStorageError, ValidationError
 
 __all__ = ["MemoryOutbox", "Outbox", "OutboxItem", "OutboxPolicy", "SQLiteOutbox"]
 
@@ -89,9 +90,18 @@ class Outbox:
             else:
                 await self._wait_for_room()
         item = OutboxItem(self._next, topic, payload, qos)
-        await self._persist_put(item)
-        self._items[item.seq] = item
-        self._next = item.seq + 1
+        try:
+            seq = await self._persist_put(item)
+        except BaseException:
+            # Not stored (a cancelled put is undone before the cancellation reaches the caller).
+            # The number may have been used on disk, so it is never handed out again; a gap
+            # is harmless (take, rewind and drop_oldest skip missing numbers).
+            self._next = max(self._next, item.seq + 1)
+            raise
+        if seq != item.seq:
+            item = OutboxItem(seq, topic, payload, qos)
+        self._items[seq] = item
+        self._next = seq + 1
         if self._empty is not None:
             self._empty.clear()
 
@@ -170,8 +180,12 @@ class Outbox:
                 event.set()
 
     # -- persistence hooks ------------------------------------------------------------------
-    async def _persist_put(self, item: OutboxItem) -> None:
-        """Store ``item`` durably before it becomes visible."""
+    async def _persist_put(self, item: OutboxItem) -> int:
+        """Store ``item`` durably before it becomes visible; return the sequence number it was stored under.
+
+        On any exception (cancellation included) the item must not be stored.
+        """
+        return item.seq
 
     def _forget(self, seq: int) -> None:
         """Note that ``seq`` left the outbox (persisted on the next ``sync``)."""
@@ -190,6 +204,21 @@ class MemoryOutbox(Outbox):
     """An outbox in memory: fast, lost when the process ends."""
 
 
+class _PutTicket:
+    """Where one row write stands, shared with its worker thread under ``SQLiteOutbox._ticket_lock``.
+
+    The event loop abandons a write it was cancelled during; the thread checks that
+    just before COMMIT. Whichever comes first decides: an abandoned write rolls
+    back, a committing one is stored (and then undone by the cancelled put).
+    """
+
+    __slots__ = ("abandoned", "committing")
+
+    def __init__(self) -> None:
+        self.abandoned = False
+        self.committing = False
+
+
 class SQLiteOutbox(Outbox):
     """An outbox in a SQLite file: what it holds survives a restart of the process.
 
@@ -198,6 +227,12 @@ class SQLiteOutbox(Outbox):
     batches, so after a crash a few acknowledged messages may be sent again; with
     their original timestamps Losant treats the repeat as the same state. Use one
     file per device.
+
+    A cancelled ``put`` (``send_state`` under ``asyncio.wait_for``, a task group
+    shutting down) stores nothing: a row write in progress is rolled back, or, if
+    it had already committed, deleted again before the cancellation reaches the
+    caller, so a state its caller saw cancelled is never published, now or after a
+    restart. SQLite failures surface as ``OutboxStorageError``.
     """
 
     def __init__(self, path: str | PathLike[str], capacity: int = 100_000, policy: OutboxPolicy = "wait") -> None:
@@ -205,39 +240,70 @@ class SQLiteOutbox(Outbox):
         self.path = path
         self._db: sqlite3.Connection | None = None
         self._db_lock = threading.Lock()
+        # Guards only the two flags of a _PutTicket: held for a few instructions, so taking
+        # it on the event loop never waits on file I/O.
+        self._ticket_lock = threading.Lock()
         self._put_lock: asyncio.Lock | None = None
         self._forgotten: list[int] = []
         self._sync_task: asyncio.Future[None] | None = None
+        self._undoing: set[asyncio.Future[None]] = set()
 
     def _open_db(self) -> list[tuple[int, str, bytes, int]]:
         with self._db_lock:
-            db = sqlite3.connect(self.path, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS outbox "
-                "(seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL)"
-            )
-            db.commit()
-            rows = db.execute("SELECT seq, topic, payload, qos FROM outbox ORDER BY seq").fetchall()
+            try:
+                db = sqlite3.connect(self.path, check_same_thread=False)
+                try:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute(
+                        "CREATE TABLE IF NOT EXISTS outbox "
+                        "(seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL)"
+                    )
+                    db.commit()
+                    rows = db.execute("SELECT seq, topic, payload, qos FROM outbox ORDER BY seq").fetchall()
+                except BaseException:
+                    db.close()
+                    raise
+            except sqlite3.Error as exc:
+                raise OutboxStorageError(f"cannot open the SQLite outbox: {exc}") from exc
             self._db = db
             return rows
 
-    def _insert(self, item: OutboxItem) -> None:
+    def _insert(self, item: OutboxItem, ticket: _PutTicket) -> int | None:
+        """Write ``item``'s row; its sequence number, or None when the put was abandoned first."""
         with self._db_lock:
-            if self._db is None:
+            db = self._db
+            if db is None:
                 raise DeviceClosedError("the SQLite outbox is closed")
-            self._db.execute(
-                "INSERT INTO outbox (seq, topic, payload, qos) VALUES (?, ?, ?, ?)",
-                (item.seq, item.topic, item.payload, item.qos),
-            )
-            self._db.commit()
+            try:
+                # The number comes from what is committed: never below the caller's, never on an
+                # existing row (one left by an earlier process, or a cancelled put being undone).
+                (top,) = db.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM outbox").fetchone()
+                seq = max(item.seq, int(top))
+                db.execute(
+                    "INSERT INTO outbox (seq, topic, payload, qos) VALUES (?, ?, ?, ?)",
+                    (seq, item.topic, item.payload, item.qos),
+                )
+                with self._ticket_lock:
+                    if ticket.abandoned:
+                        db.rollback()
+                        return None
+                    ticket.committing = True
+                db.commit()
+            except sqlite3.Error as exc:
+                db.rollback()
+                raise OutboxStorageError(f"cannot write to the SQLite outbox: {exc}") from exc
+            return seq
 
     def _delete(self, seqs: list[int]) -> None:
         with self._db_lock:
             if self._db is None:
                 raise DeviceClosedError("the SQLite outbox is closed")
-            self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
-            self._db.commit()
+            try:
+                self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+                self._db.commit()
+            except sqlite3.Error as exc:
+                self._db.rollback()
+                raise OutboxStorageError(f"cannot delete from the SQLite outbox: {exc}") from exc
 
     def _close_db(self, db: sqlite3.Connection) -> None:
         with self._db_lock:
@@ -258,8 +324,42 @@ class SQLiteOutbox(Outbox):
         async with self._put_lock:
             await super().put(topic, payload, qos, wait=wait)
 
-    async def _persist_put(self, item: OutboxItem) -> None:
-        await asyncio.to_thread(self._insert, item)
+    async def _persist_put(self, item: OutboxItem) -> int:
+        ticket = _PutTicket()
+        # The thread cannot be stopped, so it is shielded: a cancellation decides, through the
+        # ticket, whether the row is rolled back or (already committed) deleted again.
+        write = asyncio.ensure_future(asyncio.to_thread(self._insert, item, ticket))
+        try:
+            seq = await asyncio.shield(write)
+        except asyncio.CancelledError:
+            with self._ticket_lock:
+                stored = ticket.committing
+                if not stored:
+                    ticket.abandoned = True
+            if not stored:
+                write.add_done_callback(_consume)  # it rolls back; nothing to wait for
+                raise
+            undo = asyncio.ensure_future(self._undo(write))
+            self._undoing.add(undo)
+            undo.add_done_callback(self._undoing.discard)
+            undo.add_done_callback(_consume)
+            # Waited for, so the row is gone before the caller hears "cancelled"; a second
+            # cancellation leaves it to finish on its own (aclose waits for it). Either way
+            # the caller gets the original cancellation.
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(undo)
+            raise
+        if seq is None:  # pragma: no cover - only an abandoned write returns None
+            raise asyncio.CancelledError
+        return seq
+
+    async def _undo(self, write: asyncio.Future[int | None]) -> None:
+        try:
+            seq = await write
+        except Exception:
+            return  # the write failed: nothing was stored
+        if seq is not None:
+            await asyncio.to_thread(self._delete, [seq])
 
     def _forget(self, seq: int) -> None:
         self._forgotten.append(seq)
@@ -280,6 +380,8 @@ class SQLiteOutbox(Outbox):
     async def aclose(self) -> None:
         await super().aclose()
         try:
+            if self._undoing:
+                await asyncio.gather(*self._undoing, return_exceptions=True)
             if self._sync_task is not None:
                 await asyncio.gather(self._sync_task, return_exceptions=True)
             await self.sync()
@@ -287,3 +389,9 @@ class SQLiteOutbox(Outbox):
             db, self._db = self._db, None
             if db is not None:
                 await asyncio.to_thread(self._close_db, db)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Retrieve a background write's or undo's outcome so a failure is not reported as never retrieved."""
+    if not future.cancelled():
+        future.exception()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from ..errors import (
 )
 
 __all__ = [
+    "MAX_COMMAND_DEPTH",
     "MAX_PAYLOAD_BYTES",
     "MAX_STRING_CHARS",
     "Command",
@@ -33,6 +35,16 @@ __all__ = [
 
 #: Losant's per-message cap (256 KB). Checked on the encoded payload.
 MAX_PAYLOAD_BYTES = 256 * 1024
+
+#: Deepest nesting of arrays and objects a command may have (the command object is level 1).
+#: Deeper payloads are malformed: decoding them, or anything the caller does with the result,
+#: could otherwise exhaust Python's recursion limit.
+MAX_COMMAND_DEPTH = 64
+
+# A JSON string (escapes included) or one bracket: strings are skipped whole so brackets
+# inside them do not count.
+_STRUCTURE_RE = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+_OPENERS = frozenset(b"[{")
 
 class Command(msgspec.Struct, frozen=True, kw_only=True):
     """A command Losant sent to a device (or, through a gateway, to a peripheral).
@@ -118,14 +130,48 @@ def _undefined_to_none(value: Any) -> Any:
     return value
 
 
+def _nesting_depth(payload: bytes, stop: int | None = None) -> int:
+    """How deeply ``payload``'s arrays and objects nest, counted without recursion.
+
+    Exact for valid JSON; with ``stop``, the count ends as soon as it passes ``stop``.
+    """
+    depth = deepest = 0
+    for match in _STRUCTURE_RE.finditer(payload):
+        first = match.group()[0]
+        if first in _OPENERS:
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if stop is not None and deepest > stop:
+                    break
+        elif first != 0x22:  # a closing bracket (0x22 is '"': a whole string, skipped)
+            depth -= 1
+    return deepest
+
+
+def _too_deep(payload: bytes, limit: int) -> bool:
+    # Cheap bound first (two C-speed counts): fewer brackets than the limit cannot nest deeper.
+    if payload.count(b"[") + payload.count(b"{") <= limit:
+        return False
+    return _nesting_depth(payload, limit) > limit
+
+
 def decode_command(payload: bytes, device_id: str = "") -> Command:
     """A command from its JSON; ``DecodeError`` when it is not a Losant command.
 
     Accepts ``time`` as ``{"$date": ...}``, epoch ms or seconds, or an ISO string;
-    ``{"$undefined": true}`` anywhere at the top level means absent.
+    ``{"$undefined": true}`` anywhere at the top level means absent. Arrays and
+    objects nested deeper than ``MAX_COMMAND_DEPTH`` make it malformed.
     """
+    if _too_deep(payload, MAX_COMMAND_DEPTH):
+        raise DecodeError(
+            f"command nests arrays/objects deeper than {MAX_COMMAND_DEPTH} levels", raw=payload[:200]
+        )
     try:
         raw = _command_decoder.decode(payload)
+    except RecursionError:
+        # Unreachable after the depth check, kept so no payload can raise it from here.
+        raise DecodeError("command nests too deeply to decode", raw=payload[:200]) from None
     except msgspec.ValidationError as exc:
         raise DecodeError(f"command does not match {{name, payload, time}}: {exc}", raw=payload) from None
     except msgspec.DecodeError as exc:

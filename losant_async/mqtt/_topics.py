@@ -18,16 +18,15 @@ __all__ = [
 ]
 
 LOSANT_PREFIX = "losant/"
-_ID_PATTERN = "^[A-Fa-f\\d]{24}$"
-_ID_RE = re.compile(_ID_PATTERN)
-# The emulator and tests may use readable ids; Losant's own are 24 hex characters.
-# Anything that cannot break a topic (no wildcards, separators or NUL) is accepted.
-_SAFE_ID_RE = re.compile(r"^[^/#+\x00\s]{1,128}$")
+_ID_PATTERN = "^[0-9A-Fa-f]{24}$"
+# ASCII only (re's [0-9A-Fa-f] is ASCII, unlike \d) and fullmatch, so "<id>\n" is refused:
+# a device id goes into CONNECT and SUBSCRIBE as is.
+_ID_RE = re.compile("[0-9A-Fa-f]{24}")
 
 
 def validate_device_id(device_id: object, *, what: str = "device_id") -> str:
-    """``device_id`` if it can name a device's topics, else ``InvalidIdError``."""
-    if not isinstance(device_id, str) or not _SAFE_ID_RE.match(device_id):
+    """``device_id`` if it is a Losant device id (24 ASCII hex characters), else ``InvalidIdError``."""
+    if not isinstance(device_id, str) or _ID_RE.fullmatch(device_id) is None:
         raise InvalidIdError(what, device_id, _ID_PATTERN)
     return device_id
 
@@ -47,40 +46,75 @@ def is_losant_topic(topic: str) -> bool:
     return topic.startswith(LOSANT_PREFIX)
 
 
+# What MQTT 3.1.1 (1.5.3) says a topic should not hold: control characters (C0 and C1) and
+# Unicode non-characters. Brokers (mosquitto among them) drop the connection over them.
+_UNFIT_RE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\ufdd0-\ufdef\ufffe\uffff"
+    + "".join(f"{chr(plane * 0x10000 + 0xFFFE)}{chr(plane * 0x10000 + 0xFFFF)}" for plane in range(1, 17))
+    + "]"
+)
+
+
 def _check_topic_text(topic: object, what: str) -> str:
     if not isinstance(topic, str) or not topic:
         raise ValidationError(f"{what} must be a non-empty string")
-    if "\x00" in topic:
-        raise ValidationError(f"{what} must not contain NUL characters")
-    if len(topic.encode()) > 65535:
+    if _UNFIT_RE.search(topic) is not None:
+        raise ValidationError(f"{what} must not contain control characters or Unicode non-characters: {topic!r}")
+    try:
+        size = len(topic.encode())
+    except UnicodeEncodeError:
+        raise ValidationError(f"{what} is not valid UTF-8 (it holds a lone surrogate)") from None
+    if size > 65535:
         raise ValidationError(f"{what} is longer than MQTT allows (65535 bytes)")
     return topic
 
 
-def check_publish_topic(topic: object, own_ids: frozenset[str] | set[str], *, gateway: bool) -> str:
-    """``topic`` if this connection may publish to it, else a typed error.
+def _losant_target(text: str, kind: str, own_ids: frozenset[str] | set[str], gateway: bool, verb: str) -> None:
+    """Losant's reserved namespace: exactly ``losant/<id>/<kind>``, for this device (or a peripheral)."""
+    parts = text.split("/")
+    if len(parts) != 3 or _ID_RE.fullmatch(parts[1]) is None:
+        raise TopicNotAllowedError(
+            f"{text!r} is not a Losant device topic; inside losant/ a device may {verb} "
+            f"only losant/<device id>/{kind}"
+        )
+    if parts[2] != kind:
+        raise TopicNotAllowedError(
+            f"Losant lets devices {verb} only losant/<device id>/{kind} inside losant/, not {text!r}"
+        )
+    if parts[1] not in own_ids and not gateway:
+        raise TopicNotAllowedError(
+            f"a device may {verb} only its own losant/ topics, not {text!r} "
+            "(only a gateway does it for other devices)"
+        )
 
-    Custom topics (outside ``losant/``) are free. Inside ``losant/`` a device may
-    publish only to its own topics; a gateway also to any peripheral's (Losant
-    checks the peripheral belongs to it).
+
+def check_publish_topic(topic: object, own_ids: frozenset[str] | set[str], *, gateway: bool) -> str:
+    """``topic`` if this connection may publish to it, else a typed error, before anything is sent.
+
+    Losant's rules: no wildcards and no ``$``-topics (``$SYS/...``); custom topics
+    (outside ``losant/``) are free; inside ``losant/`` only ``losant/<id>/state``,
+    for the device itself, or for any device when it is a gateway (Losant checks
+    the peripheral belongs to it). Nobody publishes to a command topic.
     """
     text = _check_topic_text(topic, "topic")
     if "#" in text or "+" in text:
         raise TopicNotAllowedError(f"cannot publish to a wildcard topic: {text!r}")
-    if is_losant_topic(text):
-        parts = text.split("/")
-        if len(parts) < 3 or not parts[1]:
-            raise TopicNotAllowedError(f"{text!r} is not a Losant device topic")
-        if parts[1] not in own_ids and not gateway:
-            raise TopicNotAllowedError(
-                f"a device may publish only to its own losant/ topics, not {text!r} "
-                "(only a gateway publishes for other devices)"
-            )
+    if text.startswith("$"):
+        raise TopicNotAllowedError(f"topics starting with '$' are the broker's, not a device's: {text!r}")
+    if is_losant_topic(text) or text == "losant":
+        _losant_target(text, "state", own_ids, gateway, "publish to")
     return text
 
 
 def check_subscribe_filter(topic_filter: object, own_ids: frozenset[str] | set[str], *, gateway: bool) -> str:
-    """``topic_filter`` if it is well formed and may be subscribed, else a typed error."""
+    """``topic_filter`` if it is well formed and Losant lets this connection subscribe to it.
+
+    Refused with ``TopicNotAllowedError``: any filter that could match another
+    device's ``losant/`` topics (``#``, ``+/...``, ``losant/#``, ``losant/+/command``),
+    ``$``-topics (``$SYS/#``), and anything in ``losant/`` but a device's own
+    ``losant/<id>/command`` (a gateway: also its peripherals'). Custom filters
+    are free. A misplaced wildcard is a ``ValidationError``.
+    """
     text = _check_topic_text(topic_filter, "topic filter")
     levels = text.split("/")
     for i, level in enumerate(levels):
@@ -88,8 +122,18 @@ def check_subscribe_filter(topic_filter: object, own_ids: frozenset[str] | set[s
             raise ValidationError(f"'#' must be a whole last level in {text!r}")
         if "+" in level and level != "+":
             raise ValidationError(f"'+' must be a whole level in {text!r}")
-    if is_losant_topic(text) and not gateway and (len(levels) < 2 or levels[1] not in own_ids):
-        raise TopicNotAllowedError(f"a device may subscribe only to its own losant/ topics, not {text!r}")
+    first = levels[0]
+    if first in ("#", "+"):
+        raise TopicNotAllowedError(
+            f"{text!r} would match the reserved losant/ topics of other devices; "
+            "start the filter with a custom first level"
+        )
+    if first.startswith("$"):
+        raise TopicNotAllowedError(f"topics starting with '$' are not open to devices: {text!r}")
+    if first == "losant":
+        if "#" in levels or "+" in levels:
+            raise TopicNotAllowedError(f"Losant refuses wildcards inside losant/: {text!r}")
+        _losant_target(text, "command", own_ids, gateway, "subscribe to")
     return text
 
 

@@ -112,22 +112,22 @@ def test_device_arguments_are_checked_before_anything_starts() -> None:
     from losant_async.errors import ValidationError
 
     with pytest.raises(ValidationError):
-        Device("dev", "", "s")
+        Device("d" * 24, "", "s")
     with pytest.raises(ValidationError):
-        Device("dev", "k", "s", transport="udp")  # type: ignore[arg-type]
+        Device("d" * 24, "k", "s", transport="udp")  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
-        Device("dev", "k", "s", qos=2)
+        Device("d" * 24, "k", "s", qos=2)
     with pytest.raises(ValidationError):
-        Device("dev", "k", "s", port=70000)
-    device = Device("dev", "the-key", "the-secret", host="127.0.0.1", transport="tcp")
+        Device("d" * 24, "k", "s", port=70000)
+    device = Device("d" * 24, "the-key", "the-secret", host="127.0.0.1", transport="tcp")
     assert "the-secret" not in repr(device) and "the-key" not in repr(device)
     assert device.port == 1883
-    assert Device("dev", "k", "s").port == 8883
-    assert Device("dev", "k", "s", transport="wss").port == 443
+    assert Device("d" * 24, "k", "s").port == 8883
+    assert Device("d" * 24, "k", "s", transport="wss").port == 443
 
 
 def test_throttle_is_on_by_default_only_against_losant() -> None:
-    assert Device("dev", "k", "s")._throttle is not None
-    assert Device("dev", "k", "s", host="127.0.0.1")._throttle is None
-    assert Device("dev", "k", "s", throttle=False)._throttle is None
-    assert Device("dev", "k", "s", host="127.0.0.1", throttle=True)._throttle is not None
+    assert Device("d" * 24, "k", "s")._throttle is not None
+    assert Device("d" * 24, "k", "s", host="127.0.0.1")._throttle is None
+    assert Device("d" * 24, "k", "s", throttle=False)._throttle is None
+    assert Device("d" * 24, "k", "s", host="127.0.0.1", throttle=True)._throttle is not None
