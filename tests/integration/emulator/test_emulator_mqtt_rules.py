@@ -12,6 +12,7 @@ from tests.integration.emulator.emulator_support import World, remaining_length
 
 ACCEPTED = 0
 REFUSED_NOT_AUTHORIZED = 5
+REFUSED_SERVER_UNAVAILABLE = 3
 SUBACK_FAILURE = 0x80
 
 
@@ -211,14 +212,17 @@ async def test_a_second_connection_displaces_the_first(world: World, mqtt) -> No
     assert log == [True, False, True]
 
 
-async def test_a_refused_reconnect_does_not_leave_the_live_connection_deaf(world: World, mqtt) -> None:
+async def test_a_refused_reconnect_leaves_the_live_connection_alone(world: World, mqtt) -> None:
     live = await connected(world, mqtt)
+    assert await live.subscribe(command_topic(world.device.id)) == ACCEPTED
     intruder = await mqtt()
     assert await intruder.connect(world.device.id, world.key.key, "wrong") == REFUSED_NOT_AUTHORIZED
-    # amqtt dropped the live connection's subscriptions; the emulator closes it so the
-    # device reconnects and resubscribes instead of waiting forever for commands
-    await live.wait_closed()
-    assert not world.losant.is_connected(world.device.id)
+    await intruder.wait_closed()
+    # only an accepted CONNECT displaces: the live device keeps its subscription
+    await world.losant.send_command(world.device.id, "still-there", None)
+    topic, _ = await live.next_publish()
+    assert topic == command_topic(world.device.id)
+    assert world.losant.is_connected(world.device.id)
 
 
 async def test_undefined_attributes_are_ignored_and_wrong_types_dropped(world: World, mqtt) -> None:
@@ -277,12 +281,14 @@ class TestThrottle:
         assert len(world.losant.states(world.device.id)) == 30
         assert world.losant.counters.mqtt_throttled == 1
 
+        world.clock.advance(29_999)
         during = await mqtt()
-        assert await during.connect(world.device.id, world.key.key, world.key.secret) == REFUSED_NOT_AUTHORIZED
+        assert await during.connect(world.device.id, world.key.key, world.key.secret) == REFUSED_SERVER_UNAVAILABLE
+        # that attempt extended the ban by 30 s from its own time
         world.clock.advance(29_999)
         again = await mqtt()
-        assert await again.connect(world.device.id, world.key.key, world.key.secret) == REFUSED_NOT_AUTHORIZED
-        world.clock.advance(1)
+        assert await again.connect(world.device.id, world.key.key, world.key.secret) == REFUSED_SERVER_UNAVAILABLE
+        world.clock.advance(30_001)
         after = await mqtt()
         assert await after.connect(world.device.id, world.key.key, world.key.secret) == ACCEPTED
 
