@@ -43,7 +43,7 @@ BAN_FIRST_MS = 30_000
 """The first ban; each repeat offence doubles it, up to ``BAN_MAX_MS``."""
 BAN_MAX_MS = 3_600_000
 _OFFENCES_FORGOTTEN_MS = BAN_MAX_MS
-"""An hour without an offence and the next ban is a first one again."""
+"""An hour after the last ban ended without a new offence, the next ban is a first one again."""
 
 # CONNACK return codes (MQTT 3.1.1, 3.2.2.3)
 ACCEPTED = 0
@@ -180,12 +180,12 @@ class Rules:
     def ban(self, device_id: str) -> int:
         """Ban a device after a throttle offence; returns the ban's length in ms."""
         now = self.store.clock()
-        count, last = self._offences.get(device_id, (0, now))
-        if count and now - last > _OFFENCES_FORGOTTEN_MS:
+        count, last_end = self._offences.get(device_id, (0, now))
+        if count and now - last_end > _OFFENCES_FORGOTTEN_MS:
             count = 0
         count += 1
-        self._offences[device_id] = (count, now)
         length = min(BAN_FIRST_MS << min(count - 1, 20), BAN_MAX_MS)
+        self._offences[device_id] = (count, now + length)
         self._banned_until[device_id] = now + length
         self.store.counters.mqtt_throttled += 1
         return length
