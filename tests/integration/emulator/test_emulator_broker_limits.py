@@ -68,7 +68,7 @@ class TestThrottle:
 
     async def test_a_ban_concerns_only_the_offender(self, world: World, mqtt) -> None:
         await offend(world, mqtt)
-        client, rc = await connect(world, mqtt, world.other.id)
+        _client, rc = await connect(world, mqtt, world.other.id)
         assert rc == ACCEPTED
 
     async def test_receiving_31_messages_on_one_topic_disconnects_the_receiver(self, world: World, mqtt) -> None:
