@@ -104,7 +104,7 @@ async def case_emulator(ctx: Context) -> list[CaseResult]:
     per_device = ctx.pick(50, 200)
     result = CaseResult(
         case="7-emulator",
-        title=f"Emulator end to end: {n} Devices -> LocalLosant (amqtt + rules + store), states stored/s",
+        title=f"Emulator end to end: {n} Devices -> LocalLosant (its broker + rules + store), states stored/s",
         params={"devices": n, "states": n * per_device},
     )
     ours = Contender("stored/s: losant_async Fleet -> LocalLosant (2 processes)", "ours", "states/s")
