@@ -79,6 +79,7 @@ class MqttSession:
         "keepalive",
         "key",
         "last_read",
+        "last_tick",
         "request",
         "subscriptions",
     )
@@ -96,6 +97,7 @@ class MqttSession:
         self.request: Connect | None = None
         self.keepalive = 0
         self.last_read = server.loop.time()
+        self.last_tick = server.ticks
         self.subscriptions: dict[str, int] = {}
 
     @property
@@ -107,7 +109,9 @@ class MqttSession:
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        self.last_read = self._server.loop.time()
+        server = self._server
+        self.last_read = server.loop.time()
+        self.last_tick = server.ticks
         try:
             for kind, flags, body in self._reader.feed(data):
                 self._handle(kind, flags, body)
@@ -296,6 +300,8 @@ class MqttServer:
         self.port = 0
         self.ws_port: int | None = None
         self.live: dict[str, MqttSession] = {}
+        self.ticks = 0
+        """Reaper rounds so far: silence is also counted in rounds, so a starved event loop reaps nobody."""
         self._sessions: set[MqttSession] = set()
         # application id -> exact topic -> subscribed session -> granted QoS
         self._exact: dict[str, dict[str, dict[MqttSession, int]]] = {}
@@ -353,17 +359,25 @@ class MqttServer:
     async def _reap_loop(self) -> None:
         while True:
             await asyncio.sleep(self._reap_interval)
+            self.ticks += 1
             self.reap()
 
     def reap(self) -> None:
-        """Close connections silent for longer than 1.5 x their keepalive, or without a CONNECT."""
+        """Close connections silent for longer than 1.5 x their keepalive, or without a CONNECT.
+
+        Silence must hold both in seconds and in reaper rounds: when the loop is
+        too busy to run the reaper on time, it is also too busy to read the pings
+        the clients did send, and nobody is reaped for the loop's delay.
+        """
         now = self.loop.time()
+        interval = self._reap_interval
         for session in list(self._sessions):
             silent = now - session.last_read
+            rounds = (self.ticks - session.last_tick) * interval
             if session.device is None:
-                if silent > _CONNECT_TIMEOUT:
+                if min(silent, rounds) > _CONNECT_TIMEOUT:
                     session.close(None, logged=False)
-            elif session.keepalive and silent > session.keepalive * _REAP_FACTOR:
+            elif session.keepalive and min(silent, rounds) > session.keepalive * _REAP_FACTOR:
                 self.rules.store.counters.mqtt_reaped += 1
                 session.close("keepalive expired")
 
