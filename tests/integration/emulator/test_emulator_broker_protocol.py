@@ -267,3 +267,47 @@ async def test_broker_publish_and_on_message(world: World, mqtt) -> None:
     await sender.publish("custom/up", b"after")
     await sender.ping()
     assert len(seen) == 2
+
+
+# -- TLS --------------------------------------------------------------------------------------
+
+
+async def test_tls_listeners_when_given_an_ssl_context() -> None:
+    import asyncio
+    import ssl
+
+    import aiohttp
+    import trustme
+
+    from losant_async.testing import LocalLosant
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    async with LocalLosant(mqtt_ssl=server_ctx) as losant:
+        app = losant.create_application(name="tls")
+        device = app.create_device(name="d")
+        key = app.create_access_key()
+        body = (
+            _string("MQTT") + bytes([4, 0xC2]) + struct.pack("!H", 15)
+            + _string(device.id) + _string(key.key) + _string(key.secret)
+        )
+        reader, writer = await asyncio.open_connection("127.0.0.1", losant.mqtt_port, ssl=client_ctx)
+        try:
+            writer.write(packet(0x10, body))
+            assert await asyncio.wait_for(reader.readexactly(4), 5) == b"\x20\x02\x00\x00"
+        finally:
+            writer.close()
+        # plain TCP to the TLS port gets no CONNACK
+        plain_reader, plain_writer = await asyncio.open_connection("127.0.0.1", losant.mqtt_port)
+        plain_writer.write(packet(0x10, body))
+        assert await asyncio.wait_for(plain_reader.read(4), 5) != b"\x20\x02\x00\x00"
+        plain_writer.close()
+        async with aiohttp.ClientSession() as http, http.ws_connect(
+            f"wss://127.0.0.1:{losant.ws_port}/mqtt", protocols=["mqtt"], ssl=client_ctx
+        ) as ws:
+            await ws.send_bytes(packet(0x10, body))
+            connack = await ws.receive(timeout=5)
+            assert connack.data == b"\x20\x02\x00\x00"
