@@ -51,45 +51,53 @@ class OversizeError(ProtocolError):
 class PacketReader:
     """Splits a byte stream into (type, flags, body) packets; bodies over ``max_remaining`` raise early."""
 
-    __slots__ = ("_buffer", "max_remaining")
+    __slots__ = ("_buffer", "_need", "max_remaining")
 
     def __init__(self, max_remaining: int = _MAX_REMAINING) -> None:
         self._buffer = bytearray()
+        self._need = 0
         self.max_remaining = max_remaining
 
     def feed(self, data: bytes) -> Iterator[tuple[int, int, bytes]]:
-        """Append ``data`` and yield every complete packet; keeps a partial one for the next call."""
+        """Yield every packet completed by ``data``; a partial one is kept for the next call."""
         buffer = self._buffer
-        buffer += data
+        if buffer:
+            buffer += data
+            if len(buffer) < self._need:
+                return  # a large packet still arriving: no re-scan, no copy
+            data = bytes(buffer)
+            buffer.clear()
+        self._need = 0
         start = 0
-        end = len(buffer)
-        try:
-            while end - start >= 2:
-                first = buffer[start]
-                length = 0
-                shift = 0
-                pos = start + 1
-                while True:
-                    if pos >= end:
-                        return
-                    byte = buffer[pos]
-                    pos += 1
-                    length |= (byte & 0x7F) << shift
-                    if not byte & 0x80:
-                        break
-                    shift += 7
-                    if shift > 21:
-                        raise ProtocolError("remaining length longer than 4 bytes")
-                if length > self.max_remaining and first >> 4 == PUBLISH:
-                    raise OversizeError(f"packet of {length} bytes over the limit")
-                if end - pos < length:
-                    return
-                body = bytes(buffer[pos:pos + length])
-                start = pos + length
-                yield first >> 4, first & 0x0F, body
-        finally:
-            if start:
-                del buffer[:start]
+        end = len(data)
+        while end - start >= 2:
+            first = data[start]
+            length = 0
+            shift = 0
+            pos = start + 1
+            complete = False
+            while pos < end:
+                byte = data[pos]
+                pos += 1
+                length |= (byte & 0x7F) << shift
+                if not byte & 0x80:
+                    complete = True
+                    break
+                shift += 7
+                if shift > 21:
+                    raise ProtocolError("remaining length longer than 4 bytes")
+            if not complete:
+                break
+            if length > self.max_remaining and first >> 4 == PUBLISH:
+                raise OversizeError(f"packet of {length} bytes over the limit")
+            if end - pos < length:
+                self._need = pos - start + length
+                break
+            body = data[pos:pos + length]
+            start = pos + length
+            yield first >> 4, first & 0x0F, body
+        if start < end:
+            buffer += data[start:] if start else data
 
 
 def _string(body: bytes, pos: int) -> tuple[bytes, int]:
