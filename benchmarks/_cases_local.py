@@ -1,4 +1,5 @@
-"""Cases that need no outside server: 6 decode, 7 emulator end to end (LocalLosant in its own process)."""
+"""Cases that need no outside server: 6 decode, 7 emulator end to end (LocalLosant in its own process, and
+the simulator's fleet against its embedded emulator at 1,000 to 10,000 devices with commands)."""
 
 from __future__ import annotations
 
@@ -103,7 +104,7 @@ async def case_emulator(ctx: Context) -> list[CaseResult]:
     per_device = ctx.pick(50, 200)
     result = CaseResult(
         case="7-emulator",
-        title=f"Emulator end to end: {n} Devices -> LocalLosant (amqtt + rules + store), states stored/s",
+        title=f"Emulator end to end: {n} Devices -> LocalLosant (its broker + rules + store), states stored/s",
         params={"devices": n, "states": n * per_device},
     )
     ours = Contender("stored/s: losant_async Fleet -> LocalLosant (2 processes)", "ours", "states/s")
@@ -135,8 +136,144 @@ async def case_emulator(ctx: Context) -> list[CaseResult]:
         record(ours, run, doc, rate, stored_pct=doc.get("stored", 0) / (n * per_device) * 100)
         ctx.log(f"  [{result.case} run {run + 1}] {ours.name}: "
                 + (f"{rate:,.0f} states/s stored" if rate else str(doc.get("error") or doc.get("skipped"))))
-    result.notes.append("the embedded amqtt broker is the emulator's transport; it is not a throughput target")
-    return [result]
+    result.notes.append("the emulator's own broker is its transport; it is not a throughput target")
+    return [result, await _case_emulator_fleet(ctx)]
+
+
+FLEET_SIZES = (1_000, 5_000, 10_000)
+COMMAND_PERIOD = 10.0
+"""Seconds between two commands to one device."""
+
+
+def _command_schedule(devices: int) -> tuple[int, float]:
+    """(devices per round, seconds between rounds) giving one command per device per COMMAND_PERIOD.
+
+    The simulator commands ``max(1, min(50, devices // 50))`` devices per round.
+    """
+    batch = max(1, min(50, devices // 50))
+    return batch, batch * COMMAND_PERIOD / devices
+
+
+def _latency(doc: dict[str, Any], q: str) -> float | None:
+    """The simulator report's command latency percentile (ms) when it has one, else this worker's."""
+    for key in (f"command_latency_{q}_ms", f"commands_latency_{q}_ms"):
+        if isinstance(doc.get(key), (int, float)):
+            return float(doc[key])
+    for holder in ("command_latency_ms", "command_latency", "commands"):
+        nested = doc.get(holder)
+        if isinstance(nested, dict):
+            for key in (q, f"{q}_ms", f"latency_{q}_ms"):
+                if isinstance(nested.get(key), (int, float)):
+                    return float(nested[key])
+    value = doc.get(f"bench_command_latency_{q}_ms")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+async def _case_emulator_fleet(ctx: Context) -> CaseResult:
+    """The simulator against the emulator: 1 state/s per device, 1 command per device per 10 s.
+
+    Two set-ups: the simulator's embedded emulator (fleet and emulator in one
+    process), and the emulator in its own process beside the simulator (two
+    processes: one core each at best).
+    """
+    sizes = ctx.pick((200, 1_000), FLEET_SIZES)
+    duration = ctx.pick(10.0, 60.0)
+    result = CaseResult(
+        case="7-emulator-fleet",
+        title="losant-async simulate against the emulator: 1 state/s and 1 command per 10 s per device, "
+              "command latency p99 (ms)",
+        params={"sizes": list(sizes), "rate": 1.0, "duration": duration, "command_period": COMMAND_PERIOD},
+    )
+    setups = (("embedded", "1 process"), ("beside", "2 processes"))
+    contenders = {(mode, n): Contender(f"{n:,} devices, {label}: command latency p99", "ours", "ms",
+                                       higher_is_better=False)
+                  for mode, label in setups for n in sizes}
+    result.contenders = list(contenders.values())
+    for run in range(ctx.runs):
+        for (mode, n), c in contenders.items():
+            if c.skipped:
+                continue
+            doc = await (_fleet_run(n, duration) if mode == "embedded" else _fleet_beside_run(n, duration))
+            p99 = _latency(doc, "p99")
+            sent, got = doc.get("commands_sent"), doc.get("commands_received")
+            stored, expected = doc.get("states_stored"), doc.get("states_expected")
+            if isinstance(sent, int) and isinstance(got, int) and got < sent:
+                c.notes.append(f"run {run + 1}: {got} of {sent} commands received")
+            if isinstance(stored, int) and isinstance(expected, int) and stored < expected:
+                c.notes.append(f"run {run + 1}: {stored} of {expected} states stored")
+            rss = doc.get("peak_rss_bytes") or doc.get("bench_peak_rss_bytes")
+            emu_rss = doc.get("emulator_peak_rss_bytes")
+            record(c, run, doc, p99,
+                   latency_p50_ms=_latency(doc, "p50"),
+                   states_expected=expected, states_stored=stored,
+                   commands_sent=sent, commands_received=got,
+                   commands_received_pct=got / sent * 100 if isinstance(got, int) and sent else None,
+                   connect_s=doc.get("connect_seconds"),
+                   peak_rss_mib=rss / 2**20 if isinstance(rss, (int, float)) else None,
+                   emulator_rss_mib=emu_rss / 2**20 if isinstance(emu_rss, (int, float)) else None)
+            ctx.log(f"  [{result.case} run {run + 1}] {c.name.split(':')[0]}: "
+                    + (f"states {stored}/{expected}, commands {got}/{sent}, p50 {_latency(doc, 'p50')} ms, "
+                       f"p99 {p99} ms, peak RSS {rss / 2**20 if rss else float('nan'):.0f} MiB"
+                       if "error" not in doc and "skipped" not in doc
+                       else str(doc.get("error") or doc.get("skipped"))))
+    result.notes.append("1 process: the fleet (our Devices) and the embedded emulator share one event loop; "
+                        "2 processes: the emulator (benchmarks.workers.emulator --serve) beside the simulator")
+    result.notes.append("latency: receive time minus the command's time as the emulator stamped it (one machine clock); "
+                        "peak RSS is the simulator process's (emulator_rss_mib: the emulator's, 2 processes)")
+    return result
+
+
+async def _fleet_beside_run(n: int, duration: float) -> dict[str, Any]:
+    """The emulator in its own process and ``simulate`` pointed at it with credentials, as at real Losant."""
+    with tempfile.TemporaryDirectory(prefix="losant-bench-beside-") as tmp:
+        ids_file = Path(tmp) / "ids.txt"
+        async with run_worker(["-m", "benchmarks.workers.emulator", "--devices", str(n), "--serve", str(ids_file)],
+                              name="emulator-serve", stdin=asyncio.subprocess.PIPE) as emu:
+            assert emu.proc.stdin is not None
+            try:
+                info = json.loads(await emu.ready(60 + n / 100) or "{}")
+            except WorkerFailed as exc:
+                return {"error": str(exc)}
+            if "broker" not in info:
+                emu.proc.stdin.close()
+                return await emu.result(30)
+            creds = ["--url", info["rest_url"], "--broker", info["broker"], "--application", info["application"],
+                     "--key", info["key"], "--device-ids", str(ids_file), "--no-throttle"]
+            env = {"LOSANT_ACCESS_SECRET": info["secret"], "LOSANT_API_TOKEN": info["token"]}
+            doc = await _fleet_run(n, duration, extra=creds, env=env)
+            emu.proc.stdin.write(b"done\n")
+            await emu.proc.stdin.drain()
+            emu.proc.stdin.close()
+            try:
+                emu_doc = await emu.result(60)
+            except WorkerFailed as exc:
+                return {**doc, "error": str(exc)}
+    if "error" in emu_doc:
+        return {**doc, "error": f"emulator: {emu_doc['error']}"}
+    doc["states_stored"] = emu_doc.get("stored")
+    doc["emulator_peak_rss_bytes"] = emu_doc.get("peak_rss_bytes")
+    doc["emulator_counters"] = emu_doc.get("counters")
+    return doc
+
+
+async def _fleet_run(
+    n: int, duration: float, *, extra: list[str] | None = None, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """``benchmarks.workers.simulate``: the simulate command in its own process, and its report."""
+    batch, interval = _command_schedule(n)
+    with tempfile.TemporaryDirectory(prefix="losant-bench-fleet-") as tmp:
+        report = Path(tmp) / "report.json"
+        argv = ["-m", "benchmarks.workers.simulate", "--", "--devices", str(n), "--rate", "1",
+                "--duration", str(duration), "--quiet", "--command-interval", f"{interval:.4f}",
+                "--json", str(report), *(extra or [])]
+        limit = duration + 180 + n / 40
+        async with run_worker(argv, name="simulate-fleet", env=env) as w:
+            try:
+                doc = await w.result(limit)
+            except WorkerFailed as exc:
+                return {"error": str(exc)}
+    doc["commands_per_round"] = batch
+    return doc
 
 
 async def _simulate_run(n: int, rate: float, seconds: float) -> dict[str, Any]:

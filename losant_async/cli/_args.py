@@ -152,11 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
         "emulator",
         help="run the local Losant emulator with a demo application",
         description="Run the local Losant emulator in the foreground and print its URLs and the "
-        "credentials of a demo application. Ctrl-C stops it.",
+        "credentials of a demo application. Ctrl-C stops it. Losant's rate limits are off "
+        "unless --throttle is given.",
     )
     emu.add_argument("--rest-port", type=_port, default=0, metavar="P", help="REST port (default: any free port)")
     emu.add_argument("--mqtt-port", type=_port, default=0, metavar="P", help="MQTT port (default: any free port)")
-    emu.add_argument("--throttle", action="store_true", help="enforce Losant's MQTT message limits")
+    emu.add_argument("--throttle", action="store_true", help="turn Losant's rate limits on (off by default): 30 msgs/15 s per "
+                     "topic and 300 per connection (disconnect and a ban from 30 s, doubling up to 1 h), "
+                     "300 new connections/15 s per application, 30 REST sendState/sendCommand per 15 s per device")
 
     sim = sub.add_parser(
         "simulate",

@@ -13,12 +13,14 @@
         await losant.wait_for_states(device.id, 1)
 
 Provisioning is synchronous (an in-memory world); everything that touches the
-network is async. Needs the ``emulator`` extra (amqtt).
+network is async. The broker is the emulator's own MQTT 3.1.1 server (no extra
+dependency: aiohttp serves its WebSocket listener).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl as _ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -143,10 +145,13 @@ class LocalLosant:
     """Losant's REST API and MQTT broker on 127.0.0.1, with an in-memory store.
 
     Ports default to 0 (ephemeral); ``ws_port=None`` disables MQTT over WebSockets.
-    ``throttle=True`` enforces 30 messages / 15 s per topic over MQTT (disconnect, then
-    30 s of refusals) and 30 REST sendState / sendCommand per 15 s per device (429 with
-    Retry-After). ``clock`` (epoch ms) replaces the wall clock for the time rules and the
-    throttle, so tests can move time instead of sleeping.
+    ``throttle=True`` turns Losant's rate limits on: over MQTT 30 messages / 15 s per
+    topic and direction and 300 per connection (disconnect, then a ban of 30 s that
+    doubles for repeat offenders up to 1 hour) and 300 new connections / 15 s per
+    application; over REST 30 sendState / sendCommand per 15 s per device (429 with
+    Retry-After). ``clock`` (epoch ms) replaces the wall clock for the time rules, the
+    throttle and the bans, so tests can move time instead of sleeping. ``mqtt_ssl``
+    serves the MQTT listeners (TCP and WebSockets) over TLS.
     """
 
     def __init__(
@@ -158,6 +163,7 @@ class LocalLosant:
         throttle: bool = False,
         host: str = "127.0.0.1",
         clock: Callable[[], int] | None = None,
+        mqtt_ssl: _ssl.SSLContext | None = None,
     ) -> None:
         for name, port in (("rest_port", rest_port), ("mqtt_port", mqtt_port), ("ws_port", ws_port)):
             if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
@@ -168,6 +174,7 @@ class LocalLosant:
         self._mqtt_port = mqtt_port
         self._ws_port = ws_port
         self._throttle = throttle
+        self._mqtt_ssl = mqtt_ssl
         self._broker: EmbeddedBroker | None = None
         self._runner: web.AppRunner | None = None
         self._rest: Any = None
@@ -190,7 +197,12 @@ class LocalLosant:
         self._unlisten = self.store.on_state(self._on_state)
         try:
             self._broker = EmbeddedBroker(
-                self.store, host=self._host, port=self._mqtt_port, ws_port=self._ws_port, throttle=self._throttle
+                self.store,
+                host=self._host,
+                port=self._mqtt_port,
+                ws_port=self._ws_port,
+                throttle=self._throttle,
+                ssl=self._mqtt_ssl,
             )
             await self._broker.start()
             self._rest = RestApp(self.store, self._deliver_command, throttle=self._throttle)

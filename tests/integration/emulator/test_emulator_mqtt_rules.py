@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 
@@ -12,6 +11,7 @@ from tests.integration.emulator.emulator_support import World, remaining_length
 
 ACCEPTED = 0
 REFUSED_NOT_AUTHORIZED = 5
+REFUSED_SERVER_UNAVAILABLE = 3
 SUBACK_FAILURE = 0x80
 
 
@@ -211,14 +211,17 @@ async def test_a_second_connection_displaces_the_first(world: World, mqtt) -> No
     assert log == [True, False, True]
 
 
-async def test_a_refused_reconnect_does_not_leave_the_live_connection_deaf(world: World, mqtt) -> None:
+async def test_a_refused_reconnect_leaves_the_live_connection_alone(world: World, mqtt) -> None:
     live = await connected(world, mqtt)
+    assert await live.subscribe(command_topic(world.device.id)) == ACCEPTED
     intruder = await mqtt()
     assert await intruder.connect(world.device.id, world.key.key, "wrong") == REFUSED_NOT_AUTHORIZED
-    # amqtt dropped the live connection's subscriptions; the emulator closes it so the
-    # device reconnects and resubscribes instead of waiting forever for commands
-    await live.wait_closed()
-    assert not world.losant.is_connected(world.device.id)
+    await intruder.wait_closed()
+    # only an accepted CONNECT displaces: the live device keeps its subscription
+    await world.losant.send_command(world.device.id, "still-there", None)
+    topic, _ = await live.next_publish()
+    assert topic == command_topic(world.device.id)
+    assert world.losant.is_connected(world.device.id)
 
 
 async def test_undefined_attributes_are_ignored_and_wrong_types_dropped(world: World, mqtt) -> None:
@@ -277,12 +280,14 @@ class TestThrottle:
         assert len(world.losant.states(world.device.id)) == 30
         assert world.losant.counters.mqtt_throttled == 1
 
+        world.clock.advance(29_999)
         during = await mqtt()
-        assert await during.connect(world.device.id, world.key.key, world.key.secret) == REFUSED_NOT_AUTHORIZED
+        assert await during.connect(world.device.id, world.key.key, world.key.secret) == REFUSED_SERVER_UNAVAILABLE
+        # that attempt extended the ban by 30 s from its own time
         world.clock.advance(29_999)
         again = await mqtt()
-        assert await again.connect(world.device.id, world.key.key, world.key.secret) == REFUSED_NOT_AUTHORIZED
-        world.clock.advance(1)
+        assert await again.connect(world.device.id, world.key.key, world.key.secret) == REFUSED_SERVER_UNAVAILABLE
+        world.clock.advance(30_001)
         after = await mqtt()
         assert await after.connect(world.device.id, world.key.key, world.key.secret) == ACCEPTED
 
@@ -317,17 +322,39 @@ class TestThrottle:
 
 
 async def test_websocket_listener_accepts_mqtt(world: World) -> None:
-    from websockets.asyncio.client import connect
+    import aiohttp
 
     port = world.losant.ws_port
     assert port
-    async with connect(f"ws://127.0.0.1:{port}/mqtt", subprotocols=["mqtt"]) as ws:  # type: ignore[list-item]
-        body = (
-            b"\x00\x04MQTT\x04\xc2\x00\x0f"
-            + len(world.device.id).to_bytes(2, "big") + world.device.id.encode()
-            + len(world.key.key).to_bytes(2, "big") + world.key.key.encode()
-            + len(world.key.secret).to_bytes(2, "big") + world.key.secret.encode()
-        )
-        await ws.send(b"\x10" + remaining_length(len(body)) + body)
-        connack = await asyncio.wait_for(ws.recv(), 5)
-        assert connack == b"\x20\x02\x00\x00"
+    body = (
+        b"\x00\x04MQTT\x04\xc2\x00\x0f"
+        + len(world.device.id).to_bytes(2, "big") + world.device.id.encode()
+        + len(world.key.key).to_bytes(2, "big") + world.key.key.encode()
+        + len(world.key.secret).to_bytes(2, "big") + world.key.secret.encode()
+    )
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"ws://127.0.0.1:{port}/mqtt", protocols=["mqtt"]) as ws:
+        assert ws.protocol == "mqtt"
+        await ws.send_bytes(b"\x10" + remaining_length(len(body)) + body)
+        connack = await ws.receive(timeout=5)
+        assert connack.data == b"\x20\x02\x00\x00"
+        assert world.losant.is_connected(world.device.id)
+        # subscribe and get a command over the same WebSocket
+        topic = f"losant/{world.device.id}/command".encode()
+        await ws.send_bytes(b"\x82" + remaining_length(5 + len(topic)) + b"\x00\x01" + len(topic).to_bytes(2, "big") + topic + b"\x00")
+        suback = await ws.receive(timeout=5)
+        assert suback.data == b"\x90\x03\x00\x01\x00"
+        await world.losant.send_command(world.device.id, "over-ws", None)
+        publish = await ws.receive(timeout=5)
+        assert publish.data[0] == 0x30 and topic in publish.data
+
+
+async def test_an_mqtt5_connect_over_websocket_gets_connack_1_and_is_closed(world: World) -> None:
+    import aiohttp
+
+    body = b"\x00\x04MQTT\x05\x02\x00\x0f\x00\x00\x02id"
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"ws://127.0.0.1:{world.losant.ws_port}/") as ws:
+        await ws.send_bytes(b"\x10" + remaining_length(len(body)) + body)
+        connack = await ws.receive(timeout=5)
+        assert connack.data == b"\x20\x02\x00\x01"
+        closing = await ws.receive(timeout=5)
+        assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
