@@ -277,10 +277,11 @@ class Simulation:
             # Device loops end on their own; the controller only when the reporting does.
             with anyio.move_on_after(cfg.duration):
                 await stop.wait()
+            # The reporting ends here; a command call still in flight is awaited, not timed.
+            self._run_ended = self._clock()
+            self._phase = "draining"
             if controller is not None:
                 controller.cancel()
-        self._run_ended = self._clock()
-        self._phase = "draining"
 
     async def _device_loop(self, send: StateSender, device_id: str, spec: DeviceSpec, start: float) -> None:
         model = SensorModel(random.Random(spec.seed))
