@@ -32,6 +32,7 @@ __all__ = [
     "machine_info",
     "merge_progress",
     "merge_reports",
+    "part_of",
     "peak_rss_bytes",
     "report_from_dict",
 ]
@@ -49,7 +50,7 @@ class LatencyHistogram:
     def __init__(self, buckets: Mapping[int, int] | None = None, max_ms: float = 0.0) -> None:
         self.buckets: dict[int, int] = {int(b): int(n) for b, n in (buckets or {}).items() if n}
         self.count = sum(self.buckets.values())
-        self.max_ms = float(max_ms)
+        self.max_ms = round(float(max_ms), 3)
 
     @staticmethod
     def bucket_of(ms: float) -> int:
@@ -67,6 +68,8 @@ class LatencyHistogram:
         b = self.bucket_of(ms)
         self.buckets[b] = self.buckets.get(b, 0) + 1
         self.count += 1
+        # Kept at the JSON report's precision, so a histogram read back equals the one written.
+        ms = round(ms, 3)
         if ms > self.max_ms:
             self.max_ms = ms
 
@@ -259,6 +262,8 @@ class SimulationReport:
     interrupted: bool
     embedded_emulator: bool
     machine: dict[str, Any]
+    parts: tuple[dict[str, Any], ...] = ()
+    """Merged reports: each shard's own counters (see :func:`part_of`), so the sum can be checked."""
 
     @property
     def states_lost(self) -> int | None:
@@ -306,6 +311,8 @@ class SimulationReport:
                 out["shards"] = [s.to_dict() for s in value]
             elif f.name == "errors_by_type" or f.name == "machine":
                 out[f.name] = dict(value)
+            elif f.name == "parts":
+                out[f.name] = [dict(p) for p in value]
             else:
                 out[f.name] = value
         out["states_lost"] = self.states_lost
@@ -318,7 +325,7 @@ def report_from_dict(data: Mapping[str, Any]) -> SimulationReport:
     """Read back a ``--json`` report; ``ValidationError`` when it is not one."""
     if not isinstance(data, Mapping):
         raise ValidationError("a simulation report must be a JSON object")
-    names = {f.name for f in fields(SimulationReport)} - {"command_latency", "shards"}
+    names = {f.name for f in fields(SimulationReport)} - {"command_latency", "shards", "parts"}
     missing = sorted(n for n in names if n not in data)
     if missing or "shards" not in data:
         raise ValidationError(f"not a simulation report: missing {', '.join(missing or ['shards'])}")
@@ -328,6 +335,7 @@ def report_from_dict(data: Mapping[str, Any]) -> SimulationReport:
         kw["command_latency"] = LatencyHistogram.from_dict(data.get("command_latency_histogram") or {})
         kw["errors_by_type"] = dict(kw["errors_by_type"])
         kw["machine"] = dict(kw["machine"])
+        kw["parts"] = tuple(dict(p) for p in data.get("parts") or ())
     except (TypeError, ValueError):
         raise ValidationError("a simulation report has a malformed field") from None
     return SimulationReport(**kw)
@@ -340,6 +348,22 @@ def _sum_optional(values: Iterable[int | None]) -> int | None:
             return None
         total += v
     return total
+
+
+_PART_FIELDS = ("devices", "states_expected", "states_sent", "states_stored", "commands_sent",
+                "commands_received", "errors")
+
+
+def part_of(report: SimulationReport) -> list[dict[str, Any]]:
+    """A report's per-shard counters: its ``parts`` when merged, else one part of its own."""
+    if report.parts:
+        return [dict(p) for p in report.parts]
+    (shard,) = report.shards
+    part: dict[str, Any] = {"shard": f"{shard.index + 1}/{shard.count}"}
+    part.update({name: getattr(report, name) for name in _PART_FIELDS})
+    part["states_lost"] = report.states_lost
+    part["commands_lost"] = report.commands_lost
+    return [part]
 
 
 def merge_reports(reports: Sequence[SimulationReport]) -> SimulationReport:
@@ -396,6 +420,7 @@ def merge_reports(reports: Sequence[SimulationReport]) -> SimulationReport:
         interrupted=any(r.interrupted for r in reports),
         embedded_emulator=all(r.embedded_emulator for r in reports),
         machine=dict(first.machine),
+        parts=tuple(p for r in reports for p in part_of(r)),
     )
 
 
