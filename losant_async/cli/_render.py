@@ -156,7 +156,8 @@ def summary_rows(r: SimulationReport) -> list[tuple[str, str]]:
         ("duration", f"{r.duration:.1f} s" + (" (interrupted)" if r.interrupted else "")),
         ("connect time", f"{r.connect_seconds:.2f} s"),
         ("states expected", str(r.states_expected)),
-        ("states sent", str(r.states_sent)),
+        ("states sent", str(r.states_sent) + (f" ({r.states_late} more than a period late: "
+                                               "the sender fell behind)" if r.states_late else "")),
         ("states acked", opt(r.states_acked, "QoS 0" if r.transport == "mqtt" else "REST")),
         ("states stored", opt(r.states_stored, "not known on real Losant")),
         ("states lost", opt(r.states_lost, "stored count unknown")),

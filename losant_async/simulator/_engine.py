@@ -288,8 +288,12 @@ class Simulation:
         last_ms = 0
         stats = self.stats
         stop = self._stop_event()
+        period = 1.0 / self.config.rate
         for due in due_times(spec.offset, self.config.rate, self.config.duration):
             delay = start + due - self._clock()
+            if delay < -period:
+                # More than a period behind its schedule: this process cannot keep up with the fleet.
+                stats.states_late += 1
             if delay > 0:
                 with anyio.move_on_after(delay):
                     await stop.wait()

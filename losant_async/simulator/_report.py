@@ -139,6 +139,8 @@ class SimulationStats:
     """Running counters; the engine mutates them from one event loop only."""
 
     states_sent: int = 0
+    states_late: int = 0
+    """States sent more than one period after their due time (the sender fell behind)."""
     states_acked: int | None = None
     commands_sent: int = 0
     commands_received: int = 0
@@ -245,6 +247,8 @@ class SimulationReport:
     """Seconds spent reporting (shorter than asked when interrupted; the longest shard's when merged)."""
     states_expected: int
     states_sent: int
+    states_late: int
+    """States sent more than one period late: the fleet was not sustained at its rate."""
     states_acked: int | None
     states_stored: int | None
     states_per_second: float
@@ -350,7 +354,7 @@ def _sum_optional(values: Iterable[int | None]) -> int | None:
     return total
 
 
-_PART_FIELDS = ("devices", "states_expected", "states_sent", "states_stored", "commands_sent",
+_PART_FIELDS = ("devices", "states_expected", "states_sent", "states_late", "states_stored", "commands_sent",
                 "commands_received", "errors")
 
 
@@ -404,6 +408,7 @@ def merge_reports(reports: Sequence[SimulationReport]) -> SimulationReport:
         duration=duration,
         states_expected=sum(r.states_expected for r in reports),
         states_sent=sent,
+        states_late=sum(r.states_late for r in reports),
         states_acked=_sum_optional(r.states_acked for r in reports),
         states_stored=_sum_optional(r.states_stored for r in reports),
         states_per_second=round(sum(r.states_per_second for r in reports), 2),
@@ -474,6 +479,7 @@ def build_report(
         duration=round(run_seconds, 3),
         states_expected=config.expected(),
         states_sent=stats.states_sent,
+        states_late=stats.states_late,
         states_acked=stats.states_acked,
         states_stored=states_stored,
         states_per_second=round(stats.states_sent / run_seconds, 2) if run_seconds > 0 else 0.0,
