@@ -4,13 +4,15 @@ Each actor runs one :class:`Simulation` in its own event loop; the driver
 polls their progress, merges it into one line, and merges their reports. Every
 actor is stopped on :meth:`RayRunner.stop` (Ctrl-C), when one of them fails
 (the failure is raised, naming the shard) and at the end. With no address a
-local Ray is started on 127.0.0.1 only, without dashboard, and shut down after.
+local Ray is started on 127.0.0.1 only, without dashboard, and shut down after
+(unless ``RAY_ADDRESS`` names a cluster, as it does inside a Ray job).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -109,11 +111,13 @@ class RayRunner:
             raise ValidationError("a runner runs once; build a new one")
         self._used = True
         started_ray = False
+        # Inside a Ray job (ray job submit, a KubeRay RayJob) Ray names the cluster in RAY_ADDRESS.
+        address = self._address or os.environ.get("RAY_ADDRESS") or None
         if not ray.is_initialized():
             options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                        "logging_level": "WARNING"}
-            if self._address:
-                ray.init(address=self._address, **options)
+            if address:
+                ray.init(address=address, **options)
             else:
                 # A private local Ray: loopback only, enough CPUs for every actor's reservation.
                 cpus = max(2, math.ceil(len(self._targets) * self._cpus))
