@@ -77,3 +77,47 @@ async def test_shards_run_apart_merge_into_the_fleets_report(tmp_path: Path) -> 
         assert merged[key] == sum(p[key] for p in parts), key
     assert merged["states_expected"] == 60 and merged["ok"] is True
     assert "Simulation summary" in done.stdout
+
+
+async def test_ctrl_c_stops_every_shard_process_and_reports_what_they_did(tmp_path: Path) -> None:
+    import asyncio
+    import signal
+    import sys
+
+    from tests.integration.cli._cli import cli_env
+
+    psutil = pytest.importorskip("psutil", reason="psutil (bench extra) lists the child processes")
+    out = tmp_path / "int.json"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "losant_async.cli", "simulate", "--devices", "20", "--duration", "120",
+        "--processes", "2", "--json", str(out), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=cli_env(),
+    )
+    try:
+        assert proc.stdout is not None
+
+        async def until_running() -> None:
+            while True:
+                line = await proc.stdout.readline()  # type: ignore[union-attr]
+                assert line, "the simulator exited before running"
+                if line.startswith(b"running") and b"sent 0 " not in line:
+                    return
+
+        await asyncio.wait_for(until_running(), 120)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 3  # the emulator and two shards
+        proc.send_signal(signal.SIGINT)
+        rest, err = await asyncio.wait_for(proc.communicate(), 90)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 130, err.decode()
+    assert "Simulation summary" in rest.decode() and "Traceback" not in err.decode()
+    report = _report(out)
+    assert report["interrupted"] is True and report["ok"] is False
+    assert 0 < report["states_sent"] < report["states_expected"]
+    assert report["states_stored"] == report["states_sent"]
+    assert len(report["parts"]) == 2
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, alive
