@@ -2,9 +2,9 @@
 
 Against loopback mosquitto (so the broker is not the limit): one process, then
 ``--processes 2``, then a local Ray with 2 actors. A size is sustained when every
-scheduled state was sent (none more than one period late), the broker delivered
-every one to an independent counting subscriber, and nothing failed. The fleet
-grows along a ladder until a size is not sustained.
+scheduled state was sent (at most 1 % of them more than one period late), the
+broker delivered every one to an independent counting subscriber, and nothing
+failed. The fleet doubles until a size is not sustained, then the gap is bisected.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from benchmarks._infra import WorkerFailed, run_worker
 __all__ = ["case_scale"]
 
 _APP = "5" * 24
+# A loaded machine delays a few states at the start of a run; more than this is a fleet not sustained.
+_LATE_TOLERANCE = 0.01
 
 
 def _fd_limit() -> int:
@@ -79,7 +81,7 @@ async def _one_size(ctx: Context, n: int, seconds: float, engine: list[str]) -> 
     doc["delivered"] = delivered.get("count")
     doc["sustained"] = (
         doc["states_sent"] == doc["states_expected"]
-        and doc["states_late"] == 0
+        and doc["states_late"] <= doc["states_sent"] * _LATE_TOLERANCE
         and doc["errors"] == 0
         and not doc["interrupted"]
         and doc["delivered"] == doc["states_sent"]
@@ -172,6 +174,6 @@ async def case_scale(ctx: Context) -> list[CaseResult]:
         if not ray.skipped:
             await _largest(ctx, ray, run, sizes, start, cap, seconds,
                            lambda n: ["--ray", "--devices-per-actor", str(-(-n // 2))])
-    result.notes.append("sustained: every state sent on schedule (none a period late), all delivered by the "
+    result.notes.append("sustained: every state sent, at most 1 % a period late, all delivered by the "
                         "broker to a counting subscriber, no errors; commands off (mosquitto has no REST)")
     return [result]
