@@ -55,6 +55,7 @@ _COMMAND_CALL_LIMIT = 15.0
 # Command calls in flight at once: a slow call must not push the next rounds off their schedule,
 # and a stalled server must not collect an unbounded pile of calls.
 _COMMAND_CALLS_IN_FLIGHT = 4
+_STATS_EVERY = 5.0
 
 
 class Simulation:
@@ -79,6 +80,11 @@ class Simulation:
         self._stop: anyio.Event | None = None
         self._stop_requested = False
         self._interrupted = False
+        # The device loops' scope: stop() cancels it, so a loop sleeping until its next state
+        # wakes at once without each sleep having to watch an event (that cost a cancel scope
+        # and a cancellation per state).
+        self._loops: anyio.CancelScope | None = None
+        self._stats_refreshed = -1e9
         self._run_started: float | None = None
         self._run_ended: float | None = None
         self._meter = RateMeter()
@@ -104,7 +110,13 @@ class Simulation:
     def progress(self) -> Progress:
         """A snapshot of the counters (cheap; call it a few times per second)."""
         now = self._clock()
-        self._refresh_device_stats()
+        # Every device's statistics cost ~50 us to gather (0.1 s for 2,000 devices, a stall of the
+        # loop): the connected count is cheap and always fresh, the rest every few seconds.
+        if now - self._stats_refreshed >= _STATS_EVERY:
+            self._stats_refreshed = now
+            self._refresh_device_stats()
+        elif self._devices:
+            self.stats.connected = sum(1 for conn in self._devices if conn.connected)
         s = self.stats
         elapsed = 0.0
         if self._run_started is not None:
@@ -132,6 +144,8 @@ class Simulation:
             self._interrupted = self._phase in ("starting", "connecting", "running")
             if self._stop is not None:
                 self._stop.set()
+            if self._loops is not None:
+                self._loops.cancel()
 
     # -- running
 
@@ -267,8 +281,7 @@ class Simulation:
             self._run_ended = start
             return
         async with anyio.create_task_group() as tg:
-            for device_id, spec in zip(self.target.device_ids, self._specs, strict=True):
-                tg.start_soon(self._device_loop, send, device_id, spec, start)
+            tg.start_soon(self._device_loops, send, start)
             if client is not None and cfg.command_interval > 0:
                 controller = anyio.CancelScope()
                 tg.start_soon(self._controller, client, controller, start)
@@ -283,11 +296,19 @@ class Simulation:
             if controller is not None:
                 controller.cancel()
 
+    async def _device_loops(self, send: StateSender, start: float) -> None:
+        with anyio.CancelScope() as self._loops:
+            if self._stop_requested:
+                self._loops.cancel()
+            async with anyio.create_task_group() as tg:
+                for device_id, spec in zip(self.target.device_ids, self._specs, strict=True):
+                    tg.start_soon(self._device_loop, send, device_id, spec, start)
+        self._loops = None
+
     async def _device_loop(self, send: StateSender, device_id: str, spec: DeviceSpec, start: float) -> None:
         model = SensorModel(random.Random(spec.seed))
         last_ms = 0
         stats = self.stats
-        stop = self._stop_event()
         period = 1.0 / self.config.rate
         for due in due_times(spec.offset, self.config.rate, self.config.duration):
             delay = start + due - self._clock()
@@ -295,9 +316,8 @@ class Simulation:
                 # More than a period behind its schedule: this process cannot keep up with the fleet.
                 stats.states_late += 1
             if delay > 0:
-                with anyio.move_on_after(delay):
-                    await stop.wait()
-            if stop.is_set():
+                await anyio.sleep(delay)
+            if self._stop_requested:
                 return
             # Losant merges states with the same millisecond: keep each device's times strictly increasing.
             ms = max(now_ms(), last_ms + 1)

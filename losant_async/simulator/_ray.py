@@ -116,12 +116,16 @@ class RayRunner:
         if not ray.is_initialized():
             options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                        "logging_level": "WARNING"}
-            if address:
-                ray.init(address=address, **options)
-            else:
-                # A private local Ray: loopback only, enough CPUs for every actor's reservation.
-                cpus = max(2, math.ceil(len(self._targets) * self._cpus))
-                ray.init(num_cpus=cpus, _node_ip_address="127.0.0.1", **options)
+            try:
+                if address:
+                    ray.init(address=address, **options)
+                else:
+                    # A private local Ray: loopback only, enough CPUs for every actor's reservation.
+                    cpus = max(2, math.ceil(len(self._targets) * self._cpus))
+                    ray.init(num_cpus=cpus, _node_ip_address="127.0.0.1", **options)
+            except Exception as exc:
+                where = f"join the Ray cluster at {address}" if address else "start a local Ray"
+                raise ShardFailedError(f"could not {where}: {type(exc).__name__}: {_first_line(exc)}") from None
             started_ray = True
         remote_cls = ray.remote(ShardActor)
         try:

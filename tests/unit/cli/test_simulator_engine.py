@@ -74,8 +74,11 @@ async def test_refused_credentials_end_the_run() -> None:
 
     with anyio.fail_after(10), pytest.raises(BaseException) as info:
         await sim._report(send, None)
-    leaves = getattr(info.value, "exceptions", (info.value,))
-    assert all(isinstance(e, UnauthorizedError) for e in leaves)
+    def leaves(exc: BaseException) -> list[BaseException]:
+        inner = getattr(exc, "exceptions", None)
+        return [leaf for e in inner for leaf in leaves(e)] if inner else [exc]
+
+    assert leaves(info.value) and all(isinstance(e, UnauthorizedError) for e in leaves(info.value))
 
 
 class _Command:
