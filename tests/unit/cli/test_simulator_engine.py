@@ -152,3 +152,30 @@ async def test_a_slow_command_call_does_not_hold_back_the_next_rounds() -> None:
     # Rounds went on while the first call hung; each finished call counted its devices.
     assert client.started >= 4
     assert sim.stats.commands_sent == client.started * sim.config.command_batch
+
+
+async def test_shards_against_losant_split_the_applications_connection_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import losant_async.mqtt as mqtt
+    from losant_async.simulator import Shard
+
+    seen: list[object] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_fleet(devices: object, *, connect_concurrency: int, throttle: object) -> object:
+        seen.append(throttle)
+        raise Stop
+
+    monkeypatch.setattr(mqtt, "Fleet", fake_fleet)
+    config = SimulationConfig(devices=40, rate=1.0, duration=1.0, throttle=True, shard=Shard(2, 4))
+    ids = tuple(f"{i:024x}" for i in range(config.shard_devices))
+    sim = Simulation(config, Target(application_id="a" * 24, device_ids=ids, mqtt_host="broker.example",
+                                    key="k", secret="s"))
+    with pytest.raises(Stop):
+        await sim.run()
+    (throttle,) = seen
+    assert isinstance(throttle, mqtt.ThrottleConfig)
+    assert throttle.connections_per_application == 75  # 300 per 15 s shared by 4 shards
