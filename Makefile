@@ -9,7 +9,7 @@ BOOT_PY := $(shell command -v python3 || command -v python)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(BOOT_PY) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,cli,bench,examples]"
+	$(PY) -m pip install --quiet -e ".[dev,cli,bench,examples,ray]"
 	touch $(STAMP)
 
 install: $(STAMP)

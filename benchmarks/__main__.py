@@ -16,6 +16,7 @@ from pathlib import Path
 from benchmarks._cases_local import case_decode, case_emulator
 from benchmarks._cases_mqtt import case_commands, case_fleet, case_publish
 from benchmarks._cases_rest import case_fanout, case_rest_state
+from benchmarks._cases_scale import case_scale
 from benchmarks._cases_tls import case_throttle, case_tls_fleet, case_tls_publish
 from benchmarks._chart import write_chart
 from benchmarks._context import Context
@@ -49,6 +50,7 @@ CASES: dict[str, tuple[CaseFn, set[str]]] = {
     "fanout": (case_fanout, {"http", "official"}),
     "decode": (case_decode, set()),
     "emulator": (case_emulator, set()),
+    "scale": (case_scale, {"broker"}),
 }
 
 

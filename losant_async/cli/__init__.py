@@ -1,13 +1,16 @@
-"""The ``losant-async`` command: ``emulator`` (a local Losant) and ``simulate`` (a device fleet).
+"""The ``losant-async`` command: ``emulator`` (a local Losant), ``simulate`` (a device fleet), ``report merge``.
 
-Exit codes: 0 success; 1 a run that lost states or met errors, or a failure
-talking to Losant; 2 bad arguments; 130 interrupted before a report.
+Exit codes: 0 success; 1 a run that lost states or commands or met errors, or a
+failure talking to Losant; 2 bad arguments; 130 interrupted.
 Expected failures are one line on stderr, never a traceback.
+``LOSANT_LOG=debug|info`` turns on the library's logging (on stderr).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -46,6 +49,50 @@ def _error(message: str) -> None:
     print(f"losant-async: error: {message}", file=sys.stderr, flush=True)
 
 
+_LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO}
+
+
+def _configure_logging(env: dict[str, str] | os._Environ[str]) -> None:
+    value = (env.get("LOSANT_LOG") or "").strip().lower()
+    if not value:
+        return
+    if value not in _LOG_LEVELS:
+        raise ValidationError(f"LOSANT_LOG must be debug or info, not {value[:20]!r}")
+    logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("losant_async").setLevel(_LOG_LEVELS[value])
+
+
+def _read_report(path: Path) -> SimulationReport:
+    from ..simulator import report_from_dict
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValidationError(f"cannot read report {str(path)!r}: {exc.strerror}") from None
+    except ValueError:
+        raise ValidationError(f"{str(path)!r} is not JSON") from None
+    try:
+        return report_from_dict(data)
+    except ValidationError as exc:
+        raise ValidationError(f"{path}: {exc}") from None
+
+
+def _merge(ns: argparse.Namespace) -> int:
+    from ..simulator import merge_reports
+    from ._render import print_summary
+
+    paths: list[Path] = ns.reports
+    report = merge_reports([_read_report(p) for p in paths])
+    print_summary(report, sys.stdout)
+    json_path: Path | None = ns.json
+    if json_path is not None:
+        _write_json(json_path, report)
+        print(f"JSON report written to {json_path}", flush=True)
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
 def _write_json(path: Path, report: SimulationReport) -> None:
     try:
         path.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
@@ -61,8 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ns = parse_args(argv)
     try:
+        _configure_logging(os.environ)
         if ns.command == "emulator":
             return anyio.run(run_emulator, ns, sys.stdout)
+        if ns.command == "report":
+            return _merge(ns)
         args = resolve_simulate(ns, os.environ)
         report = anyio.run(run_simulate, args, sys.stdout, sys.stderr)
         print_summary(report, sys.stdout)
@@ -86,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _error(str(found))
             return EXIT_USAGE
         if isinstance(found, ModuleNotFoundError):
-            extra = "cli" if found.name == "rich" else "emulator"
+            extra = {"rich": "cli", "ray": "ray"}.get(found.name or "", "emulator")
             _error(f"module {found.name!r} is missing: pip install 'losant-async[{extra}]'")
             return EXIT_FAILED
         if isinstance(found, OSError) and not isinstance(found, LosantError):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,21 +14,35 @@ from urllib.parse import urlsplit
 
 from .._version import __version__
 from ..errors import ValidationError
-from ..simulator import SimulationConfig
+from ..simulator import Shard, SimulationConfig, parse_shard
 
-__all__ = ["Broker", "Credentials", "SimulateArgs", "build_parser", "parse_broker", "resolve_simulate"]
+__all__ = [
+    "DEPRECATED_ENV",
+    "ENV",
+    "Broker",
+    "Credentials",
+    "SimulateArgs",
+    "build_parser",
+    "parse_broker",
+    "resolve_simulate",
+]
 
 DEFAULT_REST_URL = "https://api.losant.com"
 DEFAULT_BROKER = "mqtts://broker.losant.com"
 
+# The names the library reads too (LOSANT_DEVICE_ID and LOSANT_LOG are read by ``main``).
 ENV = {
     "url": "LOSANT_URL",
-    "broker": "LOSANT_BROKER",
     "application": "LOSANT_APPLICATION_ID",
     "key": "LOSANT_ACCESS_KEY",
     "secret": "LOSANT_ACCESS_SECRET",
     "token": "LOSANT_API_TOKEN",
+    "mqtt_host": "LOSANT_MQTT_HOST",
+    "mqtt_port": "LOSANT_MQTT_PORT",
+    "mqtt_transport": "LOSANT_MQTT_TRANSPORT",
 }
+DEPRECATED_ENV = {"LOSANT_BROKER": "LOSANT_MQTT_HOST (with LOSANT_MQTT_PORT and LOSANT_MQTT_TRANSPORT)"}
+_TRANSPORT_SCHEME = {"tcp": "mqtt", "tls": "mqtts", "websockets": "ws", "wss": "wss"}
 
 _ID = re.compile(r"^[A-Fa-f\d]{24}$")
 
@@ -103,6 +119,11 @@ class SimulateArgs:
     device_ids_file: Path | None
     json_path: Path | None
     quiet: bool
+    processes: int = 1
+    ray: bool = False
+    ray_address: str | None = None
+    devices_per_actor: int = 1000
+    cpus_per_actor: float = 1.0
 
     @property
     def embedded(self) -> bool:
@@ -127,6 +148,29 @@ def _positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
     return value
+
+
+def _processes(text: str) -> int:
+    if text.strip().lower() == "auto":
+        return max(1, os.cpu_count() or 1)
+    return _positive_int(text)
+
+
+def _nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number >= 0")
+    return value
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return parse_shard(text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _port(text: str) -> int:
@@ -166,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulate a fleet of devices",
         description="Simulate a fleet reporting state while a controller sends commands. With no "
         "credentials it runs against an embedded emulator; with --url/--broker/--application/"
-        f"--key/--secret/--token (or {', '.join(ENV.values())}) against real Losant, throttled.",
+        f"--key/--secret/--token (or {', '.join(ENV.values())}) against real Losant, throttled. "
+        "Exit code 0 only when no state and no command was lost.",
     )
     sim.add_argument("--devices", type=_positive_int, default=10, metavar="N", help="number of devices (default 10)")
     sim.add_argument("--rate", type=_positive_float, default=1.0, metavar="R", help="states per second per device (default 1)")
@@ -178,10 +223,28 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--quiet", action="store_true", help="no progress lines, summary only")
     sim.add_argument("--connect-concurrency", type=_positive_int, default=50, metavar="N", help="connections opened at once")
     sim.add_argument("--command-interval", type=float, default=1.0, metavar="S", help="seconds between command rounds (0: none)")
-    sim.add_argument("--seed", type=int, help="random seed of the sensor values")
+    sim.add_argument("--command-wait", type=_nonnegative_float, default=5.0, metavar="S",
+                     help="after the reporting, seconds to wait for commands still on their way; "
+                     "those not in by then count as lost (default 5)")
+    sim.add_argument("--seed", type=int, default=0,
+                     help="seed of the sensor values (default 0; same seed, same fleet in every shard)")
+    scale = sim.add_argument_group("scaling out (one fleet, many cores or machines)")
+    scale.add_argument("--shard", type=_shard, default=None, metavar="K/N",
+                       help="run only the K-th of N deterministic slices of the fleet "
+                       "(merge the JSON reports with 'losant-async report merge')")
+    scale.add_argument("--processes", type=_processes, default=1, metavar="N",
+                       help="shard processes on this machine ('auto': one per core; default 1)")
+    scale.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                       help="run the shards as Ray actors (extra losant-async[ray]); with no address "
+                       "a local Ray on 127.0.0.1")
+    scale.add_argument("--devices-per-actor", type=_positive_int, default=1000, metavar="N",
+                       help="devices per Ray actor (default 1000)")
+    scale.add_argument("--cpus-per-actor", type=_positive_float, default=1.0, metavar="C",
+                       help="CPUs Ray reserves per actor (default 1)")
     real = sim.add_argument_group("real Losant (any of these turns the embedded emulator off)")
     real.add_argument("--url", help=f"REST API URL (default {DEFAULT_REST_URL}; env {ENV['url']})")
-    real.add_argument("--broker", help=f"MQTT broker, e.g. mqtts://host:8883 (default {DEFAULT_BROKER}; env {ENV['broker']})")
+    real.add_argument("--broker", help=f"MQTT broker, e.g. mqtts://host:8883 (default {DEFAULT_BROKER}; env "
+                      f"{ENV['mqtt_host']}, {ENV['mqtt_port']}, {ENV['mqtt_transport']})")
     real.add_argument("--application", help=f"application ID (env {ENV['application']})")
     real.add_argument("--key", help=f"access key (env {ENV['key']})")
     real.add_argument("--secret", help=f"access secret (env {ENV['secret']}; prefer the env var)")
@@ -193,6 +256,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="existing device IDs, one per line (gateway mode: 'PERIPHERAL_ID GATEWAY_ID')",
     )
     real.add_argument("--no-throttle", action="store_true", help="do not throttle (private instances only)")
+
+    rep = sub.add_parser("report", help="work with simulate's JSON reports",
+                         description="Work with the JSON reports of 'simulate --json'.")
+    rep_sub = rep.add_subparsers(dest="report_command", metavar="ACTION", required=True)
+    merge = rep_sub.add_parser(
+        "merge", help="sum the reports of a fleet's shards into one",
+        description="Sum the JSON reports of the shards of one fleet (simulate --shard K/N): states, "
+        "commands and errors added, latency percentiles from the merged histograms. Exit code 0 only "
+        "when the merged run lost nothing.",
+    )
+    merge.add_argument("reports", nargs="+", type=Path, metavar="REPORT.json")
+    merge.add_argument("--json", type=Path, metavar="PATH", help="write the merged JSON report here")
     return parser
 
 
@@ -207,7 +282,7 @@ def resolve_simulate(ns: argparse.Namespace, env: Mapping[str, str]) -> Simulate
 
     creds = Credentials(
         url=pick("url"),
-        broker=pick("broker"),
+        broker=(str(ns.broker).strip() or None) if ns.broker else broker_from_env(env),
         application=pick("application"),
         key=pick("key"),
         secret=pick("secret"),
@@ -244,6 +319,14 @@ def resolve_simulate(ns: argparse.Namespace, env: Mapping[str, str]) -> Simulate
         parse_broker(creds.broker or "")  # fail now, before anything is sent
     if ns.command_interval < 0:
         raise ValidationError("--command-interval must be >= 0")
+    ray_on = ns.ray is not None
+    if ray_on and ns.processes != 1:
+        raise ValidationError("--ray and --processes are two ways to run shards: choose one")
+    if ns.shard is not None and (ray_on or ns.processes != 1):
+        raise ValidationError("--shard runs one slice here; it cannot be combined with --processes or --ray")
+    shard = ns.shard or Shard()
+    if shard.count > ns.devices:
+        raise ValidationError(f"--shard {shard}: {ns.devices} devices cannot be cut into {shard.count} slices")
     if ns.json is not None and not ns.json.parent.is_dir():
         # Checked now: finding out after a 30-minute run would lose its report.
         raise ValidationError(f"--json: directory {str(ns.json.parent)!r} does not exist")
@@ -257,15 +340,55 @@ def resolve_simulate(ns: argparse.Namespace, env: Mapping[str, str]) -> Simulate
         throttle=real and not ns.no_throttle,
         connect_concurrency=ns.connect_concurrency,
         command_interval=ns.command_interval,
+        command_wait=ns.command_wait,
         seed=ns.seed,
+        shard=shard,
     )
+    processes = min(ns.processes, ns.devices)
+    if real and not ns.no_throttle:
+        # Every shard of the run shares the application's connection budget: fail before sending.
+        from ..simulator import connection_budget
+
+        actors = -(-ns.devices // ns.devices_per_actor) if ray_on else 1
+        connection_budget(max(processes, actors, shard.count))
     return SimulateArgs(
         config=config,
         credentials=creds,
         device_ids_file=ns.device_ids,
         json_path=ns.json,
         quiet=ns.quiet,
+        processes=processes,
+        ray=ray_on,
+        ray_address=ns.ray or None,
+        devices_per_actor=ns.devices_per_actor,
+        cpus_per_actor=ns.cpus_per_actor,
     )
+
+
+def broker_from_env(env: Mapping[str, str]) -> str | None:
+    """The broker address from ``LOSANT_MQTT_HOST``/``_PORT``/``_TRANSPORT`` (or the deprecated ``LOSANT_BROKER``)."""
+    host = (env.get(ENV["mqtt_host"]) or "").strip()
+    port = (env.get(ENV["mqtt_port"]) or "").strip()
+    transport = (env.get(ENV["mqtt_transport"]) or "").strip().lower()
+    if transport and transport not in _TRANSPORT_SCHEME:
+        raise ValidationError(
+            f"{ENV['mqtt_transport']} must be one of {', '.join(_TRANSPORT_SCHEME)}, not {transport!r}"
+        )
+    if host:
+        if port and not port.isdigit():
+            raise ValidationError(f"{ENV['mqtt_port']} must be a port number, not {port[:20]!r}")
+        if "://" in host:
+            return host  # a full address: the port and transport are in it
+        scheme = _TRANSPORT_SCHEME[transport or "tls"]
+        return f"{scheme}://{host}" + (f":{port}" if port else "")
+    old = (env.get("LOSANT_BROKER") or "").strip()
+    if old:
+        warnings.warn(f"LOSANT_BROKER is deprecated; use {DEPRECATED_ENV['LOSANT_BROKER']}",
+                      FutureWarning, stacklevel=2)
+        return old
+    if port or transport:
+        raise ValidationError(f"{ENV['mqtt_port']}/{ENV['mqtt_transport']} need {ENV['mqtt_host']}")
+    return None
 
 
 def read_device_ids(path: Path, *, gateway: bool) -> list[tuple[str, str | None]]:

@@ -4,19 +4,40 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import signal
-from collections.abc import AsyncIterator
-from typing import TextIO
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol, TextIO
 
 import anyio
 from anyio import CancelScope
 
-from ..simulator import Simulation, SimulationReport, Target
+from ..simulator import (
+    Progress,
+    Shard,
+    Simulation,
+    SimulationConfig,
+    SimulationReport,
+    StoredStates,
+    Target,
+    split_fleet,
+)
 from ._args import SimulateArgs
+from ._emulator_host import EmulatorHost
 from ._render import ProgressView, make_view
-from ._world import embedded_target, provision_demo, real_target
+from ._world import provision_demo, real_targets
 
-__all__ = ["Interrupted", "run_emulator", "run_simulate"]
+__all__ = ["Interrupted", "Runner", "run_emulator", "run_simulate"]
+
+
+class Runner(Protocol):
+    """What runs a fleet: :class:`Simulation` (one process), the processes runner or the Ray runner."""
+
+    def progress(self) -> Progress: ...
+
+    def stop(self) -> None: ...
+
+    async def run(self) -> SimulationReport: ...
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # Wrappers such as coreutils' timeout deliver one Ctrl-C twice (to the child and to its
@@ -67,7 +88,8 @@ async def run_emulator(ns: argparse.Namespace, out: TextIO) -> int:
             "  devices:",
             *(f"    {name:<14} {dev_id}  {cls}" for name, dev_id, cls in demo.devices),
             "Simulate a fleet against it (in another terminal):",
-            f"  export LOSANT_URL={losant.rest_url} LOSANT_BROKER={mqtt_url}",
+            f"  export LOSANT_URL={losant.rest_url} LOSANT_MQTT_HOST={losant.mqtt_host} "
+            f"LOSANT_MQTT_PORT={losant.mqtt_port} LOSANT_MQTT_TRANSPORT=tcp",
             f"  export LOSANT_APPLICATION_ID={demo.application_id} LOSANT_API_TOKEN={demo.token}",
             f"  export LOSANT_ACCESS_KEY={demo.key} LOSANT_ACCESS_SECRET={demo.secret}",
             "  losant-async simulate --no-throttle --devices 10",
@@ -83,14 +105,14 @@ async def run_emulator(ns: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-async def _show(sim: Simulation, view: ProgressView) -> None:
+async def _show(sim: Runner, view: ProgressView) -> None:
     with view:
         while True:
             view.update(sim.progress())
             await anyio.sleep(view.interval)
 
 
-async def _watch(sim: Simulation, signals: AsyncIterator[signal.Signals], scope: CancelScope,
+async def _watch(sim: Runner, signals: AsyncIterator[signal.Signals], scope: CancelScope,
                  err: TextIO) -> None:
     first_at: float | None = None
     async for _ in signals:
@@ -104,7 +126,7 @@ async def _watch(sim: Simulation, signals: AsyncIterator[signal.Signals], scope:
             return
 
 
-async def _drive(sim: Simulation, view: ProgressView, err: TextIO) -> SimulationReport:
+async def _drive(sim: Runner, view: ProgressView, err: TextIO) -> SimulationReport:
     report: SimulationReport | None = None
     async with _signals() as signals, anyio.create_task_group() as tg:
         if signals is not None:
@@ -117,24 +139,68 @@ async def _drive(sim: Simulation, view: ProgressView, err: TextIO) -> Simulation
     return report
 
 
+def _shards(args: SimulateArgs) -> list[Shard]:
+    config = args.config
+    if args.ray:
+        return split_fleet(config.devices, -(-config.devices // args.devices_per_actor))
+    if args.processes > 1:
+        return split_fleet(config.devices, args.processes)
+    return [config.shard]
+
+
+def _runner(args: SimulateArgs, targets: Sequence[Target], stored: StoredStates | None) -> Runner:
+    config = args.config
+    if args.ray:
+        from ..simulator._ray import RayRunner
+
+        return RayRunner(config, targets, stored, address=args.ray_address, cpus_per_actor=args.cpus_per_actor)
+    if args.processes > 1:
+        from ..simulator._processes import ProcessRunner
+
+        return ProcessRunner(config, targets, stored)
+    (target,) = targets
+    return Simulation(config, dataclasses.replace(target, stored=stored))
+
+
+def _engine_line(args: SimulateArgs, shards: int) -> str:
+    if args.ray:
+        where = f"Ray at {args.ray_address}" if args.ray_address else "a local Ray on 127.0.0.1"
+        return f"Running {shards} shards as actors on {where}."
+    if args.processes > 1:
+        return f"Running {shards} shard processes on this machine."
+    if args.config.shard.count > 1:
+        return f"Running shard {args.config.shard} of the fleet."
+    return ""
+
+
 async def run_simulate(args: SimulateArgs, out: TextIO, err: TextIO) -> SimulationReport:
     """Provision (or start the emulator), run the fleet with progress, return the report."""
-    config = args.config
+    config: SimulationConfig = args.config
     view = make_view(args.quiet, out)
+    shards = _shards(args)
+    line = _engine_line(args, len(shards))
     if args.embedded:
         print("No Losant credentials given: starting the embedded Losant emulator on 127.0.0.1 "
-              f"and provisioning {config.devices} devices.", file=out, flush=True)
-        async with embedded_target(config) as (target, _losant):
-            _say_target(target, config.transport, out)
-            return await _drive(Simulation(config, target), view, err)
-    target = await real_target(args)
-    _say_target(target, config.transport, out)
-    return await _drive(Simulation(config, target), view, err)
+              f"(in its own process) and provisioning {config.shard_devices if len(shards) == 1 else config.devices} "
+              "devices.", file=out, flush=True)
+        async with EmulatorHost(config, shards) as host:
+            _say_target(host.targets, config.transport, out)
+            if line:
+                print(line, file=out, flush=True)
+            return await _drive(_runner(args, host.targets, host), view, err)
+    targets = await real_targets(args, shards)
+    _say_target(targets, config.transport, out)
+    if line:
+        print(line, file=out, flush=True)
+    return await _drive(_runner(args, targets, None), view, err)
 
 
-def _say_target(target: Target, transport: str, out: TextIO) -> None:
-    parts = [f"Fleet: {len(target.device_ids)} devices"
-             + (f" behind {_plural(len(target.gateways), 'gateway')}" if target.gateways else "")]
+def _say_target(targets: Sequence[Target], transport: str, out: TextIO) -> None:
+    target = targets[0]
+    devices = sum(len(t.device_ids) for t in targets)
+    gateways = sum(len(t.gateways) for t in targets)
+    parts = [f"Fleet: {devices} devices"
+             + (f" behind {_plural(gateways, 'gateway')}" if gateways else "")]
     if target.mqtt_host and transport == "mqtt":
         parts.append(f"broker {target.mqtt_transport}://{target.mqtt_host}:{target.mqtt_port}")
     if target.rest_url:

@@ -42,8 +42,11 @@ def format_progress(p: Progress) -> str:
         head = f"{p.phase} {min(p.elapsed, p.duration):.1f}/{p.duration:g}s"
     line = (
         f"{head} | {p.states_per_second:.1f} states/s | sent {p.states_sent} | "
-        f"commands {p.commands_received}/{p.commands_sent} | reconnects {p.reconnects} | errors {p.errors}"
+        f"commands received {p.commands_received}/{p.commands_sent} sent | reconnects {p.reconnects} | "
+        f"errors {p.errors}"
     )
+    if p.shards > 1:
+        line += f" | {p.shards} shards"
     if p.phase == "running" and p.connected < p.connections:
         line += f" | connected {p.connected}/{p.connections}"
     if p.errors and p.last_error:
@@ -139,21 +142,32 @@ def summary_rows(r: SimulationReport) -> list[tuple[str, str]]:
     def opt(v: int | None, why: str) -> str:
         return str(v) if v is not None else f"n/a ({why})"
 
+    def ms(v: float | None) -> str:
+        return f"{v:g} ms" if v is not None else "n/a (none received)"
+
+    shards = ", ".join(f"{s.index + 1}/{s.count}" for s in r.shards)
     rows = [
         ("target", "embedded emulator" if r.embedded_emulator else "Losant"),
+        ("shards", f"{len(r.shards)} ({shards}) of a fleet of {r.fleet_devices}"
+         if r.shards and (len(r.shards) > 1 or r.shards[0].count > 1) else "1 (the whole fleet)"),
         ("transport", f"{r.transport}" + (f", QoS {r.qos}" if r.transport == "mqtt" else "")),
         ("devices", f"{r.devices}" + (f" behind {r.gateways} gateway{'' if r.gateways == 1 else 's'}" if r.gateways else "")),
         ("rate", f"{r.rate:g} states/s per device"),
         ("duration", f"{r.duration:.1f} s" + (" (interrupted)" if r.interrupted else "")),
         ("connect time", f"{r.connect_seconds:.2f} s"),
         ("states expected", str(r.states_expected)),
-        ("states sent", str(r.states_sent)),
+        ("states sent", str(r.states_sent) + (f" ({r.states_late} more than a period late: "
+                                               "the sender fell behind)" if r.states_late else "")),
         ("states acked", opt(r.states_acked, "QoS 0" if r.transport == "mqtt" else "REST")),
         ("states stored", opt(r.states_stored, "not known on real Losant")),
         ("states lost", opt(r.states_lost, "stored count unknown")),
         ("states/s", f"{r.states_per_second:.1f}"),
         ("commands sent", str(r.commands_sent)),
-        ("commands received", str(r.commands_received)),
+        ("commands received", str(r.commands_received)
+         + (f" (+{r.commands_duplicate} duplicates)" if r.commands_duplicate else "")),
+        ("commands lost", f"{r.commands_lost}" + (f" (not in {r.command_wait:g} s after the run)"
+                                                  if r.commands_lost else "")),
+        ("command latency", f"p50 {ms(r.command_p50_ms)}, p99 {ms(r.command_p99_ms)}"),
         ("reconnects", str(r.reconnects)),
         ("errors", str(r.errors) + (f" {r.errors_by_type}" if r.errors_by_type else "")),
         ("peak RSS", format_bytes(r.peak_rss_bytes)),

@@ -2,102 +2,29 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from ..errors import LosantError, ValidationError
-from ..simulator import SENSOR_ATTRIBUTES, GatewayGroup, SimulationConfig, Target, plan_gateways
+from ..simulator import (
+    SENSOR_ATTRIBUTES,
+    GatewayGroup,
+    Shard,
+    SimulationConfig,
+    Target,
+    device_name,
+    plan_gateways,
+    shard_range,
+)
 from ._args import SimulateArgs, parse_broker, read_device_ids
+from ._emulator_host import SIMULATOR_TAG
 
 if TYPE_CHECKING:
     from ..rest import LosantClient
-    from ..testing import Application, LocalLosant
-
-__all__ = ["DemoWorld", "EmulatorStored", "embedded_target", "provision_demo", "real_target"]
-
-SIMULATOR_TAG = "losant-async-simulator"
-
-
-class EmulatorStored:
-    """The simulator's view of what the embedded emulator stored."""
-
-    def __init__(self, losant: LocalLosant) -> None:
-        self._losant = losant
-
-    async def wait_stored(self, expected: Mapping[str, int], within: float) -> int:
-        """Wait (sharing one deadline) until each device's states are stored; count what is there."""
-        with anyio.move_on_after(within):
-            for device_id, count in expected.items():
-                if count <= 0 or len(self._losant.states(device_id)) >= count:
-                    continue
-                try:
-                    await self._losant.wait_for_states(device_id, count, within)
-                except TimeoutError:
-                    break
-        return sum(len(self._losant.states(device_id)) for device_id in expected)
-
-
-def _create_fleet(app: Application, config: SimulationConfig) -> tuple[list[str], list[GatewayGroup]]:
-    attributes = dict(SENSOR_ATTRIBUTES)
-    tags = {"simulator": SIMULATOR_TAG}
-    if not config.gateway:
-        ids = [
-            app.create_device(name=f"sim-{i:05d}", device_class="standalone", attributes=attributes, tags=tags).id
-            for i in range(config.devices)
-        ]
-        return ids, []
-    groups: list[GatewayGroup] = []
-    ids = []
-    n = 0
-    for g, size in enumerate(plan_gateways(config.devices, config.rate, throttled=config.throttle)):
-        gw = app.create_device(name=f"sim-gateway-{g:04d}", device_class="gateway", tags=tags)
-        members = []
-        for _ in range(size):
-            dev = app.create_device(
-                name=f"sim-{n:05d}",
-                device_class="peripheral",
-                parent_id=gw.id,
-                attributes=attributes,
-                tags=tags,
-            )
-            members.append(dev.id)
-            n += 1
-        ids.extend(members)
-        groups.append(GatewayGroup(gateway_id=gw.id, peripheral_ids=tuple(members)))
-    return ids, groups
-
-
-@contextlib.asynccontextmanager
-async def embedded_target(config: SimulationConfig) -> AsyncIterator[tuple[Target, LocalLosant]]:
-    """Start the emulator on loopback, provision the fleet, yield the target and the emulator."""
     from ..testing import LocalLosant
 
-    async with LocalLosant(throttle=False) as losant:
-        app = losant.create_application(name="losant-async simulator")
-        key = app.create_access_key()
-        token = app.create_api_token(scopes=["all.Application"])
-        ids, groups = _create_fleet(app, config)
-        yield (
-            Target(
-                application_id=app.id,
-                device_ids=tuple(ids),
-                gateways=tuple(groups),
-                key=key.key,
-                secret=key.secret,
-                mqtt_host=losant.mqtt_host,
-                mqtt_port=losant.mqtt_port,
-                mqtt_transport="tcp",
-                rest_url=losant.rest_url,
-                api_token=token,
-                stored=EmulatorStored(losant),
-                embedded=True,
-            ),
-            losant,
-        )
+__all__ = ["DemoWorld", "provision_demo", "real_targets"]
 
 
 def _device_id(device: Any) -> str:
@@ -127,43 +54,52 @@ async def _create_device(client: LosantClient, application_id: str, body: dict[s
 
 
 async def _provision_real(
-    client: LosantClient, application_id: str, config: SimulationConfig
-) -> tuple[list[str], list[GatewayGroup]]:
-    """Reuse devices tagged by earlier runs, create the missing ones (tagged, so a rerun finds them)."""
+    client: LosantClient, application_id: str, config: SimulationConfig, shards: Sequence[Shard]
+) -> list[tuple[list[str], list[GatewayGroup]]]:
+    """Per shard: reuse devices tagged by earlier runs (by name), create the missing ones, tagged."""
     tags = [{"key": "simulator", "value": SIMULATOR_TAG}]
     attributes = [{"name": n, "dataType": t} for n, t in SENSOR_ATTRIBUTES.items()]
+    out: list[tuple[list[str], list[GatewayGroup]]] = []
     if not config.gateway:
-        have = [_device_id(d) for d in await _existing_devices(client, application_id, "standalone")]
-        for i in range(len(have), config.devices):
-            have.append(await _create_device(client, application_id, {
-                "name": f"sim-{i:05d}", "deviceClass": "standalone", "attributes": attributes, "tags": tags,
-            }))
-        return have[: config.devices], []
+        by_name: dict[str, str] = {}
+        for dev in await _existing_devices(client, application_id, "standalone"):
+            name = getattr(dev, "name", None) or (dev.get("name") if isinstance(dev, Mapping) else None)
+            if isinstance(name, str):
+                by_name.setdefault(name, _device_id(dev))
+        for shard in shards:
+            found: list[str] = []
+            for i in shard_range(config.devices, shard):
+                name = device_name(i)
+                if name not in by_name:
+                    by_name[name] = await _create_device(client, application_id, {
+                        "name": name, "deviceClass": "standalone", "attributes": attributes, "tags": tags,
+                    })
+                found.append(by_name[name])
+            out.append((found, []))
+        return out
     # Gateway layouts depend on the rate, so gateway runs always build a fresh layout.
-    groups: list[GatewayGroup] = []
-    ids: list[str] = []
-    for g, size in enumerate(plan_gateways(config.devices, config.rate, throttled=config.throttle)):
-        gw = await _create_device(client, application_id, {
-            "name": f"sim-gateway-{g:04d}", "deviceClass": "gateway", "tags": tags,
-        })
-        members: list[str] = []
-        for _ in range(size):
-            members.append(await _create_device(client, application_id, {
-                "name": f"sim-{len(ids) + len(members):05d}", "deviceClass": "peripheral",
-                "gatewayId": gw, "attributes": attributes, "tags": tags,
-            }))
-        ids.extend(members)
-        groups.append(GatewayGroup(gateway_id=gw, peripheral_ids=tuple(members)))
-    return ids, groups
+    for shard in shards:
+        indices = iter(shard_range(config.devices, shard))
+        size_all = len(shard_range(config.devices, shard))
+        groups: list[GatewayGroup] = []
+        ids: list[str] = []
+        for g, size in enumerate(plan_gateways(size_all, config.rate, throttled=config.throttle)):
+            gw = await _create_device(client, application_id, {
+                "name": f"sim-gateway-{shard.index:03d}-{g:04d}", "deviceClass": "gateway", "tags": tags,
+            })
+            members: list[str] = []
+            for _ in range(size):
+                members.append(await _create_device(client, application_id, {
+                    "name": device_name(next(indices)), "deviceClass": "peripheral",
+                    "gatewayId": gw, "attributes": attributes, "tags": tags,
+                }))
+            ids.extend(members)
+            groups.append(GatewayGroup(gateway_id=gw, peripheral_ids=tuple(members)))
+        out.append((ids, groups))
+    return out
 
 
-@dataclass(frozen=True, slots=True)
-class _Fleet:
-    ids: list[str]
-    groups: list[GatewayGroup]
-
-
-def _fleet_from_file(args: SimulateArgs) -> _Fleet:
+def _fleet_from_file(args: SimulateArgs, shards: Sequence[Shard]) -> list[tuple[list[str], list[GatewayGroup]]]:
     assert args.device_ids_file is not None
     config = args.config
     rows = read_device_ids(args.device_ids_file, gateway=config.gateway)
@@ -172,44 +108,56 @@ def _fleet_from_file(args: SimulateArgs) -> _Fleet:
             f"--device-ids lists {len(rows)} devices but --devices asks for {config.devices}"
         )
     rows = rows[: config.devices]
-    ids = [r[0] for r in rows]
-    if not config.gateway:
-        return _Fleet(ids, [])
-    by_gateway: dict[str, list[str]] = {}
-    for pid, gid in rows:
-        assert gid is not None
-        by_gateway.setdefault(gid, []).append(pid)
-    return _Fleet(ids, [GatewayGroup(g, tuple(p)) for g, p in by_gateway.items()])
+    out: list[tuple[list[str], list[GatewayGroup]]] = []
+    gateway_shard: dict[str, Shard] = {}
+    for shard in shards:
+        part = [rows[i] for i in shard_range(config.devices, shard)]
+        ids = [r[0] for r in part]
+        if not config.gateway:
+            out.append((ids, []))
+            continue
+        by_gateway: dict[str, list[str]] = {}
+        for pid, gid in part:
+            assert gid is not None
+            if gateway_shard.setdefault(gid, shard) != shard:
+                # Two shards would each open a connection as this gateway and displace each other.
+                raise ValidationError(f"gateway {gid} has peripherals in two shards: list each gateway's "
+                                      "peripherals together, or use fewer shards")
+            by_gateway.setdefault(gid, []).append(pid)
+        out.append((ids, [GatewayGroup(g, tuple(p)) for g, p in by_gateway.items()]))
+    return out
 
 
-async def real_target(args: SimulateArgs) -> Target:
-    """Build the target for real Losant: devices from ``--device-ids`` or created with the token."""
+async def real_targets(args: SimulateArgs, shards: Sequence[Shard]) -> list[Target]:
+    """The targets of ``shards`` on real Losant: devices from ``--device-ids`` or found/created with the token."""
     creds, config = args.credentials, args.config
     assert creds.application is not None and creds.url is not None and creds.broker is not None
     broker = parse_broker(creds.broker) if config.transport == "mqtt" else None
     if args.device_ids_file is not None:
-        fleet = _fleet_from_file(args)
+        fleets = _fleet_from_file(args, shards)
     else:
         from ..rest import LosantClient
 
         assert creds.token is not None
         async with LosantClient(creds.token, url=creds.url) as client:
-            ids, groups = await _provision_real(client, creds.application, config)
-        fleet = _Fleet(ids, groups)
-    return Target(
-        application_id=creds.application,
-        device_ids=tuple(fleet.ids),
-        gateways=tuple(fleet.groups),
-        key=creds.key,
-        secret=creds.secret,
-        mqtt_host=broker.host if broker else None,
-        mqtt_port=broker.port if broker else None,
-        mqtt_transport=broker.transport if broker else "tcp",
-        rest_url=creds.url,
-        api_token=creds.token,
-        stored=None,
-        embedded=False,
-    )
+            fleets = await _provision_real(client, creds.application, config, shards)
+    return [
+        Target(
+            application_id=creds.application,
+            device_ids=tuple(ids),
+            gateways=tuple(groups),
+            key=creds.key,
+            secret=creds.secret,
+            mqtt_host=broker.host if broker else None,
+            mqtt_port=broker.port if broker else None,
+            mqtt_transport=broker.transport if broker else "tcp",
+            rest_url=creds.url,
+            api_token=creds.token,
+            stored=None,
+            embedded=False,
+        )
+        for ids, groups in fleets
+    ]
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 LOSANT_ENV = ("LOSANT_URL", "LOSANT_BROKER", "LOSANT_APPLICATION_ID", "LOSANT_ACCESS_KEY",
-              "LOSANT_ACCESS_SECRET", "LOSANT_API_TOKEN")
+              "LOSANT_ACCESS_SECRET", "LOSANT_API_TOKEN", "LOSANT_MQTT_HOST", "LOSANT_MQTT_PORT",
+              "LOSANT_MQTT_TRANSPORT", "LOSANT_DEVICE_ID", "LOSANT_LOG")
 
 
 def cli_env() -> dict[str, str]:

@@ -139,3 +139,51 @@ def test_read_device_ids(tmp_path: Path) -> None:
         read_device_ids(bad, gateway=False)
     with pytest.raises(ValidationError, match="cannot read"):
         read_device_ids(tmp_path / "missing.txt", gateway=False)
+
+
+def test_mqtt_environment_variables_name_the_broker() -> None:
+    env = {"LOSANT_APPLICATION_ID": APP, "LOSANT_ACCESS_KEY": "k", "LOSANT_ACCESS_SECRET": "s",
+           "LOSANT_API_TOKEN": "t", "LOSANT_MQTT_HOST": "broker.example", "LOSANT_MQTT_PORT": "1884",
+           "LOSANT_MQTT_TRANSPORT": "tcp"}
+    assert _resolve([], env).credentials.broker == "mqtt://broker.example:1884"
+    env.pop("LOSANT_MQTT_PORT")
+    env.pop("LOSANT_MQTT_TRANSPORT")
+    assert _resolve([], env).credentials.broker == "mqtts://broker.example"
+    # A flag still wins.
+    assert _resolve(["--broker", "mqtt://flag:1"], env).credentials.broker == "mqtt://flag:1"
+    with pytest.raises(ValidationError, match="LOSANT_MQTT_TRANSPORT"):
+        _resolve([], {**env, "LOSANT_MQTT_TRANSPORT": "carrier-pigeon"})
+    with pytest.raises(ValidationError, match="LOSANT_MQTT_HOST"):
+        _resolve([], {"LOSANT_MQTT_PORT": "1883"})
+
+
+def test_the_old_broker_variable_still_works_with_a_deprecation_warning() -> None:
+    env = {"LOSANT_APPLICATION_ID": APP, "LOSANT_ACCESS_KEY": "k", "LOSANT_ACCESS_SECRET": "s",
+           "LOSANT_API_TOKEN": "t", "LOSANT_BROKER": "mqtt://old:1883"}
+    with pytest.warns(FutureWarning, match="LOSANT_MQTT_HOST"):
+        args = _resolve([], env)
+    assert args.credentials.broker == "mqtt://old:1883"
+
+
+def test_scaling_flags() -> None:
+    args = _resolve(["--devices", "100", "--shard", "2/4", "--command-wait", "2"])
+    assert args.config.shard.index == 1 and args.config.shard.count == 4 and args.config.command_wait == 2.0
+    assert args.config.shard_devices == 25
+    assert _resolve(["--processes", "3"]).processes == 3
+    assert _resolve(["--processes", "auto"]).processes >= 1
+    ray = _resolve(["--ray", "--devices-per-actor", "5"])
+    assert ray.ray and ray.ray_address is None and ray.devices_per_actor == 5
+    assert _resolve(["--ray", "ray://head:10001"]).ray_address == "ray://head:10001"
+    with pytest.raises(ValidationError, match="choose one"):
+        _resolve(["--ray", "--processes", "2"])
+    with pytest.raises(ValidationError, match="--shard"):
+        _resolve(["--shard", "1/2", "--processes", "2"])
+    with pytest.raises(ValidationError, match="slices"):
+        _resolve(["--devices", "2", "--shard", "1/3"])
+
+
+def test_the_command_wait_is_named_in_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["simulate", "--help"])
+    text = capsys.readouterr().out
+    assert "--command-wait" in text and "lost" in text

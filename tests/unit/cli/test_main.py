@@ -12,7 +12,8 @@ APP = "5" * 24
 @pytest.fixture(autouse=True)
 def _no_losant_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("LOSANT_URL", "LOSANT_BROKER", "LOSANT_APPLICATION_ID", "LOSANT_ACCESS_KEY",
-                 "LOSANT_ACCESS_SECRET", "LOSANT_API_TOKEN"):
+                 "LOSANT_ACCESS_SECRET", "LOSANT_API_TOKEN", "LOSANT_MQTT_HOST", "LOSANT_MQTT_PORT",
+                 "LOSANT_MQTT_TRANSPORT", "LOSANT_LOG"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -58,3 +59,36 @@ def test_a_missing_optional_dependency_is_one_line_naming_the_extra(
     assert main(["emulator"]) == 1
     err = capsys.readouterr().err
     assert err.strip() == "losant-async: error: module 'amqtt' is missing: pip install 'losant-async[emulator]'"
+
+
+def _report(commands_sent: int, commands_received: int) -> object:
+    from losant_async.simulator import SimulationConfig, SimulationStats, build_report
+
+    config = SimulationConfig(devices=2, duration=1.0)
+    stats = SimulationStats(states_sent=config.expected(), commands_sent=commands_sent,
+                            commands_received=commands_received)
+    return build_report(config, stats, gateways=0, run_seconds=1.0, connect_seconds=0.1,
+                        states_stored=config.expected(), interrupted=False, embedded=True, peak_rss=None,
+                        machine={})
+
+
+@pytest.mark.parametrize(("sent", "received", "code"), [(4, 4, 0), (4, 3, 1), (4, 0, 1)])
+def test_a_lost_command_makes_simulate_exit_non_zero(
+    sent: int, received: int, code: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import losant_async.cli._commands as commands
+
+    async def fake_run(*args: object) -> object:
+        return _report(sent, received)
+
+    monkeypatch.setattr(commands, "run_simulate", fake_run)
+    assert main(["simulate", "--devices", "2", "--duration", "1"]) == code
+    out = capsys.readouterr().out
+    assert ("FAILED" in out) == bool(code) and "commands lost" in out
+
+
+def test_a_bad_log_level_is_a_usage_error(capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOSANT_LOG", "loud")
+    assert main(["simulate"]) == 2
+    assert "LOSANT_LOG must be debug or info" in capsys.readouterr().err

@@ -28,7 +28,7 @@ def _progress(**kw: object) -> Progress:
 
 def test_progress_line_shows_the_counters() -> None:
     line = format_progress(_progress())
-    for part in ("2.5/10s", "4.8 states/s", "sent 12", "commands 2/3", "reconnects 1", "errors 0"):
+    for part in ("2.5/10s", "4.8 states/s", "sent 12", "commands received 2/3 sent", "reconnects 1", "errors 0"):
         assert part in line
     assert "last:" not in line
     assert "last: ConnectError: boom" in format_progress(_progress(errors=1, last_error="ConnectError: boom"))

@@ -74,5 +74,108 @@ async def test_refused_credentials_end_the_run() -> None:
 
     with anyio.fail_after(10), pytest.raises(BaseException) as info:
         await sim._report(send, None)
-    leaves = getattr(info.value, "exceptions", (info.value,))
-    assert all(isinstance(e, UnauthorizedError) for e in leaves)
+    def leaves(exc: BaseException) -> list[BaseException]:
+        inner = getattr(exc, "exceptions", None)
+        return [leaf for e in inner for leaf in leaves(e)] if inner else [exc]
+
+    assert leaves(info.value) and all(isinstance(e, UnauthorizedError) for e in leaves(info.value))
+
+
+class _Command:
+    def __init__(self, device_id: str, round_no: int, sent_ms: int) -> None:
+        self.name = "simulate"
+        self.device_id = device_id
+        self.payload = {"round": round_no, "sent_ms": sent_ms}
+
+
+async def test_commands_delivered_by_a_plain_loop_callback_end_the_wait() -> None:
+    import asyncio
+
+    from losant_async._time import now_ms
+
+    sim = _sim(devices=2, rate=1.0, duration=1.0)
+    sim.stats.commands_sent = 2
+    loop = asyncio.get_running_loop()
+    # As a device's network code does: outside any task, where anyio < 4.7 could not make an Event.
+    loop.call_soon(sim._on_command, _Command(sim.target.device_ids[0], 1, now_ms()))
+    loop.call_soon(sim._on_command, _Command(sim.target.device_ids[0], 1, now_ms()))  # a duplicate
+    loop.call_soon(sim._on_command, _Command(sim.target.device_ids[1], 1, now_ms() - 40))
+    with anyio.fail_after(10):
+        await sim._wait_commands()
+    assert sim.stats.commands_received == 2 and sim.stats.commands_duplicate == 1
+    assert sim.stats.command_latency.count == 2
+
+
+async def test_the_wait_for_late_commands_is_bounded_and_they_count_as_lost() -> None:
+    ids = tuple(f"{i:024x}" for i in range(2))
+    target = Target(application_id="a" * 24, device_ids=ids, mqtt_host="127.0.0.1", key="k", secret="s")
+    sim = Simulation(SimulationConfig(devices=2, duration=1.0, command_wait=0.2), target)
+    sim.stats.commands_sent = 3
+    with anyio.fail_after(10):
+        await sim._wait_commands()
+    assert sim.stats.commands_received == 0
+
+
+class _SlowClient:
+    """A REST client whose command calls hang until four are in flight."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.four = anyio.Event()
+        self.devices = self
+
+    async def send_command(self, **kw: object) -> None:
+        self.started += 1
+        if self.started >= 4:
+            self.four.set()
+        await self.four.wait()
+
+
+async def test_a_slow_command_call_does_not_hold_back_the_next_rounds() -> None:
+    ids = tuple(f"{i:024x}" for i in range(4))
+    target = Target(application_id="a" * 24, device_ids=ids, mqtt_host="127.0.0.1", key="k", secret="s",
+                    rest_url="http://127.0.0.1:9", api_token="t")
+    sim = Simulation(SimulationConfig(devices=4, rate=1.0, duration=60.0, command_interval=0.01), target)
+    client = _SlowClient()
+
+    async def send(device_id: str, data: dict[str, float], ms: int) -> None:
+        return None
+
+    async def stop_when_four() -> None:
+        await client.four.wait()
+        sim.stop()
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stop_when_four)
+            await sim._report(send, client)  # type: ignore[arg-type]
+    # Rounds went on while the first call hung; each finished call counted its devices.
+    assert client.started >= 4
+    assert sim.stats.commands_sent == client.started * sim.config.command_batch
+
+
+async def test_shards_against_losant_split_the_applications_connection_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import losant_async.mqtt as mqtt
+    from losant_async.simulator import Shard
+
+    seen: list[object] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_fleet(devices: object, *, connect_concurrency: int, throttle: object) -> object:
+        seen.append(throttle)
+        raise Stop
+
+    monkeypatch.setattr(mqtt, "Fleet", fake_fleet)
+    config = SimulationConfig(devices=40, rate=1.0, duration=1.0, throttle=True, shard=Shard(2, 4))
+    ids = tuple(f"{i:024x}" for i in range(config.shard_devices))
+    sim = Simulation(config, Target(application_id="a" * 24, device_ids=ids, mqtt_host="broker.example",
+                                    key="k", secret="s"))
+    with pytest.raises(Stop):
+        await sim.run()
+    (throttle,) = seen
+    assert isinstance(throttle, mqtt.ThrottleConfig)
+    assert throttle.connections_per_application == 75  # 300 per 15 s shared by 4 shards

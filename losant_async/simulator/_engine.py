@@ -1,0 +1,446 @@
+"""The one-process runner: a shard of the fleet in this event loop, with a controller sending commands.
+
+It never prints, reads the terminal or writes files: callers render
+:meth:`Simulation.progress` and the report. It does not import
+``losant_async.testing``; the emulator reaches it through :class:`StoredStates`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._time import now_ms
+from ..errors import (
+    AuthenticationRefusedError,
+    ForbiddenError,
+    LosantError,
+    UnauthorizedError,
+    ValidationError,
+)
+from ._fleet import (
+    COMMAND_NAME,
+    DeviceSpec,
+    Phase,
+    SensorModel,
+    SimulationConfig,
+    Target,
+    due_times,
+)
+from ._report import (
+    Progress,
+    RateMeter,
+    SimulationReport,
+    SimulationStats,
+    build_report,
+    machine_info,
+    peak_rss_bytes,
+)
+
+if TYPE_CHECKING:
+    from ..rest import LosantClient
+
+__all__ = ["Simulation", "StateSender"]
+
+StateSender = Callable[[str, dict[str, float], int], Awaitable[None]]
+
+# Failures that every further attempt would repeat: they end the run instead of being counted
+# a thousand times.
+_FATAL = (AuthenticationRefusedError, UnauthorizedError, ForbiddenError)
+_COMMAND_CALL_LIMIT = 15.0
+# Command calls in flight at once: a slow call must not push the next rounds off their schedule,
+# and a stalled server must not collect an unbounded pile of calls.
+_COMMAND_CALLS_IN_FLIGHT = 4
+_STATS_EVERY = 5.0
+
+
+class Simulation:
+    """One run of a shard of a simulated fleet against a :class:`Target`.
+
+    ``await run()`` connects the shard's devices (bounded concurrency), reports
+    for ``config.duration`` seconds while a controller sends commands on a
+    fixed schedule, waits up to ``config.command_wait`` for commands still on
+    their way, drains, and returns the report. ``stop()`` (e.g. from a signal
+    handler) ends the reporting early; the report then says ``interrupted``.
+    """
+
+    def __init__(self, config: SimulationConfig, target: Target) -> None:
+        target.check(config)
+        self.config = config
+        self.target = target
+        self.stats = SimulationStats(states_acked=0 if config.qos == 1 and config.transport == "mqtt" else None)
+        self._specs: list[DeviceSpec] = config.specs()
+        self._clock = time.monotonic
+        self._phase: Phase = "starting"
+        # Events are made inside the event loop (anyio needs one); stop() may come before.
+        self._stop: anyio.Event | None = None
+        self._stop_requested = False
+        self._interrupted = False
+        # The device loops' scope: stop() cancels it, so a loop sleeping until its next state
+        # wakes at once without each sleep having to watch an event (that cost a cancel scope
+        # and a cancellation per state).
+        self._loops: anyio.CancelScope | None = None
+        self._stats_refreshed = -1e9
+        self._run_started: float | None = None
+        self._run_ended: float | None = None
+        self._meter = RateMeter()
+        self._sent_by_device: dict[str, int] = dict.fromkeys(target.device_ids, 0)
+        self._devices: list[Any] = []  # connected Device/Gateway objects, for their statistics
+        # Set by the wait for late commands only; the command callback never creates anything
+        # (it runs in the device's network callback, outside any task).
+        self._all_commands_in: anyio.Event | None = None
+        self._commands_seen: set[tuple[str, int]] = set()
+        self._used = False
+
+    # -- observation
+
+    @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    @property
+    def sent_by_device(self) -> Mapping[str, int]:
+        """States sent so far per device id (what a server should have stored)."""
+        return self._sent_by_device
+
+    def progress(self) -> Progress:
+        """A snapshot of the counters (cheap; call it a few times per second)."""
+        now = self._clock()
+        # Every device's statistics cost ~50 us to gather (0.1 s for 2,000 devices, a stall of the
+        # loop): the connected count is cheap and always fresh, the rest every few seconds.
+        if now - self._stats_refreshed >= _STATS_EVERY:
+            self._stats_refreshed = now
+            self._refresh_device_stats()
+        elif self._devices:
+            self.stats.connected = sum(1 for conn in self._devices if conn.connected)
+        s = self.stats
+        elapsed = 0.0
+        if self._run_started is not None:
+            elapsed = (self._run_ended or now) - self._run_started
+        return Progress(
+            phase=self._phase,
+            elapsed=elapsed,
+            duration=self.config.duration,
+            devices=self.config.shard_devices,
+            connections=s.connections,
+            connected=s.connected,
+            states_sent=s.states_sent,
+            states_per_second=self._meter.sample(now, s.states_sent),
+            commands_sent=s.commands_sent,
+            commands_received=s.commands_received,
+            reconnects=s.reconnects,
+            errors=s.errors,
+            last_error=s.last_error,
+        )
+
+    def stop(self) -> None:
+        """End the reporting now (idempotent); ``run()`` still drains and returns a report."""
+        if not self._stop_requested:
+            self._stop_requested = True
+            self._interrupted = self._phase in ("starting", "connecting", "running")
+            if self._stop is not None:
+                self._stop.set()
+            if self._loops is not None:
+                self._loops.cancel()
+
+    # -- running
+
+    async def run(self) -> SimulationReport:
+        """Connect, report, drain; return the report. Fatal setup failures raise ``LosantError``."""
+        if self._used:
+            raise ValidationError("a Simulation runs once; build a new one")
+        self._used = True
+        self._stop_event()
+        connect_seconds = 0.0
+        states_stored: int | None = None
+        try:
+            if self.config.transport == "mqtt":
+                connect_seconds, states_stored = await self._run_mqtt()
+            else:
+                connect_seconds, states_stored = await self._run_rest()
+        finally:
+            self._phase = "done"
+            if self._run_started is not None and self._run_ended is None:
+                self._run_ended = self._clock()
+        self._refresh_device_stats()
+        run_seconds = 0.0
+        if self._run_started is not None and self._run_ended is not None:
+            run_seconds = self._run_ended - self._run_started
+        return build_report(
+            self.config,
+            self.stats,
+            gateways=len(self.target.gateways) if self.config.gateway else 0,
+            run_seconds=run_seconds,
+            connect_seconds=connect_seconds,
+            states_stored=states_stored,
+            interrupted=self._interrupted,
+            embedded=self.target.embedded,
+            peak_rss=peak_rss_bytes(),
+            machine=machine_info(),
+        )
+
+    def _stop_event(self) -> anyio.Event:
+        if self._stop is None:
+            self._stop = anyio.Event()
+            if self._stop_requested:
+                self._stop.set()
+        return self._stop
+
+    async def _run_mqtt(self) -> tuple[float, int | None]:
+        from ..mqtt import Device, Fleet, Gateway, ThrottleConfig
+
+        cfg, tgt = self.config, self.target
+        assert tgt.mqtt_host is not None and tgt.key is not None and tgt.secret is not None
+        throttle: ThrottleConfig | bool = False
+        if cfg.throttle:
+            # The application's budget of new connections is shared by every shard.
+            throttle = ThrottleConfig(connections_per_application=cfg.connections_per_window)
+        options: dict[str, Any] = {
+            "host": tgt.mqtt_host,
+            "transport": tgt.mqtt_transport,
+            "qos": cfg.qos,
+            "throttle": throttle,
+        }
+        if tgt.mqtt_port is not None:
+            options["port"] = tgt.mqtt_port
+        connections: list[Any]
+        senders: dict[str, Any] = {}
+        if cfg.gateway:
+            connections = []
+            for group in tgt.gateways:
+                gw = Gateway(group.gateway_id, tgt.key, tgt.secret, **options)
+                # Registered before connecting: the gateway subscribes their command topics
+                # with its own, and is ready only after every SUBACK.
+                for pid in group.peripheral_ids:
+                    senders[pid] = gw.peripheral(pid)
+                connections.append(gw)
+        else:
+            connections = [Device(d, tgt.key, tgt.secret, **options) for d in tgt.device_ids]
+            senders = dict(zip(tgt.device_ids, connections, strict=True))
+        for sender in senders.values():
+            sender.on_command(self._on_command)
+
+        self._phase = "connecting"
+        started = self._clock()
+        fleet = Fleet(connections, connect_concurrency=cfg.connect_concurrency, throttle=throttle)
+        self._devices = connections
+        self.stats.connections = len(connections)
+        async with fleet:
+            connect_seconds = self._clock() - started
+
+            async def send(device_id: str, data: dict[str, float], ms: int) -> None:
+                await senders[device_id].send_state(data, time=ms)
+
+            if tgt.commands_possible:
+                async with self._rest_client() as client:
+                    await self._report(send, client)
+                    await self._wait_commands()
+                    await self._drain_mqtt(connections)
+            else:
+                await self._report(send, None)
+                await self._drain_mqtt(connections)
+            stored = await self._stored()
+            self._refresh_device_stats()
+        return connect_seconds, stored
+
+    async def _run_rest(self) -> tuple[float, int | None]:
+        cfg, tgt = self.config, self.target
+        limiter = anyio.CapacityLimiter(cfg.rest_concurrency)
+        self._phase = "connecting"
+        async with self._rest_client() as client:
+
+            async def send(device_id: str, data: dict[str, float], ms: int) -> None:
+                async with limiter:
+                    await client.device.send_state(
+                        application_id=tgt.application_id,
+                        device_id=device_id,
+                        device_state={"data": data, "time": ms},
+                    )
+
+            # Devices sending over REST have no command channel to listen on: no controller.
+            await self._report(send, None)
+        return 0.0, await self._stored()
+
+    def _rest_client(self) -> LosantClient:
+        from ..rest import LosantClient
+
+        tgt = self.target
+        assert tgt.api_token is not None and tgt.rest_url is not None
+        return LosantClient(tgt.api_token, url=tgt.rest_url)
+
+    async def _report(self, send: StateSender, client: LosantClient | None) -> None:
+        cfg = self.config
+        stop = self._stop_event()
+        self._phase = "running"
+        self._run_started = start = self._clock()
+        if stop.is_set():
+            self._run_ended = start
+            return
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._device_loops, send, start)
+            if client is not None and cfg.command_interval > 0:
+                controller = anyio.CancelScope()
+                tg.start_soon(self._controller, client, controller, start)
+            else:
+                controller = None
+            # Device loops end on their own; the controller only when the reporting does.
+            with anyio.move_on_after(cfg.duration):
+                await stop.wait()
+            # The reporting ends here; a command call still in flight is awaited, not timed.
+            self._run_ended = self._clock()
+            self._phase = "draining"
+            if controller is not None:
+                controller.cancel()
+
+    async def _device_loops(self, send: StateSender, start: float) -> None:
+        with anyio.CancelScope() as self._loops:
+            if self._stop_requested:
+                self._loops.cancel()
+            async with anyio.create_task_group() as tg:
+                for device_id, spec in zip(self.target.device_ids, self._specs, strict=True):
+                    tg.start_soon(self._device_loop, send, device_id, spec, start)
+        self._loops = None
+
+    async def _device_loop(self, send: StateSender, device_id: str, spec: DeviceSpec, start: float) -> None:
+        model = SensorModel(random.Random(spec.seed))
+        last_ms = 0
+        stats = self.stats
+        period = 1.0 / self.config.rate
+        for due in due_times(spec.offset, self.config.rate, self.config.duration):
+            delay = start + due - self._clock()
+            if delay < -period:
+                # More than a period behind its schedule: this process cannot keep up with the fleet.
+                stats.states_late += 1
+            if delay > 0:
+                await anyio.sleep(delay)
+            if self._stop_requested:
+                return
+            # Losant merges states with the same millisecond: keep each device's times strictly increasing.
+            ms = max(now_ms(), last_ms + 1)
+            last_ms = ms
+            try:
+                await send(device_id, model.next(), ms)
+            except _FATAL:
+                raise
+            except LosantError as exc:
+                stats.record_error(exc)
+                continue
+            stats.states_sent += 1
+            self._sent_by_device[device_id] += 1
+
+    async def _controller(self, client: LosantClient, scope: anyio.CancelScope, start: float) -> None:
+        cfg = self.config
+        ids = self.target.device_ids
+        batch = cfg.command_batch
+        cursor = 0
+        round_no = 0
+        in_flight = anyio.Semaphore(_COMMAND_CALLS_IN_FLIGHT)
+        with scope:
+            async with anyio.create_task_group() as calls:
+                while True:
+                    # Rounds at fixed times from the start, not a sleep after each call: a slow
+                    # call does not shift (and so thin out) the rounds after it.
+                    round_no += 1
+                    delay = start + round_no * cfg.command_interval - self._clock()
+                    if delay > 0:
+                        await anyio.sleep(delay)
+                    chosen = [ids[(cursor + i) % len(ids)] for i in range(batch)]
+                    cursor = (cursor + batch) % len(ids)
+                    await in_flight.acquire()
+                    calls.start_soon(self._command_call, client, chosen, round_no, in_flight)
+
+    async def _command_call(
+        self, client: LosantClient, chosen: list[str], round_no: int, in_flight: anyio.Semaphore
+    ) -> None:
+        try:
+            # Shielded: a command cut off by the end of the run might still reach the
+            # devices, and commands_sent must count exactly what the server took.
+            with anyio.move_on_after(_COMMAND_CALL_LIMIT, shield=True) as call:
+                try:
+                    await client.devices.send_command(
+                        application_id=self.target.application_id,
+                        multi_device_command={
+                            "name": COMMAND_NAME,
+                            "payload": {"round": round_no, "sent_ms": now_ms()},
+                            "deviceIds": chosen,
+                        },
+                    )
+                except _FATAL:
+                    raise
+                except LosantError as exc:
+                    self.stats.record_error(exc)
+                    return
+                self.stats.commands_sent += len(chosen)
+            if call.cancelled_caught:
+                self.stats.record_error(TimeoutError(f"a command call took over {_COMMAND_CALL_LIMIT:g} s"))
+        finally:
+            in_flight.release()
+
+    def _on_command(self, command: Any) -> None:
+        # A plain callback, not a task per device: the device calls it from its network loop,
+        # outside any task, so it must not create anyio objects (below anyio 4.7 that needs a task).
+        if getattr(command, "name", None) != COMMAND_NAME:
+            return
+        payload = getattr(command, "payload", None)
+        round_no = payload.get("round") if isinstance(payload, dict) else None
+        sent_ms = payload.get("sent_ms") if isinstance(payload, dict) else None
+        if isinstance(round_no, int):
+            key = (str(getattr(command, "device_id", "")), round_no)
+            if key in self._commands_seen:
+                self.stats.commands_duplicate += 1
+                return
+            self._commands_seen.add(key)
+        stats = self.stats
+        stats.commands_received += 1
+        if isinstance(sent_ms, (int, float)):
+            stats.command_latency.record(now_ms() - sent_ms)
+        waiter = self._all_commands_in
+        if waiter is not None and stats.commands_received >= stats.commands_sent:
+            waiter.set()
+
+    async def _wait_commands(self) -> None:
+        """Wait, at most ``config.command_wait`` seconds, for commands sent but not yet received."""
+        stats = self.stats
+        if stats.commands_received >= stats.commands_sent:
+            return
+        self._all_commands_in = waiter = anyio.Event()
+        try:
+            with anyio.move_on_after(self.config.command_wait):
+                await waiter.wait()
+        finally:
+            self._all_commands_in = None
+
+    async def _drain_mqtt(self, connections: Sequence[Any]) -> None:
+        with anyio.move_on_after(self.config.drain_timeout):
+            async with anyio.create_task_group() as tg:
+                for conn in connections:
+                    tg.start_soon(self._flush_one, conn)
+
+    async def _flush_one(self, conn: Any) -> None:
+        try:
+            await conn.flush()
+        except LosantError as exc:
+            self.stats.record_error(exc)
+
+    async def _stored(self) -> int | None:
+        if self.target.stored is None:
+            return None
+        return await self.target.stored.wait_stored(dict(self._sent_by_device), self.config.drain_timeout)
+
+    def _refresh_device_stats(self) -> None:
+        if not self._devices:
+            return
+        reconnects = acked = connected = 0
+        for conn in self._devices:
+            st = conn.stats
+            reconnects += st.reconnects
+            acked += st.acked
+            connected += conn.connected
+        self.stats.reconnects = reconnects
+        self.stats.connected = connected
+        if self.stats.states_acked is not None:
+            self.stats.states_acked = acked

@@ -1,0 +1,448 @@
+"""The fleet model: what to simulate (config, shards of a fleet, schedules, sensor values) and where (the target).
+
+All of it is pure (no I/O): unit tests need no sockets and no clock.
+A fleet of ``devices`` is cut into ``N`` contiguous shards; device ``i`` has
+the same name, phase offset and sensor seed whichever shard runs it, so the
+union of the shards is the fleet and a run is reproducible from its seed.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, Protocol
+
+from ..errors import ValidationError
+
+__all__ = [
+    "COMMAND_NAME",
+    "LOSANT_CONNECTIONS_PER_WINDOW",
+    "LOSANT_CONNECTION_RATE",
+    "LOSANT_TOPIC_RATE",
+    "MAX_PERIPHERALS_PER_GATEWAY",
+    "SENSOR_ATTRIBUTES",
+    "DeviceSpec",
+    "GatewayGroup",
+    "Phase",
+    "SensorModel",
+    "Shard",
+    "SimulationConfig",
+    "StoredStates",
+    "Target",
+    "Transport",
+    "config_from_dict",
+    "config_to_dict",
+    "connection_budget",
+    "device_name",
+    "due_times",
+    "expected_states",
+    "parse_shard",
+    "peripherals_per_gateway",
+    "phase_offsets",
+    "plan_gateways",
+    "shard_range",
+    "split_fleet",
+    "target_from_dict",
+    "target_to_dict",
+]
+
+LOSANT_TOPIC_RATE = 30 / 15
+"""Messages per second Losant allows per topic and direction (30 per 15 s)."""
+LOSANT_CONNECTION_RATE = 300 / 15
+"""Messages per second Losant allows per MQTT connection (300 per 15 s)."""
+LOSANT_CONNECTIONS_PER_WINDOW = 300
+"""New MQTT connections Losant allows per application per 15 s; shards share them."""
+MAX_PERIPHERALS_PER_GATEWAY = 50
+# Commands to peripherals arrive on the gateway's connection too: keep a tenth of
+# the connection budget for them so states never push a gateway over the limit.
+_GATEWAY_STATE_SHARE = 0.9
+
+SENSOR_ATTRIBUTES: Mapping[str, str] = {"temperature": "number", "humidity": "number", "battery": "number"}
+"""The attributes every simulated device reports (name -> Losant data type); provision devices with them."""
+
+COMMAND_NAME = "simulate"
+
+Transport = Literal["mqtt", "rest"]
+Phase = Literal["starting", "connecting", "running", "draining", "done"]
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+def due_times(offset: float, rate: float, duration: float) -> Iterator[float]:
+    """Seconds after the start at which one device reports: ``offset + k / rate`` while before ``duration``.
+
+    Computed by multiplication, not accumulation, so a long run does not drift.
+    """
+    if rate <= 0:
+        return
+    period = 1.0 / rate
+    k = 0
+    while True:
+        t = offset + k * period
+        if t >= duration:
+            return
+        yield t
+        k += 1
+
+
+def phase_offsets(count: int, rate: float) -> list[float]:
+    """Start offsets that spread ``count`` devices evenly over one reporting period.
+
+    Device ``i`` starts ``i / count`` of a period after the first, so a fleet at
+    1 state/s sends a steady stream instead of ``count`` states in the same millisecond.
+    """
+    if count <= 0 or rate <= 0:
+        return []
+    period = 1.0 / rate
+    return [period * i / count for i in range(count)]
+
+
+def expected_states(count: int, rate: float, duration: float, indices: range | None = None) -> int:
+    """How many states a full run sends: the sum of the schedules of devices ``indices`` (all by default)."""
+    offsets = phase_offsets(count, rate)
+    chosen = range(count) if indices is None else indices
+    return sum(sum(1 for _ in due_times(offsets[i], rate, duration)) for i in chosen)
+
+
+def peripherals_per_gateway(rate: float, *, throttled: bool) -> int:
+    """How many peripherals one gateway can carry at ``rate`` states/s each.
+
+    Losant counts every peripheral's states against its gateway's connection
+    (300 messages per 15 s), so with throttling on a gateway carries at most
+    ``0.9 * 20 / rate`` peripherals (the rest of the budget is for commands), and never more
+    than :data:`MAX_PERIPHERALS_PER_GATEWAY`.
+    """
+    if not throttled or rate <= 0:
+        return MAX_PERIPHERALS_PER_GATEWAY
+    fits = math.floor(LOSANT_CONNECTION_RATE * _GATEWAY_STATE_SHARE / rate)
+    return max(1, min(MAX_PERIPHERALS_PER_GATEWAY, fits))
+
+
+def plan_gateways(devices: int, rate: float, *, throttled: bool) -> list[int]:
+    """Peripheral counts per gateway: as few gateways as the limits allow, balanced to within one."""
+    if devices <= 0:
+        return []
+    per = peripherals_per_gateway(rate, throttled=throttled)
+    gateways = math.ceil(devices / per)
+    base, extra = divmod(devices, gateways)
+    return [base + 1 if i < extra else base for i in range(gateways)]
+
+
+# --------------------------------------------------------------------------- shards
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """Slice ``index`` (0-based) of ``count`` slices of a fleet; the CLI writes it ``K/N`` with ``K = index + 1``."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("index", "count"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValidationError(f"shard {name} must be an int, not {value!r}")
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ValidationError(f"shard {self.index + 1}/{self.count} does not exist: K must be 1..N")
+
+    def __str__(self) -> str:
+        return f"{self.index + 1}/{self.count}"
+
+
+def parse_shard(text: str) -> Shard:
+    """``"2/4"`` -> ``Shard(index=1, count=4)``; ``ValidationError`` names a bad value."""
+    head, sep, tail = text.strip().partition("/")
+    try:
+        if not sep:
+            raise ValueError
+        k, n = int(head), int(tail)
+    except ValueError:
+        raise ValidationError(f"--shard {text!r} is not K/N (e.g. 1/4)") from None
+    return Shard(index=k - 1, count=n)
+
+
+def shard_range(devices: int, shard: Shard) -> range:
+    """The device indices of ``shard``: contiguous, sizes within one of each other, together the whole fleet."""
+    start = devices * shard.index // shard.count
+    stop = devices * (shard.index + 1) // shard.count
+    return range(start, stop)
+
+
+def split_fleet(devices: int, parts: int) -> list[Shard]:
+    """``parts`` shards of a fleet (fewer when the fleet is smaller: no shard is empty)."""
+    parts = max(1, min(parts, devices))
+    return [Shard(i, parts) for i in range(parts)]
+
+
+def device_name(index: int) -> str:
+    """The name of the fleet's device ``index``, the same in every shard and every run."""
+    return f"sim-{index:05d}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSpec:
+    """One device of the fleet: its place in the fleet, its name, when it reports, its sensor seed."""
+
+    index: int
+    name: str
+    offset: float
+    seed: int
+
+
+def connection_budget(shard_count: int) -> int:
+    """New connections per 15 s one shard may open so that all shards together stay within Losant's 300."""
+    if shard_count > LOSANT_CONNECTIONS_PER_WINDOW // 2:
+        raise ValidationError(
+            f"{shard_count} shards cannot share Losant's {LOSANT_CONNECTIONS_PER_WINDOW} new connections "
+            f"per 15 s (at most {LOSANT_CONNECTIONS_PER_WINDOW // 2} shards, two each)"
+        )
+    return LOSANT_CONNECTIONS_PER_WINDOW // shard_count
+
+
+# --------------------------------------------------------------------------- sensor values
+
+
+class SensorModel:
+    """Plausible sensor readings for one device: temperature and humidity random walks, a draining battery."""
+
+    __slots__ = ("_rng", "battery", "humidity", "temperature")
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+        self.temperature = rng.uniform(18.0, 24.0)
+        self.humidity = rng.uniform(35.0, 55.0)
+        self.battery = 100.0
+
+    def next(self) -> dict[str, float]:
+        """The next reading (values rounded as a real sensor would report them)."""
+        rng = self._rng
+        self.temperature = min(40.0, max(-10.0, self.temperature + rng.gauss(0.0, 0.15)))
+        self.humidity = min(100.0, max(0.0, self.humidity + rng.gauss(0.0, 0.4)))
+        self.battery = max(0.0, self.battery - rng.uniform(0.0, 0.01))
+        return {
+            "temperature": round(self.temperature, 2),
+            "humidity": round(self.humidity, 1),
+            "battery": round(self.battery, 2),
+        }
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationConfig:
+    """What to simulate. Invalid values raise ``ValidationError`` on construction.
+
+    ``devices`` is the whole fleet; ``shard`` says which slice of it this run
+    carries (all of it by default).
+    """
+
+    devices: int
+    rate: float = 1.0
+    """States per second per device."""
+    duration: float = 10.0
+    """Seconds of reporting (connecting and draining come on top)."""
+    transport: Transport = "mqtt"
+    gateway: bool = False
+    """Report through gateways (MQTT only): see :func:`plan_gateways`."""
+    qos: Literal[0, 1] = 0
+    throttle: bool = False
+    """Respect Losant's message limits (on for real Losant, off for the emulator)."""
+    connect_concurrency: int = 50
+    rest_concurrency: int = 64
+    command_interval: float = 1.0
+    """Seconds between two command rounds of the controller; 0 disables commands."""
+    commands_per_round: int | None = None
+    """Devices commanded per round; ``None`` means about 2% of the shard (1 to 50)."""
+    drain_timeout: float = 15.0
+    """Seconds to wait, after the last send, for flushes and stored states."""
+    command_wait: float = 5.0
+    """Seconds to wait, after the reporting, for commands still on their way (then they count as lost)."""
+    seed: int = 0
+    """Seeds every device's sensor values (with the device's index): same seed, same readings."""
+    shard: Shard = field(default_factory=Shard)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.devices, bool) or not isinstance(self.devices, int) or self.devices < 1:
+            raise ValidationError(f"devices must be a positive integer, not {self.devices!r}")
+        if not (isinstance(self.rate, (int, float)) and math.isfinite(self.rate) and self.rate > 0):
+            raise ValidationError(f"rate must be a positive number of states per second, not {self.rate!r}")
+        if not (isinstance(self.duration, (int, float)) and math.isfinite(self.duration) and self.duration > 0):
+            raise ValidationError(f"duration must be a positive number of seconds, not {self.duration!r}")
+        if self.transport not in ("mqtt", "rest"):
+            raise ValidationError(f"transport must be 'mqtt' or 'rest', not {self.transport!r}")
+        if self.qos not in (0, 1):
+            raise ValidationError(f"qos must be 0 or 1 (Losant has no QoS 2), not {self.qos!r}")
+        if self.gateway and self.transport != "mqtt":
+            raise ValidationError("gateway mode reports over MQTT; it cannot be combined with --transport rest")
+        if self.throttle and self.rate > LOSANT_TOPIC_RATE:
+            raise ValidationError(
+                f"rate {self.rate:g}/s exceeds Losant's limit of {LOSANT_TOPIC_RATE:g} states/s per device "
+                "(30 per 15 s); lower it or simulate against the emulator"
+            )
+        if self.connect_concurrency < 1 or self.rest_concurrency < 1:
+            raise ValidationError("connect_concurrency and rest_concurrency must be at least 1")
+        if self.command_interval < 0:
+            raise ValidationError("command_interval must be >= 0")
+        if self.commands_per_round is not None and self.commands_per_round < 1:
+            raise ValidationError("commands_per_round must be at least 1")
+        if self.drain_timeout < 0 or self.command_wait < 0:
+            raise ValidationError("drain_timeout and command_wait must be >= 0")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValidationError(f"seed must be an int, not {self.seed!r}")
+        if not isinstance(self.shard, Shard):
+            raise ValidationError("shard must be a Shard")
+        if self.shard.count > self.devices:
+            raise ValidationError(f"{self.shard.count} shards of {self.devices} devices would leave some empty")
+        if self.throttle:
+            connection_budget(self.shard.count)
+
+    @property
+    def indices(self) -> range:
+        """The fleet indices of this run's devices."""
+        return shard_range(self.devices, self.shard)
+
+    @property
+    def shard_devices(self) -> int:
+        """How many devices this run carries."""
+        return len(self.indices)
+
+    @property
+    def command_batch(self) -> int:
+        """Devices commanded per controller round."""
+        n = self.shard_devices
+        if self.commands_per_round is not None:
+            return min(self.commands_per_round, n)
+        return max(1, min(50, n // 50))
+
+    @property
+    def connections_per_window(self) -> int:
+        """This shard's share of the application's new-connection budget."""
+        return connection_budget(self.shard.count)
+
+    def specs(self) -> list[DeviceSpec]:
+        """The devices of this run, in fleet order."""
+        offsets = phase_offsets(self.devices, self.rate)
+        return [
+            DeviceSpec(index=i, name=device_name(i), offset=offsets[i],
+                       seed=random.Random(self.seed * 1_000_003 + i).getrandbits(63))
+            for i in self.indices
+        ]
+
+    def expected(self) -> int:
+        """States this run sends when it completes."""
+        return expected_states(self.devices, self.rate, self.duration, self.indices)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayGroup:
+    """One gateway and the peripherals that report through it."""
+
+    gateway_id: str
+    peripheral_ids: tuple[str, ...]
+
+
+class StoredStates(Protocol):
+    """How the engine learns what the server stored (the CLI implements it over the emulator)."""
+
+    async def wait_stored(self, expected: Mapping[str, int], within: float) -> int:
+        """Wait up to ``within`` seconds until each device has ``expected[id]`` states stored; return the total stored."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where the fleet runs and with which identities; secrets are kept out of the repr.
+
+    ``device_ids`` are this run's devices (its shard), in fleet order.
+    """
+
+    application_id: str
+    device_ids: tuple[str, ...]
+    """The devices that report state (peripherals in gateway mode)."""
+    gateways: tuple[GatewayGroup, ...] = ()
+    key: str | None = field(default=None, repr=False)
+    secret: str | None = field(default=None, repr=False)
+    mqtt_host: str | None = None
+    mqtt_port: int | None = None
+    mqtt_transport: Literal["tcp", "tls", "websockets", "wss"] = "tcp"
+    rest_url: str | None = None
+    api_token: str | None = field(default=None, repr=False)
+    stored: StoredStates | None = field(default=None, repr=False)
+    embedded: bool = False
+    """The target is the local emulator started for this run."""
+
+    def check(self, config: SimulationConfig) -> None:
+        """Raise ``ValidationError`` when this target cannot run ``config``; nothing is sent before."""
+        if len(self.device_ids) != config.shard_devices:
+            raise ValidationError(
+                f"the target has {len(self.device_ids)} devices but {config.shard_devices} were asked for"
+            )
+        if len(set(self.device_ids)) != len(self.device_ids):
+            raise ValidationError("device ids must be distinct: two connections with one id displace each other")
+        if config.transport == "mqtt":
+            missing = [n for n, v in (("broker host", self.mqtt_host), ("access key", self.key),
+                                      ("access secret", self.secret)) if not v]
+            if missing:
+                raise ValidationError(f"MQTT transport needs {', '.join(missing)}")
+        else:
+            if not self.rest_url or not self.api_token:
+                raise ValidationError("REST transport needs a REST URL and an API token")
+        if config.gateway:
+            carried = [p for g in self.gateways for p in g.peripheral_ids]
+            if sorted(carried) != sorted(self.device_ids):
+                raise ValidationError("gateway mode needs every reporting device assigned to exactly one gateway")
+            limit = peripherals_per_gateway(config.rate, throttled=config.throttle)
+            if any(len(g.peripheral_ids) > limit for g in self.gateways):
+                raise ValidationError(
+                    f"a gateway carries more than {limit} peripherals at {config.rate:g} states/s each"
+                )
+
+    @property
+    def commands_possible(self) -> bool:
+        """Whether a controller can send commands: it needs the REST API."""
+        return bool(self.rest_url and self.api_token)
+
+    def shard(self, ids: tuple[str, ...], gateways: tuple[GatewayGroup, ...] = ()) -> Target:
+        """The same target with other devices (a shard's slice); never carries ``stored`` across processes."""
+        return Target(
+            application_id=self.application_id, device_ids=ids, gateways=gateways, key=self.key,
+            secret=self.secret, mqtt_host=self.mqtt_host, mqtt_port=self.mqtt_port,
+            mqtt_transport=self.mqtt_transport, rest_url=self.rest_url, api_token=self.api_token,
+            stored=None, embedded=self.embedded,
+        )
+
+
+# --------------------------------------------------------------------------- plain forms (for other processes)
+
+
+def config_to_dict(config: SimulationConfig) -> dict[str, Any]:
+    """The config as plain values (for a shard process or a Ray actor)."""
+    out = {f.name: getattr(config, f.name) for f in fields(config)}
+    out["shard"] = {"index": config.shard.index, "count": config.shard.count}
+    return out
+
+
+def config_from_dict(data: Mapping[str, Any]) -> SimulationConfig:
+    kw = dict(data)
+    kw["shard"] = Shard(**kw["shard"])
+    return SimulationConfig(**kw)
+
+
+def target_to_dict(target: Target) -> dict[str, Any]:
+    """The target as plain values, without ``stored`` (it stays with the process that owns the emulator)."""
+    out = {f.name: getattr(target, f.name) for f in fields(target) if f.name != "stored"}
+    out["device_ids"] = list(target.device_ids)
+    out["gateways"] = [[g.gateway_id, list(g.peripheral_ids)] for g in target.gateways]
+    return out
+
+
+def target_from_dict(data: Mapping[str, Any]) -> Target:
+    kw = dict(data)
+    kw["device_ids"] = tuple(kw["device_ids"])
+    kw["gateways"] = tuple(GatewayGroup(g, tuple(p)) for g, p in kw["gateways"])
+    return Target(**kw)
