@@ -41,11 +41,6 @@ async def test_every_command_sent_to_a_fleet_busy_reporting_state_is_counted(tmp
     assert done.returncode == 0, _explain(done)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 10 item 1: the embedded broker delivers commands only once the state traffic stops "
-    "(a broker-side stall, fixed on the broker branch; drop this mark when it is merged)",
-)
 async def test_commands_reach_a_busy_fleet_while_it_reports(tmp_path: Path) -> None:
     done, report = await _loaded_run(tmp_path)
     # The live line shows commands as they arrive: some before the reporting ends.
