@@ -252,6 +252,8 @@ class Store:
         self.keys: dict[str, KeyRecord] = {}
         self.tokens: dict[str, ApiTokenRecord] = {}
         self.users: dict[str, UserRecord] = {}
+        self.docs: dict[str, dict[str, dict[str, Any]]] = {}
+        """Every other object of the API: collection name (``data_tables``) -> id -> its JSON document."""
         self._history: dict[str, _History] = {}
         self._state_listeners: list[Callable[[StateRecord], None]] = []
         self._command_listeners: list[Callable[[CommandRecord], None]] = []
@@ -336,6 +338,18 @@ class Store:
     def remove_device(self, device_id: str) -> None:
         self.devices.pop(device_id, None)
         self._history.pop(device_id, None)
+
+    def remove_application(self, application_id: str) -> list[str]:
+        """Forget the application with its devices, keys and tokens; returns the removed device ids."""
+        self.applications.pop(application_id, None)
+        gone = [d.id for d in self.devices.values() if d.application_id == application_id]
+        for device_id in gone:
+            self.remove_device(device_id)
+        for key in [k for k, r in self.keys.items() if r.application_id == application_id]:
+            del self.keys[key]
+        for token in [t for t, r in self.tokens.items() if r.application_id == application_id]:
+            del self.tokens[token]
+        return gone
 
     @staticmethod
     def parse_attributes(attributes: Mapping[str, str] | Iterable[Mapping[str, Any]] | None) -> dict[str, AttributeRecord]:

@@ -1,0 +1,7 @@
+"""Emulated events resources."""
+
+from __future__ import annotations
+
+from ._common import Handler
+
+HANDLERS: dict[str, Handler] = {}

@@ -1,0 +1,7 @@
+"""Emulated mqtt resources."""
+
+from __future__ import annotations
+
+from ._common import Handler
+
+HANDLERS: dict[str, Handler] = {}
