@@ -260,9 +260,23 @@ class LocalLosant:
 
     # -- provisioning ----------------------------------------------------------------------------
 
-    def create_application(self, name: str = "demo", *, description: str = "") -> Application:
-        record = self.store.add_application(name, description=description)
+    def create_application(self, name: str = "demo", *, description: str = "", owner: User | None = None) -> Application:
+        """An application; with ``owner`` only that user's tokens reach it (unowned ones: every user's)."""
+        record = self.store.add_application(name, description=description, owner_id=owner.id if owner else None)
         return Application(record.id, record.name, self.store)
+
+    def add_object(self, collection: str, document: Mapping[str, Any] | None = None, **parents: str) -> dict[str, Any]:
+        """Store an object of any catalog collection (``"data_tables"``, ``"instances"``...) as its
+        ``post`` would, under the given parent ids (``applicationId=...``); returns the stored document."""
+        from ._rest._engine import kinds, new_doc
+
+        kind = kinds().get(collection)
+        if kind is None:
+            raise ValidationError(f"{collection!r} is not a collection of the catalog")
+        missing = [p for p in kind.parents if p not in parents]
+        if missing:
+            raise ValidationError(f"{collection} objects live under {', '.join(missing)}: pass them")
+        return new_doc(self.store, kind, parents, dict(document or {}))
 
     def create_user(self, email: str, password: str) -> User:
         record = self.store.add_user(email, password)

@@ -232,7 +232,7 @@ class RestApp(Server):
             if app_id is not None and not self.user_reaches_app(token.user_id, app_id):
                 raise HttpError(403, "Forbidden", "This user has no access to the application")
             org_id = params.get("orgId")
-            if org_id is not None and not self.user_in_org(token.user_id, org_id):
+            if org_id is not None and route.path.startswith("/orgs/") and not self.user_in_org(token.user_id, org_id):
                 raise HttpError(403, "Forbidden", "This user is not a member of the organization")
             return
         if app_id is not None and token.application_id is not None and app_id != token.application_id:

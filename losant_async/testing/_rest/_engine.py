@@ -26,7 +26,7 @@ from aiohttp import web
 from ...errors import ValidationError
 from .._query import wildcard_match
 from .._routes import Route, load_routes
-from .._store import new_id
+from .._store import Store, new_id
 from . import _spec
 from ._common import Call, HttpError, Server, iso, json_response
 
@@ -207,11 +207,14 @@ def label(kind: Kind) -> str:
     return words[:1].upper() + words[1:].lower()
 
 
-def new_doc(srv: Server, kind: Kind, params: Mapping[str, str], body: Mapping[str, Any]) -> dict[str, Any]:
+def new_doc(store: Store, kind: Kind, params: Mapping[str, str], body: Mapping[str, Any]) -> dict[str, Any]:
     """Store a new object of ``kind`` under the path's parents; returns the stored document."""
-    now = iso(srv.store.clock())
+    now = iso(store.clock())
     doc: dict[str, Any] = dict(copy.deepcopy(body))
     doc_id = new_id()
+    own = body.get(kind.id_param)
+    if kind.id_field is None and isinstance(own, str) and own:
+        doc_id = own  # members are known by their user's id
     doc["id"] = doc_id
     if kind.id_field is not None:
         doc[kind.id_field] = doc_id
@@ -220,7 +223,7 @@ def new_doc(srv: Server, kind: Kind, params: Mapping[str, str], body: Mapping[st
     doc["lastUpdated"] = now
     if kind.item_schema is not None:
         doc = _spec.fill(kind.item_schema, doc)
-    docs(srv, kind)[doc_id] = doc
+    store.docs.setdefault(kind.storage, {})[doc_id] = doc
     return doc
 
 
@@ -249,7 +252,7 @@ def reply(full_name: str, body: Any, status: int | None = None) -> web.Response:
     if entry is not None and status is not None:
         schema_name = next((r["schema"] for r in entry["responses"] if r["status"] == status), schema_name)
     if schema_name is not None:
-        body = _spec.fill(schema_name, body)
+        body = _spec.project(schema_name, _spec.fill(schema_name, body))
     return json_response(body, use)
 
 
@@ -324,7 +327,7 @@ async def collection_post(srv: Server, call: Call, kind: Kind) -> web.Response:
     body = check_body(call)
     if not isinstance(body, dict):
         raise ValidationError("request body must be a JSON object")
-    doc = new_doc(srv, kind, call.params, body)
+    doc = new_doc(srv.store, kind, call.params, body)
     return reply(call.route.full_name, copy.deepcopy(doc))
 
 
@@ -368,7 +371,7 @@ def job(srv: Server, call: Call, name: str | None = None, *, result: Mapping[str
         }
         if result:
             entry["output"] = dict(result)
-        new_doc(srv, logs, {"applicationId": app_id}, entry)
+        new_doc(srv.store, logs, {"applicationId": app_id}, entry)
     return {"jobQueued": True, "jobId": job_id, "success": True}
 
 

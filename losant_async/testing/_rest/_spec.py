@@ -19,7 +19,7 @@ from typing import Any
 from ..._time import now_ms
 from ...errors import ValidationError
 
-__all__ = ["action", "fill", "minimal", "schema", "spec_dir", "validate"]
+__all__ = ["action", "fill", "minimal", "project", "schema", "spec_dir", "validate"]
 
 _REF = "#/definitions/"
 _HEX24 = r"^[A-Fa-f\d]{24}$"
@@ -98,7 +98,10 @@ def validate(name: str | None, body: Any, *, what: str = "body") -> None:
     validator = _validator(name)
     if validator is None:
         return
-    errors = list(validator.iter_errors(body))
+    try:
+        errors = list(validator.iter_errors(body))
+    except Exception:  # a few vendored schemas are malformed (a string maxItems): accept what they cannot judge
+        return
     if not errors:
         return
     import jsonschema
@@ -118,6 +121,8 @@ def iso_now() -> str:
 
 
 def _resolve(node: Any) -> Any:
+    if isinstance(node, str):  # a schema's name
+        node = schema(node) or {}
     seen = 0
     while isinstance(node, Mapping) and isinstance(node.get("$ref"), str) and seen < 10:
         ref = node["$ref"]
@@ -250,4 +255,89 @@ def fill(node: Any, value: Any, depth: int = 0) -> Any:
         items = node.get("items")
         if isinstance(items, Mapping):
             return [fill(items, v, depth + 1) for v in value]
+    return value
+
+
+def _object_members(node: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [m for m in _members(node) if isinstance(m, Mapping) and "object" in _types(m)]
+
+
+def _best_member(node: Mapping[str, Any], value: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The union member a stored object answers as: the most matching properties, discriminators first."""
+    members = _object_members(node)
+
+    def score(member: Mapping[str, Any]) -> tuple[int, int]:
+        props = member.get("properties", {}) if isinstance(member.get("properties"), Mapping) else {}
+        fits = 0
+        for name, sub in props.items():
+            sub = _resolve(sub)
+            enum = sub.get("enum") if isinstance(sub, Mapping) else None
+            if name in value and isinstance(enum, list):
+                fits += 10 if value[name] in enum else -100
+        return fits, len(set(props) & set(value))
+
+    return max(members, key=score)
+
+
+def _discriminate(node: Mapping[str, Any], member: Mapping[str, Any], value: dict[str, Any]) -> None:
+    """Set the absent enum fields that tell ``member`` apart from the other members of the union."""
+    props = member.get("properties", {})
+    others = [m for m in _object_members(node) if m is not member]
+    for name, sub in props.items() if isinstance(props, Mapping) else ():
+        sub = _resolve(sub)
+        enum = sub.get("enum") if isinstance(sub, Mapping) else None
+        if name in value or not isinstance(enum, list) or not enum:
+            continue
+        taken: list[Any] = []
+        for other in others:
+            other_props = other.get("properties")
+            if isinstance(other_props, Mapping) and name in other_props:
+                taken.extend(_resolve(other_props[name]).get("enum") or ())
+        if not taken:
+            continue
+        free = [e for e in enum if e not in taken]
+        if free:
+            value[name] = free[0]
+
+
+def project(node: Any, value: Any, depth: int = 0) -> Any:
+    """``value`` cut to what the schema allows: unknown fields dropped where ``additionalProperties``
+    is false (stored secrets are not echoed), arrays cut to ``maxItems``, a union's discriminator set."""
+    node = _resolve(node)
+    if not isinstance(node, Mapping) or depth > 30:
+        return value
+    if _members(node):
+        if isinstance(value, dict) and _object_members(node):
+            member = _best_member(node, value)
+            merged = {k: v for k, v in node.items() if k not in ("oneOf", "anyOf")}
+            merged.update(member)
+            _discriminate(node, member, value)
+            return project(merged, value, depth + 1)
+        if isinstance(value, list):
+            arrays = [m for m in _members(node) if isinstance(m, Mapping) and "array" in _types(m)]
+            return project(arrays[0], value, depth + 1) if arrays else value
+        return value
+    if isinstance(value, dict):
+        raw_props = node.get("properties")
+        props: Mapping[str, Any] = raw_props if isinstance(raw_props, Mapping) else {}
+        raw_patterns = node.get("patternProperties")
+        pattern_props: Mapping[str, Any] = raw_patterns if isinstance(raw_patterns, Mapping) else {}
+        closed = node.get("additionalProperties") is False
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key in props:
+                out[key] = project(props[key], item, depth + 1)
+                continue
+            matched = next((sub for pattern, sub in pattern_props.items() if re.search(pattern, key)), None)
+            if matched is not None:
+                out[key] = project(matched, item, depth + 1)
+            elif not closed:
+                extra = node.get("additionalProperties")
+                out[key] = project(extra, item, depth + 1) if isinstance(extra, Mapping) else item
+        return out
+    if isinstance(value, list):
+        items = node.get("items")
+        limit = node.get("maxItems")
+        cut = value[:limit] if isinstance(limit, int) else value
+        return [project(items, v, depth + 1) for v in cut] if isinstance(items, Mapping) else cut
     return value

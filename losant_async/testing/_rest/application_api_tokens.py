@@ -7,6 +7,7 @@ from aiohttp import web
 from ..._time import parse_losant_time
 from ...errors import ValidationError
 from .._store import ApiTokenRecord, ApplicationRecord
+from . import _engine
 from ._common import Call, Handler, HttpError, Server, json_response
 
 
@@ -58,7 +59,22 @@ async def token_delete(srv: Server, call: Call) -> web.Response:
     return json_response({"success": True})
 
 
+async def token_patch(srv: Server, call: Call) -> web.Response:
+    token = _token_by_id(srv, call)
+    body = _engine.check_body(call)
+    if not isinstance(body, dict):
+        raise ValidationError("request body must be a JSON object")
+    if "name" in body:
+        token.name = str(body["name"])
+    if "description" in body:
+        token.description = str(body["description"])
+    if "status" in body:
+        token.status = body["status"]  # an inactive token answers 401 from now on
+    return _engine.reply(call.route.full_name, srv.token_json(token))
+
+
 HANDLERS: dict[str, Handler] = {
+    "application_api_token.patch": token_patch,
     "application_api_tokens.get": tokens_get,
     "application_api_tokens.post": tokens_post,
     "application_api_token.get": token_get,

@@ -1,7 +1,72 @@
-"""Emulated orgs resources."""
+"""Emulated ``orgs`` and ``org`` resources: organizations and their members (the rest is the engine's)."""
 
 from __future__ import annotations
 
-from ._common import Handler
+import copy
 
-HANDLERS: dict[str, Handler] = {}
+from aiohttp import web
+
+from ...errors import ValidationError
+from . import _engine
+from ._common import Call, Handler, HttpError, Server
+
+
+def _kind() -> _engine.Kind:
+    return _engine.kinds()["orgs"]
+
+
+async def orgs_post(srv: Server, call: Call) -> web.Response:
+    """The creator becomes the organization's admin member."""
+    body = _engine.check_body(call)
+    if not isinstance(body, dict):
+        raise ValidationError("request body must be a JSON object")
+    token = call.token
+    members = []
+    if token is not None and token.user_id is not None:
+        user = srv.store.users.get(token.user_id)
+        members.append({"userId": token.user_id, "email": user.email if user else "", "role": "admin"})
+    doc = _engine.new_doc(srv.store, _kind(), {}, {**body, "members": members})
+    return _engine.reply(call.route.full_name, copy.deepcopy(doc))
+
+
+async def orgs_get(srv: Server, call: Call) -> web.Response:
+    """Only the organizations the token's user is a member of."""
+    token = call.token
+    user_id = token.user_id if token is not None else None
+    items = [
+        copy.deepcopy(d)
+        for d in _engine.docs(srv, _kind()).values()
+        if user_id is None or srv.user_in_org(user_id, d["id"])
+    ]
+    return _engine.reply(call.route.full_name, _engine.list_page(call, items))
+
+
+async def org_delete(srv: Server, call: Call) -> web.Response:
+    """The organization, its applications (with everything under them) and its objects."""
+    doc = _engine.require(srv, _kind(), call.params)
+    for app in [a for a in srv.store.applications.values() if a.owner_id == doc["id"]]:
+        from .applications import forget_application
+
+        await forget_application(srv, app.id)
+    _engine.remove_doc(srv, _kind(), doc)
+    return _engine.reply(call.route.full_name, {"success": True})
+
+
+async def org_remove_member(srv: Server, call: Call) -> web.Response:
+    doc = _engine.require(srv, _kind(), call.params)
+    user_id = call.q("userId")
+    if not user_id:
+        raise ValidationError("userId is required")
+    before = len(doc.get("members", []))
+    doc["members"] = [m for m in doc.get("members", []) if m.get("userId") != user_id]
+    if len(doc["members"]) == before:
+        raise HttpError(404, "NotFound", "Member was not found")
+    return _engine.reply(call.route.full_name, copy.deepcopy(doc))
+
+
+HANDLERS: dict[str, Handler] = {
+    "orgs.post": orgs_post,
+    "orgs.get": orgs_get,
+    "org.delete": org_delete,
+    "org.remove_member": org_remove_member,
+}
