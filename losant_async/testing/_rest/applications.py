@@ -76,7 +76,7 @@ async def application_get(srv: Server, call: Call) -> web.Response:
 
 
 async def application_patch(srv: Server, call: Call) -> web.Response:
-    """``patch``, ``globals`` and ``apply_template``: fields merged into the application."""
+    """Fields merged into the application."""
     body = _engine.check_body(call)
     if not isinstance(body, dict):
         raise ValidationError("request body must be a JSON object")
@@ -94,6 +94,23 @@ async def application_patch(srv: Server, call: Call) -> web.Response:
             extra[key] = copy.deepcopy(value)
     app.updated = srv.store.clock()
     return _engine.reply(call.route.full_name, app_json(srv, app.id))
+
+
+async def application_globals(srv: Server, call: Call) -> web.Response:
+    """Globals patched by key: a ``json`` of null removes that global."""
+    body = _engine.check_body(call)
+    if not isinstance(body, list):
+        raise ValidationError("globals must be a list of {key, json}")
+    app_id = call.params["applicationId"]
+    current = {g["key"]: g for g in extras(srv, app_id).get("globals", []) if isinstance(g, dict)}
+    for item in body:
+        if item.get("json") is None:
+            current.pop(item["key"], None)
+        else:
+            current[item["key"]] = copy.deepcopy(item)
+    extras(srv, app_id)["globals"] = list(current.values())
+    srv.store.application(app_id).updated = srv.store.clock()
+    return _engine.reply(call.route.full_name, app_json(srv, app_id))
 
 
 async def application_delete(srv: Server, call: Call) -> web.Response:
@@ -116,7 +133,7 @@ HANDLERS: dict[str, Handler] = {
     "applications.post": applications_post,
     "application.get": application_get,
     "application.patch": application_patch,
-    "application.globals": application_patch,
+    "application.globals": application_globals,
     "application.delete": application_delete,
     "application.readme": application_readme,
     "application.readme_patch": application_readme,
