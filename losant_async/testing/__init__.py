@@ -200,6 +200,8 @@ class LocalLosant:
             site = web.TCPSite(self._runner, self._host, self._rest_port)
             await site.start()
             self._rest_bound = self._runner.addresses[0][1]
+            self._rest.broker = self._broker
+            self._rest.base_url = f"http://{self._host}:{self._rest_bound}"
         except BaseException:
             await asyncio.shield(self._close())
             raise

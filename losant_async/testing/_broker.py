@@ -24,6 +24,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable  # emu-rest block below
 from dataclasses import dataclass
 from typing import Any
 
@@ -531,6 +532,35 @@ class EmbeddedBroker:
             return
         body = _json.encode({"name": name, "payload": payload, "time": to_ejson_date(time_ms)})
         await broker.internal_message_broadcast(f"losant/{device_id}/command", body, 0)
+
+    # --- begin emu-rest block: publish / on_message for the REST side (the broker rewrite provides these) ---
+    async def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
+        """Deliver a message to subscribers as the platform would (no publish ACL)."""
+        broker = self._broker
+        if broker is None:
+            return
+        await broker.internal_message_broadcast(topic, payload, qos)
+
+    def on_message(self, listener: Callable[[str, str, bytes], None]) -> Callable[[], None]:
+        """Call ``listener(client_id, topic, payload)`` for every accepted PUBLISH from a client;
+        returns the function that removes it."""
+        listeners: list[Callable[[str, str, bytes], None]] | None = getattr(self, "_message_listeners", None)
+        if listeners is None:
+            listeners = []
+            self._message_listeners = listeners
+            judge = self.rules.judge
+
+            def judged(client_id: str, message: Any) -> _Verdict:
+                verdict = judge(client_id, message)
+                if verdict.allow:
+                    for each in list(listeners):
+                        each(client_id, message.topic or "", bytes(message.data or b""))
+                return verdict
+
+            self.rules.judge = judged  # type: ignore[method-assign]
+        listeners.append(listener)
+        return lambda: listeners.remove(listener) if listener in listeners else None
+    # --- end emu-rest block ---
 
     def is_connected(self, device_id: str) -> bool:
         return device_id in self.rules.live

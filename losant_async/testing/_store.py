@@ -20,6 +20,7 @@ __all__ = [
     "ApiTokenRecord",
     "ApplicationRecord",
     "AttributeRecord",
+    "BlobRecord",
     "CommandRecord",
     "ConnectionLogEntry",
     "Counters",
@@ -167,6 +168,15 @@ class UserRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class BlobRecord:
+    """Bytes the emulator serves for download: uploaded files and export results."""
+
+    name: str
+    content_type: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class StateRecord:
     device_id: str
     time: int
@@ -253,6 +263,8 @@ class Store:
         self.tokens: dict[str, ApiTokenRecord] = {}
         self.users: dict[str, UserRecord] = {}
         self.docs: dict[str, dict[str, dict[str, Any]]] = {}
+        self.blobs: dict[str, BlobRecord] = {}
+        """Downloadable bytes by id (``<rest_url>/_emulator/blobs/<id>``)."""
         """Every other object of the API: collection name (``data_tables``) -> id -> its JSON document."""
         self._history: dict[str, _History] = {}
         self._state_listeners: list[Callable[[StateRecord], None]] = []

@@ -114,6 +114,10 @@ class Server:
         self.throttle = throttle
         self.on_device_deleted: Callable[[str], Awaitable[None]] | None = None
         self.send_command = send_command
+        self.broker: Any = None
+        """The emulator's MQTT broker (``publish``, ``on_message``), set by LocalLosant."""
+        self.base_url = ""
+        """Where this REST server answers (upload targets and download URLs point here)."""
         self._windows: dict[tuple[str, str], deque[int]] = {}
         self._streams: set[asyncio.Queue[Any]] = set()
         self._closing = asyncio.Event()
@@ -322,7 +326,8 @@ class Server:
         event: str,
         subscribe: Callable[[Callable[[Any], None]], Callable[[], None]],
         render: Callable[[Any], dict[str, Any]],
-        device_id: str,
+        device_id: str | None = None,
+        accept: Callable[[Any], bool] | None = None,
     ) -> web.StreamResponse:
         raw = call.q("keepAliveInterval", "2") or "2"
         try:
@@ -332,7 +337,7 @@ class Server:
         queue: asyncio.Queue[Any] = asyncio.Queue(_SSE_QUEUE)
 
         def listener(record: Any) -> None:
-            if record.device_id == device_id:
+            if (device_id is None or record.device_id == device_id) and (accept is None or accept(record)):
                 with contextlib.suppress(asyncio.QueueFull):  # a slow reader loses events, not memory
                     queue.put_nowait(record)
 

@@ -73,6 +73,7 @@ def _record_resolvers() -> dict[str, Exists]:
         )
 
     return {
+        "data_table_rows": data_tables.row_exists,
         "applications": app,
         "devices": device,
         "device_attributes": attribute,
@@ -87,6 +88,7 @@ _LABELS = {
     "device_attributes": "Device attribute",
     "application_keys": "Application key",
     "application_api_tokens": "API token",
+    "data_table_rows": "Data table row",
 }
 
 

@@ -230,6 +230,7 @@ def new_doc(store: Store, kind: Kind, params: Mapping[str, str], body: Mapping[s
 def remove_doc(srv: Server, kind: Kind, doc: Mapping[str, Any]) -> None:
     """Delete one object and, recursively, every object stored under it."""
     docs(srv, kind).pop(doc["id"], None)
+    srv.store.docs.pop(f"rows:{doc['id']}", None)  # a data table's rows are stored beside it
     cascade(srv, kind.id_param, doc["id"])
 
 

@@ -1,7 +1,89 @@
-"""Emulated mqtt resources."""
+"""Emulated MQTT actions of ``application``: publish through the emulator's broker, stream what it carries as SSE."""
 
 from __future__ import annotations
 
-from ._common import Handler
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-HANDLERS: dict[str, Handler] = {}
+from aiohttp import web
+
+from ...errors import ValidationError
+from . import _engine
+from ._common import Call, Handler, Server
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    payload: bytes
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT filter matching: ``+`` one level, ``#`` the rest."""
+    want, have = topic_filter.split("/"), topic.split("/")
+    for i, part in enumerate(want):
+        if part == "#":
+            return True
+        if i >= len(have) or (part != "+" and part != have[i]):
+            return False
+    return len(want) == len(have)
+
+
+def _listeners(srv: Server) -> list[Callable[[Message], None]]:
+    found: list[Callable[[Message], None]] | None = getattr(srv, "_mqtt_listeners", None)
+    if found is None:
+        found = []
+        srv._mqtt_listeners = found  # type: ignore[attr-defined]
+    return found
+
+
+async def publish_message(srv: Server, call: Call) -> web.Response:
+    """Delivered to the broker's subscribers (and the application's SSE streams) as Losant's platform would."""
+    body = _engine.check_body(call)
+    if not isinstance(body, dict):
+        raise ValidationError("request body must be an object with topic and message")
+    topic, message = body["topic"], body["message"]
+    if "+" in topic or "#" in topic:
+        raise ValidationError("topic: a message is published to a topic, not a filter")
+    payload = message.encode()
+    if srv.broker is not None:
+        await srv.broker.publish(topic, payload, 0)
+    for listener in list(_listeners(srv)):
+        listener(Message(topic, payload))
+    return _engine.reply(call.route.full_name, {"success": True})
+
+
+async def subscription_stream(srv: Server, call: Call) -> web.StreamResponse:
+    """``mqttMessage`` events of every message on ``topic`` (a filter), from devices and from REST."""
+    topic_filter = call.q("topic")
+    if not topic_filter:
+        raise ValidationError("topic is required")
+
+    def subscribe(listener: Callable[[Any], None]) -> Callable[[], None]:
+        listeners = _listeners(srv)
+        listeners.append(listener)
+        off_broker: Callable[[], None] | None = None
+        if srv.broker is not None and hasattr(srv.broker, "on_message"):
+            off_broker = srv.broker.on_message(lambda _client, topic, payload: listener(Message(topic, payload)))
+
+        def unsubscribe() -> None:
+            if listener in listeners:
+                listeners.remove(listener)
+            if off_broker is not None:
+                off_broker()
+
+        return unsubscribe
+
+    def render(message: Message) -> dict[str, Any]:
+        return {"topic": message.topic, "message": message.payload.decode("utf-8", "replace")}
+
+    return await srv._stream(
+        call, "mqttMessage", subscribe, render, accept=lambda m: topic_matches(topic_filter, m.topic)
+    )
+
+
+HANDLERS: dict[str, Handler] = {
+    "application.mqtt_publish_message": publish_message,
+    "application.mqtt_subscription_stream": subscription_stream,
+}

@@ -66,7 +66,7 @@ class Walk:
     ids: dict[str, str] = field(default_factory=dict)
     """kind name -> the id of one provisioned object."""
     base: dict[str, str] = field(default_factory=dict)
-    overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     """action -> parameter values that differ from the provisioned ids."""
 
 
@@ -99,8 +99,11 @@ def _args(op: Operation, walk: Walk) -> tuple[Any, ...]:
     entry = _entry(op.full_name)
     body_schema = next((p["schema"] for p in entry["params"] if p["in"] == "body"), None)
     args: list[Any] = []
+    chosen = walk.overrides.get(op.full_name, {})
     for param in op.params:
-        if param.location == "path":
+        if param.api_name in chosen:
+            args.append(chosen[param.api_name])
+        elif param.location == "path":
             args.append(known.get(param.api_name, "0" * 24))
         elif param.location == "body":
             body = example_for_schema(body_schema) if body_schema else example_for_param(param, op)
@@ -164,6 +167,14 @@ async def walk() -> AsyncIterator[Walk]:
             w.ids.update({"applications": app.id, "devices": device.id, "application_keys": key.id})
             w.ids["device_attributes"] = "temperature"
             w.base.update({"applicationId": app.id, "deviceId": device.id, "userId": user.id})
+            # a table whose columns the example rows and columns fit
+            column = {"name": "temperature", "dataType": "number", "constraint": "optional"}
+            w.overrides["data_tables.post"] = {"dataTable": {"name": "walk", "columns": [column]}}
+            w.overrides["data_table.add_column"] = {
+                "dataTableColumn": {"name": "extra", "dataType": "string", "constraint": "optional"}
+            }
+            w.overrides["data_table.remove_column"] = {"columnName": "extra"}
+            w.overrides["data_table_rows.post"] = {"dataTableRow": {"temperature": 21.5}}
             yield w
 
 
