@@ -22,6 +22,7 @@ from . import (
     data_tables,
     device_attributes,
     devices,
+    devices_bulk,
     events,
     experience,
     files,
@@ -38,7 +39,7 @@ __all__ = ["RestApp"]
 _log = logging.getLogger("losant_async.testing.rest")
 
 _MODULES = (
-    auth, me, applications, devices, device_attributes, application_keys, application_api_tokens, data,
+    auth, me, applications, devices, devices_bulk, device_attributes, application_keys, application_api_tokens, data,
     data_tables, events, files, webhooks, orgs, experience, mqtt,
 )
 

@@ -133,6 +133,19 @@ def _kinds() -> dict[str, Kind]:
             item_schema=response_for(route.full_name)[1],
             list_schema=response_for(list_route.full_name)[1] if list_route is not None else None,
         )
+    # application files: listed at .../files, each one at .../file/{fileId}
+    files_list, file_get = by_name.get("files.get"), by_name.get("file.get")
+    if files_list is not None and file_get is not None:
+        out["files"] = Kind(
+            name="files",
+            item="file",
+            path=files_list.path,
+            item_path=file_get.path,
+            id_param="fileId",
+            parents=("applicationId",),
+            item_schema=response_for(file_get.full_name)[1],
+            list_schema=response_for(files_list.full_name)[1],
+        )
     return out
 
 

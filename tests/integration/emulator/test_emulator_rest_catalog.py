@@ -175,6 +175,7 @@ async def walk() -> AsyncIterator[Walk]:
             }
             w.overrides["data_table.remove_column"] = {"columnName": "extra"}
             w.overrides["data_table_rows.post"] = {"dataTableRow": {"temperature": 21.5}}
+            w.overrides["file.move"] = w.overrides["private_file.move"] = {"name": "moved.txt"}
             yield w
 
 
