@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -102,7 +103,8 @@ def _args(op: Operation, walk: Walk) -> tuple[Any, ...]:
     chosen = walk.overrides.get(op.full_name, {})
     for param in op.params:
         if param.api_name in chosen:
-            args.append(chosen[param.api_name])
+            value = chosen[param.api_name]
+            args.append(value() if callable(value) else value)
         elif param.location == "path":
             args.append(known.get(param.api_name, "0" * 24))
         elif param.location == "body":
@@ -156,7 +158,7 @@ def _date_times_parse(node: Any, path: str = "") -> list[str]:
 @pytest_asyncio.fixture
 async def walk() -> AsyncIterator[Walk]:
     async with LocalLosant() as losant:
-        user = losant.create_user("walker@example.com", "walk-pw")
+        user = losant.create_user("walker@example.com", "Walk!Passw0rd#1")
         app = losant.create_application(name="walk", owner=user)
         device = app.create_device(name="d1", attributes={"temperature": "number"}, tags={"floor": "3"})
         key = app.create_access_key()
@@ -176,6 +178,14 @@ async def walk() -> AsyncIterator[Walk]:
             w.overrides["data_table.remove_column"] = {"columnName": "extra"}
             w.overrides["data_table_rows.post"] = {"dataTableRow": {"temperature": 21.5}}
             w.overrides["file.move"] = w.overrides["private_file.move"] = {"name": "moved.txt"}
+            emails = (f"eu{i}@example.com" for i in itertools.count())
+            w.overrides["experience_users.post"] = {
+                "experienceUser": lambda: {"email": next(emails), "password": "pw-123456"}
+            }
+            w.overrides["me.patch"] = {"user": {"firstName": "Walker"}}
+            w.overrides["experience_user.patch"] = {"experienceUser": {"firstName": "Ada"}}
+            w.overrides["me.change_password"] = {"data": {"password": "Walk!Passw0rd#1", "newPassword": "Str0ng!Passw0rd#"}}
+            w.overrides["me.delete"] = {"credentials": {"email": "walker@example.com", "password": "Str0ng!Passw0rd#"}}
             yield w
 
 
