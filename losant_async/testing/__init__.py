@@ -305,6 +305,15 @@ class LocalLosant:
     def connection_log(self, device_id: str) -> list[ConnectionLogEntry]:
         return self.store.connection_log(device_id)
 
+    def webhook_url(self, token: str) -> str:
+        """Where a webhook with this ``token`` receives requests (Losant's triggers URL, served locally)."""
+        return f"{self.rest_url}/webhooks/{token}"
+
+    def webhook_requests(self, webhook_id: str) -> list[dict[str, Any]]:
+        """The requests a webhook received, oldest first: time, method, path, query, headers, body (bytes)."""
+        found = self.store.docs.get("webhook_requests", {}).get(webhook_id, {})
+        return list(found.get("requests", []))
+
     def is_connected(self, device_id: str) -> bool:
         return self._broker is not None and self._broker.is_connected(device_id)
 

@@ -15,6 +15,7 @@ async def auth_device(srv: Server, call: Call) -> web.Response:
     token = srv.store.add_token(
         application_id=device.application_id, scopes=["all.Device"], kind="device", device_id=device.id
     )
+    key = srv.store.keys[body["key"]]  # check_key succeeded: it exists
     return json_response(
         {
             "token": token.token,
@@ -22,11 +23,17 @@ async def auth_device(srv: Server, call: Call) -> web.Response:
             "deviceId": device.id,
             "deviceClass": device.device_class,
             "ownerType": "user",
-            "filterType": "all",
-            "pubTopics": [],
-            "subTopics": [],
+            "filterType": key.filter_type,
+            "pubTopics": list(key.pub_topics),
+            "subTopics": list(key.sub_topics),
         }
     )
+
+
+async def auth_external(srv: Server, call: Call) -> web.Response:
+    """GitHub and SAML sign-in need an identity provider the emulator does not have."""
+    srv._body(call)
+    raise HttpError(401, "Unauthorized", "The emulator has no GitHub or SAML identity provider: use /auth/user")
 
 
 async def auth_user(srv: Server, call: Call) -> web.Response:
@@ -39,6 +46,8 @@ async def auth_user(srv: Server, call: Call) -> web.Response:
 
 
 HANDLERS: dict[str, Handler] = {
+    "auth.authenticate_user_github": auth_external,
+    "auth.authenticate_user_saml": auth_external,
     "auth.authenticate_device": auth_device,
     "auth.authenticate_user": auth_user,
 }

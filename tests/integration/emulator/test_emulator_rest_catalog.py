@@ -55,9 +55,17 @@ def _order(op: Operation) -> tuple[int, int, str]:
         return 1, -op.path.count("/"), full
     return 0, 0, full
 
-# Example bodies that are rightly refused: made-up credentials (401), an attribute the device
-# already has, a parent device that does not exist (400).
-_REFUSED = {"auth.authenticate_device", "auth.authenticate_user", "device_attributes.post", "devices.post"}
+# Example bodies that are rightly refused: made-up credentials and the GitHub/SAML sign-ins the
+# emulator has no identity provider for (401), an attribute the device already has and a parent
+# device that does not exist (400).
+_REFUSED = {
+    "auth.authenticate_device",
+    "auth.authenticate_user",
+    "auth.authenticate_user_github",
+    "auth.authenticate_user_saml",
+    "device_attributes.post",
+    "devices.post",
+}
 
 
 @dataclass
