@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("--rest-port", type=_port, default=0, metavar="P", help="REST port (default: any free port)")
     emu.add_argument("--mqtt-port", type=_port, default=0, metavar="P", help="MQTT port (default: any free port)")
     emu.add_argument("--throttle", action="store_true", help="enforce Losant's MQTT message limits")
+    emu.add_argument("--coverage", action="store_true", help="print which catalog actions answer 501, then exit")
 
     sim = sub.add_parser(
         "simulate",
