@@ -229,3 +229,24 @@ async def test_auth_device_returns_the_keys_topic_filter(env: Env) -> None:
         application_id=env.app.id, application_key_id=made["id"], application_key={"filterType": "blacklist"}, raw=True
     )
     assert patched["filterType"] == "blacklist" and record.filter_type == "blacklist"
+
+
+async def test_deleting_an_application_deletes_everything_under_it_and_missing_parents_are_404(env: Env) -> None:
+    c, app_id = env.client, env.app.id
+    table = await c.data_tables.post(application_id=app_id, data_table={"name": "t", "columns": []}, raw=True)
+    await c.data_table_rows.post(application_id=app_id, data_table_id=table["id"], data_table_row={}, raw=True)
+    flow = await c.flows.post(application_id=app_id, flow={"name": "f"}, raw=True)
+    await c.flow_versions.post(application_id=app_id, flow_id=flow["id"], flow_version={"version": "v1"}, raw=True)
+    with pytest.raises(NotFoundError, match="Flow was not found"):
+        await c.flow_versions.get(application_id=app_id, flow_id="0" * 24)
+    other = env.losant.create_application(name="kept")
+    kept = env.losant.add_object("data_tables", {"name": "kept"}, applicationId=other.id)
+    user = env.losant.create_user("root@example.com", "Root!Passw0rd#1")
+    async with LosantClient(env.losant.user_token(user), url=env.losant.rest_url, max_retries=0) as admin:
+        assert await admin.application.delete(application_id=app_id, raw=True) == {"success": True}
+        with pytest.raises(NotFoundError, match="Application was not found"):
+            await admin.data_tables.get(application_id=app_id)
+    docs = env.losant.store.docs
+    assert list(docs.get("data_tables", {})) == [kept["id"]]
+    assert not docs.get("flows") and not docs.get("flow_versions") and f"rows:{table['id']}" not in docs
+    assert env.device.id not in env.losant.store.devices and not any(k.application_id == app_id for k in env.losant.store.keys.values())
