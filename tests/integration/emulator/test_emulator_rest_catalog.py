@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from losant_async.errors import APIError
+from losant_async import _json
+from losant_async.errors import APIError, DecodeError
 from losant_async.rest import LosantClient
 from losant_async.rest._operation import Operation
 from losant_async.rest.operations import all_operations
@@ -142,6 +143,23 @@ def _valid_for_any(full_name: str, body: Any) -> str | None:
     return "; ".join(problems)
 
 
+def _decodes_typed(op: Operation, body: Any) -> str | None:
+    """None when the reply decodes into one of the action's generated response types."""
+    types = [t for t in op.responses.values() if t is not None]
+    if not types or body is None:
+        return None
+    data = _json.encode(body)
+    problems = []
+    for tp in types:
+        try:
+            _json.decode(data, tp)
+        except DecodeError as exc:
+            problems.append(str(exc))
+        else:
+            return None
+    return "typed decode: " + "; ".join(problems)
+
+
 def _date_times_parse(node: Any, path: str = "") -> list[str]:
     """ISO 8601 date strings must carry milliseconds and Z, as Losant sends them."""
     from datetime import datetime
@@ -263,6 +281,9 @@ async def test_every_catalog_action_answers_2xx_valid_against_its_schema_or_a_do
             problem = _valid_for_any(op.full_name, detail)
             if problem:
                 invalid.append((op.full_name, problem))
+            typed = _decodes_typed(op, detail)
+            if typed:
+                invalid.append((op.full_name, typed))
             bad_dates = _date_times_parse(detail)
             if bad_dates:
                 invalid.append((op.full_name, f"dates without ms/Z at {bad_dates[:3]}"))
