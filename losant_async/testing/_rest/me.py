@@ -9,7 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from ...errors import ValidationError
-from .._store import UserRecord
+from ..._time import parse_losant_time
+from .._store import ApiTokenRecord, UserRecord
 from . import _engine
 from ._common import Call, Handler, HttpError, Server, iso, json_response
 
@@ -114,7 +115,88 @@ async def me_delete(srv: Server, call: Call) -> web.Response:
     return _engine.reply(call.route.full_name, {"success": True})
 
 
+# -- the user's API tokens: real tokens, usable at once -------------------------------------------
+
+
+def _token_ids(srv: Server) -> dict[str, dict[str, Any]]:
+    return srv.store.docs.setdefault("user_api_tokens", {})
+
+
+def _user_token_json(srv: Server, record: ApiTokenRecord, *, include_token: bool = False) -> dict[str, Any]:
+    out = srv.token_json(record, include_token=include_token)
+    out.update({"ownerId": record.user_id, "ownerType": "user"})
+    return out
+
+
+def _user_tokens(srv: Server, user: UserRecord) -> list[ApiTokenRecord]:
+    ids = _token_ids(srv)
+    return [t for t in srv.store.tokens.values() if t.id in ids and t.user_id == user.id]
+
+
+def _user_token(srv: Server, call: Call) -> ApiTokenRecord:
+    user = _user(srv, call)
+    found = next((t for t in _user_tokens(srv, user) if t.id == call.params["apiTokenId"]), None)
+    if found is None:
+        raise HttpError(404, "NotFound", "API token was not found")
+    return found
+
+
+async def user_tokens_post(srv: Server, call: Call) -> web.Response:
+    """A token acting as the user (scope ``all.User`` unless ``scope`` says less)."""
+    user = _user(srv, call)
+    body = _engine.check_body(call)
+    if not isinstance(body, dict):
+        raise ValidationError("an API token is a JSON object")
+    expires = parse_losant_time(body["expirationDate"], now=srv.store.clock()) if body.get("expirationDate") else None
+    record = srv.store.add_token(
+        application_id=None,
+        scopes=body.get("scope") or ["all.User"],
+        kind="user",
+        user_id=user.id,
+        name=str(body.get("name") or "API token"),
+        description=str(body.get("description", "")),
+        expires=expires,
+    )
+    _token_ids(srv)[record.id] = {"id": record.id}
+    return _engine.reply(call.route.full_name, _user_token_json(srv, record, include_token=True))
+
+
+async def user_tokens_get(srv: Server, call: Call) -> web.Response:
+    items = [_user_token_json(srv, t) for t in _user_tokens(srv, _user(srv, call))]
+    return _engine.reply(call.route.full_name, _engine.list_page(call, items))
+
+
+async def user_token_get(srv: Server, call: Call) -> web.Response:
+    return _engine.reply(call.route.full_name, _user_token_json(srv, _user_token(srv, call)))
+
+
+async def user_token_patch(srv: Server, call: Call) -> web.Response:
+    record = _user_token(srv, call)
+    body = _engine.check_body(call)
+    if not isinstance(body, dict):
+        raise ValidationError("an API token patch is a JSON object")
+    if "name" in body:
+        record.name = str(body["name"])
+    if "description" in body:
+        record.description = str(body["description"])
+    if "status" in body:
+        record.status = body["status"]
+    return _engine.reply(call.route.full_name, _user_token_json(srv, record))
+
+
+async def user_token_delete(srv: Server, call: Call) -> web.Response:
+    record = _user_token(srv, call)
+    srv.store.tokens.pop(record.token, None)
+    _token_ids(srv).pop(record.id, None)
+    return _engine.reply(call.route.full_name, {"success": True})
+
+
 HANDLERS: dict[str, Handler] = {
+    "user_api_tokens.post": user_tokens_post,
+    "user_api_tokens.get": user_tokens_get,
+    "user_api_token.get": user_token_get,
+    "user_api_token.patch": user_token_patch,
+    "user_api_token.delete": user_token_delete,
     "me.refresh_token": refresh_token,
     "me.get": me_get,
     "me.patch": me_patch,

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from losant_async.errors import BadRequestError, NotFoundError
+from losant_async.errors import BadRequestError, NotFoundError, UnauthorizedError
 from losant_async.rest import LosantClient
 from losant_async.testing import AccessKey, Application, Device, LocalLosant
 from tests.integration.emulator.emulator_support import RawMqtt
@@ -250,3 +250,17 @@ async def test_deleting_an_application_deletes_everything_under_it_and_missing_p
     assert list(docs.get("data_tables", {})) == [kept["id"]]
     assert not docs.get("flows") and not docs.get("flow_versions") and f"rows:{table['id']}" not in docs
     assert env.device.id not in env.losant.store.devices and not any(k.application_id == app_id for k in env.losant.store.keys.values())
+
+
+async def test_a_users_api_token_acts_as_that_user_until_revoked(env: Env) -> None:
+    user = env.losant.create_user("tok@example.com", "Tok!Passw0rd#1")
+    mine = env.losant.create_application(name="mine", owner=user)
+    async with LosantClient(env.losant.user_token(user), url=env.losant.rest_url, max_retries=0) as c:
+        made = await c.user_api_tokens.post(api_token={"name": "ci"}, raw=True)
+        assert made["ownerId"] == user.id and made["token"]
+        assert [t["name"] for t in (await c.user_api_tokens.get(raw=True))["items"]] == ["ci"]
+    async with LosantClient(made["token"], url=env.losant.rest_url, max_retries=0) as ci:
+        assert (await ci.application.get(application_id=mine.id, raw=True))["id"] == mine.id
+        await ci.user_api_token.delete(api_token_id=made["id"], raw=True)
+        with pytest.raises(UnauthorizedError):
+            await ci.application.get(application_id=mine.id)
