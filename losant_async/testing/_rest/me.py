@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ...errors import ValidationError
 from ..._time import parse_losant_time
+from ...errors import ValidationError
 from .._store import ApiTokenRecord, UserRecord
 from . import _engine
 from ._common import Call, Handler, HttpError, Server, iso, json_response
