@@ -64,7 +64,26 @@ async def org_remove_member(srv: Server, call: Call) -> web.Response:
     return _engine.reply(call.route.full_name, copy.deepcopy(doc))
 
 
+async def org_modify_member(srv: Server, call: Call) -> web.Response:
+    """A member's role changed; a registered user who is not a member yet is added (as an accepted invite)."""
+    doc = _engine.require(srv, _kind(), call.params)
+    body = _engine.check_body(call)
+    if not isinstance(body, dict) or not body.get("userId"):
+        raise ValidationError("userId: which member to modify")
+    members = doc.setdefault("members", [])
+    member = next((m for m in members if m.get("userId") == body["userId"]), None)
+    if member is None:
+        user = srv.store.users.get(body["userId"])
+        if user is None:
+            raise ValidationError(f"userId: no user {body['userId']}")
+        member = {"userId": user.id, "email": user.email}
+        members.append(member)
+    member.update({k: copy.deepcopy(v) for k, v in body.items() if k != "userId"})
+    return _engine.reply(call.route.full_name, copy.deepcopy(doc))
+
+
 HANDLERS: dict[str, Handler] = {
+    "org.modify_member": org_modify_member,
     "orgs.post": orgs_post,
     "orgs.get": orgs_get,
     "org.delete": org_delete,

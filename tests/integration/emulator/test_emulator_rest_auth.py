@@ -105,7 +105,9 @@ async def test_organization_members_reach_its_applications_and_others_do_not() -
             with pytest.raises(ForbiddenError):
                 await client.org.get(org_id=org["id"])
             assert (await client.orgs.get(raw=True))["items"] == []
-        losant.store.docs["orgs"][org["id"]]["members"].append({"userId": bob.id, "role": "edit"})
+        async with LosantClient(losant.user_token(ada), url=losant.rest_url, max_retries=0) as client:
+            org = await client.org.modify_member(org_id=org["id"], member={"userId": bob.id, "role": "edit"}, raw=True)
+            assert {m["userId"]: m["role"] for m in org["members"]} == {ada.id: "admin", bob.id: "edit"}
         async with LosantClient(losant.user_token(bob), url=losant.rest_url, max_retries=0) as client:
             got = await client.application.get(application_id=app["id"], raw=True)
             assert got["id"] == app["id"]
