@@ -400,6 +400,10 @@ async def other(srv: Server, call: Call) -> web.Response:
         out: Any = {"success": True}
     elif schema_name == "jobEnqueuedResult":
         out = job(srv, call)
+    elif inner and inner[-1].name == "applications" and schema_name == "application":
+        from .applications import app_json  # the application lives in the Store's records
+
+        out = app_json(srv, call.params["applicationId"])
     elif target is not None and inner and schema_name == inner[-1].item_schema:
         if call.route.method == "PATCH" and isinstance(body, dict):
             target.update(copy.deepcopy(body))
