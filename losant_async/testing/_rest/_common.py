@@ -116,6 +116,8 @@ class Server:
         self.send_command = send_command
         self.broker: Any = None
         """The emulator's MQTT broker (``publish``, ``on_message``), set by LocalLosant."""
+        self.mqtt_listeners: list[Callable[[Any], None]] = []
+        """SSE subscription streams, told of every message REST publishes."""
         self.base_url = ""
         """Where this REST server answers (upload targets and download URLs point here)."""
         self._windows: dict[tuple[str, str], deque[int]] = {}

@@ -1,5 +1,8 @@
-"""Emulated application files and private files: two-step upload to an emulator-served target, multipart upload,
-listing, moving and download; plus the download of every blob the emulator serves (exports too)."""
+"""Emulated files and private files: two-step or multipart upload, listing, moving, and every emulator download.
+
+The upload target (``<rest_url>/_emulator/uploads/<id>``) and the downloads
+(``<rest_url>/_emulator/blobs/<id>``, exports too) are served by the REST server itself.
+"""
 
 from __future__ import annotations
 

@@ -30,14 +30,6 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
     return len(want) == len(have)
 
 
-def _listeners(srv: Server) -> list[Callable[[Message], None]]:
-    found: list[Callable[[Message], None]] | None = getattr(srv, "_mqtt_listeners", None)
-    if found is None:
-        found = []
-        srv._mqtt_listeners = found  # type: ignore[attr-defined]
-    return found
-
-
 async def publish_message(srv: Server, call: Call) -> web.Response:
     """Delivered to the broker's subscribers (and the application's SSE streams) as Losant's platform would."""
     body = _engine.check_body(call)
@@ -49,7 +41,7 @@ async def publish_message(srv: Server, call: Call) -> web.Response:
     payload = message.encode()
     if srv.broker is not None:
         await srv.broker.publish(topic, payload, 0)
-    for listener in list(_listeners(srv)):
+    for listener in list(srv.mqtt_listeners):
         listener(Message(topic, payload))
     return _engine.reply(call.route.full_name, {"success": True})
 
@@ -61,7 +53,7 @@ async def subscription_stream(srv: Server, call: Call) -> web.StreamResponse:
         raise ValidationError("topic is required")
 
     def subscribe(listener: Callable[[Any], None]) -> Callable[[], None]:
-        listeners = _listeners(srv)
+        listeners = srv.mqtt_listeners
         listeners.append(listener)
         off_broker: Callable[[], None] | None = None
         if srv.broker is not None and hasattr(srv.broker, "on_message"):
