@@ -146,19 +146,19 @@ class Server:
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)
 
-    def _app(self, call: Call) -> ApplicationRecord:
+    def app_of(self, call: Call) -> ApplicationRecord:
         return self.store.application(call.params["applicationId"])
 
-    def _device(self, call: Call) -> DeviceRecord:
-        app = self._app(call)
+    def device_of(self, call: Call) -> DeviceRecord:
+        app = self.app_of(call)
         return self.store.device(call.params["deviceId"], app.id)
 
-    def _body(self, call: Call) -> dict[str, Any]:
+    def body_of(self, call: Call) -> dict[str, Any]:
         if not isinstance(call.body, dict):
             raise ValidationError("request body must be a JSON object")
         return call.body
 
-    def _time_q(self, call: Call, name: str, *, zero_is_now: bool = True) -> int | None:
+    def time_q(self, call: Call, name: str, *, zero_is_now: bool = True) -> int | None:
         raw = call.q(name)
         if raw is None or raw == "":
             return None
@@ -170,7 +170,7 @@ class Server:
         return stamp
 
     @staticmethod
-    def _page(call: Call, items: list[Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    def page(call: Call, items: list[Any], extra: Mapping[str, Any]) -> dict[str, Any]:
         page = call.int_q("page", 0)
         per_page = call.int_q("perPage", 100)
         if page < 0 or per_page < 1 or per_page > 1000:
@@ -179,7 +179,7 @@ class Server:
         return {"items": chunk, "count": len(chunk), "totalCount": len(items), "perPage": per_page, "page": page, **extra}
 
     @staticmethod
-    def _sort(call: Call, items: list[dict[str, Any]], default_field: str, default_dir: str = "asc") -> tuple[str, str]:
+    def sort(call: Call, items: list[dict[str, Any]], default_field: str, default_dir: str = "asc") -> tuple[str, str]:
         field = call.q("sortField", default_field) or default_field
         direction = (call.q("sortDirection", default_dir) or default_dir).lower()
         if direction not in ("asc", "desc"):
@@ -188,14 +188,14 @@ class Server:
         return field, direction
 
     @staticmethod
-    def _filter(call: Call, items: list[dict[str, Any]], default_field: str) -> list[dict[str, Any]]:
+    def filter_items(call: Call, items: list[dict[str, Any]], default_field: str) -> list[dict[str, Any]]:
         pattern = call.q("filter")
         if not pattern:
             return items
         field = call.q("filterField", default_field) or default_field
         return [item for item in items if wildcard_match(pattern, str(item.get(field, "")))]
 
-    def _check_rate(self, device_id: str, action: str) -> None:
+    def check_rate(self, device_id: str, action: str) -> None:
         """Losant holds REST sendState / sendCommand to 30 per 15 s per device (when throttling)."""
         if not self.throttle:
             return
@@ -250,7 +250,7 @@ class Server:
             "attributes": [self.attr_json(a) for a in device.attributes.values()],
             "deviceClass": device.device_class,
             "parentId": device.parent_id,
-            "ancestorIds": self._ancestors(device),
+            "ancestorIds": self.ancestors(device),
         }
         if device.device_class == "peripheral" and device.parent_id:
             out["gatewayId"] = device.parent_id
@@ -258,7 +258,7 @@ class Server:
             out["connectionInfo"] = {"connected": device.connected, "time": iso(device.connection_time or device.created)}
         return out
 
-    def _ancestors(self, device: DeviceRecord) -> list[str]:
+    def ancestors(self, device: DeviceRecord) -> list[str]:
         out: list[str] = []
         parent = device.parent_id
         while parent is not None and parent not in out:
@@ -322,7 +322,7 @@ class Server:
     def command_json(record: CommandRecord) -> dict[str, Any]:
         return {"time": iso(record.time), "name": record.name, "payload": record.payload}
 
-    async def _stream(
+    async def stream(
         self,
         call: Call,
         event: str,

@@ -16,18 +16,18 @@ def _app_tokens(srv: Server, app: ApplicationRecord) -> list[ApiTokenRecord]:
 
 
 async def tokens_get(srv: Server, call: Call) -> web.Response:
-    app = srv._app(call)
+    app = srv.app_of(call)
     items = [srv.token_json(t) for t in _app_tokens(srv, app)]
-    items = srv._filter(call, items, "name")
-    field, direction = srv._sort(call, items, "name")
+    items = srv.filter_items(call, items, "name")
+    field, direction = srv.sort(call, items, "name")
     return json_response(
-        srv._page(call, items, {"sortField": field, "sortDirection": direction, "ownerId": app.id, "ownerType": "application"})
+        srv.page(call, items, {"sortField": field, "sortDirection": direction, "ownerId": app.id, "ownerType": "application"})
     )
 
 
 async def tokens_post(srv: Server, call: Call) -> web.Response:
-    app = srv._app(call)
-    body = srv._body(call)
+    app = srv.app_of(call)
+    body = srv.body_of(call)
     name = body.get("name")
     if not isinstance(name, str) or not name:
         raise ValidationError("token name is required")
@@ -42,7 +42,7 @@ async def tokens_post(srv: Server, call: Call) -> web.Response:
 
 
 def _token_by_id(srv: Server, call: Call) -> ApiTokenRecord:
-    app = srv._app(call)
+    app = srv.app_of(call)
     for token in _app_tokens(srv, app):
         if token.id == call.params["apiTokenId"]:
             return token

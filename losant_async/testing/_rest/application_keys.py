@@ -13,17 +13,17 @@ from ._common import Call, Handler, Server, json_response
 
 
 async def keys_get(srv: Server, call: Call) -> web.Response:
-    app = srv._app(call)
+    app = srv.app_of(call)
     items = [srv.key_json(k) for k in srv.store.keys.values() if k.application_id == app.id]
     query = call.json_q("query")
     if query is not None:
         if not isinstance(query, dict):
             raise ValidationError("query must be a JSON object")
         items = [i for i in items if all(i.get(k) == v for k, v in query.items() if not k.startswith("$"))]
-    items = srv._filter(call, items, "key")
-    field, direction = srv._sort(call, items, "creationDate", "desc")
+    items = srv.filter_items(call, items, "key")
+    field, direction = srv.sort(call, items, "creationDate", "desc")
     return json_response(
-        srv._page(call, items, {"sortField": field, "sortDirection": direction, "applicationId": app.id})
+        srv.page(call, items, {"sortField": field, "sortDirection": direction, "applicationId": app.id})
     )
 
 
@@ -39,7 +39,7 @@ def _topics(body: dict[str, Any], name: str) -> tuple[str, ...] | None:
 async def keys_post(srv: Server, call: Call) -> web.Response:
     """A new access key: its topic filter (``filterType``, ``pubTopics``, ``subTopics``) is what
     ``/auth/device`` returns and what the broker enforces."""
-    app = srv._app(call)
+    app = srv.app_of(call)
     body = call.body if call.body is not None else {}
     if not isinstance(body, dict):
         raise ValidationError("request body must be a JSON object")
@@ -58,7 +58,7 @@ async def keys_post(srv: Server, call: Call) -> web.Response:
 
 
 async def key_patch(srv: Server, call: Call) -> web.Response:
-    app = srv._app(call)
+    app = srv.app_of(call)
     key = srv.store.key_by_id(app.id, call.params["applicationKeyId"])
     body = _engine.check_body(call)
     if not isinstance(body, dict):
@@ -82,12 +82,12 @@ async def key_patch(srv: Server, call: Call) -> web.Response:
 
 
 async def key_get(srv: Server, call: Call) -> web.Response:
-    app = srv._app(call)
+    app = srv.app_of(call)
     return json_response(srv.key_json(srv.store.key_by_id(app.id, call.params["applicationKeyId"])))
 
 
 async def key_delete(srv: Server, call: Call) -> web.Response:
-    app = srv._app(call)
+    app = srv.app_of(call)
     key = srv.store.key_by_id(app.id, call.params["applicationKeyId"])
     del srv.store.keys[key.key]
     return json_response({"success": True})

@@ -8,7 +8,7 @@ from ._common import Call, Handler, HttpError, Server, json_response
 
 
 async def auth_device(srv: Server, call: Call) -> web.Response:
-    body = srv._body(call)
+    body = srv.body_of(call)
     device = srv.store.devices.get(str(body.get("deviceId", "")))
     if device is None or not srv.store.check_key(body.get("key"), body.get("secret"), device):
         raise HttpError(401, "Unauthorized", "Invalid device credentials")
@@ -32,12 +32,12 @@ async def auth_device(srv: Server, call: Call) -> web.Response:
 
 async def auth_external(srv: Server, call: Call) -> web.Response:
     """GitHub and SAML sign-in need an identity provider the emulator does not have."""
-    srv._body(call)
+    srv.body_of(call)
     raise HttpError(401, "Unauthorized", "The emulator has no GitHub or SAML identity provider: use /auth/user")
 
 
 async def auth_user(srv: Server, call: Call) -> web.Response:
-    body = srv._body(call)
+    body = srv.body_of(call)
     user = srv.store.check_user(body.get("email"), body.get("password"))
     if user is None:
         raise HttpError(401, "Unauthorized", "Invalid email or password")

@@ -48,7 +48,7 @@ def _body_time(body: Mapping[str, Any], name: str, now: int, default: int) -> in
 
 
 async def time_series(srv: Server, call: Call) -> web.Response:
-    app = srv._app(call)
+    app = srv.app_of(call)
     body = call.body if call.body is not None else {}
     if not isinstance(body, dict):
         raise ValidationError("query must be a JSON object")
@@ -139,8 +139,8 @@ def _aggregate(
 
 
 async def last_value(srv: Server, call: Call) -> web.Response:
-    app = srv._app(call)
-    body = srv._body(call)
+    app = srv.app_of(call)
+    body = srv.body_of(call)
     attribute = body.get("attribute")
     if not isinstance(attribute, str) or not attribute:
         raise ValidationError("attribute is required")

@@ -10,7 +10,7 @@ from ._common import Call, Handler, HttpError, Server, json_response
 
 
 def _attribute(srv: Server, call: Call) -> tuple[DeviceRecord, AttributeRecord]:
-    device = srv._device(call)
+    device = srv.device_of(call)
     attr = device.attributes.get(call.params["name"])
     if attr is None:
         raise HttpError(404, "NotFound", "Device attribute was not found")
@@ -18,10 +18,10 @@ def _attribute(srv: Server, call: Call) -> tuple[DeviceRecord, AttributeRecord]:
 
 
 async def attributes_get(srv: Server, call: Call) -> web.Response:
-    device = srv._device(call)
+    device = srv.device_of(call)
     items = [srv.attr_json(a, device) for a in device.attributes.values()]
-    items = srv._filter(call, items, "name")
-    field, direction = srv._sort(call, items, "name")
+    items = srv.filter_items(call, items, "name")
+    field, direction = srv.sort(call, items, "name")
     return json_response(
         {
             "items": items,
@@ -36,8 +36,8 @@ async def attributes_get(srv: Server, call: Call) -> web.Response:
 
 
 async def attributes_post(srv: Server, call: Call) -> web.Response:
-    device = srv._device(call)
-    attr = srv.store.parse_attribute(srv._body(call))
+    device = srv.device_of(call)
+    attr = srv.store.parse_attribute(srv.body_of(call))
     if attr.name in device.attributes:
         raise ValidationError(f"attribute {attr.name} already exists")
     device.attributes[attr.name] = attr
@@ -52,7 +52,7 @@ async def attribute_get(srv: Server, call: Call) -> web.Response:
 
 async def attribute_patch(srv: Server, call: Call) -> web.Response:
     device, attr = _attribute(srv, call)
-    body = srv._body(call)
+    body = srv.body_of(call)
     if "dataType" in body:
         raise ValidationError("an attribute's dataType cannot be changed")
     if "description" in body:

@@ -45,20 +45,20 @@ def _tag_filter_ok(device: DeviceRecord, tag_filter: Any) -> bool:
 
 
 async def devices_get(srv: Server, call: Call) -> web.Response:
-    app = srv._app(call)
+    app = srv.app_of(call)
     devices = _select_devices(srv, call, app)
     with_conn = not call.bool_q("excludeConnectionInfo")
     items = [srv.device_json(d, connection=with_conn) for d in devices]
-    items = srv._filter(call, items, "name")
-    field, direction = srv._sort(call, items, "name")
+    items = srv.filter_items(call, items, "name")
+    field, direction = srv.sort(call, items, "name")
     return json_response(
-        srv._page(call, items, {"sortField": field, "sortDirection": direction, "applicationId": app.id})
+        srv.page(call, items, {"sortField": field, "sortDirection": direction, "applicationId": app.id})
     )
 
 
 async def devices_post(srv: Server, call: Call) -> web.Response:
-    app = srv._app(call)
-    body = srv._body(call)
+    app = srv.app_of(call)
+    body = srv.body_of(call)
     allowed = {"name", "description", "tags", "attributes", "deviceClass", "gatewayId", "parentId", "systemInterval", "keepDuplicates"}
     unknown = set(body) - allowed
     if unknown:
@@ -102,8 +102,8 @@ def _command_fields(srv: Server, body: Mapping[str, Any]) -> tuple[str, Any, int
 
 
 async def devices_send_command(srv: Server, call: Call) -> web.Response:
-    app = srv._app(call)
-    body = srv._body(call)
+    app = srv.app_of(call)
+    body = srv.body_of(call)
     name, payload, stamp = _command_fields(srv, body)
     targets = _command_targets(srv, app, body)
     token = call.token
@@ -125,35 +125,35 @@ def _composite_json(srv: Server, device_id: str, start: int | None, end: int | N
 
 def _composite_window(srv: Server, call: Call) -> tuple[int | None, int | None, set[str] | None]:
     # Losant's defaults start=1, end=0 mean "all of it, up to now": the running composite
-    start = None if (call.q("start") or "1").strip() == "1" else srv._time_q(call, "start", zero_is_now=False)
-    end = None if (call.q("end") or "0").strip() == "0" else srv._time_q(call, "end")
+    start = None if (call.q("start") or "1").strip() == "1" else srv.time_q(call, "start", zero_is_now=False)
+    end = None if (call.q("end") or "0").strip() == "0" else srv.time_q(call, "end")
     raw = call.q("attributes")
     attributes = {a for a in raw.split(",") if a} if raw else None
     return start, end, attributes
 
 
 async def devices_composite(srv: Server, call: Call) -> web.Response:
-    app = srv._app(call)
+    app = srv.app_of(call)
     start, end, attributes = _composite_window(srv, call)
     devices = _select_devices(srv, call, app)
     items = [
         {"id": d.id, "name": d.name, "compositeState": _composite_json(srv, d.id, start, end, attributes)}
         for d in devices
     ]
-    field, direction = srv._sort(call, items, "name")
+    field, direction = srv.sort(call, items, "name")
     return json_response(
-        srv._page(call, items, {"sortField": field, "sortDirection": direction, "applicationId": app.id})
+        srv.page(call, items, {"sortField": field, "sortDirection": direction, "applicationId": app.id})
     )
 
 
 async def device_get(srv: Server, call: Call) -> web.Response:
-    device = srv._device(call)
+    device = srv.device_of(call)
     return json_response(srv.device_json(device, connection=not call.bool_q("excludeConnectionInfo")))
 
 
 async def device_patch(srv: Server, call: Call) -> web.Response:
-    device = srv._device(call)
-    body = srv._body(call)
+    device = srv.device_of(call)
+    body = srv.body_of(call)
     if "name" in body:
         name = body["name"]
         if not isinstance(name, str) or not 1 <= len(name) <= 255:
@@ -179,7 +179,7 @@ async def device_patch(srv: Server, call: Call) -> web.Response:
 
 
 async def device_delete(srv: Server, call: Call) -> web.Response:
-    device = srv._device(call)
+    device = srv.device_of(call)
     srv.store.remove_device(device.id)
     if srv.on_device_deleted is not None:
         await srv.on_device_deleted(device.id)  # Losant drops a deleted device's connection
@@ -187,18 +187,18 @@ async def device_delete(srv: Server, call: Call) -> web.Response:
 
 
 async def device_send_state(srv: Server, call: Call) -> web.Response:
-    device = srv._device(call)
+    device = srv.device_of(call)
     if call.body is None:
         raise ValidationError("request body must be a state or a list of states")
-    srv._check_rate(device.id, "sendState")
+    srv.check_rate(device.id, "sendState")
     srv.store.record_state(device, call.body)
     return json_response({"success": True})
 
 
 def _window(srv: Server, call: Call) -> tuple[int | None, int | None, int, bool]:
-    end = srv._time_q(call, "end")
-    start = srv._time_q(call, "start", zero_is_now=False)
-    since = srv._time_q(call, "since", zero_is_now=False)
+    end = srv.time_q(call, "end")
+    start = srv.time_q(call, "start", zero_is_now=False)
+    since = srv.time_q(call, "since", zero_is_now=False)
     duration = call.q("duration")
     if start is None and since is not None:
         start = since
@@ -215,28 +215,28 @@ def _window(srv: Server, call: Call) -> tuple[int | None, int | None, int, bool]
 
 
 async def device_get_state(srv: Server, call: Call) -> web.Response:
-    device = srv._device(call)
+    device = srv.device_of(call)
     start, end, limit, descending = _window(srv, call)
     records = srv.store.states(device.id, start=start, end=end, limit=limit, descending=descending)
     return json_response([srv.state_json(r) for r in records])
 
 
 async def device_composite(srv: Server, call: Call) -> web.Response:
-    device = srv._device(call)
+    device = srv.device_of(call)
     start, end, attributes = _composite_window(srv, call)
     return json_response(_composite_json(srv, device.id, start, end, attributes))
 
 
 async def device_send_command(srv: Server, call: Call) -> web.Response:
-    device = srv._device(call)
-    name, payload, stamp = _command_fields(srv, srv._body(call))
-    srv._check_rate(device.id, "sendCommand")
+    device = srv.device_of(call)
+    name, payload, stamp = _command_fields(srv, srv.body_of(call))
+    srv.check_rate(device.id, "sendCommand")
     await srv.send_command(device.id, name, payload, stamp)
     return json_response({"success": True})
 
 
 async def device_get_command(srv: Server, call: Call) -> web.Response:
-    device = srv._device(call)
+    device = srv.device_of(call)
     start, end, limit, descending = _window(srv, call)
     records = [
         c for c in srv.store.commands(device.id)
@@ -247,8 +247,8 @@ async def device_get_command(srv: Server, call: Call) -> web.Response:
 
 
 async def device_set_connection(srv: Server, call: Call) -> web.Response:
-    device = srv._device(call)
-    body = srv._body(call)
+    device = srv.device_of(call)
+    body = srv.body_of(call)
     status = body.get("status")
     if status not in ("connected", "disconnected"):
         raise ValidationError("status must be connected or disconnected")
@@ -258,7 +258,7 @@ async def device_set_connection(srv: Server, call: Call) -> web.Response:
 
 
 async def device_log(srv: Server, call: Call) -> web.Response:
-    device = srv._device(call)
+    device = srv.device_of(call)
     start, end, limit, descending = _window(srv, call)
     entries = [
         e for e in srv.store.connection_log(device.id)
@@ -275,13 +275,13 @@ async def device_log(srv: Server, call: Call) -> web.Response:
 
 
 async def device_state_stream(srv: Server, call: Call) -> web.StreamResponse:
-    device = srv._device(call)
-    return await srv._stream(call, "deviceState", srv.store.on_state, srv.state_json, device.id)
+    device = srv.device_of(call)
+    return await srv.stream(call, "deviceState", srv.store.on_state, srv.state_json, device.id)
 
 
 async def device_command_stream(srv: Server, call: Call) -> web.StreamResponse:
-    device = srv._device(call)
-    return await srv._stream(call, "deviceCommand", srv.store.on_command, srv.command_json, device.id)
+    device = srv.device_of(call)
+    return await srv.stream(call, "deviceCommand", srv.store.on_command, srv.command_json, device.id)
 
 
 HANDLERS: dict[str, Handler] = {

@@ -70,7 +70,7 @@ async def subscription_stream(srv: Server, call: Call) -> web.StreamResponse:
     def render(message: Message) -> dict[str, Any]:
         return {"topic": message.topic, "message": message.payload.decode("utf-8", "replace")}
 
-    return await srv._stream(
+    return await srv.stream(
         call, "mqttMessage", subscribe, render, accept=lambda m: topic_matches(topic_filter, m.topic)
     )
 
