@@ -682,6 +682,37 @@ class Store:
             selected = times[lo:hi if limit is None else min(hi, lo + limit)]
         return [StateRecord(device_id, t, dict(history.by_time[t])) for t in selected]
 
+    def remove_states(
+        self, device_id: str, *, start: int | None = None, end: int | None = None, attributes: Iterable[str] | None = None
+    ) -> int:
+        """Forget stored state with start <= time <= end (only ``attributes``, when given); returns
+        how many states were touched. The composite state is rebuilt from what remains."""
+        history = self._history.get(device_id)
+        if history is None:
+            return 0
+        names = set(attributes) if attributes is not None else None
+        touched = 0
+        kept: list[int] = []
+        for stamp in history.times:
+            if (start is not None and stamp < start) or (end is not None and stamp > end):
+                kept.append(stamp)
+                continue
+            touched += 1
+            data = history.by_time[stamp]
+            if names is not None:
+                for name in names:
+                    data.pop(name, None)
+            if names is None or not data:
+                del history.by_time[stamp]
+            else:
+                kept.append(stamp)
+        history.times = kept
+        history.composite = {}
+        for stamp in kept:
+            for name, value in history.by_time[stamp].items():
+                history.composite[name] = (value, stamp)
+        return touched
+
     def composite_state(
         self, device_id: str, *, start: int | None = None, end: int | None = None
     ) -> dict[str, tuple[Any, int]]:

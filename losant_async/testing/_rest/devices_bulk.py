@@ -161,7 +161,28 @@ async def device_export(srv: Server, call: Call) -> web.Response:
     return _engine.reply(call.route.full_name, _engine.job(srv, call, "Device data export", result={"url": url, "states": count}))
 
 
+async def device_remove_data(srv: Server, call: Call) -> web.Response:
+    """The device's stored state between ``start`` and ``end`` (all of it by default) is forgotten."""
+    device = srv.store.device(call.params["deviceId"], call.params["applicationId"])
+    start, end = _window(srv, {}, call)
+    removed = srv.store.remove_states(device.id, start=start, end=end)
+    return _engine.reply(call.route.full_name, _engine.job(srv, call, "Device data removal", result={"states": removed}))
+
+
+async def devices_remove_data(srv: Server, call: Call) -> web.Response:
+    """Stored state of the devices ``query`` selects, between ``start`` and ``end``, for ``attributes``."""
+    body = _body(call)
+    start, end = _window(srv, body, call)
+    removed = sum(
+        srv.store.remove_states(d.id, start=start, end=end, attributes=body.get("attributes"))
+        for d in _matching(srv, call, body)
+    )
+    return _engine.reply(call.route.full_name, _engine.job(srv, call, "Devices data removal", result={"states": removed}))
+
+
 HANDLERS: dict[str, Handler] = {
+    "device.remove_data": device_remove_data,
+    "devices.remove_data": devices_remove_data,
     "devices.patch": devices_patch,
     "devices.delete": devices_delete,
     "devices.restore": devices_restore,

@@ -264,3 +264,14 @@ async def test_a_users_api_token_acts_as_that_user_until_revoked(env: Env) -> No
         await ci.user_api_token.delete(api_token_id=made["id"], raw=True)
         with pytest.raises(UnauthorizedError):
             await ci.application.get(application_id=mine.id)
+
+
+async def test_removing_device_data_forgets_the_states_in_the_window(env: Env) -> None:
+    c, app_id, device_id = env.client, env.app.id, env.device.id
+    now = env.losant.store.clock()
+    states = [{"data": {"temperature": t}, "time": now - 3000 + t} for t in (1, 2, 3)]
+    await c.device.send_state(application_id=app_id, device_id=device_id, device_state=states, raw=True)
+    await c.device.remove_data(application_id=app_id, device_id=device_id, start=now - 3000, end=now - 3000 + 2, raw=True)
+    assert [s.data for s in env.losant.states(device_id)] == [{"temperature": 3}]
+    await c.devices.remove_data(application_id=app_id, options={"query": {"name": "d1"}}, raw=True)
+    assert env.losant.states(device_id) == [] and env.losant.composite_state(device_id) == {}
