@@ -26,6 +26,7 @@ from . import (
     events,
     experience,
     files,
+    flows,
     me,
     mqtt,
     orgs,
@@ -40,7 +41,7 @@ _log = logging.getLogger("losant_async.testing.rest")
 
 _MODULES = (
     auth, me, applications, devices, devices_bulk, device_attributes, application_keys, application_api_tokens, data,
-    data_tables, events, files, webhooks, orgs, experience, mqtt,
+    data_tables, events, files, flows, webhooks, orgs, experience, mqtt,
 )
 
 Exists = Callable[[Server, Mapping[str, str]], bool]

@@ -244,6 +244,7 @@ def remove_doc(srv: Server, kind: Kind, doc: Mapping[str, Any]) -> None:
     """Delete one object and, recursively, every object stored under it."""
     docs(srv, kind).pop(doc["id"], None)
     srv.store.docs.pop(f"rows:{doc['id']}", None)  # a data table's rows are stored beside it
+    srv.store.docs.get("flow_storage", {}).pop(doc["id"], None)
     cascade(srv, kind.id_param, doc["id"])
 
 

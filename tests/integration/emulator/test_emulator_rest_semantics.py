@@ -275,3 +275,15 @@ async def test_removing_device_data_forgets_the_states_in_the_window(env: Env) -
     assert [s.data for s in env.losant.states(device_id)] == [{"temperature": 3}]
     await c.devices.remove_data(application_id=app_id, options={"query": {"name": "d1"}}, raw=True)
     assert env.losant.states(device_id) == [] and env.losant.composite_state(device_id) == {}
+
+
+async def test_a_flows_storage_entries_are_set_read_and_cleared(env: Env) -> None:
+    c, app_id = env.client, env.app.id
+    flow = await c.flows.post(application_id=app_id, flow={"name": "f"}, raw=True)
+    for key, value in (("count", 3), ("cfg", {"on": True})):
+        await c.flow.set_storage_entry(application_id=app_id, flow_id=flow["id"], entry={"key": key, "value": value}, raw=True)
+    assert await c.flow.get_storage_entries(application_id=app_id, flow_id=flow["id"], raw=True) == {"count": 3, "cfg": {"on": True}}
+    meta = await c.flow.get_storage_entries_metadata(application_id=app_id, flow_id=flow["id"], raw=True)
+    assert meta["keysCount"] == 2 and meta["memoryUsed"] > 0
+    assert (await c.flow.clear_storage_entries(application_id=app_id, flow_id=flow["id"], raw=True))["count"] == 3
+    assert await c.flow.get_storage_entries(application_id=app_id, flow_id=flow["id"], raw=True) == {}
