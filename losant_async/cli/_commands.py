@@ -68,6 +68,13 @@ async def run_emulator(ns: argparse.Namespace, out: TextIO) -> int:
     """Run the emulator with a demo application until SIGINT/SIGTERM."""
     from ..testing import LocalLosant
 
+    if getattr(ns, "coverage", False):
+        from ..testing._rest import coverage_report
+
+        text, unanswered = coverage_report()
+        print(text, file=out, flush=True)
+        return 1 if unanswered else 0
+
     async with _signals() as signals, LocalLosant(
         rest_port=ns.rest_port, mqtt_port=ns.mqtt_port, throttle=ns.throttle
     ) as losant:

@@ -212,6 +212,8 @@ class LocalLosant:
             site = web.TCPSite(self._runner, self._host, self._rest_port)
             await site.start()
             self._rest_bound = self._runner.addresses[0][1]
+            self._rest.broker = self._broker
+            self._rest.base_url = f"http://{self._host}:{self._rest_bound}"
         except BaseException:
             await asyncio.shield(self._close())
             raise
@@ -272,9 +274,23 @@ class LocalLosant:
 
     # -- provisioning ----------------------------------------------------------------------------
 
-    def create_application(self, name: str = "demo", *, description: str = "") -> Application:
-        record = self.store.add_application(name, description=description)
+    def create_application(self, name: str = "demo", *, description: str = "", owner: User | None = None) -> Application:
+        """An application; with ``owner`` only that user's tokens reach it (unowned ones: every user's)."""
+        record = self.store.add_application(name, description=description, owner_id=owner.id if owner else None)
         return Application(record.id, record.name, self.store)
+
+    def add_object(self, collection: str, document: Mapping[str, Any] | None = None, **parents: str) -> dict[str, Any]:
+        """Store an object of any catalog collection (``"data_tables"``, ``"instances"``...) as its
+        ``post`` would, under the given parent ids (``applicationId=...``); returns the stored document."""
+        from ._rest._engine import kinds, new_doc
+
+        kind = kinds().get(collection)
+        if kind is None:
+            raise ValidationError(f"{collection!r} is not a collection of the catalog")
+        missing = [p for p in kind.parents if p not in parents]
+        if missing:
+            raise ValidationError(f"{collection} objects live under {', '.join(missing)}: pass them")
+        return new_doc(self.store, kind, parents, dict(document or {}))
 
     def create_user(self, email: str, password: str) -> User:
         record = self.store.add_user(email, password)
@@ -300,6 +316,15 @@ class LocalLosant:
 
     def connection_log(self, device_id: str) -> list[ConnectionLogEntry]:
         return self.store.connection_log(device_id)
+
+    def webhook_url(self, token: str) -> str:
+        """Where a webhook with this ``token`` receives requests (Losant's triggers URL, served locally)."""
+        return f"{self.rest_url}/webhooks/{token}"
+
+    def webhook_requests(self, webhook_id: str) -> list[dict[str, Any]]:
+        """The requests a webhook received, oldest first: time, method, path, query, headers, body (bytes)."""
+        found = self.store.docs.get("webhook_requests", {}).get(webhook_id, {})
+        return list(found.get("requests", []))
 
     def is_connected(self, device_id: str) -> bool:
         return self._broker is not None and self._broker.is_connected(device_id)

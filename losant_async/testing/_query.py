@@ -11,7 +11,7 @@ from .._time import from_epoch_ms
 from ..errors import ValidationError
 from ._store import DeviceRecord
 
-__all__ = ["device_matches", "parse_brackets", "wildcard_match"]
+__all__ = ["device_matches", "doc_matches", "parse_brackets", "wildcard_match"]
 
 _BRACKET = re.compile(r"\[([^\]]*)\]")
 
@@ -202,5 +202,44 @@ def device_matches(device: DeviceRecord, query: Any) -> bool:
             if key == "$nor" and any(results):
                 return False
         elif not _match_field(device, key, condition):
+            return False
+    return True
+
+
+def _doc_value(doc: Mapping[str, Any], name: str) -> Any:
+    value: Any = doc
+    for part in name.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+def doc_matches(doc: Mapping[str, Any], query: Any) -> bool:
+    """Whether a stored object (a data-table row, an event...) satisfies an advanced query.
+
+    Fields are compared with ``$eq``/``$ne``/``$gt``/``$gte``/``$lt``/``$lte``/``$in``/``$nin``/
+    ``$like``/``$startsWith``/``$endsWith``/``$contains`` (``$ci`` for case-insensitive) or by
+    plain equality; ``$and``/``$or``/``$nor`` combine queries; dotted names reach nested fields.
+    """
+    if query is None:
+        return True
+    if not isinstance(query, Mapping):
+        raise ValidationError("an advanced query must be a JSON object")
+    for key, condition in query.items():
+        if key in ("$and", "$or", "$nor"):
+            if not isinstance(condition, list):
+                raise ValidationError(f"{key} needs a list of queries")
+            results = [doc_matches(doc, sub) for sub in condition]
+            if (key == "$and" and not all(results)) or (key == "$or" and not any(results)) or (key == "$nor" and any(results)):
+                return False
+            continue
+        actual = _doc_value(doc, key)
+        if isinstance(condition, Mapping):
+            ci = bool(condition.get("$ci", False))
+            ops = [(k, v) for k, v in condition.items() if k != "$ci"]
+            if not ops:
+                raise ValidationError(f"query condition on {key} has no operator")
+            if not all(_compare(op, actual, expected, ci) for op, expected in ops):
+                return False
+        elif not _compare("$eq", actual, condition, False):
             return False
     return True

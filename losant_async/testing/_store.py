@@ -20,6 +20,7 @@ __all__ = [
     "ApiTokenRecord",
     "ApplicationRecord",
     "AttributeRecord",
+    "BlobRecord",
     "CommandRecord",
     "ConnectionLogEntry",
     "Counters",
@@ -167,6 +168,15 @@ class UserRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class BlobRecord:
+    """Bytes the emulator serves for download: uploaded files and export results."""
+
+    name: str
+    content_type: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class StateRecord:
     device_id: str
     time: int
@@ -252,6 +262,10 @@ class Store:
         self.keys: dict[str, KeyRecord] = {}
         self.tokens: dict[str, ApiTokenRecord] = {}
         self.users: dict[str, UserRecord] = {}
+        self.docs: dict[str, dict[str, dict[str, Any]]] = {}
+        self.blobs: dict[str, BlobRecord] = {}
+        """Downloadable bytes by id (``<rest_url>/_emulator/blobs/<id>``)."""
+        """Every other object of the API: collection name (``data_tables``) -> id -> its JSON document."""
         self._history: dict[str, _History] = {}
         self._state_listeners: list[Callable[[StateRecord], None]] = []
         self._command_listeners: list[Callable[[CommandRecord], None]] = []
@@ -336,6 +350,18 @@ class Store:
     def remove_device(self, device_id: str) -> None:
         self.devices.pop(device_id, None)
         self._history.pop(device_id, None)
+
+    def remove_application(self, application_id: str) -> list[str]:
+        """Forget the application with its devices, keys and tokens; returns the removed device ids."""
+        self.applications.pop(application_id, None)
+        gone = [d.id for d in self.devices.values() if d.application_id == application_id]
+        for device_id in gone:
+            self.remove_device(device_id)
+        for key in [k for k, r in self.keys.items() if r.application_id == application_id]:
+            del self.keys[key]
+        for token in [t for t, r in self.tokens.items() if r.application_id == application_id]:
+            del self.tokens[token]
+        return gone
 
     @staticmethod
     def parse_attributes(attributes: Mapping[str, str] | Iterable[Mapping[str, Any]] | None) -> dict[str, AttributeRecord]:
@@ -655,6 +681,37 @@ class Store:
         else:
             selected = times[lo:hi if limit is None else min(hi, lo + limit)]
         return [StateRecord(device_id, t, dict(history.by_time[t])) for t in selected]
+
+    def remove_states(
+        self, device_id: str, *, start: int | None = None, end: int | None = None, attributes: Iterable[str] | None = None
+    ) -> int:
+        """Forget stored state with start <= time <= end (only ``attributes``, when given); returns
+        how many states were touched. The composite state is rebuilt from what remains."""
+        history = self._history.get(device_id)
+        if history is None:
+            return 0
+        names = set(attributes) if attributes is not None else None
+        touched = 0
+        kept: list[int] = []
+        for stamp in history.times:
+            if (start is not None and stamp < start) or (end is not None and stamp > end):
+                kept.append(stamp)
+                continue
+            touched += 1
+            data = history.by_time[stamp]
+            if names is not None:
+                for name in names:
+                    data.pop(name, None)
+            if names is None or not data:
+                del history.by_time[stamp]
+            else:
+                kept.append(stamp)
+        history.times = kept
+        history.composite = {}
+        for stamp in kept:
+            for name, value in history.by_time[stamp].items():
+                history.composite[name] = (value, stamp)
+        return touched
 
     def composite_state(
         self, device_id: str, *, start: int | None = None, end: int | None = None

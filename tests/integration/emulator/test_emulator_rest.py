@@ -11,7 +11,6 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from losant_async.testing._routes import load_routes
 from tests.integration.emulator.emulator_support import World, assert_schema
 
 GLOBAL = {"_actions": "false", "_links": "true", "_embedded": "true"}
@@ -116,29 +115,6 @@ async def test_a_token_without_the_scope_is_403(world: World, api: Api) -> None:
     assert status == 200
     status, body = await api.call("POST", dev_path(world, tail="/command"), body={"name": "x"}, token=reader)
     assert (status, body["type"]) == (403, "Forbidden")
-
-
-async def test_every_unemulated_catalog_action_answers_501(world: World, api: Api) -> None:
-    routes = load_routes()
-    every_scope = sorted({s for r in routes.routes for s in r.scopes})
-    token = world.losant.store.add_token(application_id=None, scopes=every_scope).token
-    emulated = world.losant._rest.emulated
-    checked = 0
-    for route in routes.routes:
-        if route.full_name in emulated:
-            continue
-        path = route.path
-        for name in ("applicationId",):
-            path = path.replace("{" + name + "}", world.app.id)
-        path = path.replace("{deviceId}", world.device.id)
-        while "{" in path:
-            start = path.index("{")
-            path = path[:start] + "c" * 24 + path[path.index("}") + 1:]
-        status, body = await api.call(route.method, path, token=token)
-        assert status == 501, (route.full_name, status, body)
-        assert body == {"type": "NotImplemented", "message": f"{route.full_name} is not emulated"}
-        checked += 1
-    assert checked > 300
 
 
 # -- applications and devices ----------------------------------------------------------------------

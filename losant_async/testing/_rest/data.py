@@ -1,0 +1,161 @@
+"""Emulated ``data`` resource: time-series and last-value queries over stored states."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aiohttp import web
+
+from ...errors import ValidationError
+from .._query import device_matches
+from .._store import (
+    DAY_MS,
+    ApplicationRecord,
+    DeviceRecord,
+    StateRecord,
+)
+from ._common import Call, Handler, Server, iso, json_response
+
+
+def _query_devices(srv: Server, app: ApplicationRecord, body: Mapping[str, Any]) -> list[DeviceRecord]:
+    devices = [d for d in srv.store.devices.values() if d.application_id == app.id]
+    ids, tags, query = body.get("deviceIds"), body.get("deviceTags"), body.get("deviceQuery")
+    if ids is not None:
+        wanted = set(ids) if isinstance(ids, list) else set()
+        devices = [d for d in devices if d.id in wanted]
+    if tags is not None:
+        pairs = srv.store.parse_tags(tags)
+        devices = [d for d in devices if any(p in d.tags for p in pairs)]
+    if query is not None:
+        devices = [d for d in devices if device_matches(d, query)]
+    return devices
+
+
+def _body_time(body: Mapping[str, Any], name: str, now: int, default: int) -> int:
+    raw = body.get(name)
+    if raw is None:
+        return default
+    if not isinstance(raw, (int, float)) or isinstance(raw, bool):
+        raise ValidationError(f"{name} must be a number of milliseconds")
+    if raw == 0:
+        return now
+    if raw < 0:
+        return now + int(raw)
+    return int(raw)
+
+
+async def time_series(srv: Server, call: Call) -> web.Response:
+    app = srv.app_of(call)
+    body = call.body if call.body is not None else {}
+    if not isinstance(body, dict):
+        raise ValidationError("query must be a JSON object")
+    now = srv.store.clock()
+    end = _body_time(body, "end", now, now)
+    duration = body.get("duration", DAY_MS)
+    start = _body_time(body, "start", now, end - int(duration))
+    aggregation = body.get("aggregation", "MEAN")
+    agg_type = aggregation.get("type") if isinstance(aggregation, dict) else aggregation
+    if agg_type not in ("NONE", "FIRST", "LAST", "COUNT", "MAX", "MIN", "MEDIAN", "MEAN", "SUM", "STD_DEV"):
+        raise ValidationError(f"aggregation {agg_type!r} is not emulated")
+    resolution = body.get("resolution", 300_000 if agg_type != "NONE" else None)
+    limit = body.get("limit", 1000)
+    order = body.get("order", "asc")
+    if order not in ("asc", "desc"):
+        raise ValidationError("order must be asc or desc")
+    attributes = body.get("attributes")
+    devices: dict[str, Any] = {}
+    for device in _query_devices(srv, app, body):
+        records = srv.store.states(device.id, start=start, end=end, descending=False)
+        if agg_type == "NONE":
+            points = [
+                {"time": iso(r.time), "data": {k: v for k, v in r.data.items() if attributes is None or k in attributes}}
+                for r in records
+            ]
+        else:
+            points = _aggregate(records, start, int(resolution or 300_000), agg_type, attributes, device)
+        if order == "desc":
+            points.reverse()
+        if isinstance(limit, int) and limit > 0:
+            points = points[:limit]
+        devices[device.id] = {"name": device.name, "tags": device.tag_dict(), "points": points}
+    return json_response(
+        {
+            "start": iso(start),
+            "end": iso(end),
+            "resolution": resolution,
+            "aggregation": agg_type,
+            "limit": limit,
+            "order": order,
+            "devices": devices,
+        }
+    )
+
+
+def _aggregate(
+    records: Iterable[StateRecord],
+    start: int,
+    resolution: int,
+    kind: str,
+    attributes: list[str] | None,
+    device: DeviceRecord,
+) -> list[dict[str, Any]]:
+    if resolution <= 0:
+        raise ValidationError("resolution must be positive")
+    buckets: dict[int, dict[str, list[Any]]] = {}
+    for record in records:
+        bucket = start + ((record.time - start) // resolution) * resolution
+        for name, value in record.data.items():
+            if attributes is not None and name not in attributes:
+                continue
+            buckets.setdefault(bucket, {}).setdefault(name, []).append(value)
+    out = []
+    for bucket in sorted(buckets):
+        data: dict[str, Any] = {}
+        for name, values in buckets[bucket].items():
+            attr = device.attributes.get(name)
+            numeric = attr is not None and attr.data_type == "number"
+            if kind == "FIRST":
+                data[name] = values[0]
+            elif kind == "LAST":
+                data[name] = values[-1]
+            elif kind == "COUNT":
+                data[name] = len(values)
+            elif numeric:
+                nums = [float(v) for v in values]
+                result = {
+                    "MAX": max(nums),
+                    "MIN": min(nums),
+                    "MEDIAN": statistics.median(nums),
+                    "MEAN": statistics.fmean(nums),
+                    "SUM": math.fsum(nums),
+                    "STD_DEV": statistics.pstdev(nums),
+                }[kind]
+                data[name] = result
+        out.append({"time": iso(bucket), "data": data})
+    return out
+
+
+async def last_value(srv: Server, call: Call) -> web.Response:
+    app = srv.app_of(call)
+    body = srv.body_of(call)
+    attribute = body.get("attribute")
+    if not isinstance(attribute, str) or not attribute:
+        raise ValidationError("attribute is required")
+    now = srv.store.clock()
+    end = _body_time(body, "end", now, now)
+    out: dict[str, Any] = {}
+    for device in _query_devices(srv, app, body):
+        for record in srv.store.states(device.id, end=end, descending=True):
+            if attribute in record.data:
+                out[device.id] = {"time": iso(record.time), "data": {attribute: record.data[attribute]}}
+                break
+    return json_response(out)
+
+
+HANDLERS: dict[str, Handler] = {
+    "data.time_series_query": time_series,
+    "data.last_value_query": last_value,
+}
