@@ -51,7 +51,9 @@ class Param:
 
     def __post_init__(self) -> None:
         if self.pattern is not None:
-            object.__setattr__(self, "_regex", re.compile(self.pattern))
+            # ASCII: the catalog's \d means 0-9, not every Unicode digit. Values are checked
+            # with fullmatch, so a trailing newline cannot slip past the pattern's "$".
+            object.__setattr__(self, "_regex", re.compile(self.pattern, re.ASCII))
 
     @property
     def regex(self) -> re.Pattern[str] | None:

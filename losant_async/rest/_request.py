@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
@@ -20,7 +20,8 @@ from urllib.parse import quote
 import msgspec
 
 from .._json import encode, to_builtins
-from .._time import now_ms, to_epoch_ms
+from .._state import check_state_data, check_state_time
+from .._time import to_epoch_ms
 from ..errors import InvalidIdError, ValidationError
 from ._operation import Operation, Param
 
@@ -236,28 +237,75 @@ def _text_part(param: Param, value: Any) -> Part:
     return Part(param.api_name, _scalar(param, value))
 
 
-def _stamp(value: Any, stamp: int) -> tuple[Any, bool]:
-    """Give every state without a ``time`` the call's time; say whether all now carry one."""
+def _path_value(param: Param, value: Any) -> str:
+    """A path value, quoted; never one a URL normaliser would read as a different path."""
+    text = _scalar(param, value)
+    if text in ("", ".", "..") or "/" in text:
+        raise ValidationError(
+            f"{param.py_name}={text!r} cannot be a path segment (empty, '.', '..' or holding '/')"
+        )
+    return quote(text, safe="")
+
+
+Stamp = Callable[[str], int]
+"""Gives the next distinct epoch millisecond for a device ID (``losant_async._state.KeyedStamper``)."""
+
+_NO_TIME = (None, msgspec.UNSET)
+
+
+def _one_state(state: Any, what: str, stamp: Stamp | None, key: str) -> tuple[Any, bool]:
+    """Check one state exactly as MQTT does; stamp it when it has no time. (state, timed)."""
+    if isinstance(state, Mapping):
+        if "data" not in state:
+            raise ValidationError(f"{what} has no 'data': a state is {{'data': {{...}}, 'time': ...}}")
+        check_state_data(state["data"])
+        when = state.get("time")
+        if when is None:
+            if stamp is None:
+                return state, False
+            return {**state, "time": stamp(key)}, True
+        check_state_time(when, what=f"{what} time")
+        return state, True
+    if isinstance(state, msgspec.Struct) and hasattr(state, "data"):
+        data = state.data
+        if data is msgspec.UNSET or data is None:
+            raise ValidationError(f"{what} has no data")
+        check_state_data(data)
+        when = getattr(state, "time", None)
+        if when in _NO_TIME:
+            if stamp is None or not hasattr(state, "time"):
+                return state, False
+            return msgspec.structs.replace(state, time=stamp(key)), True
+        check_state_time(to_builtins(when) if isinstance(when, msgspec.Struct) else when,
+                         what=f"{what} time")
+        return state, True
+    raise ValidationError(
+        f"{what} must be a state ({{'data': {{...}}}} or a DeviceState), not {type(state).__name__}"
+    )
+
+
+def _states(param: Param, value: Any, stamp: Stamp | None, key: str) -> tuple[Any, bool]:
+    """Every state of a state report checked, and stamped when it lacks a time; (value, all timed)."""
     if isinstance(value, (list, tuple)):
-        stamped = [_stamp(item, stamp) for item in value]
-        return [s for s, _ in stamped], all(ok for _, ok in stamped) and bool(stamped)
-    if isinstance(value, Mapping):
-        if value.get("time") is None:
-            return {**value, "time": stamp}, True
-        return value, True
-    if isinstance(value, msgspec.Struct) and hasattr(value, "time"):
-        current = value.time
-        if current is None or current is msgspec.UNSET:
-            return msgspec.structs.replace(value, time=stamp), True
-        return value, True
-    return value, False
+        if not value:
+            raise ValidationError(f"{param.py_name} is an empty list: give at least one state")
+        out = []
+        all_timed = True
+        for i, state in enumerate(value):
+            checked, timed = _one_state(state, f"{param.py_name}[{i}]", stamp, key)
+            out.append(checked)
+            all_timed = all_timed and timed
+        return out, all_timed
+    return _one_state(value, param.py_name, stamp, key)
 
 
-def prepare(op: Operation, args: tuple[Any, ...], *, stamp_time: bool = False) -> PreparedRequest:
+def prepare(op: Operation, args: tuple[Any, ...], *, stamp: Stamp | None = None) -> PreparedRequest:
     """Validate ``args`` (in ``op.params`` order) and encode them where the API wants them.
 
-    ``stamp_time``: for a timestamped action, give each state without a ``time``
-    the current time first, so that a retry overwrites instead of duplicating.
+    For a state report (``op.timestamped_body``) every state is checked as
+    MQTT checks it, and with ``stamp`` each state without a ``time`` gets the
+    next distinct millisecond of its device first: Losant keeps one state per
+    millisecond, and a retry then overwrites instead of duplicating.
     """
     params = op.params
     if len(args) != len(params):
@@ -276,12 +324,12 @@ def prepare(op: Operation, args: tuple[Any, ...], *, stamp_time: bool = False) -
             continue
         location = param.location
         if location == "path":
-            path_values[i] = quote(_scalar(param, value), safe="")
+            path_values[i] = _path_value(param, value)
         elif location == "query":
             _query_pairs(param, value, query)
         elif location == "body":
-            if op.timestamped_body and stamp_time:
-                value, all_timed = _stamp(value, now_ms())
+            if op.timestamped_body:
+                value, all_timed = _states(param, value, stamp, _device_key(op, args))
                 retry_safe = retry_safe or all_timed
             body = _check_body(param, value)
         elif location == "multipart":
@@ -303,6 +351,13 @@ def prepare(op: Operation, args: tuple[Any, ...], *, stamp_time: bool = False) -
         headers=tuple(headers),
         retry_safe=retry_safe,
     )
+
+
+def _device_key(op: Operation, args: tuple[Any, ...]) -> str:
+    for param, value in zip(op.params, args, strict=True):
+        if param.api_name == "deviceId" and isinstance(value, str):
+            return value
+    return ""
 
 
 async def load_files(parts: tuple[Part, ...]) -> tuple[Part, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._operation import Operation
@@ -15,43 +16,49 @@ __all__ = ["Requester", "Resource"]
 
 
 class Requester(Protocol):
-    """What a resource needs from the client: implemented once, by ``LosantClient``."""
+    """What a resource needs from the client: implemented once, by ``LosantClient``.
+
+    ``call``, ``paginate_call`` and ``stream_call`` take their arguments
+    positionally (the generated methods' hot path); ``request``, ``paginate``
+    and ``stream`` are the same with keywords.
+    """
+
+    async def call(
+        self, op: Operation, args: tuple[Any, ...], raw: bool, options: RequestOptions | None
+    ) -> Any: ...
+
+    def paginate_call(
+        self, op: Operation, args: tuple[Any, ...], raw: bool, options: RequestOptions | None
+    ) -> Paginator[Any, Any]: ...
+
+    def stream_call(
+        self, op: Operation, args: tuple[Any, ...], raw: bool, options: RequestOptions | None
+    ) -> EventStream[Any]: ...
 
     async def request(
         self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None
     ) -> Any: ...
 
-    def paginate(
-        self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None
-    ) -> Paginator[Any, Any]: ...
-
-    def stream(
-        self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None
-    ) -> EventStream[Any]: ...
-
 
 class Resource:
-    """A group of actions (``client.device``); its methods are generated."""
+    """A group of actions (``client.device``); its methods are generated.
 
-    __slots__ = ("_requester",)
+    ``_call``, ``_paginate`` and ``_stream`` are the requester's own bound
+    methods, stored on the instance: a generated method reaches the client's
+    request function directly, with no forwarding hop in between.
+    """
+
+    __slots__ = ("_call", "_paginate", "_requester", "_stream")
+
+    _call: Callable[[Operation, tuple[Any, ...], bool, RequestOptions | None], Awaitable[Any]]
+    _paginate: Callable[[Operation, tuple[Any, ...], bool, RequestOptions | None], Paginator[Any, Any]]
+    _stream: Callable[[Operation, tuple[Any, ...], bool, RequestOptions | None], EventStream[Any]]
 
     def __init__(self, requester: Requester) -> None:
         self._requester = requester
-
-    async def _call(
-        self, op: Operation, args: tuple[Any, ...], raw: bool, options: RequestOptions | None
-    ) -> Any:
-        return await self._requester.request(op, args, raw=raw, options=options)
-
-    def _paginate(
-        self, op: Operation, args: tuple[Any, ...], raw: bool, options: RequestOptions | None
-    ) -> Paginator[Any, Any]:
-        return self._requester.paginate(op, args, raw=raw, options=options)
-
-    def _stream(
-        self, op: Operation, args: tuple[Any, ...], raw: bool, options: RequestOptions | None
-    ) -> EventStream[Any]:
-        return self._requester.stream(op, args, raw=raw, options=options)
+        self._call = requester.call
+        self._paginate = requester.paginate_call
+        self._stream = requester.stream_call
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} resource>"

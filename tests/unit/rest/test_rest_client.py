@@ -205,7 +205,7 @@ async def test_empty_413_body(server: Server, client: LosantClient) -> None:
 async def test_idempotent_call_retries_on_5xx_then_succeeds(
     server: Server, client: LosantClient, sleeps: Sleeps
 ) -> None:
-    server.reply(503, {"type": "Unavailable", "message": "busy"})
+    server.reply(500, {"type": "Internal", "message": "busy"})
     server.reply(502, b"bad gateway")
     server.reply(200, THING)
     assert (
