@@ -264,9 +264,16 @@ class DecodeError(LosantError, ValueError):
     Bounded so that a huge reply is not kept alive by the exception.
     """
 
-    def __init__(self, message: str, raw: bytes | str | None = None, path: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        raw: bytes | str | None = None,
+        path: str | None = None,
+        *,
+        raw_size: int | None = None,
+    ) -> None:
         super().__init__(message)
-        self.raw_size = len(raw) if raw is not None else 0
+        self.raw_size = raw_size if raw_size is not None else (len(raw) if raw is not None else 0)
         if raw is not None and len(raw) > MAX_RAW_KEPT:
             raw = raw[:MAX_RAW_KEPT]
         self.raw = raw

@@ -571,7 +571,9 @@ class LosantClient(GeneratedResources):
                 return None
             return decode(body, tp)
         except DecodeError as exc:
-            raise DecodeError(f"{op.full_name}: {exc}", raw=exc.raw, path=exc.path) from None
+            raise DecodeError(
+                f"{op.full_name}: {exc}", raw=exc.raw, path=exc.path, raw_size=exc.raw_size
+            ) from None
 
 
 async def _drain(resp: HTTPResponse, cap: int, op: Operation) -> HTTPResponse:
