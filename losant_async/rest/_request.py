@@ -244,7 +244,10 @@ def _path_value(param: Param, value: Any) -> str:
         raise ValidationError(
             f"{param.py_name}={text!r} cannot be a path segment (empty, '.', '..' or holding '/')"
         )
-    return quote(text, safe="")
+    try:
+        return quote(text, safe="")
+    except UnicodeEncodeError:
+        raise ValidationError(f"{param.py_name} is not valid Unicode (a lone surrogate)") from None
 
 
 Stamp = Callable[[str], int]
@@ -341,7 +344,12 @@ def prepare(op: Operation, args: tuple[Any, ...], *, stamp: Stamp | None = None)
         elif location == "header":
             headers.append((param.api_name, _scalar(param, value)))
     path = "".join(s if isinstance(s, str) else path_values[s] for s in plan.segments)
-    query_text = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query)
+    try:
+        query_text = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query)
+    except UnicodeEncodeError:
+        raise ValidationError(
+            f"{op.full_name}: a query value is not valid Unicode (a lone surrogate)"
+        ) from None
     return PreparedRequest(
         method=op.method,
         path=path,

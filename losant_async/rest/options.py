@@ -25,6 +25,10 @@ def check_header(name: object, value: object, *, what: str = "header") -> str:
     if _BAD_VALUE.search(value) is not None:
         # The value may be a token: say where, not what.
         raise ValidationError(f"{what} {name}: the value holds a control character (CR, LF, ...)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(f"{what} {name}: the value is not valid Unicode") from None
     return value
 
 
