@@ -47,9 +47,9 @@ class Part:
     content_type: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PreparedRequest:
-    """A validated request, ready for the transport (the base URL aside)."""
+    """A validated request, ready for the transport (the base URL aside); treat it as read-only."""
 
     method: str
     path: str
@@ -68,9 +68,17 @@ class PreparedRequest:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    segments: tuple[str | int, ...]
-    """Literal path pieces and indexes (into ``op.params``) of path values."""
+    template: tuple[str, ...]
+    """The path's pieces; the slots of path values hold "" until filled."""
+    slots: tuple[tuple[int, int], ...]
+    """(index into ``op.params``, index into ``template``) per path value."""
+    locations: tuple[str, ...]
+    """Each parameter's location, in ``op.params`` order."""
+    device_index: int | None
+    """The ``deviceId`` parameter: the key of a state report's stamps."""
     body_index: int | None
+    simple: bool
+    """Only required path values and at most one JSON body: ``prepare``'s short path."""
 
 
 _plans: dict[int, tuple[Operation, _Plan]] = {}
@@ -83,20 +91,34 @@ def _plan_for(op: Operation) -> _Plan:
     if entry is not None and entry[0] is op:
         return entry[1]
     index = {p.api_name: i for i, p in enumerate(op.params)}
-    segments: list[str | int] = []
+    template: list[str] = []
+    slots: list[tuple[int, int]] = []
     rest = op.path
     while "{" in rest:
         head, _, tail = rest.partition("{")
         name, _, rest = tail.partition("}")
         if head:
-            segments.append(head)
+            template.append(head)
         if name not in index:
             raise ValidationError(f"{op.full_name}: path placeholder {{{name}}} has no parameter")
-        segments.append(index[name])
+        slots.append((index[name], len(template)))
+        template.append("")
     if rest:
-        segments.append(rest)
-    body_index = next((i for i, p in enumerate(op.params) if p.location == "body"), None)
-    plan = _Plan(tuple(segments), body_index)
+        template.append(rest)
+    locations = tuple(p.location for p in op.params)
+    body_index = next((i for i, loc in enumerate(locations) if loc == "body"), None)
+    simple = not op.multipart and all(
+        (p.location == "path" and p.required) or (p.location == "body" and i == body_index)
+        for i, p in enumerate(op.params)
+    )
+    plan = _Plan(
+        tuple(template),
+        tuple(slots),
+        locations,
+        index.get("deviceId"),
+        body_index,
+        simple,
+    )
     _plans[id(op)] = (op, plan)
     return plan
 
@@ -181,6 +203,8 @@ def _query_pairs(param: Param, value: Any, out: list[tuple[str, str]]) -> None:
 
 
 def _check_body(param: Param, value: Any) -> bytes:
+    if type(value) is dict:
+        return encode(value, what=param.py_name)
     if isinstance(value, (str, bytes, bytearray, memoryview)) or not isinstance(
         value, (msgspec.Struct, Mapping, list, tuple)
     ):
@@ -237,9 +261,31 @@ def _text_part(param: Param, value: Any) -> Part:
     return Part(param.api_name, _scalar(param, value))
 
 
+# IDs repeat on every call (one application, a fleet of devices): remember the ones that
+# passed their pattern. Keyed by (pattern, value); bounded, cleared when full.
+_checked_ids: dict[tuple[str, str], str] = {}
+_CHECKED_IDS_MAX = 8192
+
+
 def _path_value(param: Param, value: Any) -> str:
     """A path value, quoted; never one a URL normaliser would read as a different path."""
-    text = _scalar(param, value)
+    regex = param.regex
+    if type(value) is str and regex is not None and param.enum is None:
+        # The common case, an ID: one fullmatch, and no quoting for plain ASCII letters/digits.
+        pattern = param.pattern or ""
+        known = _checked_ids.get((pattern, value))
+        if known is not None:
+            return known
+        if regex.fullmatch(value) is None:
+            raise InvalidIdError(param.py_name, value, pattern)
+        text = value
+        if text.isascii() and text.isalnum():
+            if len(_checked_ids) >= _CHECKED_IDS_MAX:
+                _checked_ids.clear()
+            _checked_ids[(pattern, value)] = text
+            return text
+    else:
+        text = _scalar(param, value)
     if text in ("", ".", "..") or "/" in text:
         raise ValidationError(
             f"{param.py_name}={text!r} cannot be a path segment (empty, '.', '..' or holding '/')"
@@ -258,7 +304,7 @@ _NO_TIME = (None, msgspec.UNSET)
 
 def _one_state(state: Any, what: str, stamp: Stamp | None, key: str) -> tuple[Any, bool]:
     """Check one state exactly as MQTT does; stamp it when it has no time. (state, timed)."""
-    if isinstance(state, Mapping):
+    if type(state) is dict or isinstance(state, Mapping):
         if "data" not in state:
             raise ValidationError(f"{what} has no 'data': a state is {{'data': {{...}}, 'time': ...}}")
         check_state_data(state["data"])
@@ -289,6 +335,8 @@ def _one_state(state: Any, what: str, stamp: Stamp | None, key: str) -> tuple[An
 
 def _states(param: Param, value: Any, stamp: Stamp | None, key: str) -> tuple[Any, bool]:
     """Every state of a state report checked, and stamped when it lacks a time; (value, all timed)."""
+    if type(value) is dict:
+        return _one_state(value, param.py_name, stamp, key)
     if isinstance(value, (list, tuple)):
         if not value:
             raise ValidationError(f"{param.py_name} is an empty list: give at least one state")
@@ -314,27 +362,37 @@ def prepare(op: Operation, args: tuple[Any, ...], *, stamp: Stamp | None = None)
     if len(args) != len(params):
         raise ValidationError(f"{op.full_name} takes {len(params)} arguments, got {len(args)}")
     plan = _plan_for(op)
-    path_values: dict[int, str] = {}
-    query: list[tuple[str, str]] = []
-    headers: list[tuple[str, str]] = []
+    if plan.simple:
+        return _prepare_simple(op, plan, args, stamp)
+    query: list[tuple[str, str]] | None = None
+    headers: list[tuple[str, str]] | None = None
     parts: list[Part] | None = [] if op.multipart else None
     body: bytes | None = None
     retry_safe = op.idempotent
-    for i, (param, value) in enumerate(zip(params, args, strict=True)):
-        if value is None or value is msgspec.UNSET:
+    path_parts: list[str] | None = None
+    unset = msgspec.UNSET
+    for i, location in enumerate(plan.locations):
+        value = args[i]
+        if value is None or value is unset:
+            param = params[i]
             if param.required:
                 raise ValidationError(f"{op.full_name}: {param.py_name} is required")
             continue
-        location = param.location
         if location == "path":
-            path_values[i] = _path_value(param, value)
-        elif location == "query":
-            _query_pairs(param, value, query)
-        elif location == "body":
+            continue  # filled below, in path order
+        param = params[i]
+        if location == "body":
             if op.timestamped_body:
-                value, all_timed = _states(param, value, stamp, _device_key(op, args))
+                key = args[plan.device_index] if plan.device_index is not None else ""
+                value, all_timed = _states(
+                    param, value, stamp, key if isinstance(key, str) else ""
+                )
                 retry_safe = retry_safe or all_timed
             body = _check_body(param, value)
+        elif location == "query":
+            if query is None:
+                query = []
+            _query_pairs(param, value, query)
         elif location == "multipart":
             if parts is None:
                 parts = []
@@ -342,30 +400,66 @@ def prepare(op: Operation, args: tuple[Any, ...], *, stamp: Stamp | None = None)
                 _file_part(param, value) if param.kind == "file" else _text_part(param, value)
             )
         elif location == "header":
+            if headers is None:
+                headers = []
             headers.append((param.api_name, _scalar(param, value)))
-    path = "".join(s if isinstance(s, str) else path_values[s] for s in plan.segments)
-    try:
-        query_text = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query)
-    except UnicodeEncodeError:
-        raise ValidationError(
-            f"{op.full_name}: a query value is not valid Unicode (a lone surrogate)"
-        ) from None
+    if plan.slots:
+        path_parts = list(plan.template)
+        for param_index, slot in plan.slots:
+            value = args[param_index]
+            if value is None or value is unset:  # an optional path value cannot be left out
+                raise ValidationError(f"{op.full_name}: {params[param_index].py_name} is required")
+            path_parts[slot] = _path_value(params[param_index], value)
+        path = "".join(path_parts)
+    else:
+        path = "".join(plan.template)
+    query_text = ""
+    if query:
+        try:
+            query_text = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query)
+        except UnicodeEncodeError:
+            raise ValidationError(
+                f"{op.full_name}: a query value is not valid Unicode (a lone surrogate)"
+            ) from None
     return PreparedRequest(
-        method=op.method,
-        path=path,
-        query=query_text,
-        body=body,
-        parts=tuple(parts) if parts is not None else None,
-        headers=tuple(headers),
-        retry_safe=retry_safe,
+        op.method,
+        path,
+        query_text,
+        body,
+        tuple(parts) if parts is not None else None,
+        tuple(headers) if headers else (),
+        retry_safe,
     )
 
 
-def _device_key(op: Operation, args: tuple[Any, ...]) -> str:
-    for param, value in zip(op.params, args, strict=True):
-        if param.api_name == "deviceId" and isinstance(value, str):
-            return value
-    return ""
+def _prepare_simple(
+    op: Operation, plan: _Plan, args: tuple[Any, ...], stamp: Stamp | None
+) -> PreparedRequest:
+    """``prepare`` for the usual shape (IDs in the path, maybe a JSON body): no generic loop."""
+    params = op.params
+    unset = msgspec.UNSET
+    path_parts = list(plan.template)
+    for param_index, slot in plan.slots:
+        value = args[param_index]
+        if value is None or value is unset:
+            raise ValidationError(f"{op.full_name}: {params[param_index].py_name} is required")
+        path_parts[slot] = _path_value(params[param_index], value)
+    body: bytes | None = None
+    retry_safe = op.idempotent
+    body_index = plan.body_index
+    if body_index is not None:
+        param = params[body_index]
+        value = args[body_index]
+        if value is None or value is unset:
+            if param.required:
+                raise ValidationError(f"{op.full_name}: {param.py_name} is required")
+        else:
+            if op.timestamped_body:
+                key = args[plan.device_index] if plan.device_index is not None else ""
+                value, all_timed = _states(param, value, stamp, key if type(key) is str else "")
+                retry_safe = retry_safe or all_timed
+            body = _check_body(param, value)
+    return PreparedRequest(op.method, "".join(path_parts), "", body, None, (), retry_safe)
 
 
 async def load_files(parts: tuple[Part, ...]) -> tuple[Part, ...]:

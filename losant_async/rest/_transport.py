@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import platform
 import ssl as _ssl
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import TypeVar
 
 import aiohttp
 import yarl
+from multidict import CIMultiDict
 
 from ..errors import (
     ConnectError,
@@ -127,7 +128,16 @@ class AiohttpTransport:
     ``~/.netrc``, as aiohttp does).
     """
 
-    __slots__ = ("_limit", "_owns", "_session", "_ssl", "_timeouts", "_trust_env")
+    __slots__ = (
+        "_headers_in",
+        "_headers_out",
+        "_limit",
+        "_owns",
+        "_session",
+        "_ssl",
+        "_timeouts",
+        "_trust_env",
+    )
 
     def __init__(
         self,
@@ -148,6 +158,10 @@ class AiohttpTransport:
         self._ssl: _ssl.SSLContext | bool = True if ssl is None else ssl
         self._trust_env = trust_env
         self._timeouts: dict[tuple[Timeout, bool], aiohttp.ClientTimeout] = {}
+        # The client hands the same header dict to every request with the same token: convert
+        # it to the multidict aiohttp wants once, not per request.
+        self._headers_in: Mapping[str, str] | None = None
+        self._headers_out: CIMultiDict[str] = CIMultiDict()
 
     @property
     def owns_session(self) -> bool:
@@ -199,12 +213,18 @@ class AiohttpTransport:
             session = self.start()
         parts = request.parts
         method = request.method
+        headers = request.headers
+        if headers is self._headers_in:
+            multi = self._headers_out
+        else:
+            multi = CIMultiDict(headers)
+            self._headers_in, self._headers_out = headers, multi
         try:
             resp = await session.request(
                 method,
                 # Already quoted by the request builder: yarl must not quote again.
                 yarl.URL(request.url, encoded=True),
-                headers=request.headers,
+                headers=multi,
                 data=_form(parts) if parts is not None else request.body,
                 timeout=self._client_timeout(request.timeout, request.stream),
                 allow_redirects=False,
@@ -226,10 +246,19 @@ class AiohttpTransport:
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int, method: str) -> bytes:
     """The whole body, decompressed, but never more than ``cap`` bytes (plus one chunk) in memory."""
     length = resp.content_length
-    if length is not None and length > cap and "Content-Encoding" not in resp.headers:
-        raise ResponseTooLargeError(
-            f"{method}: the reply announces {length} bytes; the limit is {cap}", cap
-        )
+    if length is not None and "Content-Encoding" not in resp.headers:
+        if length > cap:
+            raise ResponseTooLargeError(
+                f"{method}: the reply announces {length} bytes; the limit is {cap}", cap
+            )
+        try:  # an exact, uncompressed length within the cap: aiohttp reads just that
+            return await resp.read()
+        except (asyncio.TimeoutError, TimeoutError):
+            raise RequestTimeoutError(f"{method}: no complete answer within the timeout") from None
+        except aiohttp.ClientError as exc:
+            raise ConnectError(
+                f"{method}: connection failed while reading the response: {_describe(exc)}"
+            ) from None
     content = resp.content
     chunks: list[bytes] = []
     size = 0

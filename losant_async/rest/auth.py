@@ -47,6 +47,11 @@ class StaticToken:
         check_header("Authorization", token, what="token")
         self._token = token
 
+    @property
+    def token(self) -> str:
+        """The token itself (never shown in a repr)."""
+        return self._token
+
     async def get_token(self, requester: Requester) -> str | None:
         return self._token
 

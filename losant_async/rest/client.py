@@ -173,6 +173,8 @@ class LosantClient(GeneratedResources):
             )
         self._transport: Transport = transport
         self._token_source: TokenSource | None = token
+        self._static_source = token if type(token) is StaticToken else None
+        self._static_token = token.token if type(token) is StaticToken else None
         self._timeout = _as_timeout(timeout, _DEFAULT_TIMEOUT)
         self._max_retries = max_retries
         self._max_response_bytes = check_max_response_bytes(max_response_bytes)
@@ -285,7 +287,12 @@ class LosantClient(GeneratedResources):
             resp = await self._execute(op, prepared, options, stream=False)
             return self._decode(op, resp, raw)
         source = self._token_source if op.auth_required else None
-        token = await source.get_token(self) if source is not None else None
+        if source is None:
+            token = None
+        elif source is self._static_source:  # a fixed token: no coroutine to await
+            token = self._static_token
+        else:
+            token = await source.get_token(self)
         json_body = prepared.body is not None
         headers = self._headers_cache.get((token, json_body))
         if headers is None or prepared.headers:
