@@ -129,6 +129,7 @@ class AiohttpTransport:
     """
 
     __slots__ = (
+        "_urls",
         "_headers_in",
         "_headers_out",
         "_limit",
@@ -162,6 +163,8 @@ class AiohttpTransport:
         # it to the multidict aiohttp wants once, not per request.
         self._headers_in: Mapping[str, str] | None = None
         self._headers_out: CIMultiDict[str] = CIMultiDict()
+        # The same URLs recur (one per device and action): parse each once. Bounded.
+        self._urls: dict[str, yarl.URL] = {}
 
     @property
     def owns_session(self) -> bool:
@@ -219,11 +222,17 @@ class AiohttpTransport:
         else:
             multi = CIMultiDict(headers)
             self._headers_in, self._headers_out = headers, multi
+        url = self._urls.get(request.url)
+        if url is None:
+            # Already quoted by the request builder: yarl must not quote again.
+            url = yarl.URL(request.url, encoded=True)
+            if len(self._urls) >= 4096:
+                self._urls.clear()
+            self._urls[request.url] = url
         try:
             resp = await session.request(
                 method,
-                # Already quoted by the request builder: yarl must not quote again.
-                yarl.URL(request.url, encoded=True),
+                url,
                 headers=multi,
                 data=_form(parts) if parts is not None else request.body,
                 timeout=self._client_timeout(request.timeout, request.stream),
