@@ -129,7 +129,6 @@ class AiohttpTransport:
     """
 
     __slots__ = (
-        "_urls",
         "_headers_in",
         "_headers_out",
         "_limit",
@@ -138,6 +137,7 @@ class AiohttpTransport:
         "_ssl",
         "_timeouts",
         "_trust_env",
+        "_urls",
     )
 
     def __init__(
