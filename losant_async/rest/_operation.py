@@ -85,6 +85,8 @@ class Operation:
     """For server-sent-event actions: event name -> type of its JSON data."""
     page_item: Any = None
     """For paginated actions: the type of one element of the response's ``items``."""
+    plan: Any = field(default=None, init=False, repr=False, compare=False)
+    """The request builder's per-action work, done once on first use (``_request``)."""
 
     @property
     def full_name(self) -> str:

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from .._json import encode, to_builtins
+from .._json import decoder_for, encode, to_builtins
 from .._state import check_state_data, check_state_time
 from .._time import to_epoch_ms
 from ..errors import InvalidIdError, ValidationError
@@ -79,17 +79,15 @@ class _Plan:
     body_index: int | None
     simple: bool
     """Only required path values and at most one JSON body: ``prepare``'s short path."""
-
-
-_plans: dict[int, tuple[Operation, _Plan]] = {}
+    decoders: dict[int, Any]
+    """Success status -> the msgspec decoder of its declared type (types only, not None)."""
 
 
 def _plan_for(op: Operation) -> _Plan:
-    # Operations hold a dict, so they are not hashable; key by identity and keep
-    # the op itself alive in the entry so an id is never reused for another one.
-    entry = _plans.get(id(op))
-    if entry is not None and entry[0] is op:
-        return entry[1]
+    """The plan of ``op``, made on first use and kept on the Operation itself."""
+    plan: _Plan | None = op.plan
+    if plan is not None:
+        return plan
     index = {p.api_name: i for i, p in enumerate(op.params)}
     template: list[str] = []
     slots: list[tuple[int, int]] = []
@@ -118,8 +116,9 @@ def _plan_for(op: Operation) -> _Plan:
         index.get("deviceId"),
         body_index,
         simple,
+        {status: decoder_for(tp) for status, tp in op.responses.items() if tp is not None},
     )
-    _plans[id(op)] = (op, plan)
+    object.__setattr__(op, "plan", plan)  # frozen: set once, never changed
     return plan
 
 
@@ -269,7 +268,7 @@ _CHECKED_IDS_MAX = 8192
 
 def _path_value(param: Param, value: Any) -> str:
     """A path value, quoted; never one a URL normaliser would read as a different path."""
-    regex = param.regex
+    regex = param._regex
     if type(value) is str and regex is not None and param.enum is None:
         # The common case, an ID: one fullmatch, and no quoting for plain ASCII letters/digits.
         pattern = param.pattern or ""
@@ -361,7 +360,7 @@ def prepare(op: Operation, args: tuple[Any, ...], *, stamp: Stamp | None = None)
     params = op.params
     if len(args) != len(params):
         raise ValidationError(f"{op.full_name} takes {len(params)} arguments, got {len(args)}")
-    plan = _plan_for(op)
+    plan = op.plan or _plan_for(op)
     if plan.simple:
         return _prepare_simple(op, plan, args, stamp)
     query: list[tuple[str, str]] | None = None
@@ -456,9 +455,22 @@ def _prepare_simple(
         else:
             if op.timestamped_body:
                 key = args[plan.device_index] if plan.device_index is not None else ""
-                value, all_timed = _states(param, value, stamp, key if type(key) is str else "")
-                retry_safe = retry_safe or all_timed
-            body = _check_body(param, value)
+                key = key if type(key) is str else ""
+                if type(value) is dict and type(value.get("data")) is dict:
+                    # One state as a dict, the usual call: checked and stamped without detours.
+                    check_state_data(value["data"])
+                    when = value.get("time")
+                    if when is None:
+                        if stamp is not None:
+                            value = {**value, "time": stamp(key)}
+                            retry_safe = True
+                    else:
+                        check_state_time(when, what=f"{param.py_name} time")
+                        retry_safe = True
+                else:
+                    value, all_timed = _states(param, value, stamp, key)
+                    retry_safe = retry_safe or all_timed
+            body = encode(value, what=param.py_name) if type(value) is dict else _check_body(param, value)
     return PreparedRequest(op.method, "".join(path_parts), "", body, None, (), retry_safe)
 
 

@@ -131,6 +131,8 @@ class AiohttpTransport:
     __slots__ = (
         "_headers_in",
         "_headers_out",
+        "_last_client_timeout",
+        "_last_timeout",
         "_limit",
         "_owns",
         "_session",
@@ -165,6 +167,8 @@ class AiohttpTransport:
         self._headers_out: CIMultiDict[str] = CIMultiDict()
         # The same URLs recur (one per device and action): parse each once. Bounded.
         self._urls: dict[str, yarl.URL] = {}
+        self._last_timeout: Timeout | None = None
+        self._last_client_timeout = aiohttp.ClientTimeout()
 
     @property
     def owns_session(self) -> bool:
@@ -229,13 +233,20 @@ class AiohttpTransport:
             if len(self._urls) >= 4096:
                 self._urls.clear()
             self._urls[request.url] = url
+        timeout = request.timeout
+        if timeout is self._last_timeout and not request.stream:
+            ct = self._last_client_timeout
+        else:
+            ct = self._client_timeout(timeout, request.stream)
+            if not request.stream:
+                self._last_timeout, self._last_client_timeout = timeout, ct
         try:
             resp = await session.request(
                 method,
                 url,
                 headers=multi,
                 data=_form(parts) if parts is not None else request.body,
-                timeout=self._client_timeout(request.timeout, request.stream),
+                timeout=ct,
                 allow_redirects=False,
             )
         except _TRANSLATED as exc:
@@ -244,9 +255,23 @@ class AiohttpTransport:
         if request.stream and resp.status < 300:
             return HTTPResponse(resp.status, resp.headers, b"", _Stream(resp))
         try:
-            body = await _read_capped(resp, request.max_response_bytes, method)
-        except BaseException:
+            cap = request.max_response_bytes
+            length = resp.content_length
+            if length is not None and length <= cap and "Content-Encoding" not in resp.headers:
+                # An exact, uncompressed length within the cap: aiohttp reads just that.
+                body = await resp.read()
+            else:
+                body = await _read_capped(resp, cap, method)
+        except (asyncio.TimeoutError, TimeoutError):
             resp.close()  # a half-read body cannot go back to the pool
+            raise RequestTimeoutError(f"{method}: no complete answer within the timeout") from None
+        except aiohttp.ClientError as exc:
+            resp.close()
+            raise ConnectError(
+                f"{method}: connection failed while reading the response: {_describe(exc)}"
+            ) from None
+        except BaseException:
+            resp.close()
             raise
         resp.release()
         return HTTPResponse(resp.status, resp.headers, body)
@@ -255,39 +280,23 @@ class AiohttpTransport:
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int, method: str) -> bytes:
     """The whole body, decompressed, but never more than ``cap`` bytes (plus one chunk) in memory."""
     length = resp.content_length
-    if length is not None and "Content-Encoding" not in resp.headers:
-        if length > cap:
-            raise ResponseTooLargeError(
-                f"{method}: the reply announces {length} bytes; the limit is {cap}", cap
-            )
-        try:  # an exact, uncompressed length within the cap: aiohttp reads just that
-            return await resp.read()
-        except (asyncio.TimeoutError, TimeoutError):
-            raise RequestTimeoutError(f"{method}: no complete answer within the timeout") from None
-        except aiohttp.ClientError as exc:
-            raise ConnectError(
-                f"{method}: connection failed while reading the response: {_describe(exc)}"
-            ) from None
+    if length is not None and length > cap and "Content-Encoding" not in resp.headers:
+        raise ResponseTooLargeError(
+            f"{method}: the reply announces {length} bytes; the limit is {cap}", cap
+        )
     content = resp.content
     chunks: list[bytes] = []
     size = 0
-    try:
-        while True:
-            chunk = await content.readany()
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > cap:
-                raise ResponseTooLargeError(
-                    f"{method}: the reply is larger than the limit of {cap} bytes", cap
-                )
-            chunks.append(chunk)
-    except (asyncio.TimeoutError, TimeoutError):
-        raise RequestTimeoutError(f"{method}: no complete answer within the timeout") from None
-    except aiohttp.ClientError as exc:
-        raise ConnectError(
-            f"{method}: connection failed while reading the response: {_describe(exc)}"
-        ) from None
+    while True:
+        chunk = await content.readany()
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > cap:
+            raise ResponseTooLargeError(
+                f"{method}: the reply is larger than the limit of {cap} bytes", cap
+            )
+        chunks.append(chunk)
     if len(chunks) == 1:
         return bytes(chunks[0])
     return b"".join(chunks)

@@ -561,6 +561,13 @@ class LosantClient(GeneratedResources):
     def _decode(self, op: Operation, resp: HTTPResponse, raw: bool) -> Any:
         body = resp.body
         status = resp.status
+        if not raw and body and (decoders := op.plan.decoders if op.plan else None):
+            decoder = decoders.get(status)
+            if decoder is not None:
+                try:
+                    return decoder.decode(body)
+                except (msgspec.ValidationError, msgspec.DecodeError):
+                    pass  # the slow path below says what is wrong, with the JSON path
         if status == 204:
             return None
         tp = op.responses.get(status, _MISSING)
