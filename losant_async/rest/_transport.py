@@ -216,7 +216,7 @@ class AiohttpTransport:
     async def send(self, request: HTTPRequest) -> HTTPResponse:
         """Send ``request`` and read the answer (or return it open, for a stream)."""
         session = self._session
-        if session is None or session.closed:
+        if session is None:
             session = self.start()
         parts = request.parts
         method = request.method
