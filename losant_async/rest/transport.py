@@ -59,10 +59,11 @@ class HTTPRequest:
     method: str
     url: str
     """The absolute URL, path and query already percent-encoded."""
-    headers: Mapping[str, str]
-    body: bytes | None = None
+    headers: Mapping[str, str] = field(repr=False)
+    """Includes ``Authorization``: never shown in the repr."""
+    body: bytes | None = field(default=None, repr=False)
     """The encoded JSON body, if any."""
-    parts: tuple[Part, ...] | None = None
+    parts: tuple[Part, ...] | None = field(default=None, repr=False)
     """A multipart body (files already read into memory), if any."""
     timeout: Timeout = field(default_factory=Timeout)
     stream: bool = False

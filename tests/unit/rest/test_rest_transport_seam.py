@@ -185,3 +185,11 @@ def _imports(module: Path) -> set[str]:
 
 def test_bulk_does_not_import_the_client() -> None:
     assert not {i for i in _imports(REST / "bulk.py") if i.endswith("client")}
+
+
+async def test_request_repr_never_shows_the_token() -> None:
+    transport = MockTransport(lambda r: HTTPResponse.from_json({"success": True}))
+    async with LosantClient("tok-SECRET-1", transport=transport) as client:
+        await client.device.get(application_id=APP_ID, device_id=DEVICE_ID, raw=True)
+    shown = repr(transport.requests[0])
+    assert "SECRET" not in shown and "GET" in shown
