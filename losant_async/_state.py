@@ -42,7 +42,7 @@ def check_state_data(data: object) -> None:
     a value that JSON or Losant would change (NaN, a datetime, bytes, a set, a
     huge integer) is refused, so MQTT and REST send exactly what was given.
     """
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise ValidationError(
             f"state data must be a mapping of attribute names to values, not {type(data).__name__}"
         )
@@ -58,6 +58,13 @@ def check_state_data(data: object) -> None:
             if len(known) < _KNOWN_NAMES_MAX:
                 known.add(name)
         tp = type(value)
+        # Exact builtin types first (the usual case, one comparison each); subclasses below.
+        if tp is float:
+            if value - value == 0.0:  # finite: inf - inf and nan - nan are nan
+                continue
+            raise ValidationError(f"attribute {name!r} is {value!r}; JSON has no NaN or infinity")
+        if tp is str and len(value) <= MAX_STRING_CHARS:
+            continue
         if tp is bool:
             continue
         if tp is int or (isinstance(value, int) and not isinstance(value, bool)):

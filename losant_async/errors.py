@@ -18,9 +18,12 @@
     │   └── ServerError              5xx
     ├── TransportError                        no usable answer from the network
     │   ├── ConnectError (also ConnectionError)
+    │   │   ├── RequestNotSentError           the connection failed before the request was written
     │   │   └── TLSVerificationError          the server's certificate failed verification (not retried)
     │   └── RequestTimeoutError (also TimeoutError)
+    │       └── ConnectTimeoutError           no connection within the connect timeout (not sent)
     ├── DecodeError (also ValueError)         a reply that is not what the API promises
+    │   └── ResponseTooLargeError             a reply larger than ``max_response_bytes`` (not retried)
     └── MQTTError                             the device layer
         ├── AuthenticationRefusedError        CONNACK refused the credentials (not retried)
         ├── ConnectionLostError (also ConnectionError)
@@ -46,6 +49,7 @@ __all__ = [
     "BadRequestError",
     "ConflictError",
     "ConnectError",
+    "ConnectTimeoutError",
     "ConnectionLostError",
     "DecodeError",
     "DeviceClosedError",
@@ -60,7 +64,9 @@ __all__ = [
     "PayloadTooLargeError",
     "PayloadTooLargeMQTTError",
     "RateLimitedError",
+    "RequestNotSentError",
     "RequestTimeoutError",
+    "ResponseTooLargeError",
     "RetainNotAllowedError",
     "ServerError",
     "TLSVerificationError",
@@ -224,6 +230,14 @@ class ConnectError(TransportError, ConnectionError):
     """Could not connect, or the connection broke before an answer arrived."""
 
 
+class RequestNotSentError(ConnectError):
+    """The connection failed before the request was written: the server never saw it.
+
+    Always safe to retry, whatever the request; a custom REST transport raises
+    it for failures it knows happened before sending.
+    """
+
+
 class TLSVerificationError(ConnectError):
     """The server's TLS certificate failed verification (wrong CA, wrong host name, expired).
 
@@ -236,20 +250,50 @@ class RequestTimeoutError(TransportError, TimeoutError):
     """The request did not complete within its timeout."""
 
 
+class ConnectTimeoutError(RequestTimeoutError):
+    """No connection within the connect timeout: the server never saw the request."""
+
+
+#: How much of a reply a ``DecodeError`` keeps in ``raw`` (the first 64 KiB).
+MAX_RAW_KEPT = 64 * 1024
+
+
 class DecodeError(LosantError, ValueError):
     """A reply could not be decoded into the type the API promises.
 
-    ``raw`` keeps the bytes received and ``path`` the JSON path where decoding
-    failed, when known.
+    ``raw`` keeps the first 64 KiB of what was received (``raw_size`` is its
+    full length), and ``path`` the JSON path where decoding failed, when known.
+    Bounded so that a huge reply is not kept alive by the exception.
     """
 
-    def __init__(self, message: str, raw: bytes | str | None = None, path: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        raw: bytes | str | None = None,
+        path: str | None = None,
+        *,
+        raw_size: int | None = None,
+    ) -> None:
         super().__init__(message)
+        self.raw_size = raw_size if raw_size is not None else (len(raw) if raw is not None else 0)
+        if raw is not None and len(raw) > MAX_RAW_KEPT:
+            raw = raw[:MAX_RAW_KEPT]
         self.raw = raw
         self.path = path
 
     def __repr__(self) -> str:
-        return f"DecodeError({self.args[0]!r}, path={self.path!r})"
+        return f"{type(self).__name__}({self.args[0]!r}, path={self.path!r})"
+
+
+class ResponseTooLargeError(DecodeError):
+    """The reply's body (after decompression) is larger than ``max_response_bytes``.
+
+    Reading stopped at the limit; the request is not retried.
+    """
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class MQTTError(LosantError):

@@ -51,7 +51,9 @@ class Param:
 
     def __post_init__(self) -> None:
         if self.pattern is not None:
-            object.__setattr__(self, "_regex", re.compile(self.pattern))
+            # ASCII: the catalog's \d means 0-9, not every Unicode digit. Values are checked
+            # with fullmatch, so a trailing newline cannot slip past the pattern's "$".
+            object.__setattr__(self, "_regex", re.compile(self.pattern, re.ASCII))
 
     @property
     def regex(self) -> re.Pattern[str] | None:
@@ -83,6 +85,8 @@ class Operation:
     """For server-sent-event actions: event name -> type of its JSON data."""
     page_item: Any = None
     """For paginated actions: the type of one element of the response's ``items``."""
+    plan: Any = field(default=None, init=False, repr=False, compare=False)
+    """The request builder's per-action work, done once on first use (``_request``)."""
 
     @property
     def full_name(self) -> str:

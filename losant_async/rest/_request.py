@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
@@ -19,8 +19,9 @@ from urllib.parse import quote
 
 import msgspec
 
-from .._json import encode, to_builtins
-from .._time import now_ms, to_epoch_ms
+from .._json import decoder_for, encode, to_builtins
+from .._state import check_state_data, check_state_time
+from .._time import to_epoch_ms
 from ..errors import InvalidIdError, ValidationError
 from ._operation import Operation, Param
 
@@ -46,9 +47,9 @@ class Part:
     content_type: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PreparedRequest:
-    """A validated request, ready for the transport (the base URL aside)."""
+    """A validated request, ready for the transport (the base URL aside); treat it as read-only."""
 
     method: str
     path: str
@@ -67,36 +68,57 @@ class PreparedRequest:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    segments: tuple[str | int, ...]
-    """Literal path pieces and indexes (into ``op.params``) of path values."""
+    template: tuple[str, ...]
+    """The path's pieces; the slots of path values hold "" until filled."""
+    slots: tuple[tuple[int, int], ...]
+    """(index into ``op.params``, index into ``template``) per path value."""
+    locations: tuple[str, ...]
+    """Each parameter's location, in ``op.params`` order."""
+    device_index: int | None
+    """The ``deviceId`` parameter: the key of a state report's stamps."""
     body_index: int | None
-
-
-_plans: dict[int, tuple[Operation, _Plan]] = {}
+    simple: bool
+    """Only required path values and at most one JSON body: ``prepare``'s short path."""
+    decoders: dict[int, Any]
+    """Success status -> the msgspec decoder of its declared type (types only, not None)."""
 
 
 def _plan_for(op: Operation) -> _Plan:
-    # Operations hold a dict, so they are not hashable; key by identity and keep
-    # the op itself alive in the entry so an id is never reused for another one.
-    entry = _plans.get(id(op))
-    if entry is not None and entry[0] is op:
-        return entry[1]
+    """The plan of ``op``, made on first use and kept on the Operation itself."""
+    plan: _Plan | None = op.plan
+    if plan is not None:
+        return plan
     index = {p.api_name: i for i, p in enumerate(op.params)}
-    segments: list[str | int] = []
+    template: list[str] = []
+    slots: list[tuple[int, int]] = []
     rest = op.path
     while "{" in rest:
         head, _, tail = rest.partition("{")
         name, _, rest = tail.partition("}")
         if head:
-            segments.append(head)
+            template.append(head)
         if name not in index:
             raise ValidationError(f"{op.full_name}: path placeholder {{{name}}} has no parameter")
-        segments.append(index[name])
+        slots.append((index[name], len(template)))
+        template.append("")
     if rest:
-        segments.append(rest)
-    body_index = next((i for i, p in enumerate(op.params) if p.location == "body"), None)
-    plan = _Plan(tuple(segments), body_index)
-    _plans[id(op)] = (op, plan)
+        template.append(rest)
+    locations = tuple(p.location for p in op.params)
+    body_index = next((i for i, loc in enumerate(locations) if loc == "body"), None)
+    simple = not op.multipart and all(
+        (p.location == "path" and p.required) or (p.location == "body" and i == body_index)
+        for i, p in enumerate(op.params)
+    )
+    plan = _Plan(
+        tuple(template),
+        tuple(slots),
+        locations,
+        index.get("deviceId"),
+        body_index,
+        simple,
+        {status: decoder_for(tp) for status, tp in op.responses.items() if tp is not None},
+    )
+    object.__setattr__(op, "plan", plan)  # frozen: set once, never changed
     return plan
 
 
@@ -180,6 +202,8 @@ def _query_pairs(param: Param, value: Any, out: list[tuple[str, str]]) -> None:
 
 
 def _check_body(param: Param, value: Any) -> bytes:
+    if type(value) is dict:
+        return encode(value, what=param.py_name)
     if isinstance(value, (str, bytes, bytearray, memoryview)) or not isinstance(
         value, (msgspec.Struct, Mapping, list, tuple)
     ):
@@ -236,54 +260,138 @@ def _text_part(param: Param, value: Any) -> Part:
     return Part(param.api_name, _scalar(param, value))
 
 
-def _stamp(value: Any, stamp: int) -> tuple[Any, bool]:
-    """Give every state without a ``time`` the call's time; say whether all now carry one."""
+# IDs repeat on every call (one application, a fleet of devices): remember the ones that
+# passed their pattern. Keyed by (pattern, value); bounded, cleared when full.
+_checked_ids: dict[tuple[str, str], str] = {}
+_CHECKED_IDS_MAX = 8192
+
+
+def _path_value(param: Param, value: Any) -> str:
+    """A path value, quoted; never one a URL normaliser would read as a different path."""
+    regex = param._regex
+    if type(value) is str and regex is not None and param.enum is None:
+        # The common case, an ID: one fullmatch, and no quoting for plain ASCII letters/digits.
+        pattern = param.pattern or ""
+        known = _checked_ids.get((pattern, value))
+        if known is not None:
+            return known
+        if regex.fullmatch(value) is None:
+            raise InvalidIdError(param.py_name, value, pattern)
+        text = value
+        if text.isascii() and text.isalnum():
+            if len(_checked_ids) >= _CHECKED_IDS_MAX:
+                _checked_ids.clear()
+            _checked_ids[(pattern, value)] = text
+            return text
+    else:
+        text = _scalar(param, value)
+    if text in ("", ".", "..") or "/" in text:
+        raise ValidationError(
+            f"{param.py_name}={text!r} cannot be a path segment (empty, '.', '..' or holding '/')"
+        )
+    try:
+        return quote(text, safe="")
+    except UnicodeEncodeError:
+        raise ValidationError(f"{param.py_name} is not valid Unicode (a lone surrogate)") from None
+
+
+Stamp = Callable[[str], int]
+"""Gives the next distinct epoch millisecond for a device ID (``losant_async._state.KeyedStamper``)."""
+
+_NO_TIME = (None, msgspec.UNSET)
+
+
+def _one_state(state: Any, what: str, stamp: Stamp | None, key: str) -> tuple[Any, bool]:
+    """Check one state exactly as MQTT does; stamp it when it has no time. (state, timed)."""
+    if type(state) is dict or isinstance(state, Mapping):
+        if "data" not in state:
+            raise ValidationError(f"{what} has no 'data': a state is {{'data': {{...}}, 'time': ...}}")
+        check_state_data(state["data"])
+        when = state.get("time")
+        if when is None:
+            if stamp is None:
+                return state, False
+            return {**state, "time": stamp(key)}, True
+        check_state_time(when, what=f"{what} time")
+        return state, True
+    if isinstance(state, msgspec.Struct) and hasattr(state, "data"):
+        data = state.data
+        if data is msgspec.UNSET or data is None:
+            raise ValidationError(f"{what} has no data")
+        check_state_data(data)
+        when = getattr(state, "time", None)
+        if when in _NO_TIME:
+            if stamp is None or not hasattr(state, "time"):
+                return state, False
+            return msgspec.structs.replace(state, time=stamp(key)), True
+        check_state_time(to_builtins(when) if isinstance(when, msgspec.Struct) else when,
+                         what=f"{what} time")
+        return state, True
+    raise ValidationError(
+        f"{what} must be a state ({{'data': {{...}}}} or a DeviceState), not {type(state).__name__}"
+    )
+
+
+def _states(param: Param, value: Any, stamp: Stamp | None, key: str) -> tuple[Any, bool]:
+    """Every state of a state report checked, and stamped when it lacks a time; (value, all timed)."""
+    if type(value) is dict:
+        return _one_state(value, param.py_name, stamp, key)
     if isinstance(value, (list, tuple)):
-        stamped = [_stamp(item, stamp) for item in value]
-        return [s for s, _ in stamped], all(ok for _, ok in stamped) and bool(stamped)
-    if isinstance(value, Mapping):
-        if value.get("time") is None:
-            return {**value, "time": stamp}, True
-        return value, True
-    if isinstance(value, msgspec.Struct) and hasattr(value, "time"):
-        current = value.time
-        if current is None or current is msgspec.UNSET:
-            return msgspec.structs.replace(value, time=stamp), True
-        return value, True
-    return value, False
+        if not value:
+            raise ValidationError(f"{param.py_name} is an empty list: give at least one state")
+        out = []
+        all_timed = True
+        for i, state in enumerate(value):
+            checked, timed = _one_state(state, f"{param.py_name}[{i}]", stamp, key)
+            out.append(checked)
+            all_timed = all_timed and timed
+        return out, all_timed
+    return _one_state(value, param.py_name, stamp, key)
 
 
-def prepare(op: Operation, args: tuple[Any, ...], *, stamp_time: bool = False) -> PreparedRequest:
+def prepare(op: Operation, args: tuple[Any, ...], *, stamp: Stamp | None = None) -> PreparedRequest:
     """Validate ``args`` (in ``op.params`` order) and encode them where the API wants them.
 
-    ``stamp_time``: for a timestamped action, give each state without a ``time``
-    the current time first, so that a retry overwrites instead of duplicating.
+    For a state report (``op.timestamped_body``) every state is checked as
+    MQTT checks it, and with ``stamp`` each state without a ``time`` gets the
+    next distinct millisecond of its device first: Losant keeps one state per
+    millisecond, and a retry then overwrites instead of duplicating.
     """
     params = op.params
     if len(args) != len(params):
         raise ValidationError(f"{op.full_name} takes {len(params)} arguments, got {len(args)}")
-    plan = _plan_for(op)
-    path_values: dict[int, str] = {}
-    query: list[tuple[str, str]] = []
-    headers: list[tuple[str, str]] = []
+    plan = op.plan or _plan_for(op)
+    if plan.simple:
+        return _prepare_simple(op, plan, args, stamp)
+    query: list[tuple[str, str]] | None = None
+    headers: list[tuple[str, str]] | None = None
     parts: list[Part] | None = [] if op.multipart else None
     body: bytes | None = None
     retry_safe = op.idempotent
-    for i, (param, value) in enumerate(zip(params, args, strict=True)):
-        if value is None or value is msgspec.UNSET:
+    path_parts: list[str] | None = None
+    unset = msgspec.UNSET
+    for i, location in enumerate(plan.locations):
+        value = args[i]
+        if value is None or value is unset:
+            param = params[i]
             if param.required:
                 raise ValidationError(f"{op.full_name}: {param.py_name} is required")
             continue
-        location = param.location
         if location == "path":
-            path_values[i] = quote(_scalar(param, value), safe="")
-        elif location == "query":
-            _query_pairs(param, value, query)
-        elif location == "body":
-            if op.timestamped_body and stamp_time:
-                value, all_timed = _stamp(value, now_ms())
+            continue  # filled below, in path order
+        param = params[i]
+        if location == "body":
+            if op.timestamped_body:
+                key = args[plan.device_index] if plan.device_index is not None else ""
+                value, all_timed = _states(
+                    param, value, stamp, key if isinstance(key, str) else ""
+                )
                 retry_safe = retry_safe or all_timed
             body = _check_body(param, value)
+        elif location == "query":
+            if query is None:
+                query = []
+            _query_pairs(param, value, query)
         elif location == "multipart":
             if parts is None:
                 parts = []
@@ -291,18 +399,79 @@ def prepare(op: Operation, args: tuple[Any, ...], *, stamp_time: bool = False) -
                 _file_part(param, value) if param.kind == "file" else _text_part(param, value)
             )
         elif location == "header":
+            if headers is None:
+                headers = []
             headers.append((param.api_name, _scalar(param, value)))
-    path = "".join(s if isinstance(s, str) else path_values[s] for s in plan.segments)
-    query_text = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query)
+    if plan.slots:
+        path_parts = list(plan.template)
+        for param_index, slot in plan.slots:
+            value = args[param_index]
+            if value is None or value is unset:  # an optional path value cannot be left out
+                raise ValidationError(f"{op.full_name}: {params[param_index].py_name} is required")
+            path_parts[slot] = _path_value(params[param_index], value)
+        path = "".join(path_parts)
+    else:
+        path = "".join(plan.template)
+    query_text = ""
+    if query:
+        try:
+            query_text = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in query)
+        except UnicodeEncodeError:
+            raise ValidationError(
+                f"{op.full_name}: a query value is not valid Unicode (a lone surrogate)"
+            ) from None
     return PreparedRequest(
-        method=op.method,
-        path=path,
-        query=query_text,
-        body=body,
-        parts=tuple(parts) if parts is not None else None,
-        headers=tuple(headers),
-        retry_safe=retry_safe,
+        op.method,
+        path,
+        query_text,
+        body,
+        tuple(parts) if parts is not None else None,
+        tuple(headers) if headers else (),
+        retry_safe,
     )
+
+
+def _prepare_simple(
+    op: Operation, plan: _Plan, args: tuple[Any, ...], stamp: Stamp | None
+) -> PreparedRequest:
+    """``prepare`` for the usual shape (IDs in the path, maybe a JSON body): no generic loop."""
+    params = op.params
+    unset = msgspec.UNSET
+    path_parts = list(plan.template)
+    for param_index, slot in plan.slots:
+        value = args[param_index]
+        if value is None or value is unset:
+            raise ValidationError(f"{op.full_name}: {params[param_index].py_name} is required")
+        path_parts[slot] = _path_value(params[param_index], value)
+    body: bytes | None = None
+    retry_safe = op.idempotent
+    body_index = plan.body_index
+    if body_index is not None:
+        param = params[body_index]
+        value = args[body_index]
+        if value is None or value is unset:
+            if param.required:
+                raise ValidationError(f"{op.full_name}: {param.py_name} is required")
+        else:
+            if op.timestamped_body:
+                key = args[plan.device_index] if plan.device_index is not None else ""
+                key = key if type(key) is str else ""
+                if type(value) is dict and type(value.get("data")) is dict:
+                    # One state as a dict, the usual call: checked and stamped without detours.
+                    check_state_data(value["data"])
+                    when = value.get("time")
+                    if when is None:
+                        if stamp is not None:
+                            value = {**value, "time": stamp(key)}
+                            retry_safe = True
+                    else:
+                        check_state_time(when, what=f"{param.py_name} time")
+                        retry_safe = True
+                else:
+                    value, all_timed = _states(param, value, stamp, key)
+                    retry_safe = retry_safe or all_timed
+            body = encode(value, what=param.py_name) if type(value) is dict else _check_body(param, value)
+    return PreparedRequest(op.method, "".join(path_parts), "", body, None, (), retry_safe)
 
 
 async def load_files(parts: tuple[Part, ...]) -> tuple[Part, ...]:

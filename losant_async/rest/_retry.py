@@ -17,14 +17,17 @@ class RetryPolicy:
     """Exponential backoff with full jitter.
 
     Attempt ``n`` (from 0) waits a uniform random time in
-    ``[0, min(cap, base * 2**n)]``; a 429's ``Retry-After`` replaces that wait,
-    unless it is longer than ``max_retry_after``, in which case the error is
-    raised at once rather than blocking the caller for that long.
+    ``[0, min(cap, base * 2**n)]``. The ``Retry-After`` of a 429 or 503
+    replaces that wait, unless it is longer than ``max_retry_after``, in which
+    case the error is raised at once rather than blocking the caller for that
+    long. After a 429 or 503 the wait is never shorter than ``min_retry_after``
+    (a zero or negative ``Retry-After`` must not turn into immediate retries).
     """
 
     base: float = 0.5
     cap: float = 8.0
     max_retry_after: float = 60.0
+    min_retry_after: float = 0.5
     rng: Callable[[], float] = field(default=random.random, repr=False, compare=False)
     """Uniform in [0, 1): injectable for tests."""
 

@@ -18,7 +18,7 @@ from .._json import decode_any
 from ..errors import DecodeError, UnauthorizedError, ValidationError
 from ._operation import Operation, Param
 from ._resource import Requester
-from .options import RequestOptions
+from .options import RequestOptions, check_header
 
 __all__ = ["DeviceCredentials", "StaticToken", "TokenSource", "UserCredentials"]
 
@@ -44,7 +44,13 @@ class StaticToken:
     def __init__(self, token: str) -> None:
         if not isinstance(token, str) or not token.strip():
             raise ValidationError("token must be a non-empty string")
+        check_header("Authorization", token, what="token")
         self._token = token
+
+    @property
+    def token(self) -> str:
+        """The token itself (never shown in a repr)."""
+        return self._token
 
     async def get_token(self, requester: Requester) -> str | None:
         return self._token

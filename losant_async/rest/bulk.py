@@ -17,7 +17,7 @@ from .options import RequestOptions
 
 if TYPE_CHECKING:
     from ._generated.models import DeviceCommand, DeviceStateOrStates, Success
-    from .client import LosantClient
+    from ._generated.resources.device import DeviceResource
 
 __all__ = ["Bulk", "BulkResult", "run_bulk"]
 
@@ -82,12 +82,12 @@ async def run_bulk(
 
 
 class Bulk:
-    """``client.bulk``: state reports and commands for many devices."""
+    """``client.bulk``: state reports and commands for many devices, over the client's ``device`` resource."""
 
-    __slots__ = ("_client",)
+    __slots__ = ("_device",)
 
-    def __init__(self, client: LosantClient) -> None:
-        self._client = client
+    def __init__(self, device: DeviceResource) -> None:
+        self._device = device
 
     async def send_states(
         self,
@@ -100,11 +100,13 @@ class Bulk:
         """Send ``(device_id, state_or_states)`` pairs, ``concurrency`` requests at a time.
 
         Each item is one ``device.send_state`` call (a state dict/Struct, or a
-        list of them for one device: that is still one request). Results come
-        back one per item, in input order, failures included (a bad ID is a
+        list of them for one device: that is still one request), so states are
+        checked and stamped as there: each state without a ``time`` gets the
+        next distinct millisecond of its device. Results come back one per
+        item, in input order, failures included (a bad ID or state is a
         ``ValidationError`` result, a refused request an ``APIError`` result).
         """
-        device = self._client.device
+        device = self._device
 
         async def send(device_id: str, state: Any) -> Success:
             return await device.send_state(
@@ -129,7 +131,7 @@ class Bulk:
         Results as for ``send_states``. To send one command to many devices
         in a single request, use ``devices.send_command`` with a query instead.
         """
-        device = self._client.device
+        device = self._device
 
         async def send(device_id: str, command: Any) -> Success:
             return await device.send_command(

@@ -1,25 +1,39 @@
-"""``LosantClient``: the whole Losant REST API over one aiohttp session, with retries and auth."""
+"""``LosantClient``: the whole Losant REST API over one transport, with retries and auth.
+
+The request path of every generated method ends here: ``LosantClient.call``
+prepares the request (``_request.prepare``), sends it through the transport
+(``AiohttpTransport`` by default) and decodes the answer; retries, token
+renewal and error mapping take the slow path only when the first attempt fails.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
 import logging
+import ssl as _ssl
 import time
 import warnings
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
+from .. import _env
 from .._json import decode, decode_any
+from .._state import KeyedStamper
+from .._time import now_ms
 from ..errors import (
     APIError,
+    ConnectTimeoutError,
     DecodeError,
     LosantError,
     RateLimitedError,
+    RequestNotSentError,
+    ResponseTooLargeError,
+    TLSVerificationError,
     TransportError,
     ValidationError,
     error_for_status,
@@ -29,22 +43,18 @@ from ._operation import Operation
 from ._request import API_VERSION, PreparedRequest, global_query, load_files, prepare
 from ._resource import Resource
 from ._retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
-from ._transport import (
-    ClientSession,
-    ConnectTimeoutError,
-    NotSentError,
-    Response,
-    StreamResponse,
-    Transport,
-    default_user_agent,
+from ._transport import AiohttpTransport, ClientSession, check_base_url, default_user_agent
+from .auth import DeviceCredentials, StaticToken, TokenSource
+from .bulk import Bulk
+from .options import (
+    RequestOptions,
+    Timeout,
+    check_header,
+    check_max_response_bytes,
 )
-from .auth import StaticToken, TokenSource
-from .options import RequestOptions, Timeout
 from .pagination import Paginator
 from .sse import EventStream
-
-if TYPE_CHECKING:
-    from .bulk import Bulk
+from .transport import DEFAULT_MAX_RESPONSE_BYTES, HTTPRequest, HTTPResponse, Transport
 
 __all__ = ["DEFAULT_URL", "LosantClient"]
 
@@ -53,46 +63,75 @@ _DEFAULT_TIMEOUT = Timeout()
 
 _log = logging.getLogger("losant_async.rest")
 _MISSING: Any = object()
+# Never retried: a wrong CA or host name is not a transient fault.
+_NEVER_RETRIED = (TLSVerificationError,)
+_ALWAYS_RETRIABLE = (RequestNotSentError, ConnectTimeoutError)
 
 
 class LosantClient(GeneratedResources):
     """The Losant REST API: every resource an attribute, every action a coroutine method.
 
     ``token`` is a bearer token string, a ``TokenSource`` (``DeviceCredentials``,
-    ``UserCredentials``, ...) or None for the few actions that need none.
-    Use it as ``async with LosantClient(token) as client:``; entering creates
-    an aiohttp session unless ``session`` is given, which is then used as is
-    and never closed by the client (share your application's session).
+    ``UserCredentials``, ...) or None. None reads the environment:
+    ``LOSANT_API_TOKEN``, else device credentials from ``LOSANT_DEVICE_ID``,
+    ``LOSANT_ACCESS_KEY`` and ``LOSANT_ACCESS_SECRET``, else no token (for the
+    few actions that need none). ``url`` None reads ``LOSANT_URL``, else
+    ``https://api.losant.com``. ``LOSANT_LOG=debug|info`` turns on the
+    library's logging (see ``losant_async._env``).
 
-    Retries: connection failures, 429 (after ``Retry-After`` when sent) and
-    500/502/503/504, up to ``max_retries`` times with exponential backoff and
-    full jitter (``retry``). A call that may change something on the server is
-    repeated only when the server provably did not process it (no connection,
-    429) or when repeating cannot duplicate anything: a state report whose
-    every state carries its own ``time`` overwrites the same data points, so
-    ``device.send_state`` stamps states that lack a ``time`` with the call's
-    time before the first attempt (when retries are enabled).
+    Use it as ``async with LosantClient(token) as client:``.
 
-    ``timeout`` applies to each attempt; ``RequestOptions`` (the ``request_options=``
-    argument of every method) overrides timeout, retries, headers and Losant's
-    global flags for one call. ``sleep`` and ``clock`` are injectable for tests.
+    Transport: by default an ``AiohttpTransport`` that creates its own aiohttp
+    session with ``connection_limit`` connections, verifying TLS against the
+    system's trust store or ``ssl`` (an ``ssl.SSLContext``, e.g. one trusting a
+    private instance's CA), and honouring ``HTTP_PROXY``/``HTTPS_PROXY``/
+    ``NO_PROXY`` when ``trust_env=True``. ``session`` uses your aiohttp
+    session as is (never closed by the client). ``transport`` replaces all of
+    that with any ``losant_async.rest.Transport`` (``MockTransport`` in unit
+    tests); the client closes it (``aclose``) when it closes.
 
-    Also: ``url`` for private instances (or the local emulator);
-    ``user_agent`` is put in front of the library's own product token;
-    ``page_prefetch`` bounds the pages a list iteration fetches ahead;
-    ``connection_limit`` the connections of a session the client creates.
-    Redirects are not followed (a 3xx is an ``APIError``), so the token
-    never travels to another host.
+    Retries: connection failures, 429 and 503 (after ``Retry-After`` when sent,
+    never sooner than ``retry.min_retry_after``) and 500/502/504, up to
+    ``max_retries`` times with exponential backoff and full jitter (``retry``).
+    A call that may change something on the server is repeated only when the
+    server provably did not process it (no connection, 429) or when repeating
+    cannot duplicate anything. A certificate failure (``TLSVerificationError``)
+    is never retried.
+
+    State reports: ``device.send_state`` (and ``bulk.send_states``) check every
+    state exactly as the MQTT device does (``ValidationError`` before anything
+    is sent), and give each state without a ``time`` the next distinct
+    millisecond of its device: Losant keeps one state per device per
+    millisecond, and a retry overwrites the same points instead of
+    duplicating them. An explicit ``time`` is sent as given.
+
+    ``timeout`` applies to each attempt; ``max_response_bytes`` caps a reply's
+    body after decompression (64 MiB by default; ``ResponseTooLargeError``).
+    ``RequestOptions`` (the ``request_options=`` argument of every method)
+    overrides timeout, retries, size cap, headers and Losant's global flags for
+    one call. ``sleep``, ``clock`` (epoch seconds) and ``stamp_clock`` (epoch
+    milliseconds, for state stamps) are injectable for tests.
+
+    Also: ``user_agent`` is put in front of the library's own product token;
+    ``losantdomain`` is Losant's domain header; ``page_prefetch`` bounds the
+    pages a list iteration fetches ahead. Header values are checked on
+    construction (a control character is a ``ValidationError``). Redirects
+    are not followed (a 3xx is an ``APIError``), so the token never travels to
+    another host.
     """
 
     def __init__(
         self,
         token: str | TokenSource | None = None,
         *,
-        url: str = DEFAULT_URL,
+        url: str | None = None,
+        transport: Transport | None = None,
         session: ClientSession | None = None,
+        ssl: _ssl.SSLContext | bool | None = None,
+        trust_env: bool = False,
         timeout: Timeout | float = _DEFAULT_TIMEOUT,
         max_retries: int = 3,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         user_agent: str | None = None,
         retry: RetryPolicy | None = None,
         losantdomain: str | None = None,
@@ -103,7 +142,11 @@ class LosantClient(GeneratedResources):
         connection_limit: int = 100,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
+        stamp_clock: Callable[[], int] = now_ms,
     ) -> None:
+        _env.configure_logging()
+        if token is None:
+            token = _token_from_env()
         if isinstance(token, str):
             token = StaticToken(token)
         elif token is not None and not isinstance(token, TokenSource):
@@ -112,23 +155,43 @@ class LosantClient(GeneratedResources):
             )
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValidationError("max_retries must be an integer >= 0")
+        if url is None:
+            url = _env.get(_env.URL) or DEFAULT_URL
+        self._base = check_base_url(url)
+        if transport is not None:
+            if session is not None or ssl is not None or trust_env:
+                raise ValidationError(
+                    "transport replaces session, ssl and trust_env: configure the transport instead"
+                )
+            if not isinstance(transport, Transport):
+                raise ValidationError(
+                    "transport must have async send(request) and aclose() (losant_async.rest.Transport)"
+                )
+        else:
+            transport = AiohttpTransport(
+                session, limit=connection_limit, ssl=ssl, trust_env=trust_env
+            )
+        self._transport: Transport = transport
         self._token_source: TokenSource | None = token
-        self._transport = Transport(url, session, limit=connection_limit)
+        self._static_source = token if type(token) is StaticToken else None
+        self._static_token = token.token if type(token) is StaticToken else None
         self._timeout = _as_timeout(timeout, _DEFAULT_TIMEOUT)
         self._max_retries = max_retries
+        self._max_response_bytes = check_max_response_bytes(max_response_bytes)
         self._retry = retry or RetryPolicy()
         self._flags = (actions, links, embedded)
         self._global_query = global_query(actions, links, embedded)
         self._page_prefetch = page_prefetch
         self._sleep = sleep
         self._clock = clock
+        self._stamper = KeyedStamper(stamp_clock)
         base = {
             "Accept": "application/json",
             "Accept-Version": f"^{API_VERSION}",
-            "User-Agent": default_user_agent(user_agent),
+            "User-Agent": check_header("User-Agent", default_user_agent(user_agent), what="user_agent"),
         }
         if losantdomain:
-            base["losantdomain"] = losantdomain
+            base["losantdomain"] = check_header("losantdomain", losantdomain, what="losantdomain")
         self._base_headers = base
         # (token, json body) -> a ready header dict; tokens change rarely.
         self._headers_cache: dict[tuple[str | None, bool], dict[str, str]] = {}
@@ -141,7 +204,8 @@ class LosantClient(GeneratedResources):
     async def __aenter__(self) -> LosantClient:
         if self._closed:
             raise LosantError("this LosantClient is closed; create a new one")
-        self._transport.start()
+        if isinstance(self._transport, AiohttpTransport):
+            self._transport.start()
         return self
 
     async def __aexit__(
@@ -153,14 +217,14 @@ class LosantClient(GeneratedResources):
         await self.close()
 
     async def close(self) -> None:
-        """Close the session if the client created it (a session passed in stays open)."""
+        """Close the transport (the default one closes its session, never one passed in)."""
         self._closed = True
         # Shielded: a second cancellation must not leave the connector half-closed.
-        await asyncio.shield(self._transport.close())
+        await asyncio.shield(self._transport.aclose())
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         transport = getattr(self, "_transport", None)
-        if transport is not None and transport.owns_session and transport.open:
+        if isinstance(transport, AiohttpTransport) and transport.owns_session and transport.open:
             _warn(
                 "LosantClient was never closed: use 'async with LosantClient(...)' or await close()",
                 ResourceWarning,
@@ -170,14 +234,19 @@ class LosantClient(GeneratedResources):
 
     @property
     def url(self) -> str:
-        return self._transport.base_url
+        return self._base
 
     @property
     def token_source(self) -> TokenSource | None:
         return self._token_source
 
+    @property
+    def transport(self) -> Transport:
+        return self._transport
+
     def __repr__(self) -> str:
-        return f"<LosantClient {self.url} auth={type(self._token_source).__name__ if self._token_source else None}>"
+        auth = type(self._token_source).__name__ if self._token_source else None
+        return f"<LosantClient {self.url} auth={auth}>"
 
     # -- resources -----------------------------------------------------------
 
@@ -198,27 +267,67 @@ class LosantClient(GeneratedResources):
     def bulk(self) -> Bulk:
         """Many devices at once: ``send_states``, ``send_command_many``."""
         if self._bulk is None:
-            from .bulk import Bulk
-
-            self._bulk = Bulk(self)
+            self._bulk = Bulk(self.device)
         return self._bulk
 
-    # -- Requester -------------------------------------------------------------
+    # -- Requester: the path of every generated method -------------------------
+
+    async def call(
+        self, op: Operation, args: tuple[Any, ...], raw: bool, options: RequestOptions | None
+    ) -> Any:
+        """Send ``op`` with ``args`` (in ``op.params`` order) and decode the answer.
+
+        The fast path: one attempt, inline. Anything but a 2xx (or a transport
+        error) continues in ``_execute``, which owns retries and renewal.
+        """
+        if self._closed:
+            raise LosantError("this LosantClient is closed")
+        prepared = prepare(op, args, stamp=self._stamper)
+        if prepared.parts is not None or options is not None:
+            resp = await self._execute(op, prepared, options, stream=False)
+            return self._decode(op, resp, raw)
+        source = self._token_source if op.auth_required else None
+        if source is None:
+            token = None
+        elif source is self._static_source:  # a fixed token: no coroutine to await
+            token = self._static_token
+        else:
+            token = await source.get_token(self)
+        json_body = prepared.body is not None
+        headers = self._headers_cache.get((token, json_body))
+        if headers is None or prepared.headers:
+            headers = self._headers(token, json_body, None, prepared)
+        query = prepared.query
+        flags = self._global_query
+        request = HTTPRequest(
+            prepared.method,
+            f"{self._base}{prepared.path}?{query}&{flags}" if query else f"{self._base}{prepared.path}?{flags}",
+            headers,
+            prepared.body,
+            None,
+            self._timeout,
+            False,
+            self._max_response_bytes,
+        )
+        try:
+            resp = await self._transport.send(request)
+        except TransportError as exc:
+            resp = await self._execute(op, prepared, None, stream=False, first=(exc, token))
+        else:
+            if resp.status >= 300:
+                resp = await self._execute(op, prepared, None, stream=False, first=(resp, token))
+            elif _log.isEnabledFor(logging.DEBUG):
+                _log.debug("%s %s -> %d", prepared.method, prepared.path, resp.status)
+        return self._decode(op, resp, raw)
 
     async def request(
         self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None
     ) -> Any:
-        """Send ``op`` with ``args`` (in ``op.params`` order) and decode the answer."""
-        max_retries = self._max_retries
-        if options is not None and options.max_retries is not None:
-            max_retries = options.max_retries
-        prepared = prepare(op, args, stamp_time=max_retries > 0)
-        resp = await self._execute(op, prepared, options, max_retries, stream=False)
-        assert isinstance(resp, Response)
-        return self._decode(op, resp, raw)
+        """``call`` with keyword arguments."""
+        return await self.call(op, args, raw, options)
 
-    def paginate(
-        self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None
+    def paginate_call(
+        self, op: Operation, args: tuple[Any, ...], raw: bool, options: RequestOptions | None
     ) -> Paginator[Any, Any]:
         """A ``Paginator`` over ``op``'s pages; bad arguments raise here, before anything is sent."""
         prepare(op, args)
@@ -229,7 +338,7 @@ class LosantClient(GeneratedResources):
             call_args = args
             if page is not None and page_index is not None:
                 call_args = (*args[:page_index], page, *args[page_index + 1 :])
-            return await self.request(op, call_args, raw=raw, options=options)
+            return await self.call(op, call_args, raw, options)
 
         start = _optional_int(args[page_index]) if page_index is not None else None
         per_page = _optional_int(args[per_page_index]) if per_page_index is not None else None
@@ -241,21 +350,30 @@ class LosantClient(GeneratedResources):
             prefetch=self._page_prefetch,
         )
 
-    def stream(
+    def paginate(
         self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None
+    ) -> Paginator[Any, Any]:
+        """``paginate_call`` with keyword arguments."""
+        return self.paginate_call(op, args, raw, options)
+
+    def stream_call(
+        self, op: Operation, args: tuple[Any, ...], raw: bool, options: RequestOptions | None
     ) -> EventStream[Any]:
         """An ``EventStream`` of ``op``'s events; bad arguments raise here, before anything is sent."""
         prepared = prepare(op, args)
-        max_retries = self._max_retries
-        if options is not None and options.max_retries is not None:
-            max_retries = options.max_retries
 
-        async def opener() -> StreamResponse:
-            resp = await self._execute(op, prepared, options, max_retries, stream=True)
-            assert isinstance(resp, StreamResponse)
-            return resp
+        async def opener() -> Any:
+            resp = await self._execute(op, prepared, options, stream=True)
+            assert resp.stream is not None
+            return resp.stream
 
         return EventStream(opener, op.sse_events or {}, raw=raw)
+
+    def stream(
+        self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None
+    ) -> EventStream[Any]:
+        """``stream_call`` with keyword arguments."""
+        return self.stream_call(op, args, raw, options)
 
     # -- the request loop ----------------------------------------------------------
 
@@ -271,7 +389,7 @@ class LosantClient(GeneratedResources):
         if headers is None:
             headers = dict(self._base_headers)
             if token is not None:
-                headers["Authorization"] = f"Bearer {token}"
+                headers["Authorization"] = f"Bearer {check_header('Authorization', token, what='token')}"
             if json_body:
                 headers["Content-Type"] = "application/json"
             if len(self._headers_cache) >= 8:
@@ -279,7 +397,8 @@ class LosantClient(GeneratedResources):
             self._headers_cache[key] = headers
         if prepared.headers or (options is not None and (options.headers or options.losantdomain)):
             headers = dict(headers)
-            headers.update(prepared.headers)
+            for name, value in prepared.headers:
+                headers[name] = check_header(name, value, what="header parameter")
             if options is not None:
                 if options.losantdomain:
                     headers["losantdomain"] = options.losantdomain
@@ -315,61 +434,75 @@ class LosantClient(GeneratedResources):
         op: Operation,
         prepared: PreparedRequest,
         options: RequestOptions | None,
-        max_retries: int,
         *,
         stream: bool,
-    ) -> Response | StreamResponse:
+        first: tuple[HTTPResponse | TransportError, str | None] | None = None,
+    ) -> HTTPResponse:
+        """Send until a 2xx, retrying what is safe to retry; ``first`` is a failed first attempt."""
         if self._closed:
             raise LosantError("this LosantClient is closed")
-        timeout = (
-            self._timeout
-            if options is None or options.timeout is None
-            else _as_timeout(options.timeout, self._timeout)
-        )
-        url = self._path_and_query(op, prepared, options)
+        max_retries = self._max_retries
+        timeout = self._timeout
+        cap = self._max_response_bytes
+        if options is not None:
+            if options.max_retries is not None:
+                max_retries = options.max_retries
+            if options.timeout is not None:
+                timeout = _as_timeout(options.timeout, self._timeout)
+            if options.max_response_bytes is not None:
+                cap = options.max_response_bytes
+        url = self._base + self._path_and_query(op, prepared, options)
         parts = await load_files(prepared.parts) if prepared.parts else prepared.parts
         source = self._token_source if op.auth_required else None
         json_body = prepared.body is not None
         attempt = 0
         reauthenticated = False
         transport = self._transport
+        retry = self._retry
         while True:
-            token = await source.get_token(self) if source is not None else None
-            headers = self._headers(token, json_body, options, prepared)
-            if stream:  # what EventSource (Losant's JS client) sends for a stream
-                headers = {**headers, "Accept": "text/event-stream", "Cache-Control": "no-cache"}
-            try:
-                if stream:
-                    sresp = await transport.open_stream(prepared.method, url, headers, timeout)
-                    if sresp.status < 300:
-                        return sresp
-                    resp = Response(sresp.status, sresp.headers, await sresp.read())
-                else:
-                    resp = await transport.send(
-                        prepared.method, url, headers, prepared.body, parts, timeout
-                    )
-            except TransportError as exc:
-                not_sent = isinstance(exc, (NotSentError, ConnectTimeoutError))
-                if attempt < max_retries and (not_sent or prepared.retry_safe):
-                    delay = self._retry.backoff(attempt)
+            outcome: HTTPResponse | TransportError
+            if first is not None:
+                outcome, token = first
+                first = None
+            else:
+                token = await source.get_token(self) if source is not None else None
+                headers = self._headers(token, json_body, options, prepared)
+                if stream:  # what EventSource (Losant's JS client) sends for a stream
+                    headers = {**headers, "Accept": "text/event-stream", "Cache-Control": "no-cache"}
+                request = HTTPRequest(
+                    prepared.method, url, headers, prepared.body, parts, timeout, stream, cap
+                )
+                try:
+                    outcome = await transport.send(request)
+                except TransportError as failure:
+                    outcome = failure
+            if isinstance(outcome, TransportError):
+                error_ = outcome
+                retriable = not isinstance(error_, _NEVER_RETRIED) and (
+                    isinstance(error_, _ALWAYS_RETRIABLE) or prepared.retry_safe
+                )
+                if attempt < max_retries and retriable:
+                    delay = retry.backoff(attempt)
                     attempt += 1
                     _log.info(
                         "%s %s: %s; retry %d of %d in %.2fs",
-                        prepared.method,
-                        prepared.path,
-                        exc,
-                        attempt,
-                        max_retries,
-                        delay,
+                        prepared.method, prepared.path, error_, attempt, max_retries, delay,
                     )
                     await self._sleep(delay)
                     continue
-                raise
+                raise error_
+            resp = outcome
             status = resp.status
             if _log.isEnabledFor(logging.DEBUG):
                 _log.debug("%s %s -> %d", prepared.method, prepared.path, status)
             if status < 300:  # redirects are not followed: a token must not travel elsewhere
+                if len(resp.body) > cap:  # a transport that does not enforce the cap itself
+                    raise ResponseTooLargeError(
+                        f"{op.full_name}: the reply is larger than the limit of {cap} bytes", cap
+                    )
                 return resp
+            if resp.stream is not None:  # an error answer to a stream request: read it, bounded
+                resp = await _drain(resp, cap, op)
             if status == 401 and source is not None and not reauthenticated:
                 reauthenticated = True
                 renewed = await source.refresh(self, token)
@@ -381,26 +514,29 @@ class LosantClient(GeneratedResources):
                 and attempt < max_retries
                 and (status == 429 or prepared.retry_safe)
             ):
-                delay = self._retry.backoff(attempt)
-                if isinstance(error, RateLimitedError) and error.retry_after is not None:
-                    if error.retry_after > self._retry.max_retry_after:
-                        raise error
-                    delay = error.retry_after
+                delay = retry.backoff(attempt)
+                if status in (429, 503):
+                    hint = (
+                        error.retry_after
+                        if isinstance(error, RateLimitedError)
+                        else parse_retry_after(resp.headers, self._clock())
+                    )
+                    if hint is not None:
+                        if hint > retry.max_retry_after:
+                            raise error
+                        delay = hint
+                    # A zero or negative Retry-After (or a jittered 0) must not hammer the server.
+                    delay = max(delay, retry.min_retry_after)
                 attempt += 1
                 _log.info(
                     "%s %s: HTTP %d; retry %d of %d in %.2fs",
-                    prepared.method,
-                    prepared.path,
-                    status,
-                    attempt,
-                    max_retries,
-                    delay,
+                    prepared.method, prepared.path, status, attempt, max_retries, delay,
                 )
                 await self._sleep(delay)
                 continue
             raise error
 
-    def _api_error(self, prepared: PreparedRequest, resp: Response) -> APIError:
+    def _api_error(self, prepared: PreparedRequest, resp: HTTPResponse) -> APIError:
         status = resp.status
         raw = resp.body
         body: Any = None
@@ -408,7 +544,7 @@ class LosantClient(GeneratedResources):
             try:
                 body = decode_any(raw)
             except DecodeError:
-                body = raw.decode("utf-8", "replace")
+                body = raw[:4096].decode("utf-8", "replace")
         kind = body.get("type") if isinstance(body, dict) else None
         message = body.get("message") if isinstance(body, dict) else None
         if not isinstance(message, str) or not message:
@@ -422,22 +558,64 @@ class LosantClient(GeneratedResources):
             kwargs["retry_after"] = parse_retry_after(resp.headers, self._clock())
         return cls(status, kind if isinstance(kind, str) else None, message, body, **kwargs)
 
-    def _decode(self, op: Operation, resp: Response, raw: bool) -> Any:
+    def _decode(self, op: Operation, resp: HTTPResponse, raw: bool) -> Any:
         body = resp.body
-        if resp.status == 204 or not body or body.isspace():
+        status = resp.status
+        if not raw and body and (decoders := op.plan.decoders if op.plan else None):
+            decoder = decoders.get(status)
+            if decoder is not None:
+                try:
+                    return decoder.decode(body)
+                except (msgspec.ValidationError, msgspec.DecodeError):
+                    pass  # the slow path below says what is wrong, with the JSON path
+        if status == 204:
             return None
-        if raw:
-            return decode_any(body)
-        tp = op.responses.get(resp.status, _MISSING)
+        tp = op.responses.get(status, _MISSING)
         if tp is _MISSING:
             declared = [t for t in op.responses.values() if t is not None]
             tp = declared[0] if len(declared) == 1 else Any
-        if tp is None:
-            return None
+        if not body:
+            if tp is None or raw:
+                return None
+            raise DecodeError(f"{op.full_name}: HTTP {status} with an empty body", raw=body)
         try:
+            if raw:
+                return decode_any(body)
+            if tp is None:
+                return None
             return decode(body, tp)
         except DecodeError as exc:
-            raise DecodeError(f"{op.full_name}: {exc}", raw=exc.raw, path=exc.path) from None
+            raise DecodeError(
+                f"{op.full_name}: {exc}", raw=exc.raw, path=exc.path, raw_size=exc.raw_size
+            ) from None
+
+
+async def _drain(resp: HTTPResponse, cap: int, op: Operation) -> HTTPResponse:
+    stream = resp.stream
+    assert stream is not None
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while chunk := await stream.read_chunk():
+            size += len(chunk)
+            if size > cap:
+                raise ResponseTooLargeError(
+                    f"{op.full_name}: the error reply is larger than the limit of {cap} bytes", cap
+                )
+            chunks.append(chunk)
+    finally:
+        stream.close()
+    return HTTPResponse(resp.status, resp.headers, b"".join(chunks))
+
+
+def _token_from_env() -> TokenSource | None:
+    token = _env.get(_env.API_TOKEN)
+    if token is not None:
+        return StaticToken(token)
+    device = _env.device_credentials()
+    if device is not None:
+        return DeviceCredentials(device.device_id, device.key, device.secret)
+    return None
 
 
 def _as_timeout(value: Timeout | float | int, default: Timeout) -> Timeout:

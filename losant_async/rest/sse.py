@@ -185,7 +185,9 @@ class EventStream(Generic[EventT]):
                 return decode_any(data)
             return decode(data, tp)
         except DecodeError as exc:
-            raise DecodeError(f"event {event.event!r}: {exc}", raw=exc.raw, path=exc.path) from None
+            raise DecodeError(
+                f"event {event.event!r}: {exc}", raw=exc.raw, path=exc.path, raw_size=exc.raw_size
+            ) from None
 
     def _close(self) -> None:
         self._closed = True

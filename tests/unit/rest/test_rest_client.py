@@ -25,7 +25,7 @@ from losant_async.errors import (
     UnauthorizedError,
     ValidationError,
 )
-from losant_async.rest import LosantClient, RequestOptions, RetryPolicy, Timeout
+from losant_async.rest import AiohttpTransport, LosantClient, RequestOptions, RetryPolicy, Timeout
 from losant_async.rest._transport import default_user_agent
 from tests.unit.rest.rest_unit_helpers import (
     APP_ID,
@@ -205,7 +205,7 @@ async def test_empty_413_body(server: Server, client: LosantClient) -> None:
 async def test_idempotent_call_retries_on_5xx_then_succeeds(
     server: Server, client: LosantClient, sleeps: Sleeps
 ) -> None:
-    server.reply(503, {"type": "Unavailable", "message": "busy"})
+    server.reply(500, {"type": "Internal", "message": "busy"})
     server.reply(502, b"bad gateway")
     server.reply(200, THING)
     assert (
@@ -404,7 +404,9 @@ async def test_a_passed_in_session_is_not_closed(server: Server) -> None:
 async def test_a_client_never_closed_warns() -> None:
     client = LosantClient("t", url=BASE)
     await client.__aenter__()
-    session = client._transport._session
+    transport = client.transport
+    assert isinstance(transport, AiohttpTransport)
+    session = transport._session
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         del client

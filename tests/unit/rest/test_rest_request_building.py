@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 import msgspec
 import pytest
 
+from losant_async._state import KeyedStamper
 from losant_async.errors import InvalidIdError, ValidationError
 from losant_async.rest._operation import Operation, Param
 from losant_async.rest._request import API_VERSION, Part, global_query, load_files, prepare
@@ -66,7 +67,7 @@ def test_an_id_of_the_wrong_type_is_refused() -> None:
 
 def test_path_values_without_a_pattern_are_quoted() -> None:
     op = op_with(Param("name", "name", "path", "string", True), path="/versions/{name}/x")
-    assert prepare(op, ("a/b c?d#e%",)).path == "/versions/a%2Fb%20c%3Fd%23e%25/x"
+    assert prepare(op, ("a b c?d#e%",)).path == "/versions/a%20b%20c%3Fd%23e%25/x"
 
 
 def test_missing_required_argument_raises_validation_error() -> None:
@@ -199,12 +200,12 @@ def test_non_idempotent_calls_are_not_retry_safe() -> None:
     assert prepare(POST_THING, (APP_ID, {})).retry_safe is False
 
 
-def test_states_without_time_are_stamped_once_when_asked() -> None:
+def test_states_without_time_are_stamped_when_a_stamper_is_given() -> None:
     states: list[dict[str, object]] = [
         {"data": {"t": 1}},
         {"data": {"t": 2}, "time": 1700000000000},
     ]
-    req = prepare(SEND_STATE, (APP_ID, DEVICE_ID, states), stamp_time=True)
+    req = prepare(SEND_STATE, (APP_ID, DEVICE_ID, states), stamp=KeyedStamper())
     sent = json.loads(req.body or b"")
     assert isinstance(sent[0]["time"], int) and sent[0]["time"] > 1_700_000_000_000
     assert sent[1]["time"] == 1700000000000
@@ -212,7 +213,7 @@ def test_states_without_time_are_stamped_once_when_asked() -> None:
     assert "time" not in states[0], "the caller's dict is not modified"
 
 
-def test_states_are_not_stamped_without_retries() -> None:
+def test_states_are_not_stamped_without_a_stamper() -> None:
     req = prepare(SEND_STATE, (APP_ID, DEVICE_ID, {"data": {"t": 1}}))
     assert json.loads(req.body or b"") == {"data": {"t": 1}}
     assert req.retry_safe is False
@@ -223,7 +224,7 @@ def test_struct_states_are_stamped() -> None:
         data: dict[str, int]
         time: int | msgspec.UnsetType = msgspec.UNSET
 
-    req = prepare(SEND_STATE, (APP_ID, DEVICE_ID, State(data={"t": 1})), stamp_time=True)
+    req = prepare(SEND_STATE, (APP_ID, DEVICE_ID, State(data={"t": 1})), stamp=KeyedStamper())
     assert "time" in json.loads(req.body or b"")
     assert req.retry_safe is True
 
