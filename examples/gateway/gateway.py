@@ -19,7 +19,7 @@ Run it against an embedded emulator (nothing to set up; stops after --duration):
 Run it against real Losant: create a gateway device, peripherals whose parent is
 that gateway (attributes ``temperature`` and ``humidity``, numbers), and an
 access key for them, then:
-    LOSANT_GATEWAY_ID=<gateway id> LOSANT_PERIPHERAL_IDS=<id>,<id>,... \\
+    LOSANT_DEVICE_ID=<gateway id> LOSANT_PERIPHERAL_IDS=<id>,<id>,... \\
     LOSANT_ACCESS_KEY=<key> LOSANT_ACCESS_SECRET=<secret> \\
     python examples/gateway/gateway.py --interval 5
 Optional: LOSANT_MQTT_HOST (broker.losant.com), LOSANT_MQTT_PORT, LOSANT_MQTT_TRANSPORT
@@ -129,11 +129,11 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str], args: argparse.Namespace) -> Settings | None:
         """Settings from LOSANT_* variables, or None when none is set (use the emulator)."""
-        if not any(name.startswith("LOSANT_") for name in env):
+        if not any(name.startswith("LOSANT_") and name != "LOSANT_LOG" for name in env):
             return None
         missing = [
             name
-            for name in ("LOSANT_GATEWAY_ID", "LOSANT_PERIPHERAL_IDS", "LOSANT_ACCESS_KEY", "LOSANT_ACCESS_SECRET")
+            for name in ("LOSANT_DEVICE_ID", "LOSANT_PERIPHERAL_IDS", "LOSANT_ACCESS_KEY", "LOSANT_ACCESS_SECRET")
             if not env.get(name)
         ]
         if missing:
@@ -144,7 +144,7 @@ class Settings:
             raise SystemExit("LOSANT_MQTT_TRANSPORT must be tcp or tls")
         port = env.get("LOSANT_MQTT_PORT")
         return cls(
-            gateway_id=env["LOSANT_GATEWAY_ID"],
+            gateway_id=env["LOSANT_DEVICE_ID"],
             peripheral_ids=tuple(p.strip() for p in env["LOSANT_PERIPHERAL_IDS"].split(",") if p.strip()),
             key=env["LOSANT_ACCESS_KEY"],
             secret=env["LOSANT_ACCESS_SECRET"],
