@@ -50,7 +50,7 @@ def _public_modules() -> list[str]:
 
 def _resources() -> list[tuple[str, str]]:
     pkg = importlib.import_module(f"{PACKAGE}.rest._generated.resources")
-    found = []
+    found: list[tuple[str, str]] = []
     for info in pkgutil.iter_modules(pkg.__path__):
         if info.name.startswith("_"):
             continue
