@@ -4,12 +4,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BOOT_PY := $(shell command -v python3 || command -v python)
 
-.PHONY: install test lint generate check-generated check demo emulator bench examples-test clean
+.PHONY: install test lint generate check-generated check demo emulator bench examples-test docs test-lowest wheel-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(BOOT_PY) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,cli,bench,examples]"
+	$(PY) -m pip install --quiet -e ".[dev,cli,bench,examples,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -41,5 +41,34 @@ bench: $(STAMP)
 examples-test: $(STAMP)
 	$(PY) -m pytest -q examples
 
+# The documentation site, strict: a broken link, reference or docstring fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+	@echo "docs: built into site/"
+
+# The unit tests against the lowest version of every dependency pyproject.toml declares
+# (direct ones at their floor, what they pull in at its newest), in a venv of their own.
+LOWEST := .venv-lowest
+test-lowest: $(STAMP)
+	rm -rf $(LOWEST)
+	$(PY) -m uv venv --quiet --python $(PY) $(LOWEST)
+	$(PY) -m uv pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct -e ".[test]"
+	$(PY) -m uv pip list --python $(LOWEST)/bin/python | grep -Ei '^(aiohttp|aiomqtt|msgspec|anyio|amqtt|pytest|pytest-asyncio) '
+	$(LOWEST)/bin/python -m pytest -q tests/unit
+
+# The wheel as a user gets it: built, installed with the testing extra (the emulator, pytest,
+# pytest-asyncio) in a fresh venv, and the README's code blocks run against it from outside
+# the checkout, so nothing is imported from the source tree.
+WHEEL_CHECK ?= build/wheel-check
+wheel-check: $(STAMP)
+	rm -rf $(WHEEL_CHECK) dist
+	$(PY) -m build --wheel --outdir dist . > /dev/null
+	$(BOOT_PY) -m venv $(WHEEL_CHECK)/venv
+	$(WHEEL_CHECK)/venv/bin/python -m pip install --quiet "$$(ls dist/losant_async-*.whl)[testing]"
+	mkdir -p $(WHEEL_CHECK)/run
+	cp tests/integration/packaging/test_readme.py $(WHEEL_CHECK)/run/
+	printf '[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n' > $(WHEEL_CHECK)/run/pytest.ini
+	cd $(WHEEL_CHECK)/run && LOSANT_ASYNC_README=$(CURDIR)/README.md ../venv/bin/python -m pytest -q -p no:cacheprovider test_readme.py
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) build dist site *.egg-info .mypy_cache .ruff_cache
