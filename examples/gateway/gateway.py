@@ -42,12 +42,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol, cast
 
 import anyio
 
 from losant_async.errors import LosantError
-from losant_async.mqtt import Backoff, Gateway, Peripheral, SQLiteOutbox
+from losant_async.mqtt import Backoff, Gateway, Peripheral, SQLiteOutbox, Transport
+
+TRANSPORTS = ("tls", "tcp", "websockets", "wss")  # what LOSANT_MQTT_TRANSPORT may say
 
 
 def log(event: str, **fields: Any) -> None:
@@ -119,7 +121,7 @@ class Settings:
     secret: str = field(repr=False)
     host: str = "broker.losant.com"
     port: int | None = None
-    transport: Literal["tcp", "tls"] = "tls"
+    transport: Transport = "tls"
     outbox: Path = Path("gateway-outbox.sqlite3")
     interval: float = 5.0
     drain_timeout: float = 5.0
@@ -140,8 +142,8 @@ class Settings:
             raise SystemExit(f"missing environment variables: {', '.join(missing)}")
         host = env.get("LOSANT_MQTT_HOST", "broker.losant.com")
         transport = env.get("LOSANT_MQTT_TRANSPORT", "tls" if host == "broker.losant.com" else "tcp")
-        if transport not in ("tcp", "tls"):
-            raise SystemExit("LOSANT_MQTT_TRANSPORT must be tcp or tls")
+        if transport not in TRANSPORTS:
+            raise SystemExit("LOSANT_MQTT_TRANSPORT must be tls, tcp, websockets or wss")
         port = env.get("LOSANT_MQTT_PORT")
         return cls(
             gateway_id=env["LOSANT_DEVICE_ID"],
@@ -150,7 +152,7 @@ class Settings:
             secret=env["LOSANT_ACCESS_SECRET"],
             host=host,
             port=int(port) if port else None,
-            transport="tls" if transport == "tls" else "tcp",
+            transport=cast(Transport, transport),
             outbox=Path(args.outbox or "gateway-outbox.sqlite3"),
             interval=args.interval,
             drain_timeout=args.drain_timeout,

@@ -39,12 +39,14 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import anyio
 
 from losant_async.errors import LosantError
-from losant_async.mqtt import Command, Device, Fleet
+from losant_async.mqtt import Command, Device, Fleet, Transport
+
+TRANSPORTS = ("tls", "tcp", "websockets", "wss")  # what LOSANT_MQTT_TRANSPORT may say
 
 ATTRIBUTES: Mapping[str, str] = {"temperature": "number", "level": "number", "events": "number"}
 """Every attribute a profile reports (name -> Losant data type); devices need them declared."""
@@ -163,7 +165,7 @@ class Broker:
 
     host: str = "broker.losant.com"
     port: int | None = None
-    transport: Literal["tcp", "tls"] = "tls"
+    transport: Transport = "tls"
     key: str = field(default="", repr=False)
     secret: str = field(default="", repr=False)
 
@@ -309,11 +311,11 @@ def broker_from_env(env: Mapping[str, str]) -> tuple[list[str], Broker]:
         raise SystemExit(f"missing environment variables: {', '.join(missing)}")
     host = env.get("LOSANT_MQTT_HOST", "broker.losant.com")
     transport = env.get("LOSANT_MQTT_TRANSPORT", "tls" if host == "broker.losant.com" else "tcp")
-    if transport not in ("tcp", "tls"):
-        raise SystemExit("LOSANT_MQTT_TRANSPORT must be tcp or tls")
+    if transport not in TRANSPORTS:
+        raise SystemExit("LOSANT_MQTT_TRANSPORT must be tls, tcp, websockets or wss")
     port = env.get("LOSANT_MQTT_PORT")
     ids = [d.strip() for d in device_ids.split(",") if d.strip()]
-    broker = Broker(host=host, port=int(port) if port else None, transport="tls" if transport == "tls" else "tcp",
+    broker = Broker(host=host, port=int(port) if port else None, transport=cast(Transport, transport),
                     key=env["LOSANT_ACCESS_KEY"], secret=env["LOSANT_ACCESS_SECRET"])
     return ids, broker
 
