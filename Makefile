@@ -70,6 +70,13 @@ wheel-check: $(STAMP)
 	cp tests/integration/packaging/test_readme.py $(WHEEL_CHECK)/run/
 	printf '[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n' > $(WHEEL_CHECK)/run/pytest.ini
 	cd $(WHEEL_CHECK)/run && LOSANT_ASYNC_README=$(CURDIR)/README.md ../venv/bin/python -m pytest -q -p no:cacheprovider test_readme.py
+	@# The core install alone: the emulator and the CLI name the extra they need, in one line.
+	$(BOOT_PY) -m venv $(WHEEL_CHECK)/core
+	$(WHEEL_CHECK)/core/bin/python -m pip install --quiet "$$(ls dist/losant_async-*.whl)"
+	cd $(WHEEL_CHECK)/run && ../core/bin/python -c "from losant_async.testing import LocalLosant; LocalLosant()" 2>&1 \
+	  | tail -n 1 | grep -Fx "losant_async.MissingExtraError: LocalLosant needs the 'emulator' extra (module 'amqtt' is missing): pip install 'losant-async[emulator]'"
+	cd $(WHEEL_CHECK)/run && out="$$(../core/bin/losant-async emulator 2>&1)"; rc=$$?; echo "$$out"; test $$rc -eq 1 \
+	  && test "$$out" = "losant-async: error: LocalLosant needs the 'emulator' extra (module 'amqtt' is missing): pip install 'losant-async[emulator]'"
 
 clean:
 	rm -rf $(VENV) $(LOWEST) build dist site *.egg-info .mypy_cache .ruff_cache

@@ -38,6 +38,9 @@ class MissingExtraError(LosantError, ModuleNotFoundError):
         self.extra = extra
         self.feature = feature
 
+    # Tracebacks and reprs show the public name (``losant_async.MissingExtraError``).
+    __module__ = "losant_async"
+
     def __reduce__(self) -> tuple[type[MissingExtraError], tuple[str, str, str | None]]:
         return (type(self), (self.extra, self.name or "", self.feature))
 
