@@ -4,12 +4,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BOOT_PY := $(shell command -v python3 || command -v python)
 
-.PHONY: install test lint generate check-generated check demo emulator bench examples-test clean
+.PHONY: install test lint generate check-generated check demo emulator bench examples-test docs test-lowest wheel-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(BOOT_PY) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,cli,bench,examples,ray]"
+	$(PY) -m pip install --quiet -e ".[dev,cli,bench,examples,ray,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -18,7 +18,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 lint: $(STAMP)
-	$(PY) -m ruff check losant_async tests tools benchmarks examples
+	$(PY) -m ruff check losant_async tests tools benchmarks examples docs/_hooks
 	$(PY) -m mypy && $(VENV)/bin/basedpyright
 
 generate: $(STAMP)
@@ -41,5 +41,42 @@ bench: $(STAMP)
 examples-test: $(STAMP)
 	$(PY) -m pytest -q examples
 
+# The documentation site, strict: a broken link, reference or docstring fails the build
+# (not --quiet: it hides the warnings strict mode counts).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+	@echo "docs: built into site/"
+
+# The unit tests against the lowest version of every dependency pyproject.toml declares
+# (direct ones at their floor, what they pull in at its newest), in a venv of their own.
+LOWEST := .venv-lowest
+test-lowest: $(STAMP)
+	rm -rf $(LOWEST)
+	$(PY) -m uv venv --quiet --python $(PY) $(LOWEST)
+	$(PY) -m uv pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct -e ".[test]"
+	$(PY) -m uv pip list --python $(LOWEST)/bin/python | grep -Ei '^(aiohttp|aiomqtt|msgspec|anyio|amqtt|pytest|pytest-asyncio) '
+	$(LOWEST)/bin/python -m pytest -q tests/unit
+
+# The wheel as a user gets it: built, installed with the testing extra (the emulator, pytest,
+# pytest-asyncio) in a fresh venv, and the README's code blocks run against it from outside
+# the checkout, so nothing is imported from the source tree.
+WHEEL_CHECK ?= build/wheel-check
+wheel-check: $(STAMP)
+	rm -rf $(WHEEL_CHECK) dist
+	$(PY) -m build --wheel --outdir dist . > /dev/null
+	$(BOOT_PY) -m venv $(WHEEL_CHECK)/venv
+	$(WHEEL_CHECK)/venv/bin/python -m pip install --quiet "$$(ls dist/losant_async-*.whl)[testing]"
+	mkdir -p $(WHEEL_CHECK)/run
+	cp tests/integration/packaging/test_readme.py $(WHEEL_CHECK)/run/
+	printf '[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n' > $(WHEEL_CHECK)/run/pytest.ini
+	cd $(WHEEL_CHECK)/run && LOSANT_ASYNC_README=$(CURDIR)/README.md ../venv/bin/python -m pytest -q -p no:cacheprovider test_readme.py
+	@# The core install alone: the emulator and the CLI name the extra they need, in one line.
+	$(BOOT_PY) -m venv $(WHEEL_CHECK)/core
+	$(WHEEL_CHECK)/core/bin/python -m pip install --quiet "$$(ls dist/losant_async-*.whl)"
+	cd $(WHEEL_CHECK)/run && ../core/bin/python -c "from losant_async.testing import LocalLosant; LocalLosant()" 2>&1 \
+	  | tail -n 1 | grep -Fx "losant_async.MissingExtraError: LocalLosant needs the 'emulator' extra (module 'jsonschema' is missing): pip install 'losant-async[emulator]'"
+	cd $(WHEEL_CHECK)/run && out="$$(../core/bin/losant-async emulator 2>&1)"; rc=$$?; echo "$$out"; test $$rc -eq 1 \
+	  && test "$$out" = "losant-async: error: LocalLosant needs the 'emulator' extra (module 'jsonschema' is missing): pip install 'losant-async[emulator]'"
+
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) build dist site *.egg-info .mypy_cache .ruff_cache

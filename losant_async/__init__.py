@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from . import errors
+from ._extras import MissingExtraError
 from ._version import __version__
 from .errors import (
     APIError,
@@ -128,6 +129,7 @@ __all__ = [
     "LosantError",
     "MQTTError",
     "MemoryOutbox",
+    "MissingExtraError",
     "NotFoundError",
     "NotImplementedByServerError",
     "OutboxFullError",

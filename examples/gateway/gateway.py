@@ -19,7 +19,7 @@ Run it against an embedded emulator (nothing to set up; stops after --duration):
 Run it against real Losant: create a gateway device, peripherals whose parent is
 that gateway (attributes ``temperature`` and ``humidity``, numbers), and an
 access key for them, then:
-    LOSANT_GATEWAY_ID=<gateway id> LOSANT_PERIPHERAL_IDS=<id>,<id>,... \\
+    LOSANT_DEVICE_ID=<gateway id> LOSANT_PERIPHERAL_IDS=<id>,<id>,... \\
     LOSANT_ACCESS_KEY=<key> LOSANT_ACCESS_SECRET=<secret> \\
     python examples/gateway/gateway.py --interval 5
 Optional: LOSANT_MQTT_HOST (broker.losant.com), LOSANT_MQTT_PORT, LOSANT_MQTT_TRANSPORT
@@ -42,12 +42,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol, cast
 
 import anyio
 
 from losant_async.errors import LosantError
-from losant_async.mqtt import Backoff, Gateway, Peripheral, SQLiteOutbox
+from losant_async.mqtt import Backoff, Gateway, Peripheral, SQLiteOutbox, Transport
+
+TRANSPORTS = ("tls", "tcp", "websockets", "wss")  # what LOSANT_MQTT_TRANSPORT may say
 
 
 def log(event: str, **fields: Any) -> None:
@@ -119,7 +121,7 @@ class Settings:
     secret: str = field(repr=False)
     host: str = "broker.losant.com"
     port: int | None = None
-    transport: Literal["tcp", "tls"] = "tls"
+    transport: Transport = "tls"
     outbox: Path = Path("gateway-outbox.sqlite3")
     interval: float = 5.0
     drain_timeout: float = 5.0
@@ -129,28 +131,28 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str], args: argparse.Namespace) -> Settings | None:
         """Settings from LOSANT_* variables, or None when none is set (use the emulator)."""
-        if not any(name.startswith("LOSANT_") for name in env):
+        if not any(name.startswith("LOSANT_") and name != "LOSANT_LOG" for name in env):
             return None
         missing = [
             name
-            for name in ("LOSANT_GATEWAY_ID", "LOSANT_PERIPHERAL_IDS", "LOSANT_ACCESS_KEY", "LOSANT_ACCESS_SECRET")
+            for name in ("LOSANT_DEVICE_ID", "LOSANT_PERIPHERAL_IDS", "LOSANT_ACCESS_KEY", "LOSANT_ACCESS_SECRET")
             if not env.get(name)
         ]
         if missing:
             raise SystemExit(f"missing environment variables: {', '.join(missing)}")
         host = env.get("LOSANT_MQTT_HOST", "broker.losant.com")
         transport = env.get("LOSANT_MQTT_TRANSPORT", "tls" if host == "broker.losant.com" else "tcp")
-        if transport not in ("tcp", "tls"):
-            raise SystemExit("LOSANT_MQTT_TRANSPORT must be tcp or tls")
+        if transport not in TRANSPORTS:
+            raise SystemExit("LOSANT_MQTT_TRANSPORT must be tls, tcp, websockets or wss")
         port = env.get("LOSANT_MQTT_PORT")
         return cls(
-            gateway_id=env["LOSANT_GATEWAY_ID"],
+            gateway_id=env["LOSANT_DEVICE_ID"],
             peripheral_ids=tuple(p.strip() for p in env["LOSANT_PERIPHERAL_IDS"].split(",") if p.strip()),
             key=env["LOSANT_ACCESS_KEY"],
             secret=env["LOSANT_ACCESS_SECRET"],
             host=host,
             port=int(port) if port else None,
-            transport="tls" if transport == "tls" else "tcp",
+            transport=cast(Transport, transport),
             outbox=Path(args.outbox or "gateway-outbox.sqlite3"),
             interval=args.interval,
             drain_timeout=args.drain_timeout,

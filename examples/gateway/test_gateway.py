@@ -116,7 +116,7 @@ class Site:
         ]
         key = app.create_access_key()
         self.env = {
-            "LOSANT_GATEWAY_ID": self.gateway.id,
+            "LOSANT_DEVICE_ID": self.gateway.id,
             "LOSANT_PERIPHERAL_IDS": ",".join(self.peripherals),
             "LOSANT_ACCESS_KEY": key.key,
             "LOSANT_ACCESS_SECRET": key.secret,

@@ -215,7 +215,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 async def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ) -> int:
     args = parse_args(argv)
     try:
-        if not any(name.startswith("LOSANT_") for name in env):
+        if not any(name.startswith("LOSANT_") and name != "LOSANT_LOG" for name in env):
             return await run_embedded(args)
         missing = [n for n in ("LOSANT_EMAIL", "LOSANT_PASSWORD", "LOSANT_APPLICATION_ID") if not env.get(n)]
         if missing:

@@ -18,7 +18,7 @@ Run it against an embedded emulator (creates the devices itself):
 
 Run it against real Losant: create standalone devices with the attributes
 ``temperature``, ``level`` and ``events`` (numbers) and an access key, then:
-    LOSANT_DEVICE_IDS=<id>,<id>,... LOSANT_ACCESS_KEY=<key> LOSANT_ACCESS_SECRET=<secret> \\
+    LOSANT_DEVICE_IDS=<id>,<id>,... (or LOSANT_DEVICE_ID=<id>) LOSANT_ACCESS_KEY=<key> LOSANT_ACCESS_SECRET=<secret> \\
     python examples/simulator/simulator.py --duration 60 --rate 0.5
 Optional: LOSANT_MQTT_HOST (broker.losant.com), LOSANT_MQTT_PORT, LOSANT_MQTT_TRANSPORT.
 Losant allows 30 messages per 15 s per device: keep --rate at 1 or less (bursts
@@ -39,12 +39,14 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import anyio
 
 from losant_async.errors import LosantError
-from losant_async.mqtt import Command, Device, Fleet
+from losant_async.mqtt import Command, Device, Fleet, Transport
+
+TRANSPORTS = ("tls", "tcp", "websockets", "wss")  # what LOSANT_MQTT_TRANSPORT may say
 
 ATTRIBUTES: Mapping[str, str] = {"temperature": "number", "level": "number", "events": "number"}
 """Every attribute a profile reports (name -> Losant data type); devices need them declared."""
@@ -163,7 +165,7 @@ class Broker:
 
     host: str = "broker.losant.com"
     port: int | None = None
-    transport: Literal["tcp", "tls"] = "tls"
+    transport: Transport = "tls"
     key: str = field(default="", repr=False)
     secret: str = field(default="", repr=False)
 
@@ -300,16 +302,20 @@ async def _report(sim: _Sim, delay: float, errors: list[str]) -> None:
 
 
 def broker_from_env(env: Mapping[str, str]) -> tuple[list[str], Broker]:
-    missing = [n for n in ("LOSANT_DEVICE_IDS", "LOSANT_ACCESS_KEY", "LOSANT_ACCESS_SECRET") if not env.get(n)]
+    # LOSANT_DEVICE_IDS lists several devices; LOSANT_DEVICE_ID (the library's name) is one.
+    device_ids = env.get("LOSANT_DEVICE_IDS") or env.get("LOSANT_DEVICE_ID", "")
+    missing = [n for n in ("LOSANT_ACCESS_KEY", "LOSANT_ACCESS_SECRET") if not env.get(n)]
+    if not device_ids:
+        missing.insert(0, "LOSANT_DEVICE_IDS (or LOSANT_DEVICE_ID)")
     if missing:
         raise SystemExit(f"missing environment variables: {', '.join(missing)}")
     host = env.get("LOSANT_MQTT_HOST", "broker.losant.com")
     transport = env.get("LOSANT_MQTT_TRANSPORT", "tls" if host == "broker.losant.com" else "tcp")
-    if transport not in ("tcp", "tls"):
-        raise SystemExit("LOSANT_MQTT_TRANSPORT must be tcp or tls")
+    if transport not in TRANSPORTS:
+        raise SystemExit("LOSANT_MQTT_TRANSPORT must be tls, tcp, websockets or wss")
     port = env.get("LOSANT_MQTT_PORT")
-    ids = [d.strip() for d in env["LOSANT_DEVICE_IDS"].split(",") if d.strip()]
-    broker = Broker(host=host, port=int(port) if port else None, transport="tls" if transport == "tls" else "tcp",
+    ids = [d.strip() for d in device_ids.split(",") if d.strip()]
+    broker = Broker(host=host, port=int(port) if port else None, transport=cast(Transport, transport),
                     key=env["LOSANT_ACCESS_KEY"], secret=env["LOSANT_ACCESS_SECRET"])
     return ids, broker
 
@@ -368,7 +374,7 @@ async def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.en
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        if any(name.startswith("LOSANT_") for name in env):
+        if any(name.startswith("LOSANT_") and name != "LOSANT_LOG" for name in env):
             ids, broker = broker_from_env(env)
             report = await simulate(ids, broker, duration=args.duration, rate=args.rate, ramp_up=args.ramp_up,
                                     connect_concurrency=args.connect_concurrency, qos=args.qos, stop=stop)

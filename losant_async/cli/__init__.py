@@ -19,6 +19,7 @@ from typing import Any
 
 import anyio
 
+from .._extras import MissingExtraError, extra_for_module
 from ..errors import LosantError, ValidationError
 from ..simulator import SimulationReport
 
@@ -136,8 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _error(str(found))
             return EXIT_USAGE
         if isinstance(found, ModuleNotFoundError):
-            extra = {"rich": "cli", "ray": "ray"}.get(found.name or "", "emulator")
-            _error(f"module {found.name!r} is missing: pip install 'losant-async[{extra}]'")
+            extra = extra_for_module(found.name or "") or "cli"
+            _error(str(found if isinstance(found, MissingExtraError) else MissingExtraError(extra, found.name or "")))
             return EXIT_FAILED
         if isinstance(found, OSError) and not isinstance(found, LosantError):
             _error(f"{found.strerror or found}" + (f": {found.filename}" if found.filename else ""))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .._extras import require_extra
 from .._time import to_ejson_date
 from ..errors import ValidationError
 from ._store import (
@@ -165,6 +166,7 @@ class LocalLosant:
         clock: Callable[[], int] | None = None,
         mqtt_ssl: _ssl.SSLContext | None = None,
     ) -> None:
+        require_extra("emulator", "jsonschema", feature="LocalLosant")
         for name, port in (("rest_port", rest_port), ("mqtt_port", mqtt_port), ("ws_port", ws_port)):
             if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
                 raise ValidationError(f"{name} must be a port number 0 to 65535")

@@ -1,11 +1,11 @@
 """pytest fixtures for a local Losant, loaded automatically once losant-async is installed.
 
-Fixtures (function scope, async; need pytest-asyncio or anyio's pytest plugin, and the
-``emulator`` extra: ``pip install "losant-async[emulator]"``):
+Install ``losant-async[testing]`` (the emulator, pytest and pytest-asyncio).
 
 ``losant_emulator``
     A running :class:`losant_async.testing.LocalLosant` on 127.0.0.1 with ephemeral
     ports, empty; provision what the test needs (``create_application``, ...).
+    Stopped after the test.
 
 ``losant_device``
     A :class:`ProvisionedDevice`: one application, one access key, an application API
@@ -14,8 +14,18 @@ Fixtures (function scope, async; need pytest-asyncio or anyio's pytest plugin, a
     ``application_id``, ``device_id``, ``key``, ``secret``, ``api_token``, ``rest_url``,
     ``mqtt_host``, ``mqtt_port`` and ``emulator`` (the LocalLosant, to inspect states).
 
+Both have function scope and work with either async test runner:
+
+- pytest-asyncio, in its default strict mode (mark the tests
+  ``@pytest.mark.asyncio``) or in auto mode; the emulator runs on the test's loop
+  (the fixture takes pytest-asyncio's default fixture loop scope, function unless
+  ``asyncio_default_fixture_loop_scope`` says otherwise);
+- anyio's pytest plugin (``@pytest.mark.anyio``, asyncio backend: the emulator's
+  broker is asyncio-only), with pytest-asyncio absent or in strict mode.
+
 Example::
 
+    @pytest.mark.asyncio
     async def test_reports(losant_device):
         async with Device(losant_device.device_id, losant_device.key, losant_device.secret,
                           host=losant_device.mqtt_host, port=losant_device.mqtt_port,
@@ -23,34 +33,30 @@ Example::
             await device.send_state({"temperature": 21.5})
         await losant_device.emulator.wait_for_states(losant_device.device_id, 1)
 
-Importing this module imports neither amqtt nor aiohttp: the fixtures do, when used.
+Importing this module imports neither the emulator nor aiohttp: the fixtures do, when used.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from .._extras import MissingExtraError, require_extra
 
 if TYPE_CHECKING:
     from . import LocalLosant
 
 __all__ = ["ProvisionedDevice", "losant_device", "losant_emulator"]
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-try:  # pytest-asyncio's strict mode needs its own decorator; auto mode accepts either
+try:  # strict mode runs only the async fixtures pytest-asyncio's own decorator made
     import pytest_asyncio
 
-    _fixture: Any = pytest_asyncio.fixture
-except ImportError:  # pragma: no cover - anyio's plugin handles plain async fixtures
-    _fixture = pytest.fixture
-
-
-def _async_fixture(fn: _F) -> _F:
-    return cast(_F, _fixture(fn))
+    _asyncio_fixture: Any = pytest_asyncio.fixture
+except ImportError:  # pragma: no cover - depends on the environment
+    _asyncio_fixture = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,20 +74,58 @@ class ProvisionedDevice:
     emulator: LocalLosant = field(repr=False, compare=False)
 
 
-@_async_fixture
-async def losant_emulator() -> AsyncIterator[LocalLosant]:
-    """A running LocalLosant, stopped after the test."""
-    try:
-        from . import LocalLosant
-        from . import _broker as _  # noqa: F401 - fail here, clearly, when amqtt is missing
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        pytest.skip(f"the Losant emulator needs losant-async[emulator]: {exc}")
+async def _running_emulator() -> AsyncIterator[LocalLosant]:
+    from . import LocalLosant
+
     async with LocalLosant() as emulator:
         yield emulator
 
 
-@_async_fixture
-async def losant_device(losant_emulator: LocalLosant) -> ProvisionedDevice:
+# The same emulator, set up by whichever runner drives the test: anyio's plugin runs
+# plain async fixtures of tests that use `anyio_backend`; pytest-asyncio's strict mode
+# runs only fixtures made with its decorator (which marks the function object itself,
+# hence two functions).
+@pytest.fixture
+async def _losant_emulator_anyio() -> AsyncIterator[LocalLosant]:
+    async for emulator in _running_emulator():
+        yield emulator
+
+
+async def _emulator_for_pytest_asyncio() -> AsyncIterator[LocalLosant]:
+    async for emulator in _running_emulator():
+        yield emulator
+
+
+if _asyncio_fixture is not None:
+    _losant_emulator_asyncio = _asyncio_fixture(name="_losant_emulator_asyncio")(_emulator_for_pytest_asyncio)
+
+
+@pytest.fixture
+def losant_emulator(request: pytest.FixtureRequest) -> LocalLosant:
+    """A running LocalLosant, stopped after the test."""
+    try:
+        require_extra("testing", "jsonschema", feature="the losant_emulator fixture")
+    except MissingExtraError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    if "anyio_backend" in request.fixturenames:
+        backend = request.getfixturevalue("anyio_backend")
+        name = backend if isinstance(backend, str) else backend[0]
+        if name != "asyncio":
+            pytest.skip(f"the Losant emulator runs on asyncio only, not {name}")
+        emulator: LocalLosant = request.getfixturevalue("_losant_emulator_anyio")
+        return emulator
+    if _asyncio_fixture is None:
+        pytest.fail(
+            "the losant_emulator fixture needs an async test runner: pytest-asyncio "
+            "(pip install 'losant-async[testing]') or anyio's plugin (@pytest.mark.anyio)",
+            pytrace=False,
+        )
+    emulator = request.getfixturevalue("_losant_emulator_asyncio")
+    return emulator
+
+
+@pytest.fixture
+def losant_device(losant_emulator: LocalLosant) -> ProvisionedDevice:
     """One application with a key, an API token and a standalone device."""
     app = losant_emulator.create_application(name="test-app")
     device = app.create_device(

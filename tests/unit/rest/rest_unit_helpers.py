@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -87,11 +88,15 @@ LIST_THINGS = Operation(
 )
 
 
+_RESPONSE_PARAMS = inspect.signature(aiohttp.ClientResponse.__init__).parameters
+
+
 class MockResponse(aiohttp.ClientResponse):
     """aioresponses 0.7.9 predates aiohttp 3.14's ``stream_writer`` argument: supply a stand-in."""
 
     def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+        if "stream_writer" in _RESPONSE_PARAMS:  # older aiohttp (the declared floor) has none
+            kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
         super().__init__(method, url, **kwargs)
 
 
