@@ -38,7 +38,7 @@ from typing import Any, Literal
 import aiomqtt
 import paho.mqtt.client as paho
 
-from ..errors import AuthenticationRefusedError, ConnectionLostError
+from ..errors import AuthenticationRefusedError, ConnectionLostError, TLSVerificationError
 
 __all__ = ["Connection", "default_tls_context"]
 
@@ -199,6 +199,8 @@ class Connection:
         # failures reach us through on_disconnect instead.
         self._paho.disable_logger()
         self._connect_timeout = connect_timeout
+        self._host = host
+        self._port = port
         self._on_message_cb = on_message
         self._on_ack_cb = on_ack
         self._pending_acks: set[int] = set()
@@ -384,6 +386,12 @@ class Connection:
                     thread.exception()  # retrieved: the attempt is abandoned either way
                 self._kill()
             raise
+        except ssl.SSLCertVerificationError as exc:
+            self._kill()
+            # A wrong CA, host name or an expired certificate: not a fault that retrying heals.
+            raise TLSVerificationError(
+                f"the TLS certificate of {self._host}:{self._port} failed verification: {exc.verify_message or exc}"
+            ) from None
         except (OSError, ValueError, paho.WebsocketConnectionError) as exc:
             self._kill()
             raise ConnectionLostError(f"could not connect: {exc}") from None

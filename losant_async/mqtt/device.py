@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import logging
 import ssl
+import time as _time
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -15,6 +17,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
+from .._state import Stamper
 from ..errors import (
     ConnectionLostError,
     DecodeError,
@@ -34,7 +37,14 @@ from ._payloads import (
     encode_state,
 )
 from ._streams import Message, Stream
-from ._supervisor import Activity, Backoff, ConnectionEvent, ConnectionState, Supervisor
+from ._supervisor import (
+    Activity,
+    Backoff,
+    ConnectionEvent,
+    ConnectionState,
+    KnownCredentials,
+    Supervisor,
+)
 from ._throttle import Throttle, ThrottleConfig, TokenBucket
 from ._topics import (
     check_publish_topic,
@@ -196,6 +206,8 @@ class Device:
         self._connect_bucket: TokenBucket | None = None
 
         self._state_topic = state_topic(self.device_id)
+        # Losant keeps one state per millisecond: stamps of this device never repeat.
+        self._stamp = Stamper()
         self._own_ids: set[str] = {self.device_id}
         self._command_topics: dict[str, str] = {command_topic(self.device_id): self.device_id}
         self._command_streams: dict[str, weakref.WeakSet[Stream[Command]]] = {}
@@ -213,6 +225,7 @@ class Device:
         self._close_task: asyncio.Future[None] | None = None
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._failure: BaseException | None = None
+        self._failed_event: ConnectionEvent | None = None
         self._entered = False
         self._closing = False
         self._closed = False
@@ -261,6 +274,8 @@ class Device:
             activity=self._activity,
             is_closing=lambda: self._closing,
             lost_reason=lambda c: c.lost_reason(),  # type: ignore[attr-defined]
+            device_id=self.device_id,
+            credentials=KnownCredentials.digest(self.host, str(self.port), self.device_id, self._key, self._secret),
         )
         self._task = loop.create_task(self._supervisor.run(), name=f"losant-mqtt-supervisor:{self.device_id}")
         self._task.add_done_callback(self._supervisor_done)
@@ -411,6 +426,8 @@ class Device:
     def events(self, maxsize: int = 100) -> Stream[ConnectionEvent]:
         """Connection events from now on (``async for`` or ``async with``)."""
         stream: Stream[ConnectionEvent] = Stream(maxsize, self._event_streams.discard)
+        if self._failed_event is not None:
+            stream.push(self._failed_event)  # a late listener still learns why the device stopped
         if self._closed:
             stream.end()
         else:
@@ -418,6 +435,10 @@ class Device:
         return stream
 
     def _emit(self, event: ConnectionEvent) -> None:
+        if not event.device_id:
+            event = dataclasses.replace(event, device_id=self.device_id, at=_time.time())
+        if event.state is ConnectionState.FAILED:
+            self._failed_event = event
         if event.state in (ConnectionState.RECONNECTING, ConnectionState.DISCONNECTED) and event.reason:
             self._last_problem = event.reason
         for stream in list(self._event_streams):
@@ -557,7 +578,7 @@ class Device:
         ``ValidationError`` before anything is sent.
         """
         self._check_usable()
-        payload = encode_state(data, time, flow_version=flow_version)
+        payload = encode_state(data, time, flow_version=flow_version, now=self._stamp() if time is None else None)
         await self._send(self._state_topic, payload, self.qos, wait)
 
     async def publish(self, topic: str, payload: object, qos: int = 0, *, retain: bool = False, wait: bool = True) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from .._state import KeyedStamper
 from ..errors import ConnectionLostError, DeviceClosedError
 from ._payloads import Command, encode_state
 from ._streams import Stream
@@ -43,7 +44,8 @@ class Peripheral:
         gw._check_usable()
         if self.device_id not in gw._peripherals:
             raise DeviceClosedError(f"peripheral {self.device_id} was removed from its gateway")
-        payload = encode_state(data, time, flow_version=flow_version)
+        stamp = gw._peripheral_stamp(self.device_id) if time is None else None
+        payload = encode_state(data, time, flow_version=flow_version, now=stamp)
         await gw._send(self._state_topic, payload, gw.qos, wait)
 
     def commands(self) -> Stream[Command]:
@@ -73,6 +75,8 @@ class Gateway(Device):
     def __init__(self, device_id: str, key: str, secret: str, **kwargs: Any) -> None:
         super().__init__(device_id, key, secret, **kwargs)
         self._peripherals: dict[str, Peripheral] = {}
+        # Per peripheral, like a device's own stamps: no two states of one peripheral share a millisecond.
+        self._peripheral_stamp = KeyedStamper()
 
     def peripheral(self, peripheral_id: str) -> Peripheral:
         """The handle of a peripheral, added (and subscribed) on first use."""

@@ -7,17 +7,23 @@ TLS tests stay broker-only: the emulator has no TLS listener.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from losant_async._time import now_ms
-from losant_async.errors import AuthenticationRefusedError, ConnectionLostError, OutboxFullError
+from losant_async.errors import (
+    AuthenticationRefusedError,
+    OutboxFullError,
+    TLSVerificationError,
+)
 from losant_async.mqtt import (
     ConnectionEvent,
     ConnectionState,
     Device,
+    DisconnectKind,
     Fleet,
     MemoryOutbox,
     SQLiteOutbox,
@@ -107,8 +113,31 @@ async def test_tls_refuses_an_unknown_ca() -> None:
             async with Device(DEV, "k", "s", host="127.0.0.1", port=b.tls_port, transport="tls", connect_timeout=1.0,
                               backoff=FAST, ready_timeout=1.0):
                 pass
-        assert isinstance(info.value, ConnectionLostError)
+        assert isinstance(info.value, TLSVerificationError)
         assert "certificate" in str(info.value).lower()
+
+
+@needs_mosquitto
+async def test_tls_with_a_wrong_ca_fails_at_once_without_retrying_even_when_not_waiting_ready() -> None:
+    import trustme
+
+    async with running_broker(tls=True) as b:
+        assert b.tls_port is not None
+        wrong = ssl.create_default_context()
+        trustme.CA().configure_trust(wrong)  # a CA, but not the one that signed the broker's certificate
+        device = Device(DEV, "k", "s", host="127.0.0.1", port=b.tls_port, transport="tls", tls_context=wrong,
+                        backoff=FAST, wait_ready=False)
+        async with device:
+            events = device.events()
+            with pytest.raises(TLSVerificationError):
+                await device.wait_connected(timeout=30)
+            with pytest.raises(TLSVerificationError):
+                await device.send_state({"n": 1})
+            failed = await events.get(timeout=30)
+            while failed.state is not ConnectionState.FAILED:
+                failed = await events.get(timeout=30)
+            assert failed.kind is DisconnectKind.TLS_REFUSED and failed.device_id == DEV
+        assert device.stats.reconnects == 0
 
 
 class Sent:
