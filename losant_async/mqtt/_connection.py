@@ -62,6 +62,8 @@ _AUTH_REFUSED = {4: 4, 5: 5, 134: 4, 135: 5}
 _shared_tls: ssl.SSLContext | None = None
 # Packets handled per readiness callback before yielding to other connections.
 _READ_BATCH = 512
+# Coalesced QoS 0 bytes written at once rather than at the end of the loop's turn.
+_COALESCE_BYTES = 64 * 1024
 
 
 def _qos0_publish(topic: bytes, payload: bytes) -> bytes:
@@ -312,6 +314,9 @@ class Connection:
         self._on_message_cb = on_message
         self._on_ack_cb = on_ack
         self._pending_acks: set[int] = set()
+        #: QoS 0 packets published in this turn of the loop, written together (see _publish_direct).
+        self._pending: list[bytes] = []
+        self._pending_size = 0
         self._drained: asyncio.Event | None = None
         self._connack: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._closed = False
@@ -435,6 +440,10 @@ class Connection:
                 self._loop.add_writer(fd, self._on_writable)
 
         if threading.get_ident() == self._loop_thread:
+            if self._pending:
+                # paho just queued a packet behind QoS 0 messages still coalescing here: they go first.
+                data = self._take_pending()
+                self._paho._out_packet.appendleft(self._pending_packet(data, 0))
             add()
         else:
             self._loop.call_soon_threadsafe(add)
@@ -548,6 +557,7 @@ class Connection:
         """DISCONNECT politely (bounded), then make sure the socket is gone. Safe to call twice."""
         if self._closed:
             return
+        self._flush_pending()  # QoS 0 messages still coalescing go out before DISCONNECT
         self._closed = True
         try:
             if not self._client._disconnected.done():
@@ -560,6 +570,8 @@ class Connection:
 
     def _kill(self) -> None:
         self._closed = True
+        self._pending.clear()
+        self._pending_size = 0
         # Closing paho's socket runs aiomqtt's on_socket_close, which removes the reader
         # and cancels aiomqtt's misc task.
         with contextlib.suppress(Exception):
@@ -586,7 +598,7 @@ class Connection:
                 self._pending_acks.add(info.mid)
         else:
             sock = self._paho._sock
-            if type(sock) is _ReadBuffered and sock.plain and not self._paho._out_packet:
+            if type(sock) is _ReadBuffered and not self._paho._out_packet:
                 return self._publish_direct(sock, topic, payload)
             info = self._paho.publish(topic, payload, 0)
         if info.rc != paho.MQTT_ERR_SUCCESS:
@@ -594,46 +606,84 @@ class Connection:
         return info.mid
 
     def _publish_direct(self, sock: _ReadBuffered, topic: str, payload: bytes) -> int:
-        """A QoS 0 PUBLISH written straight to a plain TCP socket whose write buffer is empty.
+        """A QoS 0 PUBLISH for a TCP or TLS socket whose write buffer is empty, coalesced.
 
         paho would build a message-info object (with a threading.Condition), queue
         the packet and have the loop register, call and unregister a writer: two
         epoll changes and a callback per message, the bulk of a fleet's per-state
-        cost. When paho has nothing queued, order is kept by writing at once; what
-        the socket does not take goes to paho's queue, whose writer finishes it.
+        cost. Here packets published in one turn of the event loop are joined and
+        written with one ``send`` (over TLS: one record, not one per message) when
+        the turn ends, or at once past ``_COALESCE_BYTES``. Order is kept: this path
+        runs only while paho has nothing queued, and a packet paho queues meanwhile
+        (a QoS 1 PUBLISH, a PINGREQ, DISCONNECT) is put behind these (see
+        ``_on_register_write``). What the socket does not take goes to paho's
+        queue, whose writer finishes it.
         """
         # Topics arrive validated (device.py: check_publish_topic / validate_device_id).
         packet = _qos0_publish(topic.encode(), payload)
-        try:
-            sent = sock.send(packet)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError as exc:
-            raise ConnectionLostError(f"could not publish: {exc}") from None
-        client = self._paho
-        client._last_msg_out = paho.time_func()  # what paho times its keepalive with
-        if sent < len(packet):
-            client._out_packet.append(
-                {
-                    "command": paho.PUBLISH,
-                    "mid": 0,
-                    "qos": 0,
-                    "pos": sent,
-                    "to_process": len(packet) - sent,
-                    "packet": packet,
-                    "info": paho.MQTTMessageInfo(0),
-                }
-            )
-            client._call_socket_register_write()
+        pending = self._pending
+        pending.append(packet)
+        self._pending_size += len(packet)
+        if self._pending_size >= _COALESCE_BYTES:
+            self._flush_pending()
+        elif len(pending) == 1:
+            self._loop.call_soon(self._flush_pending)
         return 0
+
+    def _take_pending(self) -> bytes:
+        pending = self._pending
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        self._pending_size = 0
+        return data
+
+    def _pending_packet(self, data: bytes, sent: int) -> Any:  # paho's _OutPacket
+        return {
+            "command": paho.PUBLISH,
+            "mid": 0,
+            "qos": 0,
+            "pos": sent,
+            "to_process": len(data) - sent,
+            "packet": data,
+            "info": paho.MQTTMessageInfo(0),
+        }
+
+    def _flush_pending(self) -> None:
+        if not self._pending:
+            return
+        data = self._take_pending()
+        client = self._paho
+        sock = client._sock
+        if self._closed or type(sock) is not _ReadBuffered:
+            return  # the connection ended: QoS 0 messages handed to it are lost, as documented
+        if client._out_packet:
+            # Unreachable while the invariant holds (paho's queue was empty); keep order regardless.
+            client._out_packet.append(self._pending_packet(data, 0))
+            return
+        try:
+            sent = sock.send(data)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            # TLS: OpenSSL may have taken part of the record; it must be retried with the same
+            # bytes, which is what paho does with a queued packet whose ``pos`` is 0.
+            sent = 0
+        except OSError as exc:  # a broken socket: report it as the end of the connection
+            fut = self._client._disconnected
+            if not fut.done():
+                fut.set_exception(ConnectionLostError(f"could not publish: {exc}"))
+            return
+        client._last_msg_out = paho.time_func()  # what paho times its keepalive with
+        if sent < len(data):
+            client._out_packet.append(self._pending_packet(data, sent))
+            client._call_socket_register_write()
 
     @property
     def buffered(self) -> int:
-        """Packets waiting in paho's write buffer."""
-        return len(self._paho._out_packet)
+        """Packets waiting to be written (coalesced here or in paho's write buffer)."""
+        return len(self._paho._out_packet) + len(self._pending)
 
     async def drained(self) -> None:
-        """Return when paho's write buffer is empty (or the connection ended)."""
+        """Return when everything handed over is written to the socket (or the connection ended)."""
+        self._flush_pending()
         while self._paho._out_packet and not self.is_lost:
             if self._drained is None:
                 self._drained = asyncio.Event()

@@ -595,8 +595,15 @@ class Device:
 
     async def _send(self, topic: str, payload: bytes, qos: int, wait: bool) -> None:
         conn = self._conn
-        if qos == 0 and conn is not None and self._throttle is None and not self._outbox.depth:
-            # The fast path: no outbox, no await unless the batch is due a yield.
+        throttle = self._throttle
+        if (
+            qos == 0
+            and conn is not None
+            and not self._outbox.depth
+            and (throttle is None or throttle.take(topic))
+        ):
+            # The fast path, TLS or not, throttled while tokens are left: no outbox, no await
+            # unless the batch is due a yield. Nothing is queued, so order is kept.
             try:
                 conn.publish(topic, payload, 0)
             except ConnectionLostError:
