@@ -36,9 +36,10 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiomqtt
+import anyio
 import paho.mqtt.client as paho
 
 from ..errors import (
@@ -47,6 +48,9 @@ from ..errors import (
     MQTTError,
     TLSVerificationError,
 )
+
+if TYPE_CHECKING:
+    from ._config import Proxy
 
 __all__ = ["PRIVATE_NEEDS", "Connection", "check_internals", "default_tls_context"]
 
@@ -60,6 +64,8 @@ AckHandler = Callable[[int], None]
 _AUTH_REFUSED = {4: 4, 5: 5, 134: 4, 135: 5}
 
 _shared_tls: ssl.SSLContext | None = None
+# PySocks' proxy type numbers (socks.SOCKS4, SOCKS5, HTTP), which paho passes on to it.
+_PROXY_TYPES = {"socks4": 1, "socks5": 2, "http": 3}
 # Packets handled per readiness callback before yielding to other connections.
 _READ_BATCH = 512
 # Coalesced QoS 0 bytes written at once rather than at the end of the loop's turn.
@@ -282,9 +288,20 @@ class Connection:
         max_inflight: int,
         connect_timeout: float,
         websocket_path: str = "/mqtt",
+        proxy: Proxy | None = None,
         on_message: MessageHandler,
         on_ack: AckHandler,
     ) -> None:
+        proxy_settings = None
+        if proxy is not None:
+            proxy_settings = aiomqtt.ProxySettings(
+                proxy_type=_PROXY_TYPES[proxy.scheme],
+                proxy_addr=proxy.host,
+                proxy_port=proxy.port,
+                proxy_rdns=proxy.remote_dns,
+                proxy_username=proxy.username,
+                proxy_password=proxy.password,
+            )
         self._client = aiomqtt.Client(
             host,
             port,
@@ -301,6 +318,7 @@ class Connection:
             max_inflight_messages=max_inflight,
             logger=_quiet_logger(),
             queue_type=_UnusedQueue,
+            proxy=proxy_settings,
         )
         _check_internals_once(self._client)
         self._paho: paho.Client = self._client._client
@@ -320,6 +338,7 @@ class Connection:
         self._drained: asyncio.Event | None = None
         self._connack: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._closed = False
+        self._reading_paused = False
         #: True once a DISCONNECT we sent was written and the socket closed by paho.
         self.closed_cleanly = False
         self._aiomqtt_unregister_write: Any = self._paho.on_socket_unregister_write
@@ -424,7 +443,8 @@ class Connection:
         def start() -> None:
             if self._closed or self._paho._sock is None:
                 return
-            self._loop.add_reader(fd, self._on_readable)
+            if not self._reading_paused:
+                self._loop.add_reader(fd, self._on_readable)
             aio._misc_task = self._loop.create_task(aio._misc_loop(), name="losant-mqtt-keepalive")
 
         self._loop.call_soon_threadsafe(start)
@@ -456,11 +476,26 @@ class Connection:
             if not fut.done():
                 fut.set_exception(exc)
 
+    def pause_reading(self, paused: bool) -> None:
+        """Stop reading incoming packets (a consumer is full) or start again; PINGRESPs wait too."""
+        if paused == self._reading_paused:
+            return
+        self._reading_paused = paused
+        sock = self._paho._sock
+        if sock is None or self._closed:
+            return
+        fd = sock.fileno()
+        if paused:
+            self._loop.remove_reader(fd)
+        else:
+            self._loop.add_reader(fd, self._on_readable)
+            self._loop.call_soon(self._on_readable)  # bytes may wait in the user-space buffer
+
     def _on_readable(self) -> None:
         paho_client = self._paho
         try:
             for _ in range(_READ_BATCH):
-                if paho_client._sock is None:
+                if paho_client._sock is None or self._reading_paused:
                     return
                 rc = paho_client._packet_read()
                 if rc > 0:
@@ -497,7 +532,10 @@ class Connection:
             # The thread cannot be interrupted: let it finish (paho bounds it by its own
             # socket timeout) so the socket it opens is closed here, not leaked.
             try:
-                await asyncio.wait({thread}, timeout=self._connect_timeout + 1)
+                # Shielded from the owner's task group, which repeats its cancellation
+                # until the task leaves: the wait is bounded by the timeout instead.
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait({thread}, timeout=self._connect_timeout + 1)
             finally:
                 if thread.done() and not thread.cancelled():
                     thread.exception()  # retrieved: the attempt is abandoned either way
@@ -694,7 +732,7 @@ class Connection:
             finally:
                 waiter.cancel()
 
-    async def subscribe(self, filters: list[str], qos: int = 1, timeout: float | None = None) -> list[int]:
+    async def subscribe(self, filters: list[str], qos: int = 1, timeout: float | None = None) -> list[int]:  # noqa: ASYNC109
         """SUBSCRIBE and wait for SUBACK; granted QoS per filter (128 = refused)."""
         if not filters:
             return []
@@ -706,7 +744,7 @@ class Connection:
             raise ConnectionLostError(f"subscribe failed: {exc}") from None
         return [128 if (v := _rc_value(c)) is None else v for c in codes]
 
-    async def unsubscribe(self, filters: list[str], timeout: float | None = None) -> None:
+    async def unsubscribe(self, filters: list[str], timeout: float | None = None) -> None:  # noqa: ASYNC109
         """UNSUBSCRIBE and wait for UNSUBACK."""
         if not filters or self.is_lost:
             return

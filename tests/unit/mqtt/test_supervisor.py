@@ -127,10 +127,12 @@ def test_device_arguments_are_checked_before_anything_starts() -> None:
 
 
 def test_throttle_is_on_by_default_only_against_losant() -> None:
-    assert Device("dev", "k", "s")._throttle is not None
-    assert Device("dev", "k", "s", host="127.0.0.1")._throttle is None
-    assert Device("dev", "k", "s", throttle=False)._throttle is None
-    assert Device("dev", "k", "s", host="127.0.0.1", throttle=True)._throttle is not None
+    assert Device("dev", "k", "s")._config.throttle is not None
+    assert Device("dev", "k", "s")._config.ban_detection is True
+    assert Device("dev", "k", "s", host="127.0.0.1")._config.throttle is None
+    assert Device("dev", "k", "s", host="127.0.0.1")._config.ban_detection is False
+    assert Device("dev", "k", "s", throttle=False)._config.throttle is None
+    assert Device("dev", "k", "s", host="127.0.0.1", throttle=True)._config.throttle is not None
 
 
 async def test_a_refusal_after_connecting_is_a_ban_on_any_host_growing_to_an_hour() -> None:
