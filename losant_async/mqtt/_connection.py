@@ -329,6 +329,7 @@ class Connection:
         self._connect_timeout = connect_timeout
         self._host = host
         self._port = port
+        self._client_id = client_id
         self._on_message_cb = on_message
         self._on_ack_cb = on_ack
         self._pending_acks: set[int] = set()
@@ -382,7 +383,8 @@ class Connection:
         try:
             self._on_message_cb(message.topic, bytes(message.payload))
         except Exception:  # a bug in a handler must not break paho's read loop
-            log.exception("handling an incoming message failed")
+            log.exception("device %s: handling an incoming message failed", self._client_id,
+                          extra={"device_id": self._client_id})
 
     def _on_publish_packet(self) -> Any:
         client = self._paho
@@ -403,7 +405,8 @@ class Connection:
         try:
             self._on_message_cb(topic, bytes(packet[end:]))
         except Exception:  # a bug in a handler must not break paho's read loop
-            log.exception("handling an incoming message failed")
+            log.exception("device %s: handling an incoming message failed", self._client_id,
+                          extra={"device_id": self._client_id})
         return client._send_puback(mid) if qos else paho.MQTT_ERR_SUCCESS
 
     def _on_puback(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> Any:
