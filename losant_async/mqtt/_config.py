@@ -92,7 +92,7 @@ def _seconds(name: str, value: object, *, optional: bool = False) -> float | Non
     return float(value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeviceConfig:
     """Everything a ``Device`` was told, checked once (``DeviceConfig.build``); secrets stay out of the repr.
 

@@ -33,6 +33,11 @@ class Inbox:
     session stops reading) until its consumer catches up (``pause(False)``).
     """
 
+    __slots__ = (
+        "_callbacks", "_command_topics", "_custom", "_ended", "_error", "_full", "_overflow", "_pause", "_spawn",
+        "_stream_size", "_streams", "commands", "device_id", "malformed", "own_ids",
+    )
+
     def __init__(
         self,
         device_id: str,

@@ -41,6 +41,12 @@ class Session:
     unacknowledged.
     """
 
+    __slots__ = (
+        "_count_activity", "_failure", "_inflight", "_on_connected", "_on_disconnected", "_paused", "_since_yield",
+        "_wake", "acked", "activity", "config", "conn", "connect_bucket", "inbox", "outbox", "sent", "throttle",
+        "tls_context",
+    )
+
     def __init__(
         self,
         config: DeviceConfig,

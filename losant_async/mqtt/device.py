@@ -284,7 +284,10 @@ class Device:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                tg.start_soon(supervisor.run, name=f"losant-mqtt-supervisor:{self.device_id}")
+                # The supervisor runs in the group's own task (one task per device, not two: a
+                # fleet pays per task); side tasks join the group. After a fatal refusal the
+                # supervisor returns and the group keeps serving side tasks until closed.
+                await supervisor.run()
                 await anyio.sleep_forever()
         except Exception as exc:  # a bug in the supervisor or a side task: fail loudly, at once
             error = _first_leaf(exc)

@@ -70,6 +70,7 @@ async def test_fleet_stats_sum_the_devices_stats(world: World) -> None:
 
 
 async def test_mqtt_through_an_http_connect_proxy(world: World) -> None:
+    pytest.importorskip("socks", reason="proxy support needs PySocks (the 'proxy' extra)")
     dev = world.device()
     async with connect_proxy() as proxy, world.watch() as watcher, Device(
         dev.id, dev.key, dev.secret, **world.kwargs(proxy=f"http://127.0.0.1:{proxy.port}")
