@@ -84,6 +84,18 @@ def _qos0_publish(topic: bytes, payload: bytes) -> bytes:
     return b"".join((header, len(topic).to_bytes(2, "big"), topic, payload))
 
 
+def _qos1_publish(topic: bytes, payload: bytes, mid: int) -> bytes:
+    """An MQTT 3.1.1 PUBLISH packet at QoS 1 with packet identifier ``mid``, no retain, no dup."""
+    remaining = 4 + len(topic) + len(payload)
+    header = bytearray(b"\x32")
+    while True:
+        byte, remaining = remaining & 0x7F, remaining >> 7
+        header.append(byte | 0x80 if remaining else byte)
+        if not remaining:
+            break
+    return b"".join((header, len(topic).to_bytes(2, "big"), topic, mid.to_bytes(2, "big"), payload))
+
+
 class _ReadBuffered:
     """A socket whose reads come from one large ``recv``.
 
@@ -186,6 +198,7 @@ PRIVATE_NEEDS: tuple[tuple[str, str, _Kind], ...] = (
     ("paho.Client", "_handle_publish", ("method", ())),
     ("paho.Client", "_send_puback", ("method", ("mid",))),
     ("paho.Client", "_update_inflight", ("method", ())),
+    ("paho.Client", "_mid_generate", ("method", ())),
     ("paho.Client", "_packet_read", ("method", ())),
     ("paho.Client", "_loop_rc_handle", ("method", ("rc",))),
     ("paho.Client", "_reset_sockets", ("method", ("sockpair_only",))),
@@ -333,7 +346,9 @@ class Connection:
         self._on_message_cb = on_message
         self._on_ack_cb = on_ack
         self._pending_acks: set[int] = set()
-        #: QoS 0 packets published in this turn of the loop, written together (see _publish_direct).
+        #: QoS 1 mids written by ``_coalesce`` and not yet acknowledged.
+        self._direct_acks: set[int] = set()
+        #: PUBLISH packets of this turn of the loop, written together (see _coalesce).
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._drained: asyncio.Event | None = None
@@ -415,6 +430,11 @@ class Connection:
         if cmd != "PUBACK" or len(packet) < 2:
             return self._paho_pubackcomp(cmd)
         mid = (packet[0] << 8) | packet[1]
+        direct = self._direct_acks
+        if mid in direct:  # written by _coalesce: paho never knew this message
+            direct.discard(mid)
+            self._on_ack_cb(mid)
+            return paho.MQTT_ERR_SUCCESS
         if len(packet) != 2:  # not 3.1.1: let paho decode it, then report the ack
             rc = self._paho_pubackcomp(cmd)
         else:
@@ -633,35 +653,42 @@ class Connection:
         """Hand one message to paho's write buffer; its mid. Never waits."""
         if self._closed:
             raise ConnectionLostError("the connection is closed")
+        sock = self._paho._sock
+        direct = type(sock) is _ReadBuffered and not self._paho._out_packet
         if qos:
+            if direct and qos == 1:
+                # paho's mid generator: SUBSCRIBE/UNSUBSCRIBE ids come from it too, so none collide.
+                mid = self._paho._mid_generate()
+                self._direct_acks.add(mid)
+                self._coalesce(_qos1_publish(topic.encode(), payload, mid))
+                return mid
             info = self._paho.publish(topic, payload, qos)
             if info.rc == paho.MQTT_ERR_SUCCESS:
                 self._pending_acks.add(info.mid)
         else:
-            sock = self._paho._sock
-            if type(sock) is _ReadBuffered and not self._paho._out_packet:
-                return self._publish_direct(sock, topic, payload)
+            if direct:
+                self._coalesce(_qos0_publish(topic.encode(), payload))
+                return 0
             info = self._paho.publish(topic, payload, 0)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise ConnectionLostError(f"could not publish: {paho.error_string(info.rc)}")
         return info.mid
 
-    def _publish_direct(self, sock: _ReadBuffered, topic: str, payload: bytes) -> int:
-        """A QoS 0 PUBLISH for a TCP or TLS socket whose write buffer is empty, coalesced.
+    def _coalesce(self, packet: bytes) -> None:
+        """A PUBLISH for a TCP or TLS socket whose write buffer is empty, written with others.
 
         paho would build a message-info object (with a threading.Condition), queue
         the packet and have the loop register, call and unregister a writer: two
-        epoll changes and a callback per message, the bulk of a fleet's per-state
-        cost. Here packets published in one turn of the event loop are joined and
-        written with one ``send`` (over TLS: one record, not one per message) when
-        the turn ends, or at once past ``_COALESCE_BYTES``. Order is kept: this path
-        runs only while paho has nothing queued, and a packet paho queues meanwhile
-        (a QoS 1 PUBLISH, a PINGREQ, DISCONNECT) is put behind these (see
-        ``_on_register_write``). What the socket does not take goes to paho's
-        queue, whose writer finishes it.
+        epoll changes and a callback per message, and one ``send`` (over TLS, one
+        record) per packet. Here packets published in one turn of the event loop
+        are joined and written with one ``send`` when the turn ends, or at once
+        past ``_COALESCE_BYTES``. Order is kept: this path runs only while paho has
+        nothing queued, and a packet paho queues meanwhile (a PINGREQ, SUBSCRIBE,
+        DISCONNECT) is put behind these (see ``_on_register_write``). What the
+        socket does not take goes to paho's queue, whose writer finishes it. QoS 1
+        packets written here are acknowledged through ``_direct_acks``, never
+        through paho's message store (the outbox re-sends after a reconnect).
         """
-        # Topics arrive validated (device.py: check_publish_topic / validate_device_id).
-        packet = _qos0_publish(topic.encode(), payload)
         pending = self._pending
         pending.append(packet)
         self._pending_size += len(packet)
@@ -669,7 +696,6 @@ class Connection:
             self._flush_pending()
         elif len(pending) == 1:
             self._loop.call_soon(self._flush_pending)
-        return 0
 
     def _take_pending(self) -> bytes:
         pending = self._pending
