@@ -98,8 +98,8 @@ class DeviceConfig:
 
     ``throttle`` is the resolved ``ThrottleConfig`` (None: off) and
     ``ban_detection`` the resolved flag: both default on only against
-    broker.losant.com; pass ``throttle=True`` (and ``ban_detection=True``) for a
-    private Losant instance, which enforces the same limits.
+    broker.losant.com; ``throttle=True`` (or a ``ThrottleConfig``) turns both on
+    for a private Losant instance, which enforces the same limits.
     """
 
     device_id: str
@@ -202,7 +202,10 @@ class DeviceConfig:
             keepalive=_positive_int("keepalive", keepalive),
             throttle=throttle if isinstance(throttle, ThrottleConfig) else ThrottleConfig() if throttle else None,
             backoff=backoff or Backoff(),
-            ban_detection=host == LOSANT_BROKER if ban_detection is None else bool(ban_detection),
+            # A throttled device stays under the limits by itself, so a disconnect after a burst
+            # beyond them is a ban: throttle=True brings ban detection along for a private instance.
+            ban_detection=(host == LOSANT_BROKER or throttle is not False) if ban_detection is None
+            else bool(ban_detection),
             max_inflight=_positive_int("max_inflight", max_inflight, 65535),
             connect_timeout=connect,
             close_timeout=close,

@@ -114,8 +114,9 @@ class Device:
     its limits for 30 s, longer for repeat offenders): on any host the device
     waits at least ``backoff.ban_initial`` (30 s), doubling on repeats up to
     ``backoff.ban_cap`` (1 h), with jitter, and retries. ``ban_detection``
-    (default: only against broker.losant.com; pass True for a private
-    instance) also treats a disconnect right after a burst as a ban.
+    (default: on against broker.losant.com and wherever the throttle is on,
+    so ``throttle=True`` brings it for a private instance) also treats a
+    disconnect right after a burst as a ban.
 
     Entering waits up to ``ready_timeout`` seconds for the first connection
     (then raises ``ConnectionLostError`` naming the last problem);

@@ -49,8 +49,10 @@ def test_config_is_frozen_and_keeps_secrets_out_of_its_repr() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.port = 1  # type: ignore[misc]
     assert cfg.throttle is None and cfg.ban_detection is False  # a private host: opt in with throttle=True
-    on = DeviceConfig.build("0123456789abcdef01234567", "k", "s", host="127.0.0.1", throttle=True, ban_detection=True)
-    assert on.throttle is not None and on.ban_detection is True
+    on = DeviceConfig.build("0123456789abcdef01234567", "k", "s", host="127.0.0.1", throttle=True)
+    assert on.throttle is not None and on.ban_detection is True  # throttle=True brings ban detection
+    off = DeviceConfig.build("0123456789abcdef01234567", "k", "s", throttle=False)
+    assert off.throttle is None and off.ban_detection is True  # against Losant, bans are detected regardless
 
 
 @pytest.mark.parametrize(
