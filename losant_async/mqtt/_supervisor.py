@@ -274,7 +274,8 @@ class Supervisor:
                 conn = await self._connect()
             except AuthenticationRefusedError as exc:
                 if not self._known_before(ever_connected):
-                    self._log(logging.ERROR, "the broker refused the credentials: %s", exc)
+                    # INFO: the error itself reaches the caller (entering, the next call, events).
+                    self._log(logging.INFO, "the broker refused the credentials: %s", exc)
                     self._emit(ConnectionEvent(ConnectionState.FAILED, str(exc), attempt, DisconnectKind.AUTH_REFUSED))
                     self._fail(exc)
                     return
@@ -287,7 +288,7 @@ class Supervisor:
                 await self._sleep(delay)
                 continue
             except TLSVerificationError as exc:
-                self._log(logging.ERROR, "TLS verification failed: %s", exc)
+                self._log(logging.INFO, "TLS verification failed: %s", exc)
                 self._emit(ConnectionEvent(ConnectionState.FAILED, str(exc), attempt, DisconnectKind.TLS_REFUSED))
                 self._fail(exc)
                 return
