@@ -125,12 +125,25 @@ class Throttle:
         """
         bucket = self._topics.get(topic) or self._bucket(topic)
         connection = self._connection
-        now = self._clock()  # one clock read for both buckets: this runs per message
-        mine = bucket._refill_at(now)
-        if mine < 1.0:
-            return False
-        shared = connection._refill_at(now)
-        if shared < 1.0:
+        # Runs per message: one clock read for both buckets and the refill written out.
+        now = self._clock()
+        mine = bucket._tokens
+        elapsed = now - bucket._stamp
+        if elapsed > 0:
+            mine = mine + elapsed * bucket.rate
+            if mine > bucket.capacity:
+                mine = bucket.capacity
+            bucket._tokens = mine
+            bucket._stamp = now
+        shared = connection._tokens
+        elapsed = now - connection._stamp
+        if elapsed > 0:
+            shared = shared + elapsed * connection.rate
+            if shared > connection.capacity:
+                shared = connection.capacity
+            connection._tokens = shared
+            connection._stamp = now
+        if mine < 1.0 or shared < 1.0:
             return False
         bucket._tokens = mine - 1.0
         connection._tokens = shared - 1.0
