@@ -6,9 +6,13 @@ around it on purpose, through the paho client it wraps (``client._client``):
 
 - publish: aiomqtt awaits paho's ``on_publish`` for every message, even at
   QoS 0, an event-loop round trip per message that caps a connection near
-  12,000 messages/s. Here a publish hands the encoded message straight to
-  paho's write buffer; the caller yields every few hundred messages, when the
-  buffer grows, or (QoS 1) when its window of unacknowledged messages is full.
+  12,000 messages/s, and paho writes each packet with its own ``send`` (over
+  TLS, its own record). Here QoS 0 and QoS 1 PUBLISH packets are built here
+  (QoS 1 with paho's mid generator) and those of one event-loop turn written
+  with one ``send``, on TCP and TLS alike; the caller yields every few hundred
+  messages, when the buffer grows, or (QoS 1) when its window of
+  unacknowledged messages is full. WebSockets, and a moment when paho has
+  something queued, take paho's own publish.
 - PUBACK and incoming PUBLISH: paho decodes MQTT 5 reason codes and
   properties for every ack and builds a message object, a log line and a
   callback search for every PUBLISH; 3.1.1 packets are read here directly
@@ -20,8 +24,10 @@ around it on purpose, through the paho client it wraps (``client._client``):
   hang-ups leave nothing half-open (see ``connect``).
 
 This private access lives here and nowhere else, so an aiomqtt or paho
-upgrade touches this one file; aiomqtt and paho exceptions are turned into
-``losant_async.errors`` here too.
+upgrade touches this one file; every private name is listed in
+``PRIVATE_NEEDS`` and checked once per process (and by the canary test in
+tests/unit/mqtt/test_internals.py). aiomqtt and paho exceptions are turned
+into ``losant_async.errors`` here too.
 """
 
 from __future__ import annotations
