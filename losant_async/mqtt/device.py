@@ -20,7 +20,7 @@ import anyio
 import anyio.abc
 
 from .._state import Stamper
-from ..errors import ConnectionLostError, DeviceClosedError, MQTTError
+from ..errors import ConnectionLostError, DeviceClosedError, MQTTError, ValidationError
 from ._config import (
     LOSANT_BROKER,
     CommandOverflow,
@@ -161,7 +161,7 @@ class Device:
         proxy: Proxy | str | None = None,
     ) -> None:
         if outbox is not None and not isinstance(outbox, Outbox):
-            raise MQTTError("outbox must be an Outbox (MemoryOutbox or SQLiteOutbox)")
+            raise ValidationError("outbox must be an Outbox (MemoryOutbox or SQLiteOutbox)")
         cfg = DeviceConfig.build(
             device_id, key, secret, host=host, port=port, transport=transport, tls_context=tls_context, qos=qos,
             keepalive=keepalive, throttle=throttle, backoff=backoff, ban_detection=ban_detection,

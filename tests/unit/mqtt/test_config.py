@@ -75,6 +75,11 @@ def test_each_bad_option_is_named_before_anything_starts(kwargs: dict[str, objec
         Device("0123456789abcdef01234567", "k", "s", **kwargs)  # type: ignore[arg-type]
 
 
+def test_an_outbox_that_is_not_one_is_refused() -> None:
+    with pytest.raises(ValidationError, match="outbox"):
+        Device("0123456789abcdef01234567", "k", "s", outbox=[])  # type: ignore[arg-type]
+
+
 def test_proxy_urls_parse_and_hide_the_password() -> None:
     proxy = Proxy.parse("http://alice:pa%40ss@proxy.corp:3129")
     assert (proxy.scheme, proxy.host, proxy.port, proxy.username, proxy.password) == (
