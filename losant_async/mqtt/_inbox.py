@@ -52,7 +52,7 @@ class Inbox:
         self._overflow = overflow
         self._spawn = spawn
         self._pause = pause
-        self._full: set[int] = set()
+        self._full: set[int] | None = None  # made on first use: most devices never fill a stream
         #: The device ids this connection speaks for (the device, and a gateway's peripherals).
         self.own_ids: set[str] = {device_id}
         self._command_topics: dict[str, str] = {command_topic(device_id): device_id}
@@ -116,6 +116,8 @@ class Inbox:
         return remove
 
     def _on_full(self, stream: Stream[Any], full: bool) -> None:
+        if self._full is None:
+            self._full = set()
         was_paused = bool(self._full)
         if full:
             self._full.add(id(stream))
