@@ -1,6 +1,11 @@
 """Quick MQTT measurement: Device vs raw aiomqtt on loopback mosquitto, one run each.
 
     .venv/bin/python -m benchmarks.mqtt_quick [--states 100000] [--devices 100] [--fleet 1000]
+    .venv/bin/python -m benchmarks.mqtt_quick --paths [--states 100000]
+
+``--paths`` measures only the publish paths users run, side by side: plain TCP,
+TLS (a trustme CA on a loopback TLS listener) and throttle on (limits set so
+high that the throttle always has tokens: what it costs, not what it holds back).
 
 Delivered rates: a ``mosquitto_sub`` process counts what the broker delivers and
 the clock stops when it has seen every message. Commands: a paho publisher in
@@ -19,12 +24,13 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from losant_async.mqtt import Command, Device, Fleet
+from losant_async.mqtt import Command, Device, Fleet, ThrottleConfig
 from tests.support.brokers import Broker, running_broker
 
 DEV = "0123456789abcdef01234567"
@@ -53,17 +59,29 @@ async def counting_subscriber(broker: Broker, topic: str, count: int, qos: int) 
             await proc.wait()
 
 
-async def device_states(broker: Broker, n: int, qos: int) -> float:
+async def device_states(broker: Broker, n: int, qos: int, *, tls: bool = False, throttle: bool = False) -> float:
     topic = f"losant/{DEV}/state"
-    async with counting_subscriber(broker, topic, n, qos) as sub, Device(
-        DEV, "k", "s", host=broker.host, port=broker.port, transport="tcp", qos=qos
-    ) as device:
+    where: dict[str, Any] = dict(host=broker.host, port=broker.port, transport="tcp")
+    if tls:
+        assert broker.tls is not None and broker.tls_port is not None
+        where = dict(host=broker.host, port=broker.tls_port, transport="tls", tls_context=broker.tls.client_context)
+    if throttle:
+        # Limits no run reaches: every message takes the path a throttled device takes with tokens left.
+        where["throttle"] = ThrottleConfig(per_topic=10**9, per_connection=10**9)
+    async with counting_subscriber(broker, topic, n, qos) as sub, Device(DEV, "k", "s", qos=qos, **where) as device:
         start = time.perf_counter()
+        cpu = time.process_time()
         for i in range(n):
             await device.send_state({"temperature": 21.5, "i": i})
         await device.flush()
+        LAST_CPU_US[0] = (time.process_time() - cpu) / n * 1e6
         await asyncio.wait_for(sub.wait(), 120)
         return n / (time.perf_counter() - start)
+
+
+#: CPU microseconds this process spent per state in the last ``device_states`` run (less
+#: sensitive to a loaded machine than the delivered rate).
+LAST_CPU_US = [0.0]
 
 
 async def raw_aiomqtt(broker: Broker, n: int, qos: int) -> float:
@@ -158,13 +176,33 @@ async def fleet_rss(broker: Broker, n: int) -> tuple[float, float]:
     return took, (after - before) / n
 
 
+async def paths(n: int) -> None:
+    async with running_broker(prefer="mosquitto", tls=True) as broker:
+        print(f"mosquitto on 127.0.0.1:{broker.port} (TLS {broker.tls_port}), {os.cpu_count()} CPUs, one run each")
+        for qos, count in ((0, n), (1, n // 2)):
+            plain = await device_states(broker, count, qos)
+            plain_cpu = LAST_CPU_US[0]
+            tls = await device_states(broker, count, qos, tls=True)
+            tls_cpu = LAST_CPU_US[0]
+            throttled = await device_states(broker, count, qos, throttle=True)
+            throttled_cpu = LAST_CPU_US[0]
+            print(f"QoS {qos} states/s   plain {plain:>9,.0f}   TLS {tls:>9,.0f} ({tls / plain:.2f}x)"
+                  f"   throttle on {throttled:>9,.0f} ({throttled / plain:.2f}x)", flush=True)
+            print(f"QoS {qos} CPU us/state plain {plain_cpu:>6.1f}   TLS {tls_cpu:>6.1f}"
+                  f"   throttle on {throttled_cpu:>6.1f}", flush=True)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--states", type=int, default=100_000)
     parser.add_argument("--devices", type=int, default=100)
     parser.add_argument("--per-device", type=int, default=500)
     parser.add_argument("--fleet", type=int, default=1000)
+    parser.add_argument("--paths", action="store_true", help="only QoS 0/1 over plain TCP, TLS and throttle on")
     args = parser.parse_args()
+    if args.paths:
+        await paths(args.states)
+        return
     async with running_broker(prefer="mosquitto") as broker:
         assert broker.kind == "mosquitto", "this benchmark needs mosquitto"
         print(f"mosquitto on 127.0.0.1:{broker.port}, {os.cpu_count()} CPUs, one run each")

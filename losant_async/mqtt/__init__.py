@@ -1,5 +1,6 @@
 """The MQTT device layer: devices, gateways and peripherals that reconnect and never lose a state."""
 
+from ._config import CommandOverflow, DeviceConfig, Proxy
 from ._outbox import MemoryOutbox, Outbox, OutboxItem, OutboxPolicy, SQLiteOutbox
 from ._payloads import MAX_PAYLOAD_BYTES, Command
 from ._streams import Message, Stream
@@ -13,9 +14,11 @@ __all__ = [
     "MAX_PAYLOAD_BYTES",
     "Backoff",
     "Command",
+    "CommandOverflow",
     "ConnectionEvent",
     "ConnectionState",
     "Device",
+    "DeviceConfig",
     "DeviceStats",
     "DisconnectKind",
     "Fleet",
@@ -26,6 +29,7 @@ __all__ = [
     "OutboxItem",
     "OutboxPolicy",
     "Peripheral",
+    "Proxy",
     "SQLiteOutbox",
     "Stream",
     "ThrottleConfig",

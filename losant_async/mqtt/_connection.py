@@ -6,9 +6,13 @@ around it on purpose, through the paho client it wraps (``client._client``):
 
 - publish: aiomqtt awaits paho's ``on_publish`` for every message, even at
   QoS 0, an event-loop round trip per message that caps a connection near
-  12,000 messages/s. Here a publish hands the encoded message straight to
-  paho's write buffer; the caller yields every few hundred messages, when the
-  buffer grows, or (QoS 1) when its window of unacknowledged messages is full.
+  12,000 messages/s, and paho writes each packet with its own ``send`` (over
+  TLS, its own record). Here QoS 0 and QoS 1 PUBLISH packets are built here
+  (QoS 1 with paho's mid generator) and those of one event-loop turn written
+  with one ``send``, on TCP and TLS alike; the caller yields every few hundred
+  messages, when the buffer grows, or (QoS 1) when its window of
+  unacknowledged messages is full. WebSockets, and a moment when paho has
+  something queued, take paho's own publish.
 - PUBACK and incoming PUBLISH: paho decodes MQTT 5 reason codes and
   properties for every ack and builds a message object, a log line and a
   callback search for every PUBLISH; 3.1.1 packets are read here directly
@@ -20,27 +24,41 @@ around it on purpose, through the paho client it wraps (``client._client``):
   hang-ups leave nothing half-open (see ``connect``).
 
 This private access lives here and nowhere else, so an aiomqtt or paho
-upgrade touches this one file; aiomqtt and paho exceptions are turned into
-``losant_async.errors`` here too.
+upgrade touches this one file; every private name is listed in
+``PRIVATE_NEEDS`` and checked once per process (and by the canary test in
+tests/unit/mqtt/test_internals.py). aiomqtt and paho exceptions are turned
+into ``losant_async.errors`` here too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import importlib.metadata
+import inspect
 import logging
 import socket
 import ssl
 import threading
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiomqtt
+import anyio
 import paho.mqtt.client as paho
 
-from ..errors import AuthenticationRefusedError, ConnectionLostError
+from ..errors import (
+    AuthenticationRefusedError,
+    ConnectionLostError,
+    MQTTError,
+    TLSVerificationError,
+)
 
-__all__ = ["Connection", "default_tls_context"]
+if TYPE_CHECKING:
+    from ._config import Proxy
+
+__all__ = ["PRIVATE_NEEDS", "Connection", "check_internals", "default_tls_context"]
 
 log = logging.getLogger("losant_async.mqtt")
 
@@ -52,8 +70,12 @@ AckHandler = Callable[[int], None]
 _AUTH_REFUSED = {4: 4, 5: 5, 134: 4, 135: 5}
 
 _shared_tls: ssl.SSLContext | None = None
+# PySocks' proxy type numbers (socks.SOCKS4, SOCKS5, HTTP), which paho passes on to it.
+_PROXY_TYPES = {"socks4": 1, "socks5": 2, "http": 3}
 # Packets handled per readiness callback before yielding to other connections.
 _READ_BATCH = 512
+# Coalesced QoS 0 bytes written at once rather than at the end of the loop's turn.
+_COALESCE_BYTES = 64 * 1024
 
 
 def _qos0_publish(topic: bytes, payload: bytes) -> bytes:
@@ -66,6 +88,18 @@ def _qos0_publish(topic: bytes, payload: bytes) -> bytes:
         if not remaining:
             break
     return b"".join((header, len(topic).to_bytes(2, "big"), topic, payload))
+
+
+def _qos1_publish(topic: bytes, payload: bytes, mid: int) -> bytes:
+    """An MQTT 3.1.1 PUBLISH packet at QoS 1 with packet identifier ``mid``, no retain, no dup."""
+    remaining = 4 + len(topic) + len(payload)
+    header = bytearray(b"\x32")
+    while True:
+        byte, remaining = remaining & 0x7F, remaining >> 7
+        header.append(byte | 0x80 if remaining else byte)
+        if not remaining:
+            break
+    return b"".join((header, len(topic).to_bytes(2, "big"), topic, mid.to_bytes(2, "big"), payload))
 
 
 class _ReadBuffered:
@@ -152,6 +186,106 @@ def _quiet_logger() -> logging.Logger:
     return logger
 
 
+# -- the private names this module relies on ------------------------------------------------
+# Written against paho-mqtt 2.1-2.2 and aiomqtt 2.5 (pyproject pins both). Each entry is
+# (owner, name, kind): "method" with its parameter names after self, or the type an attribute
+# holds. ``check_internals`` verifies them once per process, so an upgrade that renames one
+# fails at the first connect naming it (and in tests/unit/mqtt/test_internals.py), instead of
+# hanging in production.
+_Kind = tuple[str, tuple[str, ...]] | type | tuple[type, ...]
+PRIVATE_NEEDS: tuple[tuple[str, str, _Kind], ...] = (
+    ("aiomqtt.Client", "_client", paho.Client),
+    ("aiomqtt.Client", "_client_connect", ("method", ())),
+    ("aiomqtt.Client", "_connected", asyncio.Future),
+    ("aiomqtt.Client", "_disconnected", asyncio.Future),
+    ("aiomqtt.Client", "_misc_loop", ("method", ())),
+    ("aiomqtt.Client", "_misc_task", (type(None), asyncio.Task)),
+    ("paho.Client", "_handle_pubackcomp", ("method", ("cmd",))),
+    ("paho.Client", "_handle_publish", ("method", ())),
+    ("paho.Client", "_send_puback", ("method", ("mid",))),
+    ("paho.Client", "_update_inflight", ("method", ())),
+    ("paho.Client", "_mid_generate", ("method", ())),
+    ("paho.Client", "_packet_read", ("method", ())),
+    ("paho.Client", "_loop_rc_handle", ("method", ("rc",))),
+    ("paho.Client", "_reset_sockets", ("method", ("sockpair_only",))),
+    ("paho.Client", "_call_socket_register_write", ("method", ())),
+    ("paho.Client", "_sock", (type(None), socket.socket)),
+    ("paho.Client", "_in_packet", dict),
+    ("paho.Client", "_out_packet", collections.deque),
+    ("paho.Client", "_out_messages", dict),
+    ("paho.Client", "_out_message_mutex", type(threading.RLock())),
+    ("paho.Client", "_inflight_messages", int),
+    ("paho.Client", "_max_inflight_messages", int),
+    ("paho.Client", "_last_msg_out", (int, float)),
+    ("paho.MQTTMessageInfo", "_set_as_published", ("method", ())),
+)
+#: Keys of paho's packet dicts read (``_in_packet``) or built (``_out_packet`` entries) here.
+IN_PACKET_KEYS = ("command", "packet")
+#: Module-level names of paho used here.
+PAHO_NAMES = ("time_func", "MQTTMessageInfo", "PUBLISH", "MQTT_ERR_SUCCESS", "MQTT_ERR_AGAIN", "error_string",
+              "WebsocketConnectionError", "CallbackAPIVersion")
+
+_internals_checked = False
+
+
+def check_internals(aio_client: Any, message_info: Any, module: Any = paho) -> list[str]:
+    """What is missing or changed among the private names this module relies on (empty: all fine).
+
+    ``aio_client`` is an ``aiomqtt.Client`` (its paho client is read from it),
+    ``message_info`` a ``paho.MQTTMessageInfo``, ``module`` paho's client module.
+    """
+    problems: list[str] = []
+    owners = {
+        "aiomqtt.Client": aio_client,
+        "paho.Client": getattr(aio_client, "_client", None),
+        "paho.MQTTMessageInfo": message_info,
+    }
+    for owner, name, kind in PRIVATE_NEEDS:
+        obj = owners[owner]
+        where = f"{owner}.{name}"
+        if obj is None or not hasattr(obj, name):
+            problems.append(f"{where} is missing")
+            continue
+        value = getattr(obj, name)
+        if isinstance(kind, tuple) and kind and kind[0] == "method":
+            if not callable(value):
+                problems.append(f"{where} is no longer a method")
+                continue
+            try:
+                params = tuple(inspect.signature(value).parameters)
+            except (TypeError, ValueError):
+                continue
+            if params != kind[1]:
+                problems.append(f"{where} takes {params}, expected {kind[1]}")
+        elif not isinstance(value, kind):  # type: ignore[arg-type]
+            problems.append(f"{where} is a {type(value).__name__}, expected {kind}")
+    in_packet = getattr(owners["paho.Client"], "_in_packet", None)
+    if isinstance(in_packet, dict):
+        problems += [f"paho.Client._in_packet has no {key!r}" for key in IN_PACKET_KEYS if key not in in_packet]
+    problems += [f"paho.mqtt.client.{name} is missing" for name in PAHO_NAMES if not hasattr(module, name)]
+    return problems
+
+
+def _check_internals_once(aio_client: aiomqtt.Client) -> None:
+    global _internals_checked
+    if _internals_checked:
+        return
+    problems = check_internals(aio_client, paho.MQTTMessageInfo(0))
+    if problems:
+        raise MQTTError(
+            "this aiomqtt/paho-mqtt release differs from the one losant_async was written against "
+            f"(aiomqtt {_version('aiomqtt')}, paho-mqtt {_version('paho-mqtt')}): " + "; ".join(problems)
+        )
+    _internals_checked = True
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
 class Connection:
     """One CONNECT..DISCONNECT. Not reused: every reconnect builds a fresh one.
 
@@ -173,9 +307,20 @@ class Connection:
         max_inflight: int,
         connect_timeout: float,
         websocket_path: str = "/mqtt",
+        proxy: Proxy | None = None,
         on_message: MessageHandler,
         on_ack: AckHandler,
     ) -> None:
+        proxy_settings = None
+        if proxy is not None:
+            proxy_settings = aiomqtt.ProxySettings(
+                proxy_type=_PROXY_TYPES[proxy.scheme],
+                proxy_addr=proxy.host,
+                proxy_port=proxy.port,
+                proxy_rdns=proxy.remote_dns,
+                proxy_username=proxy.username,
+                proxy_password=proxy.password,
+            )
         self._client = aiomqtt.Client(
             host,
             port,
@@ -192,19 +337,30 @@ class Connection:
             max_inflight_messages=max_inflight,
             logger=_quiet_logger(),
             queue_type=_UnusedQueue,
+            proxy=proxy_settings,
         )
+        _check_internals_once(self._client)
         self._paho: paho.Client = self._client._client
         self._paho.max_queued_messages_set(0)
         # paho formats a debug record per packet when a logger is attached; connection
         # failures reach us through on_disconnect instead.
         self._paho.disable_logger()
         self._connect_timeout = connect_timeout
+        self._host = host
+        self._port = port
+        self._client_id = client_id
         self._on_message_cb = on_message
         self._on_ack_cb = on_ack
         self._pending_acks: set[int] = set()
+        #: QoS 1 mids written by ``_coalesce`` and not yet acknowledged.
+        self._direct_acks: set[int] = set()
+        #: PUBLISH packets of this turn of the loop, written together (see _coalesce).
+        self._pending: list[bytes] = []
+        self._pending_size = 0
         self._drained: asyncio.Event | None = None
         self._connack: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._closed = False
+        self._reading_paused = False
         #: True once a DISCONNECT we sent was written and the socket closed by paho.
         self.closed_cleanly = False
         self._aiomqtt_unregister_write: Any = self._paho.on_socket_unregister_write
@@ -248,7 +404,8 @@ class Connection:
         try:
             self._on_message_cb(message.topic, bytes(message.payload))
         except Exception:  # a bug in a handler must not break paho's read loop
-            log.exception("handling an incoming message failed")
+            log.exception("device %s: handling an incoming message failed", self._client_id,
+                          extra={"device_id": self._client_id})
 
     def _on_publish_packet(self) -> Any:
         client = self._paho
@@ -269,7 +426,8 @@ class Connection:
         try:
             self._on_message_cb(topic, bytes(packet[end:]))
         except Exception:  # a bug in a handler must not break paho's read loop
-            log.exception("handling an incoming message failed")
+            log.exception("device %s: handling an incoming message failed", self._client_id,
+                          extra={"device_id": self._client_id})
         return client._send_puback(mid) if qos else paho.MQTT_ERR_SUCCESS
 
     def _on_puback(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> Any:
@@ -278,6 +436,11 @@ class Connection:
         if cmd != "PUBACK" or len(packet) < 2:
             return self._paho_pubackcomp(cmd)
         mid = (packet[0] << 8) | packet[1]
+        direct = self._direct_acks
+        if mid in direct:  # written by _coalesce: paho never knew this message
+            direct.discard(mid)
+            self._on_ack_cb(mid)
+            return paho.MQTT_ERR_SUCCESS
         if len(packet) != 2:  # not 3.1.1: let paho decode it, then report the ack
             rc = self._paho_pubackcomp(cmd)
         else:
@@ -309,7 +472,8 @@ class Connection:
         def start() -> None:
             if self._closed or self._paho._sock is None:
                 return
-            self._loop.add_reader(fd, self._on_readable)
+            if not self._reading_paused:
+                self._loop.add_reader(fd, self._on_readable)
             aio._misc_task = self._loop.create_task(aio._misc_loop(), name="losant-mqtt-keepalive")
 
         self._loop.call_soon_threadsafe(start)
@@ -325,6 +489,10 @@ class Connection:
                 self._loop.add_writer(fd, self._on_writable)
 
         if threading.get_ident() == self._loop_thread:
+            if self._pending:
+                # paho just queued a packet behind QoS 0 messages still coalescing here: they go first.
+                data = self._take_pending()
+                self._paho._out_packet.appendleft(self._pending_packet(data, 0))
             add()
         else:
             self._loop.call_soon_threadsafe(add)
@@ -337,11 +505,26 @@ class Connection:
             if not fut.done():
                 fut.set_exception(exc)
 
+    def pause_reading(self, paused: bool) -> None:
+        """Stop reading incoming packets (a consumer is full) or start again; PINGRESPs wait too."""
+        if paused == self._reading_paused:
+            return
+        self._reading_paused = paused
+        sock = self._paho._sock
+        if sock is None or self._closed:
+            return
+        fd = sock.fileno()
+        if paused:
+            self._loop.remove_reader(fd)
+        else:
+            self._loop.add_reader(fd, self._on_readable)
+            self._loop.call_soon(self._on_readable)  # bytes may wait in the user-space buffer
+
     def _on_readable(self) -> None:
         paho_client = self._paho
         try:
             for _ in range(_READ_BATCH):
-                if paho_client._sock is None:
+                if paho_client._sock is None or self._reading_paused:
                     return
                 rc = paho_client._packet_read()
                 if rc > 0:
@@ -378,12 +561,21 @@ class Connection:
             # The thread cannot be interrupted: let it finish (paho bounds it by its own
             # socket timeout) so the socket it opens is closed here, not leaked.
             try:
-                await asyncio.wait({thread}, timeout=self._connect_timeout + 1)
+                # Shielded from the owner's task group, which repeats its cancellation
+                # until the task leaves: the wait is bounded by the timeout instead.
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait({thread}, timeout=self._connect_timeout + 1)
             finally:
                 if thread.done() and not thread.cancelled():
                     thread.exception()  # retrieved: the attempt is abandoned either way
                 self._kill()
             raise
+        except ssl.SSLCertVerificationError as exc:
+            self._kill()
+            # A wrong CA, host name or an expired certificate: not a fault that retrying heals.
+            raise TLSVerificationError(
+                f"the TLS certificate of {self._host}:{self._port} failed verification: {exc.verify_message or exc}"
+            ) from None
         except (OSError, ValueError, paho.WebsocketConnectionError) as exc:
             self._kill()
             raise ConnectionLostError(f"could not connect: {exc}") from None
@@ -432,6 +624,7 @@ class Connection:
         """DISCONNECT politely (bounded), then make sure the socket is gone. Safe to call twice."""
         if self._closed:
             return
+        self._flush_pending()  # QoS 0 messages still coalescing go out before DISCONNECT
         self._closed = True
         try:
             if not self._client._disconnected.done():
@@ -444,6 +637,8 @@ class Connection:
 
     def _kill(self) -> None:
         self._closed = True
+        self._pending.clear()
+        self._pending_size = 0
         # Closing paho's socket runs aiomqtt's on_socket_close, which removes the reader
         # and cancels aiomqtt's misc task.
         with contextlib.suppress(Exception):
@@ -464,60 +659,104 @@ class Connection:
         """Hand one message to paho's write buffer; its mid. Never waits."""
         if self._closed:
             raise ConnectionLostError("the connection is closed")
+        sock = self._paho._sock
+        direct = type(sock) is _ReadBuffered and not self._paho._out_packet
         if qos:
+            if direct and qos == 1:
+                # paho's mid generator: SUBSCRIBE/UNSUBSCRIBE ids come from it too, so none collide.
+                mid = self._paho._mid_generate()
+                self._direct_acks.add(mid)
+                self._coalesce(_qos1_publish(topic.encode(), payload, mid))
+                return mid
             info = self._paho.publish(topic, payload, qos)
             if info.rc == paho.MQTT_ERR_SUCCESS:
                 self._pending_acks.add(info.mid)
         else:
-            sock = self._paho._sock
-            if type(sock) is _ReadBuffered and sock.plain and not self._paho._out_packet:
-                return self._publish_direct(sock, topic, payload)
+            if direct:
+                self._coalesce(_qos0_publish(topic.encode(), payload))
+                return 0
             info = self._paho.publish(topic, payload, 0)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise ConnectionLostError(f"could not publish: {paho.error_string(info.rc)}")
         return info.mid
 
-    def _publish_direct(self, sock: _ReadBuffered, topic: str, payload: bytes) -> int:
-        """A QoS 0 PUBLISH written straight to a plain TCP socket whose write buffer is empty.
+    def _coalesce(self, packet: bytes) -> None:
+        """A PUBLISH for a TCP or TLS socket whose write buffer is empty, written with others.
 
         paho would build a message-info object (with a threading.Condition), queue
         the packet and have the loop register, call and unregister a writer: two
-        epoll changes and a callback per message, the bulk of a fleet's per-state
-        cost. When paho has nothing queued, order is kept by writing at once; what
-        the socket does not take goes to paho's queue, whose writer finishes it.
+        epoll changes and a callback per message, and one ``send`` (over TLS, one
+        record) per packet. Here packets published in one turn of the event loop
+        are joined and written with one ``send`` when the turn ends, or at once
+        past ``_COALESCE_BYTES``. Order is kept: this path runs only while paho has
+        nothing queued, and a packet paho queues meanwhile (a PINGREQ, SUBSCRIBE,
+        DISCONNECT) is put behind these (see ``_on_register_write``). What the
+        socket does not take goes to paho's queue, whose writer finishes it. QoS 1
+        packets written here are acknowledged through ``_direct_acks``, never
+        through paho's message store (the outbox re-sends after a reconnect).
         """
-        # Topics arrive validated (device.py: check_publish_topic / validate_device_id).
-        packet = _qos0_publish(topic.encode(), payload)
-        try:
-            sent = sock.send(packet)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError as exc:
-            raise ConnectionLostError(f"could not publish: {exc}") from None
+        pending = self._pending
+        pending.append(packet)
+        self._pending_size += len(packet)
+        if self._pending_size >= _COALESCE_BYTES:
+            self._flush_pending()
+        elif len(pending) == 1:
+            self._loop.call_soon(self._flush_pending)
+
+    def _take_pending(self) -> bytes:
+        pending = self._pending
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        self._pending_size = 0
+        return data
+
+    def _pending_packet(self, data: bytes, sent: int) -> Any:  # paho's _OutPacket
+        return {
+            "command": paho.PUBLISH,
+            "mid": 0,
+            "qos": 0,
+            "pos": sent,
+            "to_process": len(data) - sent,
+            "packet": data,
+            "info": paho.MQTTMessageInfo(0),
+        }
+
+    def _flush_pending(self) -> None:
+        if not self._pending:
+            return
+        data = self._take_pending()
         client = self._paho
+        sock = client._sock
+        if self._closed or type(sock) is not _ReadBuffered:
+            return  # the connection ended: QoS 0 messages handed to it are lost, as documented
+        if client._out_packet:
+            # Unreachable while the invariant holds (paho's queue was empty); keep order regardless.
+            client._out_packet.append(self._pending_packet(data, 0))
+            return
+        try:
+            sent = sock.send(data)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            # TLS: OpenSSL may have taken part of the record; it must be retried with the same
+            # bytes, which is what paho does with a queued packet whose ``pos`` is 0.
+            sent = 0
+        except OSError as exc:  # a broken socket: report it as the end of the connection
+            fut = self._client._disconnected
+            if not fut.done():
+                fut.set_exception(ConnectionLostError(f"could not publish: {exc}"))
+            return
         client._last_msg_out = paho.time_func()  # what paho times its keepalive with
-        if sent < len(packet):
-            client._out_packet.append(
-                {
-                    "command": paho.PUBLISH,
-                    "mid": 0,
-                    "qos": 0,
-                    "pos": sent,
-                    "to_process": len(packet) - sent,
-                    "packet": packet,
-                    "info": paho.MQTTMessageInfo(0),
-                }
-            )
+        if sent < len(data):
+            client._out_packet.append(self._pending_packet(data, sent))
             client._call_socket_register_write()
-        return 0
 
     @property
     def buffered(self) -> int:
-        """Packets waiting in paho's write buffer."""
-        return len(self._paho._out_packet)
+        """Packets waiting to be written (coalesced here or in paho's write buffer)."""
+        return len(self._paho._out_packet) + len(self._pending)
 
     async def drained(self) -> None:
-        """Return when paho's write buffer is empty (or the connection ended)."""
+        """Return when everything handed over is written to the socket (or the connection ended)."""
+        self._flush_pending()
         while self._paho._out_packet and not self.is_lost:
             if self._drained is None:
                 self._drained = asyncio.Event()
@@ -528,7 +767,7 @@ class Connection:
             finally:
                 waiter.cancel()
 
-    async def subscribe(self, filters: list[str], qos: int = 1, timeout: float | None = None) -> list[int]:
+    async def subscribe(self, filters: list[str], qos: int = 1, timeout: float | None = None) -> list[int]:  # noqa: ASYNC109
         """SUBSCRIBE and wait for SUBACK; granted QoS per filter (128 = refused)."""
         if not filters:
             return []
@@ -540,7 +779,7 @@ class Connection:
             raise ConnectionLostError(f"subscribe failed: {exc}") from None
         return [128 if (v := _rc_value(c)) is None else v for c in codes]
 
-    async def unsubscribe(self, filters: list[str], timeout: float | None = None) -> None:
+    async def unsubscribe(self, filters: list[str], timeout: float | None = None) -> None:  # noqa: ASYNC109
         """UNSUBSCRIBE and wait for UNSUBACK."""
         if not filters or self.is_lost:
             return

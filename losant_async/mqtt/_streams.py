@@ -6,7 +6,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 import msgspec
 
@@ -32,38 +32,64 @@ class Message(msgspec.Struct, frozen=True):
 class Stream(Generic[T]):
     """Items pushed by the device, iterated by one consumer.
 
-    Pushing never waits: when ``maxsize`` items are waiting, the oldest is
-    dropped and counted in ``dropped``. Use it as ``async for`` directly, or as
+    ``policy="drop_oldest"`` (the default): pushing never waits; when
+    ``maxsize`` items are waiting, the oldest is dropped and counted in
+    ``dropped``. ``policy="wait"``: nothing is dropped; reaching ``maxsize``
+    calls ``on_full(stream, True)`` (the device stops reading from its
+    connection, so the broker and TCP hold what follows) and falling to half of
+    it calls ``on_full(stream, False)``. Use it as ``async for`` directly, or as
     ``async with`` to bound its life to a block; it ends when the device closes.
     """
 
-    __slots__ = ("__weakref__", "_closed", "_error", "_items", "_on_close", "_waiter", "dropped", "maxsize")
+    __slots__ = (
+        "__weakref__", "_closed", "_error", "_full", "_items", "_on_close", "_on_full", "_waiter", "dropped",
+        "maxsize", "policy",
+    )
 
-    def __init__(self, maxsize: int = 1000, on_close: Callable[[Stream[T]], None] | None = None) -> None:
+    def __init__(
+        self,
+        maxsize: int = 1000,
+        on_close: Callable[[Stream[T]], None] | None = None,
+        *,
+        policy: Literal["drop_oldest", "wait"] = "drop_oldest",
+        on_full: Callable[[Stream[T], bool], None] | None = None,
+    ) -> None:
         self.maxsize = maxsize
+        self.policy = policy
         self._items: deque[T] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
         self._error: BaseException | None = None
         self._on_close = on_close
-        #: Items discarded because the consumer fell ``maxsize`` behind.
+        self._on_full = on_full
+        self._full = False
+        #: Items discarded because the consumer fell ``maxsize`` behind (policy "drop_oldest").
         self.dropped = 0
 
     def push(self, item: T) -> None:
         if self._closed:
             return
         items = self._items
-        if len(items) >= self.maxsize:
+        if len(items) >= self.maxsize and self.policy == "drop_oldest":
             items.popleft()
             self.dropped += 1
         items.append(item)
+        if not self._full and len(items) >= self.maxsize and self.policy == "wait":
+            self._set_full(True)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def _set_full(self, full: bool) -> None:
+        self._full = full
+        if self._on_full is not None:
+            self._on_full(self, full)
+
     def end(self, error: BaseException | None = None) -> None:
         """No more items: iteration stops after what is buffered (raising ``error`` if given)."""
         self._closed = True
+        if self._full:
+            self._set_full(False)  # an ended stream holds back nothing
         if error is not None and self._error is None:
             self._error = error
         waiter = self._waiter
@@ -79,7 +105,10 @@ class Stream(Generic[T]):
     async def __anext__(self) -> T:
         while True:
             if self._items:
-                return self._items.popleft()
+                item = self._items.popleft()
+                if self._full and len(self._items) <= self.maxsize // 2:
+                    self._set_full(False)
+                return item
             if self._closed:
                 if self._error is not None:
                     raise self._error

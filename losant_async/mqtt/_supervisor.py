@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import hashlib
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from ..errors import AuthenticationRefusedError, ConnectionLostError, ValidationError
+from ..errors import (
+    AuthenticationRefusedError,
+    ConnectionLostError,
+    TLSVerificationError,
+    ValidationError,
+)
 
 __all__ = [
     "Activity",
@@ -22,6 +28,7 @@ __all__ = [
     "ConnectionEvent",
     "ConnectionState",
     "DisconnectKind",
+    "KnownCredentials",
     "Supervisor",
     "classify",
 ]
@@ -46,6 +53,7 @@ class DisconnectKind(str, enum.Enum):
     NETWORK = "network"
     THROTTLE_BAN = "throttle_ban"
     AUTH_REFUSED = "auth_refused"
+    TLS_REFUSED = "tls_refused"
     CLOSED = "closed"
 
 
@@ -56,6 +64,7 @@ class ConnectionEvent:
     ``reason`` says why in words (no secrets), ``kind`` classifies a disconnect,
     ``attempt`` counts reconnect attempts since the last good connection and
     ``delay`` is how long the device waits before the next attempt.
+    ``device_id`` names the device and ``at`` is when it happened (epoch seconds).
     """
 
     state: ConnectionState
@@ -63,6 +72,8 @@ class ConnectionEvent:
     attempt: int = 0
     kind: DisconnectKind | None = None
     delay: float | None = None
+    device_id: str = ""
+    at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -154,12 +165,53 @@ ServeFn = Callable[[object], Awaitable[None]]
 EmitFn = Callable[[ConnectionEvent], None]
 
 
+class KnownCredentials:
+    """Which credentials this process has connected with (so a later refusal is a ban, not bad credentials).
+
+    Holds digests, never the secrets; bounded so a process cycling through
+    millions of identities cannot grow it forever (the oldest is forgotten).
+    """
+
+    __slots__ = ("_digests", "_max")
+
+    def __init__(self, max_entries: int = 1_000_000) -> None:
+        self._digests: dict[bytes, None] = {}
+        self._max = max_entries
+
+    @staticmethod
+    def digest(*parts: str) -> bytes:
+        return hashlib.blake2b("\0".join(parts).encode(), digest_size=16).digest()
+
+    def add(self, digest: bytes) -> None:
+        if digest in self._digests:
+            return
+        if len(self._digests) >= self._max:
+            self._digests.pop(next(iter(self._digests)))
+        self._digests[digest] = None
+
+    def __contains__(self, digest: object) -> bool:
+        return digest in self._digests
+
+
+#: Credentials accepted by a broker in this process, shared by every device.
+KNOWN_CREDENTIALS = KnownCredentials()
+
+
 class Supervisor:
     """Runs ``connect`` / ``serve`` until told to stop or the credentials are refused.
 
     ``connect()`` returns a connection or raises ``AuthenticationRefusedError`` /
-    ``ConnectionLostError``; ``serve(conn)`` returns when that connection ended.
-    ``fail(exc)`` is called once with a fatal error. Events go to ``emit``.
+    ``ConnectionLostError`` / ``TLSVerificationError``; ``serve(conn)`` returns
+    when that connection ended. ``fail(exc)`` is called once with a fatal
+    error. Events go to ``emit``.
+
+    A refusal (CONNACK 4/5) is fatal only when these credentials never
+    connected in this process (``credentials`` is their digest in
+    ``known``): a broker that accepted them before and refuses them now is
+    taken to be banning the device for a burst (Losant: 30 s, growing for
+    repeat offenders up to an hour; reconnecting early extends it), on any
+    host, so the device waits ``Backoff.ban_delay`` and tries again, forever.
+    A failed certificate check is fatal at once: a wrong CA does not heal.
     """
 
     def __init__(
@@ -178,10 +230,13 @@ class Supervisor:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        device_id: str = "",
+        credentials: bytes | None = None,
+        known: KnownCredentials | None = None,
     ) -> None:
         self._connect = connect
         self._serve = serve
-        self._emit = emit
+        self._emit_to = emit
         self._fail = fail
         self.backoff = backoff
         self.ban_detection = ban_detection
@@ -194,40 +249,61 @@ class Supervisor:
         self._rng = rng
         self._clock = clock
         self._sleep = sleep
+        self.device_id = device_id
+        self._credentials = credentials
+        self._known = KNOWN_CREDENTIALS if known is None else known
         #: Successful reconnects after the first connection.
         self.reconnects = 0
+
+    def _emit(self, event: ConnectionEvent) -> None:
+        self._emit_to(replace(event, device_id=self.device_id, at=time.time()))
+
+    def _log(self, level: int, message: str, *args: object) -> None:
+        log.log(level, "device %s: " + message, self.device_id, *args, extra={"device_id": self.device_id})
+
+    def _known_before(self, ever_connected: bool) -> bool:
+        return ever_connected or (self._credentials is not None and self._credentials in self._known)
 
     async def run(self) -> None:
         attempt = 0
         bans = 0
         ever_connected = False
-        last_kind: DisconnectKind | None = None
         self._emit(ConnectionEvent(ConnectionState.CONNECTING))
         while not self._is_closing():
             try:
                 conn = await self._connect()
             except AuthenticationRefusedError as exc:
-                if ever_connected and self.ban_detection and last_kind is DisconnectKind.THROTTLE_BAN and bans < 8:
-                    # Losant may refuse a banned device's CONNECT until the ban ends.
-                    bans += 1
-                    delay = self.backoff.ban_delay(bans, self._rng)
-                    self._emit(ConnectionEvent(ConnectionState.RECONNECTING, "refused during a suspected throttle ban",
-                                               attempt, DisconnectKind.THROTTLE_BAN, delay))
-                    await self._sleep(delay)
-                    continue
-                self._emit(ConnectionEvent(ConnectionState.FAILED, str(exc), attempt, DisconnectKind.AUTH_REFUSED))
+                if not self._known_before(ever_connected):
+                    # INFO: the error itself reaches the caller (entering, the next call, events).
+                    self._log(logging.INFO, "the broker refused the credentials: %s", exc)
+                    self._emit(ConnectionEvent(ConnectionState.FAILED, str(exc), attempt, DisconnectKind.AUTH_REFUSED))
+                    self._fail(exc)
+                    return
+                # These credentials connected before: a refusal now is a ban until proven otherwise.
+                bans += 1
+                delay = self.backoff.ban_delay(bans, self._rng)
+                reason = f"refused after connecting before, taken as a ban ({exc}); next attempt in {delay:.1f} s"
+                self._log(logging.WARNING, "%s", reason)
+                self._emit(ConnectionEvent(ConnectionState.RECONNECTING, reason, bans, DisconnectKind.THROTTLE_BAN, delay))
+                await self._sleep(delay)
+                continue
+            except TLSVerificationError as exc:
+                self._log(logging.INFO, "TLS verification failed: %s", exc)
+                self._emit(ConnectionEvent(ConnectionState.FAILED, str(exc), attempt, DisconnectKind.TLS_REFUSED))
                 self._fail(exc)
                 return
             except ConnectionLostError as exc:
                 attempt += 1
                 delay = self.backoff.network_delay(attempt, self._rng)
-                log.info("connect attempt %d failed (%s); next in %.2f s", attempt, exc, delay)
+                self._log(logging.INFO, "connect attempt %d failed (%s); next in %.2f s", attempt, exc, delay)
                 self._emit(ConnectionEvent(ConnectionState.RECONNECTING, str(exc), attempt, DisconnectKind.NETWORK, delay))
                 await self._sleep(delay)
                 continue
             if ever_connected:
                 self.reconnects += 1
             ever_connected = True
+            if self._credentials is not None:
+                self._known.add(self._credentials)
             attempt = 0
             started = self._clock()
             await self._serve(conn)
@@ -243,7 +319,6 @@ class Supervisor:
                 connected_for=connected_for,
                 banned_before=bans > 0,
             )
-            last_kind = kind
             reason = self._lost_reason(conn)
             if kind is DisconnectKind.CLOSED:
                 return
@@ -253,7 +328,7 @@ class Supervisor:
             else:
                 attempt = 1
                 delay = self.backoff.network_delay(attempt, self._rng)
-            log.warning("connection lost (%s, %s); reconnecting in %.1f s", reason, kind.value, delay)
+            self._log(logging.WARNING, "connection lost (%s, %s); reconnecting in %.1f s", reason, kind.value, delay)
             self._emit(ConnectionEvent(ConnectionState.DISCONNECTED, reason, 0, kind, delay))
             await self._sleep(delay)
             if not self._is_closing():

@@ -64,7 +64,9 @@ class TokenBucket:
         self._stamp = clock()
 
     def _refill(self) -> float:
-        now = self._clock()
+        return self._refill_at(self._clock())
+
+    def _refill_at(self, now: float) -> float:
         elapsed = now - self._stamp
         if elapsed > 0:
             self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
@@ -76,6 +78,14 @@ class TokenBucket:
         tokens = self._refill() - 1.0
         self._tokens = tokens
         return 0.0 if tokens >= 0 else -tokens / self.rate
+
+    def take(self) -> bool:
+        """Take one token if one is free now; False (nothing taken) otherwise."""
+        tokens = self._refill()
+        if tokens < 1.0:
+            return False
+        self._tokens = tokens - 1.0
+        return True
 
     def delay(self) -> float:
         """Seconds until a token is free, without taking one."""
@@ -99,14 +109,49 @@ class Throttle:
         #: Total seconds of waiting this throttle imposed.
         self.waited = 0.0
 
-    def reserve(self, topic: str) -> float:
-        """Book one message on ``topic``; seconds the caller must wait before sending it."""
+    def _bucket(self, topic: str) -> TokenBucket:
         bucket = self._topics.get(topic)
         if bucket is None:
             if len(self._topics) >= 1024:
                 # Idle buckets are full and carry no memory of the past: forget them.
                 self._topics = {t: b for t, b in self._topics.items() if not b.full}
             bucket = self._topics[topic] = self.config.bucket(self.config.per_topic, self._clock)
+        return bucket
+
+    def take(self, topic: str) -> bool:
+        """Book one message on ``topic`` if both its buckets have a token now; False books nothing.
+
+        The fast path's check: a throttled device publishes at once while it has tokens.
+        """
+        bucket = self._topics.get(topic) or self._bucket(topic)
+        connection = self._connection
+        # Runs per message: one clock read for both buckets and the refill written out.
+        now = self._clock()
+        mine = bucket._tokens
+        elapsed = now - bucket._stamp
+        if elapsed > 0:
+            mine = mine + elapsed * bucket.rate
+            if mine > bucket.capacity:
+                mine = bucket.capacity
+            bucket._tokens = mine
+            bucket._stamp = now
+        shared = connection._tokens
+        elapsed = now - connection._stamp
+        if elapsed > 0:
+            shared = shared + elapsed * connection.rate
+            if shared > connection.capacity:
+                shared = connection.capacity
+            connection._tokens = shared
+            connection._stamp = now
+        if mine < 1.0 or shared < 1.0:
+            return False
+        bucket._tokens = mine - 1.0
+        connection._tokens = shared - 1.0
+        return True
+
+    def reserve(self, topic: str) -> float:
+        """Book one message on ``topic``; seconds the caller must wait before sending it."""
+        bucket = self._bucket(topic)
         wait = max(bucket.reserve(), self._connection.reserve())
         self.waited += wait
         return wait

@@ -11,7 +11,7 @@ from types import TracebackType
 from ..errors import ValidationError
 from ._connection import default_tls_context
 from ._throttle import ThrottleConfig
-from .device import LOSANT_BROKER, Device
+from .device import LOSANT_BROKER, Device, DeviceStats
 
 __all__ = ["Fleet"]
 
@@ -53,18 +53,21 @@ class Fleet:
         return len(self.devices)
 
     @property
+    def stats(self) -> DeviceStats:
+        """The devices' counters summed (a snapshot)."""
+        return DeviceStats.total(d.stats for d in self.devices)
+
+    @property
     def connected(self) -> int:
         """How many devices are connected now."""
         return sum(1 for d in self.devices if d.connected)
 
     async def __aenter__(self) -> Fleet:
-        if any(d.transport in ("tls", "wss") and d._tls_context is None for d in self.devices):
+        shared = None
+        if any(d._needs_tls_context for d in self.devices):
             shared = self._tls_context or await default_tls_context()
-            for device in self.devices:
-                if device.transport in ("tls", "wss") and device._tls_context is None:
-                    device._tls_context = shared
         for device in self.devices:
-            device._connect_bucket = self._bucket
+            device._join_fleet(shared, self._bucket)
         gate = asyncio.Semaphore(self.connect_concurrency)
 
         async def start(device: Device) -> None:

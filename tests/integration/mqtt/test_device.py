@@ -185,9 +185,9 @@ async def test_gateway_peripherals_added_while_connected_and_removed(
         with pytest.raises(DeviceClosedError):
             await p1.send_state({"level": 4})
         # Removed: a command for P1 no longer reaches a fresh stream, while P2's still does.
-        fresh_p1 = gw._command_stream(p1_id)
+        fresh_p1 = gw._inbox.command_stream(p1_id)
         p2_stream = p2.commands()
-        await asyncio.gather(*gw._side_tasks)  # the UNSUBSCRIBE for P1 was answered
+        await gw._side_tasks_done()  # the UNSUBSCRIBE for P1 was answered
         await world.send_command(p1_id, "late")
         await world.send_command(p2_id, "marker")
         marker = await p2_stream.get(10)
@@ -286,7 +286,7 @@ async def test_leaving_sends_disconnect_instead_of_dropping_the_socket(world: Wo
     dev = world.device()
     async with Device(dev.id, dev.key, dev.secret, **world.kwargs()) as device:
         await device.send_state({"a": 1})
-        conn = device._conn
+        conn = device._session.conn
         assert conn is not None
     assert conn.closed_cleanly
 

@@ -7,17 +7,23 @@ TLS tests stay broker-only: the emulator has no TLS listener.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from losant_async._time import now_ms
-from losant_async.errors import AuthenticationRefusedError, ConnectionLostError, OutboxFullError
+from losant_async.errors import (
+    AuthenticationRefusedError,
+    OutboxFullError,
+    TLSVerificationError,
+)
 from losant_async.mqtt import (
     ConnectionEvent,
     ConnectionState,
     Device,
+    DisconnectKind,
     Fleet,
     MemoryOutbox,
     SQLiteOutbox,
@@ -85,6 +91,46 @@ async def test_tls_with_a_test_ca() -> None:
 
 
 @needs_mosquitto
+async def test_tls_qos0_burst_on_the_fast_path_arrives_whole_and_in_order_with_qos1_between() -> None:
+    # Coalesced QoS 0 writes over TLS, some larger than a TLS record, with QoS 1 messages (paho's
+    # queue) in between: every byte arrives, state order is kept.
+    async with running_broker(tls=True) as b:
+        assert b.tls is not None and b.tls_port is not None
+        blob = "x" * 30_000
+        n = 400
+        async with peer(b, "losant/#", "custom/#") as watcher, Device(
+            DEV, "k", "s", host="127.0.0.1", port=b.tls_port, transport="tls", tls_context=b.tls.client_context
+        ) as device:
+            for i in range(n):
+                await device.send_state({"i": i, "blob": blob if i % 7 == 0 else ""}, time=1700000000000 + i)
+                if i % 50 == 0:
+                    await device.publish("custom/q1", {"i": i}, qos=1)
+            await device.flush()
+            await watcher.wait_for(lambda r: len(r) >= n + n // 50, timeout=60)
+        states = watcher.states(f"losant/{DEV}/state")
+        assert [s["data"]["i"] for s in states] == list(range(n))
+        assert all(s["data"]["blob"] == (blob if s["data"]["i"] % 7 == 0 else "") for s in states)
+        assert [m["i"] for m in watcher.states("custom/q1")] == list(range(0, n, 50))
+
+
+async def test_a_throttled_device_with_tokens_sends_at_once_and_queues_only_beyond_them(world: World) -> None:
+    from losant_async.mqtt import ThrottleConfig
+
+    dev = world.device()
+    config = ThrottleConfig(per_topic=10, per_connection=300)  # a burst of 5 on the state topic
+    async with world.watch() as watcher, Device(dev.id, dev.key, dev.secret, **world.kwargs(throttle=config)) as device:
+        base = now_ms() - 60_000
+        for i in range(5):
+            await device.send_state({"i": i}, time=base + i)
+            assert device.stats.outbox_depth == 0  # handed to the connection, not queued
+        await device.send_state({"i": 5}, time=base + 5)
+        assert device.stats.outbox_depth == 1  # out of tokens: it waits its turn in the outbox
+        await device.flush(timeout=30)
+        states = await watcher.wait_states(dev.id, 6, timeout=30)
+    assert [s["data"]["i"] for s in states] == list(range(6))
+
+
+@needs_mosquitto
 async def test_secure_websockets_transport() -> None:
     async with running_broker(tls=True, websockets=True) as b:
         assert b.tls is not None and b.wss_port is not None
@@ -107,8 +153,31 @@ async def test_tls_refuses_an_unknown_ca() -> None:
             async with Device(DEV, "k", "s", host="127.0.0.1", port=b.tls_port, transport="tls", connect_timeout=1.0,
                               backoff=FAST, ready_timeout=1.0):
                 pass
-        assert isinstance(info.value, ConnectionLostError)
+        assert isinstance(info.value, TLSVerificationError)
         assert "certificate" in str(info.value).lower()
+
+
+@needs_mosquitto
+async def test_tls_with_a_wrong_ca_fails_at_once_without_retrying_even_when_not_waiting_ready() -> None:
+    import trustme
+
+    async with running_broker(tls=True) as b:
+        assert b.tls_port is not None
+        wrong = ssl.create_default_context()
+        trustme.CA().configure_trust(wrong)  # a CA, but not the one that signed the broker's certificate
+        device = Device(DEV, "k", "s", host="127.0.0.1", port=b.tls_port, transport="tls", tls_context=wrong,
+                        backoff=FAST, wait_ready=False)
+        async with device:
+            events = device.events()
+            with pytest.raises(TLSVerificationError):
+                await device.wait_connected(timeout=30)
+            with pytest.raises(TLSVerificationError):
+                await device.send_state({"n": 1})
+            failed = await events.get(timeout=30)
+            while failed.state is not ConnectionState.FAILED:
+                failed = await events.get(timeout=30)
+            assert failed.kind is DisconnectKind.TLS_REFUSED and failed.device_id == DEV
+        assert device.stats.reconnects == 0
 
 
 class Sent:
@@ -134,7 +203,9 @@ def check_all_arrived_in_order_with_original_time(states: list[dict[str, Any]], 
     times: dict[int, int] = {}
     for state in states:
         i = state["data"]["i"]
-        assert sent.windows[i][0] <= state["time"] <= sent.windows[i][1], "re-sent with a new timestamp"
+        # Stamps are distinct, so past 1,000 calls a second they run ahead of the clock (by at
+        # most one millisecond per call); a re-sent state keeps its stamp (checked below).
+        assert sent.windows[i][0] <= state["time"] <= sent.windows[i][1] + i + 1, "re-sent with a new timestamp"
         if i in times:
             assert times[i] == state["time"]
             continue

@@ -51,3 +51,16 @@ async def test_closing_unregisters_once() -> None:
 async def test_get_times_out_with_the_builtin_timeout_error() -> None:
     with pytest.raises(TimeoutError):
         await Stream[int]().get(0.01)
+
+
+async def test_a_waiting_stream_drops_nothing_and_reports_full_and_room() -> None:
+    calls: list[bool] = []
+    stream: Stream[int] = Stream(4, policy="wait", on_full=lambda s, full: calls.append(full))
+    for i in range(6):
+        stream.push(i)
+    assert calls == [True] and len(stream) == 6 and stream.dropped == 0
+    got = [await stream.get(1) for _ in range(4)]  # down to 2 = half of maxsize: room again
+    assert got == [0, 1, 2, 3] and calls == [True, False]
+    stream.push(6)
+    stream.end()
+    assert [i async for i in stream] == [4, 5, 6]

@@ -127,7 +127,47 @@ def test_device_arguments_are_checked_before_anything_starts() -> None:
 
 
 def test_throttle_is_on_by_default_only_against_losant() -> None:
-    assert Device("d" * 24, "k", "s")._throttle is not None
-    assert Device("d" * 24, "k", "s", host="127.0.0.1")._throttle is None
-    assert Device("d" * 24, "k", "s", throttle=False)._throttle is None
-    assert Device("d" * 24, "k", "s", host="127.0.0.1", throttle=True)._throttle is not None
+    assert Device("d" * 24, "k", "s")._config.throttle is not None
+    assert Device("d" * 24, "k", "s")._config.ban_detection is True
+    assert Device("d" * 24, "k", "s", host="127.0.0.1")._config.throttle is None
+    assert Device("d" * 24, "k", "s", host="127.0.0.1")._config.ban_detection is False
+    assert Device("d" * 24, "k", "s", throttle=False)._config.throttle is None
+    assert Device("d" * 24, "k", "s", host="127.0.0.1", throttle=True)._config.throttle is not None
+
+
+async def test_a_refusal_after_connecting_is_a_ban_on_any_host_growing_to_an_hour() -> None:
+    refusals = [AuthenticationRefusedError("banned", 5) for _ in range(12)]
+    script = Script([(1.0, 0), *refusals, (1.0, 0)])
+    await script.supervisor(ban_detection=False).run()  # a private host: no burst heuristics
+    assert script.failed is None
+    bans = script.sleeps[1:]
+    assert len(bans) == 12
+    assert all(30.0 <= s <= 3600.0 for s in bans)
+    assert bans[0] <= 37.5 and bans[1] >= 60.0 and bans[-1] == 3600.0
+    assert [e.kind for e in script.events if e.state is ConnectionState.RECONNECTING][1:] == (
+        [DisconnectKind.THROTTLE_BAN] * 12
+    )
+
+
+async def test_a_tls_verification_failure_is_fatal_at_once() -> None:
+    from losant_async.errors import TLSVerificationError
+
+    script = Script([(1.0, 0), TLSVerificationError("wrong CA"), (1.0, 0)])
+    await script.supervisor(ban_detection=False).run()
+    assert isinstance(script.failed, TLSVerificationError)
+    assert script.events[-1].state is ConnectionState.FAILED
+    assert script.events[-1].kind is DisconnectKind.TLS_REFUSED
+
+
+async def test_known_credentials_make_a_first_refusal_a_ban() -> None:
+    from losant_async.mqtt._supervisor import KnownCredentials
+
+    known = KnownCredentials()
+    digest = KnownCredentials.digest("host", "1883", "dev", "key", "secret")
+    assert "secret" not in repr(digest)
+    known.add(digest)
+    script = Script([AuthenticationRefusedError("banned", 5), (1.0, 0)])
+    sup = script.supervisor(ban_detection=False)
+    sup._credentials, sup._known = digest, known
+    await sup.run()
+    assert script.failed is None and script.sleeps[0] >= 30.0
