@@ -52,13 +52,13 @@ def test_a_missing_optional_dependency_is_one_line_naming_the_extra(
 ) -> None:
     import losant_async.cli._commands as commands
 
-    async def no_amqtt(*args: object) -> int:
-        raise ModuleNotFoundError("No module named 'amqtt'", name="amqtt")
+    async def no_jsonschema(*args: object) -> int:
+        raise ModuleNotFoundError("No module named 'jsonschema'", name="jsonschema")
 
-    monkeypatch.setattr(commands, "run_emulator", no_amqtt)
+    monkeypatch.setattr(commands, "run_emulator", no_jsonschema)
     assert main(["emulator"]) == 1
     err = capsys.readouterr().err
-    assert err.strip() == "losant-async: error: module 'amqtt' is missing: pip install 'losant-async[emulator]'"
+    assert err.strip() == "losant-async: error: module 'jsonschema' is missing: pip install 'losant-async[emulator]'"
 
 
 def _report(commands_sent: int, commands_received: int) -> object:

@@ -31,7 +31,8 @@ from losant_async.rest._generated import models as m
 
 APP_ID = "575ec8687ae143cd83dc4a97"
 DEVICE_ID = "575ecf887ae143cd83dc4aa2"
-SUCCESS = HTTPResponse.from_json({"success": True})
+# One reply that decodes as a success and as an entity (typed replies must carry their `id`).
+SUCCESS = HTTPResponse.from_json({"success": True, "id": "a" * 24})
 
 
 class Sleeps:
