@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 API_VERSION = "1.31.0"
-"""The API version the generated surface was built from (``spec/catalog.json``)."""
+"""The API version the generated surface was built from (``losant_async/_spec/catalog.json``)."""
 
 
 @dataclass(frozen=True, slots=True)

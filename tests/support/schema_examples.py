@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SPEC_DIR = REPO_ROOT / "spec"
+SPEC_DIR = REPO_ROOT / "losant_async" / "_spec"
 SCHEMA_DIR = SPEC_DIR / "schemas"
 
 _REF_PREFIX = "#/definitions/"

@@ -1,4 +1,4 @@
-"""Loading the vendored API spec (``spec/catalog.json`` and ``spec/schemas``) and hashing it."""
+"""Loading the vendored API spec (``losant_async/_spec/catalog.json`` and its ``schemas/``) and hashing it."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ class Spec:
 
 
 def load_spec(spec_dir: Path | None = None) -> Spec:
-    """Read ``spec_dir`` (default: the repo's ``spec/``); the hash covers every input file."""
-    root = spec_dir if spec_dir is not None else REPO_ROOT / "spec"
+    """Read ``spec_dir`` (default: the package's ``losant_async/_spec/``); the hash covers every input file."""
+    root = spec_dir if spec_dir is not None else REPO_ROOT / "losant_async" / "_spec"
     digest = hashlib.sha256()
     inputs = [root / "catalog.json", root / "schemas" / "MISSING.txt"]
     inputs += sorted((root / "schemas").glob("*.json"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,13 +28,9 @@ _PATTERN_CANDIDATES = ("a", "example", "temperature", "my-slug", "1.0.0", "a.txt
 @functools.cache
 def spec_dir() -> Path | None:
     """Where ``catalog.json`` and ``schemas/`` are, or None."""
-    configured = os.environ.get("LOSANT_ASYNC_SPEC_DIR")
-    candidates = [Path(configured)] if configured else []
-    candidates.append(Path(__file__).resolve().parents[3] / "spec")
-    for candidate in candidates:
-        if (candidate / "catalog.json").is_file():
-            return candidate
-    return None
+    # The vendored API spec ships inside the package (package data), so an installed wheel has it.
+    candidate = Path(__file__).resolve().parents[2] / "_spec"
+    return candidate if (candidate / "catalog.json").is_file() else None
 
 
 @functools.cache

@@ -16,7 +16,7 @@ from referencing import Registry, Resource
 
 from losant_async.testing import AccessKey, Application, Device, LocalLosant
 
-SCHEMAS = Path(__file__).resolve().parents[3] / "spec" / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[3] / "losant_async" / "_spec" / "schemas"
 WAIT = 5.0
 
 

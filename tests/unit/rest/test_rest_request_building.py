@@ -37,7 +37,7 @@ def query_of(op: Operation, *args: object) -> list[tuple[str, str]]:
 
 
 def test_api_version_matches_the_vendored_catalog() -> None:
-    catalog = json.loads((Path(__file__).parents[3] / "spec" / "catalog.json").read_text())
+    catalog = json.loads((Path(__file__).parents[3] / "losant_async" / "_spec" / "catalog.json").read_text())
     assert catalog["apiVersion"] == API_VERSION
 
 
