@@ -47,7 +47,7 @@ class Inbox:
         spawn: SpawnFn,
         pause: Callable[[bool], None] = lambda paused: None,
     ) -> None:
-        self.device_id = device_id
+        self.device_id: str = device_id
         self._stream_size = stream_size
         self._overflow = overflow
         self._spawn = spawn
@@ -62,8 +62,8 @@ class Inbox:
         self._ended = False
         self._error: BaseException | None = None
         #: Commands that could not be decoded; commands decoded and delivered.
-        self.malformed = 0
-        self.commands = 0
+        self.malformed: int = 0
+        self.commands: int = 0
 
     # -- who is served ------------------------------------------------------------------
     def add_device(self, device_id: str) -> str:

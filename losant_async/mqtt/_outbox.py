@@ -48,7 +48,7 @@ class Outbox:
             raise ValidationError(f"outbox capacity must be a positive int, not {capacity!r}")
         if policy not in ("wait", "drop_oldest"):
             raise ValidationError(f"outbox policy must be 'wait' or 'drop_oldest', not {policy!r}")
-        self.capacity = capacity
+        self.capacity: int = capacity
         self.policy: OutboxPolicy = policy
         self._items: dict[int, OutboxItem] = {}
         self._head = 0
@@ -59,9 +59,9 @@ class Outbox:
         self._space: asyncio.Event | None = None
         self._empty: asyncio.Event | None = None
         #: Messages discarded by the drop_oldest policy.
-        self.dropped = 0
+        self.dropped: int = 0
         #: Seconds senders spent waiting for room.
-        self.waited = 0.0
+        self.waited: float = 0.0
 
     # -- state ---------------------------------------------------------------------------
     @property

@@ -57,11 +57,11 @@ class Session:
         on_disconnected: Callable[[], None],
         failure: Callable[[], BaseException | None],
     ) -> None:
-        self.config = config
-        self.outbox = outbox
-        self.inbox = inbox
+        self.config: DeviceConfig = config
+        self.outbox: Outbox = outbox
+        self.inbox: Inbox = inbox
         self.throttle: Throttle | None = Throttle(config.throttle) if config.throttle else None
-        self.activity = Activity(config.throttle.window if config.throttle else 15.0)
+        self.activity: Activity = Activity(config.throttle.window if config.throttle else 15.0)
         self._count_activity = config.ban_detection
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
@@ -76,8 +76,8 @@ class Session:
         self._since_yield = 0
         self._paused = False
         #: Messages handed to a connection; QoS 1 messages the broker acknowledged.
-        self.sent = 0
-        self.acked = 0
+        self.sent: int = 0
+        self.acked: int = 0
 
     # -- a connection's life -------------------------------------------------------------
     async def connect(self) -> Connection:

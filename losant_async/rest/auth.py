@@ -176,7 +176,7 @@ class DeviceCredentials(_Renewable):
         for name, value in (("device_id", device_id), ("key", key), ("secret", secret)):
             if not isinstance(value, str) or not value:
                 raise ValidationError(f"{name} must be a non-empty string")
-        self.device_id = device_id
+        self.device_id: str = device_id
         self._key = key
         self._secret = secret
         self.application_id: str | None = None
@@ -227,11 +227,11 @@ class UserCredentials(_Renewable):
             raise ValidationError("email must be a non-empty string")
         if not isinstance(password, str) or not password:
             raise ValidationError("password must be a non-empty string")
-        self.email = email
+        self.email: str = email
         self._password = password
         self._two_factor_code = two_factor_code
-        self.token_ttl = token_ttl
-        self.renew_before = renew_before
+        self.token_ttl: int | None = token_ttl
+        self.renew_before: float = renew_before
         self._clock = clock
         self._expires: float | None = None
 

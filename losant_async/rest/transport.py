@@ -153,7 +153,7 @@ class MockTransport:
     def __init__(self, handler: Handler) -> None:
         self._handler = handler
         self.requests: list[HTTPRequest] = []
-        self.closed = False
+        self.closed: bool = False
 
     async def send(self, request: HTTPRequest) -> HTTPResponse:
         if self.closed:

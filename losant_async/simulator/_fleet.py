@@ -213,9 +213,9 @@ class SensorModel:
 
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
-        self.temperature = rng.uniform(18.0, 24.0)
-        self.humidity = rng.uniform(35.0, 55.0)
-        self.battery = 100.0
+        self.temperature: float = rng.uniform(18.0, 24.0)
+        self.humidity: float = rng.uniform(35.0, 55.0)
+        self.battery: float = 100.0
 
     def next(self) -> dict[str, float]:
         """The next reading (values rounded as a real sensor would report them)."""

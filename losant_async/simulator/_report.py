@@ -15,7 +15,7 @@ import sys
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from .._version import __version__
 from ..errors import ValidationError
@@ -49,8 +49,8 @@ class LatencyHistogram:
 
     def __init__(self, buckets: Mapping[int, int] | None = None, max_ms: float = 0.0) -> None:
         self.buckets: dict[int, int] = {int(b): int(n) for b, n in (buckets or {}).items() if n}
-        self.count = sum(self.buckets.values())
-        self.max_ms = round(float(max_ms), 3)
+        self.count: int = sum(self.buckets.values())
+        self.max_ms: float = round(float(max_ms), 3)
 
     @staticmethod
     def bucket_of(ms: float) -> int:
@@ -110,7 +110,7 @@ class LatencyHistogram:
         return (isinstance(other, LatencyHistogram) and self.buckets == other.buckets
                 and self.max_ms == other.max_ms)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__: ClassVar[None] = None  # type: ignore[assignment]
 
 
 class RateMeter:

@@ -170,7 +170,7 @@ class LocalLosant:
         for name, port in (("rest_port", rest_port), ("mqtt_port", mqtt_port), ("ws_port", ws_port)):
             if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
                 raise ValidationError(f"{name} must be a port number 0 to 65535")
-        self.store = Store(clock=clock)
+        self.store: Store = Store(clock=clock)
         self._host = host
         self._rest_port = rest_port
         self._mqtt_port = mqtt_port

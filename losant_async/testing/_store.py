@@ -256,7 +256,7 @@ class Store:
 
     def __init__(self, *, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or now_ms
-        self.counters = Counters()
+        self.counters: Counters = Counters()
         self.applications: dict[str, ApplicationRecord] = {}
         self.devices: dict[str, DeviceRecord] = {}
         self.keys: dict[str, KeyRecord] = {}
