@@ -67,6 +67,7 @@ class Stream(Generic[T]):
         self.dropped: int = 0
 
     def push(self, item: T) -> None:
+        """Hand an item to the stream's reader, applying the overflow policy; ignored once closed."""
         if self._closed:
             return
         items = self._items

@@ -129,6 +129,7 @@ class Activity:
             self._start = now
 
     def add(self, n: int = 1) -> None:
+        """Count ``n`` more events in the current window."""
         self._roll()
         self._count += n
 

@@ -53,9 +53,11 @@ class StaticToken:
         return self._token
 
     async def get_token(self, requester: Requester) -> str | None:
+        """The fixed token."""
         return self._token
 
     async def refresh(self, requester: Requester, rejected: str | None) -> str | None:
+        """Always None: a fixed token cannot be renewed."""
         return None
 
     def __repr__(self) -> str:
@@ -143,6 +145,7 @@ class _Renewable:
         return False
 
     async def get_token(self, requester: Requester) -> str | None:
+        """The current token, authenticating first when there is none or it is about to expire."""
         token = self._token
         if token is not None and not self._stale():
             return token
@@ -152,6 +155,7 @@ class _Renewable:
             return self._token
 
     async def refresh(self, requester: Requester, rejected: str | None) -> str | None:
+        """A new token after ``rejected`` was refused (or the one another caller already got)."""
         async with self._get_lock():
             if self._token is not None and self._token != rejected:
                 return self._token  # another caller already renewed it
