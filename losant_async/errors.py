@@ -275,7 +275,7 @@ class DecodeError(LosantError, ValueError):
         raw_size: int | None = None,
     ) -> None:
         super().__init__(message)
-        self.raw_size = raw_size if raw_size is not None else (len(raw) if raw is not None else 0)
+        self.raw_size: int = raw_size if raw_size is not None else (len(raw) if raw is not None else 0)
         if raw is not None and len(raw) > MAX_RAW_KEPT:
             raw = raw[:MAX_RAW_KEPT]
         self.raw = raw

@@ -57,6 +57,7 @@ class Proxy:
 
     @classmethod
     def parse(cls, url: str) -> Proxy:
+        """Parse a proxy URL (http, socks4 or socks5) into its parts; ValidationError when it is not one."""
         if not isinstance(url, str) or "://" not in url:
             raise ValidationError("proxy must be a URL like http://host:port or socks5://host:port")
         parts = urllib.parse.urlsplit(url)

@@ -362,7 +362,7 @@ class Connection:
         self._closed = False
         self._reading_paused = False
         #: True once a DISCONNECT we sent was written and the socket closed by paho.
-        self.closed_cleanly = False
+        self.closed_cleanly: bool = False
         self._aiomqtt_unregister_write: Any = self._paho.on_socket_unregister_write
         self._aiomqtt_on_connect: Any = self._paho.on_connect
         self._aiomqtt_on_disconnect: Any = self._paho.on_disconnect

@@ -47,7 +47,7 @@ class Inbox:
         spawn: SpawnFn,
         pause: Callable[[bool], None] = lambda paused: None,
     ) -> None:
-        self.device_id = device_id
+        self.device_id: str = device_id
         self._stream_size = stream_size
         self._overflow = overflow
         self._spawn = spawn
@@ -62,8 +62,8 @@ class Inbox:
         self._ended = False
         self._error: BaseException | None = None
         #: Commands that could not be decoded; commands decoded and delivered.
-        self.malformed = 0
-        self.commands = 0
+        self.malformed: int = 0
+        self.commands: int = 0
 
     # -- who is served ------------------------------------------------------------------
     def add_device(self, device_id: str) -> str:
@@ -84,13 +84,16 @@ class Inbox:
         return topic
 
     def command_filters(self) -> list[str]:
+        """The command topics to subscribe to, one per device this connection speaks for."""
         return list(self._command_topics)
 
     def custom_filters(self) -> list[tuple[str, int]]:
+        """The custom topic filters to subscribe to, with their QoS."""
         return [(f, q) for f, (q, _) in self._custom.items()]
 
     # -- commands -----------------------------------------------------------------------
     def command_stream(self, device_id: str) -> Stream[Command]:
+        """A new stream of the commands sent to ``device_id``."""
         streams = self._streams.setdefault(device_id, weakref.WeakSet())
         stream: Stream[Command]
         if self._overflow == "wait":
@@ -104,6 +107,7 @@ class Inbox:
         return stream
 
     def add_callback(self, device_id: str, callback: CommandCallback) -> Callable[[], None]:
+        """Call ``callback`` for each command sent to ``device_id``; returns a function that stops it."""
         if not callable(callback):
             raise ValidationError("on_command needs a callable")
         callbacks = self._callbacks.setdefault(device_id, [])
@@ -128,6 +132,7 @@ class Inbox:
 
     # -- the read path ------------------------------------------------------------------
     def on_message(self, topic: str, payload: bytes) -> None:
+        """Route a message from the broker to the command streams and callbacks, or the custom streams."""
         device_id = self._command_topics.get(topic)
         if device_id is not None:
             self._dispatch_command(device_id, payload)

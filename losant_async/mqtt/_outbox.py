@@ -48,7 +48,7 @@ class Outbox:
             raise ValidationError(f"outbox capacity must be a positive int, not {capacity!r}")
         if policy not in ("wait", "drop_oldest"):
             raise ValidationError(f"outbox policy must be 'wait' or 'drop_oldest', not {policy!r}")
-        self.capacity = capacity
+        self.capacity: int = capacity
         self.policy: OutboxPolicy = policy
         self._items: dict[int, OutboxItem] = {}
         self._head = 0
@@ -59,9 +59,9 @@ class Outbox:
         self._space: asyncio.Event | None = None
         self._empty: asyncio.Event | None = None
         #: Messages discarded by the drop_oldest policy.
-        self.dropped = 0
+        self.dropped: int = 0
         #: Seconds senders spent waiting for room.
-        self.waited = 0.0
+        self.waited: float = 0.0
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -310,12 +310,14 @@ class SQLiteOutbox(Outbox):
             db.close()
 
     async def open(self) -> None:
+        """Open the database file and load the messages it still holds."""
         await super().open()
         if self._db is None:
             rows = await asyncio.to_thread(self._open_db)
             self._load([OutboxItem(int(s), str(t), bytes(p), int(q)) for s, t, p, q in rows])
 
     async def put(self, topic: str, payload: bytes, qos: int, *, wait: bool = True) -> None:
+        """Queue a message, written to the database before it counts as stored."""
         if self._db is None:
             raise DeviceClosedError("the SQLite outbox is not open (start the device first)")
         # Whole puts run one at a time so sequence numbers become visible in call order.
@@ -365,6 +367,7 @@ class SQLiteOutbox(Outbox):
         self._forgotten.append(seq)
 
     async def sync(self) -> None:
+        """Delete the acknowledged messages from the database file."""
         # One delete at a time; a cancelled caller leaves it running to completion (the
         # thread cannot be stopped), and aclose waits for it before closing the file.
         while self._sync_task is not None and not self._sync_task.done():
@@ -378,6 +381,7 @@ class SQLiteOutbox(Outbox):
                 self._forgotten[:0] = batch
 
     async def aclose(self) -> None:
+        """Close the outbox, finishing pending writes, then the database file."""
         await super().aclose()
         try:
             if self._undoing:

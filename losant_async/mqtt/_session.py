@@ -57,11 +57,11 @@ class Session:
         on_disconnected: Callable[[], None],
         failure: Callable[[], BaseException | None],
     ) -> None:
-        self.config = config
-        self.outbox = outbox
-        self.inbox = inbox
+        self.config: DeviceConfig = config
+        self.outbox: Outbox = outbox
+        self.inbox: Inbox = inbox
         self.throttle: Throttle | None = Throttle(config.throttle) if config.throttle else None
-        self.activity = Activity(config.throttle.window if config.throttle else 15.0)
+        self.activity: Activity = Activity(config.throttle.window if config.throttle else 15.0)
         self._count_activity = config.ban_detection
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
@@ -76,11 +76,12 @@ class Session:
         self._since_yield = 0
         self._paused = False
         #: Messages handed to a connection; QoS 1 messages the broker acknowledged.
-        self.sent = 0
-        self.acked = 0
+        self.sent: int = 0
+        self.acked: int = 0
 
     # -- a connection's life -------------------------------------------------------------
     async def connect(self) -> Connection:
+        """Open a new connection to the broker (waiting for the connect throttle first)."""
         if self.connect_bucket is not None:
             delay = self.connect_bucket.reserve()
             if delay > 0:
@@ -141,6 +142,7 @@ class Session:
                 await conn.close()
 
     def wake(self) -> None:
+        """Nudge the pump: something was queued or acknowledged."""
         self._wake.set()
 
     def pause_reading(self, paused: bool) -> None:
@@ -156,6 +158,7 @@ class Session:
 
     # -- sending ------------------------------------------------------------------------
     async def send(self, topic: str, payload: bytes, qos: int, wait: bool) -> None:
+        """Publish a message: straight to the connection when possible, else through the outbox."""
         conn = self.conn
         throttle = self.throttle
         if (
@@ -250,6 +253,7 @@ class Session:
         return len(self._inflight)
 
     async def drained(self) -> None:
+        """Wait until the live connection's write buffer has drained (no-op when disconnected)."""
         conn = self.conn
         if conn is not None:
             await conn.drained()
@@ -268,16 +272,19 @@ class Session:
         return not (granted and granted[0] >= 128)
 
     async def subscribe_or_raise(self, topic_filter: str, qos: int) -> None:
+        """Subscribe to ``topic_filter``; TopicNotAllowedError when the broker refuses."""
         if not await self.subscribe(topic_filter, qos):
             raise TopicNotAllowedError(f"the broker refused the subscription to {topic_filter!r}")
 
     async def unsubscribe(self, topic_filter: str) -> None:
+        """Unsubscribe from ``topic_filter`` on the live connection, if any (best effort)."""
         conn = self.conn
         if conn is not None:
             with contextlib.suppress(ConnectionLostError, asyncio.TimeoutError):
                 await conn.unsubscribe([topic_filter], timeout=self.config.connect_timeout)
 
     async def close(self) -> None:
+        """Close the live connection, if any."""
         conn, self.conn = self.conn, None
         if conn is not None:
             await conn.close()

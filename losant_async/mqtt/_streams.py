@@ -54,7 +54,7 @@ class Stream(Generic[T]):
         policy: Literal["drop_oldest", "wait"] = "drop_oldest",
         on_full: Callable[[Stream[T], bool], None] | None = None,
     ) -> None:
-        self.maxsize = maxsize
+        self.maxsize: int = maxsize
         self.policy = policy
         self._items: deque[T] = deque()
         self._waiter: asyncio.Future[None] | None = None
@@ -64,9 +64,10 @@ class Stream(Generic[T]):
         self._on_full = on_full
         self._full = False
         #: Items discarded because the consumer fell ``maxsize`` behind (policy "drop_oldest").
-        self.dropped = 0
+        self.dropped: int = 0
 
     def push(self, item: T) -> None:
+        """Hand an item to the stream's reader, applying the overflow policy; ignored once closed."""
         if self._closed:
             return
         items = self._items

@@ -115,7 +115,7 @@ class Activity:
     __slots__ = ("_clock", "_count", "_previous", "_start", "window")
 
     def __init__(self, window: float = 15.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.window = window
+        self.window: float = window
         self._clock = clock
         self._start = clock()
         self._count = 0
@@ -129,6 +129,7 @@ class Activity:
             self._start = now
 
     def add(self, n: int = 1) -> None:
+        """Count ``n`` more events in the current window."""
         self._roll()
         self._count += n
 

@@ -57,8 +57,8 @@ class TokenBucket:
     def __init__(self, capacity: float, rate: float, clock: Clock = time.monotonic) -> None:
         if capacity <= 0 or rate <= 0:
             raise ValidationError("a token bucket needs a positive capacity and rate")
-        self.capacity = capacity
-        self.rate = rate
+        self.capacity: float = capacity
+        self.rate: float = rate
         self._clock = clock
         self._tokens = capacity
         self._stamp = clock()
@@ -102,12 +102,12 @@ class Throttle:
     """Per-topic and per-connection buckets of one connection; ``waited`` sums the delays imposed."""
 
     def __init__(self, config: ThrottleConfig | None = None, clock: Clock = time.monotonic) -> None:
-        self.config = config or ThrottleConfig()
+        self.config: ThrottleConfig = config or ThrottleConfig()
         self._clock = clock
         self._connection = self.config.bucket(self.config.per_connection, clock)
         self._topics: dict[str, TokenBucket] = {}
         #: Total seconds of waiting this throttle imposed.
-        self.waited = 0.0
+        self.waited: float = 0.0
 
     def _bucket(self, topic: str) -> TokenBucket:
         bucket = self._topics.get(topic)

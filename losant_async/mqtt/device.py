@@ -41,7 +41,7 @@ from ._topics import check_publish_topic, check_subscribe_filter, state_topic
 
 __all__ = ["LOSANT_BROKER", "CommandCallback", "Device", "DeviceStats", "Transport"]
 
-log = logging.getLogger("losant_async.mqtt")
+log: logging.Logger = logging.getLogger("losant_async.mqtt")
 
 _D = TypeVar("_D", bound="Device")
 
@@ -170,12 +170,12 @@ class Device:
             stream_size=stream_size, command_overflow=command_overflow, proxy=proxy,
         )
         self._config = cfg
-        self.device_id = cfg.device_id
-        self.host = cfg.host
-        self.port = cfg.port
+        self.device_id: str = cfg.device_id
+        self.host: str = cfg.host
+        self.port: int = cfg.port
         self.transport: Transport = cfg.transport
-        self.qos = cfg.qos
-        self.keepalive = cfg.keepalive
+        self.qos: int = cfg.qos
+        self.keepalive: int = cfg.keepalive
         self._state_topic = state_topic(self.device_id)
         # Losant keeps one state per millisecond: stamps of this device never repeat.
         self._stamp = Stamper()

@@ -23,7 +23,7 @@ class Peripheral:
 
     def __init__(self, gateway: Gateway, device_id: str) -> None:
         self._gateway = gateway
-        self.device_id = device_id
+        self.device_id: str = device_id
         self._state_topic = state_topic(device_id)
 
     async def send_state(

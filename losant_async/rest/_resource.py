@@ -26,15 +26,18 @@ class Requester(Protocol):
 
     async def request(
         self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None
-    ) -> Any: ...
+    ) -> Any:
+        """Send one operation and return its decoded (or raw) reply."""
 
     def paginate(
         self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None
-    ) -> Paginator[Any, Any]: ...
+    ) -> Paginator[Any, Any]:
+        """Iterate over every item of a paged operation."""
 
     def stream(
         self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None
-    ) -> EventStream[Any]: ...
+    ) -> EventStream[Any]:
+        """Open a server-sent event stream operation."""
 
 
 _Call = Callable[[Operation, tuple[Any, ...], bool, "RequestOptions | None"], Awaitable[Any]]

@@ -53,9 +53,11 @@ class StaticToken:
         return self._token
 
     async def get_token(self, requester: Requester) -> str | None:
+        """The fixed token."""
         return self._token
 
     async def refresh(self, requester: Requester, rejected: str | None) -> str | None:
+        """Always None: a fixed token cannot be renewed."""
         return None
 
     def __repr__(self) -> str:
@@ -143,6 +145,7 @@ class _Renewable:
         return False
 
     async def get_token(self, requester: Requester) -> str | None:
+        """The current token, authenticating first when there is none or it is about to expire."""
         token = self._token
         if token is not None and not self._stale():
             return token
@@ -152,6 +155,7 @@ class _Renewable:
             return self._token
 
     async def refresh(self, requester: Requester, rejected: str | None) -> str | None:
+        """A new token after ``rejected`` was refused (or the one another caller already got)."""
         async with self._get_lock():
             if self._token is not None and self._token != rejected:
                 return self._token  # another caller already renewed it
@@ -176,7 +180,7 @@ class DeviceCredentials(_Renewable):
         for name, value in (("device_id", device_id), ("key", key), ("secret", secret)):
             if not isinstance(value, str) or not value:
                 raise ValidationError(f"{name} must be a non-empty string")
-        self.device_id = device_id
+        self.device_id: str = device_id
         self._key = key
         self._secret = secret
         self.application_id: str | None = None
@@ -227,11 +231,11 @@ class UserCredentials(_Renewable):
             raise ValidationError("email must be a non-empty string")
         if not isinstance(password, str) or not password:
             raise ValidationError("password must be a non-empty string")
-        self.email = email
+        self.email: str = email
         self._password = password
         self._two_factor_code = two_factor_code
-        self.token_ttl = token_ttl
-        self.renew_before = renew_before
+        self.token_ttl: int | None = token_ttl
+        self.renew_before: float = renew_before
         self._clock = clock
         self._expires: float | None = None
 

@@ -153,9 +153,10 @@ class MockTransport:
     def __init__(self, handler: Handler) -> None:
         self._handler = handler
         self.requests: list[HTTPRequest] = []
-        self.closed = False
+        self.closed: bool = False
 
     async def send(self, request: HTTPRequest) -> HTTPResponse:
+        """Record the request and answer it with the handler's reply."""
         if self.closed:
             raise RuntimeError("MockTransport is closed")
         self.requests.append(request)
@@ -174,6 +175,7 @@ class MockTransport:
         return answer
 
     async def aclose(self) -> None:
+        """Mark the transport closed; later sends raise."""
         self.closed = True
 
     def __repr__(self) -> str:

@@ -72,7 +72,7 @@ class Simulation:
         target.check(config)
         self.config = config
         self.target = target
-        self.stats = SimulationStats(states_acked=0 if config.qos == 1 and config.transport == "mqtt" else None)
+        self.stats: SimulationStats = SimulationStats(states_acked=0 if config.qos == 1 and config.transport == "mqtt" else None)
         self._specs: list[DeviceSpec] = config.specs()
         self._clock = time.monotonic
         self._phase: Phase = "starting"

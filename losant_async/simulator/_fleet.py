@@ -213,9 +213,9 @@ class SensorModel:
 
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
-        self.temperature = rng.uniform(18.0, 24.0)
-        self.humidity = rng.uniform(35.0, 55.0)
-        self.battery = 100.0
+        self.temperature: float = rng.uniform(18.0, 24.0)
+        self.humidity: float = rng.uniform(35.0, 55.0)
+        self.battery: float = 100.0
 
     def next(self) -> dict[str, float]:
         """The next reading (values rounded as a real sensor would report them)."""
@@ -428,6 +428,7 @@ def config_to_dict(config: SimulationConfig) -> dict[str, Any]:
 
 
 def config_from_dict(data: Mapping[str, Any]) -> SimulationConfig:
+    """Read a SimulationConfig back from its dict form (``config_to_dict``)."""
     kw = dict(data)
     kw["shard"] = Shard(**kw["shard"])
     return SimulationConfig(**kw)
@@ -442,6 +443,7 @@ def target_to_dict(target: Target) -> dict[str, Any]:
 
 
 def target_from_dict(data: Mapping[str, Any]) -> Target:
+    """Read a Target back from its dict form."""
     kw = dict(data)
     kw["device_ids"] = tuple(kw["device_ids"])
     kw["gateways"] = tuple(GatewayGroup(g, tuple(p)) for g, p in kw["gateways"])

@@ -15,7 +15,7 @@ import sys
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from .._version import __version__
 from ..errors import ValidationError
@@ -49,11 +49,12 @@ class LatencyHistogram:
 
     def __init__(self, buckets: Mapping[int, int] | None = None, max_ms: float = 0.0) -> None:
         self.buckets: dict[int, int] = {int(b): int(n) for b, n in (buckets or {}).items() if n}
-        self.count = sum(self.buckets.values())
-        self.max_ms = round(float(max_ms), 3)
+        self.count: int = sum(self.buckets.values())
+        self.max_ms: float = round(float(max_ms), 3)
 
     @staticmethod
     def bucket_of(ms: float) -> int:
+        """The bucket that holds a latency of ``ms`` milliseconds."""
         if ms <= 1.0:
             return 0
         return math.ceil(math.log2(ms) * _STEPS_PER_DOUBLING - 1e-9)
@@ -64,6 +65,7 @@ class LatencyHistogram:
         return float(2.0 ** (bucket / _STEPS_PER_DOUBLING))
 
     def record(self, ms: float) -> None:
+        """Add one latency, in ms."""
         ms = max(0.0, ms)
         b = self.bucket_of(ms)
         self.buckets[b] = self.buckets.get(b, 0) + 1
@@ -86,6 +88,7 @@ class LatencyHistogram:
         raise AssertionError("unreachable")
 
     def merged(self, other: LatencyHistogram) -> LatencyHistogram:
+        """A new histogram holding this one's latencies and ``other``'s."""
         out = LatencyHistogram(self.buckets, max(self.max_ms, other.max_ms))
         for b, n in other.buckets.items():
             out.buckets[b] = out.buckets.get(b, 0) + n
@@ -93,6 +96,7 @@ class LatencyHistogram:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        """The histogram as a JSON-ready dict (for the report)."""
         return {
             "scheme": f"log2, {_STEPS_PER_DOUBLING} buckets per doubling, ms",
             "buckets": {str(b): n for b, n in sorted(self.buckets.items())},
@@ -101,6 +105,7 @@ class LatencyHistogram:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LatencyHistogram:
+        """Read a histogram back from ``to_dict`` output; ValidationError when malformed."""
         try:
             return cls({int(b): int(n) for b, n in data.get("buckets", {}).items()}, float(data.get("max_ms", 0.0)))
         except (TypeError, ValueError, AttributeError):
@@ -110,7 +115,7 @@ class LatencyHistogram:
         return (isinstance(other, LatencyHistogram) and self.buckets == other.buckets
                 and self.max_ms == other.max_ms)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__: ClassVar[None] = None  # type: ignore[assignment]
 
 
 class RateMeter:
@@ -182,10 +187,12 @@ class Progress:
     shards: int = 1
 
     def to_dict(self) -> dict[str, Any]:
+        """The progress as a JSON-ready dict."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Progress:
+        """Read a progress back from ``to_dict`` output (unknown keys ignored)."""
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
@@ -226,6 +233,7 @@ class ShardInfo:
     devices: int
 
     def to_dict(self) -> dict[str, int]:
+        """The shard as a JSON-ready dict."""
         return {"index": self.index, "count": self.count, "first": self.first, "devices": self.devices}
 
 

@@ -70,6 +70,8 @@ class AccessKey:
 
 @dataclass(frozen=True, slots=True)
 class Device:
+    """A device provisioned in the emulator."""
+
     id: str
     application_id: str
     name: str
@@ -79,6 +81,8 @@ class Device:
 
 @dataclass(frozen=True, slots=True)
 class User:
+    """A user account provisioned in the emulator."""
+
     id: str
     email: str
 
@@ -170,7 +174,7 @@ class LocalLosant:
         for name, port in (("rest_port", rest_port), ("mqtt_port", mqtt_port), ("ws_port", ws_port)):
             if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
                 raise ValidationError(f"{name} must be a port number 0 to 65535")
-        self.store = Store(clock=clock)
+        self.store: Store = Store(clock=clock)
         self._host = host
         self._rest_port = rest_port
         self._mqtt_port = mqtt_port
@@ -295,10 +299,12 @@ class LocalLosant:
         return new_doc(self.store, kind, parents, dict(document or {}))
 
     def create_user(self, email: str, password: str) -> User:
+        """Create a user account that can log in with ``email`` and ``password``."""
         record = self.store.add_user(email, password)
         return User(record.id, record.email)
 
     def user_token(self, user: User) -> str:
+        """A new user token for ``user``; UnknownObjectError when the user does not exist."""
         if user.id not in self.store.users:
             raise UnknownObjectError(f"no user {user.id}")
         return self.store.add_token(application_id=None, scopes=["all.User"], kind="user", user_id=user.id).token
@@ -314,9 +320,11 @@ class LocalLosant:
         return {name: value for name, (value, _t) in self.store.composite_state(device_id).items()}
 
     def commands_sent(self, device_id: str) -> list[CommandRecord]:
+        """The commands sent to the device, oldest first."""
         return self.store.commands(device_id)
 
     def connection_log(self, device_id: str) -> list[ConnectionLogEntry]:
+        """The device's MQTT connects and disconnects, oldest first."""
         return self.store.connection_log(device_id)
 
     def webhook_url(self, token: str) -> str:
@@ -329,6 +337,7 @@ class LocalLosant:
         return list(found.get("requests", []))
 
     def is_connected(self, device_id: str) -> bool:
+        """Whether the device has a live MQTT connection to the emulator's broker."""
         return self._broker is not None and self._broker.is_connected(device_id)
 
     async def wait_for_states(self, device_id: str, count: int, timeout: float = 5) -> list[StateRecord]:

@@ -77,11 +77,14 @@ class Counters:
     mqtt_reaped: int = 0
 
     def as_dict(self) -> dict[str, int]:
+        """The counters by name."""
         return {name: getattr(self, name) for name in self.__slots__}
 
 
 @dataclass(slots=True)
 class AttributeRecord:
+    """A device attribute as the emulator stores it."""
+
     name: str
     data_type: str
     description: str = ""
@@ -91,6 +94,8 @@ class AttributeRecord:
 
 @dataclass(slots=True)
 class ApplicationRecord:
+    """An application as the emulator stores it."""
+
     id: str
     name: str
     description: str
@@ -101,6 +106,8 @@ class ApplicationRecord:
 
 @dataclass(slots=True)
 class DeviceRecord:
+    """A device as the emulator stores it, with its connection status."""
+
     id: str
     application_id: str
     name: str
@@ -115,6 +122,7 @@ class DeviceRecord:
     connection_time: int | None = None
 
     def tag_dict(self) -> dict[str, list[str]]:
+        """The device's tags as key -> values."""
         out: dict[str, list[str]] = {}
         for key, value in self.tags:
             out.setdefault(key, []).append(value)
@@ -123,6 +131,8 @@ class DeviceRecord:
 
 @dataclass(slots=True)
 class KeyRecord:
+    """An application access key as the emulator stores it (the secret never in a repr)."""
+
     id: str
     application_id: str
     key: str
@@ -144,6 +154,8 @@ KEY_FILTER_TYPES = frozenset({"all", "none", "whitelist", "blacklist"})
 
 @dataclass(slots=True)
 class ApiTokenRecord:
+    """An API, device or user token as the emulator stores it (never in a repr)."""
+
     id: str
     application_id: str | None
     token: str = field(repr=False)
@@ -161,6 +173,8 @@ class ApiTokenRecord:
 
 @dataclass(slots=True)
 class UserRecord:
+    """A user account as the emulator stores it (the password never in a repr)."""
+
     id: str
     email: str
     password: str = field(repr=False)
@@ -178,6 +192,8 @@ class BlobRecord:
 
 @dataclass(frozen=True, slots=True)
 class StateRecord:
+    """One accepted state of a device."""
+
     device_id: str
     time: int
     data: Mapping[str, Any]
@@ -185,6 +201,8 @@ class StateRecord:
 
 @dataclass(frozen=True, slots=True)
 class CommandRecord:
+    """One command sent to a device."""
+
     device_id: str
     name: str
     payload: Any
@@ -193,6 +211,8 @@ class CommandRecord:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionLogEntry:
+    """One connect or disconnect of a device."""
+
     device_id: str
     connected: bool
     time: int
@@ -256,7 +276,7 @@ class Store:
 
     def __init__(self, *, clock: Clock | None = None) -> None:
         self.clock: Clock = clock or now_ms
-        self.counters = Counters()
+        self.counters: Counters = Counters()
         self.applications: dict[str, ApplicationRecord] = {}
         self.devices: dict[str, DeviceRecord] = {}
         self.keys: dict[str, KeyRecord] = {}
@@ -279,16 +299,19 @@ class Store:
         return lambda: self._state_listeners.remove(listener)
 
     def on_command(self, listener: Callable[[CommandRecord], None]) -> Callable[[], None]:
+        """Call ``listener`` for each command recorded; returns a function that stops it."""
         self._command_listeners.append(listener)
         return lambda: self._command_listeners.remove(listener)
 
     def on_connection(self, listener: Callable[[ConnectionLogEntry], None]) -> Callable[[], None]:
+        """Call ``listener`` for each connect and disconnect; returns a function that stops it."""
         self._connection_listeners.append(listener)
         return lambda: self._connection_listeners.remove(listener)
 
     # -- provisioning ------------------------------------------------------------------------
 
     def add_application(self, name: str, *, description: str = "", owner_id: str | None = None) -> ApplicationRecord:
+        """Create an application; ValidationError when the name is not 1 to 255 characters."""
         if not isinstance(name, str) or not name or len(name) > 255:
             raise ValidationError("application name must be 1 to 255 characters")
         now = self.clock()
@@ -297,6 +320,7 @@ class Store:
         return app
 
     def application(self, application_id: str) -> ApplicationRecord:
+        """The application with this id; UnknownObjectError when there is none."""
         app = self.applications.get(application_id)
         if app is None:
             raise UnknownObjectError("Application was not found")
@@ -313,6 +337,7 @@ class Store:
         tags: Mapping[str, str] | Iterable[Mapping[str, str]] | Iterable[tuple[str, str]] | None = None,
         description: str = "",
     ) -> DeviceRecord:
+        """Create a device in an application, with its attributes and tags checked."""
         self.application(application_id)
         if not isinstance(name, str) or not name or len(name) > 255:
             raise ValidationError("device name must be 1 to 255 characters")
@@ -342,12 +367,14 @@ class Store:
         return device
 
     def device(self, device_id: str, application_id: str | None = None) -> DeviceRecord:
+        """The device with this id (in this application, when given); UnknownObjectError when there is none."""
         device = self.devices.get(device_id)
         if device is None or (application_id is not None and device.application_id != application_id):
             raise UnknownObjectError("Device was not found")
         return device
 
     def remove_device(self, device_id: str) -> None:
+        """Forget the device and its history."""
         self.devices.pop(device_id, None)
         self._history.pop(device_id, None)
 
@@ -365,6 +392,7 @@ class Store:
 
     @staticmethod
     def parse_attributes(attributes: Mapping[str, str] | Iterable[Mapping[str, Any]] | None) -> dict[str, AttributeRecord]:
+        """Check attribute declarations (name -> data type, or Losant's list of dicts)."""
         out: dict[str, AttributeRecord] = {}
         if attributes is None:
             return out
@@ -382,6 +410,7 @@ class Store:
 
     @staticmethod
     def parse_attribute(item: Mapping[str, Any]) -> AttributeRecord:
+        """Check one attribute declaration in Losant's dict form."""
         name = item.get("name")
         data_type = item.get("dataType")
         if not isinstance(name, str) or not ATTRIBUTE_NAME.match(name):
@@ -401,6 +430,7 @@ class Store:
     def parse_tags(
         tags: Mapping[str, str] | Iterable[Mapping[str, str]] | Iterable[tuple[str, str]] | None,
     ) -> list[tuple[str, str]]:
+        """Check tags given as a mapping, Losant's list of dicts or key/value pairs."""
         if tags is None:
             return []
         pairs: list[tuple[str, str]] = []
@@ -433,6 +463,7 @@ class Store:
         pub_topics: Iterable[str] = (),
         sub_topics: Iterable[str] = (),
     ) -> KeyRecord:
+        """Create an access key (and its secret) for an application's devices."""
         self.application(application_id)
         if filter_type not in KEY_FILTER_TYPES:
             raise ValidationError(f"filter_type must be one of {sorted(KEY_FILTER_TYPES)}, not {filter_type!r}")
@@ -463,6 +494,7 @@ class Store:
         return record
 
     def key_by_id(self, application_id: str, key_id: str) -> KeyRecord:
+        """The application's access key with this id; UnknownObjectError when there is none."""
         for record in self.keys.values():
             if record.id == key_id and record.application_id == application_id:
                 return record
@@ -481,6 +513,7 @@ class Store:
 
     @staticmethod
     def key_covers(record: KeyRecord, device: DeviceRecord) -> bool:
+        """Whether the key's device ids or tags (if any) include the device."""
         if record.device_ids is None and record.device_tags is None:
             return True
         if record.device_ids is not None and device.id in record.device_ids:
@@ -502,6 +535,7 @@ class Store:
         user_id: str | None = None,
         expires: int | None = None,
     ) -> ApiTokenRecord:
+        """Create an API, device or user token."""
         scope_tuple = tuple(scopes)
         if not scope_tuple or not all(isinstance(s, str) and s for s in scope_tuple):
             raise ValidationError("scopes must be a non-empty list of scope names")
@@ -533,6 +567,7 @@ class Store:
         return record
 
     def add_user(self, email: str, password: str) -> UserRecord:
+        """Create a user account; ValidationError for a bad or taken email or an empty password."""
         if not isinstance(email, str) or "@" not in email:
             raise ValidationError("email must be an email address")
         if not isinstance(password, str) or not password:
@@ -544,6 +579,7 @@ class Store:
         return user
 
     def check_user(self, email: Any, password: Any) -> UserRecord | None:
+        """The user with this email and password, or None."""
         if not isinstance(email, str) or not isinstance(password, str):
             return None
         for user in self.users.values():
@@ -654,6 +690,7 @@ class Store:
         return self.store_states(device, states)
 
     def accepted_count(self, device_id: str) -> int:
+        """How many states the device has had accepted."""
         history = self._history.get(device_id)
         return 0 if history is None else history.accepted
 
@@ -716,6 +753,7 @@ class Store:
     def composite_state(
         self, device_id: str, *, start: int | None = None, end: int | None = None
     ) -> dict[str, tuple[Any, int]]:
+        """Attribute -> (latest value, its time), optionally within ``start``..``end``."""
         history = self._history.get(device_id)
         if history is None:
             return {}
@@ -730,6 +768,7 @@ class Store:
     # -- commands and connections --------------------------------------------------------------
 
     def record_command(self, device_id: str, name: str, payload: Any, time: int | None = None) -> CommandRecord:
+        """Record a command sent to the device and tell the listeners."""
         if not isinstance(name, str) or not 1 <= len(name) <= 255:
             raise ValidationError("command name must be 1 to 255 characters")
         record = CommandRecord(device_id, name, payload, self.clock() if time is None else time)
@@ -742,10 +781,12 @@ class Store:
         return record
 
     def commands(self, device_id: str) -> list[CommandRecord]:
+        """The commands sent to the device, oldest first."""
         history = self._history.get(device_id)
         return [] if history is None else list(history.commands)
 
     def set_connection(self, device_id: str, connected: bool, *, time: int | None = None, reason: str | None = None) -> None:
+        """Mark the device connected or disconnected, logging it for the listeners."""
         device = self.devices.get(device_id)
         history = self._history.get(device_id)
         if device is None or history is None:
@@ -759,5 +800,6 @@ class Store:
             listener(entry)
 
     def connection_log(self, device_id: str) -> list[ConnectionLogEntry]:
+        """The device's connects and disconnects, oldest first."""
         history = self._history.get(device_id)
         return [] if history is None else list(history.log)
