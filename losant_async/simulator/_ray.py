@@ -17,6 +17,7 @@ actor is up (:class:`ShardRunner`'s start-up barrier).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -113,17 +114,10 @@ class RayRunner(ShardRunner):
         # Inside a Ray job (ray job submit, a KubeRay RayJob) Ray names the cluster in RAY_ADDRESS.
         address = self._address or os.environ.get("RAY_ADDRESS") or None
         if not ray.is_initialized():
-            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                       "logging_level": "WARNING"}
+            # Starting a local Ray takes seconds (a minute on a loaded machine): in a thread, so
+            # that this loop still answers Ctrl-C; Ray then leaves the SIGTERM handler alone.
             try:
-                if address:
-                    ray.init(address=address, **options)
-                else:
-                    # A private local Ray: loopback only, one CPU reserved per actor, so that the
-                    # scheduler never puts more actors on this machine than it has cores for them.
-                    cpus = max(2, math.ceil(len(self._targets) * self._cpus))
-                    ray.init(num_cpus=cpus, _node_ip_address="127.0.0.1",
-                             _system_config=dict(LOCAL_SYSTEM_CONFIG), **options)
+                await anyio.to_thread.run_sync(_init_ray, address, max(2, math.ceil(len(self._targets) * self._cpus)))
             except Exception as exc:
                 where = f"join the Ray cluster at {address}" if address else "start a local Ray"
                 raise ShardFailedError(f"could not {where}: {type(exc).__name__}: {_first_line(exc)}") from None
@@ -175,7 +169,33 @@ class RayRunner(ShardRunner):
             with contextlib.suppress(Exception):
                 ray.kill(actor, no_restart=True)
         if self._started_ray:
-            ray.shutdown()
+            await anyio.to_thread.run_sync(ray.shutdown)
+
+
+class _NotMainThreadNotice(logging.Filter):
+    """Drops Ray's notice that it set no SIGTERM handler: it is called from a thread on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("SIGTERM handler is not set")
+
+
+def _init_ray(address: str | None, cpus: int) -> None:
+    import ray
+
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
+    notice = _NotMainThreadNotice()
+    worker_log = logging.getLogger("ray._private.worker")
+    worker_log.addFilter(notice)
+    try:
+        if address:
+            ray.init(address=address, **options)
+        else:
+            # A private local Ray: loopback only, one CPU reserved per actor, so that the
+            # scheduler never puts more actors on this machine than it has cores for them.
+            ray.init(num_cpus=cpus, _node_ip_address="127.0.0.1", _system_config=dict(LOCAL_SYSTEM_CONFIG),
+                     **options)
+    finally:
+        worker_log.removeFilter(notice)
 
 
 def _first_line(exc: BaseException) -> str:
