@@ -37,7 +37,7 @@ _LATE_TOLERANCE = 0.01
 _CPU_SAMPLE_EVERY = 0.5
 # What each process of a simulator's tree is, from its command line (Ray renames its workers).
 _ROLES = (("ShardActor", "shards"), ("multiprocessing", "shards"), ("default_worker", "ray idle workers"),
-          ("gcs_server", "ray gcs"), ("raylet", "ray raylet"), ("log_monitor", "ray log monitor"),
+          ("log_monitor", "ray log monitor"),
           ("autoscaler", "ray monitor"), ("dashboard.py", "ray api server"), ("DashboardAgent", "ray agents"),
           ("RuntimeEnvAgent", "ray agents"), ("dashboard/agent", "ray agents"))
 
@@ -55,9 +55,14 @@ def _ids(n: int) -> str:
     return "".join(f"{i + 1:024x}\n" for i in range(n))
 
 
-def _role(cmdline: str) -> str:
+def _role(argv: list[str]) -> str:
+    # The program and its script only: Ray passes every process the others' paths as options.
+    prog = argv[0] if argv else ""
+    if prog.endswith(("gcs_server", "raylet")):
+        return "ray gcs" if prog.endswith("gcs_server") else "ray raylet"
+    head = " ".join(argv[:3])
     for needle, role in _ROLES:
-        if needle in cmdline:
+        if needle in head:
             return role
     return "other"
 
@@ -78,7 +83,7 @@ async def _tree_cpu(pid: int, into: dict[int, tuple[str, float]]) -> None:
                     times = proc.cpu_times()
                     role = "driver" if proc.pid == pid else into.get(proc.pid, ("", 0.0))[0]
                     if role in ("", "other", "ray idle workers"):  # workers take their name after start
-                        role = _role(" ".join(proc.cmdline()))
+                        role = _role(proc.cmdline())
                     into[proc.pid] = (role, times.user + times.system)
         await asyncio.sleep(_CPU_SAMPLE_EVERY)  # sampling a clock, not waiting for an event
 
