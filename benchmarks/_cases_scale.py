@@ -168,7 +168,7 @@ def _cpu_per_kstate(doc: dict[str, Any], roles: Callable[[str], bool]) -> float 
     if not sent or "cpu_seconds" not in doc:
         return None
     cpu: dict[str, float] = doc["cpu_seconds"]
-    return 1000 * sum(v for k, v in cpu.items() if roles(k)) / sent
+    return 1e6 * sum(v for k, v in cpu.items() if roles(k)) / sent  # CPU ms per 1,000 states
 
 
 async def _largest(ctx: Context, c: Contender, run: int, sizes: list[int] | None, start: int, cap: int,
