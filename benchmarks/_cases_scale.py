@@ -56,11 +56,11 @@ def _ids(n: int) -> str:
 
 
 def _role(argv: list[str]) -> str:
-    # The program and its script only: Ray passes every process the others' paths as options.
+    # The program and its first arguments only: Ray passes every process the others' paths as options.
     prog = argv[0] if argv else ""
     if prog.endswith(("gcs_server", "raylet")):
         return "ray gcs" if prog.endswith("gcs_server") else "ray raylet"
-    head = " ".join(argv[:3])
+    head = " ".join(argv[:4])
     for needle, role in _ROLES:
         if needle in head:
             return role

@@ -67,3 +67,16 @@ def test_cpu_per_thousand_states_is_filed_for_the_largest_sustained_size(monkeyp
 def test_given_sizes_are_tried_in_order_without_bisection(monkeypatch: pytest.MonkeyPatch) -> None:
     c, tried = _search(monkeypatch, 3000, sizes=[1000, 2500, 4000])
     assert tried == [1000, 2500, 4000] and c.values == [2500.0]
+
+
+@pytest.mark.parametrize(("argv", "role"), [
+    (["/v/bin/python", "-B", "-c", "from multiprocessing.spawn import spawn_main; spawn_main()", "--fork"], "shards"),
+    (["ray::ShardActor.run"], "shards"),
+    (["/v/ray/core/src/ray/raylet/raylet", "--python_worker_command=default_worker.py", "--gcs_server"], "ray raylet"),
+    (["/v/ray/core/src/ray/gcs/gcs_server", "--log_dir=/tmp/ray/raylet"], "ray gcs"),
+    (["/v/bin/python", "-u", "/v/ray/_private/log_monitor.py", "--raylet=x"], "ray log monitor"),
+    (["/v/bin/python", "/v/ray/_private/workers/default_worker.py", "--raylet=x"], "ray idle workers"),
+    (["ray::IDLE"], "other"),
+])
+def test_a_process_is_named_by_its_program_not_by_the_paths_it_is_given(argv: list[str], role: str) -> None:
+    assert _cases_scale._role(argv) == role
