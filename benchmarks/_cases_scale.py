@@ -220,11 +220,14 @@ async def _largest(ctx: Context, c: Contender, run: int, sizes: list[int] | None
         c.notes.append(f"run {run + 1}: the largest size tried ({best}) was sustained; the limit is higher")
     else:
         c.notes.append(f"run {run + 1}: {best} sustained, {worst} not")
+    cpu: dict[str, float] = best_doc.get("cpu_seconds", {})
+    # One process is its own shard; Ray's processes exist only under --ray.
+    shard_role = "shards" if "shards" in cpu else "driver"
+    ray_own = [v for k, v in cpu.items() if k.startswith("ray ")]
     record(c, run, {}, float(best),
            cpu_ms_per_kstate=_cpu_per_kstate(best_doc, lambda role: True),
-           shard_cpu_ms_per_kstate=_cpu_per_kstate(best_doc, lambda role: role == "shards"),
-           ray_background_cpu_s=sum(v for k, v in best_doc.get("cpu_seconds", {}).items() if k.startswith("ray "))
-           if best_doc.get("cpu_seconds") else None)
+           shard_cpu_ms_per_kstate=_cpu_per_kstate(best_doc, lambda role: role == shard_role),
+           ray_background_cpu_s=sum(ray_own) if ray_own else None)
 
 
 async def case_scale(ctx: Context) -> list[CaseResult]:

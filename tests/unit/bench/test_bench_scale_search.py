@@ -80,3 +80,14 @@ def test_given_sizes_are_tried_in_order_without_bisection(monkeypatch: pytest.Mo
 ])
 def test_a_process_is_named_by_its_program_not_by_the_paths_it_is_given(argv: list[str], role: str) -> None:
     assert _cases_scale._role(argv) == role
+
+
+def test_one_process_is_its_own_shard_and_has_no_ray_figure(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def sustained(ctx: Any, c: Any, run: int, n: int, seconds: float, engine: Any) -> tuple[bool, dict[str, Any]]:
+        return n <= 2000, {"states_sent": n * 20, "cpu_seconds": {"driver": n / 100}}
+
+    monkeypatch.setattr(_cases_scale, "_sustained", sustained)
+    c = Contender("x", "ours", "devices")
+    asyncio.run(_cases_scale._largest(cast(Context, None), c, 0, None, 1000, 32000, 250, 20.0, lambda n: []))
+    assert c.values == [2000.0] and c.extra["shard_cpu_ms_per_kstate"] == [pytest.approx(500.0)]
+    assert "ray_background_cpu_s" not in c.extra
