@@ -4,6 +4,7 @@
 - :mod:`._report`: counters, progress, the report, and merging shards' reports and progress; pure.
 - :mod:`._engine`: :class:`Simulation`, one shard in this event loop.
 - :mod:`._emulator_host`: the embedded emulator in a process of its own, shared by every shard.
+- :mod:`._shard_runner`: what the multi-shard runners share (start-up barrier, stop, merge).
 - :mod:`._processes`: N shard processes on this machine, one merged progress and report.
 - :mod:`._ray`: shards as Ray actors on a cluster (extra ``losant-async[ray]``).
 

@@ -4,6 +4,8 @@ Each shard runs a :class:`Simulation` in a spawned process of its own (its own
 core and event loop). The parent only relays: it merges the shards' progress,
 forwards ``stop()``, counts what the server stored (through the caller's
 :class:`StoredStates`, e.g. the emulator it started) and merges the reports.
+What does not depend on processes (the start-up barrier, stop, merge) is
+:class:`ShardRunner`'s.
 """
 
 from __future__ import annotations
@@ -12,15 +14,13 @@ import contextlib
 import multiprocessing
 import os
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
 import anyio
 
-from ..errors import LosantError, ValidationError
 from ._fleet import (
-    Shard,
     SimulationConfig,
     StoredStates,
     Target,
@@ -30,40 +30,13 @@ from ._fleet import (
     target_to_dict,
 )
 from ._pipes import PipeInbox
-from ._report import Progress, SimulationReport, merge_progress, merge_reports, report_from_dict
+from ._report import Progress, report_from_dict
+from ._shard_runner import ShardFailedError, ShardResult, ShardRunner
 
-__all__ = ["ProcessRunner", "ShardFailedError", "empty_progress", "finish_reports"]
+__all__ = ["ProcessRunner"]
 
 _PROGRESS_EVERY = 0.5
 _JOIN_TIMEOUT = 10.0
-
-
-class ShardFailedError(LosantError):
-    """A shard (process or Ray actor) failed; the others were stopped."""
-
-
-def empty_progress(config: SimulationConfig) -> Progress:
-    """A shard's progress before it said anything."""
-    return Progress(phase="starting", elapsed=0.0, duration=config.duration, devices=config.shard_devices,
-                    connections=0, connected=0, states_sent=0, states_per_second=0.0, commands_sent=0,
-                    commands_received=0, reconnects=0, errors=0, last_error=None)
-
-
-async def finish_reports(
-    reports: Sequence[SimulationReport],
-    sent: Sequence[Mapping[str, int]],
-    stored: StoredStates | None,
-    within: float,
-) -> SimulationReport:
-    """Count each shard's stored states (one shared deadline) and merge the shards' reports."""
-    done: list[SimulationReport] = []
-    deadline = anyio.current_time() + within
-    for report, by_device in zip(reports, sent, strict=True):
-        if stored is not None:
-            left = max(0.0, deadline - anyio.current_time())
-            report = report.with_stored(await stored.wait_stored(by_device, left))
-        done.append(report)
-    return merge_reports(done)
 
 
 def _shard_main(config: dict[str, Any], target: dict[str, Any], events: Connection, control: Connection) -> None:
@@ -84,14 +57,18 @@ async def _shard_async(config: SimulationConfig, target: Target, events: Connect
 
     sim = Simulation(config, target)
     inbox = PipeInbox(control, f"shard {config.shard} control")
+    go = anyio.Event()
 
     async def listen() -> None:
         try:
             while True:
-                if await inbox.get() == "stop":
+                word = await inbox.get()
+                if word == "stop":
                     sim.stop()
+                go.set()  # "go", or "stop" before it: run (at once interrupted) and report
         except EOFError:  # the parent is gone: stop as if asked
             sim.stop()
+            go.set()
 
     async def report_progress() -> None:
         while True:
@@ -100,13 +77,15 @@ async def _shard_async(config: SimulationConfig, target: Target, events: Connect
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(listen)
+        events.send(("ready",))
+        await go.wait()
         tg.start_soon(report_progress)
         report = await sim.run()
         tg.cancel_scope.cancel()
     events.send(("report", report.to_dict(), dict(sim.sent_by_device)))
 
 
-class ProcessRunner:
+class ProcessRunner(ShardRunner):
     """``await ProcessRunner(config, targets, stored).run()``: one shard process per target.
 
     ``targets[i]`` carries shard ``i`` of ``len(targets)``; ``config`` is the
@@ -114,101 +93,64 @@ class ProcessRunner:
     :class:`Simulation`: ``progress()``, ``stop()``, ``run()``.
     """
 
+    kind = "process runner"
+
     def __init__(self, config: SimulationConfig, targets: Sequence[Target], stored: StoredStates | None) -> None:
-        if not targets:
-            raise ValidationError("a process runner needs at least one shard")
-        self.config = config
-        self._configs = [_with_shard(config, Shard(i, len(targets))) for i in range(len(targets))]
-        for cfg, tgt in zip(self._configs, targets, strict=True):
-            tgt.check(cfg)
-        self._targets = list(targets)
-        self._stored = stored
-        self._progress = [empty_progress(c) for c in self._configs]
+        super().__init__(config, targets, stored)
+        self._procs: list[Any] = []
         self._controls: list[Connection] = []
-        self._stopped = False
-        self._used = False
+        self._inboxes: list[PipeInbox] = []
 
-    def progress(self) -> Progress:
-        return merge_progress(self._progress)
+    async def _start(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        for cfg, tgt in zip(self._configs, self._targets, strict=True):
+            events_r, events_w = ctx.Pipe(duplex=False)
+            control_r, control_w = ctx.Pipe(duplex=False)
+            proc = ctx.Process(
+                target=_shard_main, name=f"losant-async shard {cfg.shard}",
+                args=(config_to_dict(cfg), target_to_dict(tgt), events_w, control_r), daemon=True,
+            )
+            proc.start()
+            # The child holds its own copies; ours would keep the pipes open after it exits.
+            events_w.close()
+            control_r.close()
+            self._procs.append(proc)
+            self._controls.append(control_w)
+            self._inboxes.append(PipeInbox(events_r, f"shard {cfg.shard} events"))
 
-    def stop(self) -> None:
-        """Ask every shard to stop reporting (idempotent); ``run()`` still returns the merged report."""
-        if self._stopped:
-            return
-        self._stopped = True
+    def _send(self, word: str) -> None:
         for conn in self._controls:
             with contextlib.suppress(OSError):  # that shard has already ended
-                conn.send("stop")
+                conn.send(word)
 
-    async def run(self) -> SimulationReport:
-        if self._used:
-            raise ValidationError("a runner runs once; build a new one")
-        self._used = True
-        ctx = multiprocessing.get_context("spawn")
-        procs: list[Any] = []
-        inboxes: list[PipeInbox] = []
+    def _release_shards(self) -> None:
+        self._send("go")
+
+    def _stop_shards(self) -> None:
+        self._send("stop")
+
+    async def _result(self, i: int) -> ShardResult:
+        shard = self._configs[i].shard
         try:
-            for cfg, tgt in zip(self._configs, self._targets, strict=True):
-                events_r, events_w = ctx.Pipe(duplex=False)
-                control_r, control_w = ctx.Pipe(duplex=False)
-                proc = ctx.Process(
-                    target=_shard_main, name=f"losant-async shard {cfg.shard}",
-                    args=(config_to_dict(cfg), target_to_dict(tgt), events_w, control_r), daemon=True,
-                )
-                proc.start()
-                # The child holds its own copies; ours would keep the pipes open after it exits.
-                events_w.close()
-                control_r.close()
-                procs.append(proc)
-                self._controls.append(control_w)
-                inboxes.append(PipeInbox(events_r, f"shard {cfg.shard} events"))
-            if self._stopped:
-                self._stopped = False
-                self.stop()
-            results: list[tuple[SimulationReport, dict[str, int]] | None] = [None] * len(procs)
-            failures: list[str] = []
+            while True:
+                message = await self._inboxes[i].get()
+                kind = message[0]
+                if kind == "progress":
+                    self._progress[i] = Progress.from_dict(message[1])
+                elif kind == "ready":
+                    self._shard_ready(i)
+                elif kind == "report":
+                    return report_from_dict(message[1]), message[2]
+                elif kind == "error":
+                    raise ShardFailedError(f"shard {shard} failed: {message[1]}")
+        except EOFError:
+            code = await anyio.to_thread.run_sync(_exit_code, self._procs[i])
+            raise ShardFailedError(f"shard {shard} ended without a report (exit code {code})") from None
 
-            async def collect(i: int) -> None:
-                try:
-                    while True:
-                        message = await inboxes[i].get()
-                        kind = message[0]
-                        if kind == "progress":
-                            self._progress[i] = Progress.from_dict(message[1])
-                        elif kind == "report":
-                            results[i] = (report_from_dict(message[1]), message[2])
-                            return
-                        elif kind == "error":
-                            raise ShardFailedError(f"shard {self._configs[i].shard} failed: {message[1]}")
-                except EOFError:
-                    code = await anyio.to_thread.run_sync(_exit_code, procs[i])
-                    raise ShardFailedError(
-                        f"shard {self._configs[i].shard} ended without a report (exit code {code})"
-                    ) from None
-                except ShardFailedError as exc:
-                    failures.append(str(exc))
-                    self.stop()
-
-            async with anyio.create_task_group() as tg:
-                for i in range(len(procs)):
-                    tg.start_soon(collect, i)
-            if failures:
-                raise ShardFailedError("; ".join(failures))
-            done = [r for r in results if r is not None]
-            return await finish_reports([r for r, _ in done], [s for _, s in done], self._stored,
-                                        self.config.drain_timeout)
-        finally:
-            self.stop()
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(_reap, procs)
-            for conn in self._controls:
-                conn.close()
-
-
-def _with_shard(config: SimulationConfig, shard: Shard) -> SimulationConfig:
-    data = config_to_dict(config)
-    data["shard"] = {"index": shard.index, "count": shard.count}
-    return config_from_dict(data)
+    async def _close(self) -> None:
+        await anyio.to_thread.run_sync(_reap, self._procs)
+        for conn in self._controls:
+            conn.close()
 
 
 def _exit_code(proc: Any) -> int | None:
@@ -228,4 +170,3 @@ def _reap(procs: Sequence[Any]) -> None:
         if proc.is_alive() and os.name != "nt":
             proc.kill()
             proc.join()
-
