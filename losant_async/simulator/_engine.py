@@ -29,6 +29,7 @@ from ._fleet import (
     SensorModel,
     SimulationConfig,
     Target,
+    command_rounds,
     due_times,
 )
 from ._report import (
@@ -94,6 +95,7 @@ class Simulation:
         # (it runs in the device's network callback, outside any task).
         self._all_commands_in: anyio.Event | None = None
         self._commands_seen: set[tuple[str, int]] = set()
+        self._commanding = False  # a controller runs: rounds are due and counted
         self._used = False
 
     # -- observation
@@ -135,6 +137,7 @@ class Simulation:
             reconnects=s.reconnects,
             errors=s.errors,
             last_error=s.last_error,
+            commands_scheduled=self.config.commands_scheduled(elapsed) if self._commanding else 0,
         )
 
     def stop(self) -> None:
@@ -284,6 +287,7 @@ class Simulation:
             tg.start_soon(self._device_loops, send, start)
             if client is not None and cfg.command_interval > 0:
                 controller = anyio.CancelScope()
+                self._commanding = True
                 tg.start_soon(self._controller, client, controller, start)
             else:
                 controller = None
@@ -294,6 +298,9 @@ class Simulation:
             self._run_ended = self._clock()
             self._phase = "draining"
             if controller is not None:
+                # Every round due by now counts, sent or not: a controller that fell behind
+                # must show as commands unsent, not vanish from the report.
+                self.stats.commands_scheduled = cfg.commands_scheduled(self._run_ended - start)
                 controller.cancel()
 
     async def _device_loops(self, send: StateSender, start: float) -> None:
@@ -338,10 +345,11 @@ class Simulation:
         batch = cfg.command_batch
         cursor = 0
         round_no = 0
+        last_round = command_rounds(cfg.command_interval, cfg.duration)
         in_flight = anyio.Semaphore(_COMMAND_CALLS_IN_FLIGHT)
         with scope:
             async with anyio.create_task_group() as calls:
-                while True:
+                while round_no < last_round:
                     # Rounds at fixed times from the start, not a sleep after each call: a slow
                     # call does not shift (and so thin out) the rounds after it.
                     round_no += 1

@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from losant_async.errors import ConnectionLostError, UnauthorizedError
-from losant_async.simulator import Simulation, SimulationConfig, Target, expected_states
+from losant_async.simulator import Phase, Simulation, SimulationConfig, Target, expected_states
 
 
 def _sim(devices: int, rate: float, duration: float) -> Simulation:
@@ -152,6 +152,106 @@ async def test_a_slow_command_call_does_not_hold_back_the_next_rounds() -> None:
     # Rounds went on while the first call hung; each finished call counted its devices.
     assert client.started >= 4
     assert sim.stats.commands_sent == client.started * sim.config.command_batch
+
+
+class _StuckClient:
+    """A REST client whose command calls hang until the test releases them: a command path slower than the rounds."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.stuck = anyio.Event()
+        self.release = anyio.Event()
+        self.devices = self
+
+    async def send_command(self, **kw: object) -> None:
+        self.started += 1
+        if self.started >= 4:
+            self.stuck.set()
+        await self.release.wait()
+
+
+class _WatchedSimulation(Simulation):
+    """A Simulation that says when its reporting ends (the phase turns to draining), for the test to act then."""
+
+    draining: anyio.Event | None = None
+
+    @property
+    def _phase(self) -> Phase:
+        return self.__dict__["_watched_phase"]  # type: ignore[no-any-return]
+
+    @_phase.setter
+    def _phase(self, value: Phase) -> None:
+        self.__dict__["_watched_phase"] = value
+        if value == "draining" and self.draining is not None:
+            self.draining.set()
+
+
+async def test_rounds_the_controller_never_sent_count_as_unsent_and_fail_the_run() -> None:
+    from losant_async.simulator import build_report
+
+    ids = tuple(f"{i:024x}" for i in range(4))
+    target = Target(application_id="a" * 24, device_ids=ids, mqtt_host="127.0.0.1", key="k", secret="s",
+                    rest_url="http://127.0.0.1:9", api_token="t")
+    config = SimulationConfig(devices=4, rate=10.0, duration=0.5, command_interval=0.01)
+    sim = _WatchedSimulation(config, target)
+    sim.draining = anyio.Event()
+    client = _StuckClient()
+
+    async def send(device_id: str, data: dict[str, float], ms: int) -> None:
+        return None
+
+    async def release_after_the_reporting() -> None:
+        # Four calls hang: every later round waits for one of them until the reporting is over.
+        await client.stuck.wait()
+        assert sim.draining is not None
+        await sim.draining.wait()
+        client.release.set()
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(release_after_the_reporting)
+            await sim._report(send, client)  # type: ignore[arg-type]
+    assert client.started == 4
+    due = config.commands_scheduled()
+    assert due == 49 * config.command_batch  # rounds at 0.01 .. 0.49 s
+    assert sim.stats.commands_scheduled == due and sim.stats.commands_sent == 4 * config.command_batch
+    sim.stats.commands_received = sim.stats.commands_sent  # every command sent arrived ...
+    report = build_report(config, sim.stats, gateways=0, run_seconds=0.5, connect_seconds=0.0,
+                          states_stored=sim.stats.states_sent, interrupted=False, embedded=True,
+                          peak_rss=None, machine={})
+    # ... and still the run failed: 45 commands were due and never sent.
+    assert report.commands_lost == 0 and report.commands_unsent == due - 4 * config.command_batch
+    assert not report.ok
+    data = report.to_dict()
+    assert data["commands_scheduled"] == due and data["commands_unsent"] == 45 and data["ok"] is False
+
+
+async def test_a_controller_that_keeps_up_sends_every_round_due_and_no_more() -> None:
+    ids = tuple(f"{i:024x}" for i in range(4))
+    target = Target(application_id="a" * 24, device_ids=ids, mqtt_host="127.0.0.1", key="k", secret="s",
+                    rest_url="http://127.0.0.1:9", api_token="t")
+    config = SimulationConfig(devices=4, rate=10.0, duration=0.7, command_interval=0.2)
+    sim = Simulation(config, target)
+    calls: list[object] = []
+
+    class Client:
+        @property
+        def devices(self) -> Client:
+            return self
+
+        async def send_command(self, **kw: object) -> None:
+            calls.append(kw["multi_device_command"])
+
+    client = Client()
+
+    async def send(device_id: str, data: dict[str, float], ms: int) -> None:
+        return None
+
+    with anyio.fail_after(30):
+        await sim._report(send, client)  # type: ignore[arg-type]
+    # Rounds at 0.2, 0.4, 0.6 s; none at or after the end of the reporting.
+    assert len(calls) == 3 and sim.stats.commands_scheduled == sim.stats.commands_sent == 3
+    assert sim.progress().commands_scheduled == 3
 
 
 async def test_shards_against_losant_split_the_applications_connection_budget(
