@@ -37,6 +37,60 @@ async def test_every_scheduled_state_is_sent_in_phase_order_with_increasing_time
         assert times == sorted(set(times))
 
 
+async def test_a_send_that_blocks_holds_back_only_its_own_lane_of_devices() -> None:
+    from losant_async.simulator._engine import _LANE_DEVICES
+
+    sim = _sim(devices=3 * _LANE_DEVICES, rate=10.0, duration=0.2)
+    ids = sim.target.device_ids
+    others = set(ids[_LANE_DEVICES:])
+    first_seen: set[str] = set()
+    others_sent = anyio.Event()
+    stuck = ids[0]
+
+    async def send(device_id: str, data: dict[str, float], ms: int) -> None:
+        first_seen.add(device_id)
+        if others <= first_seen:
+            others_sent.set()
+        if device_id == stuck and not others_sent.is_set():
+            # Unblocked only once every device of the other lanes has sent: one task for the whole
+            # fleet would wait here for ever (and fail_after would say so).
+            await others_sent.wait()
+
+    with anyio.fail_after(20):
+        await sim._report(send, None)
+    assert sim.stats.states_sent == expected_states(3 * _LANE_DEVICES, 10.0, 0.2)
+
+
+def test_progress_gathers_device_statistics_a_slice_at_a_time_and_the_totals_add_up() -> None:
+    from losant_async.simulator._engine import _STATS_PER_PROGRESS
+
+    class Stats:
+        def __init__(self, reconnects: int, acked: int) -> None:
+            self.reconnects, self.acked = reconnects, acked
+
+    class Conn:
+        connected = True
+
+        def __init__(self, i: int) -> None:
+            self.stats = Stats(i % 3, i)
+
+    n = 2 * _STATS_PER_PROGRESS + 7
+    ids = tuple(f"{i:024x}" for i in range(n))
+    target = Target(application_id="a" * 24, device_ids=ids, mqtt_host="127.0.0.1", key="k", secret="s")
+    sim = Simulation(SimulationConfig(devices=n, qos=1), target)
+    conns = [Conn(i) for i in range(n)]
+    sim._devices = conns
+    sim.progress()
+    assert sim.stats.reconnects == sum(i % 3 for i in range(_STATS_PER_PROGRESS))  # one slice so far
+    sim.progress()
+    sim.progress()
+    assert sim.stats.reconnects == sum(i % 3 for i in range(n)) and sim.stats.states_acked == sum(range(n))
+    conns[5].stats.reconnects += 10  # a device reconnected: the next pass over it adds exactly that
+    sim._refresh_device_stats()
+    assert sim.stats.reconnects == sum(i % 3 for i in range(n)) + 10
+    assert sim.progress().connected == n
+
+
 async def test_stop_ends_the_reporting_early() -> None:
     sim = _sim(devices=4, rate=10.0, duration=30.0)
     sent = 0
