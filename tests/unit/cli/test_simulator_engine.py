@@ -175,11 +175,13 @@ class _SlowClient:
 
     def __init__(self) -> None:
         self.started = 0
+        self.devices_named = 0
         self.four = anyio.Event()
         self.devices = self
 
     async def send_command(self, **kw: object) -> None:
         self.started += 1
+        self.devices_named += len(kw["multi_device_command"]["deviceIds"])  # type: ignore[index]
         if self.started >= 4:
             self.four.set()
         await self.four.wait()
@@ -205,7 +207,7 @@ async def test_a_slow_command_call_does_not_hold_back_the_next_rounds() -> None:
             await sim._report(send, client)  # type: ignore[arg-type]
     # Rounds went on while the first call hung; each finished call counted its devices.
     assert client.started >= 4
-    assert sim.stats.commands_sent == client.started * sim.config.command_batch
+    assert sim.stats.commands_sent == client.devices_named >= client.started * sim.config.command_batch
 
 
 class _StuckClient:
@@ -213,12 +215,14 @@ class _StuckClient:
 
     def __init__(self) -> None:
         self.started = 0
+        self.devices_named = 0
         self.stuck = anyio.Event()
         self.release = anyio.Event()
         self.devices = self
 
     async def send_command(self, **kw: object) -> None:
         self.started += 1
+        self.devices_named += len(kw["multi_device_command"]["deviceIds"])  # type: ignore[index]
         if self.started >= 4:
             self.stuck.set()
         await self.release.wait()
@@ -268,16 +272,49 @@ async def test_rounds_the_controller_never_sent_count_as_unsent_and_fail_the_run
     assert client.started == 4
     due = config.commands_scheduled()
     assert due == 49 * config.command_batch  # rounds at 0.01 .. 0.49 s
-    assert sim.stats.commands_scheduled == due and sim.stats.commands_sent == 4 * config.command_batch
+    sent = client.devices_named  # four calls, each of the rounds due when it started
+    assert sim.stats.commands_scheduled == due and sim.stats.commands_sent == sent < due
     sim.stats.commands_received = sim.stats.commands_sent  # every command sent arrived ...
     report = build_report(config, sim.stats, gateways=0, run_seconds=0.5, connect_seconds=0.0,
                           states_stored=sim.stats.states_sent, interrupted=False, embedded=True,
                           peak_rss=None, machine={})
-    # ... and still the run failed: 45 commands were due and never sent.
-    assert report.commands_lost == 0 and report.commands_unsent == due - 4 * config.command_batch
+    # ... and still the run failed: commands were due and never sent.
+    assert report.commands_lost == 0 and report.commands_unsent == due - sent > 0
     assert not report.ok
     data = report.to_dict()
-    assert data["commands_scheduled"] == due and data["commands_unsent"] == 45 and data["ok"] is False
+    assert data["commands_scheduled"] == due and data["commands_unsent"] == due - sent and data["ok"] is False
+
+
+async def test_rounds_due_while_calls_were_slow_go_together_in_one_call_without_a_device_twice() -> None:
+    ids = tuple(f"{i:024x}" for i in range(200))
+    target = Target(application_id="a" * 24, device_ids=ids, mqtt_host="127.0.0.1", key="k", secret="s",
+                    rest_url="http://127.0.0.1:9", api_token="t")
+    config = SimulationConfig(devices=200, rate=10.0, duration=1.5, command_interval=0.05)
+    sim = Simulation(config, target)
+    release = anyio.Event()
+    calls: list[list[str]] = []
+
+    class Client:
+        @property
+        def devices(self) -> Client:
+            return self
+
+        async def send_command(self, **kw: object) -> None:
+            calls.append(list(kw["multi_device_command"]["deviceIds"]))  # type: ignore[index]
+            await release.wait()
+
+    async def send(device_id: str, data: dict[str, float], ms: int) -> None:
+        # The first calls hang until 0.8 s of states went out (16 rounds due by then, 4 in flight).
+        if sim.stats.states_sent >= 1600:
+            release.set()
+
+    with anyio.fail_after(30):
+        await sim._report(send, Client())  # type: ignore[arg-type]
+    batch = config.command_batch
+    assert max(len(c) for c in calls) > batch  # rounds that fell due meanwhile went in one call
+    assert all(len(set(c)) == len(c) for c in calls)
+    assert sim.stats.commands_sent == sum(len(c) for c in calls) <= sim.stats.commands_scheduled
+    assert sim.stats.commands_sent % batch == 0
 
 
 async def test_a_controller_that_keeps_up_sends_every_round_due_and_no_more() -> None:
@@ -304,7 +341,8 @@ async def test_a_controller_that_keeps_up_sends_every_round_due_and_no_more() ->
     with anyio.fail_after(30):
         await sim._report(send, client)  # type: ignore[arg-type]
     # Rounds at 0.2, 0.4, 0.6 s; none at or after the end of the reporting.
-    assert len(calls) == 3 and sim.stats.commands_scheduled == sim.stats.commands_sent == 3
+    assert sum(len(c["deviceIds"]) for c in calls) == 3  # type: ignore[index]
+    assert sim.stats.commands_scheduled == sim.stats.commands_sent == 3
     assert sim.progress().commands_scheduled == 3
 
 
