@@ -212,7 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulate a fleet reporting state while a controller sends commands. With no "
         "credentials it runs against an embedded emulator; with --url/--broker/--application/"
         f"--key/--secret/--token (or {', '.join(ENV.values())}) against real Losant, throttled. "
-        "Exit code 0 only when no state and no command was lost.",
+        "Exit code 0 only when no state and no command was lost: every command the controller's rounds "
+        "were due to send during the reporting ('commands due') must be sent and received, so a "
+        "controller that falls behind fails the run.",
     )
     sim.add_argument("--devices", type=_positive_int, default=10, metavar="N", help="number of devices (default 10)")
     sim.add_argument("--rate", type=_positive_float, default=1.0, metavar="R", help="states per second per device (default 1)")
@@ -223,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--json", type=Path, metavar="PATH", help="write a JSON report here")
     sim.add_argument("--quiet", action="store_true", help="no progress lines, summary only")
     sim.add_argument("--connect-concurrency", type=_positive_int, default=50, metavar="N", help="connections opened at once")
-    sim.add_argument("--command-interval", type=float, default=1.0, metavar="S", help="seconds between command rounds (0: none)")
+    sim.add_argument("--command-interval", type=float, default=1.0, metavar="S", help="seconds between command rounds (0: none); every round due before the end of "
+                     "the reporting counts, sent or not")
     sim.add_argument("--command-wait", type=_nonnegative_float, default=5.0, metavar="S",
                      help="after the reporting, seconds to wait for commands still on their way; "
                      "those not in by then count as lost (default 5)")

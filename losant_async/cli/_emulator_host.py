@@ -8,6 +8,7 @@ processes and local Ray actors reach one emulator over loopback.
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import signal
 from collections.abc import Mapping, Sequence
@@ -35,12 +36,13 @@ from ..simulator import (
 from ..simulator._pipes import PipeInbox
 
 if TYPE_CHECKING:
-    from ..testing import Application
+    from ..testing import Application, LocalLosant
 
 __all__ = ["SIMULATOR_TAG", "EmulatorHost", "create_fleet"]
 
 SIMULATOR_TAG = "losant-async-simulator"
 _START_TIMEOUT = 120.0
+_FREEZE_EVERY = 5.0
 
 
 def create_fleet(app: Application, config: SimulationConfig, shard: Shard) -> tuple[list[str], list[GatewayGroup]]:
@@ -95,27 +97,43 @@ async def _host_async(config: SimulationConfig, shards: list[tuple[int, int]], e
                 secret=key.secret, mqtt_host=losant.mqtt_host, mqtt_port=losant.mqtt_port,
                 mqtt_transport="tcp", rest_url=losant.rest_url, api_token=token, embedded=True,
             )))
+        gc.freeze()
         events.send(("ready", targets))
-        inbox = PipeInbox(control, "emulator control")
-        while True:
-            try:
-                message = await inbox.get()
-            except EOFError:
-                return
-            if message[0] == "stop":
-                return
-            if message[0] == "stored":
-                expected: Mapping[str, int] = message[1]
-                within: float = message[2]
-                with anyio.move_on_after(within):
-                    for device_id, count in expected.items():
-                        if count <= 0 or len(losant.states(device_id)) >= count:
-                            continue
-                        try:
-                            await losant.wait_for_states(device_id, count, within)
-                        except TimeoutError:
-                            break
-                events.send(("stored", sum(len(losant.states(d)) for d in expected)))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_keep_history_frozen)
+            await _serve(losant, PipeInbox(control, "emulator control"), events)
+            tg.cancel_scope.cancel()
+
+
+async def _keep_history_frozen() -> None:
+    # Stored states are never freed during a run, and there are millions of objects of them:
+    # a full collection walking them all pauses every connection (0.4 s per million). Moving
+    # them out of the collector's sight as they come keeps every collection short.
+    while True:
+        await anyio.sleep(_FREEZE_EVERY)
+        gc.freeze()
+
+
+async def _serve(losant: LocalLosant, inbox: PipeInbox, events: Connection) -> None:
+    while True:
+        try:
+            message = await inbox.get()
+        except EOFError:
+            return
+        if message[0] == "stop":
+            return
+        if message[0] == "stored":
+            expected: Mapping[str, int] = message[1]
+            within: float = message[2]
+            with anyio.move_on_after(within):
+                for device_id, count in expected.items():
+                    if count <= 0 or len(losant.states(device_id)) >= count:
+                        continue
+                    try:
+                        await losant.wait_for_states(device_id, count, within)
+                    except TimeoutError:
+                        break
+            events.send(("stored", sum(len(losant.states(d)) for d in expected)))
 
 
 class EmulatorHost:

@@ -40,9 +40,11 @@ def format_progress(p: Progress) -> str:
         head = "starting"
     else:
         head = f"{p.phase} {min(p.elapsed, p.duration):.1f}/{p.duration:g}s"
+    # Commands due are shown beside those sent: a controller falling behind is visible as it happens.
+    due = f" of {p.commands_scheduled} due" if p.commands_scheduled else ""
     line = (
         f"{head} | {p.states_per_second:.1f} states/s | sent {p.states_sent} | "
-        f"commands received {p.commands_received}/{p.commands_sent} sent | reconnects {p.reconnects} | "
+        f"commands received {p.commands_received}/{p.commands_sent} sent{due} | reconnects {p.reconnects} | "
         f"errors {p.errors}"
     )
     if p.shards > 1:
@@ -162,7 +164,10 @@ def summary_rows(r: SimulationReport) -> list[tuple[str, str]]:
         ("states stored", opt(r.states_stored, "not known on real Losant")),
         ("states lost", opt(r.states_lost, "stored count unknown")),
         ("states/s", f"{r.states_per_second:.1f}"),
-        ("commands sent", str(r.commands_sent)),
+        ("commands due", str(r.commands_scheduled)),
+        ("commands sent", str(r.commands_sent)
+         + (f" ({r.commands_unsent} due but never sent: the controller fell behind or a call failed)"
+            if r.commands_unsent else "")),
         ("commands received", str(r.commands_received)
          + (f" (+{r.commands_duplicate} duplicates)" if r.commands_duplicate else "")),
         ("commands lost", f"{r.commands_lost}" + (f" (not in {r.command_wait:g} s after the run)"

@@ -147,6 +147,8 @@ class SimulationStats:
     states_late: int = 0
     """States sent more than one period after their due time (the sender fell behind)."""
     states_acked: int | None = None
+    commands_scheduled: int = 0
+    """Commands the controller's rounds were due to send by the end of the reporting (sent or not)."""
     commands_sent: int = 0
     commands_received: int = 0
     commands_duplicate: int = 0
@@ -185,6 +187,8 @@ class Progress:
     errors: int
     last_error: str | None
     shards: int = 1
+    commands_scheduled: int = 0
+    """Commands due by now; more than ``commands_sent`` when the controller is behind."""
 
     def to_dict(self) -> dict[str, Any]:
         """The progress as a JSON-ready dict."""
@@ -220,6 +224,7 @@ def merge_progress(parts: Sequence[Progress]) -> Progress:
         errors=sum(p.errors for p in parts),
         last_error=last,
         shards=sum(p.shards for p in parts),
+        commands_scheduled=sum(p.commands_scheduled for p in parts),
     )
 
 
@@ -260,6 +265,8 @@ class SimulationReport:
     states_acked: int | None
     states_stored: int | None
     states_per_second: float
+    commands_scheduled: int
+    """Commands the controller was due to send during the reporting; those it never sent are ``commands_unsent``."""
     commands_sent: int
     commands_received: int
     commands_duplicate: int
@@ -283,6 +290,11 @@ class SimulationReport:
         return None if self.states_stored is None else max(0, self.states_sent - self.states_stored)
 
     @property
+    def commands_unsent(self) -> int:
+        """Commands due that were never sent: the controller fell behind, or the server refused the call."""
+        return max(0, self.commands_scheduled - self.commands_sent)
+
+    @property
     def commands_lost(self) -> int:
         """Commands the server accepted that no device received within the wait."""
         return max(0, self.commands_sent - self.commands_received)
@@ -297,12 +309,13 @@ class SimulationReport:
 
     @property
     def ok(self) -> bool:
-        """Completed, every state sent, no state or command lost, no errors."""
+        """Completed, every state sent, no state lost, every command due sent and received, no errors."""
         return (
             not self.interrupted
             and self.errors == 0
             and self.states_sent == self.states_expected
             and (self.states_lost is None or self.states_lost == 0)
+            and self.commands_unsent == 0
             and self.commands_lost == 0
         )
 
@@ -328,6 +341,7 @@ class SimulationReport:
             else:
                 out[f.name] = value
         out["states_lost"] = self.states_lost
+        out["commands_unsent"] = self.commands_unsent
         out["commands_lost"] = self.commands_lost
         out["ok"] = self.ok
         return out
@@ -362,8 +376,8 @@ def _sum_optional(values: Iterable[int | None]) -> int | None:
     return total
 
 
-_PART_FIELDS = ("devices", "states_expected", "states_sent", "states_late", "states_stored", "commands_sent",
-                "commands_received", "errors")
+_PART_FIELDS = ("devices", "states_expected", "states_sent", "states_late", "states_stored", "commands_scheduled",
+                "commands_sent", "commands_received", "errors")
 
 
 def part_of(report: SimulationReport) -> list[dict[str, Any]]:
@@ -374,6 +388,7 @@ def part_of(report: SimulationReport) -> list[dict[str, Any]]:
     part: dict[str, Any] = {"shard": f"{shard.index + 1}/{shard.count}"}
     part.update({name: getattr(report, name) for name in _PART_FIELDS})
     part["states_lost"] = report.states_lost
+    part["commands_unsent"] = report.commands_unsent
     part["commands_lost"] = report.commands_lost
     return [part]
 
@@ -420,6 +435,7 @@ def merge_reports(reports: Sequence[SimulationReport]) -> SimulationReport:
         states_acked=_sum_optional(r.states_acked for r in reports),
         states_stored=_sum_optional(r.states_stored for r in reports),
         states_per_second=round(sum(r.states_per_second for r in reports), 2),
+        commands_scheduled=sum(r.commands_scheduled for r in reports),
         commands_sent=sum(r.commands_sent for r in reports),
         commands_received=sum(r.commands_received for r in reports),
         commands_duplicate=sum(r.commands_duplicate for r in reports),
@@ -491,6 +507,7 @@ def build_report(
         states_acked=stats.states_acked,
         states_stored=states_stored,
         states_per_second=round(stats.states_sent / run_seconds, 2) if run_seconds > 0 else 0.0,
+        commands_scheduled=stats.commands_scheduled,
         commands_sent=stats.commands_sent,
         commands_received=stats.commands_received,
         commands_duplicate=stats.commands_duplicate,

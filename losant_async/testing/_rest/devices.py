@@ -79,12 +79,16 @@ def _command_targets(srv: Server, app: ApplicationRecord, body: Mapping[str, Any
     ids, tags, query = body.get("deviceIds"), body.get("deviceTags"), body.get("deviceQuery")
     if ids is None and tags is None and query is None:
         raise ValidationError("give deviceIds, deviceTags or deviceQuery")
-    devices = [d for d in srv.store.devices.values() if d.application_id == app.id]
     if ids is not None:
         if not isinstance(ids, list):
             raise ValidationError("deviceIds must be a list")
-        wanted = set(ids)
-        devices = [d for d in devices if d.id in wanted]
+        # Looked up by id, not by scanning the store: a simulator commanding 50 of 10,000 devices
+        # 20 times a second scanned 200,000 records a second for them.
+        by_id = srv.store.devices
+        found = (by_id.get(i) for i in dict.fromkeys(i for i in ids if isinstance(i, str)))
+        devices = [d for d in found if d is not None and d.application_id == app.id]
+    else:
+        devices = [d for d in srv.store.devices.values() if d.application_id == app.id]
     if tags is not None:
         pairs = srv.store.parse_tags(tags) if tags else []
         devices = [d for d in devices if any(p in d.tags for p in pairs)]

@@ -205,3 +205,23 @@ def test_results_round_trip_through_json() -> None:
     doc = json.loads(json.dumps(results_document([r], machine={}, run={})))
     (back,) = results_from_document(doc)
     assert format_table([back]) == format_table([r])
+
+
+def test_the_emulator_fleet_target_fails_on_any_loss_whatever_the_latency() -> None:
+    from benchmarks._cases_local import _LOST, _p99_none_lost
+
+    full = {"commands_scheduled": 60, "commands_sent": 60, "commands_received": 60,
+            "states_expected": 600, "states_stored": 600}
+    assert _p99_none_lost(full, 120.0) == 120.0
+    # A fast p99 over the few commands that went out must not pass: unsent, lost, a state missing.
+    for key, value in (("commands_sent", 10), ("commands_received", 59), ("states_stored", 599)):
+        assert _p99_none_lost({**full, key: value}, 5.0) == _LOST
+    assert _p99_none_lost({k: v for k, v in full.items() if k != "commands_scheduled"}, 5.0) == _LOST
+    assert _p99_none_lost({**full, "error": "boom"}, 5.0) is None
+    result = CaseResult(case="7-emulator-fleet", title="t")
+    ours = Contender("10,000 devices", "ours", "ms", higher_is_better=False)
+    record(ours, 0, {}, 50.0, p99_none_lost_ms=_p99_none_lost({**full, "commands_sent": 10}, 50.0))
+    result.contenders = [ours]
+    result.targets = [Target("10,000 devices: command p99 < 1 s with none lost", ours.name, None, 1000.0,
+                             metric="p99_none_lost_ms", at_most=True)]
+    assert [o.status for o in result.evaluate()] == ["missed"]

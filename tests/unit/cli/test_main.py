@@ -61,30 +61,34 @@ def test_a_missing_optional_dependency_is_one_line_naming_the_extra(
     assert err.strip() == "losant-async: error: module 'jsonschema' is missing: pip install 'losant-async[emulator]'"
 
 
-def _report(commands_sent: int, commands_received: int) -> object:
+def _report(commands_sent: int, commands_received: int, commands_due: int | None = None) -> object:
     from losant_async.simulator import SimulationConfig, SimulationStats, build_report
 
     config = SimulationConfig(devices=2, duration=1.0)
     stats = SimulationStats(states_sent=config.expected(), commands_sent=commands_sent,
-                            commands_received=commands_received)
+                            commands_received=commands_received,
+                            commands_scheduled=commands_sent if commands_due is None else commands_due)
     return build_report(config, stats, gateways=0, run_seconds=1.0, connect_seconds=0.1,
                         states_stored=config.expected(), interrupted=False, embedded=True, peak_rss=None,
                         machine={})
 
 
-@pytest.mark.parametrize(("sent", "received", "code"), [(4, 4, 0), (4, 3, 1), (4, 0, 1)])
-def test_a_lost_command_makes_simulate_exit_non_zero(
-    sent: int, received: int, code: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("sent", "received", "due", "code"),
+                         [(4, 4, 4, 0), (4, 3, 4, 1), (4, 0, 4, 1), (4, 4, 10, 1)])
+def test_a_lost_or_unsent_command_makes_simulate_exit_non_zero(
+    sent: int, received: int, due: int, code: int, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import losant_async.cli._commands as commands
 
     async def fake_run(*args: object) -> object:
-        return _report(sent, received)
+        return _report(sent, received, due)
 
     monkeypatch.setattr(commands, "run_simulate", fake_run)
     assert main(["simulate", "--devices", "2", "--duration", "1"]) == code
     out = capsys.readouterr().out
     assert ("FAILED" in out) == bool(code) and "commands lost" in out
+    assert ("due but never sent" in out) == (due > sent)
 
 
 def test_a_bad_log_level_is_a_usage_error(capsys: pytest.CaptureFixture[str],

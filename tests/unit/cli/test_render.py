@@ -35,6 +35,8 @@ def test_progress_line_shows_the_counters() -> None:
     assert "connecting 2/5" in format_progress(_progress(phase="connecting", connected=2))
     assert "connected 4/5" in format_progress(_progress(connected=4))
     assert "connected" not in format_progress(_progress())
+    # A controller behind its rounds shows as it happens: 3 sent of 9 due.
+    assert "commands received 2/3 sent of 9 due" in format_progress(_progress(commands_scheduled=9))
 
 
 def test_views() -> None:

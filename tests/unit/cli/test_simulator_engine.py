@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from losant_async.errors import ConnectionLostError, UnauthorizedError
-from losant_async.simulator import Simulation, SimulationConfig, Target, expected_states
+from losant_async.simulator import Phase, Simulation, SimulationConfig, Target, expected_states
 
 
 def _sim(devices: int, rate: float, duration: float) -> Simulation:
@@ -35,6 +35,60 @@ async def test_every_scheduled_state_is_sent_in_phase_order_with_increasing_time
     # Losant merges states of one device that share a millisecond: times strictly increase.
     for times in by_device.values():
         assert times == sorted(set(times))
+
+
+async def test_a_send_that_blocks_holds_back_only_its_own_lane_of_devices() -> None:
+    from losant_async.simulator._engine import _LANE_DEVICES
+
+    sim = _sim(devices=3 * _LANE_DEVICES, rate=10.0, duration=0.2)
+    ids = sim.target.device_ids
+    others = set(ids[_LANE_DEVICES:])
+    first_seen: set[str] = set()
+    others_sent = anyio.Event()
+    stuck = ids[0]
+
+    async def send(device_id: str, data: dict[str, float], ms: int) -> None:
+        first_seen.add(device_id)
+        if others <= first_seen:
+            others_sent.set()
+        if device_id == stuck and not others_sent.is_set():
+            # Unblocked only once every device of the other lanes has sent: one task for the whole
+            # fleet would wait here for ever (and fail_after would say so).
+            await others_sent.wait()
+
+    with anyio.fail_after(20):
+        await sim._report(send, None)
+    assert sim.stats.states_sent == expected_states(3 * _LANE_DEVICES, 10.0, 0.2)
+
+
+def test_progress_gathers_device_statistics_a_slice_at_a_time_and_the_totals_add_up() -> None:
+    from losant_async.simulator._engine import _STATS_PER_PROGRESS
+
+    class Stats:
+        def __init__(self, reconnects: int, acked: int) -> None:
+            self.reconnects, self.acked = reconnects, acked
+
+    class Conn:
+        connected = True
+
+        def __init__(self, i: int) -> None:
+            self.stats = Stats(i % 3, i)
+
+    n = 2 * _STATS_PER_PROGRESS + 7
+    ids = tuple(f"{i:024x}" for i in range(n))
+    target = Target(application_id="a" * 24, device_ids=ids, mqtt_host="127.0.0.1", key="k", secret="s")
+    sim = Simulation(SimulationConfig(devices=n, qos=1), target)
+    conns = [Conn(i) for i in range(n)]
+    sim._devices = conns
+    sim.progress()
+    assert sim.stats.reconnects == sum(i % 3 for i in range(_STATS_PER_PROGRESS))  # one slice so far
+    sim.progress()
+    sim.progress()
+    assert sim.stats.reconnects == sum(i % 3 for i in range(n)) and sim.stats.states_acked == sum(range(n))
+    conns[5].stats.reconnects += 10  # a device reconnected: the next pass over it adds exactly that
+    sim._refresh_device_stats()
+    assert sim.stats.reconnects == sum(i % 3 for i in range(n)) + 10
+    assert sim.progress().connected == n
 
 
 async def test_stop_ends_the_reporting_early() -> None:
@@ -121,11 +175,13 @@ class _SlowClient:
 
     def __init__(self) -> None:
         self.started = 0
+        self.devices_named = 0
         self.four = anyio.Event()
         self.devices = self
 
     async def send_command(self, **kw: object) -> None:
         self.started += 1
+        self.devices_named += len(kw["multi_device_command"]["deviceIds"])  # type: ignore[index]
         if self.started >= 4:
             self.four.set()
         await self.four.wait()
@@ -151,7 +207,143 @@ async def test_a_slow_command_call_does_not_hold_back_the_next_rounds() -> None:
             await sim._report(send, client)  # type: ignore[arg-type]
     # Rounds went on while the first call hung; each finished call counted its devices.
     assert client.started >= 4
-    assert sim.stats.commands_sent == client.started * sim.config.command_batch
+    assert sim.stats.commands_sent == client.devices_named >= client.started * sim.config.command_batch
+
+
+class _StuckClient:
+    """A REST client whose command calls hang until the test releases them: a command path slower than the rounds."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.devices_named = 0
+        self.stuck = anyio.Event()
+        self.release = anyio.Event()
+        self.devices = self
+
+    async def send_command(self, **kw: object) -> None:
+        self.started += 1
+        self.devices_named += len(kw["multi_device_command"]["deviceIds"])  # type: ignore[index]
+        if self.started >= 4:
+            self.stuck.set()
+        await self.release.wait()
+
+
+class _WatchedSimulation(Simulation):
+    """A Simulation that says when its reporting ends (the phase turns to draining), for the test to act then."""
+
+    draining: anyio.Event | None = None
+
+    @property
+    def _phase(self) -> Phase:
+        return self.__dict__["_watched_phase"]  # type: ignore[no-any-return]
+
+    @_phase.setter
+    def _phase(self, value: Phase) -> None:
+        self.__dict__["_watched_phase"] = value
+        if value == "draining" and self.draining is not None:
+            self.draining.set()
+
+
+async def test_rounds_the_controller_never_sent_count_as_unsent_and_fail_the_run() -> None:
+    from losant_async.simulator import build_report
+
+    ids = tuple(f"{i:024x}" for i in range(4))
+    target = Target(application_id="a" * 24, device_ids=ids, mqtt_host="127.0.0.1", key="k", secret="s",
+                    rest_url="http://127.0.0.1:9", api_token="t")
+    config = SimulationConfig(devices=4, rate=10.0, duration=0.5, command_interval=0.01)
+    sim = _WatchedSimulation(config, target)
+    sim.draining = anyio.Event()
+    client = _StuckClient()
+
+    async def send(device_id: str, data: dict[str, float], ms: int) -> None:
+        return None
+
+    async def release_after_the_reporting() -> None:
+        # Four calls hang: every later round waits for one of them until the reporting is over.
+        await client.stuck.wait()
+        assert sim.draining is not None
+        await sim.draining.wait()
+        client.release.set()
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(release_after_the_reporting)
+            await sim._report(send, client)  # type: ignore[arg-type]
+    assert client.started == 4
+    due = config.commands_scheduled()
+    assert due == 49 * config.command_batch  # rounds at 0.01 .. 0.49 s
+    sent = client.devices_named  # four calls, each of the rounds due when it started
+    assert sim.stats.commands_scheduled == due and sim.stats.commands_sent == sent < due
+    sim.stats.commands_received = sim.stats.commands_sent  # every command sent arrived ...
+    report = build_report(config, sim.stats, gateways=0, run_seconds=0.5, connect_seconds=0.0,
+                          states_stored=sim.stats.states_sent, interrupted=False, embedded=True,
+                          peak_rss=None, machine={})
+    # ... and still the run failed: commands were due and never sent.
+    assert report.commands_lost == 0 and report.commands_unsent == due - sent > 0
+    assert not report.ok
+    data = report.to_dict()
+    assert data["commands_scheduled"] == due and data["commands_unsent"] == due - sent and data["ok"] is False
+
+
+async def test_rounds_due_while_calls_were_slow_go_together_in_one_call_without_a_device_twice() -> None:
+    ids = tuple(f"{i:024x}" for i in range(200))
+    target = Target(application_id="a" * 24, device_ids=ids, mqtt_host="127.0.0.1", key="k", secret="s",
+                    rest_url="http://127.0.0.1:9", api_token="t")
+    config = SimulationConfig(devices=200, rate=10.0, duration=1.5, command_interval=0.05)
+    sim = Simulation(config, target)
+    release = anyio.Event()
+    calls: list[list[str]] = []
+
+    class Client:
+        @property
+        def devices(self) -> Client:
+            return self
+
+        async def send_command(self, **kw: object) -> None:
+            calls.append(list(kw["multi_device_command"]["deviceIds"]))  # type: ignore[index]
+            await release.wait()
+
+    async def send(device_id: str, data: dict[str, float], ms: int) -> None:
+        # The first calls hang until 0.8 s of states went out (16 rounds due by then, 4 in flight).
+        if sim.stats.states_sent >= 1600:
+            release.set()
+
+    with anyio.fail_after(30):
+        await sim._report(send, Client())  # type: ignore[arg-type]
+    batch = config.command_batch
+    assert max(len(c) for c in calls) > batch  # rounds that fell due meanwhile went in one call
+    assert all(len(set(c)) == len(c) for c in calls)
+    assert sim.stats.commands_sent == sum(len(c) for c in calls) <= sim.stats.commands_scheduled
+    assert sim.stats.commands_sent % batch == 0
+
+
+async def test_a_controller_that_keeps_up_sends_every_round_due_and_no_more() -> None:
+    ids = tuple(f"{i:024x}" for i in range(4))
+    target = Target(application_id="a" * 24, device_ids=ids, mqtt_host="127.0.0.1", key="k", secret="s",
+                    rest_url="http://127.0.0.1:9", api_token="t")
+    config = SimulationConfig(devices=4, rate=10.0, duration=0.7, command_interval=0.2)
+    sim = Simulation(config, target)
+    calls: list[object] = []
+
+    class Client:
+        @property
+        def devices(self) -> Client:
+            return self
+
+        async def send_command(self, **kw: object) -> None:
+            calls.append(kw["multi_device_command"])
+
+    client = Client()
+
+    async def send(device_id: str, data: dict[str, float], ms: int) -> None:
+        return None
+
+    with anyio.fail_after(30):
+        await sim._report(send, client)  # type: ignore[arg-type]
+    # Rounds at 0.2, 0.4, 0.6 s; none at or after the end of the reporting.
+    assert sum(len(c["deviceIds"]) for c in calls) == 3  # type: ignore[index]
+    assert sim.stats.commands_scheduled == sim.stats.commands_sent == 3
+    assert sim.progress().commands_scheduled == 3
 
 
 async def test_shards_against_losant_split_the_applications_connection_budget(

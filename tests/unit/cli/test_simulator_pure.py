@@ -41,6 +41,20 @@ def test_due_times_do_not_drift_over_a_long_run() -> None:
     assert times[-1] == pytest.approx(999.9, abs=1e-9)
 
 
+def test_command_rounds_are_those_due_before_the_end_of_the_reporting() -> None:
+    from losant_async.simulator import command_rounds
+
+    assert command_rounds(1.0, 10.0) == 9  # at 1 .. 9 s; one at 10 s would come after the end
+    assert command_rounds(1.0, 10.5) == 10
+    assert command_rounds(1 / 3, 10.0) == 29  # 30 * (1/3) lands on the end despite rounding
+    assert command_rounds(0.05, 60.0) == 1199
+    assert command_rounds(1.0, 10.0, elapsed=4.5) == 4  # stopped early: the rounds due by then
+    assert command_rounds(1.0, 10.0, elapsed=40.0) == 9
+    assert command_rounds(0.0, 10.0) == 0 and command_rounds(2.0, 1.0) == 0
+    config = SimulationConfig(devices=500, duration=10.0, command_interval=0.5)
+    assert config.commands_scheduled() == 19 * config.command_batch == 190
+
+
 def test_phase_offsets_spread_devices_evenly_over_one_period() -> None:
     offsets = phase_offsets(4, 2.0)
     assert offsets == [0.0, 0.125, 0.25, 0.375]

@@ -58,8 +58,10 @@ def test_merged_histograms_equal_the_histogram_of_all_values() -> None:
 
 
 def _shard_report(shard: Shard, *, sent: int, stored: int | None, cmd_sent: int, cmd_recv: int,
-                  latencies: list[float], errors: int = 0, devices: int = 10) -> SimulationReport:
-    stats = SimulationStats(states_sent=sent, commands_sent=cmd_sent, commands_received=cmd_recv)
+                  latencies: list[float], errors: int = 0, devices: int = 10,
+                  cmd_due: int | None = None) -> SimulationReport:
+    stats = SimulationStats(states_sent=sent, commands_sent=cmd_sent, commands_received=cmd_recv,
+                            commands_scheduled=cmd_sent if cmd_due is None else cmd_due)
     for v in latencies:
         stats.command_latency.record(v)
     for _ in range(errors):
@@ -81,15 +83,26 @@ def test_a_lost_command_makes_the_report_fail() -> None:
     assert data["command_latency_ms"]["p50"] is not None
 
 
+def test_a_command_due_but_never_sent_makes_the_report_fail() -> None:
+    behind = _shard_report(Shard(0, 1), sent=20, stored=20, cmd_sent=4, cmd_recv=4, latencies=[5, 6, 7, 8],
+                           cmd_due=10)
+    assert behind.commands_lost == 0 and behind.commands_unsent == 6 and not behind.ok
+    data = behind.to_dict()
+    assert (data["commands_scheduled"], data["commands_unsent"], data["ok"]) == (10, 6, False)
+    assert report_from_dict(json.loads(json.dumps(data))).commands_unsent == 6
+
+
 def test_merge_is_exact_on_known_reports() -> None:
     a = _shard_report(Shard(0, 2), sent=10, stored=9, cmd_sent=3, cmd_recv=3, latencies=[10, 20, 30])
     b = _shard_report(Shard(1, 2), sent=10, stored=10, cmd_sent=5, cmd_recv=4, latencies=[100, 200, 300, 400],
-                      errors=2)
+                      errors=2, cmd_due=7)
     m = merge_reports([b, a])
     assert (m.devices, m.fleet_devices) == (10, 10)
     assert m.states_expected == a.states_expected + b.states_expected == 20
     assert (m.states_sent, m.states_stored, m.states_lost) == (20, 19, 1)
     assert (m.commands_sent, m.commands_received, m.commands_lost) == (8, 7, 1)
+    assert (m.commands_scheduled, m.commands_unsent) == (10, 2)
+    assert [p["commands_unsent"] for p in m.parts] == [2, 0]
     assert m.errors == 2 and m.errors_by_type == {"TimeoutError": 2}
     assert m.command_latency == _hist([10, 20, 30, 100, 200, 300, 400])
     assert m.command_p50_ms == _hist([10, 20, 30, 100, 200, 300, 400]).percentile(50)
@@ -127,11 +140,11 @@ def test_merged_progress_sums_the_counters_and_waits_for_the_slowest_shard() -> 
     def p(phase: Any, sent: int) -> Progress:
         return Progress(phase=phase, elapsed=1.0, duration=5.0, devices=5, connections=5, connected=5,
                         states_sent=sent, states_per_second=2.0, commands_sent=3, commands_received=1,
-                        reconnects=0, errors=0, last_error=None)
+                        reconnects=0, errors=0, last_error=None, commands_scheduled=4)
 
     m = merge_progress([p("running", 4), p("connecting", 0)])
     assert m.phase == "connecting" and m.states_sent == 4 and m.devices == 10 and m.shards == 2
-    assert m.commands_received == 2 and m.commands_sent == 6
+    assert m.commands_received == 2 and m.commands_sent == 6 and m.commands_scheduled == 8
     assert Progress.from_dict(m.to_dict()) == m
 
 
