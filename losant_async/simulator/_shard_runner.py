@@ -54,6 +54,7 @@ def final_progress(last: Progress, report: SimulationReport) -> Progress:
         connections=last.connections, connected=last.connected, states_sent=report.states_sent,
         states_per_second=0.0, commands_sent=report.commands_sent, commands_received=report.commands_received,
         reconnects=report.reconnects, errors=report.errors, last_error=last.last_error,
+        commands_scheduled=report.commands_scheduled,
     )
 
 

@@ -128,3 +128,15 @@ async def test_a_runner_needs_shards_and_runs_once() -> None:
     await runner.run()
     with pytest.raises(ValidationError, match="runs once"):
         await runner.run()
+
+
+def test_a_finished_shards_progress_carries_the_commands_due_from_its_report() -> None:
+    from losant_async.simulator._shard_runner import empty_progress, final_progress
+
+    config = SimulationConfig(devices=4, duration=3.0, command_interval=1.0)
+    stats = SimulationStats(states_sent=12, commands_sent=2, commands_received=2, commands_scheduled=3)
+    report = build_report(config, stats, gateways=0, run_seconds=3.0, connect_seconds=0.0, states_stored=None,
+                          interrupted=False, embedded=False, peak_rss=None, machine={})
+    done = final_progress(empty_progress(config), report)
+    assert (done.phase, done.states_sent, done.commands_sent) == ("done", 12, 2)
+    assert done.commands_scheduled == report.commands_scheduled == 3
