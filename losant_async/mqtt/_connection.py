@@ -1,8 +1,8 @@
 """One MQTT connection over aiomqtt: the only module that touches aiomqtt or paho.
 
 aiomqtt builds and configures the paho client (TLS, WebSockets, credentials)
-and runs its subscribe, unsubscribe and keepalive timer. The hot paths go
-around it on purpose, through the paho client it wraps (``client._client``):
+and runs its subscribe and unsubscribe. The hot paths go around it on purpose,
+through the paho client it wraps (``client._client``):
 
 - publish: aiomqtt awaits paho's ``on_publish`` for every message, even at
   QoS 0, an event-loop round trip per message that caps a connection near
@@ -20,6 +20,11 @@ around it on purpose, through the paho client it wraps (``client._client``):
 - reads: aiomqtt handles one packet per readiness event and paho reads each
   packet with three ``recv`` calls; here one wakeup drains every packet
   buffered, from one large ``recv``.
+- keepalive: aiomqtt runs a task per client that wakes every second to call
+  paho's ``loop_misc``: 10,000 devices cost 10,000 task steps a second doing
+  nothing. Here one timer per connection fires when ``loop_misc`` can next
+  have something to do (a keepalive after the last packet out or bytes in, or
+  a PINGRESP overdue), about once per keepalive period.
 - connect and writer registration: taken apart so that cancellation and early
   hang-ups leave nothing half-open (see ``connect``).
 
@@ -198,8 +203,6 @@ PRIVATE_NEEDS: tuple[tuple[str, str, _Kind], ...] = (
     ("aiomqtt.Client", "_client_connect", ("method", ())),
     ("aiomqtt.Client", "_connected", asyncio.Future),
     ("aiomqtt.Client", "_disconnected", asyncio.Future),
-    ("aiomqtt.Client", "_misc_loop", ("method", ())),
-    ("aiomqtt.Client", "_misc_task", (type(None), asyncio.Task)),
     ("paho.Client", "_handle_pubackcomp", ("method", ("cmd",))),
     ("paho.Client", "_handle_publish", ("method", ())),
     ("paho.Client", "_send_puback", ("method", ("mid",))),
@@ -217,6 +220,9 @@ PRIVATE_NEEDS: tuple[tuple[str, str, _Kind], ...] = (
     ("paho.Client", "_inflight_messages", int),
     ("paho.Client", "_max_inflight_messages", int),
     ("paho.Client", "_last_msg_out", (int, float)),
+    # When bytes last came in: paho 2.2 renamed it ("a|b": whichever this release has).
+    ("paho.Client", "_last_bytes_received|_last_msg_in", (int, float)),
+    ("paho.Client", "_ping_t", (int, float)),
     ("paho.MQTTMessageInfo", "_set_as_published", ("method", ())),
 )
 #: Keys of paho's packet dicts read (``_in_packet``) or built (``_out_packet`` entries) here.
@@ -226,6 +232,8 @@ PAHO_NAMES = ("time_func", "MQTTMessageInfo", "PUBLISH", "MQTT_ERR_SUCCESS", "MQ
               "WebsocketConnectionError", "CallbackAPIVersion")
 
 _internals_checked = False
+#: paho's "when bytes last came in" attribute in the installed release (set by the check).
+_bytes_in = "_last_bytes_received"
 
 
 def check_internals(aio_client: Any, message_info: Any, module: Any = paho) -> list[str]:
@@ -240,10 +248,11 @@ def check_internals(aio_client: Any, message_info: Any, module: Any = paho) -> l
         "paho.Client": getattr(aio_client, "_client", None),
         "paho.MQTTMessageInfo": message_info,
     }
-    for owner, name, kind in PRIVATE_NEEDS:
+    for owner, entry, kind in PRIVATE_NEEDS:
         obj = owners[owner]
-        where = f"{owner}.{name}"
-        if obj is None or not hasattr(obj, name):
+        where = f"{owner}.{entry}"
+        name = next((n for n in entry.split("|") if obj is not None and hasattr(obj, n)), None)
+        if name is None:
             problems.append(f"{where} is missing")
             continue
         value = getattr(obj, name)
@@ -267,10 +276,12 @@ def check_internals(aio_client: Any, message_info: Any, module: Any = paho) -> l
 
 
 def _check_internals_once(aio_client: aiomqtt.Client) -> None:
-    global _internals_checked
+    global _internals_checked, _bytes_in
     if _internals_checked:
         return
     problems = check_internals(aio_client, paho.MQTTMessageInfo(0))
+    if not hasattr(aio_client._client, _bytes_in):
+        _bytes_in = "_last_msg_in"  # paho 2.1
     if problems:
         raise MQTTError(
             "this aiomqtt/paho-mqtt release differs from the one losant_async was written against "
@@ -361,6 +372,8 @@ class Connection:
         self._connack: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._closed = False
         self._reading_paused = False
+        self._keepalive = keepalive
+        self._keepalive_timer: asyncio.TimerHandle | None = None
         #: True once a DISCONNECT we sent was written and the socket closed by paho.
         self.closed_cleanly: bool = False
         self._aiomqtt_unregister_write: Any = self._paho.on_socket_unregister_write
@@ -467,16 +480,47 @@ class Connection:
         if isinstance(sock, socket.socket):
             self._paho._sock = _ReadBuffered(sock)
         fd = sock.fileno()
-        aio = self._client
 
         def start() -> None:
             if self._closed or self._paho._sock is None:
                 return
             if not self._reading_paused:
                 self._loop.add_reader(fd, self._on_readable)
-            aio._misc_task = self._loop.create_task(aio._misc_loop(), name="losant-mqtt-keepalive")
+            self._arm_keepalive()
 
         self._loop.call_soon_threadsafe(start)
+
+    def _arm_keepalive(self) -> None:
+        """Wake ``loop_misc`` when it can next act, not every second as aiomqtt's task does.
+
+        Before the earliest of (last packet out, last bytes in, PINGREQ sent) plus
+        the keepalive, paho's ``loop_misc`` is a no-op; each call that acts moves
+        those times on (or ends the connection), so the timer never spins.
+        """
+        client = self._paho
+        if self._keepalive <= 0 or self._closed or client._sock is None:
+            return
+        due = min(client._last_msg_out, getattr(client, _bytes_in))
+        ping = client._ping_t
+        if ping > 0 and ping < due:
+            due = ping
+        # A millisecond late rather than early: early would only re-arm for the rest.
+        delay = due + self._keepalive - paho.time_func() + 0.001
+        self._keepalive_timer = self._loop.call_later(delay if delay > 0 else 0, self._on_keepalive)
+
+    def _on_keepalive(self) -> None:
+        self._keepalive_timer = None
+        if self._closed:
+            return
+        try:
+            rc = self._paho.loop_misc()
+        except Exception as exc:  # a broken socket: report it as the end of the connection
+            fut = self._client._disconnected
+            if not fut.done():
+                fut.set_exception(exc)
+            return
+        if rc == paho.MQTT_ERR_SUCCESS:
+            self._arm_keepalive()
 
     def _on_register_write(self, client: Any, userdata: Any, sock: Any) -> None:
         # aiomqtt always defers add_writer through call_soon_threadsafe; if the socket is
@@ -637,6 +681,9 @@ class Connection:
 
     def _kill(self) -> None:
         self._closed = True
+        timer, self._keepalive_timer = self._keepalive_timer, None
+        if timer is not None:
+            timer.cancel()
         self._pending.clear()
         self._pending_size = 0
         # Closing paho's socket runs aiomqtt's on_socket_close, which removes the reader
