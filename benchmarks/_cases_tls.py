@@ -12,7 +12,15 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from benchmarks._cases_mqtt import OURS, _counted, _fleet_run, _ids, _rate
+from benchmarks._cases_mqtt import (
+    OURS,
+    _counted,
+    _fleet_run,
+    _ids,
+    fleet_figures,
+    publish_sizes,
+    record_publish,
+)
 from benchmarks._context import Context, record
 from benchmarks._harness import CaseResult, Contender, Target
 from benchmarks._infra import run_worker
@@ -44,9 +52,7 @@ async def case_tls_publish(ctx: Context) -> list[CaseResult]:
     missing = _tls_missing(ctx)
     out: list[CaseResult] = []
     for qos in (0, 1):
-        n = ctx.pick(20_000, 60_000) if qos == 0 else ctx.pick(10_000, 30_000)
-        warm = n // 10
-        total = n + warm
+        n, warm, total = publish_sizes(ctx, qos)
         unit = "msgs/s"
         result = CaseResult(
             case=f"4-tls-publish-qos{qos}",
@@ -93,15 +99,8 @@ async def case_tls_publish(ctx: Context) -> list[CaseResult]:
                 pub_doc, count_doc = await _counted(
                     ctx, topic=topic, expect=total, skip=warm, start=start, timeout=30 + total / 1000
                 )
-                if profiling:
-                    continue
-                rate = _rate(count_doc)
-                delivered = count_doc.get("count", 0) / total * 100 if count_doc else None
-                if count_doc and count_doc.get("count", 0) < total and "error" not in pub_doc:
-                    c.notes.append(f"run {run + 1}: {count_doc.get('count')} of {total} delivered")
-                record(c, run, pub_doc, rate, delivered_pct=delivered)
-                ctx.log(f"  [{result.case} run {run + 1}] {c.name}: "
-                        + (f"{rate:,.0f} msgs/s" if rate else str(pub_doc.get("error") or "no figure")))
+                if not profiling:
+                    record_publish(ctx, result.case, c, run, pub_doc, count_doc, total)
         result.targets = [
             Target(f"QoS {qos} over TLS >= 1.5x paho 2 over TLS", ours.name, paho.name, 1.5),
             Target(f"QoS {qos} over TLS >= 0.8x our own plain-TCP rate", ours.name, ours_plain.name, 0.8),
@@ -159,12 +158,7 @@ async def case_tls_fleet(ctx: Context) -> list[CaseResult]:
             # A TLS handshake per device: allow for a slower connect than plain TCP's.
             doc, counted = await _fleet_run(ctx, argv, c.name, prefix, expect, duration, n,
                                             connects_per_s=40 if c is tls else 200)
-            delivered = counted.get("count", 0)
-            sustained = None
-            if delivered > 1 and counted.get("t_last") and counted.get("t_first"):
-                window = counted["t_last"] - counted["t_first"]
-                sustained = (delivered - 1) / window if window > 0 else None
-            per_dev = ((doc["rss_connected"] - doc["rss_base"]) / n / 1024) if "rss_base" in doc else None
+            delivered, sustained, per_dev = fleet_figures(doc, counted, n)
             if doc.get("errors"):
                 c.notes.append(f"run {run + 1}: {doc['errors']} send errors, first: {doc.get('first_error')}")
             if counted and delivered < expect:

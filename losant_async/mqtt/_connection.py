@@ -46,6 +46,7 @@ import logging
 import socket
 import ssl
 import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -297,6 +298,44 @@ def _version(dist: str) -> str:
         return "?"
 
 
+class _Flusher:
+    """Writes, at the end of a turn of the event loop, what every connection of the loop coalesced in it.
+
+    One callback for all of them: a fleet publishing from thousands of connections
+    would otherwise schedule (and run) one callback per connection per turn.
+    """
+
+    __slots__ = ("__weakref__", "_dirty", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._dirty: list[Connection] = []
+
+    def add(self, conn: Connection) -> None:
+        dirty = self._dirty
+        dirty.append(conn)
+        if len(dirty) == 1:
+            self._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            try:
+                conn._flush_pending()
+            except Exception as exc:  # one connection's fault must not keep the others' bytes back
+                conn._fail(exc)
+
+
+_flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = weakref.WeakKeyDictionary()
+
+
+def _flusher_of(loop: asyncio.AbstractEventLoop) -> _Flusher:
+    flusher = _flushers.get(loop)
+    if flusher is None:
+        flusher = _flushers[loop] = _Flusher(loop)
+    return flusher
+
+
 class Connection:
     """One CONNECT..DISCONNECT. Not reused: every reconnect builds a fresh one.
 
@@ -369,6 +408,8 @@ class Connection:
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._drained: asyncio.Event | None = None
+        self._last_topic: str | None = None
+        self._last_named = b""
         self._connack: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._closed = False
         self._reading_paused = False
@@ -387,6 +428,7 @@ class Connection:
         self._paho.on_socket_register_write = self._on_register_write
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        self._flusher = _flusher_of(self._loop)
         # on_publish stays unset: paho builds a ReasonCode and a Properties object per
         # message just to call it. PUBACKs are handled by _on_puback instead, which for
         # MQTT 3.1.1 needs only the two bytes of the message id; paho's own handler
@@ -540,6 +582,12 @@ class Connection:
             add()
         else:
             self._loop.call_soon_threadsafe(add)
+
+    def _fail(self, exc: BaseException) -> None:
+        """End the connection with ``exc`` as the reason (a broken socket, seen outside paho)."""
+        fut = self._client._disconnected
+        if not fut.done():
+            fut.set_exception(exc)
 
     def _on_writable(self) -> None:
         try:
@@ -720,12 +768,27 @@ class Connection:
                 self._pending_acks.add(info.mid)
         else:
             if direct:
-                self._coalesce(_qos0_publish(topic.encode(), payload))
+                self._coalesce(self._qos0_packet(topic, payload))
                 return 0
             info = self._paho.publish(topic, payload, 0)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise ConnectionLostError(f"could not publish: {paho.error_string(info.rc)}")
         return info.mid
+
+    def _qos0_packet(self, topic: str, payload: bytes) -> bytes:
+        """``_qos0_publish`` with the topic's encoding kept from the last call (a device repeats its topic)."""
+        if topic is self._last_topic:
+            named = self._last_named
+        else:
+            encoded = topic.encode()
+            named = len(encoded).to_bytes(2, "big") + encoded
+            self._last_topic, self._last_named = topic, named
+        remaining = len(named) + len(payload)
+        if remaining < 0x80:
+            return b"".join((bytes((0x30, remaining)), named, payload))
+        if remaining < 0x4000:
+            return b"".join((bytes((0x30, (remaining & 0x7F) | 0x80, remaining >> 7)), named, payload))
+        return _qos0_publish(topic.encode(), payload)
 
     def _coalesce(self, packet: bytes) -> None:
         """A PUBLISH for a TCP or TLS socket whose write buffer is empty, written with others.
@@ -734,13 +797,14 @@ class Connection:
         the packet and have the loop register, call and unregister a writer: two
         epoll changes and a callback per message, and one ``send`` (over TLS, one
         record) per packet. Here packets published in one turn of the event loop
-        are joined and written with one ``send`` when the turn ends, or at once
-        past ``_COALESCE_BYTES``. Order is kept: this path runs only while paho has
-        nothing queued, and a packet paho queues meanwhile (a PINGREQ, SUBSCRIBE,
-        DISCONNECT) is put behind these (see ``_on_register_write``). What the
-        socket does not take goes to paho's queue, whose writer finishes it. QoS 1
-        packets written here are acknowledged through ``_direct_acks``, never
-        through paho's message store (the outbox re-sends after a reconnect).
+        are joined and written with one ``send`` when the turn ends (one callback
+        for every connection of the loop: a fleet sends from many at once), or at
+        once past ``_COALESCE_BYTES``. Order is kept: this path runs only while
+        paho has nothing queued, and a packet paho queues meanwhile (a PINGREQ,
+        SUBSCRIBE, DISCONNECT) is put behind these (see ``_on_register_write``).
+        What the socket does not take goes to paho's queue, whose writer finishes
+        it. QoS 1 packets written here are acknowledged through ``_direct_acks``,
+        never through paho's message store (the outbox re-sends after a reconnect).
         """
         pending = self._pending
         pending.append(packet)
@@ -748,7 +812,7 @@ class Connection:
         if self._pending_size >= _COALESCE_BYTES:
             self._flush_pending()
         elif len(pending) == 1:
-            self._loop.call_soon(self._flush_pending)
+            self._flusher.add(self)
 
     def _take_pending(self) -> bytes:
         pending = self._pending
