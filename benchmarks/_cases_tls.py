@@ -23,7 +23,7 @@ from benchmarks._cases_mqtt import (
 )
 from benchmarks._context import Context, record
 from benchmarks._harness import CaseResult, Contender, Target
-from benchmarks._infra import run_worker
+from benchmarks._infra import WorkerFailed, run_worker
 
 __all__ = ["case_throttle", "case_tls_fleet", "case_tls_publish"]
 
@@ -142,12 +142,37 @@ async def case_tls_fleet(ctx: Context) -> list[CaseResult]:
     unit = "KiB RSS/device"
     tls = Contender(f"{OURS} Fleet {TLS}", "ours", unit, higher_is_better=False)
     plain = Contender(f"{OURS} Fleet {PLAIN}", "baseline", unit, higher_is_better=False)
-    result.contenders = [tls, plain]
+    bare_tls = Contender(f"bare ssl.SSLSocket {TLS}", "limit", unit, higher_is_better=False)
+    bare_plain = Contender(f"bare socket {PLAIN}", "limit", unit, higher_is_better=False)
+    result.contenders = [tls, plain, bare_tls, bare_plain]
     result.notes.append(_tls_note(ctx))
     result.notes.append("other figures: states_s = delivered states/s at the subscriber, delivered_pct, connect_s")
+    result.notes.append(
+        "bare rows: RSS per connection of sockets alone (CONNECT/CONNACK, one shared verifying SSLContext, no "
+        "MQTT library): what OpenSSL keeps per TLS connection, which no client on it can shed; ours over TLS "
+        "minus ours on plain TCP is what TLS costs us, to set against bare TLS minus bare plain"
+    )
     missing = _tls_missing(ctx)
     if missing:
-        tls.skipped = missing
+        tls.skipped = bare_tls.skipped = missing
+    for c in (bare_tls, bare_plain):
+        if c.skipped:
+            continue
+        # 2,000 is enough for a steady per-connection figure, and quick to open one by one.
+        bare = ["-m", "benchmarks.workers.tls_bare", "--n", str(min(n, 2_000))]
+        if c is bare_tls:
+            bare += ["--port", str(ctx.broker.tls_port), "--tls-ca", str(ctx.broker.ca_file)]
+        else:
+            bare += ["--port", str(ctx.broker.port)]
+        async with run_worker(bare, name=c.name) as worker:
+            try:
+                bare_doc = await worker.result(120 + n / 50)
+            except WorkerFailed as exc:
+                bare_doc = {"error": str(exc)}
+        record(c, 0, bare_doc, bare_doc.get("kib_per_conn"))
+        ctx.log(f"  [{result.case}] {c.name}: "
+                + (f"{bare_doc['kib_per_conn']:.1f} KiB/connection ({bare_doc.get('tls_version')})"
+                   if "kib_per_conn" in bare_doc else str(bare_doc.get("error") or bare_doc.get("skipped"))))
     expect = int(n * rate * duration)
     for run in range(runs):
         for idx, c in enumerate((tls, plain)):

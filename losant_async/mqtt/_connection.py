@@ -96,6 +96,22 @@ def _qos0_publish(topic: bytes, payload: bytes) -> bytes:
     return b"".join((header, len(topic).to_bytes(2, "big"), topic, payload))
 
 
+def _named_topic(topic: str) -> bytes:
+    """A topic as PUBLISH carries it: two length bytes, then UTF-8."""
+    encoded = topic.encode()
+    return len(encoded).to_bytes(2, "big") + encoded
+
+
+def _qos0_packet(named: bytes, payload: bytes) -> bytes:
+    """``_qos0_publish`` for a topic already in ``_named_topic`` form; headers of 1-2 length bytes in one step."""
+    remaining = len(named) + len(payload)
+    if remaining < 0x80:
+        return b"".join((bytes((0x30, remaining)), named, payload))
+    if remaining < 0x4000:
+        return b"".join((bytes((0x30, (remaining & 0x7F) | 0x80, remaining >> 7)), named, payload))
+    return _qos0_publish(named[2:], payload)
+
+
 def _qos1_publish(topic: bytes, payload: bytes, mid: int) -> bytes:
     """An MQTT 3.1.1 PUBLISH packet at QoS 1 with packet identifier ``mid``, no retain, no dup."""
     remaining = 4 + len(topic) + len(payload)
@@ -184,12 +200,18 @@ class _UnusedQueue(asyncio.Queue):  # type: ignore[type-arg]
         raise RuntimeError("aiomqtt's message queue is not used by losant_async")
 
 
+_wire_logger: logging.Logger | None = None
+
+
 def _quiet_logger() -> logging.Logger:
     # aiomqtt warns once per publish beyond 10 pending calls and paho logs every packet
     # at debug; neither helps users of this layer, and password-bearing state must not leak.
-    logger = logging.getLogger("losant_async.mqtt.wire")
-    logger.setLevel(logging.WARNING)
-    return logger
+    # Set once: setLevel clears every logger's cache, a cost per connection of a fleet.
+    global _wire_logger
+    if _wire_logger is None:
+        _wire_logger = logging.getLogger("losant_async.mqtt.wire")
+        _wire_logger.setLevel(logging.WARNING)
+    return _wire_logger
 
 
 # -- the private names this module relies on ------------------------------------------------
@@ -776,19 +798,10 @@ class Connection:
         return info.mid
 
     def _qos0_packet(self, topic: str, payload: bytes) -> bytes:
-        """``_qos0_publish`` with the topic's encoding kept from the last call (a device repeats its topic)."""
-        if topic is self._last_topic:
-            named = self._last_named
-        else:
-            encoded = topic.encode()
-            named = len(encoded).to_bytes(2, "big") + encoded
-            self._last_topic, self._last_named = topic, named
-        remaining = len(named) + len(payload)
-        if remaining < 0x80:
-            return b"".join((bytes((0x30, remaining)), named, payload))
-        if remaining < 0x4000:
-            return b"".join((bytes((0x30, (remaining & 0x7F) | 0x80, remaining >> 7)), named, payload))
-        return _qos0_publish(topic.encode(), payload)
+        # A device repeats its topic: its length-prefixed bytes are kept from the last call.
+        if topic is not self._last_topic:
+            self._last_topic, self._last_named = topic, _named_topic(topic)
+        return _qos0_packet(self._last_named, payload)
 
     def _coalesce(self, packet: bytes) -> None:
         """A PUBLISH for a TCP or TLS socket whose write buffer is empty, written with others.
