@@ -76,6 +76,26 @@ def _rate(count_doc: dict[str, Any]) -> float | None:
     return n / window if window > 0 and n > 0 else None
 
 
+def publish_sizes(ctx: Context, qos: int) -> tuple[int, int, int]:
+    """Messages measured, warm-up messages before them, and the total sent, for a publish case at ``qos``."""
+    n = ctx.pick(20_000, 60_000) if qos == 0 else ctx.pick(10_000, 30_000)
+    warm = n // 10
+    return n, warm, n + warm
+
+
+def record_publish(
+    ctx: Context, case: str, c: Contender, run: int, pub_doc: dict[str, Any], count_doc: dict[str, Any], total: int
+) -> None:
+    """One publish run of ``c``: the rate the subscriber saw, how much arrived, and a log line."""
+    rate = _rate(count_doc)
+    delivered = count_doc.get("count", 0) / total * 100 if count_doc else None
+    if count_doc and count_doc.get("count", 0) < total and "error" not in pub_doc:
+        c.notes.append(f"run {run + 1}: {count_doc.get('count')} of {total} delivered")
+    record(c, run, pub_doc, rate, delivered_pct=delivered)
+    ctx.log(f"  [{case} run {run + 1}] {c.name}: "
+            + (f"{rate:,.0f} msgs/s" if rate else str(pub_doc.get("error") or pub_doc.get("skipped") or "no figure")))
+
+
 def _payload_file(n: int) -> str:
     enc = msgspec.json.Encoder()
     now = int(time.time() * 1000)
@@ -92,9 +112,7 @@ async def case_publish(ctx: Context) -> list[CaseResult]:
     port = str(ctx.broker.port)
     out: list[CaseResult] = []
     for qos in (0, 1):
-        n = ctx.pick(20_000, 60_000) if qos == 0 else ctx.pick(10_000, 30_000)
-        warm = n // 10
-        total = n + warm
+        n, warm, total = publish_sizes(ctx, qos)
         unit = "msgs/s"
         result = CaseResult(
             case=f"1-publish-qos{qos}",
@@ -145,15 +163,8 @@ async def case_publish(ctx: Context) -> list[CaseResult]:
                     pub_doc, count_doc = await _counted(
                         ctx, topic=topic, expect=total, skip=warm, start=start, timeout=timeout
                     )
-                    if profiling:
-                        continue
-                    rate = _rate(count_doc)
-                    delivered = count_doc.get("count", 0) / total * 100 if count_doc else None
-                    if count_doc and count_doc.get("count", 0) < total and "error" not in pub_doc:
-                        c.notes.append(f"run {run + 1}: {count_doc.get('count')} of {total} delivered")
-                    record(c, run, pub_doc, rate, delivered_pct=delivered)
-                    ctx.log(f"  [{result.case} run {run + 1}] {c.name}: "
-                            + (f"{rate:,.0f} msgs/s" if rate else str(pub_doc.get('error') or pub_doc.get('skipped') or 'no figure')))
+                    if not profiling:
+                        record_publish(ctx, result.case, c, run, pub_doc, count_doc, total)
         finally:
             if lines:
                 os.unlink(lines)
@@ -217,14 +228,7 @@ async def case_fleet(ctx: Context) -> list[CaseResult]:
                 doc, counted = await _fleet_run(ctx, argv, c.name, prefix, expect, duration, n)
                 if profiling:
                     continue
-                delivered = counted.get("count", 0)
-                # Measured at the subscriber, first to last delivery: a fleet that falls behind
-                # stretches the window and shows a lower rate.
-                sustained = None
-                if delivered > 1 and counted.get("t_last") and counted.get("t_first"):
-                    window = counted["t_last"] - counted["t_first"]
-                    sustained = (delivered - 1) / window if window > 0 else None
-                per_dev = ((doc["rss_connected"] - doc["rss_base"]) / n / 1024) if "rss_base" in doc else None
+                delivered, sustained, per_dev = fleet_figures(doc, counted, n)
                 if doc.get("errors"):
                     c.notes.append(f"run {run + 1}: {doc['errors']} send errors, first: {doc.get('first_error')}")
                 if counted and delivered < expect:
@@ -248,6 +252,19 @@ async def case_fleet(ctx: Context) -> list[CaseResult]:
                                          metric="rss_kib_per_device", at_most=True))
         out.append(result)
     return out
+
+
+def fleet_figures(doc: dict[str, Any], counted: dict[str, Any], n: int) -> tuple[int, float | None, float | None]:
+    """States delivered, the sustained delivered rate, and KiB of RSS per device, of one fleet run."""
+    delivered = int(counted.get("count", 0))
+    # Measured at the subscriber, first to last delivery: a fleet that falls behind
+    # stretches the window and shows a lower rate.
+    sustained = None
+    if delivered > 1 and counted.get("t_last") and counted.get("t_first"):
+        window = counted["t_last"] - counted["t_first"]
+        sustained = (delivered - 1) / window if window > 0 else None
+    per_dev = ((doc["rss_connected"] - doc["rss_base"]) / n / 1024) if "rss_base" in doc else None
+    return delivered, sustained, per_dev
 
 
 async def _fleet_run(

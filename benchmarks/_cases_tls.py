@@ -12,10 +12,18 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from benchmarks._cases_mqtt import OURS, _counted, _fleet_run, _ids, _rate
+from benchmarks._cases_mqtt import (
+    OURS,
+    _counted,
+    _fleet_run,
+    _ids,
+    fleet_figures,
+    publish_sizes,
+    record_publish,
+)
 from benchmarks._context import Context, record
 from benchmarks._harness import CaseResult, Contender, Target
-from benchmarks._infra import run_worker
+from benchmarks._infra import WorkerFailed, run_worker
 
 __all__ = ["case_throttle", "case_tls_fleet", "case_tls_publish"]
 
@@ -44,9 +52,7 @@ async def case_tls_publish(ctx: Context) -> list[CaseResult]:
     missing = _tls_missing(ctx)
     out: list[CaseResult] = []
     for qos in (0, 1):
-        n = ctx.pick(20_000, 60_000) if qos == 0 else ctx.pick(10_000, 30_000)
-        warm = n // 10
-        total = n + warm
+        n, warm, total = publish_sizes(ctx, qos)
         unit = "msgs/s"
         result = CaseResult(
             case=f"4-tls-publish-qos{qos}",
@@ -93,15 +99,8 @@ async def case_tls_publish(ctx: Context) -> list[CaseResult]:
                 pub_doc, count_doc = await _counted(
                     ctx, topic=topic, expect=total, skip=warm, start=start, timeout=30 + total / 1000
                 )
-                if profiling:
-                    continue
-                rate = _rate(count_doc)
-                delivered = count_doc.get("count", 0) / total * 100 if count_doc else None
-                if count_doc and count_doc.get("count", 0) < total and "error" not in pub_doc:
-                    c.notes.append(f"run {run + 1}: {count_doc.get('count')} of {total} delivered")
-                record(c, run, pub_doc, rate, delivered_pct=delivered)
-                ctx.log(f"  [{result.case} run {run + 1}] {c.name}: "
-                        + (f"{rate:,.0f} msgs/s" if rate else str(pub_doc.get("error") or "no figure")))
+                if not profiling:
+                    record_publish(ctx, result.case, c, run, pub_doc, count_doc, total)
         result.targets = [
             Target(f"QoS {qos} over TLS >= 1.5x paho 2 over TLS", ours.name, paho.name, 1.5),
             Target(f"QoS {qos} over TLS >= 0.8x our own plain-TCP rate", ours.name, ours_plain.name, 0.8),
@@ -143,12 +142,37 @@ async def case_tls_fleet(ctx: Context) -> list[CaseResult]:
     unit = "KiB RSS/device"
     tls = Contender(f"{OURS} Fleet {TLS}", "ours", unit, higher_is_better=False)
     plain = Contender(f"{OURS} Fleet {PLAIN}", "baseline", unit, higher_is_better=False)
-    result.contenders = [tls, plain]
+    bare_tls = Contender(f"bare ssl.SSLSocket {TLS}", "limit", unit, higher_is_better=False)
+    bare_plain = Contender(f"bare socket {PLAIN}", "limit", unit, higher_is_better=False)
+    result.contenders = [tls, plain, bare_tls, bare_plain]
     result.notes.append(_tls_note(ctx))
     result.notes.append("other figures: states_s = delivered states/s at the subscriber, delivered_pct, connect_s")
+    result.notes.append(
+        "bare rows: RSS per connection of sockets alone (CONNECT/CONNACK, one shared verifying SSLContext, no "
+        "MQTT library): what OpenSSL keeps per TLS connection, which no client on it can shed; ours over TLS "
+        "minus ours on plain TCP is what TLS costs us, to set against bare TLS minus bare plain"
+    )
     missing = _tls_missing(ctx)
     if missing:
-        tls.skipped = missing
+        tls.skipped = bare_tls.skipped = missing
+    for c in (bare_tls, bare_plain):
+        if c.skipped:
+            continue
+        # 2,000 is enough for a steady per-connection figure, and quick to open one by one.
+        bare = ["-m", "benchmarks.workers.tls_bare", "--n", str(min(n, 2_000))]
+        if c is bare_tls:
+            bare += ["--port", str(ctx.broker.tls_port), "--tls-ca", str(ctx.broker.ca_file)]
+        else:
+            bare += ["--port", str(ctx.broker.port)]
+        async with run_worker(bare, name=c.name) as worker:
+            try:
+                bare_doc = await worker.result(120 + n / 50)
+            except WorkerFailed as exc:
+                bare_doc = {"error": str(exc)}
+        record(c, 0, bare_doc, bare_doc.get("kib_per_conn"))
+        ctx.log(f"  [{result.case}] {c.name}: "
+                + (f"{bare_doc['kib_per_conn']:.1f} KiB/connection ({bare_doc.get('tls_version')})"
+                   if "kib_per_conn" in bare_doc else str(bare_doc.get("error") or bare_doc.get("skipped"))))
     expect = int(n * rate * duration)
     for run in range(runs):
         for idx, c in enumerate((tls, plain)):
@@ -159,12 +183,7 @@ async def case_tls_fleet(ctx: Context) -> list[CaseResult]:
             # A TLS handshake per device: allow for a slower connect than plain TCP's.
             doc, counted = await _fleet_run(ctx, argv, c.name, prefix, expect, duration, n,
                                             connects_per_s=40 if c is tls else 200)
-            delivered = counted.get("count", 0)
-            sustained = None
-            if delivered > 1 and counted.get("t_last") and counted.get("t_first"):
-                window = counted["t_last"] - counted["t_first"]
-                sustained = (delivered - 1) / window if window > 0 else None
-            per_dev = ((doc["rss_connected"] - doc["rss_base"]) / n / 1024) if "rss_base" in doc else None
+            delivered, sustained, per_dev = fleet_figures(doc, counted, n)
             if doc.get("errors"):
                 c.notes.append(f"run {run + 1}: {doc['errors']} send errors, first: {doc.get('first_error')}")
             if counted and delivered < expect:

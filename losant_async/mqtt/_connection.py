@@ -1,8 +1,8 @@
 """One MQTT connection over aiomqtt: the only module that touches aiomqtt or paho.
 
 aiomqtt builds and configures the paho client (TLS, WebSockets, credentials)
-and runs its subscribe, unsubscribe and keepalive timer. The hot paths go
-around it on purpose, through the paho client it wraps (``client._client``):
+and runs its subscribe and unsubscribe. The hot paths go around it on purpose,
+through the paho client it wraps (``client._client``):
 
 - publish: aiomqtt awaits paho's ``on_publish`` for every message, even at
   QoS 0, an event-loop round trip per message that caps a connection near
@@ -20,6 +20,11 @@ around it on purpose, through the paho client it wraps (``client._client``):
 - reads: aiomqtt handles one packet per readiness event and paho reads each
   packet with three ``recv`` calls; here one wakeup drains every packet
   buffered, from one large ``recv``.
+- keepalive: aiomqtt runs a task per client that wakes every second to call
+  paho's ``loop_misc``: 10,000 devices cost 10,000 task steps a second doing
+  nothing. Here one timer per connection fires when ``loop_misc`` can next
+  have something to do (a keepalive after the last packet out or bytes in, or
+  a PINGRESP overdue), about once per keepalive period.
 - connect and writer registration: taken apart so that cancellation and early
   hang-ups leave nothing half-open (see ``connect``).
 
@@ -41,6 +46,7 @@ import logging
 import socket
 import ssl
 import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -88,6 +94,22 @@ def _qos0_publish(topic: bytes, payload: bytes) -> bytes:
         if not remaining:
             break
     return b"".join((header, len(topic).to_bytes(2, "big"), topic, payload))
+
+
+def _named_topic(topic: str) -> bytes:
+    """A topic as PUBLISH carries it: two length bytes, then UTF-8."""
+    encoded = topic.encode()
+    return len(encoded).to_bytes(2, "big") + encoded
+
+
+def _qos0_packet(named: bytes, payload: bytes) -> bytes:
+    """``_qos0_publish`` for a topic already in ``_named_topic`` form; headers of 1-2 length bytes in one step."""
+    remaining = len(named) + len(payload)
+    if remaining < 0x80:
+        return b"".join((bytes((0x30, remaining)), named, payload))
+    if remaining < 0x4000:
+        return b"".join((bytes((0x30, (remaining & 0x7F) | 0x80, remaining >> 7)), named, payload))
+    return _qos0_publish(named[2:], payload)
 
 
 def _qos1_publish(topic: bytes, payload: bytes, mid: int) -> bytes:
@@ -178,12 +200,18 @@ class _UnusedQueue(asyncio.Queue):  # type: ignore[type-arg]
         raise RuntimeError("aiomqtt's message queue is not used by losant_async")
 
 
+_wire_logger: logging.Logger | None = None
+
+
 def _quiet_logger() -> logging.Logger:
     # aiomqtt warns once per publish beyond 10 pending calls and paho logs every packet
     # at debug; neither helps users of this layer, and password-bearing state must not leak.
-    logger = logging.getLogger("losant_async.mqtt.wire")
-    logger.setLevel(logging.WARNING)
-    return logger
+    # Set once: setLevel clears every logger's cache, a cost per connection of a fleet.
+    global _wire_logger
+    if _wire_logger is None:
+        _wire_logger = logging.getLogger("losant_async.mqtt.wire")
+        _wire_logger.setLevel(logging.WARNING)
+    return _wire_logger
 
 
 # -- the private names this module relies on ------------------------------------------------
@@ -198,8 +226,6 @@ PRIVATE_NEEDS: tuple[tuple[str, str, _Kind], ...] = (
     ("aiomqtt.Client", "_client_connect", ("method", ())),
     ("aiomqtt.Client", "_connected", asyncio.Future),
     ("aiomqtt.Client", "_disconnected", asyncio.Future),
-    ("aiomqtt.Client", "_misc_loop", ("method", ())),
-    ("aiomqtt.Client", "_misc_task", (type(None), asyncio.Task)),
     ("paho.Client", "_handle_pubackcomp", ("method", ("cmd",))),
     ("paho.Client", "_handle_publish", ("method", ())),
     ("paho.Client", "_send_puback", ("method", ("mid",))),
@@ -217,6 +243,9 @@ PRIVATE_NEEDS: tuple[tuple[str, str, _Kind], ...] = (
     ("paho.Client", "_inflight_messages", int),
     ("paho.Client", "_max_inflight_messages", int),
     ("paho.Client", "_last_msg_out", (int, float)),
+    # When bytes last came in: paho 2.2 renamed it ("a|b": whichever this release has).
+    ("paho.Client", "_last_bytes_received|_last_msg_in", (int, float)),
+    ("paho.Client", "_ping_t", (int, float)),
     ("paho.MQTTMessageInfo", "_set_as_published", ("method", ())),
 )
 #: Keys of paho's packet dicts read (``_in_packet``) or built (``_out_packet`` entries) here.
@@ -226,6 +255,8 @@ PAHO_NAMES = ("time_func", "MQTTMessageInfo", "PUBLISH", "MQTT_ERR_SUCCESS", "MQ
               "WebsocketConnectionError", "CallbackAPIVersion")
 
 _internals_checked = False
+#: paho's "when bytes last came in" attribute in the installed release (set by the check).
+_bytes_in = "_last_bytes_received"
 
 
 def check_internals(aio_client: Any, message_info: Any, module: Any = paho) -> list[str]:
@@ -240,10 +271,11 @@ def check_internals(aio_client: Any, message_info: Any, module: Any = paho) -> l
         "paho.Client": getattr(aio_client, "_client", None),
         "paho.MQTTMessageInfo": message_info,
     }
-    for owner, name, kind in PRIVATE_NEEDS:
+    for owner, entry, kind in PRIVATE_NEEDS:
         obj = owners[owner]
-        where = f"{owner}.{name}"
-        if obj is None or not hasattr(obj, name):
+        where = f"{owner}.{entry}"
+        name = next((n for n in entry.split("|") if obj is not None and hasattr(obj, n)), None)
+        if name is None:
             problems.append(f"{where} is missing")
             continue
         value = getattr(obj, name)
@@ -267,10 +299,12 @@ def check_internals(aio_client: Any, message_info: Any, module: Any = paho) -> l
 
 
 def _check_internals_once(aio_client: aiomqtt.Client) -> None:
-    global _internals_checked
+    global _internals_checked, _bytes_in
     if _internals_checked:
         return
     problems = check_internals(aio_client, paho.MQTTMessageInfo(0))
+    if not hasattr(aio_client._client, _bytes_in):
+        _bytes_in = "_last_msg_in"  # paho 2.1
     if problems:
         raise MQTTError(
             "this aiomqtt/paho-mqtt release differs from the one losant_async was written against "
@@ -284,6 +318,44 @@ def _version(dist: str) -> str:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return "?"
+
+
+class _Flusher:
+    """Writes, at the end of a turn of the event loop, what every connection of the loop coalesced in it.
+
+    One callback for all of them: a fleet publishing from thousands of connections
+    would otherwise schedule (and run) one callback per connection per turn.
+    """
+
+    __slots__ = ("__weakref__", "_dirty", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._dirty: list[Connection] = []
+
+    def add(self, conn: Connection) -> None:
+        dirty = self._dirty
+        dirty.append(conn)
+        if len(dirty) == 1:
+            self._loop.call_soon(self._run)
+
+    def _run(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            try:
+                conn._flush_pending()
+            except Exception as exc:  # one connection's fault must not keep the others' bytes back
+                conn._fail(exc)
+
+
+_flushers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Flusher] = weakref.WeakKeyDictionary()
+
+
+def _flusher_of(loop: asyncio.AbstractEventLoop) -> _Flusher:
+    flusher = _flushers.get(loop)
+    if flusher is None:
+        flusher = _flushers[loop] = _Flusher(loop)
+    return flusher
 
 
 class Connection:
@@ -358,9 +430,13 @@ class Connection:
         self._pending: list[bytes] = []
         self._pending_size = 0
         self._drained: asyncio.Event | None = None
+        self._last_topic: str | None = None
+        self._last_named = b""
         self._connack: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._closed = False
         self._reading_paused = False
+        self._keepalive = keepalive
+        self._keepalive_timer: asyncio.TimerHandle | None = None
         #: True once a DISCONNECT we sent was written and the socket closed by paho.
         self.closed_cleanly: bool = False
         self._aiomqtt_unregister_write: Any = self._paho.on_socket_unregister_write
@@ -374,6 +450,7 @@ class Connection:
         self._paho.on_socket_register_write = self._on_register_write
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        self._flusher = _flusher_of(self._loop)
         # on_publish stays unset: paho builds a ReasonCode and a Properties object per
         # message just to call it. PUBACKs are handled by _on_puback instead, which for
         # MQTT 3.1.1 needs only the two bytes of the message id; paho's own handler
@@ -467,16 +544,47 @@ class Connection:
         if isinstance(sock, socket.socket):
             self._paho._sock = _ReadBuffered(sock)
         fd = sock.fileno()
-        aio = self._client
 
         def start() -> None:
             if self._closed or self._paho._sock is None:
                 return
             if not self._reading_paused:
                 self._loop.add_reader(fd, self._on_readable)
-            aio._misc_task = self._loop.create_task(aio._misc_loop(), name="losant-mqtt-keepalive")
+            self._arm_keepalive()
 
         self._loop.call_soon_threadsafe(start)
+
+    def _arm_keepalive(self) -> None:
+        """Wake ``loop_misc`` when it can next act, not every second as aiomqtt's task does.
+
+        Before the earliest of (last packet out, last bytes in, PINGREQ sent) plus
+        the keepalive, paho's ``loop_misc`` is a no-op; each call that acts moves
+        those times on (or ends the connection), so the timer never spins.
+        """
+        client = self._paho
+        if self._keepalive <= 0 or self._closed or client._sock is None:
+            return
+        due = min(client._last_msg_out, getattr(client, _bytes_in))
+        ping = client._ping_t
+        if ping > 0 and ping < due:
+            due = ping
+        # A millisecond late rather than early: early would only re-arm for the rest.
+        delay = due + self._keepalive - paho.time_func() + 0.001
+        self._keepalive_timer = self._loop.call_later(delay if delay > 0 else 0, self._on_keepalive)
+
+    def _on_keepalive(self) -> None:
+        self._keepalive_timer = None
+        if self._closed:
+            return
+        try:
+            rc = self._paho.loop_misc()
+        except Exception as exc:  # a broken socket: report it as the end of the connection
+            fut = self._client._disconnected
+            if not fut.done():
+                fut.set_exception(exc)
+            return
+        if rc == paho.MQTT_ERR_SUCCESS:
+            self._arm_keepalive()
 
     def _on_register_write(self, client: Any, userdata: Any, sock: Any) -> None:
         # aiomqtt always defers add_writer through call_soon_threadsafe; if the socket is
@@ -496,6 +604,12 @@ class Connection:
             add()
         else:
             self._loop.call_soon_threadsafe(add)
+
+    def _fail(self, exc: BaseException) -> None:
+        """End the connection with ``exc`` as the reason (a broken socket, seen outside paho)."""
+        fut = self._client._disconnected
+        if not fut.done():
+            fut.set_exception(exc)
 
     def _on_writable(self) -> None:
         try:
@@ -637,6 +751,9 @@ class Connection:
 
     def _kill(self) -> None:
         self._closed = True
+        timer, self._keepalive_timer = self._keepalive_timer, None
+        if timer is not None:
+            timer.cancel()
         self._pending.clear()
         self._pending_size = 0
         # Closing paho's socket runs aiomqtt's on_socket_close, which removes the reader
@@ -673,12 +790,18 @@ class Connection:
                 self._pending_acks.add(info.mid)
         else:
             if direct:
-                self._coalesce(_qos0_publish(topic.encode(), payload))
+                self._coalesce(self._qos0_packet(topic, payload))
                 return 0
             info = self._paho.publish(topic, payload, 0)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise ConnectionLostError(f"could not publish: {paho.error_string(info.rc)}")
         return info.mid
+
+    def _qos0_packet(self, topic: str, payload: bytes) -> bytes:
+        # A device repeats its topic: its length-prefixed bytes are kept from the last call.
+        if topic is not self._last_topic:
+            self._last_topic, self._last_named = topic, _named_topic(topic)
+        return _qos0_packet(self._last_named, payload)
 
     def _coalesce(self, packet: bytes) -> None:
         """A PUBLISH for a TCP or TLS socket whose write buffer is empty, written with others.
@@ -687,13 +810,14 @@ class Connection:
         the packet and have the loop register, call and unregister a writer: two
         epoll changes and a callback per message, and one ``send`` (over TLS, one
         record) per packet. Here packets published in one turn of the event loop
-        are joined and written with one ``send`` when the turn ends, or at once
-        past ``_COALESCE_BYTES``. Order is kept: this path runs only while paho has
-        nothing queued, and a packet paho queues meanwhile (a PINGREQ, SUBSCRIBE,
-        DISCONNECT) is put behind these (see ``_on_register_write``). What the
-        socket does not take goes to paho's queue, whose writer finishes it. QoS 1
-        packets written here are acknowledged through ``_direct_acks``, never
-        through paho's message store (the outbox re-sends after a reconnect).
+        are joined and written with one ``send`` when the turn ends (one callback
+        for every connection of the loop: a fleet sends from many at once), or at
+        once past ``_COALESCE_BYTES``. Order is kept: this path runs only while
+        paho has nothing queued, and a packet paho queues meanwhile (a PINGREQ,
+        SUBSCRIBE, DISCONNECT) is put behind these (see ``_on_register_write``).
+        What the socket does not take goes to paho's queue, whose writer finishes
+        it. QoS 1 packets written here are acknowledged through ``_direct_acks``,
+        never through paho's message store (the outbox re-sends after a reconnect).
         """
         pending = self._pending
         pending.append(packet)
@@ -701,7 +825,7 @@ class Connection:
         if self._pending_size >= _COALESCE_BYTES:
             self._flush_pending()
         elif len(pending) == 1:
-            self._loop.call_soon(self._flush_pending)
+            self._flusher.add(self)
 
     def _take_pending(self) -> bytes:
         pending = self._pending

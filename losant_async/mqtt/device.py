@@ -483,8 +483,9 @@ class Device:
             self._failed_event = event
         if event.state in (ConnectionState.RECONNECTING, ConnectionState.DISCONNECTED) and event.reason:
             self._last_problem = event.reason
-        for stream in list(self._event_streams):
-            stream.push(event)
+        if self._event_streams:  # most devices have no listener: skip the WeakSet's iteration guard
+            for stream in list(self._event_streams):
+                stream.push(event)
 
     # -- sending ------------------------------------------------------------------------
     async def send_state(

@@ -36,6 +36,9 @@ class ScriptedBroker:
     refuse: list[int] = field(default_factory=list)
     connects: list[Connect] = field(default_factory=list)
     published: list[tuple[str, bytes]] = field(default_factory=list)
+    #: PINGREQs received; ``answer_pings`` False leaves them unanswered (a broker gone silent).
+    pings: int = 0
+    answer_pings: bool = True
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
@@ -95,7 +98,10 @@ class ScriptedBroker:
                     self.published.append((topic, bytes(body[pos:])))
                     await self._notify()
                 elif kind == PINGREQ:
-                    writer.write(bytes((PINGRESP << 4, 0)))
+                    self.pings += 1
+                    if self.answer_pings:
+                        writer.write(bytes((PINGRESP << 4, 0)))
+                    await self._notify()
                 elif kind == DISCONNECT:
                     return
         except (asyncio.IncompleteReadError, ConnectionError):

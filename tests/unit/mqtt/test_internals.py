@@ -33,6 +33,8 @@ class _FakePaho:
         self._inflight_messages = 0
         self._max_inflight_messages = "20"  # retyped
         self._last_msg_out = 0.0
+        self._last_msg_in = 0.0  # paho 2.1's name: either one passes
+        self._ping_t = 0
 
     def _handle_pubackcomp(self, cmd: str, extra: int) -> None: ...  # re-signed
 
