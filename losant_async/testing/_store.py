@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import bisect
 import hmac
+import json
 import math
 import re
 import secrets
@@ -49,6 +51,20 @@ Clock = Callable[[], int]
 
 class UnknownObjectError(ValidationError, LookupError):
     """No such application, device or key in the emulator (REST answers 404 NotFound)."""
+
+
+def new_token(kind: str, subject: str, issued_ms: float) -> str:
+    """A token shaped like Losant's: a JWT (``eyJ...``) whose signature part is random.
+
+    The shape matters to users' code and scripts: a JWT never starts with ``-``, so
+    ``--token $TOKEN`` parses as an option value (a bare url-safe token did not, 1 in 64).
+    Nothing reads the claims back; the store looks tokens up whole.
+    """
+    header = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=")
+    claims = json.dumps({"sub": subject, "subtype": kind, "iat": int(issued_ms // 1000), "iss": "losant.local"},
+                        separators=(",", ":")).encode()
+    body = base64.urlsafe_b64encode(claims).rstrip(b"=")
+    return f"{header.decode()}.{body.decode()}.{secrets.token_urlsafe(32)}"
 
 
 def new_id() -> str:
@@ -539,10 +555,11 @@ class Store:
         scope_tuple = tuple(scopes)
         if not scope_tuple or not all(isinstance(s, str) and s for s in scope_tuple):
             raise ValidationError("scopes must be a non-empty list of scope names")
+        token_id = new_id()
         record = ApiTokenRecord(
-            id=new_id(),
+            id=token_id,
             application_id=application_id,
-            token=secrets.token_urlsafe(32),
+            token=new_token(kind, device_id or user_id or token_id, self.clock()),
             scopes=scope_tuple,
             name=name or kind,
             description=description,

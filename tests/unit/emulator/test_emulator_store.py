@@ -237,3 +237,19 @@ def test_advanced_device_queries(store: Store, world) -> None:
         device_matches(device, {"name": {"$regex": "x"}})
     with pytest.raises(ValidationError):
         device_matches(device, {"color": "red"})
+
+
+def test_tokens_are_shaped_like_losants_jwts_and_never_read_as_an_option(world, store: Store) -> None:
+    import base64
+
+    app, device = world
+    tokens = [store.add_token(application_id=app.id, scopes=["all.Application"]) for _ in range(300)]
+    tokens.append(store.add_token(application_id=app.id, scopes=["all.Device"], kind="device", device_id=device.id))
+    for record in tokens:
+        header, claims, signature = record.token.split(".")
+        assert header.startswith("eyJ") and signature
+        assert json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["typ"] == "JWT"
+        assert store.token(record.token) is record
+    device_claims = tokens[-1].token.split(".")[1]
+    assert json.loads(base64.urlsafe_b64decode(device_claims + "=" * (-len(device_claims) % 4)))["sub"] == device.id
+    assert len({r.token for r in tokens}) == len(tokens)
