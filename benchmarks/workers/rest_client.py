@@ -115,8 +115,9 @@ async def run_aiohttp(a: argparse.Namespace) -> dict[str, Any]:
                 return _dec.decode(data)
 
         async def send_state(i: int) -> Any:
+            # The same body as ours sends: LosantClient stamps every state without a time.
             return await post(f"/applications/{APP_ID}/devices/{device_id(i % 1000)}/state",
-                              {"data": {**STATE, "seq": i}})
+                              {"data": {**STATE, "seq": i}, "time": time.time_ns() // 1_000_000})
 
         async def send_command(i: int) -> Any:
             return await post(f"/applications/{APP_ID}/devices/{device_id(i)}/command", COMMAND)

@@ -81,6 +81,9 @@ class _Plan:
     """Only required path values and at most one JSON body: ``prepare``'s short path."""
     decoders: dict[int, Any]
     """Success status -> the msgspec decoder of its declared type (types only, not None)."""
+    paths: dict[Any, str]
+    """Path values (one string, or a tuple of them) -> the finished path, for values that
+    passed their checks; the same IDs recur on every call. Bounded (``_PATHS_MAX``)."""
 
 
 def _plan_for(op: Operation) -> _Plan:
@@ -117,6 +120,7 @@ def _plan_for(op: Operation) -> _Plan:
         body_index,
         simple,
         {status: decoder_for(tp) for status, tp in op.responses.items() if tp is not None},
+        {},
     )
     object.__setattr__(op, "plan", plan)  # frozen: set once, never changed
     return plan
@@ -431,18 +435,52 @@ def prepare(op: Operation, args: tuple[Any, ...], *, stamp: Stamp | None = None)
     )
 
 
+_PATHS_MAX = 4096
+_encode = msgspec.json.Encoder().encode
+
+
+def _simple_path(op: Operation, plan: _Plan, args: tuple[Any, ...]) -> str:
+    """The path of a simple plan: from ``plan.paths`` when these IDs were seen, else built and checked."""
+    slots = plan.slots
+    key: Any
+    if len(slots) == 2:  # the most common shape: an application ID and one more
+        key = (args[slots[0][0]], args[slots[1][0]])
+    elif len(slots) == 1:
+        key = args[slots[0][0]]
+    else:
+        key = tuple(args[i] for i, _ in slots)
+    paths = plan.paths
+    try:
+        path = paths.get(key)
+    except TypeError:  # an unhashable value: the checks below say what is wrong with it
+        path = None
+        key = None
+    if path is not None:
+        return path
+    params = op.params
+    unset = msgspec.UNSET
+    path_parts = list(plan.template)
+    for param_index, slot in slots:
+        value = args[param_index]
+        if value is None or value is unset:
+            raise ValidationError(f"{op.full_name}: {params[param_index].py_name} is required")
+        path_parts[slot] = _path_value(params[param_index], value)
+    path = "".join(path_parts)
+    # Only plain strings are remembered: 1 and True hash alike, and an Enum may change its text.
+    if key is not None and all(type(args[i]) is str for i, _ in slots):
+        if len(paths) >= _PATHS_MAX:
+            paths.clear()
+        paths[key] = path
+    return path
+
+
 def _prepare_simple(
     op: Operation, plan: _Plan, args: tuple[Any, ...], stamp: Stamp | None
 ) -> PreparedRequest:
     """``prepare`` for the usual shape (IDs in the path, maybe a JSON body): no generic loop."""
     params = op.params
     unset = msgspec.UNSET
-    path_parts = list(plan.template)
-    for param_index, slot in plan.slots:
-        value = args[param_index]
-        if value is None or value is unset:
-            raise ValidationError(f"{op.full_name}: {params[param_index].py_name} is required")
-        path_parts[slot] = _path_value(params[param_index], value)
+    path = _simple_path(op, plan, args) if plan.slots else "".join(plan.template)
     body: bytes | None = None
     retry_safe = op.idempotent
     body_index = plan.body_index
@@ -470,8 +508,14 @@ def _prepare_simple(
                 else:
                     value, all_timed = _states(param, value, stamp, key)
                     retry_safe = retry_safe or all_timed
-            body = encode(value, what=param.py_name) if type(value) is dict else _check_body(param, value)
-    return PreparedRequest(op.method, "".join(path_parts), "", body, None, (), retry_safe)
+            if type(value) is dict:
+                try:
+                    body = _encode(value)
+                except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
+                    body = encode(value, what=param.py_name)  # raises, naming the parameter
+            else:
+                body = _check_body(param, value)
+    return PreparedRequest(op.method, path, "", body, None, (), retry_safe)
 
 
 async def load_files(parts: tuple[Part, ...]) -> tuple[Part, ...]:

@@ -195,6 +195,8 @@ class LosantClient(GeneratedResources):
         self._base_headers = base
         # (token, json body) -> a ready header dict; tokens change rarely.
         self._headers_cache: dict[tuple[str | None, bool], dict[str, str]] = {}
+        # The same for a fixed token, indexed by "has a JSON body": no key tuple per call.
+        self._static_headers: list[dict[str, str] | None] = [None, None]
         self._resources: dict[str, Resource] = {}
         self._bulk: Bulk | None = None
         self._closed = False
@@ -287,14 +289,21 @@ class LosantClient(GeneratedResources):
             resp = await self._execute(op, prepared, options, stream=False)
             return self._decode(op, resp, raw)
         source = self._token_source if op.auth_required else None
+        json_body = prepared.body is not None
+        headers: dict[str, str] | None
         if source is None:
             token = None
-        elif source is self._static_source:  # a fixed token: no coroutine to await
+            headers = self._headers_cache.get((None, json_body))
+        elif source is self._static_source:  # a fixed token: no coroutine, no cache key to build
             token = self._static_token
+            headers = self._static_headers[json_body]
+            if headers is None and not prepared.headers:
+                headers = self._static_headers[json_body] = self._headers(
+                    token, json_body, None, prepared
+                )
         else:
             token = await source.get_token(self)
-        json_body = prepared.body is not None
-        headers = self._headers_cache.get((token, json_body))
+            headers = self._headers_cache.get((token, json_body))
         if headers is None or prepared.headers:
             headers = self._headers(token, json_body, None, prepared)
         query = prepared.query

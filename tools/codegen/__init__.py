@@ -73,6 +73,7 @@ def _init_text(banner: str, resources: list[dict[str, object]]) -> str:
         banner,
         '"""The generated REST surface: the resource registry and the client\'s typed resource properties."""\n\n',
         "from __future__ import annotations\n\n",
+        "from functools import cached_property\n",
         "from typing import TYPE_CHECKING, Any, cast\n\n",
         "if TYPE_CHECKING:\n",
     ]
@@ -85,13 +86,15 @@ def _init_text(banner: str, resources: list[dict[str, object]]) -> str:
     lines.append("}\n")
     lines.append('"""Resource name -> (module, class name)."""\n\n\n')
     lines.append("class GeneratedResources:\n")
-    lines.append('    """One typed property per resource; the client supplies ``_resource`` (lazy import, cached)."""\n\n')
-    lines.append("    __slots__ = ()\n\n")
+    lines.append('    """One typed property per resource; the client supplies ``_resource`` (lazy import, cached).\n\n')
+    lines.append("    Each property is a ``cached_property``: ``client.device`` is read on every call, and after\n")
+    lines.append("    the first it is a plain attribute of the client's ``__dict__`` (subclasses need one).\n")
+    lines.append('    """\n\n')
     lines.append("    def _resource(self, name: str) -> Any:\n")
     lines.append("        raise NotImplementedError\n")
     for r in resources:
         cls = f"{r['className']}Resource"
-        lines.append("\n    @property\n")
+        lines.append("\n    @cached_property\n")
         lines.append(f"    def {r['name']}(self) -> {cls}:\n")
         lines.append(f'        """The `{r["name"]}` resource."""\n')
         lines.append(f'        return cast("{cls}", self._resource("{r["name"]}"))\n')

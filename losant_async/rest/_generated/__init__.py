@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
@@ -218,514 +219,516 @@ RESOURCES: dict[str, tuple[str, str]] = {
 
 
 class GeneratedResources:
-    """One typed property per resource; the client supplies ``_resource`` (lazy import, cached)."""
+    """One typed property per resource; the client supplies ``_resource`` (lazy import, cached).
 
-    __slots__ = ()
+    Each property is a ``cached_property``: ``client.device`` is read on every call, and after
+    the first it is a plain attribute of the client's ``__dict__`` (subclasses need one).
+    """
 
     def _resource(self, name: str) -> Any:
         raise NotImplementedError
 
-    @property
+    @cached_property
     def application(self) -> ApplicationResource:
         """The `application` resource."""
         return cast("ApplicationResource", self._resource("application"))
 
-    @property
+    @cached_property
     def application_api_token(self) -> ApplicationApiTokenResource:
         """The `application_api_token` resource."""
         return cast("ApplicationApiTokenResource", self._resource("application_api_token"))
 
-    @property
+    @cached_property
     def application_api_tokens(self) -> ApplicationApiTokensResource:
         """The `application_api_tokens` resource."""
         return cast("ApplicationApiTokensResource", self._resource("application_api_tokens"))
 
-    @property
+    @cached_property
     def application_certificate(self) -> ApplicationCertificateResource:
         """The `application_certificate` resource."""
         return cast("ApplicationCertificateResource", self._resource("application_certificate"))
 
-    @property
+    @cached_property
     def application_certificate_authorities(self) -> ApplicationCertificateAuthoritiesResource:
         """The `application_certificate_authorities` resource."""
         return cast("ApplicationCertificateAuthoritiesResource", self._resource("application_certificate_authorities"))
 
-    @property
+    @cached_property
     def application_certificate_authority(self) -> ApplicationCertificateAuthorityResource:
         """The `application_certificate_authority` resource."""
         return cast("ApplicationCertificateAuthorityResource", self._resource("application_certificate_authority"))
 
-    @property
+    @cached_property
     def application_certificates(self) -> ApplicationCertificatesResource:
         """The `application_certificates` resource."""
         return cast("ApplicationCertificatesResource", self._resource("application_certificates"))
 
-    @property
+    @cached_property
     def application_dashboard(self) -> ApplicationDashboardResource:
         """The `application_dashboard` resource."""
         return cast("ApplicationDashboardResource", self._resource("application_dashboard"))
 
-    @property
+    @cached_property
     def application_dashboards(self) -> ApplicationDashboardsResource:
         """The `application_dashboards` resource."""
         return cast("ApplicationDashboardsResource", self._resource("application_dashboards"))
 
-    @property
+    @cached_property
     def application_job_log(self) -> ApplicationJobLogResource:
         """The `application_job_log` resource."""
         return cast("ApplicationJobLogResource", self._resource("application_job_log"))
 
-    @property
+    @cached_property
     def application_job_logs(self) -> ApplicationJobLogsResource:
         """The `application_job_logs` resource."""
         return cast("ApplicationJobLogsResource", self._resource("application_job_logs"))
 
-    @property
+    @cached_property
     def application_key(self) -> ApplicationKeyResource:
         """The `application_key` resource."""
         return cast("ApplicationKeyResource", self._resource("application_key"))
 
-    @property
+    @cached_property
     def application_keys(self) -> ApplicationKeysResource:
         """The `application_keys` resource."""
         return cast("ApplicationKeysResource", self._resource("application_keys"))
 
-    @property
+    @cached_property
     def application_template(self) -> ApplicationTemplateResource:
         """The `application_template` resource."""
         return cast("ApplicationTemplateResource", self._resource("application_template"))
 
-    @property
+    @cached_property
     def application_templates(self) -> ApplicationTemplatesResource:
         """The `application_templates` resource."""
         return cast("ApplicationTemplatesResource", self._resource("application_templates"))
 
-    @property
+    @cached_property
     def applications(self) -> ApplicationsResource:
         """The `applications` resource."""
         return cast("ApplicationsResource", self._resource("applications"))
 
-    @property
+    @cached_property
     def audit_log(self) -> AuditLogResource:
         """The `audit_log` resource."""
         return cast("AuditLogResource", self._resource("audit_log"))
 
-    @property
+    @cached_property
     def audit_logs(self) -> AuditLogsResource:
         """The `audit_logs` resource."""
         return cast("AuditLogsResource", self._resource("audit_logs"))
 
-    @property
+    @cached_property
     def auth(self) -> AuthResource:
         """The `auth` resource."""
         return cast("AuthResource", self._resource("auth"))
 
-    @property
+    @cached_property
     def credential(self) -> CredentialResource:
         """The `credential` resource."""
         return cast("CredentialResource", self._resource("credential"))
 
-    @property
+    @cached_property
     def credentials(self) -> CredentialsResource:
         """The `credentials` resource."""
         return cast("CredentialsResource", self._resource("credentials"))
 
-    @property
+    @cached_property
     def dashboard(self) -> DashboardResource:
         """The `dashboard` resource."""
         return cast("DashboardResource", self._resource("dashboard"))
 
-    @property
+    @cached_property
     def dashboards(self) -> DashboardsResource:
         """The `dashboards` resource."""
         return cast("DashboardsResource", self._resource("dashboards"))
 
-    @property
+    @cached_property
     def data(self) -> DataResource:
         """The `data` resource."""
         return cast("DataResource", self._resource("data"))
 
-    @property
+    @cached_property
     def data_table(self) -> DataTableResource:
         """The `data_table` resource."""
         return cast("DataTableResource", self._resource("data_table"))
 
-    @property
+    @cached_property
     def data_table_row(self) -> DataTableRowResource:
         """The `data_table_row` resource."""
         return cast("DataTableRowResource", self._resource("data_table_row"))
 
-    @property
+    @cached_property
     def data_table_rows(self) -> DataTableRowsResource:
         """The `data_table_rows` resource."""
         return cast("DataTableRowsResource", self._resource("data_table_rows"))
 
-    @property
+    @cached_property
     def data_tables(self) -> DataTablesResource:
         """The `data_tables` resource."""
         return cast("DataTablesResource", self._resource("data_tables"))
 
-    @property
+    @cached_property
     def device(self) -> DeviceResource:
         """The `device` resource."""
         return cast("DeviceResource", self._resource("device"))
 
-    @property
+    @cached_property
     def device_attribute(self) -> DeviceAttributeResource:
         """The `device_attribute` resource."""
         return cast("DeviceAttributeResource", self._resource("device_attribute"))
 
-    @property
+    @cached_property
     def device_attributes(self) -> DeviceAttributesResource:
         """The `device_attributes` resource."""
         return cast("DeviceAttributesResource", self._resource("device_attributes"))
 
-    @property
+    @cached_property
     def device_recipe(self) -> DeviceRecipeResource:
         """The `device_recipe` resource."""
         return cast("DeviceRecipeResource", self._resource("device_recipe"))
 
-    @property
+    @cached_property
     def device_recipes(self) -> DeviceRecipesResource:
         """The `device_recipes` resource."""
         return cast("DeviceRecipesResource", self._resource("device_recipes"))
 
-    @property
+    @cached_property
     def devices(self) -> DevicesResource:
         """The `devices` resource."""
         return cast("DevicesResource", self._resource("devices"))
 
-    @property
+    @cached_property
     def edge_deployment(self) -> EdgeDeploymentResource:
         """The `edge_deployment` resource."""
         return cast("EdgeDeploymentResource", self._resource("edge_deployment"))
 
-    @property
+    @cached_property
     def edge_deployments(self) -> EdgeDeploymentsResource:
         """The `edge_deployments` resource."""
         return cast("EdgeDeploymentsResource", self._resource("edge_deployments"))
 
-    @property
+    @cached_property
     def embedded_deployment(self) -> EmbeddedDeploymentResource:
         """The `embedded_deployment` resource."""
         return cast("EmbeddedDeploymentResource", self._resource("embedded_deployment"))
 
-    @property
+    @cached_property
     def embedded_deployments(self) -> EmbeddedDeploymentsResource:
         """The `embedded_deployments` resource."""
         return cast("EmbeddedDeploymentsResource", self._resource("embedded_deployments"))
 
-    @property
+    @cached_property
     def event(self) -> EventResource:
         """The `event` resource."""
         return cast("EventResource", self._resource("event"))
 
-    @property
+    @cached_property
     def events(self) -> EventsResource:
         """The `events` resource."""
         return cast("EventsResource", self._resource("events"))
 
-    @property
+    @cached_property
     def experience(self) -> ExperienceResource:
         """The `experience` resource."""
         return cast("ExperienceResource", self._resource("experience"))
 
-    @property
+    @cached_property
     def experience_domain(self) -> ExperienceDomainResource:
         """The `experience_domain` resource."""
         return cast("ExperienceDomainResource", self._resource("experience_domain"))
 
-    @property
+    @cached_property
     def experience_domains(self) -> ExperienceDomainsResource:
         """The `experience_domains` resource."""
         return cast("ExperienceDomainsResource", self._resource("experience_domains"))
 
-    @property
+    @cached_property
     def experience_endpoint(self) -> ExperienceEndpointResource:
         """The `experience_endpoint` resource."""
         return cast("ExperienceEndpointResource", self._resource("experience_endpoint"))
 
-    @property
+    @cached_property
     def experience_endpoints(self) -> ExperienceEndpointsResource:
         """The `experience_endpoints` resource."""
         return cast("ExperienceEndpointsResource", self._resource("experience_endpoints"))
 
-    @property
+    @cached_property
     def experience_group(self) -> ExperienceGroupResource:
         """The `experience_group` resource."""
         return cast("ExperienceGroupResource", self._resource("experience_group"))
 
-    @property
+    @cached_property
     def experience_groups(self) -> ExperienceGroupsResource:
         """The `experience_groups` resource."""
         return cast("ExperienceGroupsResource", self._resource("experience_groups"))
 
-    @property
+    @cached_property
     def experience_slug(self) -> ExperienceSlugResource:
         """The `experience_slug` resource."""
         return cast("ExperienceSlugResource", self._resource("experience_slug"))
 
-    @property
+    @cached_property
     def experience_slugs(self) -> ExperienceSlugsResource:
         """The `experience_slugs` resource."""
         return cast("ExperienceSlugsResource", self._resource("experience_slugs"))
 
-    @property
+    @cached_property
     def experience_user(self) -> ExperienceUserResource:
         """The `experience_user` resource."""
         return cast("ExperienceUserResource", self._resource("experience_user"))
 
-    @property
+    @cached_property
     def experience_users(self) -> ExperienceUsersResource:
         """The `experience_users` resource."""
         return cast("ExperienceUsersResource", self._resource("experience_users"))
 
-    @property
+    @cached_property
     def experience_version(self) -> ExperienceVersionResource:
         """The `experience_version` resource."""
         return cast("ExperienceVersionResource", self._resource("experience_version"))
 
-    @property
+    @cached_property
     def experience_versions(self) -> ExperienceVersionsResource:
         """The `experience_versions` resource."""
         return cast("ExperienceVersionsResource", self._resource("experience_versions"))
 
-    @property
+    @cached_property
     def experience_view(self) -> ExperienceViewResource:
         """The `experience_view` resource."""
         return cast("ExperienceViewResource", self._resource("experience_view"))
 
-    @property
+    @cached_property
     def experience_views(self) -> ExperienceViewsResource:
         """The `experience_views` resource."""
         return cast("ExperienceViewsResource", self._resource("experience_views"))
 
-    @property
+    @cached_property
     def file(self) -> FileResource:
         """The `file` resource."""
         return cast("FileResource", self._resource("file"))
 
-    @property
+    @cached_property
     def files(self) -> FilesResource:
         """The `files` resource."""
         return cast("FilesResource", self._resource("files"))
 
-    @property
+    @cached_property
     def flow(self) -> FlowResource:
         """The `flow` resource."""
         return cast("FlowResource", self._resource("flow"))
 
-    @property
+    @cached_property
     def flow_version(self) -> FlowVersionResource:
         """The `flow_version` resource."""
         return cast("FlowVersionResource", self._resource("flow_version"))
 
-    @property
+    @cached_property
     def flow_versions(self) -> FlowVersionsResource:
         """The `flow_versions` resource."""
         return cast("FlowVersionsResource", self._resource("flow_versions"))
 
-    @property
+    @cached_property
     def flows(self) -> FlowsResource:
         """The `flows` resource."""
         return cast("FlowsResource", self._resource("flows"))
 
-    @property
+    @cached_property
     def instance(self) -> InstanceResource:
         """The `instance` resource."""
         return cast("InstanceResource", self._resource("instance"))
 
-    @property
+    @cached_property
     def instance_api_token(self) -> InstanceApiTokenResource:
         """The `instance_api_token` resource."""
         return cast("InstanceApiTokenResource", self._resource("instance_api_token"))
 
-    @property
+    @cached_property
     def instance_api_tokens(self) -> InstanceApiTokensResource:
         """The `instance_api_tokens` resource."""
         return cast("InstanceApiTokensResource", self._resource("instance_api_tokens"))
 
-    @property
+    @cached_property
     def instance_audit_log(self) -> InstanceAuditLogResource:
         """The `instance_audit_log` resource."""
         return cast("InstanceAuditLogResource", self._resource("instance_audit_log"))
 
-    @property
+    @cached_property
     def instance_audit_logs(self) -> InstanceAuditLogsResource:
         """The `instance_audit_logs` resource."""
         return cast("InstanceAuditLogsResource", self._resource("instance_audit_logs"))
 
-    @property
+    @cached_property
     def instance_custom_node(self) -> InstanceCustomNodeResource:
         """The `instance_custom_node` resource."""
         return cast("InstanceCustomNodeResource", self._resource("instance_custom_node"))
 
-    @property
+    @cached_property
     def instance_custom_nodes(self) -> InstanceCustomNodesResource:
         """The `instance_custom_nodes` resource."""
         return cast("InstanceCustomNodesResource", self._resource("instance_custom_nodes"))
 
-    @property
+    @cached_property
     def instance_member(self) -> InstanceMemberResource:
         """The `instance_member` resource."""
         return cast("InstanceMemberResource", self._resource("instance_member"))
 
-    @property
+    @cached_property
     def instance_members(self) -> InstanceMembersResource:
         """The `instance_members` resource."""
         return cast("InstanceMembersResource", self._resource("instance_members"))
 
-    @property
+    @cached_property
     def instance_notification_rule(self) -> InstanceNotificationRuleResource:
         """The `instance_notification_rule` resource."""
         return cast("InstanceNotificationRuleResource", self._resource("instance_notification_rule"))
 
-    @property
+    @cached_property
     def instance_notification_rules(self) -> InstanceNotificationRulesResource:
         """The `instance_notification_rules` resource."""
         return cast("InstanceNotificationRulesResource", self._resource("instance_notification_rules"))
 
-    @property
+    @cached_property
     def instance_org(self) -> InstanceOrgResource:
         """The `instance_org` resource."""
         return cast("InstanceOrgResource", self._resource("instance_org"))
 
-    @property
+    @cached_property
     def instance_org_invite(self) -> InstanceOrgInviteResource:
         """The `instance_org_invite` resource."""
         return cast("InstanceOrgInviteResource", self._resource("instance_org_invite"))
 
-    @property
+    @cached_property
     def instance_org_invites(self) -> InstanceOrgInvitesResource:
         """The `instance_org_invites` resource."""
         return cast("InstanceOrgInvitesResource", self._resource("instance_org_invites"))
 
-    @property
+    @cached_property
     def instance_org_member(self) -> InstanceOrgMemberResource:
         """The `instance_org_member` resource."""
         return cast("InstanceOrgMemberResource", self._resource("instance_org_member"))
 
-    @property
+    @cached_property
     def instance_org_members(self) -> InstanceOrgMembersResource:
         """The `instance_org_members` resource."""
         return cast("InstanceOrgMembersResource", self._resource("instance_org_members"))
 
-    @property
+    @cached_property
     def instance_orgs(self) -> InstanceOrgsResource:
         """The `instance_orgs` resource."""
         return cast("InstanceOrgsResource", self._resource("instance_orgs"))
 
-    @property
+    @cached_property
     def instance_sandbox(self) -> InstanceSandboxResource:
         """The `instance_sandbox` resource."""
         return cast("InstanceSandboxResource", self._resource("instance_sandbox"))
 
-    @property
+    @cached_property
     def instance_sandboxes(self) -> InstanceSandboxesResource:
         """The `instance_sandboxes` resource."""
         return cast("InstanceSandboxesResource", self._resource("instance_sandboxes"))
 
-    @property
+    @cached_property
     def instances(self) -> InstancesResource:
         """The `instances` resource."""
         return cast("InstancesResource", self._resource("instances"))
 
-    @property
+    @cached_property
     def integration(self) -> IntegrationResource:
         """The `integration` resource."""
         return cast("IntegrationResource", self._resource("integration"))
 
-    @property
+    @cached_property
     def integrations(self) -> IntegrationsResource:
         """The `integrations` resource."""
         return cast("IntegrationsResource", self._resource("integrations"))
 
-    @property
+    @cached_property
     def me(self) -> MeResource:
         """The `me` resource."""
         return cast("MeResource", self._resource("me"))
 
-    @property
+    @cached_property
     def notebook(self) -> NotebookResource:
         """The `notebook` resource."""
         return cast("NotebookResource", self._resource("notebook"))
 
-    @property
+    @cached_property
     def notebooks(self) -> NotebooksResource:
         """The `notebooks` resource."""
         return cast("NotebooksResource", self._resource("notebooks"))
 
-    @property
+    @cached_property
     def org(self) -> OrgResource:
         """The `org` resource."""
         return cast("OrgResource", self._resource("org"))
 
-    @property
+    @cached_property
     def org_invites(self) -> OrgInvitesResource:
         """The `org_invites` resource."""
         return cast("OrgInvitesResource", self._resource("org_invites"))
 
-    @property
+    @cached_property
     def orgs(self) -> OrgsResource:
         """The `orgs` resource."""
         return cast("OrgsResource", self._resource("orgs"))
 
-    @property
+    @cached_property
     def private_file(self) -> PrivateFileResource:
         """The `private_file` resource."""
         return cast("PrivateFileResource", self._resource("private_file"))
 
-    @property
+    @cached_property
     def private_files(self) -> PrivateFilesResource:
         """The `private_files` resource."""
         return cast("PrivateFilesResource", self._resource("private_files"))
 
-    @property
+    @cached_property
     def resource_job(self) -> ResourceJobResource:
         """The `resource_job` resource."""
         return cast("ResourceJobResource", self._resource("resource_job"))
 
-    @property
+    @cached_property
     def resource_jobs(self) -> ResourceJobsResource:
         """The `resource_jobs` resource."""
         return cast("ResourceJobsResource", self._resource("resource_jobs"))
 
-    @property
+    @cached_property
     def user_api_token(self) -> UserApiTokenResource:
         """The `user_api_token` resource."""
         return cast("UserApiTokenResource", self._resource("user_api_token"))
 
-    @property
+    @cached_property
     def user_api_tokens(self) -> UserApiTokensResource:
         """The `user_api_tokens` resource."""
         return cast("UserApiTokensResource", self._resource("user_api_tokens"))
 
-    @property
+    @cached_property
     def user_oauth_client(self) -> UserOauthClientResource:
         """The `user_oauth_client` resource."""
         return cast("UserOauthClientResource", self._resource("user_oauth_client"))
 
-    @property
+    @cached_property
     def user_oauth_clients(self) -> UserOauthClientsResource:
         """The `user_oauth_clients` resource."""
         return cast("UserOauthClientsResource", self._resource("user_oauth_clients"))
 
-    @property
+    @cached_property
     def user_oauth_token(self) -> UserOauthTokenResource:
         """The `user_oauth_token` resource."""
         return cast("UserOauthTokenResource", self._resource("user_oauth_token"))
 
-    @property
+    @cached_property
     def user_oauth_tokens(self) -> UserOauthTokensResource:
         """The `user_oauth_tokens` resource."""
         return cast("UserOauthTokensResource", self._resource("user_oauth_tokens"))
 
-    @property
+    @cached_property
     def webhook(self) -> WebhookResource:
         """The `webhook` resource."""
         return cast("WebhookResource", self._resource("webhook"))
 
-    @property
+    @cached_property
     def webhooks(self) -> WebhooksResource:
         """The `webhooks` resource."""
         return cast("WebhooksResource", self._resource("webhooks"))

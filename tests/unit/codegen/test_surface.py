@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+from functools import cached_property
 from typing import Any
 
 import pytest
@@ -72,7 +73,8 @@ def test_the_mixin_refuses_without_a_client() -> None:
 
 @pytest.mark.parametrize("resource", CATALOG_RESOURCES, ids=lambda r: r["name"])
 def test_every_resource_is_a_typed_property(resource: dict[str, Any]) -> None:
-    assert isinstance(inspect.getattr_static(GeneratedResources, resource["name"]), property)
+    # A cached_property: read on every call, so computed once per client.
+    assert isinstance(inspect.getattr_static(GeneratedResources, resource["name"]), cached_property)
     module, cls_name = RESOURCES[resource["name"]]
     assert cls_name == f"{resource['className']}Resource"
     obj = getattr(Client(), resource["name"])

@@ -65,6 +65,27 @@ def test_an_id_of_the_wrong_type_is_refused() -> None:
         prepare(GET_THING, (12345, DEVICE_ID))
 
 
+def test_remembered_paths_stay_per_value_and_checked() -> None:
+    """The per-action path cache: a repeat gives the same path, a new ID its own, a bad one still fails."""
+    other = "b" * 24
+    first = prepare(GET_THING, (APP_ID, DEVICE_ID)).path
+    assert prepare(GET_THING, (APP_ID, DEVICE_ID)).path == first
+    assert prepare(GET_THING, (APP_ID, other)).path == f"/applications/{APP_ID}/things/{other}"
+    assert prepare(GET_THING, (other, DEVICE_ID)).path == f"/applications/{other}/things/{DEVICE_ID}"
+    with pytest.raises(InvalidIdError):
+        prepare(GET_THING, (APP_ID, DEVICE_ID + "\n"))
+    with pytest.raises(ValidationError):  # unhashable: refused by the checks, not a TypeError
+        prepare(GET_THING, (APP_ID, [DEVICE_ID]))
+
+
+def test_a_path_built_from_a_non_string_is_not_remembered_as_its_text() -> None:
+    op = op_with(Param("n", "n", "path", "string", True), path="/v/{n}")
+    assert prepare(op, (1,)).path == "/v/1"
+    assert prepare(op, (True,)).path == "/v/true"  # True == 1 and hashes alike
+    assert prepare(op, ("1",)).path == "/v/1"
+    assert prepare(op, (True,)).path == "/v/true"
+
+
 def test_path_values_without_a_pattern_are_quoted() -> None:
     op = op_with(Param("name", "name", "path", "string", True), path="/versions/{name}/x")
     assert prepare(op, ("a b c?d#e%",)).path == "/versions/a%20b%20c%3Fd%23e%25/x"
