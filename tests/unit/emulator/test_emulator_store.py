@@ -247,6 +247,7 @@ def test_tokens_are_shaped_like_losants_jwts_and_never_read_as_an_option(world, 
     tokens.append(store.add_token(application_id=app.id, scopes=["all.Device"], kind="device", device_id=device.id))
     for record in tokens:
         header, claims, signature = record.token.split(".")
+        assert claims
         assert header.startswith("eyJ") and signature
         assert json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["typ"] == "JWT"
         assert store.token(record.token) is record
