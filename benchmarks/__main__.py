@@ -33,6 +33,7 @@ from benchmarks._infra import (
     http_server,
     machine_info,
     official_env,
+    raise_open_files,
     start_broker,
 )
 
@@ -86,6 +87,8 @@ async def run(a: argparse.Namespace) -> int:
     names = a.cases or list(CASES)
     needs = set().union(*(CASES[n][1] for n in names))
     started = time.monotonic()
+    # Before the broker starts: it and every worker inherit the limit.
+    open_files = raise_open_files()
     if "official" in needs and not a.no_official:
         official = await asyncio.to_thread(official_env, log)
     else:
@@ -105,7 +108,7 @@ async def run(a: argparse.Namespace) -> int:
             broker = await stack.enter_async_context(start_broker(a.broker))
             ctx.broker = broker
             broker_kind = broker.kind
-            log(f"broker: {broker.kind} on 127.0.0.1:{broker.port}")
+            log(f"broker: {broker.kind} on 127.0.0.1:{broker.port} (open files: {open_files})")
         if "http" in needs:
             ctx.http_url = await stack.enter_async_context(http_server())
             log(f"HTTP server: aiohttp.web fixed replies at {ctx.http_url} (own process)")

@@ -340,3 +340,23 @@ def machine_info(*, broker: str, official: OfficialEnv, wrk: str | None) -> dict
         },
         "official": official.versions or {"skipped": official.skipped},
     }
+
+
+def raise_open_files(want: int = 70_000) -> int:
+    """Raise this process's open-file limit (inherited by the broker and the workers) towards ``want``.
+
+    The scale case needs a socket per device in the simulator and another in
+    mosquitto: a 20,000 limit capped its search below what one process sustains.
+    The hard limit rises only where the OS lets us (root); otherwise the soft one goes to it.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+            return want
+    target = want if hard == resource.RLIM_INFINITY else min(hard, want)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return max(soft, target)
