@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BOOT_PY := $(shell command -v python3 || command -v python)
 
-.PHONY: install test lint generate check-generated check demo emulator bench examples-test docs test-lowest wheel-check clean
+.PHONY: install test lint generate check-generated check demo emulator bench examples-test docs test-lowest wheel-check verifytypes clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(BOOT_PY) -m venv $(VENV)
@@ -77,6 +77,15 @@ wheel-check: $(STAMP)
 	  | tail -n 1 | grep -Fx "losant_async.MissingExtraError: LocalLosant needs the 'emulator' extra (module 'jsonschema' is missing): pip install 'losant-async[emulator]'"
 	cd $(WHEEL_CHECK)/run && out="$$(../core/bin/losant-async emulator 2>&1)"; rc=$$?; echo "$$out"; test $$rc -eq 1 \
 	  && test "$$out" = "losant-async: error: LocalLosant needs the 'emulator' extra (module 'jsonschema' is missing): pip install 'losant-async[emulator]'"
+
+# Type completeness of the public API as a user's checker sees it: pyright reads the installed wheel
+# (an editable install hides the package from --verifytypes), with that venv's python first on PATH.
+verifytypes: $(STAMP)
+	test -x $(WHEEL_CHECK)/venv/bin/python || $(MAKE) wheel-check
+	cd $(WHEEL_CHECK) && PATH="$(abspath $(WHEEL_CHECK))/venv/bin:$$PATH" VIRTUAL_ENV="$(abspath $(WHEEL_CHECK))/venv" \
+	  $(CURDIR)/$(VENV)/bin/basedpyright --verifytypes losant_async --ignoreexternal > verifytypes.txt || true
+	grep -E '^Symbols exported|^Type completeness' $(WHEEL_CHECK)/verifytypes.txt
+	grep -q 'Type completeness score: 100%' $(WHEEL_CHECK)/verifytypes.txt
 
 clean:
 	rm -rf $(VENV) $(LOWEST) build dist site *.egg-info .mypy_cache .ruff_cache
