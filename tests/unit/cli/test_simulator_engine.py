@@ -170,44 +170,11 @@ async def test_the_wait_for_late_commands_is_bounded_and_they_count_as_lost() ->
     assert sim.stats.commands_received == 0
 
 
-class _SlowClient:
-    """A REST client whose command calls hang until four are in flight."""
-
-    def __init__(self) -> None:
-        self.started = 0
-        self.devices_named = 0
-        self.four = anyio.Event()
-        self.devices = self
-
-    async def send_command(self, **kw: object) -> None:
-        self.started += 1
-        self.devices_named += len(kw["multi_device_command"]["deviceIds"])  # type: ignore[index]
-        if self.started >= 4:
-            self.four.set()
-        await self.four.wait()
-
-
-async def test_a_slow_command_call_does_not_hold_back_the_next_rounds() -> None:
-    ids = tuple(f"{i:024x}" for i in range(4))
-    target = Target(application_id="a" * 24, device_ids=ids, mqtt_host="127.0.0.1", key="k", secret="s",
-                    rest_url="http://127.0.0.1:9", api_token="t")
-    sim = Simulation(SimulationConfig(devices=4, rate=1.0, duration=60.0, command_interval=0.01), target)
-    client = _SlowClient()
-
-    async def send(device_id: str, data: dict[str, float], ms: int) -> None:
-        return None
-
-    async def stop_when_four() -> None:
-        await client.four.wait()
-        sim.stop()
-
-    with anyio.fail_after(30):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(stop_when_four)
-            await sim._report(send, client)  # type: ignore[arg-type]
-    # Rounds went on while the first call hung; each finished call counted its devices.
-    assert client.started >= 4
-    assert sim.stats.commands_sent == client.devices_named >= client.started * sim.config.command_batch
+def _commanding_target(devices: int) -> Target:
+    """A target with a REST API, so the controller sends commands (to a fake client, never to the URL)."""
+    ids = tuple(f"{i:024x}" for i in range(devices))
+    return Target(application_id="a" * 24, device_ids=ids, mqtt_host="127.0.0.1", key="k", secret="s",
+                  rest_url="http://127.0.0.1:9", api_token="t")
 
 
 class _StuckClient:
@@ -226,6 +193,35 @@ class _StuckClient:
         if self.started >= 4:
             self.stuck.set()
         await self.release.wait()
+
+
+class _SlowClient(_StuckClient):
+    """A REST client whose command calls hang until four are in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.four = self.release = self.stuck
+
+
+async def test_a_slow_command_call_does_not_hold_back_the_next_rounds() -> None:
+    target = _commanding_target(4)
+    sim = Simulation(SimulationConfig(devices=4, rate=1.0, duration=60.0, command_interval=0.01), target)
+    client = _SlowClient()
+
+    async def send(device_id: str, data: dict[str, float], ms: int) -> None:
+        return None
+
+    async def stop_when_four() -> None:
+        await client.four.wait()
+        sim.stop()
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stop_when_four)
+            await sim._report(send, client)  # type: ignore[arg-type]
+    # Rounds went on while the first call hung; each finished call counted its devices.
+    assert client.started >= 4
+    assert sim.stats.commands_sent == client.devices_named >= client.started * sim.config.command_batch
 
 
 class _WatchedSimulation(Simulation):
@@ -247,9 +243,7 @@ class _WatchedSimulation(Simulation):
 async def test_rounds_the_controller_never_sent_count_as_unsent_and_fail_the_run() -> None:
     from losant_async.simulator import build_report
 
-    ids = tuple(f"{i:024x}" for i in range(4))
-    target = Target(application_id="a" * 24, device_ids=ids, mqtt_host="127.0.0.1", key="k", secret="s",
-                    rest_url="http://127.0.0.1:9", api_token="t")
+    target = _commanding_target(4)
     config = SimulationConfig(devices=4, rate=10.0, duration=0.5, command_interval=0.01)
     sim = _WatchedSimulation(config, target)
     sim.draining = anyio.Event()
@@ -286,9 +280,7 @@ async def test_rounds_the_controller_never_sent_count_as_unsent_and_fail_the_run
 
 
 async def test_rounds_due_while_calls_were_slow_go_together_in_one_call_without_a_device_twice() -> None:
-    ids = tuple(f"{i:024x}" for i in range(200))
-    target = Target(application_id="a" * 24, device_ids=ids, mqtt_host="127.0.0.1", key="k", secret="s",
-                    rest_url="http://127.0.0.1:9", api_token="t")
+    target = _commanding_target(200)
     config = SimulationConfig(devices=200, rate=10.0, duration=1.5, command_interval=0.05)
     sim = Simulation(config, target)
     release = anyio.Event()
@@ -318,9 +310,7 @@ async def test_rounds_due_while_calls_were_slow_go_together_in_one_call_without_
 
 
 async def test_a_controller_that_keeps_up_sends_every_round_due_and_no_more() -> None:
-    ids = tuple(f"{i:024x}" for i in range(4))
-    target = Target(application_id="a" * 24, device_ids=ids, mqtt_host="127.0.0.1", key="k", secret="s",
-                    rest_url="http://127.0.0.1:9", api_token="t")
+    target = _commanding_target(4)
     config = SimulationConfig(devices=4, rate=10.0, duration=0.7, command_interval=0.2)
     sim = Simulation(config, target)
     calls: list[object] = []
