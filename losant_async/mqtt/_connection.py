@@ -579,9 +579,7 @@ class Connection:
         try:
             rc = self._paho.loop_misc()
         except Exception as exc:  # a broken socket: report it as the end of the connection
-            fut = self._client._disconnected
-            if not fut.done():
-                fut.set_exception(exc)
+            self._fail(exc)
             return
         if rc == paho.MQTT_ERR_SUCCESS:
             self._arm_keepalive()
