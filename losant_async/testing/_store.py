@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import bisect
 import hmac
-import json
 import math
 import re
 import secrets
@@ -13,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import _json
 from .._time import now_ms, parse_losant_time
 from ..errors import ValidationError
 
@@ -61,8 +61,7 @@ def new_token(kind: str, subject: str, issued_ms: float) -> str:
     Nothing reads the claims back; the store looks tokens up whole.
     """
     header = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=")
-    claims = json.dumps({"sub": subject, "subtype": kind, "iat": int(issued_ms // 1000), "iss": "losant.local"},
-                        separators=(",", ":")).encode()
+    claims = _json.encode({"sub": subject, "subtype": kind, "iat": int(issued_ms // 1000), "iss": "losant.local"})
     body = base64.urlsafe_b64encode(claims).rstrip(b"=")
     return f"{header.decode()}.{body.decode()}.{secrets.token_urlsafe(32)}"
 
