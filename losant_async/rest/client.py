@@ -41,7 +41,6 @@ from ..errors import (
 from ._generated import RESOURCES, GeneratedResources
 from ._operation import Operation
 from ._request import API_VERSION, PreparedRequest, global_query, load_files, prepare
-from ._resource import Resource
 from ._retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
 from ._transport import AiohttpTransport, ClientSession, check_base_url, default_user_agent
 from .auth import DeviceCredentials, StaticToken, TokenSource
@@ -197,7 +196,6 @@ class LosantClient(GeneratedResources):
         self._headers_cache: dict[tuple[str | None, bool], dict[str, str]] = {}
         # The same for a fixed token, indexed by "has a JSON body": no key tuple per call.
         self._static_headers: list[dict[str, str] | None] = [None, None]
-        self._resources: dict[str, Resource] = {}
         self._bulk: Bulk | None = None
         self._closed = False
 
@@ -253,17 +251,15 @@ class LosantClient(GeneratedResources):
     # -- resources -----------------------------------------------------------
 
     def _resource(self, name: str) -> Any:
-        """The resource called ``name``, its module imported on first use, one per client."""
-        resource = self._resources.get(name)
-        if resource is None:
-            try:
-                module_name, class_name = RESOURCES[name]
-            except KeyError:
-                raise AttributeError(f"LosantClient has no resource {name!r}") from None
-            cls = getattr(importlib.import_module(module_name), class_name)
-            resource = cls(self)
-            self._resources[name] = resource
-        return resource
+        """The resource called ``name``, its module imported on first use.
+
+        Called once per resource and client: the generated properties are cached properties.
+        """
+        try:
+            module_name, class_name = RESOURCES[name]
+        except KeyError:
+            raise AttributeError(f"LosantClient has no resource {name!r}") from None
+        return getattr(importlib.import_module(module_name), class_name)(self)
 
     @property
     def bulk(self) -> Bulk:
