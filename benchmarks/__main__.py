@@ -66,6 +66,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                     help="auto: mosquitto when installed, else the embedded amqtt broker")
     ap.add_argument("--fleet-sizes", type=lambda v: [int(x) for x in v.split(",")], default=None,
                     metavar="N,N,...", help="fleet case sizes (default 100,1000,5000,10000; quick 100,1000,10000)")
+    ap.add_argument("--scale-rate", type=float, default=1.0, metavar="R",
+                    help="scale case: states per second per device (default 1, the issue's figure; a higher rate "
+                         "loads each socket harder where the open-files limit caps the fleet)")
     ap.add_argument("--replot", action="store_true",
                     help="measure nothing: redraw latest.png and latest.md from latest.json")
     ap.add_argument("--results", type=Path, default=BENCH_DIR / "results", help="where latest.json/png go")
@@ -73,6 +76,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [c for c in a.cases if c not in CASES]
     if unknown:
         ap.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    if not 0 < a.scale_rate <= 100:
+        ap.error("--scale-rate must be above 0 and at most 100")
     if a.runs is not None and a.runs < 1:
         ap.error("--runs must be at least 1")
     return a
@@ -98,7 +103,8 @@ async def run(a: argparse.Namespace) -> int:
     wrk = shutil.which("wrk")
     mosquitto_pub = shutil.which("mosquitto_pub")
     ctx = Context(runs=a.runs or 3, quick=a.quick, profile=a.profile, official=official, wrk=wrk,
-                  mosquitto_pub=mosquitto_pub, results_dir=a.results, log=log, fleet_sizes=a.fleet_sizes)
+                  mosquitto_pub=mosquitto_pub, results_dir=a.results, log=log, fleet_sizes=a.fleet_sizes,
+                  scale_rate=a.scale_rate)
     if "http" in needs and not wrk:
         log("skipped: wrk limit (wrk not installed; apt-get install wrk)")
     results: list[CaseResult] = []

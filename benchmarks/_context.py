@@ -24,6 +24,7 @@ class Context:
     wrk: str | None
     mosquitto_pub: str | None
     fleet_sizes: list[int] | None = None
+    scale_rate: float = 1.0
     broker: Broker | None = None
     http_url: str | None = None
     results_dir: Path = field(default_factory=lambda: BENCH_DIR / "results")

@@ -173,6 +173,7 @@ class Broker:
     tls_port: int | None = None
     ca_file: str | None = None
     tls_skipped: str | None = None
+    pid: int | None = None  # so a case can account the broker's CPU beside its own
 
 
 def _tls_material(directory: Path) -> tuple[Path, Path, Path] | str:
@@ -232,6 +233,8 @@ async def start_broker(prefer: str = "auto") -> AsyncIterator[Broker]:
                 "max_queued_bytes 0\n"
                 "max_connections -1\n"
                 "log_dest none\n"
+                # $SYS counts each second: the scale case reads what the broker received from them.
+                "sys_interval 1\n"
             )
             material = _tls_material(Path(tmp))
             if isinstance(material, str):
@@ -256,7 +259,8 @@ async def start_broker(prefer: str = "auto") -> AsyncIterator[Broker]:
             await _wait_port(port, 15)
             if tls_port is not None:
                 await _wait_port(tls_port, 15)
-            yield Broker(kind=kind, port=port, tls_port=tls_port, ca_file=ca_file, tls_skipped=tls_skipped)
+            yield Broker(kind=kind, port=port, tls_port=tls_port, ca_file=ca_file, tls_skipped=tls_skipped,
+                         pid=proc.pid)
         finally:
             if proc.returncode is None:
                 proc.terminate()
