@@ -114,8 +114,11 @@ def _cpu_by_role(seen: dict[int, tuple[str, float]]) -> dict[str, float]:
     return {k: round(v, 2) for k, v in sorted(by.items(), key=lambda kv: -kv[1])}
 
 
-async def _broker_received(port: int) -> dict[str, Any]:
+async def _broker_received(port: int, at_least: int | None = None) -> dict[str, Any]:
     argv = ["-m", "benchmarks.workers.broker_count", "--port", str(port)]
+    if at_least is not None:
+        # A count short of what was sent is final only after a long quiet, not the first pause.
+        argv += ["--at-least", str(at_least), "--quiet", "10"]
     async with run_worker(argv, name="broker count") as w:
         try:
             return await w.result(180)
@@ -162,7 +165,7 @@ async def _one_size(ctx: Context, n: int, seconds: float, engine: list[str]) -> 
                     return {"skipped": f"not available: {err}"}
                 return {"error": f"simulate wrote no report (exit {sim.proc.returncode}): {err}"}
             doc: dict[str, Any] = json.loads(report.read_text())
-        after = await _broker_received(port)
+        after = await _broker_received(port, before["received"] + int(doc.get("states_sent") or 0))
         if "received" not in after:
             return {"error": f"broker count: {after.get('error') or after}"}
     # Only the simulator publishes to this broker during a size, so the difference is its states.
@@ -209,66 +212,84 @@ def _cpu_per_kstate(doc: dict[str, Any], roles: Callable[[str], bool]) -> float 
     return 1e6 * sum(v for k, v in cpu.items() if roles(k)) / sent  # CPU ms per 1,000 states
 
 
-async def _largest(ctx: Context, c: Contender, run: int, sizes: list[int] | None, start: int, cap: int,
-                   resolution: int, seconds: float, engine: Callable[[int], list[str]]) -> None:
-    """The largest sustained size: along ``sizes`` when given, else doubling from ``start``, then bisecting.
+class _Search:
+    """The largest sustained size of one engine: along ``sizes`` when given, else doubling from ``start``, then bisecting.
 
     The bisection goes on until the first size not sustained is at most ``resolution``
-    above the largest sustained one; midpoints are multiples of ``resolution``.
+    above the largest sustained one; midpoints are multiples of ``resolution``. One
+    step at a time (``next_size``, then ``tell``), so that the engines' searches can
+    take turns: this machine's speed drifts by a third over minutes (other tenants),
+    and engines searched one after the other would be compared at different speeds.
     """
-    best: int | None = None
-    worst: int | None = None
-    best_doc: dict[str, Any] = {}
-    ladder = list(sizes or [])
-    if not ladder:
-        n = start
-        while n < cap:
-            ladder.append(n)
-            n *= 2
-        ladder.append(cap)
-    last: dict[str, Any] = {}
-    for n in ladder:
-        ok, last = await _sustained(ctx, c, run, n, seconds, engine)
-        if ok is None:
-            break
-        if not ok:
-            worst = n
-            break
-        best, best_doc = n, last
-    if not sizes and best is not None and worst is not None and "error" not in last:
-        while worst - best > resolution:
-            mid = (best + worst) // 2 // resolution * resolution
-            if mid <= best:
-                mid = best + resolution
-            ok, doc = await _sustained(ctx, c, run, mid, seconds, engine)
-            if ok is None:
-                last = doc
-                break
-            if ok:
-                best, best_doc = mid, doc
-            else:
-                worst = mid
-    if "skipped" in last:
-        record(c, run, last, None)
-        return
-    if best is None:
-        record(c, run, {"error": last.get("error") or f"not even {ladder[0]} devices sustained"}, None)
-        return
-    if worst is None:
-        c.notes.append(f"run {run + 1}: the largest size tried ({best}) was sustained; the limit is higher")
-    else:
-        c.notes.append(f"run {run + 1}: {best} sustained, {worst} not")
-    cpu: dict[str, float] = best_doc.get("cpu_seconds", {})
-    # One process is its own shard; Ray's processes exist only under --ray.
-    shard_role = "shards" if "shards" in cpu else "driver"
-    ray_own = [v for k, v in cpu.items() if k.startswith("ray ")]
-    record(c, run, {}, float(best),
-           cpu_ms_per_kstate=_cpu_per_kstate(best_doc, lambda role: True),
-           shard_cpu_ms_per_kstate=_cpu_per_kstate(best_doc, lambda role: role == shard_role),
-           ray_background_cpu_s=sum(ray_own) if ray_own else None,
-           broker_cpu_ms_per_kstate=(1e6 * best_doc["broker_cpu_seconds"] / best_doc["states_sent"]
-                                     if best_doc.get("broker_cpu_seconds") is not None
-                                     and best_doc.get("states_sent") else None))
+
+    def __init__(self, c: Contender, engine: Callable[[int], list[str]], sizes: list[int] | None,
+                 start: int, cap: int, resolution: int) -> None:
+        self.c, self.engine, self.fixed, self.resolution = c, engine, sizes is not None, resolution
+        self.ladder = list(sizes or [])
+        if not self.ladder:
+            n = start
+            while n < cap:
+                self.ladder.append(n)
+                n *= 2
+            self.ladder.append(cap)
+        self.best: int | None = None
+        self.worst: int | None = None
+        self.best_doc: dict[str, Any] = {}
+        self.last: dict[str, Any] = {}
+        self.done = bool(c.skipped)
+        self._climbing = True
+
+    def next_size(self) -> int | None:
+        if self.done:
+            return None
+        if self._climbing:
+            return self.ladder[0 if self.best is None else self.ladder.index(self.best) + 1]
+        assert self.best is not None and self.worst is not None
+        mid = (self.best + self.worst) // 2 // self.resolution * self.resolution
+        return mid if mid > self.best else self.best + self.resolution
+
+    def tell(self, n: int, ok: bool | None, doc: dict[str, Any]) -> None:
+        self.last = doc
+        if ok is None:  # skipped or failed: no figure from here on
+            self.done = True
+            return
+        if ok:
+            self.best, self.best_doc = n, doc
+        else:
+            self.worst = n
+        if self._climbing and (not ok or n == self.ladder[-1]):
+            self._climbing = False
+            self.done = self.fixed or self.best is None or self.worst is None
+        if not self.done and not self._climbing:
+            assert self.best is not None and self.worst is not None
+            self.done = self.worst - self.best <= self.resolution
+
+    def record(self, run: int) -> None:
+        c, best, worst, last = self.c, self.best, self.worst, self.last
+        if c.skipped:
+            return
+        if "skipped" in last:
+            record(c, run, last, None)
+            return
+        if best is None or "error" in last:
+            record(c, run, {"error": last.get("error") or f"not even {self.ladder[0]} devices sustained"}, None)
+            return
+        if worst is None:
+            c.notes.append(f"run {run + 1}: the largest size tried ({best}) was sustained; the limit is higher")
+        else:
+            c.notes.append(f"run {run + 1}: {best} sustained, {worst} not")
+        doc = self.best_doc
+        cpu: dict[str, float] = doc.get("cpu_seconds", {})
+        # One process is its own shard; Ray's processes exist only under --ray.
+        shard_role = "shards" if "shards" in cpu else "driver"
+        ray_own = [v for k, v in cpu.items() if k.startswith("ray ")]
+        record(c, run, {}, float(best),
+               cpu_ms_per_kstate=_cpu_per_kstate(doc, lambda role: True),
+               shard_cpu_ms_per_kstate=_cpu_per_kstate(doc, lambda role: role == shard_role),
+               ray_background_cpu_s=sum(ray_own) if ray_own else None,
+               broker_cpu_ms_per_kstate=(1e6 * doc["broker_cpu_seconds"] / doc["states_sent"]
+                                         if doc.get("broker_cpu_seconds") is not None
+                                         and doc.get("states_sent") else None))
 
 
 async def _spin(start_at: float, seconds: float) -> dict[str, Any]:
@@ -287,6 +308,7 @@ async def _machine_ceiling(ctx: Context, seconds: float, repeats: int) -> float 
     two busy processes do not do twice the work of one (see the spin worker).
     """
     ratios: list[float] = []
+    speeds: list[float] = []
     for _ in range(repeats):
         alone = await _spin(time.monotonic() + 1.0, seconds)
         at = time.monotonic() + 1.0
@@ -297,9 +319,13 @@ async def _machine_ceiling(ctx: Context, seconds: float, repeats: int) -> float 
         one = alone["units"] / alone["seconds"]
         both = sum(d["units"] / d["seconds"] for d in pair)
         ratios.append(both / one)
+        speeds.append(one)
         ctx.log(f"  [scale] machine ceiling: 1 spin process {one:,.0f} units/s, 2 at once {both:,.0f} units/s "
                 f"({both / one:.2f}x)")
     ratios.sort()
+    speeds.sort()
+    ctx.log(f"  [scale] machine ceiling {ratios[len(ratios) // 2]:.2f}x; one spin process "
+            f"{speeds[len(speeds) // 2]:,.0f} units/s (the machine's speed now)")
     return ratios[len(ratios) // 2]
 
 
@@ -340,11 +366,24 @@ async def case_scale(ctx: Context) -> list[CaseResult]:
     result.params["machine_two_process_ceiling"] = round(ceiling, 2) if ceiling is not None else None
     runs = ctx.pick(1, ctx.runs)
     for run in range(runs):
-        await _largest(ctx, one, run, sizes, start, cap, resolution, seconds, lambda n: [])
-        await _largest(ctx, two, run, sizes, start, cap, resolution, seconds, lambda n: ["--processes", "2"])
-        if not ray.skipped:
-            await _largest(ctx, ray, run, sizes, start, cap, resolution, seconds,
-                           lambda n: ["--ray", "--devices-per-actor", str(-(-n // 2))])
+        searches = [
+            _Search(one, lambda n: [], sizes, start, cap, resolution),
+            _Search(two, lambda n: ["--processes", "2"], sizes, start, cap, resolution),
+            _Search(ray, lambda n: ["--ray", "--devices-per-actor", str(-(-n // 2))], sizes, start, cap,
+                    resolution),
+        ]
+        # The engines take turns, one size each, so they meet the machine at the same speeds.
+        while any(not s.done for s in searches):
+            for search in searches:
+                n = search.next_size()
+                if n is not None:
+                    ok, doc = await _sustained(ctx, search.c, run, n, seconds, search.engine)
+                    search.tell(n, ok, doc)
+        for search in searches:
+            search.record(run)
+    # Measured again after the searches: how far the machine's speed drifted while they ran.
+    after = await _machine_ceiling(ctx, ctx.pick(2.0, 5.0), 3)
+    result.params["machine_two_process_ceiling_after"] = round(after, 2) if after is not None else None
     if rate != 1:
         result.notes.append(f"{rate:g} states/s per device, not the 1 state/s of the targets' wording: the same "
                             "states per second from fewer sockets, for a machine whose open-files limit "
