@@ -292,6 +292,24 @@ class _Search:
                                          and doc.get("states_sent") else None))
 
 
+async def _take_turns(ctx: Context, run: int, searches: list[_Search], seconds: float) -> None:
+    """Run the searches to their ends, one size of each in turn, then file each one's figure."""
+    while any(not s.done for s in searches):
+        for search in searches:
+            n = search.next_size()
+            if n is not None:
+                ok, doc = await _sustained(ctx, search.c, run, n, seconds, search.engine)
+                search.tell(n, ok, doc)
+    for search in searches:
+        search.record(run)
+
+
+async def _largest(ctx: Context, c: Contender, run: int, sizes: list[int] | None, start: int, cap: int,
+                   resolution: int, seconds: float, engine: Callable[[int], list[str]]) -> None:
+    """One engine's search on its own (see :class:`_Search`)."""
+    await _take_turns(ctx, run, [_Search(c, engine, sizes, start, cap, resolution)], seconds)
+
+
 async def _spin(start_at: float, seconds: float) -> dict[str, Any]:
     argv = ["-m", "benchmarks.workers.spin", "--start-at", f"{start_at:.6f}", "--seconds", str(seconds)]
     async with run_worker(argv, name="spin") as w:
@@ -373,14 +391,7 @@ async def case_scale(ctx: Context) -> list[CaseResult]:
                     resolution),
         ]
         # The engines take turns, one size each, so they meet the machine at the same speeds.
-        while any(not s.done for s in searches):
-            for search in searches:
-                n = search.next_size()
-                if n is not None:
-                    ok, doc = await _sustained(ctx, search.c, run, n, seconds, search.engine)
-                    search.tell(n, ok, doc)
-        for search in searches:
-            search.record(run)
+        await _take_turns(ctx, run, searches, seconds)
     # Measured again after the searches: how far the machine's speed drifted while they ran.
     after = await _machine_ceiling(ctx, ctx.pick(2.0, 5.0), 3)
     result.params["machine_two_process_ceiling_after"] = round(after, 2) if after is not None else None

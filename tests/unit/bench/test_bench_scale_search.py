@@ -91,3 +91,24 @@ def test_one_process_is_its_own_shard_and_has_no_ray_figure(monkeypatch: pytest.
     asyncio.run(_cases_scale._largest(cast(Context, None), c, 0, None, 1000, 32000, 250, 20.0, lambda n: []))
     assert c.values == [2000.0] and c.extra["shard_cpu_ms_per_kstate"] == [pytest.approx(500.0)]
     assert "ray_background_cpu_s" not in c.extra
+
+
+def test_engines_take_turns_one_size_each_and_each_gets_its_own_figure(monkeypatch: pytest.MonkeyPatch) -> None:
+    limits = {"a": 3000, "b": 6000}
+    tried: list[tuple[str, int]] = []
+
+    async def sustained(ctx: Any, c: Any, run: int, n: int, seconds: float, engine: Any) -> tuple[bool, dict[str, Any]]:
+        tried.append((c.name, n))
+        return n <= limits[c.name], {"states_sent": n * 20, "cpu_seconds": {"driver": 1.0}}
+
+    monkeypatch.setattr(_cases_scale, "_sustained", sustained)
+    a, b = Contender("a", "ours", "devices"), Contender("b", "ours", "devices")
+    searches = [_cases_scale._Search(c, lambda n: [], None, 1000, 32000, 250) for c in (a, b)]
+    asyncio.run(_cases_scale._take_turns(cast(Context, None), 0, searches, 20.0))
+    assert a.values == [3000.0] and b.values == [6000.0]
+    # Alternating while both search; the one still searching goes on alone after the other ends.
+    assert [name for name, _ in tried[:6]] == ["a", "b"] * 3
+    names = [name for name, _ in tried]
+    last_a = len(names) - 1 - names[::-1].index("a")
+    assert all(name == "b" for name in names[last_a + 1:])
+    assert len(tried) == len(set(tried))
