@@ -319,12 +319,9 @@ async def _simulate_run(n: int, rate: float, seconds: float) -> dict[str, Any]:
                 await asyncio.wait_for(w.proc.wait(), seconds + 60)
             except asyncio.TimeoutError:
                 return {"error": f"simulate did not finish in {seconds + 60:.0f}s"}
-            if not report.exists():
-                err = await w.stderr_tail()
-                if "No module named" in err:
-                    return {"skipped": f"not available: {err}"}
-                return {"error": f"simulate wrote no report (exit {w.proc.returncode}): {err}"}
-            doc: dict[str, Any] = json.loads(report.read_text())
+            doc = await w.written_json(report)
+            if "skipped" in doc or "error" in doc:
+                return doc
     if w.proc.returncode != 0:
         doc["error"] = f"simulate exit code {w.proc.returncode}"
     return doc

@@ -159,12 +159,9 @@ async def _one_size(ctx: Context, n: int, seconds: float, engine: list[str]) -> 
                 sampler.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sampler
-            if not report.exists():
-                err = await sim.stderr_tail()
-                if "No module named" in err:
-                    return {"skipped": f"not available: {err}"}
-                return {"error": f"simulate wrote no report (exit {sim.proc.returncode}): {err}"}
-            doc: dict[str, Any] = json.loads(report.read_text())
+            doc = await sim.written_json(report)
+            if "skipped" in doc or "error" in doc:
+                return doc
         after = await _broker_received(port, before["received"] + int(doc.get("states_sent") or 0))
         if "received" not in after:
             return {"error": f"broker count: {after.get('error') or after}"}

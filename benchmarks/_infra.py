@@ -91,6 +91,17 @@ class Worker:
                 return text[len(marker):].strip()
             self._lines.append(text)
 
+    async def written_json(self, path: Path) -> dict[str, Any]:
+        """The JSON file this worker wrote at ``path``, or why it wrote none: a missing module is a skip."""
+        text = await asyncio.to_thread(_read_text_or_none, path)
+        if text is None:
+            err = await self.stderr_tail()
+            if "No module named" in err:
+                return {"skipped": f"not available: {err}"}
+            return {"error": f"{self.name} wrote no {path.name} (exit {self.proc.returncode}): {err}"}
+        doc: dict[str, Any] = json.loads(text)
+        return doc
+
     async def stderr_tail(self) -> str:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.proc.wait(), 5)
@@ -126,6 +137,13 @@ class Worker:
 def _loopback_env() -> dict[str, str]:
     """The environment minus LOSANT_* settings: no worker may be pointed at a real Losant."""
     return {k: v for k, v in os.environ.items() if not k.startswith("LOSANT_")}
+
+
+def _read_text_or_none(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
 
 
 @contextlib.asynccontextmanager
