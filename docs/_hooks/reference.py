@@ -25,6 +25,7 @@ LEADING = [
     "losant_async.rest",
     "losant_async.rest.models",
     "losant_async.mqtt",
+    "losant_async.emulator",
     "losant_async.testing",
     "losant_async.testing.pytest_plugin",
     "losant_async.cli",

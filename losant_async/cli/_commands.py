@@ -66,10 +66,10 @@ async def _signals() -> AsyncIterator[AsyncIterator[signal.Signals] | None]:
 
 async def run_emulator(ns: argparse.Namespace, out: TextIO) -> int:
     """Run the emulator with a demo application until SIGINT/SIGTERM."""
-    from ..testing import LocalLosant
+    from ..emulator import LocalLosant
 
     if getattr(ns, "coverage", False):
-        from ..testing._rest import coverage_report
+        from ..emulator._rest import coverage_report
 
         text, unanswered = coverage_report()
         print(text, file=out, flush=True)

@@ -36,7 +36,7 @@ from ..simulator import (
 from ..simulator._pipes import PipeInbox
 
 if TYPE_CHECKING:
-    from ..testing import Application, LocalLosant
+    from ..emulator import Application, LocalLosant
 
 __all__ = ["SIMULATOR_TAG", "EmulatorHost", "create_fleet"]
 
@@ -83,7 +83,7 @@ def _host_main(config: dict[str, Any], shards: list[tuple[int, int]], events: Co
 
 async def _host_async(config: SimulationConfig, shards: list[tuple[int, int]], events: Connection,
                       control: Connection) -> None:
-    from ..testing import LocalLosant
+    from ..emulator import LocalLosant
 
     async with LocalLosant(throttle=False) as losant:
         app = losant.create_application(name="losant-async simulator")

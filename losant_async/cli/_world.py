@@ -21,8 +21,8 @@ from ._args import SimulateArgs, parse_broker, read_device_ids
 from ._emulator_host import SIMULATOR_TAG
 
 if TYPE_CHECKING:
+    from ..emulator import LocalLosant
     from ..rest import LosantClient
-    from ..testing import LocalLosant
 
 __all__ = ["DemoWorld", "provision_demo", "real_targets"]
 

@@ -66,24 +66,68 @@ def test_leaves_import_nothing_but_leaves() -> None:
         assert not outside, (leaf, outside)
 
 
-def test_mqtt_never_imports_rest_or_testing() -> None:
+def _uses_servers(i: str) -> bool:
+    return _under(i, "losant_async.testing") or _under(i, "losant_async.emulator")
+
+
+def test_mqtt_never_imports_rest_or_the_emulator() -> None:
     for name in MODULES:
         if _under(name, "losant_async.mqtt"):
-            bad = {i for i in IMPORTS[name] if _under(i, "losant_async.rest") or _under(i, "losant_async.testing")}
+            bad = {i for i in IMPORTS[name] if _under(i, "losant_async.rest") or _uses_servers(i)}
             assert not bad, (name, bad)
 
 
-def test_rest_never_imports_mqtt_or_testing() -> None:
+def test_rest_never_imports_mqtt_or_the_emulator() -> None:
     for name in MODULES:
         if _under(name, "losant_async.rest"):
-            bad = {i for i in IMPORTS[name] if _under(i, "losant_async.mqtt") or _under(i, "losant_async.testing")}
+            bad = {i for i in IMPORTS[name] if _under(i, "losant_async.mqtt") or _uses_servers(i)}
             assert not bad, (name, bad)
 
 
-def test_library_never_imports_testing() -> None:
-    users = {n for n in _importers_of("losant_async.testing") if not _under(n, "losant_async.testing")}
+def test_library_never_imports_the_emulator_or_testing() -> None:
+    users = {n for n in _importers_of("losant_async.emulator") if not _uses_servers(n)}
+    users |= {n for n in _importers_of("losant_async.testing") if not _under(n, "losant_async.testing")}
     # The CLI is an application on top of the library: it runs the emulator.
     assert {u for u in users if not _under(u, "losant_async.cli")} == set()
+
+
+def test_the_emulator_never_imports_testing() -> None:
+    # testing re-exports the emulator (and holds the pytest plugin), never the other way round.
+    users = {n for n in _importers_of("losant_async.testing") if _under(n, "losant_async.emulator")}
+    assert users == set()
+
+
+def _module_edges(prefix: str) -> dict[str, set[str]]:
+    """Imports between modules under ``prefix``; ``from . import x`` names x, not its package."""
+    edges: dict[str, set[str]] = {}
+    for name in MODULES:
+        if not _under(name, prefix):
+            continue
+        edges[name] = {
+            i for i in IMPORTS[name] if i in MODULES and _under(i, prefix) and i != name and not _under(name, i)
+        }
+    return edges
+
+
+def test_no_import_circle_in_the_emulator() -> None:
+    edges = _module_edges("losant_async.emulator")
+    circles: list[list[str]] = []
+
+    def walk(node: str, path: list[str], on_path: set[str], done: set[str]) -> None:
+        for nxt in sorted(edges.get(node, ())):
+            if nxt in on_path:
+                circles.append([*path[path.index(nxt):], nxt])
+            elif nxt not in done:
+                on_path.add(nxt)
+                walk(nxt, [*path, nxt], on_path, done)
+                on_path.discard(nxt)
+        done.add(node)
+
+    done: set[str] = set()
+    for start in sorted(edges):
+        if start not in done:
+            walk(start, [start], {start}, done)
+    assert circles == [], circles
 
 
 def test_one_module_per_outside_client_library() -> None:
@@ -94,7 +138,7 @@ def test_one_module_per_outside_client_library() -> None:
     }
     assert aiohttp_client_users <= {"losant_async.rest._transport"}, aiohttp_client_users
     mqtt_lib_users = (_importers_of("aiomqtt") | _importers_of("paho")) - {
-        n for n in MODULES if _under(n, "losant_async.testing") or _under(n, "losant_async.cli")
+        n for n in MODULES if _uses_servers(n) or _under(n, "losant_async.cli")
     }
     assert mqtt_lib_users <= {"losant_async.mqtt._connection"}, mqtt_lib_users
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from losant_async.testing._rules import BAN_FIRST_MS, BAN_MAX_MS, CONNECTION_RATE_LIMIT
+from losant_async.emulator._rules import BAN_FIRST_MS, BAN_MAX_MS, CONNECTION_RATE_LIMIT
 from tests.integration.emulator.emulator_support import World
 
 ACCEPTED = 0

@@ -13,13 +13,13 @@ import pytest
 import pytest_asyncio
 
 from losant_async import _json
+from losant_async.emulator._rest._engine import Kind, kinds, path_kinds
+from losant_async.emulator._routes import load_routes
 from losant_async.errors import APIError, DecodeError
 from losant_async.rest import LosantClient
 from losant_async.rest._operation import Operation
 from losant_async.rest.operations import all_operations
 from losant_async.testing import LocalLosant
-from losant_async.testing._rest._engine import Kind, kinds, path_kinds
-from losant_async.testing._routes import load_routes
 from tests.integration.emulator.emulator_support import assert_schema
 from tests.support.schema_examples import (
     catalog,

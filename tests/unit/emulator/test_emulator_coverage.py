@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from losant_async.cli import main
+from losant_async.emulator._rest import coverage, coverage_report
 from losant_async.rest.operations import all_operations
-from losant_async.testing._rest import coverage, coverage_report
 
 
 def test_every_catalog_action_has_a_handler_or_the_engine() -> None:

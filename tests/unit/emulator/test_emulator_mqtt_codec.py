@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from losant_async.testing._mqtt_codec import (
+from losant_async.emulator._mqtt_codec import (
     OversizeError,
     PacketReader,
     ProtocolError,
@@ -17,7 +17,7 @@ from losant_async.testing._mqtt_codec import (
     parse_subscribe,
     valid_filter,
 )
-from losant_async.testing._rules import _overlaps, covers, matches
+from losant_async.emulator._rules import _overlaps, covers, matches
 
 
 def _s(text: str) -> bytes:

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from losant_async.emulator._query import device_matches, parse_brackets, wildcard_match
+from losant_async.emulator.store import DAY_MS, Store, UnknownObjectError
 from losant_async.errors import ValidationError
-from losant_async.testing._query import device_matches, parse_brackets, wildcard_match
-from losant_async.testing._store import DAY_MS, Store, UnknownObjectError
 
 NOW = 1_800_000_000_000
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ..._time import parse_losant_time
 from ...errors import ValidationError
-from .._store import ApiTokenRecord, UserRecord
+from ..store import ApiTokenRecord, UserRecord
 from . import _engine
 from ._common import Call, Handler, HttpError, Server, iso, json_response
 

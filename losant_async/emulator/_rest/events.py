@@ -12,7 +12,7 @@ from aiohttp import web
 from ..._time import parse_losant_time
 from ...errors import ValidationError
 from .._query import doc_matches, wildcard_match
-from .._store import BlobRecord, new_id
+from ..store import BlobRecord, new_id
 from . import _engine
 from ._common import Call, Handler, Server, iso
 

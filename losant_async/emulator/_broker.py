@@ -17,7 +17,7 @@ from .. import _json
 from .._time import to_ejson_date
 from ._mqtt_server import MqttServer
 from ._rules import MAX_PAYLOAD, Rules
-from ._store import Store
+from .store import Store
 
 __all__ = ["MAX_PAYLOAD", "EmbeddedBroker", "Rules"]
 

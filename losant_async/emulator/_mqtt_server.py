@@ -47,7 +47,7 @@ from ._rules import ACCEPTED, MAX_PAYLOAD, UNACCEPTABLE_PROTOCOL, PublishVerdict
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from ._store import DeviceRecord, KeyRecord
+    from .store import DeviceRecord, KeyRecord
 
 __all__ = ["MqttServer", "MqttSession"]
 

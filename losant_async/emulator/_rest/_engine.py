@@ -26,8 +26,9 @@ from aiohttp import web
 from ...errors import ValidationError
 from .._query import wildcard_match
 from .._routes import Route, load_routes
-from .._store import Store, new_id
+from ..store import Store, new_id
 from . import _spec
+from ._app_doc import app_json
 from ._common import Call, HttpError, Server, iso, json_response
 
 __all__ = [
@@ -402,8 +403,6 @@ async def other(srv: Server, call: Call) -> web.Response:
     elif schema_name == "jobEnqueuedResult":
         out = job(srv, call)
     elif inner and inner[-1].name == "applications" and schema_name == "application":
-        from .applications import app_json  # the application lives in the Store's records
-
         out = app_json(srv, call.params["applicationId"])
     elif target is not None and inner and schema_name == inner[-1].item_schema:
         if call.route.method == "PATCH" and isinstance(body, dict):

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from ...errors import ValidationError
-from .._store import BlobRecord
+from ..store import BlobRecord
 from . import _engine
 from ._common import Call, Handler, HttpError, Server, iso
 

@@ -13,7 +13,7 @@ from collections import deque
 from .. import _json
 from ..errors import ValidationError
 from ._mqtt_codec import Connect
-from ._store import DeviceRecord, KeyRecord, Store
+from .store import DeviceRecord, KeyRecord, Store
 
 __all__ = [
     "BAN_FIRST_MS",

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from ..._time import parse_losant_time
 from ...errors import ValidationError
-from .._store import ApiTokenRecord, ApplicationRecord
+from ..store import ApiTokenRecord, ApplicationRecord
 from . import _engine
 from ._common import Call, Handler, HttpError, Server, json_response
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ...errors import ValidationError
-from .._store import AttributeRecord, DeviceRecord
+from ..store import AttributeRecord, DeviceRecord
 from ._common import Call, Handler, HttpError, Server, json_response
 
 

@@ -17,7 +17,7 @@ from ..._time import from_epoch_ms, parse_losant_time
 from ...errors import ValidationError
 from .._query import wildcard_match
 from .._routes import Route
-from .._store import (
+from ..store import (
     ApiTokenRecord,
     ApplicationRecord,
     AttributeRecord,

@@ -159,7 +159,7 @@ def _string(node: Mapping[str, Any]) -> str:
     raw_low = node.get("minLength")
     low: int = raw_low if isinstance(raw_low, int) else 0
     if pattern == _HEX24:
-        from .._store import new_id
+        from ..store import new_id
 
         return new_id()
     if isinstance(pattern, str):

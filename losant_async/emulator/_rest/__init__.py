@@ -13,7 +13,7 @@ def coverage() -> dict[str, str]:
     """Catalog action -> how the emulator answers it: ``hand`` (its own handler), ``engine``
     (generic collection/item CRUD) or ``schema`` (a reply built from the response schema over
     the stored objects). An action missing here would answer 501."""
-    from .._store import Store
+    from ..store import Store
 
     async def no_commands(*_args: Any) -> None:
         return None

@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 from aiohttp import web
 
 from ...errors import ValidationError
 from . import _engine
+from ._app_doc import app_json, extras
 from ._common import Call, Handler, HttpError, Server
 
 _RECORD_FIELDS = ("id", "applicationId", "creationDate", "lastUpdated", "ownerId", "ownerType")
-
-
-def extras(srv: Server, application_id: str) -> dict[str, Any]:
-    """The application's stored fields beyond its record (globals, endpointSlug, readme...)."""
-    return srv.store.docs.setdefault("applications", {}).setdefault(application_id, {})
-
-
-def app_json(srv: Server, application_id: str) -> dict[str, Any]:
-    app = srv.store.application(application_id)
-    out = {k: copy.deepcopy(v) for k, v in extras(srv, app.id).items() if k != "readme"}
-    out.update(srv.app_json(app))
-    org = srv.store.docs.get("orgs", {}).get(app.owner_id or "")
-    if org is not None:
-        out["ownerType"] = "organization"
-        out["orgId"] = org["id"]
-    return out
 
 
 async def forget_application(srv: Server, application_id: str) -> None:

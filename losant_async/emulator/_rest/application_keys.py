@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from ...errors import ValidationError
-from .._store import KEY_FILTER_TYPES
+from ..store import KEY_FILTER_TYPES
 from . import _engine
 from ._common import Call, Handler, Server, json_response
 

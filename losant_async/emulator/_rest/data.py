@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ...errors import ValidationError
 from .._query import device_matches
-from .._store import (
+from ..store import (
     DAY_MS,
     ApplicationRecord,
     DeviceRecord,

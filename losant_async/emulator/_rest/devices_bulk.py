@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ...errors import ValidationError
 from .._query import device_matches
-from .._store import BlobRecord, DeviceRecord, new_id
+from ..store import BlobRecord, DeviceRecord, new_id
 from . import _engine
 from ._common import Call, Handler, Server, iso
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from ..._time import parse_losant_time
 from ...errors import ValidationError
 from .._query import device_matches, parse_brackets
-from .._store import ApplicationRecord, DeviceRecord
+from ..store import ApplicationRecord, DeviceRecord
 from ._common import Call, Handler, HttpError, Server, iso, json_response
 
 

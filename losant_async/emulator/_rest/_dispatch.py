@@ -12,7 +12,7 @@ from aiohttp import web
 from ... import _json
 from ...errors import ValidationError
 from .._routes import Route, RouteTable, load_routes
-from .._store import ApiTokenRecord, Store, UnknownObjectError
+from ..store import ApiTokenRecord, Store, UnknownObjectError
 from . import (
     application_api_tokens,
     application_keys,

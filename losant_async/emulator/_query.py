@@ -9,7 +9,7 @@ from typing import Any
 
 from .._time import from_epoch_ms
 from ..errors import ValidationError
-from ._store import DeviceRecord
+from .store import DeviceRecord
 
 __all__ = ["device_matches", "doc_matches", "parse_brackets", "wildcard_match"]
 

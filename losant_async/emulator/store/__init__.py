@@ -1,0 +1,60 @@
+"""Everything the emulator knows, split by concern: records, applications and devices, credentials, history.
+
+``Store`` is the one object the REST server, the broker and ``LocalLosant`` use. Each
+device's history goes to a ``SeriesBackend`` (``MemorySeries`` by default); the rest
+(applications, devices, credentials, the other API objects as JSON documents in
+``Store.docs``, downloadable blobs) are records in memory.
+"""
+
+from __future__ import annotations
+
+from ._records import (
+    DAY_MS,
+    DEVICE_CLASSES,
+    KEY_FILTER_TYPES,
+    ApiTokenRecord,
+    ApplicationRecord,
+    AttributeRecord,
+    BlobRecord,
+    Clock,
+    CommandRecord,
+    ConnectionLogEntry,
+    Counters,
+    DeviceRecord,
+    KeyRecord,
+    StateRecord,
+    UnknownObjectError,
+    UserRecord,
+    new_id,
+    new_token,
+)
+from ._series import MemorySeries, SeriesBackend
+from ._states import HistoryStore
+
+__all__ = [
+    "DAY_MS",
+    "DEVICE_CLASSES",
+    "KEY_FILTER_TYPES",
+    "ApiTokenRecord",
+    "ApplicationRecord",
+    "AttributeRecord",
+    "BlobRecord",
+    "Clock",
+    "CommandRecord",
+    "ConnectionLogEntry",
+    "Counters",
+    "DeviceRecord",
+    "KeyRecord",
+    "MemorySeries",
+    "SeriesBackend",
+    "StateRecord",
+    "Store",
+    "UnknownObjectError",
+    "UserRecord",
+    "new_id",
+    "new_token",
+]
+
+
+class Store(HistoryStore):
+    """Everything the emulator knows. Synchronous: the event loop is its only user."""
