@@ -96,6 +96,18 @@ class Counters:
     mqtt_displaced: int = 0
     mqtt_throttled: int = 0
     mqtt_reaped: int = 0
+    mqtt_connect_timeouts: int = 0
+    """Connections closed for not completing a CONNECT within the deadline."""
+    mqtt_connections_refused: int = 0
+    """Connections refused (CONNACK 3) over the total or per-address caps."""
+    mqtt_slow_consumer_dropped: int = 0
+    """QoS 0 messages not sent to a session whose peer left too much unread."""
+    mqtt_slow_consumer_closed: int = 0
+    mqtt_sessions_revoked: int = 0
+    """Sessions ended because their access key was deleted, deactivated or no longer covers the device."""
+    rest_connections_refused: int = 0
+    rest_timeouts: int = 0
+    """REST connections closed for a request head, body or idle deadline."""
 
     def as_dict(self) -> dict[str, int]:
         """The counters by name."""
