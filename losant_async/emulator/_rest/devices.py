@@ -11,7 +11,7 @@ from ..._time import parse_losant_time
 from ...errors import ValidationError
 from .._access import visible_devices
 from .._query import device_matches, parse_brackets
-from ..store import ApplicationRecord, DeviceRecord
+from ..store import ApplicationRecord, DeviceRecord, check_time
 from ._common import Call, Handler, HttpError, Server, iso, json_response
 
 
@@ -100,7 +100,8 @@ def _command_fields(srv: Server, body: Mapping[str, Any]) -> tuple[str, Any, int
     if not isinstance(name, str) or not 1 <= len(name) <= 255:
         raise ValidationError("command name must be a string of 1 to 255 characters")
     stamp = parse_losant_time(body.get("time"), now=srv.store.clock())
-    return name, body.get("payload"), stamp
+    # checked before any device is sent it: a multi-device command is all or nothing
+    return name, body.get("payload"), None if stamp is None else check_time(stamp, "time")
 
 
 async def devices_send_command(srv: Server, call: Call) -> web.Response:
