@@ -44,6 +44,7 @@ from ._mqtt_codec import (
     valid_filter,
     valid_topic,
 )
+from ._mqtt_gate import Gate
 from ._rules import (
     ACCEPTED,
     MAX_PAYLOAD,
@@ -386,9 +387,7 @@ class MqttServer:
         self.ticks = 0
         """Reaper rounds so far: silence is also counted in rounds, so a starved event loop reaps nobody."""
         self._sessions: set[MqttSession] = set()
-        self._pending: dict[str, int] = {}
-        self._waiting: dict[MqttSession, None] = {}
-        """Connections without an accepted CONNECT, oldest first."""
+        self._gate = Gate(self.limits, rules.store.counters)
         """Address -> its connections still without an accepted CONNECT."""
         # application id -> exact topic -> subscribed session -> granted QoS
         self._exact: dict[str, dict[str, dict[MqttSession, int]]] = {}
@@ -552,56 +551,17 @@ class MqttServer:
     # -- registry ----------------------------------------------------------------------------
 
     def opened(self, session: MqttSession) -> None:
-        """Register a new connection within the caps.
-
-        A connection still without its CONNECT is the cheapest to lose: over the
-        per-address cap the address's oldest such connection is closed to make room,
-        and over the total cap the oldest anywhere. Only when every connection is an
-        accepted session is the new one refused (CONNACK 3, then closed). So a flood
-        of silent sockets never locks a device out, and accepted sessions are never cut.
-        """
-        limits = self.limits
-        counters = self.rules.store.counters
-        if self._pending.get(session.address, 0) >= limits.max_pending_per_address:
-            self._evict(session.address)
-        if len(self._sessions) >= limits.max_mqtt_connections and not self._evict(None):
-            counters.mqtt_connections_refused += 1
-            if counters.mqtt_connections_refused in (1, 10, 100) or counters.mqtt_connections_refused % 1000 == 0:
-                _log.warning(
-                    "refusing MQTT connections: %d open, the cap; %d refused so far",
-                    len(self._sessions), counters.mqtt_connections_refused,
-                )
+        """Register a new connection within the caps, or refuse it (CONNACK 3, then closed)."""
+        if not self._gate.enter(session, len(self._sessions)):
             session.refuse(encode_connack(SERVER_UNAVAILABLE))
             return
         self._sessions.add(session)
-        self._waiting[session] = None
-        self._pending[session.address] = self._pending.get(session.address, 0) + 1
-
-    def _evict(self, address: str | None) -> bool:
-        """Close the oldest connection without a CONNECT (from ``address``, or any); whether there was one."""
-        victim = next((s for s in self._waiting if address is None or s.address == address), None)
-        if victim is None:
-            return False
-        self.rules.store.counters.mqtt_pending_evicted += 1
-        victim.close(None, logged=False)
-        return True
-
-    def _settled(self, session: MqttSession) -> None:
-        """The session is no longer pending: accepted by a CONNECT, or gone."""
-        if session not in self._waiting:
-            return
-        del self._waiting[session]
-        left = self._pending.get(session.address, 0) - 1
-        if left > 0:
-            self._pending[session.address] = left
-        else:
-            self._pending.pop(session.address, None)
 
     def admit(self, session: MqttSession) -> None:
         """Make an accepted session the device's connection; a second one displaces the first."""
         device = session.device
         assert device is not None
-        self._settled(session)
+        self._gate.settled(session)
         store = self.rules.store
         old = self.live.get(device.id)
         if old is not None:
@@ -616,7 +576,7 @@ class MqttServer:
             return
         self._sessions.discard(session)
         if session.device is None:
-            self._settled(session)
+            self._gate.settled(session)
         for topic_filter in list(session.subscriptions):
             self.unsubscribe(session, topic_filter)
         device = session.device

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -39,6 +39,7 @@ from ._engine import Kind, find, generic_handler, kind_for_route, path_kinds
 __all__ = ["RestApp"]
 
 _log = logging.getLogger("losant_async.testing.rest")
+T = TypeVar("T")
 
 _MODULES = (
     auth, me, applications, devices, devices_bulk, device_attributes, application_keys, application_api_tokens, data,
@@ -164,16 +165,17 @@ class RestApp(Server):
             return error_response(500, "InternalError", f"emulator failure: {type(exc).__name__}")
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if len(request.query) > self.limits.rest_max_query_params:
+            raise ValidationError(f"at most {self.limits.rest_max_query_params} query parameters are accepted")
         for prefix, extra in self._extra:
             if request.path.startswith(prefix):
-                result: web.StreamResponse = await extra(self, request)
+                # uploads and webhooks read their own bodies: the same deadline holds
+                result: web.StreamResponse = await self._within_body_deadline(extra(self, request))
                 return result
         found = self.routes.match(request.method, request.path)
         if found is None:
             raise HttpError(404, "NotFound", f"Resource {request.method} {request.path} not found")
         route, params = found
-        if len(request.query) > self.limits.rest_max_query_params:
-            raise ValidationError(f"at most {self.limits.rest_max_query_params} query parameters are accepted")
         token: ApiTokenRecord | None = None
         if route.auth_required:
             token = self._authenticate(request, route)
@@ -181,16 +183,19 @@ class RestApp(Server):
         if token is not None:
             self._authorize(token, route, params)
         handler = self._hand.get(route.full_name) or generic_handler(route)
-        try:
-            body = await asyncio.wait_for(self._read_body(request), self.limits.rest_body_deadline_s)
-        except asyncio.TimeoutError:
-            self.store.counters.rest_timeouts += 1
-            raise HttpError(408, "RequestTimeout", "the request body did not arrive in time") from None
+        body = await self._within_body_deadline(self._read_body(request))
         call = Call(route, params, list(request.query.items()), body, token, request)
         response = await handler(self, call)
         if route.full_name in _access.REVOKING:
             self.credentials_changed()
         return response
+
+    async def _within_body_deadline(self, reading: Awaitable[T]) -> T:
+        try:
+            return await asyncio.wait_for(reading, self.limits.rest_body_deadline_s)
+        except asyncio.TimeoutError:
+            self.store.counters.rest_timeouts += 1
+            raise HttpError(408, "RequestTimeout", "the request body did not arrive in time") from None
 
     async def _read_body(self, request: web.Request) -> Any:
         if not request.can_read_body:

@@ -226,3 +226,18 @@ async def test_over_the_rest_connection_cap_a_connection_gets_a_json_503(start: 
     writer.close()
     for _reader, other in held:
         other.close()
+
+
+async def test_a_slow_body_gets_a_408_at_its_deadline(start: Start) -> None:
+    world = await start(rest_body_deadline_s=0.3)
+    host, port = world.losant.rest_url.rsplit("/", 1)[-1].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    path = f"/applications/{world.app.id}/devices/{world.device.id}/state"
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {world.token}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"data\":".encode()
+    )  # and the other 92 bytes never come
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT)
+    assert head.startswith(b"HTTP/1.1 408")
+    assert world.losant.counters.rest_timeouts == 1
+    writer.close()
