@@ -184,8 +184,8 @@ class LocalLosant:
         from aiohttp import web
 
         from ._broker import EmbeddedBroker
+        from ._http_listener import GuardedSite, Listener
         from ._rest import RestApp
-        from ._rest._listener import GuardedSite, Listener
 
         self._started = True
         try:

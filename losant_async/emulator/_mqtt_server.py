@@ -416,12 +416,16 @@ class MqttServer:
     async def _start_ws(self, port: int) -> None:
         from aiohttp import web
 
+        from ._http_listener import GuardedSite, Listener
+
         app = web.Application()
         app.router.add_get("/{tail:.*}", self._on_ws)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         self._ws_runner = runner
-        site = web.TCPSite(runner, self.host, port, ssl_context=self._ssl)
+        # the HTTP upgrade is bounded like REST (head deadline, connection cap); the session then like TCP's
+        listener = Listener(self.limits, self.rules.store.counters, max_connections=self.limits.max_mqtt_connections)
+        site = GuardedSite(runner, self.host, port, listener, ssl_context=self._ssl)
         await site.start()
         self.ws_port = runner.addresses[0][1]
 

@@ -294,3 +294,24 @@ async def test_a_drip_flood_under_a_low_descriptor_limit_blocks_neither_mqtt_nor
         if child.returncode is None:
             child.kill()
         await child.wait()
+
+
+async def test_the_caps_hold_for_mqtt_over_websockets_too() -> None:
+    chosen = limits(max_mqtt_connections=2, rest_header_deadline_s=0.3)
+    async with contextlib.AsyncExitStack() as stack:
+        losant = await stack.enter_async_context(LocalLosant(limits=chosen))  # with its WebSocket listener
+        fleet = Fleet(losant)
+        for index in (0, 1):
+            device = await fleet.connected(index)
+            stack.push_async_callback(device.close)
+        http = await stack.enter_async_context(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT)))
+        ws = await stack.enter_async_context(http.ws_connect(f"http://127.0.0.1:{losant.ws_port}/mqtt", protocols=("mqtt",)))
+        message = await ws.receive(timeout=WAIT)  # CONNACK 3 unasked: every connection is an accepted session
+        assert message.type == aiohttp.WSMsgType.BINARY and message.data == b"\x20\x02\x00\x03"
+        assert losant.counters.mqtt_connections_refused == 1
+        # a request head that never completes on the WebSocket port is closed at its deadline too
+        reader, writer = await asyncio.open_connection("127.0.0.1", losant.ws_port)
+        writer.write(b"GET /mqtt HTTP/1.1\r\nHost: x\r\n")
+        await closed(reader)
+        writer.close()
+        assert losant.counters.rest_timeouts == 1

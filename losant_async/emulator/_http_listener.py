@@ -1,4 +1,4 @@
-"""The REST server's listener: connection caps, a request-head deadline, idle closing, JSON errors, and peer watching.
+"""The emulator's HTTP listeners (REST, MQTT over WebSockets): connection caps, a request-head deadline, idle closing, JSON errors, peer watching.
 
 aiohttp serves each connection with a ``RequestHandler``; here every one is
 wrapped in a guard that refuses connections over the cap (503 in Losant's
@@ -11,16 +11,19 @@ shape too.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from ... import _json
-from .._limits import Limits
-from ..store import Counters
+from .. import _json
+from ._limits import Limits
+from .store import Counters
 
 __all__ = ["GuardedSite", "Listener"]
 
@@ -36,6 +39,12 @@ def _error_bytes(status: int, reason: str, message: str) -> bytes:
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
+
+
+@functools.cache
+def _handler_options() -> frozenset[str]:
+    """The options this aiohttp's RequestHandler takes (the oldest supported may lack some)."""
+    return frozenset(inspect.signature(RequestHandler.__init__).parameters)
 
 
 class _JsonErrors(RequestHandler):
@@ -75,7 +84,7 @@ class _Guard(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         listener = self._listener
-        if len(listener.open) >= listener.limits.max_rest_connections:
+        if len(listener.open) >= listener.max_connections:
             listener.counters.rest_connections_refused += 1
             self.closed = True
             transport.write(_error_bytes(503, "Service Unavailable", "too many connections to the emulator's REST server"))
@@ -149,23 +158,26 @@ class _Guard(asyncio.Protocol):
 
 
 class Listener:
-    """The open REST connections and their limits; makes each connection's guarded handler."""
+    """The open connections of one HTTP listener and their limits; makes each connection's guarded handler."""
 
-    def __init__(self, limits: Limits, counters: Counters) -> None:
+    def __init__(self, limits: Limits, counters: Counters, *, max_connections: int | None = None) -> None:
         self.limits = limits
         self.counters = counters
+        self.max_connections = limits.max_rest_connections if max_connections is None else max_connections
         self.open: dict[asyncio.BaseTransport, _Guard] = {}
 
     def protocol(self, server: web.Server) -> asyncio.Protocol:
         limits = self.limits
+        options: dict[str, Any] = {
+            "keepalive_timeout": limits.rest_idle_s,
+            "access_log": None,  # no access log
+            "max_line_size": limits.rest_max_line_bytes,
+            "max_field_size": limits.rest_max_line_bytes,
+            "max_headers": limits.rest_max_headers,
+        }
+        accepted = _handler_options()
         inner = _JsonErrors(
-            server,
-            loop=asyncio.get_running_loop(),
-            keepalive_timeout=limits.rest_idle_s,
-            access_log=None,  # type: ignore[arg-type]  # None turns aiohttp's access log off
-            max_line_size=limits.rest_max_line_bytes,
-            max_field_size=limits.rest_max_line_bytes,
-            max_headers=limits.rest_max_headers,
+            server, loop=asyncio.get_running_loop(), **{k: v for k, v in options.items() if k in accepted}
         )
         return _Guard(self, inner)
 
@@ -180,8 +192,10 @@ class GuardedSite(web.TCPSite):
 
     __slots__ = ("_listener",)
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, listener: Listener) -> None:
-        super().__init__(runner, host, port)
+    def __init__(
+        self, runner: web.BaseRunner, host: str, port: int, listener: Listener, *, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
+        super().__init__(runner, host, port, ssl_context=ssl_context)
         self._listener = listener
 
     async def start(self) -> None:
@@ -190,5 +204,5 @@ class GuardedSite(web.TCPSite):
         assert server is not None
         listener = self._listener
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: listener.protocol(server), self._host, self._port, backlog=self._backlog
+            lambda: listener.protocol(server), self._host, self._port, ssl=self._ssl_context, backlog=self._backlog
         )
