@@ -140,7 +140,10 @@ class LocalLosant:
     application; over REST 30 sendState / sendCommand per 15 s per device (429 with
     Retry-After). ``clock`` (epoch ms) replaces the wall clock for the time rules, the
     throttle and the bans, so tests can move time instead of sleeping. ``mqtt_ssl``
-    serves the MQTT listeners (TCP and WebSockets) over TLS.
+    serves the MQTT listeners (TCP and WebSockets) over TLS. ``limits`` bounds what
+    peers can make it hold or wait for (packet sizes, deadlines, connection caps,
+    output per session, bodies, JSON nesting); the defaults fit the process's
+    descriptor limit, and docs/emulator.md lists them all.
     """
 
     def __init__(
