@@ -186,11 +186,13 @@ def publish_target_allowed(store: Store, application_id: str, topic: str) -> boo
     return device is not None and device.application_id == application_id
 
 
-def session_allowed(store: Store, key: KeyRecord | None, device: DeviceRecord) -> bool:
+def session_allowed(store: Store, key: KeyRecord | None, device: DeviceRecord, *, coverage: bool = True) -> bool:
     """Whether an MQTT session authenticated by ``key`` for ``device`` may go on.
 
     The key must still exist, be active, belong to the device's application and
-    cover the device (its device ids or tags may have been changed since).
+    (with ``coverage``) cover the device: its device ids or tags may have changed.
+    Without ``coverage`` the check costs two dictionary look-ups, cheap enough for
+    every PUBLISH; coverage is judged again whenever a key or device changes.
     """
     if device.id not in store.devices:
         return False
@@ -199,4 +201,6 @@ def session_allowed(store: Store, key: KeyRecord | None, device: DeviceRecord) -
     current = store.keys.get(key.key)
     if current is None or current.id != key.id:
         return False
-    return current.status == "active" and current.application_id == device.application_id and store.key_covers(current, device)
+    if current.status != "active" or current.application_id != device.application_id:
+        return False
+    return not coverage or store.key_covers(current, device)

@@ -223,7 +223,7 @@ class MqttSession:
         device = self.device
         assert device is not None
         rules = server.rules
-        if not session_allowed(rules.store, self.key, device):
+        if not session_allowed(rules.store, self.key, device, coverage=False):
             counters.mqtt_sessions_revoked += 1
             self.close("access revoked")
             return
@@ -477,7 +477,7 @@ class MqttServer:
             elif session.stalled(now):
                 counters.mqtt_slow_consumer_closed += 1
                 session.close("slow consumer: output stalled over the limit")
-            elif not session_allowed(self.rules.store, session.key, session.device):
+            elif not session_allowed(self.rules.store, session.key, session.device, coverage=False):
                 counters.mqtt_sessions_revoked += 1
                 session.close("access revoked")
 

@@ -180,3 +180,19 @@ async def test_the_table_names_every_rule_it_applies() -> None:
 
     assert len({rule.who for rule in TABLE}) == len(TABLE)
     assert all(rule.refusal and rule.callers for rule in TABLE)
+
+
+async def test_a_device_retagged_out_of_its_keys_tags_loses_its_session(two: Two, http: aiohttp.ClientSession) -> None:
+    tagged = two.app0.create_device(name="tagged", attributes={"temperature": "number"}, tags={"floor": "3"})
+    key = two.app0.create_access_key(device_tags={"floor": "3"})
+    client = await connected(two, tagged.id, key)
+    try:
+        status, _ = await call(
+            http, two, "PATCH", f"/applications/{two.app0.id}/devices/{tagged.id}", two.token0,
+            {"tags": [{"key": "floor", "value": "4"}]},
+        )
+        assert status == 200
+        await client.wait_closed()
+        assert two.losant.counters.mqtt_sessions_revoked == 1
+    finally:
+        await client.close()

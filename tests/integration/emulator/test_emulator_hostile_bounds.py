@@ -315,3 +315,26 @@ async def test_the_caps_hold_for_mqtt_over_websockets_too() -> None:
         await closed(reader)
         writer.close()
         assert losant.counters.rest_timeouts == 1
+
+
+async def test_a_qos1_message_over_the_output_limit_ends_the_session(start: Start) -> None:
+    """QoS 1 cannot be dropped silently: a subscriber too slow for it is disconnected, and that is counted."""
+    fleet = await start(output_soft_bytes=64 * 1024, output_hard_bytes=1024 * 1024)
+    sink = await fleet.connected(0)
+    publisher = await fleet.connected(1)
+    try:
+        assert await sink.subscribe("feed", qos=1) == 1
+        sink._reader_task.cancel()
+        sink.writer.transport.pause_reading()
+        payload = bytes(200 * 1024)
+        for _ in range(50):  # 10 MB at QoS 1 towards a reader that takes none of it
+            await publisher.publish("feed", payload, qos=1)
+            if fleet.losant.counters.mqtt_slow_consumer_closed:
+                break
+        await publisher.ping()
+        assert fleet.losant.counters.mqtt_slow_consumer_closed == 1
+        assert fleet.losant.counters.mqtt_slow_consumer_dropped == 0
+        assert not fleet.losant.is_connected(fleet.devices[0].id)
+    finally:
+        await publisher.close()
+        await sink.close()
