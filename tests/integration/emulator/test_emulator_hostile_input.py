@@ -25,6 +25,7 @@ import pytest_asyncio
 from losant_async.emulator import LocalLosant
 from losant_async.emulator._limits import Limits
 from losant_async.emulator.store import BlobRecord
+from losant_async.errors import ValidationError
 from tests.integration.emulator.emulator_support import WAIT, RawMqtt
 
 YEAR_10000_MS = 253_402_300_800_000
@@ -88,7 +89,7 @@ async def test_a_command_past_year_9999_is_a_400_and_never_recorded(start: Start
     )
     assert status == 400
     assert world.losant.commands_sent(world.other.id) == []
-    with pytest.raises(Exception, match="year 9999"):
+    with pytest.raises(ValidationError, match="year 9999"):
         await world.losant.send_command(world.device.id, "go", time=YEAR_10000_MS)
 
 
