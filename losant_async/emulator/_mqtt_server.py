@@ -90,6 +90,7 @@ class MqttSession:
         "last_read",
         "last_tick",
         "opened_at",
+        "opened_tick",
         "over_since",
         "request",
         "subscriptions",
@@ -123,6 +124,7 @@ class MqttSession:
         self._next_id = 0
         self.address = address
         self.opened_at = server.loop.time()
+        self.opened_tick = server.ticks
         self.over_since: float | None = None
         """When the session's output went over the soft limit (None: it is under)."""
         self.closed = False
@@ -388,7 +390,6 @@ class MqttServer:
         """Reaper rounds so far: silence is also counted in rounds, so a starved event loop reaps nobody."""
         self._sessions: set[MqttSession] = set()
         self._gate = Gate(self.limits, rules.store.counters)
-        """Address -> its connections still without an accepted CONNECT."""
         # application id -> exact topic -> subscribed session -> granted QoS
         self._exact: dict[str, dict[str, dict[MqttSession, int]]] = {}
         # application id -> (session, filter) -> granted QoS, for filters with wildcards
@@ -467,8 +468,10 @@ class MqttServer:
             silent = now - session.last_read
             rounds = (self.ticks - session.last_tick) * interval
             if session.device is None:
-                # absolute: a CONNECT dripped a byte at a time does not restart it
-                if now - session.opened_at > limits.connect_deadline_s:
+                # absolute: a CONNECT dripped a byte at a time does not restart it (but, as for
+                # silence, the deadline holds in reaper rounds too: a starved loop reaps nobody)
+                since = min(now - session.opened_at, (self.ticks - session.opened_tick) * interval)
+                if since > limits.connect_deadline_s:
                     counters.mqtt_connect_timeouts += 1
                     session.close(None, logged=False)
             elif session.keepalive and min(silent, rounds) > session.keepalive * _REAP_FACTOR:
