@@ -27,6 +27,7 @@ __all__ = [
     "Rule",
     "authenticate",
     "authorize",
+    "live_token",
     "publish_target_allowed",
     "session_allowed",
     "visible_devices",
@@ -137,6 +138,17 @@ REVOKING = frozenset({
 """Actions after which every open session and stream is judged again: they can take credentials away."""
 
 
+def live_token(store: Store, raw: str) -> ApiTokenRecord | None:
+    """The token's record while it authenticates: known, active, unexpired and, for a device
+    token, its device still in the token's application."""
+    token = store.token(raw)
+    if token is not None and token.kind == "device":
+        device = store.devices.get(token.device_id or "")
+        if device is None or device.application_id != token.application_id:
+            return None
+    return token
+
+
 def authenticate(store: Store, authorization: str, route: Route) -> ApiTokenRecord:
     """The live token of an ``Authorization: Bearer`` header with a scope for ``route``.
 
@@ -144,11 +156,7 @@ def authenticate(store: Store, authorization: str, route: Route) -> ApiTokenReco
     (or moved out of the token's application) the token answers 401.
     """
     scheme, _, value = authorization.partition(" ")
-    token = store.token(value.strip()) if scheme.lower() == "bearer" else None
-    if token is not None and token.kind == "device":
-        device = store.devices.get(token.device_id or "")
-        if device is None or device.application_id != token.application_id:
-            token = None
+    token = live_token(store, value.strip()) if scheme.lower() == "bearer" else None
     if token is None:
         raise Denied(401, "Invalid access token")
     if route.scopes and not route.scopes.intersection(token.scopes):

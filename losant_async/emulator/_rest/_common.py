@@ -15,6 +15,7 @@ from aiohttp import web
 from ... import _json
 from ..._time import from_epoch_ms, parse_losant_time
 from ...errors import ValidationError
+from .._access import live_token
 from .._limits import decode_json
 from .._query import wildcard_match
 from .._routes import Route
@@ -193,13 +194,7 @@ class Server:
 
     def token_live(self, token: ApiTokenRecord) -> bool:
         """Whether a token that authenticated a call would still authenticate it."""
-        current = self.store.token(token.token)
-        if current is None:
-            return False
-        if current.kind == "device":
-            device = self.store.devices.get(current.device_id or "")
-            return device is not None and device.application_id == current.application_id
-        return True
+        return live_token(self.store, token.token) is not None
 
     def app_of(self, call: Call) -> ApplicationRecord:
         return self.store.application(call.params["applicationId"])
