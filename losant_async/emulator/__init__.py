@@ -19,6 +19,7 @@ dependency: aiohttp serves its WebSocket listener).
 
 from __future__ import annotations
 
+from ._limits import Limits
 from ._local import AccessKey, Application, Device, LocalLosant, User
 from .store import (
     CommandRecord,
@@ -36,6 +37,7 @@ __all__ = [
     "ConnectionLogEntry",
     "Counters",
     "Device",
+    "Limits",
     "LocalLosant",
     "StateRecord",
     "Store",

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import _json
 from .._time import to_ejson_date
+from ._limits import Limits
 from ._mqtt_server import MqttServer
 from ._rules import MAX_PAYLOAD, Rules
 from .store import Store
@@ -35,6 +36,7 @@ class EmbeddedBroker:
         throttle: bool = False,
         ssl: _ssl.SSLContext | None = None,
         reap_interval: float = 1.0,
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
         self.host = host
@@ -44,6 +46,7 @@ class EmbeddedBroker:
         self.rules = Rules(store, throttle=throttle)
         self._options: dict[str, Any] = {
             "host": host, "port": port, "ws_port": ws_port, "ssl": ssl, "reap_interval": reap_interval,
+            "limits": limits,
         }
         self._server: MqttServer | None = None
         self._pending_listeners: list[tuple[Callable[[str, str, bytes], None], list[Callable[[], None]]]] = []
@@ -121,6 +124,11 @@ class EmbeddedBroker:
         session = server.session_of(device_id) if server is not None else None
         if session is not None:
             session.close("disconnected by the platform")
+
+    def revalidate(self) -> None:
+        """End the sessions whose access key no longer allows them (deleted, deactivated, narrowed)."""
+        if self._server is not None:
+            self._server.revalidate()
 
     def reap(self) -> None:
         """Close connections silent for longer than 1.5 x their keepalive (the reaper does this every second)."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .._extras import require_extra
 from .._time import to_ejson_date
 from ..errors import ValidationError
+from ._limits import Limits, default_limits
 from .store import (
     CommandRecord,
     ConnectionLogEntry,
@@ -139,7 +140,10 @@ class LocalLosant:
     application; over REST 30 sendState / sendCommand per 15 s per device (429 with
     Retry-After). ``clock`` (epoch ms) replaces the wall clock for the time rules, the
     throttle and the bans, so tests can move time instead of sleeping. ``mqtt_ssl``
-    serves the MQTT listeners (TCP and WebSockets) over TLS.
+    serves the MQTT listeners (TCP and WebSockets) over TLS. ``limits`` bounds what
+    peers can make it hold or wait for (packet sizes, deadlines, connection caps,
+    output per session, bodies, JSON nesting); the defaults fit the process's
+    descriptor limit, and docs/emulator.md lists them all.
     """
 
     def __init__(
@@ -152,6 +156,7 @@ class LocalLosant:
         host: str = "127.0.0.1",
         clock: Callable[[], int] | None = None,
         mqtt_ssl: _ssl.SSLContext | None = None,
+        limits: Limits | None = None,
     ) -> None:
         require_extra("emulator", "jsonschema", feature="LocalLosant")
         for name, port in (("rest_port", rest_port), ("mqtt_port", mqtt_port), ("ws_port", ws_port)):
@@ -164,6 +169,8 @@ class LocalLosant:
         self._ws_port = ws_port
         self._throttle = throttle
         self._mqtt_ssl = mqtt_ssl
+        self.limits: Limits = limits or default_limits()
+        """Every server-side bound (docs/emulator.md lists them); defaults fit the descriptor limit."""
         self._broker: EmbeddedBroker | None = None
         self._runner: web.AppRunner | None = None
         self._rest: Any = None
@@ -180,6 +187,7 @@ class LocalLosant:
         from aiohttp import web
 
         from ._broker import EmbeddedBroker
+        from ._http_listener import GuardedSite, Listener
         from ._rest import RestApp
 
         self._started = True
@@ -191,13 +199,17 @@ class LocalLosant:
                 ws_port=self._ws_port,
                 throttle=self._throttle,
                 ssl=self._mqtt_ssl,
+                limits=self.limits,
             )
             await self._broker.start()
-            self._rest = RestApp(self.store, self._deliver_command, throttle=self._throttle)
+            self._rest = RestApp(self.store, self._deliver_command, throttle=self._throttle, limits=self.limits)
             self._rest.on_device_deleted = self._broker.disconnect
+            self._rest.on_credentials_changed = self._broker.revalidate
+            listener = Listener(self.limits, self.store.counters)
+            self._rest.peer_watch = listener.watch
             self._runner = web.AppRunner(self._rest.build(), access_log=None, shutdown_timeout=1.0)
             await self._runner.setup()
-            site = web.TCPSite(self._runner, self._host, self._rest_port)
+            site = GuardedSite(self._runner, self._host, self._rest_port, listener)
             await site.start()
             self._rest_bound = self._runner.addresses[0][1]
             self._rest.broker = self._broker

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -47,16 +47,32 @@ class ProtocolError(Exception):
 class OversizeError(ProtocolError):
     """A packet announced a remaining length over the reader's limit (its body is never read)."""
 
+    def __init__(self, kind: int, length: int, limit: int) -> None:
+        super().__init__(f"packet type {kind} of {length} bytes over its limit of {limit}")
+        self.kind = kind
+        self.length = length
+        self.limit = limit
+
 
 class PacketReader:
-    """Splits a byte stream into (type, flags, body) packets; bodies over ``max_remaining`` raise early."""
+    """Splits a byte stream into (type, flags, body) packets; a body over its type's limit raises early.
 
-    __slots__ = ("_buffer", "_need", "max_remaining")
+    ``max_remaining`` bounds a PUBLISH, ``per_type`` any packet type (a CONNECT
+    before authentication, say): the check is made on the fixed header, so an
+    oversized packet is refused before its body is buffered.
+    """
 
-    def __init__(self, max_remaining: int = _MAX_REMAINING) -> None:
+    __slots__ = ("_buffer", "_caps", "_need", "max_remaining")
+
+    def __init__(self, max_remaining: int = _MAX_REMAINING, *, per_type: Mapping[int, int] | None = None) -> None:
         self._buffer = bytearray()
         self._need = 0
         self.max_remaining = max_remaining
+        caps = [_MAX_REMAINING] * 16
+        caps[PUBLISH] = max_remaining
+        for kind, cap in (per_type or {}).items():
+            caps[kind] = cap
+        self._caps = tuple(caps)
 
     def feed(self, data: bytes) -> Iterator[tuple[int, int, bytes]]:
         """Yield every packet completed by ``data``; a partial one is kept for the next call."""
@@ -88,8 +104,8 @@ class PacketReader:
                     raise ProtocolError("remaining length longer than 4 bytes")
             if not complete:
                 break
-            if length > self.max_remaining and first >> 4 == PUBLISH:
-                raise OversizeError(f"packet of {length} bytes over the limit")
+            if length > self._caps[first >> 4]:
+                raise OversizeError(first >> 4, length, self._caps[first >> 4])
             if end - pos < length:
                 self._need = pos - start + length
                 break

@@ -17,6 +17,8 @@ import ssl as _ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ._access import session_allowed
+from ._limits import Limits, default_limits
 from ._mqtt_codec import (
     CONNECT,
     DISCONNECT,
@@ -42,7 +44,16 @@ from ._mqtt_codec import (
     valid_filter,
     valid_topic,
 )
-from ._rules import ACCEPTED, MAX_PAYLOAD, UNACCEPTABLE_PROTOCOL, PublishVerdict, Rules, matches
+from ._mqtt_gate import Gate
+from ._rules import (
+    ACCEPTED,
+    MAX_PAYLOAD,
+    SERVER_UNAVAILABLE,
+    UNACCEPTABLE_PROTOCOL,
+    PublishVerdict,
+    Rules,
+    matches,
+)
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -53,13 +64,9 @@ __all__ = ["MqttServer", "MqttSession"]
 
 _log = logging.getLogger("losant_async.testing.broker")
 
-# A PUBLISH whose remaining length exceeds this cannot fit under the cap whatever its topic:
-# it is refused from its fixed header, before its payload is read.
-_MAX_PUBLISH_REMAINING = MAX_PAYLOAD + 2 + 65535 + 2
 _REAP_FACTOR = 1.5
-_CONNECT_TIMEOUT = 10.0
-"""Seconds a new connection may take to send its CONNECT."""
 _SUBACK_FAILURE = 0x80
+_NAMES = {CONNECT: "CONNECT", PUBLISH: "PUBLISH", SUBSCRIBE: "SUBSCRIBE", UNSUBSCRIBE: "UNSUBSCRIBE"}
 
 MessageListener = Callable[[str, str, bytes], None]
 
@@ -69,10 +76,12 @@ class MqttSession:
 
     __slots__ = (
         "_abort",
+        "_buffered",
         "_next_id",
         "_reader",
         "_server",
         "_write",
+        "address",
         "closed",
         "device",
         "graceful",
@@ -80,16 +89,44 @@ class MqttSession:
         "key",
         "last_read",
         "last_tick",
+        "opened_at",
+        "opened_tick",
+        "over_since",
         "request",
         "subscriptions",
     )
 
-    def __init__(self, server: MqttServer, write: Callable[[bytes], None], abort: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        server: MqttServer,
+        write: Callable[[bytes], None],
+        abort: Callable[[], None],
+        buffered: Callable[[], int] = lambda: 0,
+        address: str = "",
+    ) -> None:
         self._server = server
         self._write = write
         self._abort = abort
-        self._reader = PacketReader(_MAX_PUBLISH_REMAINING)
+        self._buffered = buffered
+        """Bytes written to this session and not yet taken by its peer."""
+        limits = server.limits
+        self._reader = PacketReader(
+            limits.max_publish_bytes,
+            per_type={
+                CONNECT: limits.max_connect_bytes,
+                SUBSCRIBE: limits.max_subscribe_bytes,
+                UNSUBSCRIBE: limits.max_subscribe_bytes,
+                PUBACK: 2,
+                PINGREQ: 0,
+                DISCONNECT: 0,
+            },
+        )
         self._next_id = 0
+        self.address = address
+        self.opened_at = server.loop.time()
+        self.opened_tick = server.ticks
+        self.over_since: float | None = None
+        """When the session's output went over the soft limit (None: it is under)."""
         self.closed = False
         self.graceful = False
         self.device: DeviceRecord | None = None
@@ -117,9 +154,10 @@ class MqttSession:
                 self._handle(kind, flags, body)
                 if self.closed:
                     return
-        except OversizeError:
+        except OversizeError as exc:
             self._server.rules.store.counters.mqtt_oversize_closed += 1
-            self.close("message over 256 KB")
+            name = _NAMES.get(exc.kind, f"packet type {exc.kind}")
+            self.close("message over 256 KB" if exc.kind == PUBLISH else f"{name} over {exc.limit} bytes")
         except ProtocolError as exc:
             self.close(f"protocol error: {exc}")
         except Exception:  # a bug here must cost one connection, not the server
@@ -134,7 +172,7 @@ class MqttSession:
                 raise ProtocolError("first packet is not CONNECT")
             self._on_connect(body)
         elif kind == PINGREQ:
-            self._write(encode_pingresp())
+            self._out(encode_pingresp())
         elif kind == PUBACK:
             pass  # outbound QoS 1 is not redelivered, so there is nothing to release
         elif kind == SUBSCRIBE:
@@ -143,7 +181,7 @@ class MqttSession:
             packet_id, filters = parse_unsubscribe(flags, body)
             for topic_filter in filters:
                 self._server.unsubscribe(self, topic_filter)
-            self._write(encode_unsuback(packet_id))
+            self._out(encode_unsuback(packet_id))
         elif kind == DISCONNECT:
             self.graceful = True
             self.close(None)
@@ -187,13 +225,17 @@ class MqttSession:
         device = self.device
         assert device is not None
         rules = server.rules
+        if not session_allowed(rules.store, self.key, device, coverage=False):
+            counters.mqtt_sessions_revoked += 1
+            self.close("access revoked")
+            return
         if not rules.within_limits(device.id, message.topic, "in"):
             rules.ban(device.id)
             self.close("throttled")
             return
         verdict = rules.publish(device, self.key, message.topic, message.payload)
         if message.qos:
-            self._write(encode_puback(message.packet_id))
+            self._out(encode_puback(message.packet_id))
         if verdict is PublishVerdict.DENIED:
             return
         if verdict is PublishVerdict.DELIVER:
@@ -214,7 +256,7 @@ class MqttSession:
                 if not valid_filter(topic_filter):
                     self._server.rules.store.counters.mqtt_subscribes_denied += 1
                 codes.append(_SUBACK_FAILURE)
-        self._write(encode_suback(packet_id, codes))
+        self._out(encode_suback(packet_id, codes))
 
     # -- outbound ----------------------------------------------------------------------------
 
@@ -228,11 +270,49 @@ class MqttSession:
             rules.ban(device.id)
             self.close("throttled")
             return
+        waiting = self._buffered()
+        if waiting > self._server.limits.output_soft_bytes:
+            # a slow consumer: QoS 0 is dropped, counted; QoS 1 cannot be, so the session ends
+            if self.over_since is None:
+                self.over_since = self._server.loop.time()
+            counters = rules.store.counters
+            if not qos:
+                counters.mqtt_slow_consumer_dropped += 1
+                return
+            counters.mqtt_slow_consumer_closed += 1
+            self.close("slow consumer: QoS 1 message over the output limit")
+            return
+        self.over_since = None
         if qos:
             self._next_id = self._next_id % 65535 + 1
-            self._write(encode_publish(encoded_topic, payload, 1, self._next_id))
+            self._out(encode_publish(encoded_topic, payload, 1, self._next_id))
         else:
-            self._write(encode_publish(encoded_topic, payload))
+            self._out(encode_publish(encoded_topic, payload))
+
+    def stalled(self, now: float) -> bool:
+        """Whether the peer has left more than the soft limit unread for longer than the stall limit."""
+        limits = self._server.limits
+        if self._buffered() <= limits.output_soft_bytes:
+            self.over_since = None
+            return False
+        if self.over_since is None:
+            self.over_since = now
+        return now - self.over_since > limits.output_stall_s
+
+    def refuse(self, connack: bytes) -> None:
+        """Answer a connection refused before it was registered, and close it."""
+        self.closed = True
+        with contextlib.suppress(Exception):
+            self._write(connack)
+            self._abort()
+
+    def _out(self, data: bytes) -> None:
+        """Write, unless the peer has left more than the hard limit unread: then the session ends."""
+        if self._buffered() + len(data) > self._server.limits.output_hard_bytes:
+            self._server.rules.store.counters.mqtt_slow_consumer_closed += 1
+            self.close("slow consumer: output over the limit")
+            return
+        self._write(data)
 
     # -- closing -----------------------------------------------------------------------------
 
@@ -262,8 +342,11 @@ class _TcpProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.session = MqttSession(self._server, transport.write, transport.close)
-        self._server.opened(self.session)
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        session = MqttSession(self._server, transport.write, transport.close, transport.get_write_buffer_size, address)
+        self.session = session
+        self._server.opened(session)
 
     def data_received(self, data: bytes) -> None:
         if self.session is not None:
@@ -289,8 +372,11 @@ class MqttServer:
         ws_port: int | None = 0,
         ssl: _ssl.SSLContext | None = None,
         reap_interval: float = 1.0,
+        limits: Limits | None = None,
     ) -> None:
         self.rules = rules
+        self.limits = limits or default_limits()
+        rules.max_json_depth = self.limits.max_json_depth
         self.host = host
         self._port = port
         self._ws_port = ws_port
@@ -303,6 +389,7 @@ class MqttServer:
         self.ticks = 0
         """Reaper rounds so far: silence is also counted in rounds, so a starved event loop reaps nobody."""
         self._sessions: set[MqttSession] = set()
+        self._gate = Gate(self.limits, rules.store.counters)
         # application id -> exact topic -> subscribed session -> granted QoS
         self._exact: dict[str, dict[str, dict[MqttSession, int]]] = {}
         # application id -> (session, filter) -> granted QoS, for filters with wildcards
@@ -330,12 +417,16 @@ class MqttServer:
     async def _start_ws(self, port: int) -> None:
         from aiohttp import web
 
+        from ._http_listener import GuardedSite, Listener
+
         app = web.Application()
         app.router.add_get("/{tail:.*}", self._on_ws)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         self._ws_runner = runner
-        site = web.TCPSite(runner, self.host, port, ssl_context=self._ssl)
+        # the HTTP upgrade is bounded like REST (head deadline, connection cap); the session then like TCP's
+        listener = Listener(self.limits, self.rules.store.counters, max_connections=self.limits.max_mqtt_connections)
+        site = GuardedSite(runner, self.host, port, listener, ssl_context=self._ssl)
         await site.start()
         self.ws_port = runner.addresses[0][1]
 
@@ -371,22 +462,45 @@ class MqttServer:
         """
         now = self.loop.time()
         interval = self._reap_interval
+        limits = self.limits
+        counters = self.rules.store.counters
         for session in list(self._sessions):
             silent = now - session.last_read
             rounds = (self.ticks - session.last_tick) * interval
             if session.device is None:
-                if min(silent, rounds) > _CONNECT_TIMEOUT:
+                # absolute: a CONNECT dripped a byte at a time does not restart it (but, as for
+                # silence, the deadline holds in reaper rounds too: a starved loop reaps nobody)
+                since = min(now - session.opened_at, (self.ticks - session.opened_tick) * interval)
+                if since > limits.connect_deadline_s:
+                    counters.mqtt_connect_timeouts += 1
                     session.close(None, logged=False)
             elif session.keepalive and min(silent, rounds) > session.keepalive * _REAP_FACTOR:
-                self.rules.store.counters.mqtt_reaped += 1
+                counters.mqtt_reaped += 1
                 session.close("keepalive expired")
+            elif session.stalled(now):
+                counters.mqtt_slow_consumer_closed += 1
+                session.close("slow consumer: output stalled over the limit")
+            elif not session_allowed(self.rules.store, session.key, session.device, coverage=False):
+                counters.mqtt_sessions_revoked += 1
+                session.close("access revoked")
+
+    def revalidate(self) -> int:
+        """End every session its credentials no longer allow (a key deleted, deactivated or narrowed)."""
+        ended = 0
+        for session in list(self.live.values()):
+            device = session.device
+            if device is not None and not session_allowed(self.rules.store, session.key, device):
+                self.rules.store.counters.mqtt_sessions_revoked += 1
+                session.close("access revoked")
+                ended += 1
+        return ended
 
     # -- WebSockets --------------------------------------------------------------------------
 
     async def _on_ws(self, request: web.Request) -> web.StreamResponse:
         from aiohttp import WSMsgType, web
 
-        ws = web.WebSocketResponse(protocols=("mqtt",), max_msg_size=_MAX_PUBLISH_REMAINING + 16)
+        ws = web.WebSocketResponse(protocols=("mqtt",), max_msg_size=self.limits.max_publish_bytes + 16)
         await ws.prepare(request)
         outbox = bytearray()
         wake = asyncio.Event()
@@ -414,8 +528,14 @@ class MqttServer:
                     await ws.close()
                     return
 
-        session = MqttSession(self, write, abort)
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        session = MqttSession(self, write, abort, lambda: len(outbox), address)
         self.opened(session)
+        if session.closed:
+            await ws.send_bytes(bytes(outbox))
+            await ws.close()
+            return ws
         send_task = asyncio.create_task(sender(), name="losant-emulator-ws-sender")
         try:
             async for message in ws:
@@ -438,12 +558,17 @@ class MqttServer:
     # -- registry ----------------------------------------------------------------------------
 
     def opened(self, session: MqttSession) -> None:
+        """Register a new connection within the caps, or refuse it (CONNACK 3, then closed)."""
+        if not self._gate.enter(session, len(self._sessions)):
+            session.refuse(encode_connack(SERVER_UNAVAILABLE))
+            return
         self._sessions.add(session)
 
     def admit(self, session: MqttSession) -> None:
         """Make an accepted session the device's connection; a second one displaces the first."""
         device = session.device
         assert device is not None
+        self._gate.settled(session)
         store = self.rules.store
         old = self.live.get(device.id)
         if old is not None:
@@ -454,7 +579,11 @@ class MqttServer:
 
     def release(self, session: MqttSession, reason: str | None) -> None:
         """Forget a closing session: subscriptions, liveness, and its will when it died abnormally."""
+        if session not in self._sessions:
+            return
         self._sessions.discard(session)
+        if session.device is None:
+            self._gate.settled(session)
         for topic_filter in list(session.subscriptions):
             self.unsubscribe(session, topic_filter)
         device = session.device

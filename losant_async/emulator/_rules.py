@@ -10,8 +10,8 @@ from __future__ import annotations
 import enum
 from collections import deque
 
-from .. import _json
 from ..errors import ValidationError
+from ._limits import MAX_PAYLOAD, decode_json
 from ._mqtt_codec import Connect
 from .store import DeviceRecord, KeyRecord, Store
 
@@ -30,8 +30,6 @@ __all__ = [
     "matches",
 ]
 
-MAX_PAYLOAD = 256 * 1024
-"""Losant's cap on one MQTT message."""
 THROTTLE_LIMIT = 30
 """Messages per topic and direction per window (a gateway's peripherals each have their own topics)."""
 THROTTLE_CONNECTION_LIMIT = 300
@@ -130,6 +128,8 @@ class Rules:
     def __init__(self, store: Store, *, throttle: bool = False) -> None:
         self.store = store
         self.throttle = throttle
+        self.max_json_depth = 64
+        """A state nested deeper is dropped and counted as invalid (the server sets it from its limits)."""
         self._windows: dict[tuple[str, str, str], deque[int]] = {}
         self._banned_until: dict[str, int] = {}
         self._offences: dict[str, tuple[int, int]] = {}
@@ -240,13 +240,17 @@ class Rules:
             return PublishVerdict.DENIED
         # Losant drops a bad state silently over MQTT; the counters show it
         try:
-            body = _json.decode_any(payload)
+            body = decode_json(payload, self.max_json_depth)
         except ValueError:
             counters.states_invalid += 1
             return PublishVerdict.DENIED
         try:
             self.store.record_state(target, body)
         except ValidationError:
+            return PublishVerdict.DENIED  # counted by the store
+        except (ValueError, TypeError, OverflowError, RecursionError):
+            # a state nothing can make sense of costs the state, never the device's connection
+            counters.states_invalid += 1
             return PublishVerdict.DENIED
         return PublishVerdict.STORED
 

@@ -8,13 +8,15 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from ... import _json
 from ..._time import from_epoch_ms, parse_losant_time
 from ...errors import ValidationError
+from .._access import live_token
+from .._limits import decode_json
 from .._query import wildcard_match
 from .._routes import Route
 from ..store import (
@@ -34,8 +36,25 @@ CommandSender = Callable[[str, str, Any, "int | None"], Awaitable[None]]
 """(device_id, name, payload, time_ms) -> records the command and delivers it over MQTT."""
 
 _SSE_QUEUE = 1000
+_QUERY_JSON_DEPTH = 64
 _REST_LIMIT = 30
 _REST_WINDOW_MS = 15_000
+
+
+KEEPALIVE_MIN_S = 0.05
+KEEPALIVE_MAX_S = 60.0
+"""An SSE stream's ``keepAliveInterval`` is held within these (seconds); Losant documents no bounds."""
+
+
+def keepalive_interval(raw: str | None) -> float:
+    """``keepAliveInterval`` (default 2 s) as seconds within the emulator's bounds."""
+    try:
+        value = float(raw or "2")
+    except ValueError:
+        raise ValidationError("keepAliveInterval must be a number of seconds") from None
+    if not math.isfinite(value):
+        raise ValidationError("keepAliveInterval must be a number of seconds")
+    return min(max(value, KEEPALIVE_MIN_S), KEEPALIVE_MAX_S)
 
 
 class HttpError(Exception):
@@ -98,12 +117,23 @@ class Call:
         if raw is None or raw == "":
             return None
         try:
-            return _json.decode_any(raw)
+            return decode_json(raw, _QUERY_JSON_DEPTH)
         except ValueError:
             raise ValidationError(f"{name} must be one JSON-encoded value") from None
 
 
 Handler = Callable[["Server", Call], Awaitable[web.StreamResponse]]
+
+
+class PeerWatch(Protocol):
+    """A request's connection, watched: whether it closed, and a callback for when it does."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def on_close(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` once the connection closes (at once if it has); returns the remover."""
+        ...
 
 
 class Server:
@@ -113,6 +143,10 @@ class Server:
         self.store = store
         self.throttle = throttle
         self.on_device_deleted: Callable[[str], Awaitable[None]] | None = None
+        self.on_credentials_changed: Callable[[], None] | None = None
+        """Told when a key or token is deleted or deactivated: the broker ends the sessions it no longer allows."""
+        self.peer_watch: Callable[[web.BaseRequest], PeerWatch | None] = lambda _request: None
+        """What tells a handler that its request's connection closed (the guarded listener provides it)."""
         self.send_command = send_command
         self.broker: Any = None
         """The emulator's MQTT broker (``publish``, ``on_message``), set by LocalLosant."""
@@ -121,7 +155,7 @@ class Server:
         self.base_url = ""
         """Where this REST server answers (upload targets and download URLs point here)."""
         self._windows: dict[tuple[str, str], deque[int]] = {}
-        self._streams: set[asyncio.Queue[Any]] = set()
+        self._streams: dict[asyncio.Queue[Any], ApiTokenRecord | None] = {}
         self._closing = asyncio.Event()
 
     def user_in_org(self, user_id: str | None, org_id: str) -> bool:
@@ -145,6 +179,22 @@ class Server:
         for queue in list(self._streams):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)
+
+    def credentials_changed(self) -> None:
+        """A key or token was deleted or deactivated: end the streams and MQTT sessions it opened."""
+        for queue, token in list(self._streams.items()):
+            if token is not None and not self.token_live(token):
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(None)
+        if self.on_credentials_changed is not None:
+            self.on_credentials_changed()
+
+    def _caller_live(self, call: Call) -> bool:
+        return call.token is None or self.token_live(call.token)
+
+    def token_live(self, token: ApiTokenRecord) -> bool:
+        """Whether a token that authenticated a call would still authenticate it."""
+        return live_token(self.store, token.token) is not None
 
     def app_of(self, call: Call) -> ApplicationRecord:
         return self.store.application(call.params["applicationId"])
@@ -331,11 +381,7 @@ class Server:
         device_id: str | None = None,
         accept: Callable[[Any], bool] | None = None,
     ) -> web.StreamResponse:
-        raw = call.q("keepAliveInterval", "2") or "2"
-        try:
-            interval = max(0.05, float(raw))
-        except ValueError:
-            raise ValidationError("keepAliveInterval must be a number of seconds") from None
+        interval = keepalive_interval(call.q("keepAliveInterval"))
         queue: asyncio.Queue[Any] = asyncio.Queue(_SSE_QUEUE)
 
         def listener(record: Any) -> None:
@@ -343,25 +389,36 @@ class Server:
                 with contextlib.suppress(asyncio.QueueFull):  # a slow reader loses events, not memory
                     queue.put_nowait(record)
 
+        def wake() -> None:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await response.prepare(call.request)
+        watch = self.peer_watch(call.request)
+        # the stream ends when its peer goes, not at the next keepalive it fails to write
+        unwatch = watch.on_close(wake) if watch is not None else None
         unsubscribe = subscribe(listener)
-        self._streams.add(queue)
+        self._streams[queue] = call.token
         try:
             await response.write(b": connected\n\n")
             while not self._closing.is_set():
                 try:
                     record = await asyncio.wait_for(queue.get(), timeout=interval)
                 except asyncio.TimeoutError:
+                    if not self._caller_live(call) or (watch is not None and watch.closed):
+                        break
                     await response.write(b": keepalive\n\n")
                     continue
-                if record is None:
+                if record is None or (watch is not None and watch.closed) or not self._caller_live(call):
                     break
                 data = _json.encode(render(record))
                 await response.write(b"event: " + event.encode() + b"\ndata: " + data + b"\n\n")
         except (ConnectionResetError, ConnectionError):
             pass
         finally:
-            self._streams.discard(queue)
+            self._streams.pop(queue, None)
             unsubscribe()
+            if unwatch is not None:
+                unwatch()
         return response

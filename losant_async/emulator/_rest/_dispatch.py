@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from aiohttp import web
 
-from ... import _json
 from ...errors import ValidationError
+from .. import _access
+from .._limits import Limits, decode_json, default_limits
 from .._routes import Route, RouteTable, load_routes
 from ..store import ApiTokenRecord, Store, UnknownObjectError
 from . import (
@@ -38,6 +39,7 @@ from ._engine import Kind, find, generic_handler, kind_for_route, path_kinds
 __all__ = ["RestApp"]
 
 _log = logging.getLogger("losant_async.testing.rest")
+T = TypeVar("T")
 
 _MODULES = (
     auth, me, applications, devices, devices_bulk, device_attributes, application_keys, application_api_tokens, data,
@@ -98,9 +100,16 @@ class RestApp(Server):
     """Builds the aiohttp application over a store; ``send_command`` reaches devices over MQTT."""
 
     def __init__(
-        self, store: Store, send_command: CommandSender, *, routes: RouteTable | None = None, throttle: bool = False
+        self,
+        store: Store,
+        send_command: CommandSender,
+        *,
+        routes: RouteTable | None = None,
+        throttle: bool = False,
+        limits: Limits | None = None,
     ) -> None:
         super().__init__(store, send_command, throttle=throttle)
+        self.limits = limits or default_limits()
         self.routes = routes or load_routes()
         self._hand: dict[str, Handler] = {}
         for module in _MODULES:
@@ -128,7 +137,7 @@ class RestApp(Server):
         return out
 
     def build(self) -> web.Application:
-        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app = web.Application(client_max_size=self.limits.rest_max_body_bytes)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         app.on_shutdown.append(self._on_shutdown)
         return app
@@ -156,9 +165,12 @@ class RestApp(Server):
             return error_response(500, "InternalError", f"emulator failure: {type(exc).__name__}")
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if len(request.query) > self.limits.rest_max_query_params:
+            raise ValidationError(f"at most {self.limits.rest_max_query_params} query parameters are accepted")
         for prefix, extra in self._extra:
             if request.path.startswith(prefix):
-                result: web.StreamResponse = await extra(self, request)
+                # uploads and webhooks read their own bodies: the same deadline holds
+                result: web.StreamResponse = await self._within_body_deadline(extra(self, request))
                 return result
         found = self.routes.match(request.method, request.path)
         if found is None:
@@ -171,12 +183,21 @@ class RestApp(Server):
         if token is not None:
             self._authorize(token, route, params)
         handler = self._hand.get(route.full_name) or generic_handler(route)
-        body = await self._read_body(request)
+        body = await self._within_body_deadline(self._read_body(request))
         call = Call(route, params, list(request.query.items()), body, token, request)
-        return await handler(self, call)
+        response = await handler(self, call)
+        if route.full_name in _access.REVOKING:
+            self.credentials_changed()
+        return response
 
-    @staticmethod
-    async def _read_body(request: web.Request) -> Any:
+    async def _within_body_deadline(self, reading: Awaitable[T]) -> T:
+        try:
+            return await asyncio.wait_for(reading, self.limits.rest_body_deadline_s)
+        except asyncio.TimeoutError:
+            self.store.counters.rest_timeouts += 1
+            raise HttpError(408, "RequestTimeout", "the request body did not arrive in time") from None
+
+    async def _read_body(self, request: web.Request) -> Any:
         if not request.can_read_body:
             return None
         if request.content_type.startswith("multipart/"):
@@ -196,19 +217,15 @@ class RestApp(Server):
         if not raw:
             return None
         try:
-            return _json.decode_any(raw)
-        except ValueError:
-            raise ValidationError("request body is not valid JSON") from None
+            return decode_json(raw, self.limits.max_json_depth)
+        except ValueError as exc:
+            raise ValidationError(f"request body is not valid JSON: {exc}") from None
 
     def _authenticate(self, request: web.Request, route: Route) -> ApiTokenRecord:
-        header = request.headers.get("Authorization", "")
-        scheme, _, value = header.partition(" ")
-        token = self.store.token(value.strip()) if scheme.lower() == "bearer" else None
-        if token is None:
-            raise HttpError(401, "Unauthorized", "Invalid access token")
-        if route.scopes and not route.scopes.intersection(token.scopes):
-            raise HttpError(403, "Forbidden", f"Token does not have a scope allowing {route.full_name}")
-        return token
+        try:
+            return _access.authenticate(self.store, request.headers.get("Authorization", ""), route)
+        except _access.Denied as exc:
+            raise HttpError(exc.status, "Unauthorized" if exc.status == 401 else "Forbidden", exc.message) from None
 
     def _check_exists(self, route: Route, params: Mapping[str, str]) -> None:
         """404 for the first object on the path that does not exist, whatever the token."""
@@ -231,18 +248,7 @@ class RestApp(Server):
         return _LABELS.get(kind.name) or label(kind)
 
     def _authorize(self, token: ApiTokenRecord, route: Route, params: Mapping[str, str]) -> None:
-        app_id = params.get("applicationId")
-        if token.kind == "user":
-            if app_id is not None and not self.user_reaches_app(token.user_id, app_id):
-                raise HttpError(403, "Forbidden", "This user has no access to the application")
-            org_id = params.get("orgId")
-            if org_id is not None and route.path.startswith("/orgs/") and not self.user_in_org(token.user_id, org_id):
-                raise HttpError(403, "Forbidden", "This user is not a member of the organization")
-            return
-        if app_id is not None and token.application_id is not None and app_id != token.application_id:
-            raise HttpError(403, "Forbidden", "Token is not valid for this application")
-        device_id = params.get("deviceId")
-        if token.kind == "device" and device_id is not None and device_id != token.device_id:
-            raise HttpError(403, "Forbidden", "A device token may only act on its own device")
-        if token.application_id is not None and (route.path.startswith("/me") or route.path.startswith("/orgs")):
-            raise HttpError(403, "Forbidden", f"{route.full_name} needs a user token")
+        try:
+            _access.authorize(self.store, self, token, route, params)
+        except _access.Denied as exc:
+            raise HttpError(exc.status, "Unauthorized" if exc.status == 401 else "Forbidden", exc.message) from None

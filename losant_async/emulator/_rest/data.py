@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from ...errors import ValidationError
+from .._access import visible_devices
 from .._query import device_matches
 from ..store import (
     DAY_MS,
@@ -20,8 +21,8 @@ from ..store import (
 from ._common import Call, Handler, Server, iso, json_response
 
 
-def _query_devices(srv: Server, app: ApplicationRecord, body: Mapping[str, Any]) -> list[DeviceRecord]:
-    devices = [d for d in srv.store.devices.values() if d.application_id == app.id]
+def _query_devices(srv: Server, call: Call, app: ApplicationRecord, body: Mapping[str, Any]) -> list[DeviceRecord]:
+    devices = visible_devices(call.token, (d for d in srv.store.devices.values() if d.application_id == app.id))
     ids, tags, query = body.get("deviceIds"), body.get("deviceTags"), body.get("deviceQuery")
     if ids is not None:
         wanted = set(ids) if isinstance(ids, list) else set()
@@ -67,7 +68,7 @@ async def time_series(srv: Server, call: Call) -> web.Response:
         raise ValidationError("order must be asc or desc")
     attributes = body.get("attributes")
     devices: dict[str, Any] = {}
-    for device in _query_devices(srv, app, body):
+    for device in _query_devices(srv, call, app, body):
         records = srv.store.states(device.id, start=start, end=end, descending=False)
         if agg_type == "NONE":
             points = [
@@ -147,7 +148,7 @@ async def last_value(srv: Server, call: Call) -> web.Response:
     now = srv.store.clock()
     end = _body_time(body, "end", now, now)
     out: dict[str, Any] = {}
-    for device in _query_devices(srv, app, body):
+    for device in _query_devices(srv, call, app, body):
         for record in srv.store.states(device.id, end=end, descending=True):
             if attribute in record.data:
                 out[device.id] = {"time": iso(record.time), "data": {attribute: record.data[attribute]}}

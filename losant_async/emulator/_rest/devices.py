@@ -9,16 +9,14 @@ from aiohttp import web
 
 from ..._time import parse_losant_time
 from ...errors import ValidationError
+from .._access import visible_devices
 from .._query import device_matches, parse_brackets
-from ..store import ApplicationRecord, DeviceRecord
+from ..store import ApplicationRecord, DeviceRecord, check_time
 from ._common import Call, Handler, HttpError, Server, iso, json_response
 
 
 def _select_devices(srv: Server, call: Call, app: ApplicationRecord) -> list[DeviceRecord]:
-    devices = [d for d in srv.store.devices.values() if d.application_id == app.id]
-    token = call.token
-    if token is not None and token.kind == "device":
-        devices = [d for d in devices if d.id == token.device_id]
+    devices = visible_devices(call.token, (d for d in srv.store.devices.values() if d.application_id == app.id))
     classes = parse_brackets(call.query, "deviceClass")
     if classes is not None:
         wanted = {classes} if isinstance(classes, str) else set(classes)
@@ -102,7 +100,8 @@ def _command_fields(srv: Server, body: Mapping[str, Any]) -> tuple[str, Any, int
     if not isinstance(name, str) or not 1 <= len(name) <= 255:
         raise ValidationError("command name must be a string of 1 to 255 characters")
     stamp = parse_losant_time(body.get("time"), now=srv.store.clock())
-    return name, body.get("payload"), stamp
+    # checked before any device is sent it: a multi-device command is all or nothing
+    return name, body.get("payload"), None if stamp is None else check_time(stamp, "time")
 
 
 async def devices_send_command(srv: Server, call: Call) -> web.Response:

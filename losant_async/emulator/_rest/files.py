@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
+import urllib.parse
 from typing import Any
 
 from aiohttp import web
@@ -149,9 +151,27 @@ async def download(srv: Server, request: web.Request) -> web.StreamResponse:
         raise HttpError(404, "NotFound", "No such file")
     return web.Response(
         body=blob.data,
-        content_type=blob.content_type.split(";")[0],
-        headers={"Content-Disposition": f'attachment; filename="{blob.name}"'},
+        content_type=safe_content_type(blob.content_type),
+        headers={"Content-Disposition": content_disposition(blob.name)},
     )
+
+
+_MEDIA_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]{1,127}/[A-Za-z0-9!#$&^_.+-]{1,127}$")
+
+
+def safe_content_type(stored: str) -> str:
+    """The stored media type when it is one (``type/subtype``), else ``application/octet-stream``."""
+    media = stored.split(";")[0].strip()
+    return media if _MEDIA_TYPE.match(media) else "application/octet-stream"
+
+
+def content_disposition(name: str) -> str:
+    """``attachment`` with the name as RFC 6266 has it: an ASCII ``filename`` with every quote,
+    backslash, control and non-ASCII character replaced, and the exact name in ``filename*``
+    (RFC 5987 UTF-8, percent-encoded), so no stored name can add a parameter or a header."""
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in name) or "file"
+    exact = urllib.parse.quote(name, safe="!#$&+-.^_`|~")
+    return f'attachment; filename="{fallback}"; filename*=UTF-8\'\'{exact}'
 
 
 EXTRA_ROUTES = ((_UPLOADS, upload_target), (_BLOBS, download))

@@ -9,8 +9,9 @@ from typing import Any
 from aiohttp import web
 
 from ...errors import ValidationError
+from .._access import publish_target_allowed
 from . import _engine
-from ._common import Call, Handler, Server
+from ._common import Call, Handler, HttpError, Server
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,8 @@ async def publish_message(srv: Server, call: Call) -> web.Response:
         raise ValidationError("topic: a message is published to a topic, not a filter")
     payload = message.encode()
     app_id = call.params["applicationId"]
+    if not publish_target_allowed(srv.store, app_id, topic):
+        raise HttpError(403, "Forbidden", f"topic {topic}: losant/ topics reach only this application's devices")
     if srv.broker is not None:
         # Custom topics are scoped per application, as on Losant: only this application's devices hear it.
         await srv.broker.publish(topic, payload, 0, application_id=app_id)

@@ -25,6 +25,7 @@ from ._records import (
     StateRecord,
     UnknownObjectError,
     UserRecord,
+    check_time,
     new_id,
     new_token,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "Store",
     "UnknownObjectError",
     "UserRecord",
+    "check_time",
     "new_id",
     "new_token",
 ]

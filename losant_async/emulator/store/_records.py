@@ -13,6 +13,8 @@ from ... import _json
 from ...errors import ValidationError
 
 __all__ = [
+    "MAX_TIME_MS",
+    "check_time",
     "ATTRIBUTE_NAME",
     "DATA_TYPES",
     "DAY_MS",
@@ -45,6 +47,16 @@ MAX_AGE_MS = 30 * DAY_MS
 MAX_AHEAD_MS = DAY_MS
 """Nor one more than a day in the future."""
 MAX_STRING = 64 * 1024
+MAX_TIME_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z: the last time an ISO date (and so Losant's JSON) can carry."""
+
+
+def check_time(ms: float, what: str) -> int:
+    """``ms`` when it is a time between 1970 and the end of year 9999; ValidationError otherwise,
+    before anything is stored that could not be written back."""
+    if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0 <= ms <= MAX_TIME_MS:  # NaN fails too
+        raise ValidationError(f"{what} must be a time between 1970 and the end of year 9999")
+    return int(ms)
 
 DEVICE_CLASSES = ("standalone", "gateway", "peripheral", "floating", "edgeCompute", "system", "embedded")
 DATA_TYPES = ("number", "string", "boolean", "gps", "blob")
@@ -96,6 +108,20 @@ class Counters:
     mqtt_displaced: int = 0
     mqtt_throttled: int = 0
     mqtt_reaped: int = 0
+    mqtt_connect_timeouts: int = 0
+    """Connections closed for not completing a CONNECT within the deadline."""
+    mqtt_connections_refused: int = 0
+    """Connections refused (CONNACK 3): the total cap reached with every connection an accepted session."""
+    mqtt_pending_evicted: int = 0
+    """Connections still without a CONNECT closed to make room under a connection cap."""
+    mqtt_slow_consumer_dropped: int = 0
+    """QoS 0 messages not sent to a session whose peer left too much unread."""
+    mqtt_slow_consumer_closed: int = 0
+    mqtt_sessions_revoked: int = 0
+    """Sessions ended because their access key was deleted, deactivated or no longer covers the device."""
+    rest_connections_refused: int = 0
+    rest_timeouts: int = 0
+    """REST connections closed for a request head, body or idle deadline."""
 
     def as_dict(self) -> dict[str, int]:
         """The counters by name."""

@@ -18,6 +18,7 @@ from ._records import (
     ConnectionLogEntry,
     DeviceRecord,
     StateRecord,
+    check_time,
 )
 
 __all__ = ["HistoryStore", "coerce_value"]
@@ -170,7 +171,8 @@ class HistoryStore(AuthStore):
         """Record a command sent to the device and tell the listeners."""
         if not isinstance(name, str) or not 1 <= len(name) <= 255:
             raise ValidationError("command name must be 1 to 255 characters")
-        record = CommandRecord(device_id, name, payload, self.clock() if time is None else time)
+        stamp = self.clock() if time is None else check_time(time, "command time")
+        record = CommandRecord(device_id, name, payload, stamp)
         self.series.add_command(record)
         self.counters.commands_sent += 1
         for listener in list(self._command_listeners):
