@@ -38,6 +38,7 @@ from ._streams import Message, Stream
 from ._supervisor import Backoff, ConnectionEvent, ConnectionState, KnownCredentials, Supervisor
 from ._throttle import ThrottleConfig, TokenBucket
 from ._topics import check_publish_topic, check_subscribe_filter, state_topic
+from ._waits import settle, within
 
 __all__ = ["LOSANT_BROKER", "CommandCallback", "Device", "DeviceStats", "Transport"]
 
@@ -201,6 +202,7 @@ class Device:
         self._side = 0
         self._side_idle: asyncio.Event | None = None
         self._close_task: asyncio.Future[None] | None = None
+        self._flush_task: asyncio.Future[None] | None = None
         self._failure: BaseException | None = None
         self._failed_event: ConnectionEvent | None = None
         self._entered = False
@@ -265,18 +267,24 @@ class Device:
         self._task = loop.create_task(self._run(), name=f"losant-mqtt:{self.device_id}")
         if not cfg.wait_ready:
             return
+        ready = self._ready
         try:
-            await asyncio.wait_for(asyncio.shield(self._ready), cfg.ready_timeout)
-        except asyncio.TimeoutError:
+            # asyncio.wait, not wait_for: a cancellation landing as the device gets ready is
+            # raised here (3.10/3.11's wait_for can drop it), and the device is closed below.
+            done, _ = await asyncio.wait({ready}, timeout=cfg.ready_timeout)
+        except BaseException:
             await self.aclose(flush=False)
+            raise
+        error = ready.exception() if done else None
+        if not done or error is not None:
+            await self.aclose(flush=False)
+            if error is not None:
+                raise error
             last = f" (last: {self._last_problem})" if self._last_problem else ""
             raise ConnectionLostError(
                 f"device {self.device_id} could not connect to {self.host}:{self.port} within "
                 f"{cfg.ready_timeout:g} s{last}"
-            ) from None
-        except BaseException:
-            await self.aclose(flush=False)
-            raise
+            )
 
     async def _run(self) -> None:
         """The one task group that owns the supervisor and every side task of this device."""
@@ -289,7 +297,8 @@ class Device:
                 # fleet pays per task); side tasks join the group. After a fatal refusal the
                 # supervisor returns and the group keeps serving side tasks until closed.
                 await supervisor.run()
-                await anyio.sleep_forever()
+                if not self._closing:
+                    await anyio.sleep_forever()
         except Exception as exc:  # a bug in the supervisor or a side task: fail loudly, at once
             error = _first_leaf(exc)
             log.error("device %s: failed: %r", self.device_id, error, exc_info=error,
@@ -332,17 +341,24 @@ class Device:
             return
         if self._close_task is None:
             self._close_task = asyncio.ensure_future(self._close(flush))
-        # Shielded: a second cancellation must not leave the socket or tasks half-closed.
-        await asyncio.shield(self._close_task)
+        try:
+            await asyncio.shield(self._close_task)
+        except asyncio.CancelledError:
+            # Cancelled while closing: stop flushing, but finish closing (bounded: the DISCONNECT
+            # waits 2 s at most) before the cancellation goes on, so no socket or task outlives it.
+            flushing = self._flush_task
+            if flushing is not None:
+                flushing.cancel()
+            await settle(self._close_task)
+            raise
 
     async def _close(self, flush: bool) -> None:
         session = self._session
-        if flush and self._failure is None and session.conn is not None and (
-            session.outbox.depth or session.unacked
-        ):
+        if flush and self._failure is None and (session.outbox.depth or session.unacked):
+            self._flush_task = asyncio.ensure_future(self.flush())
             try:
-                await asyncio.wait_for(self.flush(), self._config.close_timeout)
-            except (Exception, asyncio.TimeoutError) as exc:
+                await within(self._flush_task, self._config.close_timeout, asyncio.TimeoutError)
+            except (Exception, asyncio.TimeoutError, asyncio.CancelledError) as exc:
                 log.info("device %s: closing with messages unflushed: %r", self.device_id, exc,
                          extra={"device_id": self.device_id})
         self._closing = True
@@ -350,10 +366,12 @@ class Device:
             tg = self._tg
             if tg is not None:
                 tg.cancel_scope.cancel()
+            elif self._task is not None:
+                self._task.cancel()  # not started yet: it never runs
             if self._task is not None and not self._task.done():
-                # asyncio.wait: the task's own end is not our error, while a cancellation of
-                # this close still propagates.
-                await asyncio.wait({self._task})
+                # settle: the task's own end is not our error; a cancellation of this close
+                # waits for the task (it was told to stop) and then propagates.
+                await settle(self._task)
             await session.close()
             await session.outbox.aclose()
         finally:
@@ -460,10 +478,7 @@ class Device:
         if timeout is None:
             await _wait()
             return
-        try:
-            await asyncio.wait_for(_wait(), timeout)
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"device {self.device_id} did not connect within {timeout} s") from None
+        await within(_wait(), timeout, lambda: TimeoutError(f"device {self.device_id} did not connect within {timeout} s"))
 
     def events(self, maxsize: int = 100) -> Stream[ConnectionEvent]:
         """Connection events from now on (``async for`` or ``async with``); a FAILED one comes first if failed."""
@@ -537,10 +552,7 @@ class Device:
         if timeout is None:
             await _flush()
             return
-        try:
-            await asyncio.wait_for(_flush(), timeout)
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"device {self.device_id} did not flush within {timeout} s") from None
+        await within(_flush(), timeout, lambda: TimeoutError(f"device {self.device_id} did not flush within {timeout} s"))
 
     # -- receiving ----------------------------------------------------------------------
     def commands(self) -> Stream[Command]:
