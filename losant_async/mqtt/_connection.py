@@ -446,6 +446,9 @@ class Connection:
         _check_internals_once(self._client)
         self._paho: paho.Client = self._client._client
         self._paho.max_queued_messages_set(0)
+        # paho's own bound on the TCP connect and the TLS handshake (5 s by default): ours, so a
+        # handshake nobody answers fails within connect_timeout.
+        self._paho.connect_timeout = connect_timeout
         # paho formats a debug record per packet when a logger is attached; connection
         # failures reach us through on_disconnect instead.
         self._paho.disable_logger()
@@ -985,6 +988,10 @@ def _retrieve(fut: asyncio.Future[Any]) -> None:
 def _in_tls_handshake(exc: BaseException) -> bool:
     """Whether ``exc`` came out of a TLS handshake (an SSL error, or a timeout while waiting for its answer)."""
     if isinstance(exc, ssl.SSLError):
+        return True
+    # asyncio turns a TimeoutError from the executor into a new one, without the traceback:
+    # OpenSSL's words are what is left ("_ssl.c: The handshake operation timed out").
+    if isinstance(exc, TimeoutError) and "handshake" in str(exc):
         return True
     tb = exc.__traceback__
     while tb is not None:

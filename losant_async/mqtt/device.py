@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.abc
 
+from .. import _env
 from .._state import Stamper
 from ..errors import ConnectionLostError, DeviceClosedError, MQTTError, ValidationError
 from ._config import (
@@ -31,7 +32,7 @@ from ._config import (
 )
 from ._connection import default_tls_context
 from ._inbox import CommandCallback, Inbox
-from ._outbox import MemoryOutbox, Outbox
+from ._outbox import MemoryOutbox, Outbox, SQLiteOutbox
 from ._payloads import Command, check_qos, check_retain, encode_payload, encode_state
 from ._session import Session
 from ._streams import Message, Stream
@@ -57,7 +58,10 @@ class DeviceStats:
     seconds of waiting the throttle imposed; ``outbox_waited``: seconds senders
     waited for room in a full outbox; ``malformed_commands``: commands that
     could not be decoded; ``commands_received``: commands decoded and
-    delivered; ``reconnects``: successful reconnects.
+    delivered; ``reconnects``: successful reconnects; ``unsent_at_close``:
+    messages still queued when the device closed (kept by a persistent outbox,
+    lost with a memory one); ``commands_dropped``: commands an async
+    ``on_command`` callback never got, its queue being full (drop_oldest).
     """
 
     sent: int = 0
@@ -69,6 +73,8 @@ class DeviceStats:
     malformed_commands: int = 0
     commands_received: int = 0
     reconnects: int = 0
+    unsent_at_close: int = 0
+    commands_dropped: int = 0
 
     @classmethod
     def total(cls, stats: Iterable[DeviceStats]) -> DeviceStats:
@@ -161,6 +167,7 @@ class Device:
         command_overflow: CommandOverflow = "drop_oldest",
         proxy: Proxy | str | None = None,
     ) -> None:
+        _env.configure_logging()  # LOSANT_LOG (also applied on import); a bad value is a ValidationError
         if outbox is not None and not isinstance(outbox, Outbox):
             raise ValidationError("outbox must be an Outbox (MemoryOutbox or SQLiteOutbox)")
         cfg = DeviceConfig.build(
@@ -203,6 +210,7 @@ class Device:
         self._side_idle: asyncio.Event | None = None
         self._close_task: asyncio.Future[None] | None = None
         self._flush_task: asyncio.Future[None] | None = None
+        self._unsent_at_close = 0
         self._failure: BaseException | None = None
         self._failed_event: ConnectionEvent | None = None
         self._entered = False
@@ -230,6 +238,7 @@ class Device:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        # The count of what was not delivered is in stats and logged; a with block has no result.
         await self.aclose(flush=exc_type is None)
 
     async def start(self) -> None:
@@ -334,11 +343,17 @@ class Device:
             self._side_idle.clear()
             await self._side_idle.wait()
 
-    async def aclose(self, *, flush: bool = True) -> None:
-        """Flush (bounded by ``close_timeout``), disconnect and stop everything. Idempotent."""
+    async def aclose(self, *, flush: bool = True) -> int:
+        """Flush (bounded by ``close_timeout``), disconnect and stop everything. Idempotent.
+
+        Disconnected, the device keeps reconnecting while it flushes. Returns how many
+        queued messages were not delivered (0: all were); a non-zero count is logged (a
+        WARNING naming the device, when a memory outbox loses them) and kept in
+        ``stats.unsent_at_close``.
+        """
         if not self._entered:
             self._closed = True
-            return
+            return 0
         if self._close_task is None:
             self._close_task = asyncio.ensure_future(self._close(flush))
         try:
@@ -351,6 +366,7 @@ class Device:
                 flushing.cancel()
             await settle(self._close_task)
             raise
+        return self._unsent_at_close
 
     async def _close(self, flush: bool) -> None:
         session = self._session
@@ -373,6 +389,7 @@ class Device:
                 # waits for the task (it was told to stop) and then propagates.
                 await settle(self._task)
             await session.close()
+            self._report_unsent(session.outbox)
             await session.outbox.aclose()
         finally:
             self._closed = True
@@ -384,6 +401,18 @@ class Device:
             for ev_stream in list(self._event_streams):
                 ev_stream.end()
             self._notify_state()
+
+    def _report_unsent(self, outbox: Outbox) -> None:
+        unsent = self._unsent_at_close = outbox.depth
+        if not unsent:
+            return
+        extra = {"device_id": self.device_id}
+        if isinstance(outbox, SQLiteOutbox):
+            log.info("device %s: closed with %d messages unsent, kept in its outbox file for the next start",
+                     self.device_id, unsent, extra=extra)
+        else:
+            log.warning("device %s: closed with %d messages unsent, lost with its memory outbox (not delivered "
+                        "within close_timeout=%gs)", self.device_id, unsent, self._config.close_timeout, extra=extra)
 
     def __del__(self) -> None:
         if getattr(self, "_entered", False) and not getattr(self, "_closed", True):
@@ -414,6 +443,8 @@ class Device:
             malformed_commands=self._inbox.malformed,
             commands_received=self._inbox.commands,
             reconnects=self._supervisor.reconnects if self._supervisor else 0,
+            unsent_at_close=self._unsent_at_close,
+            commands_dropped=self._inbox.callbacks_dropped,
         )
 
     def _check_usable(self) -> None:

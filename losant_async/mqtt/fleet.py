@@ -100,8 +100,14 @@ class Fleet:
     ) -> None:
         await self.aclose(flush=exc_type is None)
 
-    async def aclose(self, *, flush: bool = True) -> None:
-        """Close every started device (concurrently); a cancellation waits for the closes, then propagates."""
+    async def aclose(self, *, flush: bool = True) -> int:
+        """Close every started device (concurrently); how many queued messages they did not deliver.
+
+        A cancellation waits for the closes (each bounded by its ``close_timeout``), then propagates.
+        """
         started, self._started = self._started, []
-        if started:
-            await settle(asyncio.gather(*(d.aclose(flush=flush) for d in started), return_exceptions=True))
+        if not started:
+            return 0
+        closing = asyncio.gather(*(d.aclose(flush=flush) for d in started), return_exceptions=True)
+        await settle(closing)
+        return sum(r for r in closing.result() if isinstance(r, int))

@@ -165,14 +165,11 @@ async def test_gateway_peripherals_added_while_connected_and_removed(
             command = await commands.get(10)
         assert command.name == "on" and command.device_id == p1_id
 
-        # A handle from peripheral() is subscribed in the background: wait for it through traffic.
-        p2 = gw.peripheral(p2_id)
-        p2_commands = p2.commands()
-        got = asyncio.ensure_future(p2_commands.get(10))
-        while not got.done():
+        # peripheral() returns once subscribed (issue 19): one command sent right after arrives.
+        p2 = await gw.peripheral(p2_id)
+        async with p2.commands() as p2_commands:
             await world.send_command(p2_id, "hello")
-            await asyncio.wait({got}, timeout=0.2)
-        assert got.result().device_id == p2_id
+            assert (await p2_commands.get(10)).device_id == p2_id
 
         await p1.send_state({"level": 3}, time=t)
         await gw.send_state({"uptime": 1}, time=t + 1)
