@@ -119,7 +119,12 @@ async def test_an_emulator_ban_refused_with_connack_3_is_waited_out_with_one_ref
 
 
 async def anext_state(events: Any, state: ConnectionState, timeout: float = 10.0) -> ConnectionEvent:
-    while True:
-        event: ConnectionEvent = await events.get(timeout=timeout)
-        if event.state is state:
-            return event
+    """The next event in ``state``, within ``timeout`` in all (other events keep coming meanwhile)."""
+
+    async def scan() -> ConnectionEvent:
+        while True:
+            event: ConnectionEvent = await events.get()
+            if event.state is state:
+                return event
+
+    return await asyncio.wait_for(scan(), timeout)

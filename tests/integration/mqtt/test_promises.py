@@ -80,10 +80,15 @@ async def hostile_broker(after_subscribe: Behaviour) -> AsyncIterator[tuple[int,
 
 
 async def first(events: Any, state: ConnectionState, timeout: float = 10.0) -> ConnectionEvent:
-    while True:
-        event: ConnectionEvent = await events.get(timeout=timeout)
-        if event.state is state:
-            return event
+    """The next event in ``state``, within ``timeout`` in all (other events keep coming meanwhile)."""
+
+    async def scan() -> ConnectionEvent:
+        while True:
+            event: ConnectionEvent = await events.get()
+            if event.state is state:
+                return event
+
+    return await asyncio.wait_for(scan(), timeout)
 
 
 class ErrorRecords(logging.Handler):
