@@ -274,3 +274,32 @@ async def test_tls_against_a_silent_port_fails_within_the_connect_timeout() -> N
         for writer in peers:
             writer.close()
         server.close()
+
+
+async def test_what_a_close_cannot_deliver_stays_in_a_sqlite_outbox_and_is_counted(
+    broker: Broker, caplog: pytest.LogCaptureFixture, tmp_path: Any
+) -> None:
+    from losant_async.mqtt import SQLiteOutbox
+
+    path = tmp_path / "outbox.db"
+    async with CuttableProxy(broker.port) as proxy:
+        device = Device(DEV, "key", "secret", **device_kwargs(broker, port=proxy.port, qos=1, close_timeout=0.5,
+                                                              outbox=SQLiteOutbox(path)))
+        await device.start()
+        events = device.events()
+        proxy.target_port = free_port()
+        proxy.cut()
+        await first(events, ConnectionState.DISCONNECTED)
+        for i in range(7):
+            await device.send_state({"i": i})
+        with caplog.at_level(logging.INFO, logger="losant_async"):
+            unsent = await device.aclose()
+    assert unsent == 7 and device.stats.unsent_at_close == 7
+    kept = [r for r in caplog.records if "kept in its outbox file" in r.getMessage()]
+    assert len(kept) == 1 and kept[0].levelno == logging.INFO and DEV in kept[0].getMessage()
+    again = SQLiteOutbox(path)
+    await again.open()
+    try:
+        assert again.depth == 7
+    finally:
+        await again.aclose()
