@@ -103,11 +103,17 @@ class Fleet:
     async def aclose(self, *, flush: bool = True) -> int:
         """Close every started device (concurrently); how many queued messages they did not deliver.
 
-        A cancellation waits for the closes (each bounded by its ``close_timeout``), then propagates.
+        Cancelled, every device stops flushing and finishes closing (bounded) before the
+        cancellation propagates.
         """
         started, self._started = self._started, []
         if not started:
             return 0
         closing = asyncio.gather(*(d.aclose(flush=flush) for d in started), return_exceptions=True)
-        await settle(closing)
+        try:
+            await asyncio.shield(closing)
+        except asyncio.CancelledError:
+            closing.cancel()  # each Device.aclose cancelled: it stops flushing and still closes
+            await settle(closing)
+            raise
         return sum(r for r in closing.result() if isinstance(r, int))

@@ -73,7 +73,14 @@ async def test_starts_cancelled_at_random_moments_close_their_connections(broker
     rng = random.Random(19)
     with unretrieved_errors() as errors:
         for round_ in range(3):
-            devices = [Device(i, "key", "secret", **device_kwargs(broker)) for i in ids(150, 0xC0 + round_)]
+            # Every third a Gateway with a peripheral registered before it starts.
+            devices = [
+                (Gateway if n % 3 == 0 else Device)(i, "key", "secret", **device_kwargs(broker))
+                for n, i in enumerate(ids(150, 0xC0 + round_))
+            ]
+            for n, device in enumerate(devices):
+                if isinstance(device, Gateway):
+                    await device.peripheral(f"{0xCF << 88 | round_ << 16 | n:024x}")
             tasks = [asyncio.ensure_future(d.start()) for d in devices]
             loop = asyncio.get_running_loop()
             for task in tasks:
@@ -170,6 +177,28 @@ async def test_a_cancelled_fleet_entry_closes_the_devices_it_started(broker: Bro
             assert done
             if not task.cancelled():  # it finished before the cancellation: leave normally
                 await fleet.__aexit__(None, None, None)
+            assert not any(d.connected for d in devices)
+            assert open_sockets() == baseline
+            assert our_tasks() == []
+    assert errors == []
+
+
+async def test_a_cancelled_fleet_exit_closes_every_device_before_it_raises(broker: Broker, baseline: int) -> None:
+    rng = random.Random(11)
+    with unretrieved_errors() as errors:
+        for round_ in range(3):
+            devices = [Device(i, "key", "secret", **device_kwargs(broker, qos=1, close_timeout=30))
+                       for i in ids(60, 0xE8 + round_)]
+            fleet = Fleet(devices, connect_concurrency=20, throttle=False)
+            await fleet.__aenter__()
+            for device in devices:
+                for n in range(50):
+                    await device.send_state({"n": n})
+            leaving = asyncio.ensure_future(fleet.__aexit__(None, None, None))
+            await asyncio.sleep(rng.uniform(0.0, 0.05))
+            leaving.cancel()
+            done, _ = await asyncio.wait({leaving}, timeout=60)
+            assert done
             assert not any(d.connected for d in devices)
             assert open_sockets() == baseline
             assert our_tasks() == []
