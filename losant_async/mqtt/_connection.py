@@ -190,6 +190,25 @@ class _ReadBuffered:
         return getattr(self._sock, name)
 
 
+class _Capped:
+    """Any other socket paho reads from (its WebSocket wrapper): only the incoming packet cap."""
+
+    __slots__ = ("_sock", "max_packet")
+
+    def __init__(self, sock: Any, max_packet: int) -> None:
+        self._sock = sock
+        self.max_packet = max_packet
+
+    def recv(self, bufsize: int) -> bytes:
+        if bufsize > self.max_packet:
+            raise PacketTooLarge(bufsize, self.max_packet)
+        data: bytes = self._sock.recv(bufsize)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 async def default_tls_context() -> ssl.SSLContext:
     """One verifying TLS context for the whole process (system CAs), built off the event loop.
 
@@ -585,6 +604,8 @@ class Connection:
         # aiomqtt's handler so a readable socket drains every packet it holds, not one.
         if isinstance(sock, socket.socket):
             self._paho._sock = _ReadBuffered(sock, self.max_incoming_packet)
+        else:
+            self._paho._sock = _Capped(sock, self.max_incoming_packet)
         fd = sock.fileno()
 
         def start() -> None:

@@ -132,3 +132,19 @@ def test_a_bad_losant_log_warns_on_import_and_is_an_error_on_the_first_device() 
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "LOSANT_LOG='loud'" in out.stderr and out.stdout.startswith("raised LOSANT_LOG='loud'")
+
+
+def test_the_cap_also_guards_paho_s_websocket_reads() -> None:
+    from losant_async.mqtt._connection import _Capped
+
+    class Wrapper:  # stands in for paho's _WebsocketWrapper
+        def recv(self, length: int) -> bytes:
+            return b"y" * min(length, 4)
+
+        def fileno(self) -> int:
+            return 42
+
+    capped = _Capped(Wrapper(), max_packet=1024)
+    assert capped.recv(1024) == b"yyyy" and capped.fileno() == 42
+    with pytest.raises(PacketTooLarge):
+        capped.recv(1025)
