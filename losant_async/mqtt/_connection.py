@@ -738,7 +738,7 @@ class Connection:
         that closes the socket without a CONNACK ends the attempt at once
         instead of after the timeout.
         """
-        thread = self._loop.run_in_executor(None, self._client._client_connect)
+        thread = self._loop.run_in_executor(None, self._connect_in_thread)
         try:
             await asyncio.shield(thread)
         except asyncio.CancelledError:
@@ -802,6 +802,17 @@ class Connection:
                 return_code=_UNAVAILABLE[rc],
             )
         raise ConnectionLostError(f"the broker refused the connection (CONNACK {rc})")
+
+    def _connect_in_thread(self) -> None:
+        # Abandoned (a cancelled connect killed this connection) before the executor got to it:
+        # do not connect at all; a queue of cancelled starts then drains at once.
+        if self._closed:
+            return
+        self._client._client_connect()
+        if self._closed:
+            # Abandoned while connecting, and the waiter may be gone: close what was opened here.
+            with contextlib.suppress(Exception):
+                self._paho._reset_sockets()
 
     @property
     def lost(self) -> asyncio.Future[None]:
