@@ -91,7 +91,9 @@ class Device:
 
     Entering connects (CONNECT, CONNACK, subscriptions) and returns when the
     device is ready; leaving flushes what is queued (bounded by
-    ``close_timeout``) and disconnects. In between a supervisor reconnects
+    ``close_timeout``, reconnecting if need be) and disconnects, reporting
+    what it could not deliver (see ``aclose``). Cancellation at any await
+    closes what was opened before it propagates. In between a supervisor reconnects
     after any fault with backoff and jitter, resubscribes, and re-sends.
 
     Delivery: ``send_state`` returns once the state is accepted, either handed
@@ -116,11 +118,14 @@ class Device:
 
     Refused credentials: a refusal (CONNACK 4/5) on the first connect of these
     credentials in this process raises ``AuthenticationRefusedError`` from
-    entering, ``send_state`` and ``wait_connected``. A refusal of credentials
-    that connected before is a ban (Losant bans a device that bursts beyond
-    its limits for 30 s, longer for repeat offenders): on any host the device
-    waits at least ``backoff.ban_initial`` (30 s), doubling on repeats up to
-    ``backoff.ban_cap`` (1 h), with jitter, and retries. ``ban_detection``
+    entering, ``send_state`` and ``wait_connected``. A refusal (CONNACK 3, 4
+    or 5, or their MQTT 5 codes) of credentials that connected before is a ban
+    (Losant bans a device that bursts beyond its limits for 30 s, longer for
+    repeat offenders): on any host the device waits at least
+    ``backoff.ban_initial`` (30 s), doubling on repeats up to
+    ``backoff.ban_cap`` (1 h), with jitter, and retries; no refusal is retried
+    sooner than ``backoff.refusal_floor`` (5 s). ``transport="tls"`` against a
+    plain-TCP port raises ``TLSHandshakeError`` from entering. ``ban_detection``
     (default: on against broker.losant.com and wherever the throttle is on,
     so ``throttle=True`` brings it for a private instance) also treats a
     disconnect right after a burst as a ban.
