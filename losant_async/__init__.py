@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from . import errors
+from . import _env, errors
 from ._extras import MissingExtraError
 from ._version import __version__
 from .errors import (
@@ -158,6 +158,10 @@ __all__ = [
     "__version__",
     "errors",
 ]
+
+
+# LOSANT_LOG takes effect on import, not only once a LosantClient is built (issue 19).
+_env.configure_logging_on_import()
 
 
 def __getattr__(name: str) -> Any:

@@ -9,8 +9,9 @@
 ``LOSANT_LOG``             ``debug`` or ``info``: log the library's records to stderr
 =========================  ===============================================
 
-Values are read when a client is created, never at import. Secrets are never
-logged or shown: only which variables were used.
+Values are read when a client is created; ``LOSANT_LOG`` also when the package is
+imported, so a program that only runs devices gets the library's logs. Secrets
+are never logged or shown: only which variables were used.
 """
 
 from __future__ import annotations
@@ -87,6 +88,16 @@ def device_credentials(environ: Mapping[str, str] | None = None) -> DeviceSecret
 
 
 _handler: logging.Handler | None = None
+
+
+def configure_logging_on_import() -> None:
+    """``configure_logging`` at import: a bad value warns here and raises where a client or device is built."""
+    try:
+        configure_logging()
+    except ValidationError as exc:
+        import warnings
+
+        warnings.warn(str(exc), stacklevel=3)
 
 
 def configure_logging(environ: Mapping[str, str] | None = None) -> int | None:

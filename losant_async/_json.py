@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Any
 
 import msgspec
@@ -34,9 +35,15 @@ def encode(value: Any, *, what: str = "value") -> bytes:
 
 
 def decode(data: bytes | str, tp: Any) -> Any:
-    """Decode ``data`` into ``tp``; failures become ``DecodeError`` with the JSON path and raw bytes."""
+    """Decode ``data`` into ``tp``; failures become ``DecodeError`` with the JSON path and raw bytes.
+
+    Nesting is capped by the interpreter's recursion limit (about 1,000 levels, far beyond
+    any Losant reply): deeper input is a ``DecodeError``, never a bare ``RecursionError``.
+    """
     try:
         return decoder_for(tp).decode(data)
+    except RecursionError:
+        raise _too_deep(data) from None
     except msgspec.ValidationError as exc:
         text = str(exc)
         path = text.rsplit("at `", 1)[1].rstrip("`") if "at `" in text else None
@@ -46,11 +53,18 @@ def decode(data: bytes | str, tp: Any) -> Any:
 
 
 def decode_any(data: bytes | str) -> Any:
-    """Decode JSON into plain Python values."""
+    """Decode JSON into plain Python values (nesting capped as in ``decode``)."""
     try:
         return _any_decoder.decode(data)
+    except RecursionError:
+        raise _too_deep(data) from None
     except msgspec.DecodeError as exc:
         raise DecodeError(f"reply is not valid JSON: {exc}", raw=data) from None
+
+
+def _too_deep(data: bytes | str) -> DecodeError:
+    return DecodeError(f"reply is nested too deeply to decode (over ~{sys.getrecursionlimit()} levels)",
+                       raw=data[:200], raw_size=len(data))
 
 
 def to_builtins(value: Any) -> Any:

@@ -312,6 +312,23 @@ class ConnectionLostError(MQTTError, ConnectionError):
     """The connection to the broker was lost."""
 
 
+class BrokerRefusedError(ConnectionLostError):
+    """The broker refused the connection for now (CONNACK 3 "server unavailable", or MQTT 5's busy,
+    banned, quota and rate codes): retried after a wait, never at once. ``return_code`` is the code."""
+
+    def __init__(self, message: str, return_code: int | None = None) -> None:
+        super().__init__(message)
+        self.return_code = return_code
+
+
+class TLSHandshakeError(ConnectionLostError):
+    """The TLS handshake got no answer or a plaintext one: the port may be plain MQTT over TCP.
+
+    Raised at once from the first connect (it does not heal by retrying); the message says how
+    to select ``transport="tcp"``.
+    """
+
+
 class DeviceClosedError(MQTTError):
     """The device was closed (or is closing) and cannot do this any more."""
 

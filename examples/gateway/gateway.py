@@ -214,7 +214,7 @@ async def run_gateway(settings: Settings, stop: anyio.Event, sensors: Mapping[st
         async with anyio.create_task_group() as tg:
             tg.start_soon(log_connection, gateway, name="connection log")
             for peripheral_id, sensor in sensors.items():
-                peripheral = gateway.peripheral(peripheral_id)
+                peripheral = await gateway.peripheral(peripheral_id)
                 tg.start_soon(report, peripheral, sensor, name=f"report {peripheral_id}")
                 tg.start_soon(route_commands, peripheral, sensor, name=f"commands {peripheral_id}")
             await stop.wait()

@@ -56,8 +56,10 @@ import paho.mqtt.client as paho
 
 from ..errors import (
     AuthenticationRefusedError,
+    BrokerRefusedError,
     ConnectionLostError,
     MQTTError,
+    TLSHandshakeError,
     TLSVerificationError,
 )
 
@@ -72,8 +74,14 @@ MessageHandler = Callable[[str, bytes], None]
 AckHandler = Callable[[int], None]
 
 # paho reports MQTT 3.1.1 CONNACK codes as v5 reason codes: 134 = 4 (bad user name or
-# password), 135 = 5 (not authorised). Only these mean "do not retry".
-_AUTH_REFUSED = {4: 4, 5: 5, 134: 4, 135: 5}
+# password), 135 = 5 (not authorised), 140 bad authentication method. A refusal of the credentials.
+_AUTH_REFUSED = {4: 4, 5: 5, 134: 4, 135: 5, 140: 140}
+# "Not now": 3 / 136 server unavailable, 137 server busy, 138 banned, 151 quota exceeded,
+# 159 connection rate exceeded. Retried, but never at once (a ban grows with early retries).
+_UNAVAILABLE = {3: 3, 136: 3, 137: 137, 138: 138, 151: 151, 159: 159}
+#: Incoming packets larger than this end the connection before they are buffered: Losant's
+#: own limit is 256 KB, so anything far beyond it is a broken or hostile peer.
+MAX_INCOMING_PACKET = 1 << 20
 
 _shared_tls: ssl.SSLContext | None = None
 # PySocks' proxy type numbers (socks.SOCKS4, SOCKS5, HTTP), which paho passes on to it.
@@ -124,19 +132,30 @@ def _qos1_publish(topic: bytes, payload: bytes, mid: int) -> bytes:
     return b"".join((header, len(topic).to_bytes(2, "big"), topic, mid.to_bytes(2, "big"), payload))
 
 
+class PacketTooLarge(Exception):
+    """paho asked for the body of an incoming packet larger than the cap (raised from ``recv``)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(size, limit)
+        self.size = size
+        self.limit = limit
+
+
 class _ReadBuffered:
     """A socket whose reads come from one large ``recv``.
 
     paho reads each packet with ``recv(1)``, ``recv(1)`` and ``recv(rest)``: three
     system calls per message. Feeding those small reads from a 64 KiB buffer turns
     a burst of commands or PUBACKs into one system call. Everything else is the
-    socket's own.
+    socket's own. paho's first read of a packet's body asks for all of it, so a
+    packet over ``max_packet`` is refused there, before any of it is buffered.
     """
 
-    __slots__ = ("_buf", "_pos", "_sock", "plain", "send")
+    __slots__ = ("_buf", "_pos", "_sock", "max_packet", "plain", "send")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, max_packet: int = MAX_INCOMING_PACKET) -> None:
         self._sock = sock
+        self.max_packet = max_packet
         self._buf = b""
         self._pos = 0
         #: A plain TCP socket (not TLS): ``send`` writes the bytes given, as given.
@@ -145,6 +164,8 @@ class _ReadBuffered:
         self.send = sock.send
 
     def recv(self, bufsize: int) -> bytes:
+        if bufsize > self.max_packet:
+            raise PacketTooLarge(bufsize, self.max_packet)  # not an OSError: paho lets it through
         buf = self._buf
         pos = self._pos
         if pos >= len(buf):
@@ -164,6 +185,25 @@ class _ReadBuffered:
     def pending(self) -> int:
         inner = getattr(self._sock, "pending", None)
         return self.buffered + (inner() if inner is not None else 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _Capped:
+    """Any other socket paho reads from (its WebSocket wrapper): only the incoming packet cap."""
+
+    __slots__ = ("_sock", "max_packet")
+
+    def __init__(self, sock: Any, max_packet: int) -> None:
+        self._sock = sock
+        self.max_packet = max_packet
+
+    def recv(self, bufsize: int) -> bytes:
+        if bufsize > self.max_packet:
+            raise PacketTooLarge(bufsize, self.max_packet)
+        data: bytes = self._sock.recv(bufsize)
+        return data
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
@@ -211,7 +251,18 @@ def _quiet_logger() -> logging.Logger:
     if _wire_logger is None:
         _wire_logger = logging.getLogger("losant_async.mqtt.wire")
         _wire_logger.setLevel(logging.WARNING)
+        _wire_logger.addFilter(_handled_by_us)
     return _wire_logger
+
+
+def _handled_by_us(record: logging.LogRecord) -> bool:
+    """Drop aiomqtt's ERROR tracebacks for what this layer handles.
+
+    A SUBACK or UNSUBACK arriving after its (un)subscribe was cancelled (a device
+    closing, a cancelled ``subscribe``) has nobody waiting: nothing is wrong, but
+    aiomqtt logs it with a KeyError traceback.
+    """
+    return not str(record.msg).startswith("Unexpected message ID")
 
 
 # -- the private names this module relies on ------------------------------------------------
@@ -414,10 +465,16 @@ class Connection:
         _check_internals_once(self._client)
         self._paho: paho.Client = self._client._client
         self._paho.max_queued_messages_set(0)
+        # paho's own bound on the TCP connect and the TLS handshake (5 s by default): ours, so a
+        # handshake nobody answers fails within connect_timeout.
+        self._paho.connect_timeout = connect_timeout
         # paho formats a debug record per packet when a logger is attached; connection
         # failures reach us through on_disconnect instead.
         self._paho.disable_logger()
         self._connect_timeout = connect_timeout
+        self._tls = tls_context is not None
+        #: Incoming packets over this many bytes end the connection (see ``MAX_INCOMING_PACKET``).
+        self.max_incoming_packet = MAX_INCOMING_PACKET
         self._host = host
         self._port = port
         self._client_id = client_id
@@ -462,6 +519,10 @@ class Connection:
         # walks its callback matcher per message; the topic and payload are all we need.
         self._paho_handle_publish = self._paho._handle_publish
         self._paho._handle_publish = self._on_publish_packet  # type: ignore[method-assign]
+        # Whatever ends these futures is reported through connect() and lost_reason(); a
+        # connection abandoned by a cancellation must not make asyncio log "never retrieved".
+        for fut in (self._client._connected, self._client._disconnected, self._connack):
+            fut.add_done_callback(_retrieve)
 
     # -- paho callbacks (on the event loop, except on_socket_open: the connect thread) -------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None) -> None:
@@ -542,7 +603,9 @@ class Connection:
         # Runs in the executor thread that connects, before CONNECT is sent. Replaces
         # aiomqtt's handler so a readable socket drains every packet it holds, not one.
         if isinstance(sock, socket.socket):
-            self._paho._sock = _ReadBuffered(sock)
+            self._paho._sock = _ReadBuffered(sock, self.max_incoming_packet)
+        else:
+            self._paho._sock = _Capped(sock, self.max_incoming_packet)
         fd = sock.fileno()
 
         def start() -> None:
@@ -646,6 +709,15 @@ class Connection:
                     return
             # Bytes may be left in the user-space buffer, where the selector cannot see them.
             self._loop.call_soon(self._on_readable)
+        except PacketTooLarge as exc:
+            log.warning("device %s: dropped the connection: the broker sent a packet of %d bytes, over the "
+                        "limit of %d", self._client_id, exc.size, exc.limit, extra={"device_id": self._client_id})
+            self._fail(ConnectionLostError(
+                f"the broker sent a packet of {exc.size} bytes, over the limit of {exc.limit} bytes: "
+                "connection dropped"
+            ))
+            with contextlib.suppress(Exception):
+                self._paho._reset_sockets()  # stop reading now: the rest of the packet is not wanted
         except Exception as exc:  # a broken socket: report it as the end of the connection
             fut = self._client._disconnected
             if not fut.done():
@@ -666,10 +738,12 @@ class Connection:
         that closes the socket without a CONNACK ends the attempt at once
         instead of after the timeout.
         """
-        thread = self._loop.run_in_executor(None, self._client._client_connect)
+        thread = self._loop.run_in_executor(None, self._connect_in_thread)
         try:
             await asyncio.shield(thread)
         except asyncio.CancelledError:
+            # A cancelled connect closes what it opened, whatever the moment the cancellation
+            # landed (the CONNECT may be out, or even accepted).
             # The thread cannot be interrupted: let it finish (paho bounds it by its own
             # socket timeout) so the socket it opens is closed here, not leaked.
             try:
@@ -690,18 +764,29 @@ class Connection:
             ) from None
         except (OSError, ValueError, paho.WebsocketConnectionError) as exc:
             self._kill()
+            if self._tls and _in_tls_handshake(exc):
+                raise TLSHandshakeError(
+                    f"the TLS handshake with {self._host}:{self._port} failed ({exc or type(exc).__name__}): "
+                    "the port may be plain MQTT over TCP; if so, pass transport=\"tcp\" (usually port 1883)"
+                ) from None
             raise ConnectionLostError(f"could not connect: {exc}") from None
         except BaseException:
             self._kill()
             raise
         try:
-            await asyncio.wait_for(asyncio.shield(self._connack), self._connect_timeout)
-        except asyncio.TimeoutError:
-            self._kill()
-            raise ConnectionLostError(f"no CONNACK within {self._connect_timeout:g} s") from None
+            # asyncio.wait, not wait_for: on Python 3.10/3.11 wait_for can swallow a cancellation
+            # that lands in the turn the CONNACK arrives, leaving a connection nobody closes.
+            done, _ = await asyncio.wait({self._connack}, timeout=self._connect_timeout)
         except BaseException:
             self._kill()
             raise
+        if not done:
+            self._kill()
+            raise ConnectionLostError(f"no CONNACK within {self._connect_timeout:g} s")
+        error = self._connack.exception()
+        if error is not None:
+            self._kill()
+            raise error
         rc = self._connack.result()
         if rc == 0:
             return
@@ -711,7 +796,23 @@ class Connection:
                 f"the broker refused the credentials (CONNACK return code {_AUTH_REFUSED[rc]})",
                 return_code=_AUTH_REFUSED[rc],
             )
+        if rc in _UNAVAILABLE:
+            raise BrokerRefusedError(
+                f"the broker refused the connection for now (CONNACK return code {_UNAVAILABLE[rc]})",
+                return_code=_UNAVAILABLE[rc],
+            )
         raise ConnectionLostError(f"the broker refused the connection (CONNACK {rc})")
+
+    def _connect_in_thread(self) -> None:
+        # Abandoned (a cancelled connect killed this connection) before the executor got to it:
+        # do not connect at all; a queue of cancelled starts then drains at once.
+        if self._closed:
+            return
+        self._client._client_connect()
+        if self._closed:
+            # Abandoned while connecting, and the waiter may be gone: close what was opened here.
+            with contextlib.suppress(Exception):
+                self._paho._reset_sockets()
 
     @property
     def lost(self) -> asyncio.Future[None]:
@@ -909,6 +1010,27 @@ class Connection:
             await self._client.unsubscribe(filters, timeout=timeout)
         except aiomqtt.MqttError as exc:
             raise ConnectionLostError(f"unsubscribe failed: {exc}") from None
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+def _in_tls_handshake(exc: BaseException) -> bool:
+    """Whether ``exc`` came out of a TLS handshake (an SSL error, or a timeout while waiting for its answer)."""
+    if isinstance(exc, ssl.SSLError):
+        return True
+    # asyncio turns a TimeoutError from the executor into a new one, without the traceback:
+    # OpenSSL's words are what is left ("_ssl.c: The handshake operation timed out").
+    if isinstance(exc, TimeoutError) and "handshake" in str(exc):
+        return True
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_name == "do_handshake":
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _rc_value(rc: Any) -> int | None:

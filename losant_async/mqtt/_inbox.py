@@ -6,6 +6,7 @@ import contextlib
 import inspect
 import logging
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +23,10 @@ log = logging.getLogger("losant_async.mqtt")
 CommandCallback = Callable[[Command], "Awaitable[None] | None"]
 SpawnFn = Callable[[Awaitable[Any], str], None]
 
+#: Async command callbacks running at once per device (or gateway); the next ones queue, up to
+#: ``stream_size``, under the command streams' overflow policy.
+MAX_RUNNING_CALLBACKS = 100
+
 
 class Inbox:
     """Who gets what arrives on one connection: per device id (the device, a gateway's peripherals).
@@ -31,11 +36,17 @@ class Inbox:
     handed to ``spawn``), and fans custom-topic messages out to their streams.
     With ``overflow="wait"`` a full command stream calls ``pause(True)`` (the
     session stops reading) until its consumer catches up (``pause(False)``).
+
+    Async callbacks are bounded like streams: ``MAX_RUNNING_CALLBACKS`` run at
+    once, the next wait in a queue of ``stream_size``, and when it is full the
+    oldest waiting is dropped (counted in ``callbacks_dropped``) or, with
+    "wait", reading pauses until the queue is down to half.
     """
 
     __slots__ = (
-        "_callbacks", "_command_topics", "_custom", "_ended", "_error", "_full", "_overflow", "_pause", "_spawn",
-        "_stream_size", "_streams", "commands", "device_id", "malformed", "own_ids",
+        "_callbacks", "_command_topics", "_custom", "_ended", "_error", "_full", "_overflow", "_pause", "_queued",
+        "_running", "_spawn", "_stream_size", "_streams", "callbacks_dropped", "commands", "device_id",
+        "malformed", "own_ids",
     )
 
     def __init__(
@@ -64,6 +75,10 @@ class Inbox:
         #: Commands that could not be decoded; commands decoded and delivered.
         self.malformed: int = 0
         self.commands: int = 0
+        #: Commands an async callback never got: its queue was full (policy "drop_oldest").
+        self.callbacks_dropped: int = 0
+        self._running = 0
+        self._queued: deque[tuple[Awaitable[Any], str]] | None = None  # made on first use
 
     # -- who is served ------------------------------------------------------------------
     def add_device(self, device_id: str) -> str:
@@ -120,13 +135,16 @@ class Inbox:
         return remove
 
     def _on_full(self, stream: Stream[Any], full: bool) -> None:
+        self._set_full(id(stream), full)
+
+    def _set_full(self, key: int, full: bool) -> None:
         if self._full is None:
             self._full = set()
         was_paused = bool(self._full)
         if full:
-            self._full.add(id(stream))
+            self._full.add(key)
         else:
-            self._full.discard(id(stream))
+            self._full.discard(key)
         if bool(self._full) != was_paused:
             self._pause(bool(self._full))
 
@@ -171,7 +189,46 @@ class Inbox:
                     log.exception("device %s: a command callback failed", device_id, extra={"device_id": device_id})
                     continue
                 if result is not None and inspect.isawaitable(result):
-                    self._spawn(_guard(result, device_id), f"losant-mqtt-command:{device_id}")
+                    self._run_async(result, device_id)
+
+    def _run_async(self, awaitable: Awaitable[Any], device_id: str) -> None:
+        if self._running < MAX_RUNNING_CALLBACKS:
+            self._start(awaitable, device_id)
+            return
+        queued = self._queued
+        if queued is None:
+            queued = self._queued = deque()
+        if len(queued) >= self._stream_size and self._overflow == "drop_oldest":
+            dropped, _ = queued.popleft()
+            _discard(dropped)
+            self.callbacks_dropped += 1
+            if _worth_logging(self.callbacks_dropped):
+                log.warning(
+                    "device %s: async command callbacks fall behind: %d commands dropped so far "
+                    "(%d running, %d waiting)", self.device_id, self.callbacks_dropped, self._running, len(queued),
+                    extra={"device_id": self.device_id},
+                )
+        queued.append((awaitable, device_id))
+        if self._overflow == "wait" and len(queued) >= self._stream_size:
+            self._set_full(id(queued), True)
+
+    def _start(self, awaitable: Awaitable[Any], device_id: str) -> None:
+        self._running += 1
+        self._spawn(self._guard(awaitable, device_id), f"losant-mqtt-command:{device_id}")
+
+    async def _guard(self, awaitable: Awaitable[Any], device_id: str) -> None:
+        try:
+            await awaitable
+        except Exception:
+            log.exception("device %s: a command callback failed", device_id, extra={"device_id": device_id})
+        finally:
+            self._running -= 1
+            queued = self._queued
+            if queued:
+                if not self._ended:
+                    self._start(*queued.popleft())
+                if self._full and len(queued) <= self._stream_size // 2:
+                    self._set_full(id(queued), False)
 
     # -- custom subscriptions -----------------------------------------------------------
     def add_filter(self, topic_filter: str, qos: int, stream: Stream[Message]) -> bool:
@@ -203,8 +260,11 @@ class Inbox:
                 stream.end(error)
 
     def end(self) -> None:
-        """The device closed: every stream ends after what it holds."""
+        """The device closed: every stream ends after what it holds; waiting callbacks never start."""
         self._ended = True
+        queued, self._queued = self._queued, None
+        for awaitable, _ in queued or ():
+            _discard(awaitable)
         for streams in self._streams.values():
             for stream in list(streams):
                 stream.end(self._error)
@@ -213,8 +273,13 @@ class Inbox:
                 message_stream.end()
 
 
-async def _guard(awaitable: Awaitable[Any], device_id: str) -> None:
-    try:
-        await awaitable
-    except Exception:
-        log.exception("device %s: a command callback failed", device_id, extra={"device_id": device_id})
+def _discard(awaitable: Awaitable[Any]) -> None:
+    if inspect.iscoroutine(awaitable):
+        awaitable.close()  # never started: no "coroutine was never awaited" warning
+
+
+def _worth_logging(count: int) -> bool:
+    """1, 10, 100, 1000, ...: a flood is reported without a record per message."""
+    while count >= 10 and count % 10 == 0:
+        count //= 10
+    return count == 1

@@ -123,6 +123,12 @@ class Session:
             self._log(logging.INFO, "lost the connection while subscribing: %s", exc)
             await conn.close()
             return
+        except BaseException:
+            # Cancelled (the device is closing) before the connection was handed over: close it
+            # here, or nobody will.
+            with anyio.CancelScope(shield=True):
+                await conn.close()
+            raise
         self.outbox.rewind()
         self._inflight.clear()
         self.conn = conn

@@ -11,6 +11,7 @@ from typing import Generic, Literal, TypeVar
 import msgspec
 
 from .._json import decode_any
+from ._waits import within
 
 __all__ = ["Message", "Stream"]
 
@@ -124,10 +125,7 @@ class Stream(Generic[T]):
         """The next item; ``TimeoutError`` after ``timeout`` seconds, ``StopAsyncIteration`` at the end."""
         if timeout is None:
             return await self.__anext__()
-        try:
-            return await asyncio.wait_for(self.__anext__(), timeout)
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"nothing arrived within {timeout} s") from None
+        return await within(self.__anext__(), timeout, lambda: TimeoutError(f"nothing arrived within {timeout} s"))
 
     def close(self) -> None:
         """Stop receiving (unregisters from the device)."""

@@ -17,7 +17,9 @@ from dataclasses import dataclass, replace
 
 from ..errors import (
     AuthenticationRefusedError,
+    BrokerRefusedError,
     ConnectionLostError,
+    TLSHandshakeError,
     TLSVerificationError,
     ValidationError,
 )
@@ -83,7 +85,8 @@ class Backoff:
     After the n-th failed attempt in a row the wait is uniform in
     ``[0, min(cap, initial * 2**(n-1))]``. After a suspected throttle ban it is at
     least ``ban_initial`` (Losant refuses for 30 s and reconnecting early extends
-    the ban), doubling on repeats up to ``ban_cap``.
+    the ban), doubling on repeats up to ``ban_cap``. After any refused CONNECT
+    the next attempt waits at least ``refusal_floor`` seconds, whatever else applies.
     """
 
     initial: float = 1.0
@@ -92,10 +95,24 @@ class Backoff:
     ban_cap: float = 3600.0
     #: A connection that stayed up this long resets the ban count.
     ban_forgiven_after: float = 600.0
+    #: The least wait after any refused CONNECT (a broker that refuses is never hammered); a
+    #: ``ban_initial`` below it (shortened for tests) lowers it too.
+    refusal_floor: float = 5.0
 
     def __post_init__(self) -> None:
         if not (0 < self.initial <= self.cap) or not (0 < self.ban_initial <= self.ban_cap):
             raise ValidationError("Backoff needs 0 < initial <= cap and 0 < ban_initial <= ban_cap")
+        if not self.refusal_floor >= 0:
+            raise ValidationError("Backoff needs refusal_floor >= 0")
+
+    def refused_delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """The wait after a refused CONNECT that is not (yet) taken as a ban: network backoff, floored."""
+        return max(self.floor, self.network_delay(attempt, rng))
+
+    @property
+    def floor(self) -> float:
+        """The least wait after a refused CONNECT: ``refusal_floor``, or ``ban_initial`` if lower."""
+        return min(self.refusal_floor, self.ban_initial)
 
     def network_delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """The wait before attempt ``attempt`` (1-based) after network faults."""
@@ -106,7 +123,7 @@ class Backoff:
         """The wait after the ``bans``-th suspected ban in a row (1-based); never below ``ban_initial``."""
         base = min(self.ban_cap, self.ban_initial * 2.0 ** min(max(bans - 1, 0), 62))
         jitter = float((rng or random).random())
-        return min(self.ban_cap, base * (1.0 + 0.25 * jitter))
+        return max(self.floor, min(self.ban_cap, base * (1.0 + 0.25 * jitter)))
 
 
 class Activity:
@@ -206,13 +223,17 @@ class Supervisor:
     when that connection ended. ``fail(exc)`` is called once with a fatal
     error. Events go to ``emit``.
 
-    A refusal (CONNACK 4/5) is fatal only when these credentials never
-    connected in this process (``credentials`` is their digest in
-    ``known``): a broker that accepted them before and refuses them now is
-    taken to be banning the device for a burst (Losant: 30 s, growing for
-    repeat offenders up to an hour; reconnecting early extends it), on any
-    host, so the device waits ``Backoff.ban_delay`` and tries again, forever.
-    A failed certificate check is fatal at once: a wrong CA does not heal.
+    A refusal of the credentials (CONNACK 4/5) is fatal only when these
+    credentials never connected in this process (``credentials`` is their
+    digest in ``known``): a broker that accepted them before and refuses them
+    now (with 3, 4 or 5, or their MQTT 5 codes) is taken to be banning the
+    device for a burst (Losant: 30 s, growing for repeat offenders up to an
+    hour; reconnecting early extends it), on any host, so the device waits
+    ``Backoff.ban_delay`` and tries again, forever. A "not now" refusal (3)
+    of credentials never seen is retried after ``Backoff.refused_delay``
+    (never sooner than ``refusal_floor``). A failed certificate check, and a
+    TLS handshake failure on the first connect (a plain-TCP port), are fatal
+    at once: neither heals.
     """
 
     def __init__(
@@ -273,8 +294,17 @@ class Supervisor:
         while not self._is_closing():
             try:
                 conn = await self._connect()
-            except AuthenticationRefusedError as exc:
-                if not self._known_before(ever_connected):
+            except (AuthenticationRefusedError, BrokerRefusedError) as exc:
+                known = self._known_before(ever_connected)
+                if not known and isinstance(exc, BrokerRefusedError):
+                    attempt += 1
+                    delay = self.backoff.refused_delay(attempt, self._rng)
+                    self._log(logging.INFO, "connect attempt %d refused (%s); next in %.2f s", attempt, exc, delay)
+                    self._emit(ConnectionEvent(ConnectionState.RECONNECTING, str(exc), attempt,
+                                               DisconnectKind.NETWORK, delay))
+                    await self._sleep(delay)
+                    continue
+                if not known:
                     # INFO: the error itself reaches the caller (entering, the next call, events).
                     self._log(logging.INFO, "the broker refused the credentials: %s", exc)
                     self._emit(ConnectionEvent(ConnectionState.FAILED, str(exc), attempt, DisconnectKind.AUTH_REFUSED))
@@ -293,6 +323,19 @@ class Supervisor:
                 self._emit(ConnectionEvent(ConnectionState.FAILED, str(exc), attempt, DisconnectKind.TLS_REFUSED))
                 self._fail(exc)
                 return
+            except TLSHandshakeError as exc:
+                if not ever_connected:
+                    # The first connect: most likely transport="tls" against a plain-TCP port.
+                    self._log(logging.INFO, "%s", exc)
+                    self._emit(ConnectionEvent(ConnectionState.FAILED, str(exc), attempt, DisconnectKind.TLS_REFUSED))
+                    self._fail(exc)
+                    return
+                attempt += 1
+                delay = self.backoff.network_delay(attempt, self._rng)
+                self._log(logging.INFO, "connect attempt %d failed (%s); next in %.2f s", attempt, exc, delay)
+                self._emit(ConnectionEvent(ConnectionState.RECONNECTING, str(exc), attempt, DisconnectKind.NETWORK, delay))
+                await self._sleep(delay)
+                continue
             except ConnectionLostError as exc:
                 attempt += 1
                 delay = self.backoff.network_delay(attempt, self._rng)

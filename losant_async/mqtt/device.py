@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.abc
 
+from .. import _env
 from .._state import Stamper
 from ..errors import ConnectionLostError, DeviceClosedError, MQTTError, ValidationError
 from ._config import (
@@ -31,13 +32,14 @@ from ._config import (
 )
 from ._connection import default_tls_context
 from ._inbox import CommandCallback, Inbox
-from ._outbox import MemoryOutbox, Outbox
+from ._outbox import MemoryOutbox, Outbox, SQLiteOutbox
 from ._payloads import Command, check_qos, check_retain, encode_payload, encode_state
 from ._session import Session
 from ._streams import Message, Stream
 from ._supervisor import Backoff, ConnectionEvent, ConnectionState, KnownCredentials, Supervisor
 from ._throttle import ThrottleConfig, TokenBucket
 from ._topics import check_publish_topic, check_subscribe_filter, state_topic
+from ._waits import settle, within
 
 __all__ = ["LOSANT_BROKER", "CommandCallback", "Device", "DeviceStats", "Transport"]
 
@@ -56,7 +58,10 @@ class DeviceStats:
     seconds of waiting the throttle imposed; ``outbox_waited``: seconds senders
     waited for room in a full outbox; ``malformed_commands``: commands that
     could not be decoded; ``commands_received``: commands decoded and
-    delivered; ``reconnects``: successful reconnects.
+    delivered; ``reconnects``: successful reconnects; ``unsent_at_close``:
+    messages still queued when the device closed (kept by a persistent outbox,
+    lost with a memory one); ``commands_dropped``: commands an async
+    ``on_command`` callback never got, its queue being full (drop_oldest).
     """
 
     sent: int = 0
@@ -68,6 +73,8 @@ class DeviceStats:
     malformed_commands: int = 0
     commands_received: int = 0
     reconnects: int = 0
+    unsent_at_close: int = 0
+    commands_dropped: int = 0
 
     @classmethod
     def total(cls, stats: Iterable[DeviceStats]) -> DeviceStats:
@@ -84,7 +91,9 @@ class Device:
 
     Entering connects (CONNECT, CONNACK, subscriptions) and returns when the
     device is ready; leaving flushes what is queued (bounded by
-    ``close_timeout``) and disconnects. In between a supervisor reconnects
+    ``close_timeout``, reconnecting if need be) and disconnects, reporting
+    what it could not deliver (see ``aclose``). Cancellation at any await
+    closes what was opened before it propagates. In between a supervisor reconnects
     after any fault with backoff and jitter, resubscribes, and re-sends.
 
     Delivery: ``send_state`` returns once the state is accepted, either handed
@@ -109,11 +118,14 @@ class Device:
 
     Refused credentials: a refusal (CONNACK 4/5) on the first connect of these
     credentials in this process raises ``AuthenticationRefusedError`` from
-    entering, ``send_state`` and ``wait_connected``. A refusal of credentials
-    that connected before is a ban (Losant bans a device that bursts beyond
-    its limits for 30 s, longer for repeat offenders): on any host the device
-    waits at least ``backoff.ban_initial`` (30 s), doubling on repeats up to
-    ``backoff.ban_cap`` (1 h), with jitter, and retries. ``ban_detection``
+    entering, ``send_state`` and ``wait_connected``. A refusal (CONNACK 3, 4
+    or 5, or their MQTT 5 codes) of credentials that connected before is a ban
+    (Losant bans a device that bursts beyond its limits for 30 s, longer for
+    repeat offenders): on any host the device waits at least
+    ``backoff.ban_initial`` (30 s), doubling on repeats up to
+    ``backoff.ban_cap`` (1 h), with jitter, and retries; no refusal is retried
+    sooner than ``backoff.refusal_floor`` (5 s). ``transport="tls"`` against a
+    plain-TCP port raises ``TLSHandshakeError`` from entering. ``ban_detection``
     (default: on against broker.losant.com and wherever the throttle is on,
     so ``throttle=True`` brings it for a private instance) also treats a
     disconnect right after a burst as a ban.
@@ -160,6 +172,7 @@ class Device:
         command_overflow: CommandOverflow = "drop_oldest",
         proxy: Proxy | str | None = None,
     ) -> None:
+        _env.configure_logging()  # LOSANT_LOG (also applied on import); a bad value is a ValidationError
         if outbox is not None and not isinstance(outbox, Outbox):
             raise ValidationError("outbox must be an Outbox (MemoryOutbox or SQLiteOutbox)")
         cfg = DeviceConfig.build(
@@ -201,6 +214,8 @@ class Device:
         self._side = 0
         self._side_idle: asyncio.Event | None = None
         self._close_task: asyncio.Future[None] | None = None
+        self._flush_task: asyncio.Future[None] | None = None
+        self._unsent_at_close = 0
         self._failure: BaseException | None = None
         self._failed_event: ConnectionEvent | None = None
         self._entered = False
@@ -228,6 +243,7 @@ class Device:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        # The count of what was not delivered is in stats and logged; a with block has no result.
         await self.aclose(flush=exc_type is None)
 
     async def start(self) -> None:
@@ -265,18 +281,24 @@ class Device:
         self._task = loop.create_task(self._run(), name=f"losant-mqtt:{self.device_id}")
         if not cfg.wait_ready:
             return
+        ready = self._ready
         try:
-            await asyncio.wait_for(asyncio.shield(self._ready), cfg.ready_timeout)
-        except asyncio.TimeoutError:
+            # asyncio.wait, not wait_for: a cancellation landing as the device gets ready is
+            # raised here (3.10/3.11's wait_for can drop it), and the device is closed below.
+            done, _ = await asyncio.wait({ready}, timeout=cfg.ready_timeout)
+        except BaseException:
             await self.aclose(flush=False)
+            raise
+        error = ready.exception() if done else None
+        if not done or error is not None:
+            await self.aclose(flush=False)
+            if error is not None:
+                raise error
             last = f" (last: {self._last_problem})" if self._last_problem else ""
             raise ConnectionLostError(
                 f"device {self.device_id} could not connect to {self.host}:{self.port} within "
                 f"{cfg.ready_timeout:g} s{last}"
-            ) from None
-        except BaseException:
-            await self.aclose(flush=False)
-            raise
+            )
 
     async def _run(self) -> None:
         """The one task group that owns the supervisor and every side task of this device."""
@@ -289,7 +311,8 @@ class Device:
                 # fleet pays per task); side tasks join the group. After a fatal refusal the
                 # supervisor returns and the group keeps serving side tasks until closed.
                 await supervisor.run()
-                await anyio.sleep_forever()
+                if not self._closing:
+                    await anyio.sleep_forever()
         except Exception as exc:  # a bug in the supervisor or a side task: fail loudly, at once
             error = _first_leaf(exc)
             log.error("device %s: failed: %r", self.device_id, error, exc_info=error,
@@ -325,24 +348,38 @@ class Device:
             self._side_idle.clear()
             await self._side_idle.wait()
 
-    async def aclose(self, *, flush: bool = True) -> None:
-        """Flush (bounded by ``close_timeout``), disconnect and stop everything. Idempotent."""
+    async def aclose(self, *, flush: bool = True) -> int:
+        """Flush (bounded by ``close_timeout``), disconnect and stop everything. Idempotent.
+
+        Disconnected, the device keeps reconnecting while it flushes. Returns how many
+        queued messages were not delivered (0: all were); a non-zero count is logged (a
+        WARNING naming the device, when a memory outbox loses them) and kept in
+        ``stats.unsent_at_close``.
+        """
         if not self._entered:
             self._closed = True
-            return
+            return 0
         if self._close_task is None:
             self._close_task = asyncio.ensure_future(self._close(flush))
-        # Shielded: a second cancellation must not leave the socket or tasks half-closed.
-        await asyncio.shield(self._close_task)
+        try:
+            await asyncio.shield(self._close_task)
+        except asyncio.CancelledError:
+            # Cancelled while closing: stop flushing, but finish closing (bounded: the DISCONNECT
+            # waits 2 s at most) before the cancellation goes on, so no socket or task outlives it.
+            flushing = self._flush_task
+            if flushing is not None:
+                flushing.cancel()
+            await settle(self._close_task)
+            raise
+        return self._unsent_at_close
 
     async def _close(self, flush: bool) -> None:
         session = self._session
-        if flush and self._failure is None and session.conn is not None and (
-            session.outbox.depth or session.unacked
-        ):
+        if flush and self._failure is None and (session.outbox.depth or session.unacked):
+            self._flush_task = asyncio.ensure_future(self.flush())
             try:
-                await asyncio.wait_for(self.flush(), self._config.close_timeout)
-            except (Exception, asyncio.TimeoutError) as exc:
+                await within(self._flush_task, self._config.close_timeout, asyncio.TimeoutError)
+            except (Exception, asyncio.TimeoutError, asyncio.CancelledError) as exc:
                 log.info("device %s: closing with messages unflushed: %r", self.device_id, exc,
                          extra={"device_id": self.device_id})
         self._closing = True
@@ -350,11 +387,14 @@ class Device:
             tg = self._tg
             if tg is not None:
                 tg.cancel_scope.cancel()
+            elif self._task is not None:
+                self._task.cancel()  # not started yet: it never runs
             if self._task is not None and not self._task.done():
-                # asyncio.wait: the task's own end is not our error, while a cancellation of
-                # this close still propagates.
-                await asyncio.wait({self._task})
+                # settle: the task's own end is not our error; a cancellation of this close
+                # waits for the task (it was told to stop) and then propagates.
+                await settle(self._task)
             await session.close()
+            self._report_unsent(session.outbox)
             await session.outbox.aclose()
         finally:
             self._closed = True
@@ -366,6 +406,18 @@ class Device:
             for ev_stream in list(self._event_streams):
                 ev_stream.end()
             self._notify_state()
+
+    def _report_unsent(self, outbox: Outbox) -> None:
+        unsent = self._unsent_at_close = outbox.depth
+        if not unsent:
+            return
+        extra = {"device_id": self.device_id}
+        if isinstance(outbox, SQLiteOutbox):
+            log.info("device %s: closed with %d messages unsent, kept in its outbox file for the next start",
+                     self.device_id, unsent, extra=extra)
+        else:
+            log.warning("device %s: closed with %d messages unsent, lost with its memory outbox (not delivered "
+                        "within close_timeout=%gs)", self.device_id, unsent, self._config.close_timeout, extra=extra)
 
     def __del__(self) -> None:
         if getattr(self, "_entered", False) and not getattr(self, "_closed", True):
@@ -396,6 +448,8 @@ class Device:
             malformed_commands=self._inbox.malformed,
             commands_received=self._inbox.commands,
             reconnects=self._supervisor.reconnects if self._supervisor else 0,
+            unsent_at_close=self._unsent_at_close,
+            commands_dropped=self._inbox.callbacks_dropped,
         )
 
     def _check_usable(self) -> None:
@@ -460,10 +514,7 @@ class Device:
         if timeout is None:
             await _wait()
             return
-        try:
-            await asyncio.wait_for(_wait(), timeout)
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"device {self.device_id} did not connect within {timeout} s") from None
+        await within(_wait(), timeout, lambda: TimeoutError(f"device {self.device_id} did not connect within {timeout} s"))
 
     def events(self, maxsize: int = 100) -> Stream[ConnectionEvent]:
         """Connection events from now on (``async for`` or ``async with``); a FAILED one comes first if failed."""
@@ -537,10 +588,7 @@ class Device:
         if timeout is None:
             await _flush()
             return
-        try:
-            await asyncio.wait_for(_flush(), timeout)
-        except asyncio.TimeoutError:
-            raise TimeoutError(f"device {self.device_id} did not flush within {timeout} s") from None
+        await within(_flush(), timeout, lambda: TimeoutError(f"device {self.device_id} did not flush within {timeout} s"))
 
     # -- receiving ----------------------------------------------------------------------
     def commands(self) -> Stream[Command]:

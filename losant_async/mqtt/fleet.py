@@ -11,6 +11,7 @@ from types import TracebackType
 from ..errors import ValidationError
 from ._connection import default_tls_context
 from ._throttle import ThrottleConfig
+from ._waits import settle
 from .device import LOSANT_BROKER, Device, DeviceStats
 
 __all__ = ["Fleet"]
@@ -75,11 +76,23 @@ class Fleet:
                 await device.start()
                 self._started.append(device)
 
-        results = await asyncio.gather(*(start(d) for d in self.devices), return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
+        tasks = [asyncio.ensure_future(start(d)) for d in self.devices]
+        try:
+            if tasks:
+                await asyncio.wait(tasks)
+        except BaseException:
+            # Cancelled while starting: stop the starts still running (each closes its own
+            # device), then close every device already started, before the cancellation goes on.
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                await settle(task)
+            await self.aclose(flush=False)
+            raise
+        errors = [e for t in tasks if not t.cancelled() and (e := t.exception()) is not None]
+        if errors or any(t.cancelled() for t in tasks):
             await self.aclose()
-            raise errors[0]
+            raise errors[0] if errors else asyncio.CancelledError()
         return self
 
     async def __aexit__(
@@ -87,7 +100,20 @@ class Fleet:
     ) -> None:
         await self.aclose(flush=exc_type is None)
 
-    async def aclose(self, *, flush: bool = True) -> None:
-        """Close every started device (concurrently)."""
+    async def aclose(self, *, flush: bool = True) -> int:
+        """Close every started device (concurrently); how many queued messages they did not deliver.
+
+        Cancelled, every device stops flushing and finishes closing (bounded) before the
+        cancellation propagates.
+        """
         started, self._started = self._started, []
-        await asyncio.shield(asyncio.gather(*(d.aclose(flush=flush) for d in started), return_exceptions=True))
+        if not started:
+            return 0
+        closing = asyncio.gather(*(d.aclose(flush=flush) for d in started), return_exceptions=True)
+        try:
+            await asyncio.shield(closing)
+        except asyncio.CancelledError:
+            closing.cancel()  # each Device.aclose cancelled: it stops flushing and still closes
+            await settle(closing)
+            raise
+        return sum(r for r in closing.result() if isinstance(r, int))

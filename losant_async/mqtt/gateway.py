@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -52,10 +53,12 @@ class Peripheral:
 class Gateway(Device):
     """A gateway device: a ``Device`` that also speaks for its peripherals.
 
-    ``gateway.peripheral(id)`` returns a handle and subscribes to the
-    peripheral's commands (at once when connected, else on connect);
-    ``await gateway.add_peripheral(id)`` does the same and waits for the
-    broker's SUBACK. ``remove_peripheral(id)`` unsubscribes. Losant's limit of
+    ``await gateway.peripheral(id)`` adds a peripheral and returns its handle
+    only once its command topic is subscribed: when connected, after the
+    broker's SUBACK (a refusal raises ``TopicNotAllowedError``); before the
+    gateway is started or while it reconnects, at once, and the connection
+    subscribes it before the gateway is ready again. A command sent after it
+    returns is never missed. ``remove_peripheral(id)`` unsubscribes. Losant's limit of
     30 messages per 15 s applies per peripheral; the throttle keeps to it.
     Each peripheral's stamped states get strictly increasing milliseconds.
     """
@@ -65,27 +68,42 @@ class Gateway(Device):
     def __init__(self, device_id: str, key: str, secret: str, **kwargs: Any) -> None:
         super().__init__(device_id, key, secret, **kwargs)
         self._peripherals: dict[str, Peripheral] = {}
+        # Peripherals whose SUBSCRIBE is in flight: a second caller waits for the first one's SUBACK.
+        self._subscribing: dict[str, asyncio.Future[None]] = {}
         # Per peripheral, like a device's own stamps: no two states of one peripheral share a millisecond.
         self._peripheral_stamp = KeyedStamper()
 
-    def peripheral(self, peripheral_id: str) -> Peripheral:
-        """The handle of a peripheral, added (and subscribed) on first use."""
+    async def peripheral(self, peripheral_id: str) -> Peripheral:
+        """The handle of a peripheral, added on first use; returns once its commands are subscribed.
+
+        A coroutine (since issue 19): a handle handed out before the SUBACK lost the commands
+        sent meanwhile. Connected, it waits for the broker's SUBACK (``TopicNotAllowedError``
+        when refused); otherwise it returns at once and the next connection subscribes first.
+        """
+        while True:
+            pending = self._subscribing.get(peripheral_id)
+            if pending is None:
+                break
+            await asyncio.shield(pending)
         existing = self._peripherals.get(peripheral_id)
         if existing is not None:
             return existing
         handle, topic = self._register(peripheral_id)
-        if self.connected:
-            self._spawn(self._session.subscribe(topic, self.qos), f"losant-mqtt-subscribe:{handle.device_id}")
+        done = asyncio.get_running_loop().create_future()
+        self._subscribing[handle.device_id] = done
+        try:
+            await self._session.subscribe_or_raise(topic, self.qos)
+        except BaseException:
+            self._forget(handle.device_id)
+            raise
+        finally:
+            del self._subscribing[handle.device_id]
+            done.set_result(None)
         return handle
 
     async def add_peripheral(self, peripheral_id: str) -> Peripheral:
-        """Add a peripheral and, when connected, wait until its command topic is subscribed."""
-        existing = self._peripherals.get(peripheral_id)
-        if existing is not None:
-            return existing
-        handle, topic = self._register(peripheral_id)
-        await self._session.subscribe(topic, self.qos)
-        return handle
+        """The same as ``await peripheral(id)`` (the name of earlier releases)."""
+        return await self.peripheral(peripheral_id)
 
     def _register(self, peripheral_id: str) -> tuple[Peripheral, str]:
         if self._closed or self._closing:
@@ -95,11 +113,16 @@ class Gateway(Device):
         self._peripherals[pid] = handle
         return handle, self._inbox.add_device(pid)
 
+    def _forget(self, peripheral_id: str) -> str | None:
+        if self._peripherals.pop(peripheral_id, None) is None:
+            return None
+        return self._inbox.remove_device(peripheral_id)
+
     def remove_peripheral(self, peripheral_id: str) -> None:
         """Stop speaking for a peripheral: unsubscribe its commands and end its streams."""
-        if self._peripherals.pop(peripheral_id, None) is None:
+        topic = self._forget(peripheral_id)
+        if topic is None:
             return
-        topic = self._inbox.remove_device(peripheral_id)
         if self.connected and not self._closing:
             self._spawn(self._session.unsubscribe(topic), f"losant-mqtt-unsubscribe:{peripheral_id}")
 

@@ -372,7 +372,7 @@ class LosantClient(GeneratedResources):
             assert resp.stream is not None
             return resp.stream
 
-        return EventStream(opener, op.sse_events or {}, raw=raw)
+        return EventStream(opener, op.sse_events or {}, raw=raw, name=op.full_name)
 
     def stream(
         self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None
@@ -571,8 +571,8 @@ class LosantClient(GeneratedResources):
             if decoder is not None:
                 try:
                     return decoder.decode(body)
-                except (msgspec.ValidationError, msgspec.DecodeError):
-                    pass  # the slow path below says what is wrong, with the JSON path
+                except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+                    pass  # the slow path below says what is wrong, with the JSON path (or the depth)
         if status == 204:
             return None
         tp = op.responses.get(status, _MISSING)

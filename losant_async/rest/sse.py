@@ -10,7 +10,12 @@ from typing import Any, Generic, Protocol, TypeVar
 from .._json import decode, decode_any
 from ..errors import DecodeError
 
-__all__ = ["EventStream", "SSEEvent", "SSEParser"]
+__all__ = ["MAX_EVENT_BYTES", "MAX_LINE_BYTES", "EventStream", "SSEEvent", "SSEParser"]
+
+#: The longest line an event stream may send (Losant's events are a few KiB).
+MAX_LINE_BYTES = 1 << 20
+#: The most ``data`` one event may accumulate before its blank line.
+MAX_EVENT_BYTES = 4 << 20
 
 EventT = TypeVar("EventT")
 
@@ -30,13 +35,20 @@ class SSEParser:
     Lines end in ``\\n``, ``\\r\\n`` or ``\\r``; ``data:`` lines accumulate
     (joined by ``\\n``), a blank line dispatches, ``:`` lines are comments
     (the server's keepalives) and are dropped, as are unknown fields.
+
+    Bounded: a line longer than ``max_line`` bytes, or an event whose data
+    grows past ``max_event`` bytes, raises ``DecodeError`` (nothing more of it
+    is buffered).
     """
 
-    __slots__ = ("_buffer", "_data", "_event", "_id", "_pending_cr")
+    __slots__ = ("_buffer", "_data", "_data_size", "_event", "_id", "_pending_cr", "max_event", "max_line")
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_line: int = MAX_LINE_BYTES, max_event: int = MAX_EVENT_BYTES) -> None:
+        self.max_line = max_line
+        self.max_event = max_event
         self._buffer = bytearray()
         self._data: list[str] = []
+        self._data_size = 0
         self._event = ""
         self._id: str | None = None
         self._pending_cr = False
@@ -64,12 +76,21 @@ class SSEParser:
                 end, nxt = lf, lf + 1
             else:
                 break
+            if end - start > self.max_line:
+                self._too_long(end - start)
             event = self._line(bytes(buf[start:end]).decode("utf-8", "replace"))
             if event is not None:
                 events.append(event)
             start = nxt
         del buf[:start]
+        if len(buf) > self.max_line:
+            self._too_long(len(buf))
         return events
+
+    def _too_long(self, size: int) -> None:
+        self._buffer.clear()
+        raise DecodeError(f"an event-stream line of over {size} bytes, longer than the limit of {self.max_line}",
+                          raw_size=size)
 
     def _line(self, line: str) -> SSEEvent | None:
         if not line:
@@ -78,6 +99,7 @@ class SSEParser:
                 return None
             event = SSEEvent(self._event or "message", "\n".join(self._data), self._id)
             self._data = []
+            self._data_size = 0
             self._event = ""
             return event
         if line.startswith(":"):
@@ -86,6 +108,14 @@ class SSEParser:
         if sep and value.startswith(" "):
             value = value[1:]
         if name == "data":
+            self._data_size += len(value) + 1
+            if self._data_size > self.max_event:
+                self._data = []
+                self._data_size = 0
+                raise DecodeError(
+                    f"an event-stream event of over {self.max_event} bytes of data, beyond the limit",
+                    raw_size=self.max_event,
+                )
             self._data.append(value)
         elif name == "event":
             self._event = value
@@ -118,7 +148,9 @@ class EventStream(Generic[EventT]):
         event_types: Mapping[str, Any],
         *,
         raw: bool = False,
+        name: str = "",
     ) -> None:
+        self._name = name
         self._opener = opener
         self._types = dict(event_types)
         self._raw = raw
@@ -165,7 +197,11 @@ class EventStream(Generic[EventT]):
                 if not chunk:
                     self._close()
                     raise StopAsyncIteration
-                for event in self._parser.feed(chunk):
+                try:
+                    events = self._parser.feed(chunk)
+                except DecodeError as exc:
+                    raise DecodeError(f"{self._name or 'event stream'}: {exc}", raw_size=exc.raw_size) from None
+                for event in events:
                     decoded = self._decode(event)
                     if decoded is not _SKIP:
                         self._pending.append(decoded)

@@ -223,7 +223,7 @@ class Simulation:
                 # Registered before connecting: the gateway subscribes their command topics
                 # with its own, and is ready only after every SUBACK.
                 for pid in group.peripheral_ids:
-                    senders[pid] = gw.peripheral(pid)
+                    senders[pid] = await gw.peripheral(pid)
                 connections.append(gw)
         else:
             connections = [Device(d, tgt.key, tgt.secret, **options) for d in tgt.device_ids]

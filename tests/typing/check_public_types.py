@@ -94,4 +94,4 @@ async def mqtt_types(device: Device, gateway: Gateway) -> None:
     assert_type(device.commands(), Stream[Command])
     async for command in device.commands():
         assert_type(command.name, str)
-    assert_type(gateway.peripheral(DEV).commands(), Stream[Command])
+    assert_type((await gateway.peripheral(DEV)).commands(), Stream[Command])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import msgspec
 import pytest
@@ -70,3 +71,60 @@ async def test_credentials_that_connected_before_in_this_process_are_banned_not_
         async with Device("0123456789abcdef0123456b", "key", "secret", **kwargs) as again:  # type: ignore[arg-type]
             assert again.connected
         assert [c.return_code for c in broker.connects] == [0, 4, 4, 0]
+
+
+# The emulator's store clock, sped up: its 30 s ban lasts 30 / SPEED real seconds, and the device's
+# ban_initial is shrunk by the same factor, so the test keeps Losant's proportions in seconds.
+SPEED = 10
+
+
+async def test_an_emulator_ban_refused_with_connack_3_is_waited_out_with_one_refused_attempt() -> None:
+    """The emulator bans a device that bursts past 30 messages per 15 s on a topic for 30 s, and
+    refuses it with CONNACK 3 (server unavailable) meanwhile; a refused attempt extends the ban
+    ("reconnecting at once only extends the ban"). Losant documents the ban, not the code.
+
+    The device (throttle off, so it bursts; no burst heuristics on a private host) must take the
+    refusal as a ban: one refused attempt, then a wait of at least ban_initial, and back within
+    ban_initial x 1.25 + 5 s of the cut (the issue's bound).
+    """
+    import time
+
+    from .conftest import running_emulator
+
+    t0, base = time.monotonic(), 1_700_000_000_000
+
+    def clock() -> int:
+        return base + int((time.monotonic() - t0) * 1000 * SPEED)
+
+    ban_initial = 30.0 / SPEED
+    backoff = Backoff(initial=0.05, cap=0.3, ban_initial=ban_initial, ban_cap=3600.0 / SPEED,
+                      refusal_floor=5.0 / SPEED)
+    async with running_emulator(throttle=True, clock=clock) as losant:
+        app = losant.create_application(name="bans")
+        key = app.create_access_key()
+        made = app.create_device(name="burst", attributes={"n": "number"})
+        async with Device(made.id, key.key, key.secret, host=losant.mqtt_host, port=losant.mqtt_port,
+                          transport="tcp", throttle=False, backoff=backoff, connect_timeout=5.0) as device:
+            events = device.events()
+            for n in range(40):  # past 30 in a window: the emulator closes the connection and bans
+                await device.send_state({"n": n})
+            lost = await anext_state(events, ConnectionState.DISCONNECTED)
+            refused_before = losant.store.counters.mqtt_connects_refused
+            back = await anext_state(events, ConnectionState.CONNECTED, timeout=60)
+            refused = losant.store.counters.mqtt_connects_refused - refused_before
+            outage = back.at - lost.at
+            events.close()
+        assert refused <= 1, f"{refused} refused attempts, each extending the ban"
+        assert ban_initial <= outage <= ban_initial * 1.25 + 5.0, f"outage {outage:.2f} s"
+
+
+async def anext_state(events: Any, state: ConnectionState, timeout: float = 10.0) -> ConnectionEvent:
+    """The next event in ``state``, within ``timeout`` in all (other events keep coming meanwhile)."""
+
+    async def scan() -> ConnectionEvent:
+        while True:
+            event: ConnectionEvent = await events.get()
+            if event.state is state:
+                return event
+
+    return await asyncio.wait_for(scan(), timeout)

@@ -165,14 +165,11 @@ async def test_gateway_peripherals_added_while_connected_and_removed(
             command = await commands.get(10)
         assert command.name == "on" and command.device_id == p1_id
 
-        # A handle from peripheral() is subscribed in the background: wait for it through traffic.
-        p2 = gw.peripheral(p2_id)
-        p2_commands = p2.commands()
-        got = asyncio.ensure_future(p2_commands.get(10))
-        while not got.done():
+        # peripheral() returns once subscribed (issue 19): one command sent right after arrives.
+        p2 = await gw.peripheral(p2_id)
+        async with p2.commands() as p2_commands:
             await world.send_command(p2_id, "hello")
-            await asyncio.wait({got}, timeout=0.2)
-        assert got.result().device_id == p2_id
+            assert (await p2_commands.get(10)).device_id == p2_id
 
         await p1.send_state({"level": 3}, time=t)
         await gw.send_state({"uptime": 1}, time=t + 1)
@@ -310,3 +307,28 @@ async def test_qos1_device_receives_every_command_once(world: World) -> None:
     assert [(c.name, c.payload) for c in got] == [(f"c{i}", i) for i in range(50)]
     assert message.topic == "plant/x" and message.payload.decode() == "ünïcode"
 
+
+
+async def test_peripheral_returns_once_subscribed_and_a_refused_one_is_not_kept() -> None:
+    """Issue 19: ``await gateway.peripheral(id)`` hands out the handle after the SUBACK, so one
+    command sent right after arrives; the emulator refuses a gateway the command topic of a
+    device that is not its peripheral (Losant: a gateway speaks for its own peripherals only)."""
+    from .conftest import make_world
+
+    async with make_world("emulator") as world:
+        gw = world.device(device_class="gateway")
+        stranger = world.device().id
+        children = [world.device(device_class="peripheral", parent_id=gw.id).id for _ in range(5)]
+        async with Gateway(gw.id, gw.key, gw.secret, **world.kwargs()) as gateway:
+            for child in children:
+                handle = await gateway.peripheral(child)
+                async with handle.commands() as commands:
+                    await world.send_command(child, "now")  # at once: no retry, no wait
+                    assert (await commands.get(10)).device_id == child
+            with pytest.raises(TopicNotAllowedError):
+                await gateway.peripheral(stranger)
+            assert stranger not in gateway.peripherals
+            # Concurrent first calls for one peripheral share its one SUBSCRIBE and get one handle.
+            late = world.device(device_class="peripheral", parent_id=gw.id).id
+            a, b = await asyncio.gather(gateway.peripheral(late), gateway.add_peripheral(late))
+            assert a is b

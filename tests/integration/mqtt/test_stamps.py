@@ -48,7 +48,7 @@ async def test_peripherals_get_distinct_stamps_each(world: World) -> None:
     p2 = world.device(device_class="peripheral", parent_id=gw.id)
     n = 500
     async with world.watch() as watcher, Gateway(gw.id, gw.key, gw.secret, **world.kwargs(qos=1)) as gateway:
-        first, second = gateway.peripheral(p1.id), gateway.peripheral(p2.id)
+        first, second = await gateway.peripheral(p1.id), await gateway.peripheral(p2.id)
         for i in range(n):
             await first.send_state({"i": i})
             await second.send_state({"i": i})

@@ -171,3 +171,54 @@ async def test_known_credentials_make_a_first_refusal_a_ban() -> None:
     sup._credentials, sup._known = digest, known
     await sup.run()
     assert script.failed is None and script.sleeps[0] >= 30.0
+
+
+# -- issue 19: bans and refusals on any broker ----------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [3, 137, 138, 151, 159])
+async def test_a_not_now_refusal_after_connecting_is_a_ban_growing_capped_and_jittered(code: int) -> None:
+    from losant_async.errors import BrokerRefusedError
+
+    refusals = [BrokerRefusedError("server unavailable", code) for _ in range(12)]
+    script = Script([(1.0, 0), *refusals, (1.0, 0)])
+    await script.supervisor(ban_detection=False).run()  # a private host: no burst heuristics
+    assert script.failed is None
+    bans = script.sleeps[1:]
+    assert len(bans) == 12
+    # Never a network-fault wait: at least ban_initial, doubling, jittered by at most a quarter, capped.
+    assert 30.0 <= bans[0] <= 37.5 and 60.0 <= bans[1] <= 75.0 and bans[-1] == 3600.0
+    assert len(set(bans[:6])) == 6
+    assert all(e.kind is DisconnectKind.THROTTLE_BAN for e in script.events
+               if e.state is ConnectionState.RECONNECTING and e.delay is not None and e.delay >= 30.0)
+
+
+async def test_a_not_now_refusal_on_the_first_connect_is_retried_never_sooner_than_the_floor() -> None:
+    from losant_async.errors import BrokerRefusedError
+
+    script = Script([BrokerRefusedError("server unavailable", 3) for _ in range(4)] + [(1.0, 0)])
+    await script.supervisor(ban_detection=False).run()
+    assert script.failed is None  # "not now" is not "bad credentials"
+    assert len(script.sleeps) == 4 and all(s >= 5.0 for s in script.sleeps)
+
+
+def test_the_refusal_floor_holds_after_every_refusal_and_follows_a_shortened_ban_initial() -> None:
+    rng = random.Random(0)
+    backoff = Backoff(initial=0.05, cap=0.3)
+    assert all(backoff.refused_delay(n, rng) >= 5.0 for n in range(1, 20))
+    assert all(backoff.ban_delay(n, rng) >= 30.0 for n in range(1, 20))
+    short = Backoff(initial=0.05, cap=0.3, ban_initial=0.5, ban_cap=2.0)
+    assert short.floor == 0.5 and all(short.refused_delay(n, rng) >= 0.5 for n in range(1, 10))
+    with pytest.raises(Exception, match="refusal_floor"):
+        Backoff(refusal_floor=-1)
+
+
+async def test_a_tls_handshake_failure_is_fatal_on_the_first_connect_only() -> None:
+    from losant_async.errors import TLSHandshakeError
+
+    script = Script([TLSHandshakeError("plain TCP?")])
+    await script.supervisor(ban_detection=False).run()
+    assert isinstance(script.failed, TLSHandshakeError) and script.sleeps == []
+    later = Script([(1.0, 0), TLSHandshakeError("reset mid-handshake"), (1.0, 0)])
+    await later.supervisor(ban_detection=False).run()
+    assert later.failed is None and later.connects == 3

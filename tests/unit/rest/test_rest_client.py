@@ -462,3 +462,16 @@ async def test_a_redirect_is_an_error_not_followed(server: Server, client: Losan
         await client.request(GET_THING, (APP_ID, DEVICE_ID), raw=False, options=None)
     assert info.value.status == 302
     assert len(server.calls) == 1
+
+
+async def test_a_reply_nested_20000_levels_deep_is_a_decode_error_naming_the_action(
+    server: Server, client: LosantClient
+) -> None:
+    # msgspec recurses per level: without the cap this escaped as a bare RecursionError (issue 19).
+    # In a field the type does not declare (skipped, still parsed); aioresponses cannot serve over 64 KiB.
+    deep = b'{"id": "x", "brandNew": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"
+    for raw in (False, True):
+        server.reply(200, deep)
+        with pytest.raises(DecodeError, match="nested too deeply") as info:
+            await client.request(GET_THING, (APP_ID, DEVICE_ID), raw=raw, options=None)
+        assert "thing.get" in str(info.value) and info.value.raw_size == len(deep)

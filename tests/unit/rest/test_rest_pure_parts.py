@@ -257,3 +257,40 @@ async def test_event_stream_aclose_before_the_end() -> None:
     await stream.aclose()
     assert source.closed
     assert [e async for e in stream] == []
+
+
+# -- bounds (issue 19): a stream that never ends a line or an event cannot grow memory ------------
+
+
+def test_a_line_without_an_end_past_the_cap_is_a_decode_error_and_nothing_more_is_kept() -> None:
+    parser = SSEParser(max_line=1024)
+    parser.feed(b"data: " + b"x" * 1000)
+    with pytest.raises(DecodeError, match="longer than the limit of 1024"):
+        parser.feed(b"x" * 100)
+    assert len(parser._buffer) == 0
+    with pytest.raises(DecodeError, match="longer than the limit"):
+        SSEParser(max_line=1024).feed(b"data: " + b"y" * 2000 + b"\n")
+
+
+def test_an_event_whose_data_never_ends_past_the_cap_is_a_decode_error() -> None:
+    parser = SSEParser(max_event=10_000)
+    with pytest.raises(DecodeError, match="10000 bytes of data"):
+        for _ in range(200):
+            parser.feed(b"data: " + b"z" * 100 + b"\n")  # no blank line: one event that keeps growing
+    ok = SSEParser(max_event=10_000)
+    assert [e.data for e in ok.feed(b"data: a\ndata: b\n\n")] == ["a\nb"]
+
+
+async def test_an_event_stream_over_the_caps_raises_decode_error_naming_the_action_and_closes() -> None:
+    from losant_async.rest.sse import MAX_LINE_BYTES
+
+    source = FakeSource([b"data: " + b"x" * 65536] * (MAX_LINE_BYTES // 65536 + 2))
+
+    async def opener() -> FakeSource:
+        return source
+
+    stream: EventStream[Reading] = EventStream(opener, {"reading": Reading}, name="device.stateStream")
+    with pytest.raises(DecodeError, match=r"^device\.stateStream: an event-stream line"):
+        async for _ in stream:
+            pass
+    assert source.closed and stream.closed
