@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BOOT_PY := $(shell command -v python3 || command -v python)
 
-.PHONY: install test lint generate check-generated check demo emulator bench examples-test docs test-lowest test-py310 wheel-check verifytypes clean
+.PHONY: install test lint generate check-generated check demo emulator bench examples-test docs test-lowest test-py310 test-py313 wheel-check verifytypes clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(BOOT_PY) -m venv $(VENV)
@@ -57,16 +57,18 @@ test-lowest: $(STAMP)
 	$(PY) -m uv pip list --python $(LOWEST)/bin/python | grep -Ei '^(aiohttp|aiomqtt|msgspec|anyio|amqtt|pytest|pytest-asyncio) '
 	$(LOWEST)/bin/python -m pytest -q tests/unit
 
-# The unit and MQTT integration tests on the oldest supported Python (3.10), in a venv of its own:
-# cancellation and timeouts behave differently there (asyncio.wait_for, no TaskGroup). The CI
-# image carries it under pyenv; PY310 overrides the interpreter.
-PY310 ?= $(firstword $(wildcard /root/.pyenv/versions/3.10.*/bin/python3.10) $(shell command -v python3.10))
-VENV310 := .venv-py310
-test-py310: $(STAMP)
-	@test -n "$(PY310)" || { echo "test-py310: no python3.10 found (set PY310=...)" >&2; exit 1; }
-	test -x $(VENV310)/bin/python || $(PY) -m uv venv --quiet --python $(PY310) $(VENV310)
-	$(PY) -m uv pip install --quiet --python $(VENV310)/bin/python -e ".[test]"
-	$(VENV310)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/integration/mqtt
+# The unit and MQTT integration tests again on the oldest and the newest supported CPython
+# (3.10 and 3.13; the image carries them under pyenv), each in a venv of its own: cancellation
+# and timeouts behave differently across versions (asyncio.wait_for, TaskGroup, eager tasks).
+PYENV_VERSIONS ?= /root/.pyenv/versions
+python_for = $(firstword $(wildcard $(PYENV_VERSIONS)/$(1).*/bin/python$(1)) $(shell command -v python$(1)))
+test-py310: PYV := 3.10
+test-py313: PYV := 3.13
+test-py310 test-py313: $(STAMP)
+	@py="$(call python_for,$(PYV))"; test -n "$$py" || { echo "$@: no python$(PYV) found" >&2; exit 1; }; \
+	venv=.venv-py$(PYV); test -x $$venv/bin/python || $(PY) -m uv venv --quiet --python $$py $$venv; \
+	$(PY) -m uv pip install --quiet --python $$venv/bin/python -e ".[test]" \
+	&& $$venv/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/integration/mqtt
 
 # The wheel as a user gets it: built, installed with the testing extra (the emulator, pytest,
 # pytest-asyncio) in a fresh venv, and the README's code blocks run against it from outside
