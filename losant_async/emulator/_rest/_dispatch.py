@@ -14,6 +14,8 @@ from ...errors import ValidationError
 from .._routes import Route, RouteTable, load_routes
 from ..store import ApiTokenRecord, Store, UnknownObjectError
 from . import (
+    account,
+    app_transfer,
     application_api_tokens,
     application_keys,
     applications,
@@ -21,15 +23,21 @@ from . import (
     data,
     data_tables,
     device_attributes,
+    device_summaries,
     devices,
     devices_bulk,
     events,
+    executions,
     experience,
     files,
     flows,
+    invites,
+    lifecycle,
     me,
     mqtt,
+    operations,
     orgs,
+    recipes,
     webhooks,
 )
 from ._common import Call, CommandSender, Handler, HttpError, Server, error_response
@@ -42,6 +50,8 @@ _log = logging.getLogger("losant_async.testing.rest")
 _MODULES = (
     auth, me, applications, devices, devices_bulk, device_attributes, application_keys, application_api_tokens, data,
     data_tables, events, files, flows, webhooks, orgs, experience, mqtt,
+    # the effects of the actions once answered from their response schema alone (issue 21)
+    recipes, executions, lifecycle, app_transfer, invites, account, operations, device_summaries,
 )
 
 Exists = Callable[[Server, Mapping[str, str]], bool]

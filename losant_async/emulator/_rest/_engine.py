@@ -368,25 +368,42 @@ async def item_delete(srv: Server, call: Call, kind: Kind) -> web.Response:
     return reply(call.route.full_name, {"success": True})
 
 
-def job(srv: Server, call: Call, name: str | None = None, *, result: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A job Losant would queue, completed at once and logged in the application's job logs."""
+def job(
+    srv: Server,
+    call: Call,
+    name: str | None = None,
+    *,
+    result: Mapping[str, Any] | None = None,
+    status: str = "completed",
+    error: str | None = None,
+) -> dict[str, Any]:
+    """A job Losant would queue, logged in the application's job logs.
+
+    ``status`` is what the emulator did: ``completed`` when the work was done at once, ``queued``
+    when it records work it cannot run (no mail, no workflow engine), ``failed`` with ``error``."""
     job_id = secrets.token_hex(10)  # jobEnqueuedResult.jobId is at most 21 characters
     app_id = call.params.get("applicationId")
     logs = _kinds().get("application_job_logs")
     if app_id is not None and logs is not None:
         now = iso(srv.store.clock())
+        done = status == "completed"
         entry: dict[str, Any] = {
             "name": name or call.route.full_name,
-            "status": "completed",
+            "status": status,
             "runQueuedAt": now,
-            "runStartedAt": now,
-            "runCompletedAt": now,
             "ownerType": "application",
             "ownerId": app_id,
-            "progress": {"completed": 1, "total": 1, "status": "completed"},
+            "progress": {"completed": 1 if done else 0, "total": 1, "status": status},
         }
+        if status != "queued":
+            entry.update(runStartedAt=now, runCompletedAt=now)
+        if call.token is not None:
+            entry["requestedById"] = call.token.user_id or call.token.id
+            entry["requestedByType"] = "user" if call.token.kind == "user" else "apiToken"
         if result:
             entry["output"] = dict(result)
+        if error:
+            entry["error"] = {"name": "EmulatorNotRun", "message": error}
         new_doc(srv.store, logs, {"applicationId": app_id}, entry)
     return {"jobQueued": True, "jobId": job_id, "success": True}
 
