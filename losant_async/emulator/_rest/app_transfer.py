@@ -201,7 +201,9 @@ def _multipart_options(call: Call) -> dict[str, Any]:
     if raw is None:
         return {}
     if isinstance(raw, dict) and "data" in raw:
-        raw = raw["data"].decode(errors="replace")
+        raw = raw["data"]
+    if isinstance(raw, (bytes, bytearray)):
+        raw = bytes(raw).decode(errors="replace")
     try:
         options = json.loads(raw) if isinstance(raw, str) else raw
     except ValueError:
