@@ -42,6 +42,7 @@ from . import (
 )
 from ._common import Call, CommandSender, Handler, HttpError, Server, error_response
 from ._engine import Kind, find, generic_handler, kind_for_route, path_kinds
+from ._params import check_path_params
 
 __all__ = ["RestApp"]
 
@@ -177,6 +178,7 @@ class RestApp(Server):
         token: ApiTokenRecord | None = None
         if route.auth_required:
             token = self._authenticate(request, route)
+        check_path_params(route.full_name, params)  # a malformed id is a 400, before any lookup
         self._check_exists(route, params)
         if token is not None:
             self._authorize(token, route, params)

@@ -24,12 +24,13 @@ from typing import Any
 from aiohttp import web
 
 from ...errors import ValidationError
-from .._query import wildcard_match
+from .._query import doc_matches, wildcard_match
 from .._routes import Route, load_routes
 from ..store import Store, new_id
 from . import _spec
 from ._app_doc import app_json
 from ._common import Call, HttpError, Server, iso, json_response
+from ._listing import filter_of, query_overrides, sort_field
 
 __all__ = [
     "Kind",
@@ -291,13 +292,15 @@ def _sort_key(field: str) -> Callable[[dict[str, Any]], tuple[bool, str]]:
 
 
 def list_page(call: Call, items: list[dict[str, Any]], *, default_sort: str = "name", default_dir: str = "asc") -> dict[str, Any]:
-    """Filter (glob), sort and page ``items`` the way Losant's list actions do."""
+    """Filter (glob), sort and page ``items`` the way Losant's list actions do (see ``_listing``)."""
     name = call.route.full_name
-    pattern = call.q("filter")
-    filter_field = call.q("filterField") or param_default(name, "filterField") or "name"
-    if pattern:
-        items = [i for i in items if wildcard_match(pattern, str(i.get(filter_field, "")))]
-    field = call.q("sortField") or param_default(name, "sortField") or default_sort
+    chosen = filter_of(call)
+    if chosen is not None:
+        items = [i for i in items if wildcard_match(chosen[1], str(i.get(chosen[0], "")))]
+    if query_overrides(call):
+        query = call.json_q("query")
+        items = [i for i in items if doc_matches(i, query)]
+    field = sort_field(call, default_sort)
     direction = (call.q("sortDirection") or param_default(name, "sortDirection") or default_dir).lower()
     if direction not in ("asc", "desc"):
         raise ValidationError("sortDirection must be asc or desc")
@@ -316,9 +319,8 @@ def list_page(call: Call, items: list[dict[str, Any]], *, default_sort: str = "n
         "sortField": field,
         "sortDirection": direction,
     }
-    if pattern:
-        out["filter"] = pattern
-        out["filterField"] = filter_field
+    if chosen is not None:
+        out["filterField"], out["filter"] = chosen
     return out
 
 

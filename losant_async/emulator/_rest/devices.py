@@ -19,6 +19,12 @@ def _select_devices(srv: Server, call: Call, app: ApplicationRecord) -> list[Dev
     token = call.token
     if token is not None and token.kind == "device":
         devices = [d for d in devices if d.id == token.device_id]
+    if call.bool_q("queryDeleted"):
+        return []  # deletion is final in the emulator: there are no recently deleted devices
+    query = call.json_q("query")
+    if query is not None:
+        # Losant: query "overrides the filterField, filter, deviceClass, tagFilter, and parentId parameters"
+        return [d for d in devices if device_matches(d, query)]
     classes = parse_brackets(call.query, "deviceClass")
     if classes is not None:
         wanted = {classes} if isinstance(classes, str) else set(classes)
@@ -31,10 +37,20 @@ def _select_devices(srv: Server, call: Call, app: ApplicationRecord) -> list[Dev
     parent = call.q("parentId")
     if parent:
         devices = [d for d in devices if d.parent_id == parent]
-    query = call.json_q("query")
-    if query is not None:
-        devices = [d for d in devices if device_matches(d, query)]
     return devices
+
+
+def _shaped(call: Call, item: dict[str, Any]) -> dict[str, Any]:
+    """``tagsAsObject``: tags as ``{key: [values]}`` (a key may repeat); ``attributesAsObject``:
+    attributes as ``{name: attribute}`` (API 1.31)."""
+    if call.bool_q("tagsAsObject"):
+        tags: dict[str, list[str]] = {}
+        for tag in item.get("tags", []):
+            tags.setdefault(tag["key"], []).append(tag["value"])
+        item["tags"] = tags
+    if call.bool_q("attributesAsObject"):
+        item["attributes"] = {a["name"]: a for a in item.get("attributes", [])}
+    return item
 
 
 def _tag_filter_ok(device: DeviceRecord, tag_filter: Any) -> bool:
@@ -51,9 +67,9 @@ async def devices_get(srv: Server, call: Call) -> web.Response:
     items = [srv.device_json(d, connection=with_conn) for d in devices]
     items = srv.filter_items(call, items, "name")
     field, direction = srv.sort(call, items, "name")
-    return json_response(
-        srv.page(call, items, {"sortField": field, "sortDirection": direction, "applicationId": app.id})
-    )
+    page = srv.page(call, items, {"sortField": field, "sortDirection": direction, "applicationId": app.id})
+    page["items"] = [_shaped(call, i) for i in page["items"]]
+    return json_response(page)
 
 
 async def devices_post(srv: Server, call: Call) -> web.Response:
@@ -72,7 +88,7 @@ async def devices_post(srv: Server, call: Call) -> web.Response:
         tags=body.get("tags"),
         description=str(body.get("description", "")),
     )
-    return json_response(srv.device_json(device), 201)
+    return json_response(_shaped(call, srv.device_json(device)), 201)
 
 
 def _command_targets(srv: Server, app: ApplicationRecord, body: Mapping[str, Any]) -> list[DeviceRecord]:
@@ -152,7 +168,7 @@ async def devices_composite(srv: Server, call: Call) -> web.Response:
 
 async def device_get(srv: Server, call: Call) -> web.Response:
     device = srv.device_of(call)
-    return json_response(srv.device_json(device, connection=not call.bool_q("excludeConnectionInfo")))
+    return json_response(_shaped(call, srv.device_json(device, connection=not call.bool_q("excludeConnectionInfo"))))
 
 
 async def device_patch(srv: Server, call: Call) -> web.Response:
@@ -179,7 +195,7 @@ async def device_patch(srv: Server, call: Call) -> web.Response:
     if "parentId" in body:
         device.parent_id = body["parentId"]
     device.updated = srv.store.clock()
-    return json_response(srv.device_json(device))
+    return json_response(_shaped(call, srv.device_json(device)))
 
 
 async def device_delete(srv: Server, call: Call) -> web.Response:

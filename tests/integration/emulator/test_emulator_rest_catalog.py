@@ -14,6 +14,7 @@ import pytest_asyncio
 
 from losant_async import _json
 from losant_async.emulator._rest._engine import Kind, kinds, path_kinds
+from losant_async.emulator._rest._listing import list_params
 from losant_async.emulator._routes import load_routes
 from losant_async.errors import APIError, DecodeError
 from losant_async.rest import LosantClient
@@ -360,7 +361,9 @@ async def test_every_collection_creates_gets_patches_lists_pages_deletes_then_40
                 page_args[names.index("perPage")] = "2"
                 page_args[names.index("page")] = "1"
                 if "sortField" in names:
-                    page_args[names.index("sortField")] = "creationDate"
+                    # a sortField the catalog accepts for this list (issue 21: others are a 400)
+                    accepted = list_params(lst.full_name).sort_fields or ("creationDate",)
+                    page_args[names.index("sortField")] = "creationDate" if "creationDate" in accepted else accepted[0]
                     page_args[names.index("sortDirection")] = "desc"
                 second = await walk.client.request(lst, tuple(page_args), raw=True, options=None)
                 assert second["perPage"] == 2 and second["page"] == 1 and second["count"] == len(second["items"]) <= 2
