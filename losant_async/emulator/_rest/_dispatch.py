@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ... import _json
 from ...errors import ValidationError
+from .._roles import refusal
 from .._routes import Route, RouteTable, load_routes
 from ..store import ApiTokenRecord, Store, UnknownObjectError
 from . import (
@@ -34,6 +35,7 @@ from . import (
     invites,
     lifecycle,
     me,
+    memberships,
     mqtt,
     operations,
     orgs,
@@ -52,7 +54,7 @@ _MODULES = (
     auth, me, applications, devices, devices_bulk, device_attributes, application_keys, application_api_tokens, data,
     data_tables, events, files, flows, webhooks, orgs, experience, mqtt,
     # the effects of the actions once answered from their response schema alone (issue 21)
-    recipes, executions, lifecycle, app_transfer, invites, account, operations, device_summaries,
+    recipes, executions, lifecycle, app_transfer, invites, account, operations, device_summaries, memberships,
 )
 
 Exists = Callable[[Server, Mapping[str, str]], bool]
@@ -242,14 +244,17 @@ class RestApp(Server):
 
         return _LABELS.get(kind.name) or label(kind)
 
+    def _app_owner(self, application_id: str) -> tuple[bool, str | None]:
+        app = self.store.applications.get(application_id)
+        return (app is not None, app.owner_id if app is not None else None)
+
     def _authorize(self, token: ApiTokenRecord, route: Route, params: Mapping[str, str]) -> None:
         app_id = params.get("applicationId")
         if token.kind == "user":
-            if app_id is not None and not self.user_reaches_app(token.user_id, app_id):
-                raise HttpError(403, "Forbidden", "This user has no access to the application")
-            org_id = params.get("orgId")
-            if org_id is not None and route.path.startswith("/orgs/") and not self.user_in_org(token.user_id, org_id):
-                raise HttpError(403, "Forbidden", "This user is not a member of the organization")
+            # instance, organization and application roles (emulator/_roles.py, table in docs/emulator.md)
+            why = refusal(self.store.docs, self._app_owner, token.user_id or "", route.full_name, route.method, params)
+            if why is not None:
+                raise HttpError(403, "Forbidden", why)
             return
         if app_id is not None and token.application_id is not None and app_id != token.application_id:
             raise HttpError(403, "Forbidden", "Token is not valid for this application")

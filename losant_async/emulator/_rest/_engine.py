@@ -228,8 +228,8 @@ def new_doc(store: Store, kind: Kind, params: Mapping[str, str], body: Mapping[s
     doc: dict[str, Any] = dict(copy.deepcopy(body))
     doc_id = new_id()
     own = body.get(kind.id_param)
-    if kind.id_field is None and isinstance(own, str) and own:
-        doc_id = own  # members are known by their user's id
+    if (kind.id_field is None or kind.id_param == "userId") and isinstance(own, str) and own:
+        doc_id = own  # members are known by their user's id (which must stay the user's)
     doc["id"] = doc_id
     if kind.id_field is not None:
         doc[kind.id_field] = doc_id

@@ -7,6 +7,7 @@ import copy
 from aiohttp import web
 
 from ...errors import ValidationError
+from .._roles import may_create_in_org
 from . import _engine
 from ._app_doc import app_json, extras
 from ._common import Call, Handler, HttpError, Server
@@ -47,8 +48,9 @@ async def applications_post(srv: Server, call: Call) -> web.Response:
     if org_id is not None:
         if org_id not in srv.store.docs.get("orgs", {}):
             raise ValidationError(f"orgId: organization {org_id} was not found")
-        if token is not None and token.kind == "user" and not srv.user_in_org(token.user_id, org_id):
-            raise HttpError(403, "Forbidden", "This user is not a member of the organization")
+        if token is not None and token.kind == "user" and not may_create_in_org(srv.store.docs, org_id, token.user_id or ""):
+            # docs.losant.com/organizations/overview: Editor permissions or higher create in an organization
+            raise HttpError(403, "Forbidden", "Creating an application in an organization needs the edit role or higher")
         owner = org_id
     app = srv.store.add_application(body["name"], description=str(body.get("description", "")), owner_id=owner)
     extras(srv, app.id).update({k: copy.deepcopy(v) for k, v in body.items() if k not in ("name", "description", "orgId")})

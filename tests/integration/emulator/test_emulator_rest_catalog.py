@@ -267,6 +267,8 @@ async def _provision(walk: Walk) -> None:
         if len(parents) == len(kind.parents):
             doc = walk.losant.add_object(kind.name, example_for_schema(kind.item_schema) if kind.item_schema else {}, **parents)
             walk.ids[kind.name] = doc["id"]
+            if kind.name == "instances":  # the walker administers the instance (issue 21: roles decide)
+                walk.losant.add_object("instance_members", {"userId": walk.base["userId"], "role": "admin"}, instanceId=doc["id"])
 
 
 async def _call(walk: Walk, op: Operation) -> tuple[str, Any]:

@@ -334,10 +334,11 @@ async def test_invite_action_by_token_accepts_for_the_user_with_that_email(api: 
 
 async def test_resend_instance_org_invite_renews_it(api: Api) -> None:
     instance = api.losant.add_object("instances", {"name": "inst"})
+    api.losant.add_object("instance_members", {"userId": api.user_id, "role": "admin"}, instanceId=instance["id"])
     org = api.losant.add_object("instance_orgs", {"name": "o", "members": [{"userId": api.user_id, "role": "admin"}]}, instanceId=instance["id"])
     invite = api.losant.add_object("instance_org_invites", {"email": "z@example.com", "role": "view"}, instanceId=instance["id"], orgId=org["id"])
     status, out = await api.call("POST", f"/instances/{instance['id']}/orgs/{org['id']}/invites/{invite['id']}", {"role": "edit"})
-    assert status == 201 and out["role"] == "edit" and out["inviteDate"]
+    assert status == 201 and out["role"] == "edit" and out["inviteDate"], out
 
 
 async def test_two_factor_auth_is_enabled_with_a_current_code_and_disabled_again(api: Api) -> None:
@@ -434,7 +435,6 @@ async def test_dashboard_reports_are_queued_jobs_and_context_is_validated(api: A
 
 async def test_instance_report_and_rule_evaluation_answer_jobs_and_sandbox_undelete_clears_deletion(api: Api) -> None:
     instance = api.losant.add_object("instances", {"name": "inst"})
-    api.losant.store.docs["instance_members"] = {}
     api.losant.add_object("instance_members", {"userId": api.user_id, "role": "admin"}, instanceId=instance["id"])
     out = await api.ok("POST", f"/instances/{instance['id']}/generateReport", {})
     assert out["jobQueued"] is True
