@@ -71,10 +71,12 @@ def official_python() -> str:
     try:
         from benchmarks._infra import official_env
     except ImportError as exc:  # the benchmarks are not part of an installed package
-        pytest.skip(f"benchmarks/_infra.py is not importable: {exc}")
+        _unavailable(f"benchmarks/_infra.py is not importable: {exc}")
+        raise
     env = official_env(log=lambda *_: None)
     if env.python is None:
-        pytest.skip(env.skipped or "the official clients' virtualenv could not be built")
+        _unavailable(env.skipped or "the official clients' virtualenv could not be built")
+    assert env.python is not None
     return env.python
 
 
