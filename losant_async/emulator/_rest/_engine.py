@@ -414,6 +414,11 @@ async def other(srv: Server, call: Call) -> web.Response:
     """Any other action: the body checked against its schema, a reply built from the response schema."""
     name = call.route.full_name
     body = check_body(call)
+    # the list parameters are checked even where nothing is listed (metering reads, summaries)
+    sort_field(call, "name")
+    filter_of(call)
+    if (call.q("sortDirection") or "asc").lower() not in ("asc", "desc"):
+        raise ValidationError("sortDirection must be asc or desc")
     status, schema_name = response_for(name)
     inner = path_kinds(call.route)
     target = find(srv, inner[-1], call.params) if inner else None

@@ -172,30 +172,42 @@ async def test_data_table_csv_export_writes_true_false_and_iso_dates(api: Api) -
     assert all(iso.match(r["createdAt"]) for r in rows)
 
 
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
 def _list_actions() -> list[tuple[str, str]]:
-    """(action, path) of every application list action the catalog gives accepted sortField values."""
-    out = []
-    for route in load_routes().routes:
-        params = list_params(route.full_name)
-        if route.method == "GET" and params.sort_fields and route.path.startswith("/applications/{applicationId}/") and route.path.count("{") == 1:
-            out.append((route.full_name, route.path))
-    return out
+    """(action, path) of every list action the catalog gives accepted sortField values."""
+    return [
+        (route.full_name, route.path)
+        for route in load_routes().routes
+        if route.method == "GET" and list_params(route.full_name).sort_fields
+    ]
 
 
-async def test_every_application_list_accepts_its_documented_sort_fields_and_refuses_others(api: Api) -> None:
+async def test_every_list_accepts_its_documented_sort_fields_and_refuses_others(api: Api) -> None:
     """Each list action's ``sortField``: "Accepted values are: ..." (catalog); ``sortDirection`` asc/desc;
-    ``page``/``perPage`` echoed. A field not listed is a 400 Validation."""
+    ``page``/``perPage`` echoed. A field not listed is a 400 Validation; so is a ``filterField`` not listed."""
+    user_id = api.losant.store.tokens[api.token].user_id
+    instance = api.losant.add_object("instances", {"name": "i"})
+    api.losant.add_object("instance_members", {"userId": user_id, "role": "admin"}, instanceId=instance["id"])
+    org = await api.ok("POST", f"/instances/{instance['id']}/orgs", {"name": "o"})  # its creator is its admin
+    flow = await api.ok("POST", api.a("/flows"), {"name": "f", "triggers": [], "nodes": []})
+    device = (await api.ok("GET", api.a("/devices")))["items"][0]
+    ids = {"applicationId": api.app_id, "orgId": org["id"], "instanceId": instance["id"], "flowId": flow["id"], "deviceId": device["id"]}
     actions = _list_actions()
-    assert len(actions) >= 20
+    assert len(actions) >= 40
     for name, path in actions:
-        url = path.replace("{applicationId}", api.app_id)
+        url = _PLACEHOLDER.sub(lambda m: ids[m.group(1)], path)
         required = {"flows.get_by_version": {"version": "develop"}}.get(name, {})
         for field in list_params(name).sort_fields or ():
             status, out = await api.call("GET", url, sortField=field, sortDirection="desc", page=0, perPage=5, **required)
             assert status == 200, (name, field, out)
             if isinstance(out, dict) and "sortField" in out:
-                assert (out["sortField"], out["sortDirection"], out["perPage"]) == (field, "desc", 5), name
+                assert (out["sortField"], out["sortDirection"], out.get("perPage", 5)) == (field, "desc", 5), name
         status, out = await api.call("GET", url, sortField="notAField", **required)
         assert (status, out["type"]) == (400, "Validation"), name
         status, out = await api.call("GET", url, sortDirection="sideways", **required)
         assert status == 400, name
+        if list_params(name).filter_fields:
+            status, out = await api.call("GET", url, filterField="notAField", filter="x", **required)
+            assert (status, out["type"]) == (400, "Validation"), name
