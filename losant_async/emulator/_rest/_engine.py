@@ -250,7 +250,22 @@ def remove_doc(srv: Server, kind: Kind, doc: Mapping[str, Any]) -> None:
     cascade(srv, kind.id_param, doc["id"])
 
 
+# Records kept beside the documents (executions, logs), dropped with the object they belong to.
+_SIDE_RECORDS = {
+    "notebook_executions": ("notebookId", "applicationId"),
+    "resource_job_executions": ("resourceJobId", "applicationId"),
+    "application_import_logs": ("applicationId",),
+}
+
+
 def cascade(srv: Server, param: str, value: str) -> None:
+    for store_name, fields in _SIDE_RECORDS.items():
+        if param in fields:
+            records = srv.store.docs.get(store_name, {})
+            for record_id in [k for k, r in records.items() if r.get(param) == value]:
+                del records[record_id]
+    if param == "flowId":
+        srv.store.docs.get("flow_logs", {}).pop(value, None)
     for other in _kinds().values():
         if param not in other.parents:
             continue

@@ -474,3 +474,12 @@ async def test_archive_actions_are_queued_jobs_saying_why(api: Api) -> None:
     assert status == 202 and out["jobQueued"] is True
     job = (await _jobs(api))[0]
     assert job["status"] == "queued" and "bucket" in job["error"]["message"]
+
+
+async def test_deleting_a_notebook_drops_its_executions(api: Api) -> None:
+    """Deletes cascade: a notebook's executions go with it (a new notebook never sees them)."""
+    nb = await api.ok("POST", api.a("/notebooks"), {"name": "nb", "imageVersion": "v4"})
+    await api.ok("POST", api.a(f"/notebooks/{nb['id']}/execute"), {})
+    assert len(api.losant.store.docs["notebook_executions"]) == 1
+    await api.ok("DELETE", api.a(f"/notebooks/{nb['id']}"))
+    assert api.losant.store.docs["notebook_executions"] == {}

@@ -126,3 +126,17 @@ async def test_application_api_tokens_keep_their_scopes(world: World) -> None:
     assert await world.call("reader", "GET", f"/applications/{world.ids['app']}/devices") == 200
     assert await world.call("reader", "POST", f"/applications/{world.ids['app']}/devices", {"name": "d"}) == 403
     assert await world.call("reader", "GET", f"/applications/{world.ids['other']}/devices") == 403
+
+
+async def test_application_lists_follow_the_roles(world: World) -> None:
+    """applications.get lists what the user may read: all of the organization's for a viewer, only
+    the applicationRoles ones for a ``none`` member, none for a stranger."""
+
+    async def listed(who: str) -> list[str]:
+        headers = {"Authorization": f"Bearer {world.tokens[who]}"}
+        async with world.session.get(world.losant.rest_url + "/applications", headers=headers) as response:
+            return sorted(a["name"] for a in (await response.json())["items"])
+
+    assert await listed("view") == ["org app", "other app"]
+    assert await listed("none") == ["other app"]
+    assert await listed("stranger") == []
