@@ -40,7 +40,7 @@ def _select_devices(srv: Server, call: Call, app: ApplicationRecord) -> list[Dev
     return devices
 
 
-def _shaped(call: Call, item: dict[str, Any]) -> dict[str, Any]:
+def shaped(call: Call, item: dict[str, Any]) -> dict[str, Any]:
     """``tagsAsObject``: tags as ``{key: [values]}`` (a key may repeat); ``attributesAsObject``:
     attributes as ``{name: attribute}`` (API 1.31)."""
     if call.bool_q("tagsAsObject"):
@@ -68,7 +68,7 @@ async def devices_get(srv: Server, call: Call) -> web.Response:
     items = srv.filter_items(call, items, "name")
     field, direction = srv.sort(call, items, "name")
     page = srv.page(call, items, {"sortField": field, "sortDirection": direction, "applicationId": app.id})
-    page["items"] = [_shaped(call, i) for i in page["items"]]
+    page["items"] = [shaped(call, i) for i in page["items"]]
     return json_response(page)
 
 
@@ -88,7 +88,7 @@ async def devices_post(srv: Server, call: Call) -> web.Response:
         tags=body.get("tags"),
         description=str(body.get("description", "")),
     )
-    return json_response(_shaped(call, srv.device_json(device)), 201)
+    return json_response(shaped(call, srv.device_json(device)), 201)
 
 
 def _command_targets(srv: Server, app: ApplicationRecord, body: Mapping[str, Any]) -> list[DeviceRecord]:
@@ -168,7 +168,7 @@ async def devices_composite(srv: Server, call: Call) -> web.Response:
 
 async def device_get(srv: Server, call: Call) -> web.Response:
     device = srv.device_of(call)
-    return json_response(_shaped(call, srv.device_json(device, connection=not call.bool_q("excludeConnectionInfo"))))
+    return json_response(shaped(call, srv.device_json(device, connection=not call.bool_q("excludeConnectionInfo"))))
 
 
 async def device_patch(srv: Server, call: Call) -> web.Response:
@@ -195,7 +195,7 @@ async def device_patch(srv: Server, call: Call) -> web.Response:
     if "parentId" in body:
         device.parent_id = body["parentId"]
     device.updated = srv.store.clock()
-    return json_response(_shaped(call, srv.device_json(device)))
+    return json_response(shaped(call, srv.device_json(device)))
 
 
 async def device_delete(srv: Server, call: Call) -> web.Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from typing import Any
 
 from aiohttp import web
@@ -11,7 +12,8 @@ from aiohttp import web
 from ...errors import ValidationError
 from ..store import DeviceRecord
 from . import _engine
-from ._common import Call, Handler, Server
+from ._common import Call, Handler, Server, json_response
+from .devices import shaped
 
 _MAX_DEVICES = 10_000  # one bulk create; the CSV body itself is bounded by the server's body limit
 
@@ -95,4 +97,44 @@ async def bulk_create(srv: Server, call: Call) -> web.Response:
     return _engine.reply(call.route.full_name, result, 201)
 
 
-HANDLERS: dict[str, Handler] = {"device_recipe.bulk_create": bulk_create}
+def _as_objects(call: Call, response: web.Response) -> web.Response:
+    """``tagsAsObject``/``attributesAsObject`` (catalog: device recipe get/post/patch, API 1.31)
+    applied to a reply already completed from its schema (which knows only the array form)."""
+    if not (call.bool_q("tagsAsObject") or call.bool_q("attributesAsObject")):
+        return response
+    assert isinstance(response.body, bytes)
+    body = json.loads(response.body)
+    if isinstance(body, dict) and isinstance(body.get("items"), list):
+        body["items"] = [shaped(call, i) for i in body["items"]]
+    elif isinstance(body, dict):
+        body = shaped(call, body)
+    return json_response(body, response.status)
+
+
+def _kind() -> _engine.Kind:
+    return _engine.kinds()["device_recipes"]
+
+
+async def recipes_get(srv: Server, call: Call) -> web.Response:
+    return _as_objects(call, await _engine.collection_get(srv, call, _kind()))
+
+
+async def recipes_post(srv: Server, call: Call) -> web.Response:
+    return _as_objects(call, await _engine.collection_post(srv, call, _kind()))
+
+
+async def recipe_get(srv: Server, call: Call) -> web.Response:
+    return _as_objects(call, await _engine.item_get(srv, call, _kind()))
+
+
+async def recipe_patch(srv: Server, call: Call) -> web.Response:
+    return _as_objects(call, await _engine.item_patch(srv, call, _kind()))
+
+
+HANDLERS: dict[str, Handler] = {
+    "device_recipe.bulk_create": bulk_create,
+    "device_recipes.get": recipes_get,
+    "device_recipes.post": recipes_post,
+    "device_recipe.get": recipe_get,
+    "device_recipe.patch": recipe_patch,
+}

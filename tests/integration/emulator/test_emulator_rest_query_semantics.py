@@ -211,3 +211,15 @@ async def test_every_list_accepts_its_documented_sort_fields_and_refuses_others(
         if list_params(name).filter_fields:
             status, out = await api.call("GET", url, filterField="notAField", filter="x", **required)
             assert (status, out["type"]) == (400, "Validation"), name
+
+
+async def test_device_recipes_answer_tags_and_attributes_as_objects_too(api: Api) -> None:
+    """device_recipes.get/post and device_recipe.get/patch take tagsAsObject/attributesAsObject (catalog, API 1.31)."""
+    body = {"name": "r", "deviceName": "d", "deviceClass": "standalone", "tags": [{"key": "k", "value": "v"}],
+            "attributes": [{"name": "t", "dataType": "number"}]}
+    made = await api.ok("POST", api.a("/device-recipes"), body, tagsAsObject="true")
+    assert made["tags"] == {"k": ["v"]} and isinstance(made["attributes"], list)
+    listed = await api.ok("GET", api.a("/device-recipes"), attributesAsObject="true")
+    assert listed["items"][0]["attributes"]["t"]["dataType"] == "number"
+    plain = await api.ok("GET", api.a(f"/device-recipes/{made['id']}"))
+    assert plain["tags"] == [{"key": "k", "value": "v"}]
