@@ -15,6 +15,7 @@ from ..store import BlobRecord, new_id
 from . import _engine
 from ._app_doc import app_json, extras
 from ._common import Call, Handler, HttpError, Server, iso
+from .executions import newest_logs
 
 NOT_RUN_FETCH = "the emulator fetches nothing beyond loopback: imports from a URL or a repository are logged, not run"
 _BUNDLE = "application.json"
@@ -265,10 +266,9 @@ async def applications_import(srv: Server, call: Call) -> web.Response:
 
 
 async def import_logs(srv: Server, call: Call) -> web.Response:
+    """Newest first; ``limit`` (default 1, as the catalog says) and ``since``."""
     app_id = call.params["applicationId"]
-    items = [copy.deepcopy(r) for r in srv.store.docs.get("application_import_logs", {}).values() if r["applicationId"] == app_id]
-    items.sort(key=lambda r: (r["runQueuedAt"], r["id"]), reverse=True)
-    return _engine.reply(call.route.full_name, items)
+    return _engine.reply(call.route.full_name, newest_logs(srv, call, "application_import_logs", "applicationId", app_id))
 
 
 async def apply_template(srv: Server, call: Call) -> web.Response:

@@ -38,7 +38,7 @@ def _store(srv: Server, name: str) -> dict[str, dict[str, Any]]:
     return srv.store.docs.setdefault(name, {})
 
 
-def _logs(srv: Server, call: Call, store: str, owner_field: str, owner: str) -> list[dict[str, Any]]:
+def newest_logs(srv: Server, call: Call, store: str, owner_field: str, owner: str) -> list[dict[str, Any]]:
     """Newest first; ``since`` (a time) and ``limit`` (default 1, as Losant's) as the catalog documents."""
     since = srv.time_q(call, "since", zero_is_now=False)
     limit = call.int_q("limit", 1)
@@ -111,7 +111,7 @@ def _relative(srv: Server, raw: Any) -> int:
 
 async def notebook_logs(srv: Server, call: Call) -> web.Response:
     notebook = _notebook(srv, call)
-    return _engine.reply(call.route.full_name, _logs(srv, call, "notebook_executions", "notebookId", notebook["id"]))
+    return _engine.reply(call.route.full_name, newest_logs(srv, call, "notebook_executions", "notebookId", notebook["id"]))
 
 
 async def notebook_cancel(srv: Server, call: Call) -> web.Response:
@@ -183,7 +183,7 @@ async def resource_job_execute(srv: Server, call: Call) -> web.Response:
 
 async def resource_job_logs(srv: Server, call: Call) -> web.Response:
     job = _resource_job(srv, call)
-    return _engine.reply(call.route.full_name, _logs(srv, call, "resource_job_executions", "resourceJobId", job["id"]))
+    return _engine.reply(call.route.full_name, newest_logs(srv, call, "resource_job_executions", "resourceJobId", job["id"]))
 
 
 async def resource_job_cancel(srv: Server, call: Call) -> web.Response:

@@ -244,8 +244,11 @@ async def test_application_export_is_a_zip_that_imports_into_another_application
     rows = (await api.ok("GET", f"/applications/{other['id']}/data-tables/{tables[0]['id']}/rows"))["items"]
     assert [r["n"] for r in rows] == [5]
     assert [d["name"] for d in (await api.ok("GET", f"/applications/{other['id']}/devices"))["items"]] == ["dev"]
-    logs = await api.ok("GET", f"/applications/{other['id']}/importLogs")
-    assert [entry["status"] for entry in logs] == ["completed"]
+    await api.ok("POST", f"/applications/{other['id']}/import", form)
+    # application.importLogs: limit "Max log entries to return (ordered by time descending)", default 1
+    assert len(await api.ok("GET", f"/applications/{other['id']}/importLogs")) == 1
+    logs = await api.ok("GET", f"/applications/{other['id']}/importLogs", limit=10)
+    assert [entry["status"] for entry in logs] == ["completed", "completed"]
 
 
 async def test_application_import_from_a_url_is_logged_as_failed(api: Api) -> None:
