@@ -4,6 +4,10 @@ Losant's roles (schemas ``instanceMember``, ``orgMemberPatch``/``orgRoleInfo``; 
 organizations/overview: Editor or higher creates applications and dashboards in an organization,
 Administrator manages it). The rules here decide for a *user* token; scope checks of API tokens
 stay where the route's scopes are checked. ``refusal`` answers None (allowed) or why not.
+
+An authorization table plugs it in as one row for user tokens whose ``allows`` is
+``refusal(store.docs, owner_from(store.applications), user_id, route.full_name, route.method,
+params) is None``; it replaces "owns or is a member" checks of applications and organizations.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["INSTANCE_ROLES", "ORG_ROLES", "AppOwner", "Need", "app_role", "instance_role", "may_create_in_org", "need_of", "org_role", "refusal"]
+__all__ = ["INSTANCE_ROLES", "ORG_ROLES", "AppOwner", "Need", "app_role", "instance_role", "may_create_in_org", "need_of", "org_role", "owner_from", "refusal"]
 
 INSTANCE_ROLES = ("admin", "view")
 ORG_ROLES = ("admin", "edit", "collaborate", "view", "none")
@@ -80,6 +84,16 @@ def instance_role(docs: Mapping[str, Mapping[str, Any]], instance_id: str, user_
 
 AppOwner = Callable[[str], "tuple[bool, str | None]"]
 """application id -> (exists, owner id: a user id, an organization id, or None when unowned)."""
+
+
+def owner_from(applications: Mapping[str, Any]) -> AppOwner:
+    """``AppOwner`` over the store's application records (anything with ``owner_id``)."""
+
+    def owner(application_id: str) -> tuple[bool, str | None]:
+        app = applications.get(application_id)
+        return (app is not None, getattr(app, "owner_id", None))
+
+    return owner
 
 
 def app_role(docs: Mapping[str, Mapping[str, Any]], owner_of: AppOwner, application_id: str, user_id: str) -> str | None:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ... import _json
 from ...errors import ValidationError
-from .._roles import refusal
+from .._roles import owner_from, refusal
 from .._routes import Route, RouteTable, load_routes
 from ..store import ApiTokenRecord, Store, UnknownObjectError
 from . import (
@@ -244,15 +244,12 @@ class RestApp(Server):
 
         return _LABELS.get(kind.name) or label(kind)
 
-    def _app_owner(self, application_id: str) -> tuple[bool, str | None]:
-        app = self.store.applications.get(application_id)
-        return (app is not None, app.owner_id if app is not None else None)
-
     def _authorize(self, token: ApiTokenRecord, route: Route, params: Mapping[str, str]) -> None:
         app_id = params.get("applicationId")
         if token.kind == "user":
             # instance, organization and application roles (emulator/_roles.py, table in docs/emulator.md)
-            why = refusal(self.store.docs, self._app_owner, token.user_id or "", route.full_name, route.method, params)
+            owner_of = owner_from(self.store.applications)
+            why = refusal(self.store.docs, owner_of, token.user_id or "", route.full_name, route.method, params)
             if why is not None:
                 raise HttpError(403, "Forbidden", why)
             return

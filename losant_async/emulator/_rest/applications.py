@@ -7,7 +7,7 @@ import copy
 from aiohttp import web
 
 from ...errors import ValidationError
-from .._roles import AppOwner, app_role, may_create_in_org
+from .._roles import app_role, may_create_in_org, owner_from
 from . import _engine
 from ._app_doc import app_json, extras
 from ._common import Call, Handler, HttpError, Server
@@ -24,20 +24,12 @@ async def forget_application(srv: Server, application_id: str) -> None:
             await srv.on_device_deleted(device_id)
 
 
-def _owner_of(srv: Server) -> AppOwner:
-    def owner(application_id: str) -> tuple[bool, str | None]:
-        app = srv.store.applications.get(application_id)
-        return (app is not None, app.owner_id if app is not None else None)
-
-    return owner
-
-
 async def applications_get(srv: Server, call: Call) -> web.Response:
     token = call.token
     apps = list(srv.store.applications.values())
     if token is not None and token.kind == "user":
         # the applications the user's roles let it read (a "none" member only those applicationRoles name)
-        apps = [a for a in apps if app_role(srv.store.docs, _owner_of(srv), a.id, token.user_id or "") not in (None, "none")]
+        apps = [a for a in apps if app_role(srv.store.docs, owner_from(srv.store.applications), a.id, token.user_id or "") not in (None, "none")]
     elif token is not None and token.application_id is not None:
         apps = [a for a in apps if a.id == token.application_id]
     org_id = call.q("orgId")
