@@ -11,7 +11,6 @@ from aiohttp import web
 
 from ... import _json
 from ...errors import ValidationError
-from .._roles import owner_from, refusal
 from .._routes import Route, RouteTable, load_routes
 from ..store import ApiTokenRecord, Store, UnknownObjectError
 from . import (
@@ -184,6 +183,7 @@ class RestApp(Server):
         self._check_exists(route, params)
         if token is not None:
             self._authorize(token, route, params)
+            self._check_roles(token, route, params)
         handler = self._hand.get(route.full_name) or generic_handler(route)
         body = await self._read_body(request)
         call = Call(route, params, list(request.query.items()), body, token, request)
@@ -244,14 +244,26 @@ class RestApp(Server):
 
         return _LABELS.get(kind.name) or label(kind)
 
+    def _check_roles(self, token: ApiTokenRecord, route: Route, params: Mapping[str, str]) -> None:
+        """A user's instance, organization and application roles (emulator/_roles.py; the table is in
+        docs/emulator.md), after membership itself was checked."""
+        from .._roles import owner_from, refusal
+
+        if token.kind != "user":
+            return
+        owner_of = owner_from(self.store.applications)
+        why = refusal(self.store.docs, owner_of, token.user_id or "", route.full_name, route.method, params)
+        if why is not None:
+            raise HttpError(403, "Forbidden", why)
+
     def _authorize(self, token: ApiTokenRecord, route: Route, params: Mapping[str, str]) -> None:
         app_id = params.get("applicationId")
         if token.kind == "user":
-            # instance, organization and application roles (emulator/_roles.py, table in docs/emulator.md)
-            owner_of = owner_from(self.store.applications)
-            why = refusal(self.store.docs, owner_of, token.user_id or "", route.full_name, route.method, params)
-            if why is not None:
-                raise HttpError(403, "Forbidden", why)
+            if app_id is not None and not self.user_reaches_app(token.user_id, app_id):
+                raise HttpError(403, "Forbidden", "This user has no access to the application")
+            org_id = params.get("orgId")
+            if org_id is not None and route.path.startswith("/orgs/") and not self.user_in_org(token.user_id, org_id):
+                raise HttpError(403, "Forbidden", "This user is not a member of the organization")
             return
         if app_id is not None and token.application_id is not None and app_id != token.application_id:
             raise HttpError(403, "Forbidden", "Token is not valid for this application")

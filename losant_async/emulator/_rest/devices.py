@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,12 +20,6 @@ def _select_devices(srv: Server, call: Call, app: ApplicationRecord) -> list[Dev
     token = call.token
     if token is not None and token.kind == "device":
         devices = [d for d in devices if d.id == token.device_id]
-    if call.bool_q("queryDeleted"):
-        return []  # deletion is final in the emulator: there are no recently deleted devices
-    query = call.json_q("query")
-    if query is not None:
-        # Losant: query "overrides the filterField, filter, deviceClass, tagFilter, and parentId parameters"
-        return [d for d in devices if device_matches(d, query)]
     classes = parse_brackets(call.query, "deviceClass")
     if classes is not None:
         wanted = {classes} if isinstance(classes, str) else set(classes)
@@ -37,7 +32,24 @@ def _select_devices(srv: Server, call: Call, app: ApplicationRecord) -> list[Dev
     parent = call.q("parentId")
     if parent:
         devices = [d for d in devices if d.parent_id == parent]
+    query = call.json_q("query")
+    if query is not None:
+        devices = [d for d in devices if device_matches(d, query)]
     return devices
+
+
+_OVERRIDDEN = ("filterField", "filter", "deviceClass", "tagFilter", "parentId")
+
+
+def _chosen_devices(srv: Server, call: Call, app: ApplicationRecord) -> list[DeviceRecord]:
+    """Losant: ``query`` "overrides the filterField, filter, deviceClass, tagFilter, and parentId
+    parameters"; ``queryDeleted`` lists recently deleted devices, and deletion is final here."""
+    if call.bool_q("queryDeleted"):
+        return []
+    if call.json_q("query") is not None:
+        kept = [(k, v) for k, v in call.query if k.split("[", 1)[0] not in _OVERRIDDEN]
+        call = dataclasses.replace(call, query=kept)
+    return _select_devices(srv, call, app)
 
 
 def shaped(call: Call, item: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +74,7 @@ def _tag_filter_ok(device: DeviceRecord, tag_filter: Any) -> bool:
 
 async def devices_get(srv: Server, call: Call) -> web.Response:
     app = srv.app_of(call)
-    devices = _select_devices(srv, call, app)
+    devices = _chosen_devices(srv, call, app)
     with_conn = not call.bool_q("excludeConnectionInfo")
     items = [srv.device_json(d, connection=with_conn) for d in devices]
     items = srv.filter_items(call, items, "name")
