@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BOOT_PY := $(shell command -v python3 || command -v python)
 
-.PHONY: install test lint generate check-generated check demo emulator bench examples-test docs test-lowest test-py310 test-py313 wheel-check verifytypes clean
+.PHONY: install test lint generate check-generated check demo emulator bench examples-test docs test-lowest test-py310 test-py313 wheel-check verifytypes clean official-clients
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(BOOT_PY) -m venv $(VENV)
@@ -37,6 +37,12 @@ emulator: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+# Losant's official JS REST client (pinned in its package.json) for the emulator's differential
+# test; the official Python client comes from benchmarks/_infra.official_env when the test runs.
+OFFICIAL_JS := tests/integration/emulator/official_clients
+official-clients:
+	npm ci --prefix $(OFFICIAL_JS) --no-audit --no-fund
 
 examples-test: $(STAMP)
 	$(PY) -m pytest -q examples

@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("--throttle", action="store_true", help="turn Losant's rate limits on (off by default): 30 msgs/15 s per "
                      "topic and 300 per connection (disconnect and a ban from 30 s, doubling up to 1 h), "
                      "300 new connections/15 s per application, 30 REST sendState/sendCommand per 15 s per device")
-    emu.add_argument("--coverage", action="store_true", help="print which catalog actions answer 501, then exit")
+    emu.add_argument("--coverage", action="store_true", help="print how each catalog action is answered (full effect or recorded, not run), then exit")
 
     sim = sub.add_parser(
         "simulate",

@@ -29,6 +29,7 @@ from ..store import (
     StateRecord,
     Store,
 )
+from ._listing import filter_of, sort_field
 
 __all__ = ["Call", "CommandSender", "Handler", "HttpError", "Server", "error_response", "iso", "json_response"]
 
@@ -230,7 +231,7 @@ class Server:
 
     @staticmethod
     def sort(call: Call, items: list[dict[str, Any]], default_field: str, default_dir: str = "asc") -> tuple[str, str]:
-        field = call.q("sortField", default_field) or default_field
+        field = sort_field(call, default_field)
         direction = (call.q("sortDirection", default_dir) or default_dir).lower()
         if direction not in ("asc", "desc"):
             raise ValidationError("sortDirection must be asc or desc")
@@ -239,11 +240,13 @@ class Server:
 
     @staticmethod
     def filter_items(call: Call, items: list[dict[str, Any]], default_field: str) -> list[dict[str, Any]]:
-        pattern = call.q("filter")
-        if not pattern:
+        """``filter`` on ``filterField``; blank either means no filtering (``default_field`` is unused:
+        Losant's docs say a blank ``filterField`` does not filter)."""
+        del default_field
+        chosen = filter_of(call)
+        if chosen is None:
             return items
-        field = call.q("filterField", default_field) or default_field
-        return [item for item in items if wildcard_match(pattern, str(item.get(field, "")))]
+        return [item for item in items if wildcard_match(chosen[1], str(item.get(chosen[0], "")))]
 
     def check_rate(self, device_id: str, action: str) -> None:
         """Losant holds REST sendState / sendCommand to 30 per 15 s per device (when throttling)."""

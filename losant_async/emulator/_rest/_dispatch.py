@@ -15,6 +15,8 @@ from .._limits import Limits, decode_json, default_limits
 from .._routes import Route, RouteTable, load_routes
 from ..store import ApiTokenRecord, Store, UnknownObjectError
 from . import (
+    account,
+    app_transfer,
     application_api_tokens,
     application_keys,
     applications,
@@ -22,19 +24,27 @@ from . import (
     data,
     data_tables,
     device_attributes,
+    device_summaries,
     devices,
     devices_bulk,
     events,
+    executions,
     experience,
     files,
     flows,
+    invites,
+    lifecycle,
     me,
+    memberships,
     mqtt,
+    operations,
     orgs,
+    recipes,
     webhooks,
 )
 from ._common import Call, CommandSender, Handler, HttpError, Server, error_response
 from ._engine import Kind, find, generic_handler, kind_for_route, path_kinds
+from ._params import check_path_params
 
 __all__ = ["RestApp"]
 
@@ -44,6 +54,8 @@ T = TypeVar("T")
 _MODULES = (
     auth, me, applications, devices, devices_bulk, device_attributes, application_keys, application_api_tokens, data,
     data_tables, events, files, flows, webhooks, orgs, experience, mqtt,
+    # the effects of the actions once answered from their response schema alone (issue 21)
+    recipes, executions, lifecycle, app_transfer, invites, account, operations, device_summaries, memberships,
 )
 
 Exists = Callable[[Server, Mapping[str, str]], bool]
@@ -179,9 +191,11 @@ class RestApp(Server):
         token: ApiTokenRecord | None = None
         if route.auth_required:
             token = self._authenticate(request, route)
+        check_path_params(route.full_name, params)  # a malformed id is a 400, before any lookup
         self._check_exists(route, params)
         if token is not None:
             self._authorize(token, route, params)
+            self._check_roles(token, route, params)
         handler = self._hand.get(route.full_name) or generic_handler(route)
         body = await self._within_body_deadline(self._read_body(request))
         call = Call(route, params, list(request.query.items()), body, token, request)
@@ -246,6 +260,18 @@ class RestApp(Server):
         from ._engine import label
 
         return _LABELS.get(kind.name) or label(kind)
+
+    def _check_roles(self, token: ApiTokenRecord, route: Route, params: Mapping[str, str]) -> None:
+        """A user's instance, organization and application roles (emulator/_roles.py; the table is in
+        docs/emulator.md), after membership itself was checked."""
+        from .._roles import owner_from, refusal
+
+        if token.kind != "user":
+            return
+        owner_of = owner_from(self.store.applications)
+        why = refusal(self.store.docs, owner_of, token.user_id or "", route.full_name, route.method, params)
+        if why is not None:
+            raise HttpError(403, "Forbidden", why)
 
     def _authorize(self, token: ApiTokenRecord, route: Route, params: Mapping[str, str]) -> None:
         try:

@@ -24,12 +24,13 @@ from typing import Any
 from aiohttp import web
 
 from ...errors import ValidationError
-from .._query import wildcard_match
+from .._query import doc_matches, wildcard_match
 from .._routes import Route, load_routes
 from ..store import Store, new_id
 from . import _spec
 from ._app_doc import app_json
 from ._common import Call, HttpError, Server, iso, json_response
+from ._listing import filter_of, query_overrides, sort_field
 
 __all__ = [
     "Kind",
@@ -227,8 +228,8 @@ def new_doc(store: Store, kind: Kind, params: Mapping[str, str], body: Mapping[s
     doc: dict[str, Any] = dict(copy.deepcopy(body))
     doc_id = new_id()
     own = body.get(kind.id_param)
-    if kind.id_field is None and isinstance(own, str) and own:
-        doc_id = own  # members are known by their user's id
+    if (kind.id_field is None or kind.id_param == "userId") and isinstance(own, str) and own:
+        doc_id = own  # members are known by their user's id (which must stay the user's)
     doc["id"] = doc_id
     if kind.id_field is not None:
         doc[kind.id_field] = doc_id
@@ -249,7 +250,22 @@ def remove_doc(srv: Server, kind: Kind, doc: Mapping[str, Any]) -> None:
     cascade(srv, kind.id_param, doc["id"])
 
 
+# Records kept beside the documents (executions, logs), dropped with the object they belong to.
+_SIDE_RECORDS = {
+    "notebook_executions": ("notebookId", "applicationId"),
+    "resource_job_executions": ("resourceJobId", "applicationId"),
+    "application_import_logs": ("applicationId",),
+}
+
+
 def cascade(srv: Server, param: str, value: str) -> None:
+    for store_name, fields in _SIDE_RECORDS.items():
+        if param in fields:
+            records = srv.store.docs.get(store_name, {})
+            for record_id in [k for k, r in records.items() if r.get(param) == value]:
+                del records[record_id]
+    if param == "flowId":
+        srv.store.docs.get("flow_logs", {}).pop(value, None)
     for other in _kinds().values():
         if param not in other.parents:
             continue
@@ -291,13 +307,15 @@ def _sort_key(field: str) -> Callable[[dict[str, Any]], tuple[bool, str]]:
 
 
 def list_page(call: Call, items: list[dict[str, Any]], *, default_sort: str = "name", default_dir: str = "asc") -> dict[str, Any]:
-    """Filter (glob), sort and page ``items`` the way Losant's list actions do."""
+    """Filter (glob), sort and page ``items`` the way Losant's list actions do (see ``_listing``)."""
     name = call.route.full_name
-    pattern = call.q("filter")
-    filter_field = call.q("filterField") or param_default(name, "filterField") or "name"
-    if pattern:
-        items = [i for i in items if wildcard_match(pattern, str(i.get(filter_field, "")))]
-    field = call.q("sortField") or param_default(name, "sortField") or default_sort
+    chosen = filter_of(call)
+    if chosen is not None:
+        items = [i for i in items if wildcard_match(chosen[1], str(i.get(chosen[0], "")))]
+    if query_overrides(call):
+        query = call.json_q("query")
+        items = [i for i in items if doc_matches(i, query)]
+    field = sort_field(call, default_sort)
     direction = (call.q("sortDirection") or param_default(name, "sortDirection") or default_dir).lower()
     if direction not in ("asc", "desc"):
         raise ValidationError("sortDirection must be asc or desc")
@@ -316,9 +334,8 @@ def list_page(call: Call, items: list[dict[str, Any]], *, default_sort: str = "n
         "sortField": field,
         "sortDirection": direction,
     }
-    if pattern:
-        out["filter"] = pattern
-        out["filterField"] = filter_field
+    if chosen is not None:
+        out["filterField"], out["filter"] = chosen
     return out
 
 
@@ -368,25 +385,42 @@ async def item_delete(srv: Server, call: Call, kind: Kind) -> web.Response:
     return reply(call.route.full_name, {"success": True})
 
 
-def job(srv: Server, call: Call, name: str | None = None, *, result: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A job Losant would queue, completed at once and logged in the application's job logs."""
+def job(
+    srv: Server,
+    call: Call,
+    name: str | None = None,
+    *,
+    result: Mapping[str, Any] | None = None,
+    status: str = "completed",
+    error: str | None = None,
+) -> dict[str, Any]:
+    """A job Losant would queue, logged in the application's job logs.
+
+    ``status`` is what the emulator did: ``completed`` when the work was done at once, ``queued``
+    when it records work it cannot run (no mail, no workflow engine), ``failed`` with ``error``."""
     job_id = secrets.token_hex(10)  # jobEnqueuedResult.jobId is at most 21 characters
     app_id = call.params.get("applicationId")
     logs = _kinds().get("application_job_logs")
     if app_id is not None and logs is not None:
         now = iso(srv.store.clock())
+        done = status == "completed"
         entry: dict[str, Any] = {
             "name": name or call.route.full_name,
-            "status": "completed",
+            "status": status,
             "runQueuedAt": now,
-            "runStartedAt": now,
-            "runCompletedAt": now,
             "ownerType": "application",
             "ownerId": app_id,
-            "progress": {"completed": 1, "total": 1, "status": "completed"},
+            "progress": {"completed": 1 if done else 0, "total": 1, "status": status},
         }
+        if status != "queued":
+            entry.update(runStartedAt=now, runCompletedAt=now)
+        if call.token is not None:
+            entry["requestedById"] = call.token.user_id or call.token.id
+            entry["requestedByType"] = "user" if call.token.kind == "user" else "apiToken"
         if result:
             entry["output"] = dict(result)
+        if error:
+            entry["error"] = {"name": "EmulatorNotRun", "message": error}
         new_doc(srv.store, logs, {"applicationId": app_id}, entry)
     return {"jobQueued": True, "jobId": job_id, "success": True}
 
@@ -395,6 +429,11 @@ async def other(srv: Server, call: Call) -> web.Response:
     """Any other action: the body checked against its schema, a reply built from the response schema."""
     name = call.route.full_name
     body = check_body(call)
+    # the list parameters are checked even where nothing is listed (metering reads, summaries)
+    sort_field(call, "name")
+    filter_of(call)
+    if (call.q("sortDirection") or "asc").lower() not in ("asc", "desc"):
+        raise ValidationError("sortDirection must be asc or desc")
     status, schema_name = response_for(name)
     inner = path_kinds(call.route)
     target = find(srv, inner[-1], call.params) if inner else None

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..._time import now_ms
+from ..._time import from_epoch_ms, now_ms
 from ...errors import ValidationError
 
 __all__ = ["action", "fill", "minimal", "project", "schema", "spec_dir", "validate"]
@@ -110,9 +110,9 @@ def validate(name: str | None, body: Any, *, what: str = "body") -> None:
 
 
 def iso_now() -> str:
-    from ._common import iso
-
-    return iso(now_ms()) or ""
+    # formatted here rather than by _common.iso: _common imports _listing, which imports this module
+    dt = from_epoch_ms(now_ms())
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 def _resolve(node: Any) -> Any:

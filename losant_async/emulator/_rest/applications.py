@@ -7,6 +7,7 @@ import copy
 from aiohttp import web
 
 from ...errors import ValidationError
+from .._roles import app_role, may_create_in_org, owner_from
 from . import _engine
 from ._app_doc import app_json, extras
 from ._common import Call, Handler, HttpError, Server
@@ -27,7 +28,8 @@ async def applications_get(srv: Server, call: Call) -> web.Response:
     token = call.token
     apps = list(srv.store.applications.values())
     if token is not None and token.kind == "user":
-        apps = [a for a in apps if srv.user_reaches_app(token.user_id, a.id)]
+        # the applications the user's roles let it read (a "none" member only those applicationRoles name)
+        apps = [a for a in apps if app_role(srv.store.docs, owner_from(srv.store.applications), a.id, token.user_id or "") not in (None, "none")]
     elif token is not None and token.application_id is not None:
         apps = [a for a in apps if a.id == token.application_id]
     org_id = call.q("orgId")
@@ -47,8 +49,9 @@ async def applications_post(srv: Server, call: Call) -> web.Response:
     if org_id is not None:
         if org_id not in srv.store.docs.get("orgs", {}):
             raise ValidationError(f"orgId: organization {org_id} was not found")
-        if token is not None and token.kind == "user" and not srv.user_in_org(token.user_id, org_id):
-            raise HttpError(403, "Forbidden", "This user is not a member of the organization")
+        if token is not None and token.kind == "user" and not may_create_in_org(srv.store.docs, org_id, token.user_id or ""):
+            # docs.losant.com/organizations/overview: Editor permissions or higher create in an organization
+            raise HttpError(403, "Forbidden", "Creating an application in an organization needs the edit role or higher")
         owner = org_id
     app = srv.store.add_application(body["name"], description=str(body.get("description", "")), owner_id=owner)
     extras(srv, app.id).update({k: copy.deepcopy(v) for k, v in body.items() if k not in ("name", "description", "orgId")})

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from . import _engine
 from ._common import Call, Handler, HttpError, Server, json_response
 
 
 async def auth_device(srv: Server, call: Call) -> web.Response:
+    _engine.check_body(call)  # a body the deviceCredentials schema refuses is a 400, not a 401
     body = srv.body_of(call)
     device = srv.store.devices.get(str(body.get("deviceId", "")))
     if device is None or not srv.store.check_key(body.get("key"), body.get("secret"), device):
@@ -37,6 +39,7 @@ async def auth_external(srv: Server, call: Call) -> web.Response:
 
 
 async def auth_user(srv: Server, call: Call) -> web.Response:
+    _engine.check_body(call)  # a body the userCredentials schema refuses is a 400, not a 401
     body = srv.body_of(call)
     user = srv.store.check_user(body.get("email"), body.get("password"))
     if user is None:

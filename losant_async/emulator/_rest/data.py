@@ -95,6 +95,12 @@ async def time_series(srv: Server, call: Call) -> web.Response:
     )
 
 
+def _as_number(value: Any) -> float:
+    if isinstance(value, str):
+        return 1.0 if value.lower() == "true" else 0.0 if value.lower() == "false" else float(value)
+    return float(value)
+
+
 def _aggregate(
     records: Iterable[StateRecord],
     start: int,
@@ -117,7 +123,8 @@ def _aggregate(
         data: dict[str, Any] = {}
         for name, values in buckets[bucket].items():
             attr = device.attributes.get(name)
-            numeric = attr is not None and attr.data_type == "number"
+            # Losant's aggregations count a boolean true as 1 and false as 0
+            numeric = attr is not None and attr.data_type in ("number", "boolean")
             if kind == "FIRST":
                 data[name] = values[0]
             elif kind == "LAST":
@@ -125,7 +132,7 @@ def _aggregate(
             elif kind == "COUNT":
                 data[name] = len(values)
             elif numeric:
-                nums = [float(v) for v in values]
+                nums = [_as_number(v) for v in values]
                 result = {
                     "MAX": max(nums),
                     "MIN": min(nums),

@@ -14,6 +14,7 @@ from .._query import doc_matches
 from ..store import BlobRecord, new_id
 from . import _engine
 from ._common import Call, Handler, HttpError, Server, iso
+from ._csv import csv_row
 
 _ROW_META = ("id", "createdAt", "updatedAt")
 
@@ -155,7 +156,7 @@ async def rows_export(srv: Server, call: Call) -> web.Response:
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(csv_row(r) for r in rows)
     blob_id = new_id()
     srv.store.blobs[blob_id] = BlobRecord(f"{table['name']}.csv", "text/csv", text.getvalue().encode())
     url = f"{srv.base_url}/_emulator/blobs/{blob_id}"

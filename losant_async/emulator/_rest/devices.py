@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +36,33 @@ def _select_devices(srv: Server, call: Call, app: ApplicationRecord) -> list[Dev
     return devices
 
 
+_OVERRIDDEN = ("filterField", "filter", "deviceClass", "tagFilter", "parentId")
+
+
+def _chosen_devices(srv: Server, call: Call, app: ApplicationRecord) -> list[DeviceRecord]:
+    """Losant: ``query`` "overrides the filterField, filter, deviceClass, tagFilter, and parentId
+    parameters"; ``queryDeleted`` lists recently deleted devices, and deletion is final here."""
+    if call.bool_q("queryDeleted"):
+        return []
+    if call.json_q("query") is not None:
+        kept = [(k, v) for k, v in call.query if k.split("[", 1)[0] not in _OVERRIDDEN]
+        call = dataclasses.replace(call, query=kept)
+    return _select_devices(srv, call, app)
+
+
+def shaped(call: Call, item: dict[str, Any]) -> dict[str, Any]:
+    """``tagsAsObject``: tags as ``{key: [values]}`` (a key may repeat); ``attributesAsObject``:
+    attributes as ``{name: attribute}`` (API 1.31)."""
+    if call.bool_q("tagsAsObject"):
+        tags: dict[str, list[str]] = {}
+        for tag in item.get("tags", []):
+            tags.setdefault(tag["key"], []).append(tag["value"])
+        item["tags"] = tags
+    if call.bool_q("attributesAsObject"):
+        item["attributes"] = {a["name"]: a for a in item.get("attributes", [])}
+    return item
+
+
 def _tag_filter_ok(device: DeviceRecord, tag_filter: Any) -> bool:
     if not isinstance(tag_filter, dict):
         raise ValidationError("each tagFilter entry must be {key, value}")
@@ -44,14 +72,14 @@ def _tag_filter_ok(device: DeviceRecord, tag_filter: Any) -> bool:
 
 async def devices_get(srv: Server, call: Call) -> web.Response:
     app = srv.app_of(call)
-    devices = _select_devices(srv, call, app)
+    devices = _chosen_devices(srv, call, app)
     with_conn = not call.bool_q("excludeConnectionInfo")
     items = [srv.device_json(d, connection=with_conn) for d in devices]
     items = srv.filter_items(call, items, "name")
     field, direction = srv.sort(call, items, "name")
-    return json_response(
-        srv.page(call, items, {"sortField": field, "sortDirection": direction, "applicationId": app.id})
-    )
+    page = srv.page(call, items, {"sortField": field, "sortDirection": direction, "applicationId": app.id})
+    page["items"] = [shaped(call, i) for i in page["items"]]
+    return json_response(page)
 
 
 async def devices_post(srv: Server, call: Call) -> web.Response:
@@ -70,7 +98,7 @@ async def devices_post(srv: Server, call: Call) -> web.Response:
         tags=body.get("tags"),
         description=str(body.get("description", "")),
     )
-    return json_response(srv.device_json(device), 201)
+    return json_response(shaped(call, srv.device_json(device)), 201)
 
 
 def _command_targets(srv: Server, app: ApplicationRecord, body: Mapping[str, Any]) -> list[DeviceRecord]:
@@ -151,7 +179,7 @@ async def devices_composite(srv: Server, call: Call) -> web.Response:
 
 async def device_get(srv: Server, call: Call) -> web.Response:
     device = srv.device_of(call)
-    return json_response(srv.device_json(device, connection=not call.bool_q("excludeConnectionInfo")))
+    return json_response(shaped(call, srv.device_json(device, connection=not call.bool_q("excludeConnectionInfo"))))
 
 
 async def device_patch(srv: Server, call: Call) -> web.Response:
@@ -178,7 +206,7 @@ async def device_patch(srv: Server, call: Call) -> web.Response:
     if "parentId" in body:
         device.parent_id = body["parentId"]
     device.updated = srv.store.clock()
-    return json_response(srv.device_json(device))
+    return json_response(shaped(call, srv.device_json(device)))
 
 
 async def device_delete(srv: Server, call: Call) -> web.Response:

@@ -14,6 +14,7 @@ from .._query import device_matches
 from ..store import BlobRecord, DeviceRecord, new_id
 from . import _engine
 from ._common import Call, Handler, Server, iso
+from ._csv import csv_row
 
 
 def _matching(srv: Server, call: Call, body: dict[str, Any], *, query_key: str = "query") -> list[DeviceRecord]:
@@ -92,7 +93,7 @@ def _serve_csv(srv: Server, name: str, columns: list[str], rows: Iterable[dict[s
     writer.writeheader()
     count = 0
     for row in rows:
-        writer.writerow(row)
+        writer.writerow(csv_row(row))
         count += 1
     blob_id = new_id()
     srv.store.blobs[blob_id] = BlobRecord(name, "text/csv", text.getvalue().encode())

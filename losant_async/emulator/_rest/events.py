@@ -15,6 +15,8 @@ from .._query import doc_matches, wildcard_match
 from ..store import BlobRecord, new_id
 from . import _engine
 from ._common import Call, Handler, Server, iso
+from ._csv import csv_row
+from ._listing import filter_of
 
 _SEVERITY = {"info": 0, "warning": 1, "error": 2, "critical": 3}
 
@@ -56,18 +58,19 @@ async def events_post(srv: Server, call: Call) -> web.Response:
 
 
 def _selected(srv: Server, call: Call) -> list[dict[str, Any]]:
-    """The application's events matching ``state``, ``filter``/``filterField`` and ``query``."""
+    """The application's events matching ``query``, or else ``state`` and ``filter`` on ``filterField``
+    (Losant: the query "overrides the filterField, filter, and state parameters"; a blank
+    ``filterField`` means no filtering)."""
     events = _engine.scoped(srv, _kind(), call.params)
+    query = call.json_q("query")
+    if query is not None:
+        return [e for e in events if doc_matches(e, query)]
     state = call.q("state")
     if state:
         events = [e for e in events if e.get("state") == state]
-    pattern = call.q("filter")
-    if pattern:
-        field = call.q("filterField") or "subject"
-        events = [e for e in events if wildcard_match(pattern, str(e.get(field, "")))]
-    query = call.json_q("query")
-    if query is not None:
-        events = [e for e in events if doc_matches(e, query)]
+    chosen = filter_of(call)
+    if chosen is not None:
+        events = [e for e in events if wildcard_match(chosen[1], str(e.get(chosen[0], "")))]
     return events
 
 
@@ -99,7 +102,7 @@ async def event_patch(srv: Server, call: Call) -> web.Response:
 async def events_get(srv: Server, call: Call) -> web.Response:
     items = [copy.deepcopy(e) for e in _selected(srv, call)]
     saved = call.query
-    call.query = [(k, v) for k, v in saved if k not in ("filter", "filterField")]  # already applied
+    call.query = [(k, v) for k, v in saved if k not in ("filter", "filterField", "query")]  # already applied
     try:
         page = _engine.list_page(call, items, default_sort="creationDate", default_dir="desc")
     finally:
@@ -145,7 +148,7 @@ async def events_export(srv: Server, call: Call) -> web.Response:
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(events)
+    writer.writerows(csv_row(e) for e in events)
     blob_id = new_id()
     srv.store.blobs[blob_id] = BlobRecord("events.csv", "text/csv", text.getvalue().encode())
     url = f"{srv.base_url}/_emulator/blobs/{blob_id}"

@@ -39,8 +39,8 @@ def me_json(srv: Server, user: UserRecord) -> dict[str, Any]:
             "email": user.email,
             "creationDate": iso(user.created),
             "lastUpdated": profile.get("lastUpdated", iso(user.created)),
-            "emailVerified": True,
-            "twoFactorAuthEnabled": False,
+            "emailVerified": profile.get("emailVerified", True),
+            "twoFactorAuthEnabled": bool(profile.get("twoFactorAuthEnabled", False)),
         }
     )
     names = [out.get("firstName"), out.get("lastName")]

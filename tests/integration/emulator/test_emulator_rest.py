@@ -77,15 +77,15 @@ async def test_device_auth_with_a_wrong_secret_is_401(world: World, api: Api) ->
 
 
 async def test_user_auth_and_refresh(world: World, api: Api) -> None:
-    world.losant.create_user("ada@example.com", "pw-123")
-    status, body = await api.call("POST", "/auth/user", body={"email": "ada@example.com", "password": "pw-123"}, token=None)
+    world.losant.create_user("ada@example.com", "pw-123456")
+    status, body = await api.call("POST", "/auth/user", body={"email": "ada@example.com", "password": "pw-123456"}, token=None)
     assert status == 200
     assert_schema("authedUser", body)
     status, refreshed = await api.call("GET", "/me/refreshToken", token=body["token"])
     assert status == 200
     assert_schema("authedUser", refreshed)
     assert refreshed["token"] != body["token"]
-    status, _ = await api.call("POST", "/auth/user", body={"email": "ada@example.com", "password": "bad"}, token=None)
+    status, _ = await api.call("POST", "/auth/user", body={"email": "ada@example.com", "password": "bad-password"}, token=None)
     assert status == 401
     # a user token lists applications
     status, apps = await api.call("GET", "/applications", token=refreshed["token"])
@@ -157,7 +157,9 @@ async def test_device_filters_brackets_and_advanced_query(world: World, api: Api
     assert await names({"deviceClass[0]": "gateway", "deviceClass[1]": "peripheral"}) == ["gw", "p1"]
     assert await names({"tagFilter[0][key]": "floor", "tagFilter[0][value]": "3"}) == ["d1"]
     assert await names({"tagFilter[0][key]": "floor"}) == ["d1", "d2"]
-    assert await names({"filter": "d*"}) == ["d1", "d2"]
+    assert await names({"filterField": "name", "filter": "d*"}) == ["d1", "d2"]
+    # catalog, devices.get filterField: "Blank or not provided means no filtering" (issue 21)
+    assert await names({"filter": "d*"}) == ["d1", "d2", "gw", "p1"]
     query = {"$or": [{"name": {"$like": "g*"}}, {"tags": {"floor": "4"}}]}
     assert await names({"query": json.dumps(query)}) == ["d2", "gw"]
     query = {"$and": [{"deviceClass": {"$ne": "peripheral"}}, {"id": {"$in": [world.device.id, world.peripheral.id]}}]}

@@ -24,6 +24,27 @@ def test_the_coverage_flag_prints_no_501_and_exits_0(capsys: pytest.CaptureFixtu
     assert main(["emulator", "--coverage"]) == 0
     printed = capsys.readouterr().out
     assert "380 of 380 catalog actions emulated" in printed
+    assert "full effect" in printed and "recorded, not run" in printed
     assert "Actions answering 501 Not Implemented: none" in printed
     text, unanswered = coverage_report()
     assert unanswered == 0 and text in printed
+
+
+def test_no_write_is_answered_by_its_response_schema_alone() -> None:
+    """Issue 21: every action is ``full effect`` or ``recorded, not run`` with a reason; none
+    (write or read) is answered from its response schema alone."""
+    from losant_async.emulator._rest import effects
+
+    split = effects()
+    assert len(split) == 380
+    assert {kind for kind, _ in split.values()} == {"full effect", "recorded, not run"}
+    assert all(reason for kind, reason in split.values() if kind == "recorded, not run")
+    # the writes the issue names have their effect
+    for name in ("device_recipe.bulk_create", "experience.delete", "flow_versions.delete", "application.export",
+                 "application.clone", "org.invite_member", "me.respond_to_invite"):
+        assert split[name] == ("full effect", ""), name
+    assert split["notebook.execute"][0] == "recorded, not run"
+    text, failing = coverage_report()
+    assert failing == 0
+    assert "0 answered by the schema alone" in text
+    assert "notebook.execute: the emulator has no notebook kernel" in text
