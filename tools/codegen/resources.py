@@ -122,7 +122,8 @@ class ResourceWriter:
         query_names = {p["name"] for p in params if p["in"] == "query"}
         page_item: TypeTree | None = None
         page_schema: str | None = None
-        if {"page", "perPage"} <= query_names:
+        # Page numbers (page/perPage) or offsets (limit/offset): both iterate with a Paginator.
+        if {"page", "perPage"} <= query_names or {"limit", "offset"} <= query_names:
             for _, schema in success:
                 if schema is not None and schema in self.models.schemas:
                     item = self.models.page_item(schema)

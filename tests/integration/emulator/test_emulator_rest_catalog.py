@@ -211,6 +211,9 @@ async def walk() -> AsyncIterator[Walk]:
             w.overrides["me.patch"] = {"user": {"firstName": "Walker"}}
             w.overrides["experience_user.patch"] = {"experienceUser": {"firstName": "Ada"}}
             w.overrides["me.change_password"] = {"data": {"password": "Walk!Passw0rd#1", "newPassword": "Str0ng!Passw0rd#"}}
+            # change_password runs first (in name order): the two-factor switches check the new password.
+            for action in ("enable_two_factor_auth", "disable_two_factor_auth"):
+                w.overrides[f"me.{action}"] = {"data": {"password": "Str0ng!Passw0rd#", "twoFactorCode": "123456"}}
             w.overrides["me.delete"] = {"credentials": {"email": "walker@example.com", "password": "Str0ng!Passw0rd#"}}
             yield w
 

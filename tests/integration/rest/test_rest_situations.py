@@ -28,8 +28,19 @@ DEV = "575ecf887ae143cd83dc4aa2"
 DEV2 = "575ecf887ae143cd83dc4aa3"
 
 
+WHEN = "2026-01-02T03:04:05.678Z"
+
+
 def device(i: int) -> dict[str, object]:
-    return {"id": f"{i:024x}", "deviceId": f"{i:024x}", "name": f"device {i}", "applicationId": APP}
+    """A device with every field a device reply always carries (see docs/rest.md)."""
+    return {
+        "id": f"{i:024x}",
+        "deviceId": f"{i:024x}",
+        "name": f"device {i}",
+        "applicationId": APP,
+        "creationDate": WHEN,
+        "lastUpdated": WHEN,
+    }
 
 
 async def test_pagination_fetches_every_page_ahead_in_order(local_server: LocalServer) -> None:
@@ -135,7 +146,10 @@ async def test_stream_that_the_server_refuses_raises_the_api_error(
 async def test_multipart_upload_from_a_path(local_server: LocalServer, tmp_path: Path) -> None:
     notebook = tmp_path / "analysis.ipynb"
     notebook.write_bytes(b'{"cells": []}')
-    local_server.handler = json_reply(200, {"id": DEV, "name": "analysis"})
+    local_server.handler = json_reply(
+        200,
+        {"id": DEV, "notebookId": DEV, "applicationId": APP, "name": "analysis", "creationDate": WHEN, "lastUpdated": WHEN},
+    )
     async with LosantClient("t", url=local_server.url) as client:
         result = await client.notebook.upload(
             application_id=APP, notebook_id=DEV, jupyter_file=notebook

@@ -20,7 +20,7 @@ ACTIONS = [a for r in catalog()["resources"] for a in r["actions"]]
 
 def _paginated(action: dict[str, Any]) -> bool:
     query = {p["name"] for p in action["params"] if p["in"] == "query"}
-    if not {"page", "perPage"} <= query:
+    if not ({"page", "perPage"} <= query or {"limit", "offset"} <= query):
         return False
     for response in action["responses"]:
         name = response["schema"]
