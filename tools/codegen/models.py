@@ -621,6 +621,9 @@ class ModelBuilder:
 
     # -- queries used by the resource generator --------------------------------
 
+    def struct_by_name(self, name: str) -> StructDef | None:
+        return next((sd for sd in self.structs if sd.name == name), None)
+
     def type_of_schema(self, schema: str) -> TypeTree:
         return ("named", self.top_names[schema])
 

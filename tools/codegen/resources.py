@@ -81,7 +81,7 @@ class ResourceWriter:
             "from __future__ import annotations\n\n",
             "from collections.abc import Mapping, Sequence\n",
             "from typing import Any, Literal, overload\n\n",
-            "from ..._operation import FileInput, Operation, Param\n",
+            "from ..._operation import FileInput, Operation, Param, UploadSource\n",
             "from ..._resource import Resource\n",
             "from ...options import RequestOptions\n",
             "from ...pagination import Paginator\n",
@@ -95,6 +95,10 @@ class ResourceWriter:
             const, method = self._action(res_name, action)
             consts.append(const)
             methods.append(method)
+        upload = self._upload_method(resource)
+        if upload is not None:
+            header.insert(header.index("from ..._resource import Resource\n"), upload[0])
+            methods.append(upload[1])
         names = ", ".join(f"_{a['name'].upper()}" for a in resource["actions"])
         trailer = "," if len(resource["actions"]) == 1 else ""
         body = [
@@ -106,6 +110,67 @@ class ResourceWriter:
             *methods,
         ]
         return "".join(header + body).rstrip("\n") + "\n"
+
+    def _upload_target_schema(self, schema: str | None) -> bool:
+        """A reply that carries a presigned upload: ``upload.url`` and ``upload.fields``."""
+        sd = self.models.struct_by_schema.get(schema or "")
+        if sd is None:
+            return False
+        upload = next((f for f in sd.fields if f.wire == "upload"), None)
+        target = self.models.struct_by_name(upload.type[1]) if upload is not None and upload.type[0] == "named" else None
+        return target is not None and {"url", "fields"} <= {f.wire for f in target.fields}
+
+    def _upload_method(self, resource: dict[str, Any]) -> tuple[str, str] | None:
+        """``upload``: the import of the item's ``get`` and the method, for a collection whose
+        ``post`` answers a presigned upload target (``files``, ``private_files``)."""
+        post = next((a for a in resource["actions"] if a["name"] == "post" and a["method"] == "POST"), None)
+        if post is None or any(a["name"] == "upload" for a in resource["actions"]):
+            return None
+        if not any(self._upload_target_schema(r.get("schema")) for r in post["responses"] if 200 <= r["status"] < 300):
+            return None
+        # The item resource is the collection's singular (files -> file), as everywhere in the catalog.
+        item = next(
+            ((r, a) for r in self.models.spec.catalog["resources"] if r["name"] == resource["name"].removesuffix("s")
+             for a in r["actions"] if a["name"] == "get"),
+            None,
+        )
+        if item is None:
+            return None
+        other, get = item
+        schema = next(r["schema"] for r in get["responses"] if 200 <= r["status"] < 300)
+        ret = render(self.models.type_of_schema(schema), "m.")
+        self.rules["upload_method"] += 1
+        doc = (
+            f"Create a file and upload its content in one call: `{resource['name']}.post`, then the POST of\n"
+            f"        the bytes to the reply's `upload` target, then `{other['name']}.get` until Losant reports\n"
+            "        the file no longer pending.\n\n"
+            "        Args:\n"
+            "            source: the content (bytes) or the path of a file (str or PathLike), streamed from\n"
+            "                disk in chunks, never read whole.\n"
+            "            application_id: the application (24 hexadecimal characters).\n"
+            "            name: the file's name; a path's base name when left out (required for bytes).\n"
+            "            parent_directory: the directory to put it in (Losant's default: the root).\n"
+            "            content_type: its MIME type; guessed from the name when left out.\n"
+            "            wait: seconds to wait for Losant to mark the uploaded file completed.\n"
+            "            request_options: per-call overrides for the two Losant calls.\n\n"
+            "        Returns:\n"
+            f"            The file as `{other['name']}.get` answers it once completed.\n\n"
+            "        Raises:\n"
+            "            ValidationError: the source is not bytes or a readable file; raised before anything is sent.\n"
+            "            APIError: Losant or the upload target refused (the file then stays pending).\n"
+            "            RequestTimeoutError: the file is still pending `wait` seconds after the upload."
+        )
+        method = (
+            "\n    async def upload(self, source: UploadSource, *, application_id: str, name: str | None = None, "
+            "parent_directory: str | None = None, content_type: str | None = None, wait: float = 30.0, "
+            f"request_options: RequestOptions | None = None) -> {ret}:\n"
+            f'        """{doc}\n        """\n'
+            f"        done: {ret} = await self._upload(\n"
+            "            _POST, _ITEM_GET, source, application_id, name, parent_directory, content_type, wait, request_options\n"
+            "        )\n"
+            "        return done\n"
+        )
+        return f"from .{other['name']} import _GET as _ITEM_GET\n", method
 
     def _action(self, res_name: str, a: dict[str, Any]) -> tuple[str, str]:
         name = a["name"]
