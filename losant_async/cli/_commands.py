@@ -99,6 +99,7 @@ async def run_emulator(ns: argparse.Namespace, out: TextIO) -> int:
             f"LOSANT_MQTT_PORT={losant.mqtt_port} LOSANT_MQTT_TRANSPORT=tcp",
             f"  export LOSANT_APPLICATION_ID={demo.application_id} LOSANT_API_TOKEN={demo.token}",
             f"  export LOSANT_ACCESS_KEY={demo.key} LOSANT_ACCESS_SECRET={demo.secret}",
+            *_device_export(demo.devices),
             "  losant-async simulate --no-throttle --devices 10",
         ]
         print("\n".join(lines), file=out, flush=True)
@@ -110,6 +111,12 @@ async def run_emulator(ns: argparse.Namespace, out: TextIO) -> int:
         print("Stopping the emulator...", file=out, flush=True)
     print("Emulator stopped.", file=out, flush=True)
     return 0
+
+
+def _device_export(devices: list[tuple[str, str, str]]) -> list[str]:
+    """The device the README's REST and MQTT snippets act as: the first standalone one."""
+    chosen = next((d for d in devices if d[2] == "standalone"), devices[0] if devices else None)
+    return [] if chosen is None else [f"  export LOSANT_DEVICE_ID={chosen[1]}"]
 
 
 async def _show(sim: Runner, view: ProgressView) -> None:

@@ -179,6 +179,10 @@ class _NotMainThreadNotice(logging.Filter):
         return not record.getMessage().startswith("SIGTERM handler is not set")
 
 
+RAY_AUTH_MODE = "RAY_AUTH_MODE"
+"""Ray's switch for token authentication (``token`` or ``disabled``)."""
+
+
 def _init_ray(address: str | None, cpus: int) -> None:
     import ray
 
@@ -190,6 +194,10 @@ def _init_ray(address: str | None, cpus: int) -> None:
         if address:
             ray.init(address=address, **options)
         else:
+            # Ray turns token authentication on for a new local cluster and warns that it did,
+            # on every run, unless RAY_AUTH_MODE says so: say it (the same secure default; a
+            # user's own RAY_AUTH_MODE wins). A cluster's mode is the cluster's business.
+            os.environ.setdefault(RAY_AUTH_MODE, "token")
             # A private local Ray: loopback only, one CPU reserved per actor, so that the
             # scheduler never puts more actors on this machine than it has cores for them.
             ray.init(num_cpus=cpus, _node_ip_address="127.0.0.1", _system_config=dict(LOCAL_SYSTEM_CONFIG),
