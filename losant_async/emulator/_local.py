@@ -122,6 +122,42 @@ class Application:
         )
         return AccessKey(record.id, self.id, record.key, record.secret)
 
+    def create_certificate_authority(self, ca_bundle: str, *, name: str = "CA", status: str = "active") -> str:
+        """Register a certificate authority (PEM bundle) whose device certificates may connect; its id."""
+        from ._certs import CA_COLLECTION, ca_fields
+
+        return self._add(CA_COLLECTION, {"name": name, "status": status, "caBundle": ca_bundle}, ca_fields)
+
+    def create_certificate(
+        self,
+        certificate: str,
+        *,
+        device_ids: Iterable[str] | None = None,
+        device_tags: Mapping[str, str] | None = None,
+        status: str = "active",
+        filter_type: str = "none",
+        pub_topics: Iterable[str] = (),
+        sub_topics: Iterable[str] = (),
+    ) -> str:
+        """Register a device certificate (PEM); its id. Devices, tags and topics as for an access key."""
+        from ._certs import CERT_COLLECTION, certificate_fields
+
+        body: dict[str, Any] = {
+            "certificate": certificate, "status": status, "filterType": filter_type,
+            "pubTopics": list(pub_topics), "subTopics": list(sub_topics),
+        }
+        if device_ids is not None:
+            body["deviceIds"] = list(device_ids)
+        if device_tags is not None:
+            body["deviceTags"] = [{"key": k, "value": v} for k, v in device_tags.items()]
+        return self._add(CERT_COLLECTION, body, certificate_fields)
+
+    def _add(self, collection: str, body: dict[str, Any], derive: Any) -> str:
+        from ._rest._engine import kinds, new_doc
+
+        doc = new_doc(self._store, kinds()[collection], {"applicationId": self.id}, {**body, **derive(body)})
+        return str(doc["id"])
+
     def create_api_token(self, *, scopes: Iterable[str] = ("all.Application",), name: str = "test token") -> str:
         """An application API token with the given scopes."""
         if isinstance(scopes, str):

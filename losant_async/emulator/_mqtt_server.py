@@ -17,6 +17,7 @@ import ssl as _ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ._certs import DeviceCertificates
 from ._mqtt_codec import (
     CONNECT,
     DISCONNECT,
@@ -80,6 +81,7 @@ class MqttSession:
         "key",
         "last_read",
         "last_tick",
+        "peer_certificate",
         "request",
         "subscriptions",
     )
@@ -94,6 +96,8 @@ class MqttSession:
         self.graceful = False
         self.device: DeviceRecord | None = None
         self.key: KeyRecord | None = None
+        self.peer_certificate: bytes | None = None
+        """The client certificate (DER) the TLS peer presented, if any: it then authenticates the CONNECT."""
         self.request: Connect | None = None
         self.keepalive = 0
         self.last_read = server.loop.time()
@@ -158,7 +162,10 @@ class MqttSession:
             self._write(encode_connack(UNACCEPTABLE_PROTOCOL))
             self.close(None, logged=False)
             return
-        admission = self._server.rules.connect(request)
+        if self.peer_certificate is not None:
+            admission = self._server.certificates.connect(self._server.rules, request, self.peer_certificate)
+        else:
+            admission = self._server.rules.connect(request)
         if admission.return_code != ACCEPTED or admission.device is None:
             self._write(encode_connack(admission.return_code))
             self.close(None, logged=False)
@@ -263,6 +270,9 @@ class _TcpProtocol(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.session = MqttSession(self._server, transport.write, transport.close)
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None:
+            self.session.peer_certificate = tls.getpeercert(binary_form=True)
         self._server.opened(self.session)
 
     def data_received(self, data: bytes) -> None:
@@ -295,6 +305,9 @@ class MqttServer:
         self._port = port
         self._ws_port = ws_port
         self._ssl = ssl
+        self.certificates = DeviceCertificates(rules.store)
+        if ssl is not None:
+            self.certificates.prepare(ssl)
         self._reap_interval = reap_interval
         self.loop = asyncio.get_running_loop()
         self.port = 0

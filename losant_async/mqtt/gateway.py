@@ -62,7 +62,7 @@ class Gateway(Device):
 
     _gateway = True
 
-    def __init__(self, device_id: str, key: str, secret: str, **kwargs: Any) -> None:
+    def __init__(self, device_id: str, key: str | None = None, secret: str | None = None, **kwargs: Any) -> None:
         super().__init__(device_id, key, secret, **kwargs)
         self._peripherals: dict[str, Peripheral] = {}
         # Per peripheral, like a device's own stamps: no two states of one peripheral share a millisecond.

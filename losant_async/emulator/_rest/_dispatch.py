@@ -18,6 +18,7 @@ from . import (
     application_keys,
     applications,
     auth,
+    certificates,
     data,
     data_tables,
     device_attributes,
@@ -41,7 +42,7 @@ _log = logging.getLogger("losant_async.testing.rest")
 
 _MODULES = (
     auth, me, applications, devices, devices_bulk, device_attributes, application_keys, application_api_tokens, data,
-    data_tables, events, files, flows, webhooks, orgs, experience, mqtt,
+    data_tables, events, files, flows, webhooks, orgs, experience, mqtt, certificates,
 )
 
 Exists = Callable[[Server, Mapping[str, str]], bool]
