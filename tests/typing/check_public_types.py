@@ -69,6 +69,23 @@ async def honest_model_types(client: LosantClient, flag: bool) -> None:
     assert_type(m.Device, type[m.Device])
 
 
+async def offset_pages_and_rows(client: LosantClient, path: str) -> None:
+    rows = client.data_table_rows.query(application_id=APP, data_table_id=DEV, query={"n": {"$gt": 1}})
+    assert_type(rows, Paginator[m.DataTableRows, dict[str, Any]])
+    assert_type(await rows, m.DataTableRows)
+    async for row in rows:
+        # A row's columns are the table's own: its fields are plain dict values.
+        assert_type(row, dict[str, Any])
+        assert_type(row["temperature"], Any)
+    # A whole-collection reply iterates too (one request).
+    async for attribute in client.device_attributes.get(application_id=APP, device_id=DEV):
+        assert_type(attribute, m.DeviceAttribute)
+        assert_type(attribute.name.upper(), str)
+    done = await client.files.upload(path, application_id=APP, parent_directory="/x")
+    assert_type(done, m.File)
+    assert_type(done.name, str)
+
+
 async def raw_flag_types(client: LosantClient, flag: bool) -> None:
     # A plain bool (not a literal) picks the untyped overload instead of matching nothing.
     assert_type(await client.device.get(application_id=APP, device_id=DEV, raw=flag), Any)

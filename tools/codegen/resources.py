@@ -188,7 +188,11 @@ class ResourceWriter:
         page_item: TypeTree | None = None
         page_schema: str | None = None
         # Page numbers (page/perPage) or offsets (limit/offset): both iterate with a Paginator.
-        if {"page", "perPage"} <= query_names or {"limit", "offset"} <= query_names:
+        # So does a GET whose reply is a whole collection (`items`) and that takes no paging
+        # parameter at all: its one page is everything, and `async for` reads its items.
+        paging = {"page", "perPage", "limit", "offset", "startingAfterId", "endingBeforeId"}
+        whole = a["method"] == "GET" and not (query_names & paging)
+        if {"page", "perPage"} <= query_names or {"limit", "offset"} <= query_names or whole:
             for _, schema in success:
                 if schema is not None and schema in self.models.schemas:
                     item = self.models.page_item(schema)
