@@ -1,7 +1,8 @@
-"""``simulate --ray``: the local Ray it starts says its token-auth mode, so Ray prints no warning on every run."""
+"""``simulate --ray``: the local Ray it starts keeps Ray's token authentication but not its WARNING on every run."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import types
 from typing import Any
@@ -10,41 +11,45 @@ import pytest
 
 from losant_async.simulator import _ray
 
+ENABLED = "Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled to opt out."
+DISABLED = "Token authentication is disabled for this Ray cluster. Anyone with network access ..."
+
 
 @pytest.fixture
 def fake_ray(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """A stand-in ``ray`` module recording each ``init`` and the RAY_AUTH_MODE it saw."""
+    """A stand-in ``ray`` whose ``init`` logs what Ray 2.5x logs for a new local cluster."""
     calls: list[dict[str, Any]] = []
     module = types.ModuleType("ray")
 
     def init(**kwargs: Any) -> None:
-        import os
-
-        calls.append({**kwargs, "auth_mode": os.environ.get("RAY_AUTH_MODE")})
+        calls.append(kwargs)
+        log = logging.getLogger(_ray.TOKEN_AUTH_LOGGER)
+        log.warning(ENABLED)
+        log.warning(DISABLED)
 
     module.init = init  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "ray", module)
-    # setenv first: monkeypatch then restores the variable's absence, whatever _init_ray set.
-    monkeypatch.setenv("RAY_AUTH_MODE", "placeholder")
-    monkeypatch.delenv("RAY_AUTH_MODE")
     return calls
 
 
-def test_the_local_ray_is_started_with_token_auth_said_explicitly(fake_ray: list[dict[str, Any]]) -> None:
-    # Ray 2.5x warns "Token authentication is enabled ... Set RAY_AUTH_MODE=disabled to opt out"
-    # when the mode is unset; set, it keeps quiet. "token" is what Ray would choose anyway.
-    _ray._init_ray(None, 2)
-    assert fake_ray[0]["auth_mode"] == "token"
+def test_the_local_ray_drops_only_the_token_auth_notice(
+    fake_ray: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        _ray._init_ray(None, 2)
+    messages = [r.getMessage() for r in caplog.records]
+    assert ENABLED not in messages
+    assert DISABLED in messages  # any other word from Ray still shows
     assert fake_ray[0]["_node_ip_address"] == "127.0.0.1"
+    # The filter lives only as long as the start: a later notice shows again.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        logging.getLogger(_ray.TOKEN_AUTH_LOGGER).warning(ENABLED)
+    assert [r.getMessage() for r in caplog.records] == [ENABLED]
 
 
-def test_a_users_own_mode_wins(fake_ray: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    _ray._init_ray(None, 2)
-    assert fake_ray[0]["auth_mode"] == "disabled"
-
-
-def test_a_cluster_keeps_its_own_mode(fake_ray: list[dict[str, Any]]) -> None:
-    _ray._init_ray("ray://cluster:10001", 2)
-    assert fake_ray[0]["auth_mode"] is None
+def test_a_cluster_s_notices_are_left_alone(fake_ray: list[dict[str, Any]], caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        _ray._init_ray("ray://cluster:10001", 2)
+    assert ENABLED in [r.getMessage() for r in caplog.records]
     assert fake_ray[0]["address"] == "ray://cluster:10001"
