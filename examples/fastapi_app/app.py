@@ -9,7 +9,9 @@ What it shows
   * ``GET /devices/{device_id}/state/stream``: the device's state pushed to the
     browser as server-sent events, relayed from Losant's ``device.state_stream``
     (``new EventSource("/devices/<id>/state/stream")`` in the page); a browser
-    that leaves closes its upstream stream (``GET /health`` counts them);
+    that leaves closes its upstream stream (``GET /health`` counts them), and
+    an idle stream gets a ``: keepalive`` comment every 15 s
+    (``Settings.relay_keepalive``) so a proxy's idle timeout does not cut it;
   * Losant's errors turned into HTTP answers a browser can act on: unknown
     device 404, bad input 422, Losant rate limit 429 (with Retry-After), our
     own token refused 502 (the backend is misconfigured, not the caller
