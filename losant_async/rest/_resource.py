@@ -94,8 +94,9 @@ class Resource:
         content_type: str | None,
         wait: float,
         options: RequestOptions | None,
+        file_id: str | None = None,
     ) -> Any:
-        """A two-step upload in one call (``losant_async.rest.uploads``)."""
+        """A two-step upload in one call (``losant_async.rest.uploads``); ``file_id``: new content for that file."""
         from .uploads import upload_two_step
 
         return await upload_two_step(
@@ -109,6 +110,7 @@ class Resource:
             content_type=content_type,
             wait=wait,
             options=options,
+            file_id=file_id,
         )
 
     def __repr__(self) -> str:

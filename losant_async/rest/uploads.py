@@ -71,36 +71,42 @@ async def upload_two_step(
     content_type: str | None,
     wait: float,
     options: RequestOptions | None,
+    file_id: str | None = None,
 ) -> Any:
     """Create the file (``create``), POST its bytes to the reply's ``upload`` target, then ``get`` it until completed.
 
-    A path is streamed from disk in chunks (aiohttp reads it in a worker thread),
-    never read whole. The upload target (S3 on Losant) gets no Losant token.
-    Raises ``RequestTimeoutError`` when Losant still reports the file pending
-    ``wait`` seconds after the upload.
+    With ``file_id``, ``create`` is the file's ``patch`` instead: its new size and
+    type, then its new content (``file.replace``). A path is streamed from disk in
+    chunks (aiohttp reads it in a worker thread), never read whole. The upload
+    target (S3 on Losant) gets no Losant token. Raises ``RequestTimeoutError`` when
+    Losant still reports the file pending ``wait`` seconds after the upload.
     """
     transport: Transport | None = getattr(requester, "transport", None)
     if transport is None:
         raise TypeError("uploads need a LosantClient (the requester has no transport)")
     size, suggested = _size_of(source)
     name = name or suggested
-    if not name:
+    if not name and file_id is None:
         raise ValidationError("upload: name= is required for bytes")
-    kind = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
-    body: dict[str, Any] = {"name": name, "type": "file", "fileSize": size, "contentType": kind}
+    kind = content_type or (mimetypes.guess_type(name)[0] if name else None) or "application/octet-stream"
+    body: dict[str, Any] = {"fileSize": size, "contentType": kind}
+    if file_id is None:
+        body.update({"name": name, "type": "file"})
     if parent_directory is not None:
         body["parentDirectory"] = parent_directory
-    body_param = next(p.api_name for p in create.params if p.location == "body")
-    created = await requester.request(
-        create, _args(create, {"applicationId": application_id, body_param: body}), raw=True, options=options
-    )
+    values: dict[str, Any] = {"applicationId": application_id}
+    values[next(p.api_name for p in create.params if p.location == "body")] = body
+    id_param = next(p.api_name for p in get.params if p.location == "path" and p.api_name != "applicationId")
+    if file_id is not None:
+        values[id_param] = file_id
+    created = await requester.request(create, _args(create, values), raw=True, options=options)
     upload = created.get("upload") if isinstance(created, dict) else None
     url, fields = _field(upload, "url"), _field(upload, "fields")
     file_id = created.get("id") if isinstance(created, dict) else None
     if not isinstance(url, str) or not isinstance(fields, dict) or not isinstance(file_id, str):
         raise DecodeError(f"{create.full_name}: the reply has no upload target (upload.url, upload.fields)")
+    name = name or str(created.get("name") or "file")
     await _post_form(transport, url, fields, source, name, kind)
-    id_param = next(p.api_name for p in get.params if p.location == "path" and p.api_name != "applicationId")
     get_args = _args(get, {"applicationId": application_id, id_param: file_id})
     deadline = time.monotonic() + wait
     delay = _POLL_FIRST

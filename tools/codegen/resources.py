@@ -99,6 +99,9 @@ class ResourceWriter:
         if upload is not None:
             header.insert(header.index("from ..._resource import Resource\n"), upload[0])
             methods.append(upload[1])
+        replace = self._replace_method(resource)
+        if replace is not None:
+            methods.append(replace)
         names = ", ".join(f"_{a['name'].upper()}" for a in resource["actions"])
         trailer = "," if len(resource["actions"]) == 1 else ""
         body = [
@@ -171,6 +174,51 @@ class ResourceWriter:
             "        return done\n"
         )
         return f"from .{other['name']} import _GET as _ITEM_GET\n", method
+
+    def _replace_method(self, resource: dict[str, Any]) -> str | None:
+        """``replace``: for an item whose ``patch`` answers a presigned upload target (``file``,
+        ``private_file``), the patch of its size and type, the upload and the wait, in one call."""
+        actions = {a["name"]: a for a in resource["actions"]}
+        patch, get = actions.get("patch"), actions.get("get")
+        if patch is None or get is None or "replace" in actions:
+            return None
+        if not any(self._upload_target_schema(r.get("schema")) for r in patch["responses"] if 200 <= r["status"] < 300):
+            return None
+        id_param = next(p["name"] for p in get["params"] if p["in"] == "path" and p["name"] != "applicationId")
+        py_id = py_identifier(id_param)
+        schema = next(r["schema"] for r in get["responses"] if 200 <= r["status"] < 300)
+        ret = render(self.models.type_of_schema(schema), "m.")
+        self.rules["replace_method"] += 1
+        doc = (
+            f"Give the file new content in one call: `{resource['name']}.patch` with its new size and type,\n"
+            f"        the POST of the bytes to the reply's `upload` target, then `{resource['name']}.get` until Losant\n"
+            "        reports the file no longer pending. (`upload` takes the content in one multipart request.)\n\n"
+            "        Args:\n"
+            "            source: the new content (bytes) or the path of a file (str or PathLike), streamed from\n"
+            "                disk in chunks, never read whole.\n"
+            "            application_id: the application (24 hexadecimal characters).\n"
+            f"            {py_id}: the file (24 hexadecimal characters).\n"
+            "            content_type: its MIME type; guessed from a path's name when left out.\n"
+            "            wait: seconds to wait for Losant to mark the uploaded file completed.\n"
+            "            request_options: per-call overrides for the two Losant calls.\n\n"
+            "        Returns:\n"
+            f"            The file as `{resource['name']}.get` answers it once completed.\n\n"
+            "        Raises:\n"
+            "            ValidationError: the source is not bytes or a readable file; raised before anything is sent.\n"
+            "            APIError: Losant or the upload target refused (the file then stays pending).\n"
+            "            RequestTimeoutError: the file is still pending `wait` seconds after the upload."
+        )
+        return (
+            f"\n    async def replace(self, source: UploadSource, *, application_id: str, {py_id}: str, "
+            "content_type: str | None = None, wait: float = 30.0, "
+            f"request_options: RequestOptions | None = None) -> {ret}:\n"
+            f'        """{doc}\n        """\n'
+            f"        done: {ret} = await self._upload(\n"
+            "            _PATCH, _GET, source, application_id, None, None, content_type, wait, request_options,\n"
+            f"            file_id={py_id},\n"
+            "        )\n"
+            "        return done\n"
+        )
 
     def _action(self, res_name: str, a: dict[str, Any]) -> tuple[str, str]:
         name = a["name"]

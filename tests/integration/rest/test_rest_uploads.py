@@ -66,6 +66,24 @@ async def test_a_private_file_from_a_path_takes_the_path_s_name(
     assert [f.id for f in listed.items] == [done.id]
 
 
+async def test_replace_gives_a_file_new_content_in_one_call(
+    emulated: tuple[LocalLosant, str, str], tmp_path: Path
+) -> None:
+    # file.patch with a new size answers a new upload target (the other two-step upload of the catalog).
+    losant, app_id, token = emulated
+    path = tmp_path / "v2.json"
+    path.write_bytes(b'{"version": 2}')
+    async with LosantClient(token, url=losant.rest_url) as client:
+        first = await client.files.upload(b'{"version": 1}', application_id=app_id, name="config.json")
+        second = await client.file.replace(path, application_id=app_id, file_id=first.id)
+        private = await client.private_files.upload(b"a", application_id=app_id, name="p.bin")
+        private2 = await client.private_file.replace(b"bb", application_id=app_id, private_file_id=private.id)
+    assert (second.id, second.name, second.status, second.file_size) == (first.id, "config.json", "completed", 14)
+    assert second.content_type == "application/json"
+    assert isinstance(second.url, str) and await _download(second.url) == b'{"version": 2}'
+    assert (private2.id, private2.file_size, private2.status) == (private.id, 2, "completed")
+
+
 async def test_bad_sources_are_refused_before_anything_is_sent(
     emulated: tuple[LocalLosant, str, str], tmp_path: Path
 ) -> None:
