@@ -175,7 +175,9 @@ class LocalLosant:
     application; over REST 30 sendState / sendCommand per 15 s per device (429 with
     Retry-After). ``clock`` (epoch ms) replaces the wall clock for the time rules, the
     throttle and the bans, so tests can move time instead of sleeping. ``mqtt_ssl``
-    serves the MQTT listeners (TCP and WebSockets) over TLS.
+    serves the MQTT listeners (TCP and WebSockets) over TLS; the context is set to ask
+    clients for a certificate (optional) and to trust the CAs applications register,
+    for device certificates (``Application.create_certificate_authority``).
     """
 
     def __init__(
