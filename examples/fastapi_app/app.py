@@ -9,7 +9,9 @@ What it shows
   * ``GET /devices/{device_id}/state/stream``: the device's state pushed to the
     browser as server-sent events, relayed from Losant's ``device.state_stream``
     (``new EventSource("/devices/<id>/state/stream")`` in the page); a browser
-    that leaves closes its upstream stream (``GET /health`` counts them);
+    that leaves closes its upstream stream (``GET /health`` counts them), and
+    an idle stream gets a ``: keepalive`` comment every 15 s
+    (``Settings.relay_keepalive``) so a proxy's idle timeout does not cut it;
   * Losant's errors turned into HTTP answers a browser can act on: unknown
     device 404, bad input 422, Losant rate limit 429 (with Retry-After), our
     own token refused 502 (the backend is misconfigured, not the caller
@@ -43,6 +45,7 @@ from typing import Annotated, Any
 import msgspec
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from msgspec import UnsetType
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 
@@ -58,6 +61,7 @@ from losant_async.errors import (
     ValidationError,
 )
 from losant_async.rest import LosantClient
+from losant_async.rest.models import Device
 
 DEFAULT_URL = "https://api.losant.com"
 
@@ -71,6 +75,12 @@ class Settings:
     url: str = DEFAULT_URL
     keep_alive_interval: int = 15
     """Seconds between Losant's keepalives on a state stream."""
+    relay_keepalive: float = 15.0
+    """Seconds of silence after which the relay sends the browser a ``: keepalive`` comment.
+
+    Proxies and load balancers cut a connection idle for 30 to 60 s; a device that
+    reports rarely would otherwise lose its browsers. Losant's own keepalives end at
+    the client (they carry no state), so the relay sends its own."""
     max_retries: int = 2
     """Retries of a failed Losant call (connection failures, 429, 5xx) before answering an error."""
 
@@ -220,11 +230,12 @@ def create_app(settings: Settings) -> FastAPI:
             sort_field="name",
             sort_direction="asc",
         )
+        total = result.total_count
         return DevicePage(
-            items=[summarise(d) for d in _given(result.items) or ()],
+            items=[summarise(d) for d in result.items],
             page=page,
             per_page=per_page,
-            total=_given(result.total_count) or 0,
+            total=total if isinstance(total, int) else len(result.items),
         )
 
     @app.post("/devices/{device_id}/commands", status_code=202, response_model=CommandAccepted)
@@ -258,7 +269,7 @@ def create_app(settings: Settings) -> FastAPI:
         streams.opened()
         upstream.callback(streams.closed)
         return StreamingResponse(
-            relay(events, limit, upstream),
+            relay(events, limit, upstream, keepalive=cfg.relay_keepalive),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             # The relay closes the upstream stream when it ends; this covers a
@@ -274,50 +285,65 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def _given(value: Any) -> Any:
-    """A response field's value, or None when Losant left it out (``msgspec.UNSET``)."""
-    return None if value is msgspec.UNSET else value
-
-
-def summarise(device: Any) -> DeviceSummary:
-    """The fields the browser needs from a ``Device`` Struct."""
+def summarise(device: Device) -> DeviceSummary:
+    """The fields the browser needs from a ``Device`` Struct (``id`` and ``name`` are always there)."""
     tags: dict[str, list[str]] = {}
-    for tag in _given(device.tags) or ():
-        key, value = _given(tag.key), _given(tag.value)
-        if key is not None and value is not None:
-            tags.setdefault(key, []).append(value)
-    connection = _given(device.connection_info)
-    connected = _given(connection.connected) if connection is not None else None
+    for tag in device.tags if not isinstance(device.tags, UnsetType) else ():
+        tags.setdefault(tag.key, []).append(tag.value)
+    info = device.connection_info
+    connected = None if isinstance(info, UnsetType) else info.connected
     return DeviceSummary(
-        id=_given(device.id) or "",
-        name=_given(device.name) or "",
-        device_class=_given(device.device_class),
+        id=device.id,
+        name=device.name,
+        device_class=None if isinstance(device.device_class, UnsetType) else device.device_class,
         tags=tags,
-        connected=bool(connected) if connected is not None else None,
+        connected=bool(connected) if connected is not None and not isinstance(connected, UnsetType) else None,
     )
 
 
 async def relay(
-    events: AsyncIterator[Any], limit: int | None, upstream: contextlib.AsyncExitStack
+    events: AsyncIterator[Any],
+    limit: int | None,
+    upstream: contextlib.AsyncExitStack,
+    *,
+    keepalive: float = 15.0,
 ) -> AsyncIterator[bytes]:
     """Losant's state events as browser SSE (``event: state``); closes the upstream stream however it ends.
 
-    When the browser goes away the server stops iterating this generator, and
-    its ``finally`` (run when the generator is closed) releases Losant's stream.
+    After ``keepalive`` seconds without an event it sends a ``: keepalive``
+    comment (browsers ignore comments; proxies see bytes and keep the
+    connection). When the browser goes away the server stops iterating this
+    generator, and its ``finally`` (run when the generator is closed) releases
+    Losant's stream and the pending read.
     """
     sent = 0
+    iterator = events.__aiter__()
+    pending: asyncio.Future[Any] | None = None
     try:
         yield b": connected\n\n"
-        async for state in events:
+        while limit is None or sent < limit:
+            if pending is None:
+                pending = asyncio.ensure_future(iterator.__anext__())
+            # asyncio.wait leaves the read running on a timeout: no event is lost to a keepalive.
+            done, _ = await asyncio.wait({pending}, timeout=keepalive)
+            if not done:
+                yield b": keepalive\n\n"
+                continue
+            read, pending = pending, None
+            try:
+                state = read.result()
+            except StopAsyncIteration:
+                break
             yield b"event: state\ndata: " + msgspec.json.encode(state) + b"\n\n"
             sent += 1
-            if limit is not None and sent >= limit:
-                break
     except LosantError as exc:
         # The 200 is already sent: tell the browser in the stream, then end it.
         body = error_response(exc).body
         yield b"event: error\ndata: " + bytes(body) + b"\n\n"
     finally:
+        if pending is not None:
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
         await upstream.aclose()
 
 

@@ -215,3 +215,68 @@ def test_losant_errors_become_http_statuses(error: Exception, status: int, retry
     resp = app_module.error_response(error)
     assert resp.status_code == status
     assert resp.headers.get("retry-after") == retry_after
+
+
+async def test_an_idle_relay_sends_keepalive_comments(world: World) -> None:
+    # A device that reports nothing: with a 0.05 s keepalive the browser must still get bytes,
+    # so a proxy with an idle timeout keeps the connection (the default is every 15 s).
+    import uvicorn
+
+    app = app_module.create_app(world.settings(relay_keepalive=0.05))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+    device = world.devices[3]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as browser:
+            async with browser.stream("GET", f"/devices/{device.id}/state/stream") as resp:
+                assert resp.status_code == 200
+                lines: list[str] = []
+
+                async def three_keepalives() -> None:
+                    async for line in resp.aiter_lines():
+                        lines.append(line)
+                        if lines.count(": keepalive") >= 3:
+                            return
+
+                await asyncio.wait_for(three_keepalives(), 10)
+                assert lines[0] == ": connected"
+                assert not any(line.startswith("event:") for line in lines)  # nothing invented
+            await asyncio.wait_for(app.state.streams.wait_idle(), 10)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 10)
+        sock.close()
+
+
+async def test_a_state_after_keepalives_is_still_relayed(world: World) -> None:
+    # The read pending across keepalives is the one that delivers the state: none is lost.
+    class Events:
+        def __init__(self) -> None:
+            self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        def __aiter__(self) -> Events:
+            return self
+
+        async def __anext__(self) -> dict[str, Any]:
+            return await self.queue.get()
+
+    events = Events()
+    upstream = contextlib.AsyncExitStack()
+    closed = asyncio.Event()
+    upstream.callback(closed.set)
+    relay = app_module.relay(events, 1, upstream, keepalive=0.01)
+    assert await relay.__anext__() == b": connected\n\n"
+    assert await relay.__anext__() == b": keepalive\n\n"
+    assert await relay.__anext__() == b": keepalive\n\n"
+    events.queue.put_nowait({"data": {"t": 1}})
+    chunk = await relay.__anext__()
+    while chunk == b": keepalive\n\n":
+        chunk = await relay.__anext__()
+    assert chunk == b'event: state\ndata: {"data":{"t":1}}\n\n'
+    with pytest.raises(StopAsyncIteration):
+        await relay.__anext__()
+    assert closed.is_set()

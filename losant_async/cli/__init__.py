@@ -101,6 +101,22 @@ def _write_json(path: Path, report: SimulationReport) -> None:
         raise ValidationError(f"cannot write the JSON report to {str(path)!r}: {exc.strerror}") from None
 
 
+def _certificates(ns: Any) -> int:
+    from ._certs import make_test_certificates
+
+    files = make_test_certificates(ns.directory, device_name=ns.name, days=ns.days)
+    print(f"Wrote a test CA, a server and a device certificate to {ns.directory}:", flush=True)
+    for label, path in (("CA", files.ca), ("server (127.0.0.1)", files.server), ("device", files.device)):
+        print(f"  {label:<19} {path}", flush=True)
+    print(
+        "Run the emulator with them:   losant-async emulator --mqtt-tls " + str(ns.directory) + "\n"
+        "Against Losant: register ca.pem as a certificate authority and device.pem as a device certificate "
+        "of the application, then Device(device_id, certificate=(device.pem, device.key)).",
+        flush=True,
+    )
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     from ._args import parse_args, resolve_simulate
@@ -114,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return anyio.run(run_emulator, ns, sys.stdout)
         if ns.command == "report":
             return _merge(ns)
+        if ns.command == "certificates":
+            return _certificates(ns)
         args = resolve_simulate(ns, os.environ)
         report = anyio.run(run_simulate, args, sys.stdout, sys.stderr)
         print_summary(report, sys.stdout)

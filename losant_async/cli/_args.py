@@ -205,6 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
                      "topic and 300 per connection (disconnect and a ban from 30 s, doubling up to 1 h), "
                      "300 new connections/15 s per application, 30 REST sendState/sendCommand per 15 s per device")
     emu.add_argument("--coverage", action="store_true", help="print how each catalog action is answered (full effect or recorded, not run), then exit")
+    emu.add_argument("--mqtt-tls", type=Path, metavar="DIR", help="serve MQTT over TLS with DIR/server.pem and register "
+                     "DIR/ca.pem and DIR/device.pem in the demo application (made by 'losant-async certificates DIR')")
+
+    certs = sub.add_parser(
+        "certificates",
+        help="make a test CA, a TLS certificate for the emulator and a device certificate",
+        description="Write a test certificate authority (ca.pem, ca.key), a TLS certificate for 127.0.0.1 "
+        "(server.pem, server.key) and a device client certificate (device.pem, device.key) into DIR. "
+        "Test material only: the CA key is written beside its certificate.",
+    )
+    certs.add_argument("directory", type=Path, metavar="DIR")
+    certs.add_argument("--name", default="device", help="the device certificate's common name (default: device)")
+    certs.add_argument("--days", type=_positive_int, default=365, metavar="N", help="validity in days (default 365)")
 
     sim = sub.add_parser(
         "simulate",

@@ -75,11 +75,18 @@ async def run_emulator(ns: argparse.Namespace, out: TextIO) -> int:
         print(text, file=out, flush=True)
         return 1 if unanswered else 0
 
+    tls_dir = getattr(ns, "mqtt_tls", None)
+    cert_files, mqtt_ssl = None, None
+    if tls_dir is not None:
+        from ._certs import CertificateFiles, server_tls_context
+
+        cert_files = CertificateFiles.in_directory(tls_dir)
+        mqtt_ssl = server_tls_context(cert_files)
     async with _signals() as signals, LocalLosant(
-        rest_port=ns.rest_port, mqtt_port=ns.mqtt_port, throttle=ns.throttle
+        rest_port=ns.rest_port, mqtt_port=ns.mqtt_port, throttle=ns.throttle, mqtt_ssl=mqtt_ssl
     ) as losant:
         demo = provision_demo(losant)
-        mqtt_url = f"mqtt://{losant.mqtt_host}:{losant.mqtt_port}"
+        mqtt_url = f"{'mqtts' if mqtt_ssl else 'mqtt'}://{losant.mqtt_host}:{losant.mqtt_port}"
         lines = [
             "Local Losant emulator running (Ctrl-C to stop).",
             f"  REST API:   {losant.rest_url}",
@@ -96,11 +103,24 @@ async def run_emulator(ns: argparse.Namespace, out: TextIO) -> int:
             *(f"    {name:<14} {dev_id}  {cls}" for name, dev_id, cls in demo.devices),
             "Simulate a fleet against it (in another terminal):",
             f"  export LOSANT_URL={losant.rest_url} LOSANT_MQTT_HOST={losant.mqtt_host} "
-            f"LOSANT_MQTT_PORT={losant.mqtt_port} LOSANT_MQTT_TRANSPORT=tcp",
+            f"LOSANT_MQTT_PORT={losant.mqtt_port} LOSANT_MQTT_TRANSPORT={'tls' if mqtt_ssl else 'tcp'}",
             f"  export LOSANT_APPLICATION_ID={demo.application_id} LOSANT_API_TOKEN={demo.token}",
             f"  export LOSANT_ACCESS_KEY={demo.key} LOSANT_ACCESS_SECRET={demo.secret}",
+            *_device_export(demo.devices),
             "  losant-async simulate --no-throttle --devices 10",
         ]
+        if cert_files is not None:
+            from ..emulator import Application
+
+            app = Application(demo.application_id, demo.application_name, losant.store)
+            app.create_certificate_authority(cert_files.ca.read_text(), name="losant-async test CA")
+            app.create_certificate(cert_files.device.read_text())
+            lines += [
+                "Device certificates: the test CA and device.pem are registered in the demo application;",
+                f"  Device(<device id>, certificate=({str(cert_files.device)!r}, {str(cert_files.device_key)!r}),",
+                f"         host={losant.mqtt_host!r}, port={losant.mqtt_port}, "
+                f"tls_context=ssl.create_default_context(cafile={str(cert_files.ca)!r}))",
+            ]
         print("\n".join(lines), file=out, flush=True)
         if signals is None:
             await anyio.sleep_forever()
@@ -110,6 +130,12 @@ async def run_emulator(ns: argparse.Namespace, out: TextIO) -> int:
         print("Stopping the emulator...", file=out, flush=True)
     print("Emulator stopped.", file=out, flush=True)
     return 0
+
+
+def _device_export(devices: list[tuple[str, str, str]]) -> list[str]:
+    """The device the README's REST and MQTT snippets act as: the first standalone one."""
+    chosen = next((d for d in devices if d[2] == "standalone"), devices[0] if devices else None)
+    return [] if chosen is None else [f"  export LOSANT_DEVICE_ID={chosen[1]}"]
 
 
 async def _show(sim: Runner, view: ProgressView) -> None:

@@ -123,6 +123,42 @@ class Application:
         )
         return AccessKey(record.id, self.id, record.key, record.secret)
 
+    def create_certificate_authority(self, ca_bundle: str, *, name: str = "CA", status: str = "active") -> str:
+        """Register a certificate authority (PEM bundle) whose device certificates may connect; its id."""
+        from ._certs import CA_COLLECTION, ca_fields
+
+        return self._add(CA_COLLECTION, {"name": name, "status": status, "caBundle": ca_bundle}, ca_fields)
+
+    def create_certificate(
+        self,
+        certificate: str,
+        *,
+        device_ids: Iterable[str] | None = None,
+        device_tags: Mapping[str, str] | None = None,
+        status: str = "active",
+        filter_type: str = "none",
+        pub_topics: Iterable[str] = (),
+        sub_topics: Iterable[str] = (),
+    ) -> str:
+        """Register a device certificate (PEM); its id. Devices, tags and topics as for an access key."""
+        from ._certs import CERT_COLLECTION, certificate_fields
+
+        body: dict[str, Any] = {
+            "certificate": certificate, "status": status, "filterType": filter_type,
+            "pubTopics": list(pub_topics), "subTopics": list(sub_topics),
+        }
+        if device_ids is not None:
+            body["deviceIds"] = list(device_ids)
+        if device_tags is not None:
+            body["deviceTags"] = [{"key": k, "value": v} for k, v in device_tags.items()]
+        return self._add(CERT_COLLECTION, body, certificate_fields)
+
+    def _add(self, collection: str, body: dict[str, Any], derive: Any) -> str:
+        from ._rest._engine import kinds, new_doc
+
+        doc = new_doc(self._store, kinds()[collection], {"applicationId": self.id}, {**body, **derive(body)})
+        return str(doc["id"])
+
     def create_api_token(self, *, scopes: Iterable[str] = ("all.Application",), name: str = "test token") -> str:
         """An application API token with the given scopes."""
         if isinstance(scopes, str):
@@ -140,7 +176,9 @@ class LocalLosant:
     application; over REST 30 sendState / sendCommand per 15 s per device (429 with
     Retry-After). ``clock`` (epoch ms) replaces the wall clock for the time rules, the
     throttle and the bans, so tests can move time instead of sleeping. ``mqtt_ssl``
-    serves the MQTT listeners (TCP and WebSockets) over TLS. ``limits`` bounds what
+    serves the MQTT listeners (TCP and WebSockets) over TLS; the context is set to ask
+    clients for a certificate (optional) and to trust the CAs applications register,
+    for device certificates (``Application.create_certificate_authority``). ``limits`` bounds what
     peers can make it hold or wait for (packet sizes, deadlines, connection caps,
     output per session, bodies, JSON nesting); the defaults fit the process's
     descriptor limit, and docs/emulator.md lists them all.

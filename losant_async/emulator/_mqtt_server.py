@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from ._access import session_allowed
 from ._limits import Limits, default_limits
+from ._certs import DeviceCertificates
 from ._mqtt_codec import (
     CONNECT,
     DISCONNECT,
@@ -92,6 +93,7 @@ class MqttSession:
         "opened_at",
         "opened_tick",
         "over_since",
+        "peer_certificate",
         "request",
         "subscriptions",
     )
@@ -131,6 +133,8 @@ class MqttSession:
         self.graceful = False
         self.device: DeviceRecord | None = None
         self.key: KeyRecord | None = None
+        self.peer_certificate: bytes | None = None
+        """The client certificate (DER) the TLS peer presented, if any: it then authenticates the CONNECT."""
         self.request: Connect | None = None
         self.keepalive = 0
         self.last_read = server.loop.time()
@@ -196,7 +200,10 @@ class MqttSession:
             self._write(encode_connack(UNACCEPTABLE_PROTOCOL))
             self.close(None, logged=False)
             return
-        admission = self._server.rules.connect(request)
+        if self.peer_certificate is not None:
+            admission = self._server.certificates.connect(self._server.rules, request, self.peer_certificate)
+        else:
+            admission = self._server.rules.connect(request)
         if admission.return_code != ACCEPTED or admission.device is None:
             self._write(encode_connack(admission.return_code))
             self.close(None, logged=False)
@@ -346,6 +353,9 @@ class _TcpProtocol(asyncio.Protocol):
         address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         session = MqttSession(self._server, transport.write, transport.close, transport.get_write_buffer_size, address)
         self.session = session
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None:
+            session.peer_certificate = tls.getpeercert(binary_form=True)
         self._server.opened(session)
 
     def data_received(self, data: bytes) -> None:
@@ -381,6 +391,9 @@ class MqttServer:
         self._port = port
         self._ws_port = ws_port
         self._ssl = ssl
+        self.certificates = DeviceCertificates(rules.store)
+        if ssl is not None:
+            self.certificates.prepare(ssl)
         self._reap_interval = reap_interval
         self.loop = asyncio.get_running_loop()
         self.port = 0

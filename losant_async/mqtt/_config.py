@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_PORTS",
     "ENV_VARIABLES",
     "LOSANT_BROKER",
+    "Certificate",
     "CommandOverflow",
     "DeviceConfig",
     "Proxy",
@@ -93,6 +94,10 @@ def _seconds(name: str, value: object, *, optional: bool = False) -> float | Non
     return float(value)
 
 
+Certificate = tuple[str | os.PathLike[str], str | os.PathLike[str]]
+"""A client certificate: (the certificate's PEM file, its private key's PEM file)."""
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceConfig:
     """Everything a ``Device`` was told, checked once (``DeviceConfig.build``); secrets stay out of the repr.
@@ -104,8 +109,9 @@ class DeviceConfig:
     """
 
     device_id: str
-    key: str = field(repr=False)
-    secret: str = field(repr=False)
+    key: str | None = field(repr=False)
+    """The access key; None when the device authenticates by certificate."""
+    secret: str | None = field(repr=False)
     host: str
     port: int
     transport: Transport
@@ -124,6 +130,15 @@ class DeviceConfig:
     stream_size: int
     command_overflow: CommandOverflow
     proxy: Proxy | None
+    certificate: str | None = None
+    """The client certificate's path, when the device authenticates by certificate."""
+
+    @property
+    def credential(self) -> tuple[str, str]:
+        """What identifies the credentials (never shown): key and secret, or the certificate's path."""
+        if self.certificate is not None:
+            return "certificate", self.certificate
+        return self.key or "", self.secret or ""
 
     @property
     def uses_tls(self) -> bool:
@@ -137,9 +152,10 @@ class DeviceConfig:
     def build(
         cls,
         device_id: str,
-        key: str,
-        secret: str,
+        key: str | None,
+        secret: str | None,
         *,
+        certificate: Certificate | None = None,
         host: str = LOSANT_BROKER,
         port: int | None = None,
         transport: Transport = "tls",
@@ -161,10 +177,14 @@ class DeviceConfig:
     ) -> DeviceConfig:
         """Validate every option before anything starts; ``ValidationError`` names the first bad one."""
         device_id = validate_device_id(device_id)
-        if not isinstance(key, str) or not key:
-            raise ValidationError("key (the access key) must be a non-empty string")
-        if not isinstance(secret, str) or not secret:
-            raise ValidationError("secret (the access secret) must be a non-empty string")
+        if certificate is not None:
+            if key is not None or secret is not None:
+                raise ValidationError("give key and secret, or certificate=(cert, key): not both")
+        else:
+            if not isinstance(key, str) or not key:
+                raise ValidationError("key (the access key) must be a non-empty string")
+            if not isinstance(secret, str) or not secret:
+                raise ValidationError("secret (the access secret) must be a non-empty string")
         if not isinstance(host, str) or not host:
             raise ValidationError("host must be a non-empty string")
         if transport not in DEFAULT_PORTS:
@@ -174,6 +194,11 @@ class DeviceConfig:
             raise ValidationError("tls_context must be an ssl.SSLContext")
         if tls_context is not None and transport in ("tcp", "websockets"):
             raise ValidationError(f"tls_context given but transport={transport!r} does not use TLS")
+        cert_path: str | None = None
+        if certificate is not None:
+            if transport in ("tcp", "websockets"):
+                raise ValidationError(f"a client certificate needs TLS; transport={transport!r} does not use it")
+            cert_path, tls_context = _with_certificate(certificate, tls_context)
         if throttle is None:
             throttle = host == LOSANT_BROKER
         if not isinstance(throttle, (bool, ThrottleConfig)):
@@ -216,7 +241,29 @@ class DeviceConfig:
             stream_size=_positive_int("stream_size", stream_size),
             command_overflow=command_overflow,
             proxy=proxy,
+            certificate=cert_path,
         )
+
+
+def _with_certificate(
+    certificate: Certificate, tls_context: ssl.SSLContext | None
+) -> tuple[str, ssl.SSLContext]:
+    """The certificate's path and a TLS context that presents it (``tls_context`` itself when given)."""
+    if not isinstance(certificate, tuple) or len(certificate) != 2:
+        raise ValidationError("certificate must be a (certificate file, private key file) pair")
+    cert, key = (os.fspath(p) if isinstance(p, (str, os.PathLike)) else None for p in certificate)
+    if cert is None or key is None:
+        raise ValidationError("certificate must be a pair of paths: (certificate file, private key file)")
+    context = tls_context if tls_context is not None else ssl.create_default_context()
+    try:
+        context.load_cert_chain(cert, key)
+    except FileNotFoundError as exc:
+        raise ValidationError(f"certificate: no such file {exc.filename!r}") from None
+    except (ssl.SSLError, OSError) as exc:
+        # The reason only (e.g. KEY_VALUES_MISMATCH): never the key's content.
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        raise ValidationError(f"certificate: {cert!r} and its key cannot be used ({reason})") from None
+    return cert, context
 
 
 #: What ``Device.from_env`` reads: (variable, keyword, required).

@@ -24,6 +24,7 @@ from .._state import Stamper
 from ..errors import ConnectionLostError, DeviceClosedError, MQTTError, ValidationError
 from ._config import (
     LOSANT_BROKER,
+    Certificate,
     CommandOverflow,
     DeviceConfig,
     Proxy,
@@ -116,6 +117,12 @@ class Device:
     ``proxy``: an ``http://``, ``socks4://`` or ``socks5://`` URL (or a
     ``Proxy``) the connection goes through (needs PySocks).
 
+    ``certificate=(cert_file, key_file)`` instead of ``key`` and ``secret``:
+    the device authenticates with an X.509 client certificate (Losant's
+    "Device Certificates": signed by a CA registered in the application, and
+    registered itself), over TLS only; no username or password is sent. The
+    certificate is loaded into ``tls_context`` when one is given.
+
     Refused credentials: a refusal (CONNACK 4/5) on the first connect of these
     credentials in this process raises ``AuthenticationRefusedError`` from
     entering, ``send_state`` and ``wait_connected``. A refusal (CONNACK 3, 4
@@ -149,9 +156,10 @@ class Device:
     def __init__(
         self,
         device_id: str,
-        key: str,
-        secret: str,
+        key: str | None = None,
+        secret: str | None = None,
         *,
+        certificate: Certificate | None = None,
         host: str = LOSANT_BROKER,
         port: int | None = None,
         transport: Transport = "tls",
@@ -176,7 +184,7 @@ class Device:
         if outbox is not None and not isinstance(outbox, Outbox):
             raise ValidationError("outbox must be an Outbox (MemoryOutbox or SQLiteOutbox)")
         cfg = DeviceConfig.build(
-            device_id, key, secret, host=host, port=port, transport=transport, tls_context=tls_context, qos=qos,
+            device_id, key, secret, certificate=certificate, host=host, port=port, transport=transport, tls_context=tls_context, qos=qos,
             keepalive=keepalive, throttle=throttle, backoff=backoff, ban_detection=ban_detection,
             max_inflight=max_inflight, connect_timeout=connect_timeout, close_timeout=close_timeout,
             wait_ready=wait_ready, ready_timeout=ready_timeout, websocket_path=websocket_path,
@@ -276,7 +284,7 @@ class Device:
             is_closing=lambda: self._closing,
             lost_reason=lambda c: c.lost_reason(),  # type: ignore[attr-defined]
             device_id=self.device_id,
-            credentials=KnownCredentials.digest(cfg.host, str(cfg.port), cfg.device_id, cfg.key, cfg.secret),
+            credentials=KnownCredentials.digest(cfg.host, str(cfg.port), cfg.device_id, *cfg.credential),
         )
         self._task = loop.create_task(self._run(), name=f"losant-mqtt:{self.device_id}")
         if not cfg.wait_ready:

@@ -65,7 +65,7 @@ class Gateway(Device):
 
     _gateway = True
 
-    def __init__(self, device_id: str, key: str, secret: str, **kwargs: Any) -> None:
+    def __init__(self, device_id: str, key: str | None = None, secret: str | None = None, **kwargs: Any) -> None:
         super().__init__(device_id, key, secret, **kwargs)
         self._peripherals: dict[str, Peripheral] = {}
         # Peripherals whose SUBSCRIBE is in flight: a second caller waits for the first one's SUBACK.

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal
 
-__all__ = ["FileInput", "Operation", "Param", "ParamLocation", "Serialize"]
+__all__ = ["FileInput", "Operation", "Param", "ParamLocation", "Serialize", "UploadSource"]
 
 FileInput = (
     bytes
@@ -26,6 +26,9 @@ FileInput = (
 )
 """What a multipart file parameter accepts: bytes, a path, a binary file object,
 or ``(filename, content)`` / ``(filename, content, content_type)``."""
+
+UploadSource = bytes | bytearray | memoryview | str | os.PathLike[str]
+"""What a one-call upload takes: the content itself, or the path of a file (``str`` is a path)."""
 
 ParamLocation = Literal["path", "query", "body", "multipart", "header"]
 Serialize = Literal["json", "brackets"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ._operation import Operation
+from ._operation import Operation, UploadSource
 
 if TYPE_CHECKING:
     from .options import RequestOptions
@@ -82,6 +82,36 @@ class Resource:
         self, op: Operation, args: tuple[Any, ...], raw: bool, options: RequestOptions | None
     ) -> EventStream[Any]:
         return self._requester.stream(op, args, raw=raw, options=options)
+
+    async def _upload(
+        self,
+        create: Operation,
+        get: Operation,
+        source: UploadSource,
+        application_id: str,
+        name: str | None,
+        parent_directory: str | None,
+        content_type: str | None,
+        wait: float,
+        options: RequestOptions | None,
+        file_id: str | None = None,
+    ) -> Any:
+        """A two-step upload in one call (``losant_async.rest.uploads``); ``file_id``: new content for that file."""
+        from .uploads import upload_two_step
+
+        return await upload_two_step(
+            self._requester,
+            create,
+            get,
+            source,
+            application_id=application_id,
+            name=name,
+            parent_directory=parent_directory,
+            content_type=content_type,
+            wait=wait,
+            options=options,
+            file_id=file_id,
+        )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} resource>"

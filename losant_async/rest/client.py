@@ -336,8 +336,11 @@ class LosantClient(GeneratedResources):
     ) -> Paginator[Any, Any]:
         """A ``Paginator`` over ``op``'s pages; bad arguments raise here, before anything is sent."""
         prepare(op, args)
-        page_index = next((i for i, p in enumerate(op.params) if p.api_name == "page"), None)
-        per_page_index = next((i for i, p in enumerate(op.params) if p.api_name == "perPage"), None)
+        index = {p.api_name: i for i, p in enumerate(op.params)}
+        if "offset" in index and "limit" in index:
+            return self._offset_paginator(op, args, raw, options, index["offset"], index["limit"])
+        page_index = index.get("page")
+        per_page_index = index.get("perPage")
 
         async def fetch(page: int | None) -> Any:
             call_args = args
@@ -354,6 +357,37 @@ class LosantClient(GeneratedResources):
             per_page=per_page,
             prefetch=self._page_prefetch,
         )
+
+    def _offset_paginator(
+        self,
+        op: Operation,
+        args: tuple[Any, ...],
+        raw: bool,
+        options: RequestOptions | None,
+        offset_index: int,
+        limit_index: int,
+    ) -> Paginator[Any, Any]:
+        """Pages of ``limit`` items from the caller's ``offset`` (a call without ``limit`` takes the reply's)."""
+        skip = _optional_int(args[offset_index]) or 0
+        limit = _optional_int(args[limit_index])
+        learned: list[int] = []
+
+        async def fetch(page: int | None) -> Any:
+            if page is None:
+                reply = await self.call(op, args, raw, options)
+                size = limit if limit is not None else _page_limit(reply)
+                if size is not None:
+                    learned.append(size)
+                return reply
+            size = limit if limit is not None else (learned[0] if learned else None)
+            if size is None:  # the first reply said nothing of its size: nothing to step by
+                raise DecodeError(f"{op.full_name}: the reply does not say its limit, so the next offset is unknown")
+            call_args = list(args)
+            call_args[offset_index] = skip + page * size
+            call_args[limit_index] = size
+            return await self.call(op, tuple(call_args), raw, options)
+
+        return Paginator(fetch, per_page=limit, skip=skip, prefetch=self._page_prefetch)
 
     def paginate(
         self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None
@@ -638,3 +672,9 @@ def _optional_int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _page_limit(reply: Any) -> int | None:
+    """The ``limit`` an offset-paged reply says it used (a dict with ``raw=True``, else a Struct)."""
+    value = reply.get("limit") if isinstance(reply, dict) else getattr(reply, "limit", None)
+    return _optional_int(value)

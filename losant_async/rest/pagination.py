@@ -52,6 +52,10 @@ class Paginator(Generic[PageT, ItemT]):
       consumer; items are still yielded in page order;
     - ``async for page in paginator.pages()``: the pages themselves.
 
+    Offset-paged actions (``limit``/``offset``, e.g. ``data_table_rows.query``)
+    work the same way: a page is ``limit`` items (the reply's ``limit`` when the
+    call gave none), and the next starts where the previous ended.
+
     Iteration stops at the first empty page or after the last page the total
     announces. Leaving the loop early cancels the pages fetched ahead once the
     iterator is closed; ``aclose()`` (or ``async with
@@ -63,7 +67,7 @@ class Paginator(Generic[PageT, ItemT]):
                     break  # the pages fetched ahead are cancelled on leaving the block
     """
 
-    __slots__ = ("_fetch", "_open", "_paged", "_per_page", "_prefetch", "_start")
+    __slots__ = ("_fetch", "_open", "_paged", "_per_page", "_prefetch", "_skip", "_start")
 
     def __init__(
         self,
@@ -73,12 +77,17 @@ class Paginator(Generic[PageT, ItemT]):
         per_page: int | None = None,
         prefetch: int = 4,
         paged: bool = True,
+        skip: int | None = None,
     ) -> None:
         """``fetch(n)`` gets page ``n`` (``None``: the page the caller asked for).
 
         ``paged=False``: the action takes no page number, so its one answer is all.
+        ``skip``: the action pages by offset, and the caller's first page starts
+        after ``skip`` items; ``fetch(n)`` then gets the ``n``-th page of ``limit``
+        items from there (``n = 0`` is the first).
         """
         self._paged = paged
+        self._skip = skip
         self._fetch = fetch
         self._start = start_page
         self._per_page = per_page
@@ -128,11 +137,17 @@ class Paginator(Generic[PageT, ItemT]):
         items = _field(first, "items") or []
         if not items or not self._paged:
             return
-        current = _int(_field(first, "page"))
-        if current is None:
-            current = self._start or 0
-        per_page = _int(_field(first, "perPage")) or self._per_page
         total = _int(_field(first, "totalCount"))
+        current: int = 0
+        per_page: int | None
+        if self._skip is not None:
+            per_page = self._per_page or _int(_field(first, "limit"))
+            if total is not None:
+                total -= self._skip
+        else:
+            numbered = _int(_field(first, "page"))
+            current = numbered if numbered is not None else self._start or 0
+            per_page = _int(_field(first, "perPage")) or self._per_page
         if total is not None and per_page:
             last = math.ceil(total / per_page) - 1
             async with contextlib.aclosing(self._ahead(current + 1, last)) as ahead:

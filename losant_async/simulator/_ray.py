@@ -179,6 +179,21 @@ class _NotMainThreadNotice(logging.Filter):
         return not record.getMessage().startswith("SIGTERM handler is not set")
 
 
+class _TokenAuthNotice(logging.Filter):
+    """Drops Ray's WARNING that it turned token authentication on for the new local cluster.
+
+    That is Ray's default for a cluster ``ray.init()`` starts (the one the CLI starts and stops
+    itself), announced on every run unless ``RAY_AUTH_MODE`` is set; setting it ourselves would
+    skip Ray's own set-up of the mode. The notice goes, the behaviour stays.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
+
+
+TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
 def _init_ray(address: str | None, cpus: int) -> None:
     import ray
 
@@ -186,16 +201,19 @@ def _init_ray(address: str | None, cpus: int) -> None:
     notice = _NotMainThreadNotice()
     worker_log = logging.getLogger("ray._private.worker")
     worker_log.addFilter(notice)
+    auth_notice, auth_log = _TokenAuthNotice(), logging.getLogger(TOKEN_AUTH_LOGGER)
     try:
         if address:
             ray.init(address=address, **options)
         else:
             # A private local Ray: loopback only, one CPU reserved per actor, so that the
             # scheduler never puts more actors on this machine than it has cores for them.
+            auth_log.addFilter(auth_notice)
             ray.init(num_cpus=cpus, _node_ip_address="127.0.0.1", _system_config=dict(LOCAL_SYSTEM_CONFIG),
                      **options)
     finally:
         worker_log.removeFilter(notice)
+        auth_log.removeFilter(auth_notice)
 
 
 def _first_line(exc: BaseException) -> str:

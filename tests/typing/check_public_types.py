@@ -50,15 +50,40 @@ async def honest_model_types(client: LosantClient, flag: bool) -> None:
     device = await client.device.get(application_id=APP, device_id=DEV)
     # A field every reply carries is its plain type; the others may be UNSET.
     assert_type(device.id, str)
-    assert_type(device.name, str | UnsetType)
-    if not isinstance(device.name, UnsetType):
-        assert_type(device.name.upper(), str)
+    # `name` because devicePost requires it; the ids and dates because the server assigns them.
+    assert_type(device.name, str)
+    assert_type(device.name.upper(), str)
+    assert_type(device.device_id, str)
+    assert_type(device.application_id, str)
+    assert_type(device.description, str | UnsetType)
     # Date-time fields are datetimes (aware: AwareDatetime), not strings.
-    assert_type(device.creation_date, datetime | UnsetType)
+    assert_type(device.creation_date, datetime)
+    assert_type(device.last_updated, datetime)
+    event = await client.event.get(application_id=APP, event_id=DEV)
+    assert_type(event.subject.upper(), str)
+    table = await client.data_table.get(application_id=APP, data_table_id=DEV)
+    assert_type(table.name, str)
     page = await client.devices.get(application_id=APP)
     assert_type(page.items, list[m.Device])
     # The public module is the same set of classes the client returns.
     assert_type(m.Device, type[m.Device])
+
+
+async def offset_pages_and_rows(client: LosantClient, path: str) -> None:
+    rows = client.data_table_rows.query(application_id=APP, data_table_id=DEV, query={"n": {"$gt": 1}})
+    assert_type(rows, Paginator[m.DataTableRows, dict[str, Any]])
+    assert_type(await rows, m.DataTableRows)
+    async for row in rows:
+        # A row's columns are the table's own: its fields are plain dict values.
+        assert_type(row, dict[str, Any])
+        assert_type(row["temperature"], Any)
+    # A whole-collection reply iterates too (one request).
+    async for attribute in client.device_attributes.get(application_id=APP, device_id=DEV):
+        assert_type(attribute, m.DeviceAttribute)
+        assert_type(attribute.name.upper(), str)
+    done = await client.files.upload(path, application_id=APP, parent_directory="/x")
+    assert_type(done, m.File)
+    assert_type(done.name, str)
 
 
 async def raw_flag_types(client: LosantClient, flag: bool) -> None:

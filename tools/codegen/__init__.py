@@ -63,6 +63,9 @@ def generate(spec: Spec | None = None) -> dict[str, str]:
         "widened": models.fallbacks,
         # Schema-required fields left optional because a request body uses their Struct.
         "required_kept_optional": models.kept_optional,
+        # Reply fields made required by the create-schema and server-assigned rules
+        # (ModelBuilder._enforce_required); the schema's own `required` lists are in the models' docstrings.
+        "required_by_rule": {k: sorted(v) for k, v in sorted(models.required_by_rule.items())},
     }
     files["_record.json"] = json.dumps(record, indent=2) + "\n"
     return dict(sorted(files.items()))

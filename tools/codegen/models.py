@@ -30,7 +30,8 @@ _PRIMITIVE = {"string": STR, "integer": INT, "number": NUMBER, "boolean": BOOL, 
 _TYPE_KEYS = ("type", "properties", "patternProperties", "additionalProperties", "items", "enum", "$ref", "oneOf", "anyOf", "allOf", "const")
 _REF_PREFIX = "#/definitions/"
 _DOC_KEYS = ("title", "description", "$schema")
-# Credential-valued fields end like this; flags such as ``generate_private_key`` start with a verb.
+# Server-assigned fields an entity may lack: a dashboard names an application only when linked to one.
+_NOT_ASSIGNED: dict[str, set[str]] = {"dashboard": {"applicationId"}}
 
 
 def render(t: TypeTree, prefix: str = "", runtime: bool = False) -> str:
@@ -112,6 +113,9 @@ class FieldDef:
     """Typed without ``UnsetType`` and without a default: a reply that leaves it out is refused."""
     inferred: bool = False
     """Enforced by the identity rule (see ``ModelBuilder._enforce_required``), not by the schema."""
+    reason: str = ""
+    """Why it is enforced: ``schema``, ``create`` (the create schema requires it), ``server``
+    (the server assigns it) or ``identity``."""
 
 
 @dataclass
@@ -152,6 +156,8 @@ class ModelBuilder:
         """``schema/path: what`` for every place widened to ``dict[str, Any]``, ``list[Any]`` or ``Any``."""
         self._pending_notes: list[tuple[str, str]] = []
         self.kept_optional: list[str] = []
+        self.required_by_rule: dict[str, list[str]] = {}
+        """``create`` / ``server`` -> the ``Struct.field`` those rules made required."""
         """``Struct.field`` the schema requires but that stay optional, because requests use the Struct."""
         self.response_structs: set[str] = set()
         """Structs reachable from a reply or an event (and not from a request body)."""
@@ -527,16 +533,27 @@ class ModelBuilder:
     def _enforce_required(self) -> None:
         """Make the fields a reply must carry required, in reply-only Structs.
 
-        Schema rule: a field the schema lists in ``required`` is enforced when its
-        Struct is reachable from a success reply or an event and from no request
-        body (a request Struct keeps every field optional: a caller may build a
-        partial body, and the server checks it).
+        A Struct reachable from a request body keeps every field optional (a caller
+        may build a partial body, and the server checks it). In a Struct reachable
+        only from success replies and events, a field is required when:
 
-        Identity rule: a reply's top-level Struct whose schema lists nothing as
-        required would accept ``{}`` or an unrelated object (a proxy's
-        ``{"message": "Service Unavailable"}``). Losant's entity documents always
-        carry their ``id`` and its collections their ``items``, so those two are
-        enforced there; every other field of such a schema stays optional.
+        1. **schema**: its schema lists it in ``required``;
+        2. **create**: it is a top-level entity schema ``x`` and ``xPost`` (the body
+           that creates it) requires the field: what creation demands, every copy
+           of the entity carries (``devicePost`` requires ``name``, so a ``Device``
+           has a ``name``);
+        3. **server**: it is a top-level entity schema (one with an ``id``) and the
+           field is one the server assigns on creation: ``id``, the entity's own
+           ``xId`` (``deviceId`` in ``device``), ``applicationId``, ``creationDate``,
+           ``lastUpdated``. A dashboard's ``applicationId`` is left out: dashboards
+           belong to a user or an organization and name an application only when
+           linked to one;
+        4. **identity**: a top-level reply schema none of the rules above touch would
+           accept ``{}`` or an unrelated object (a proxy's ``{"message": ...}``), so
+           its ``id`` (entities) or ``items`` (collections) is required.
+
+        The fields rules 2 and 3 make required are listed in ``_record.json``
+        (``required_by_rule``).
         """
         replies: set[str] = set()
         requests: set[str] = set()
@@ -563,20 +580,49 @@ class ModelBuilder:
                     self.rules["required_kept_optional_request_struct"] += 1
                     self.kept_optional.append(f"{sd.name}.{f.py}")
                     continue
-                f.enforced = True
+                f.enforced, f.reason = True, "schema"
                 self.rules["required_enforced"] += 1
         self.response_structs = {n for n in to_reply - to_request if n in by_name}
         self.request_structs = {n for n in to_request if n in by_name}
+        for sd in self.structs:
+            if sd.path or sd.name not in self.response_structs:
+                continue
+            self._enforce_entity(sd)
         for name in sorted(replies - to_request):
             top = by_name.get(name)
-            if top is None or top.path or any(f.required for f in top.fields):
+            if top is None or top.path or any(f.enforced for f in top.fields):
                 continue
             for f in top.fields:
                 if f.wire in ("id", "items"):
                     f.enforced = f.inferred = True
+                    f.reason = "identity"
                     self.rules[f"required_inferred_{f.wire}"] += 1
 
+    def _enforce_entity(self, sd: StructDef) -> None:
+        """Rules 2 and 3 of ``_enforce_required`` for one top-level reply-only Struct."""
+        post = self.schemas.get(sd.schema + "Post")
+        created = set((post or {}).get("required") or ())
+        wires = {f.wire for f in sd.fields}
+        assigned: set[str] = set()
+        if "id" in wires:
+            assigned = {"id", sd.schema + "Id", "applicationId", "creationDate", "lastUpdated"}
+            assigned -= _NOT_ASSIGNED.get(sd.schema, set())
+        for f in sd.fields:
+            if f.enforced:
+                continue
+            if f.wire in assigned:
+                f.enforced, f.reason = True, "server"
+            elif f.wire in created:
+                f.enforced, f.reason = True, "create"
+            else:
+                continue
+            self.rules[f"required_{f.reason}"] += 1
+            self.required_by_rule.setdefault(f.reason, []).append(f"{sd.name}.{f.py}")
+
     # -- queries used by the resource generator --------------------------------
+
+    def struct_by_name(self, name: str) -> StructDef | None:
+        return next((sd for sd in self.structs if sd.name == name), None)
 
     def type_of_schema(self, schema: str) -> TypeTree:
         return ("named", self.top_names[schema])
@@ -662,7 +708,7 @@ class ModelBuilder:
             for f in sd.fields:
                 extra = list(f.facts)
                 if f.enforced:
-                    extra.insert(0, "always present (the entity's identity)" if f.inferred else "always present")
+                    extra.insert(0, _ALWAYS[f.reason])
                 elif f.required:
                     extra.insert(0, "the schema requires it in requests; the server checks it")
                 shown = f"; {'; '.join(extra)}" if extra else ""
@@ -700,6 +746,14 @@ def _named(t: TypeTree) -> set[str]:
     if kind == "union":
         return set().union(*(_named(m) for m in t[1]))
     return set()
+
+
+_ALWAYS = {
+    "schema": "always present",
+    "create": "always present (creating the entity requires it)",
+    "server": "always present (the server assigns it)",
+    "identity": "always present (the entity's identity)",
+}
 
 
 def _esc(text: str) -> str:

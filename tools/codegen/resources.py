@@ -81,7 +81,7 @@ class ResourceWriter:
             "from __future__ import annotations\n\n",
             "from collections.abc import Mapping, Sequence\n",
             "from typing import Any, Literal, overload\n\n",
-            "from ..._operation import FileInput, Operation, Param\n",
+            "from ..._operation import FileInput, Operation, Param, UploadSource\n",
             "from ..._resource import Resource\n",
             "from ...options import RequestOptions\n",
             "from ...pagination import Paginator\n",
@@ -95,6 +95,13 @@ class ResourceWriter:
             const, method = self._action(res_name, action)
             consts.append(const)
             methods.append(method)
+        upload = self._upload_method(resource)
+        if upload is not None:
+            header.insert(header.index("from ..._resource import Resource\n"), upload[0])
+            methods.append(upload[1])
+        replace = self._replace_method(resource)
+        if replace is not None:
+            methods.append(replace)
         names = ", ".join(f"_{a['name'].upper()}" for a in resource["actions"])
         trailer = "," if len(resource["actions"]) == 1 else ""
         body = [
@@ -106,6 +113,112 @@ class ResourceWriter:
             *methods,
         ]
         return "".join(header + body).rstrip("\n") + "\n"
+
+    def _upload_target_schema(self, schema: str | None) -> bool:
+        """A reply that carries a presigned upload: ``upload.url`` and ``upload.fields``."""
+        sd = self.models.struct_by_schema.get(schema or "")
+        if sd is None:
+            return False
+        upload = next((f for f in sd.fields if f.wire == "upload"), None)
+        target = self.models.struct_by_name(upload.type[1]) if upload is not None and upload.type[0] == "named" else None
+        return target is not None and {"url", "fields"} <= {f.wire for f in target.fields}
+
+    def _upload_method(self, resource: dict[str, Any]) -> tuple[str, str] | None:
+        """``upload``: the import of the item's ``get`` and the method, for a collection whose
+        ``post`` answers a presigned upload target (``files``, ``private_files``)."""
+        post = next((a for a in resource["actions"] if a["name"] == "post" and a["method"] == "POST"), None)
+        if post is None or any(a["name"] == "upload" for a in resource["actions"]):
+            return None
+        if not any(self._upload_target_schema(r.get("schema")) for r in post["responses"] if 200 <= r["status"] < 300):
+            return None
+        # The item resource is the collection's singular (files -> file), as everywhere in the catalog.
+        item = next(
+            ((r, a) for r in self.models.spec.catalog["resources"] if r["name"] == resource["name"].removesuffix("s")
+             for a in r["actions"] if a["name"] == "get"),
+            None,
+        )
+        if item is None:
+            return None
+        other, get = item
+        schema = next(r["schema"] for r in get["responses"] if 200 <= r["status"] < 300)
+        ret = render(self.models.type_of_schema(schema), "m.")
+        self.rules["upload_method"] += 1
+        doc = (
+            f"Create a file and upload its content in one call: `{resource['name']}.post`, then the POST of\n"
+            f"        the bytes to the reply's `upload` target, then `{other['name']}.get` until Losant reports\n"
+            "        the file no longer pending.\n\n"
+            "        Args:\n"
+            "            source: the content (bytes) or the path of a file (str or PathLike), streamed from\n"
+            "                disk in chunks, never read whole.\n"
+            "            application_id: the application (24 hexadecimal characters).\n"
+            "            name: the file's name; a path's base name when left out (required for bytes).\n"
+            "            parent_directory: the directory to put it in (Losant's default: the root).\n"
+            "            content_type: its MIME type; guessed from the name when left out.\n"
+            "            wait: seconds to wait for Losant to mark the uploaded file completed.\n"
+            "            request_options: per-call overrides for the two Losant calls.\n\n"
+            "        Returns:\n"
+            f"            The file as `{other['name']}.get` answers it once completed.\n\n"
+            "        Raises:\n"
+            "            ValidationError: the source is not bytes or a readable file; raised before anything is sent.\n"
+            "            APIError: Losant or the upload target refused (the file then stays pending).\n"
+            "            RequestTimeoutError: the file is still pending `wait` seconds after the upload."
+        )
+        method = (
+            "\n    async def upload(self, source: UploadSource, *, application_id: str, name: str | None = None, "
+            "parent_directory: str | None = None, content_type: str | None = None, wait: float = 30.0, "
+            f"request_options: RequestOptions | None = None) -> {ret}:\n"
+            f'        """{doc}\n        """\n'
+            f"        done: {ret} = await self._upload(\n"
+            "            _POST, _ITEM_GET, source, application_id, name, parent_directory, content_type, wait, request_options\n"
+            "        )\n"
+            "        return done\n"
+        )
+        return f"from .{other['name']} import _GET as _ITEM_GET\n", method
+
+    def _replace_method(self, resource: dict[str, Any]) -> str | None:
+        """``replace``: for an item whose ``patch`` answers a presigned upload target (``file``,
+        ``private_file``), the patch of its size and type, the upload and the wait, in one call."""
+        actions = {a["name"]: a for a in resource["actions"]}
+        patch, get = actions.get("patch"), actions.get("get")
+        if patch is None or get is None or "replace" in actions:
+            return None
+        if not any(self._upload_target_schema(r.get("schema")) for r in patch["responses"] if 200 <= r["status"] < 300):
+            return None
+        id_param = next(p["name"] for p in get["params"] if p["in"] == "path" and p["name"] != "applicationId")
+        py_id = py_identifier(id_param)
+        schema = next(r["schema"] for r in get["responses"] if 200 <= r["status"] < 300)
+        ret = render(self.models.type_of_schema(schema), "m.")
+        self.rules["replace_method"] += 1
+        doc = (
+            f"Give the file new content in one call: `{resource['name']}.patch` with its new size and type,\n"
+            f"        the POST of the bytes to the reply's `upload` target, then `{resource['name']}.get` until Losant\n"
+            "        reports the file no longer pending. (`upload` takes the content in one multipart request.)\n\n"
+            "        Args:\n"
+            "            source: the new content (bytes) or the path of a file (str or PathLike), streamed from\n"
+            "                disk in chunks, never read whole.\n"
+            "            application_id: the application (24 hexadecimal characters).\n"
+            f"            {py_id}: the file (24 hexadecimal characters).\n"
+            "            content_type: its MIME type; guessed from a path's name when left out.\n"
+            "            wait: seconds to wait for Losant to mark the uploaded file completed.\n"
+            "            request_options: per-call overrides for the two Losant calls.\n\n"
+            "        Returns:\n"
+            f"            The file as `{resource['name']}.get` answers it once completed.\n\n"
+            "        Raises:\n"
+            "            ValidationError: the source is not bytes or a readable file; raised before anything is sent.\n"
+            "            APIError: Losant or the upload target refused (the file then stays pending).\n"
+            "            RequestTimeoutError: the file is still pending `wait` seconds after the upload."
+        )
+        return (
+            f"\n    async def replace(self, source: UploadSource, *, application_id: str, {py_id}: str, "
+            "content_type: str | None = None, wait: float = 30.0, "
+            f"request_options: RequestOptions | None = None) -> {ret}:\n"
+            f'        """{doc}\n        """\n'
+            f"        done: {ret} = await self._upload(\n"
+            "            _PATCH, _GET, source, application_id, None, None, content_type, wait, request_options,\n"
+            f"            file_id={py_id},\n"
+            "        )\n"
+            "        return done\n"
+        )
 
     def _action(self, res_name: str, a: dict[str, Any]) -> tuple[str, str]:
         name = a["name"]
@@ -122,7 +235,12 @@ class ResourceWriter:
         query_names = {p["name"] for p in params if p["in"] == "query"}
         page_item: TypeTree | None = None
         page_schema: str | None = None
-        if {"page", "perPage"} <= query_names:
+        # Page numbers (page/perPage) or offsets (limit/offset): both iterate with a Paginator.
+        # So does a GET whose reply is a whole collection (`items`) and that takes no paging
+        # parameter at all: its one page is everything, and `async for` reads its items.
+        paging = {"page", "perPage", "limit", "offset", "startingAfterId", "endingBeforeId"}
+        whole = a["method"] == "GET" and not (query_names & paging)
+        if {"page", "perPage"} <= query_names or {"limit", "offset"} <= query_names or whole:
             for _, schema in success:
                 if schema is not None and schema in self.models.schemas:
                     item = self.models.page_item(schema)

@@ -21,6 +21,7 @@ from . import (
     application_keys,
     applications,
     auth,
+    certificates,
     data,
     data_tables,
     device_attributes,
@@ -53,7 +54,7 @@ T = TypeVar("T")
 
 _MODULES = (
     auth, me, applications, devices, devices_bulk, device_attributes, application_keys, application_api_tokens, data,
-    data_tables, events, files, flows, webhooks, orgs, experience, mqtt,
+    data_tables, events, files, flows, webhooks, orgs, experience, mqtt, certificates,
     # the effects of the actions once answered from their response schema alone (issue 21)
     recipes, executions, lifecycle, app_transfer, invites, account, operations, device_summaries, memberships,
 )

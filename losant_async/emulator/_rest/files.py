@@ -12,7 +12,7 @@ import re
 import urllib.parse
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from ...errors import ValidationError
 from ..store import BlobRecord
@@ -21,6 +21,8 @@ from ._common import Call, Handler, HttpError, Server, iso
 
 _UPLOADS = "/_emulator/uploads/"
 _BLOBS = "/_emulator/blobs/"
+MAX_UPLOAD_BYTES = 256 * 1024 * 1024
+"""The largest file the upload target takes (the emulator keeps files in memory)."""
 
 
 def _kind(call: Call) -> _engine.Kind:
@@ -135,13 +137,29 @@ async def upload_target(srv: Server, request: web.Request) -> web.StreamResponse
         raise HttpError(404, "NotFound", "No upload is pending for this file")
     if request.method != "POST" or not request.content_type.startswith("multipart/"):
         raise HttpError(400, "Validation", "POST multipart/form-data with a file part")
-    form = await request.post()
-    part = form.get("file")
-    if not isinstance(part, web.FileField):
+    # Read part by part (not request.post(): its cap is the API's 4 MiB body limit, and an
+    # upload is as large as the file); S3 takes the form fields first and the file last.
+    reader = await request.multipart()
+    fields: dict[str, str] = {}
+    data: bytearray | None = None
+    content_type: str | None = None
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader):
+            raise HttpError(400, "Validation", "a nested multipart body is not an upload")
+        if part.name != "file":
+            fields[part.name or ""] = (await part.read(decode=False))[:1024].decode("utf-8", "replace")
+            continue
+        data, content_type = bytearray(), part.headers.get("Content-Type")
+        while chunk := await part.read_chunk(256 * 1024):
+            data += chunk
+            if len(data) > MAX_UPLOAD_BYTES:
+                raise HttpError(400, "EntityTooLarge", f"an upload is at most {MAX_UPLOAD_BYTES} bytes")
+        break
+    if data is None:
         raise HttpError(400, "Validation", "file: a multipart file part is required")
-    if form.get("key") not in (None, file_id):
+    if fields.get("key") not in (None, file_id):
         raise HttpError(400, "Validation", "key: does not match this upload")
-    _store_bytes(srv, doc, part.file.read(), part.content_type)
+    _store_bytes(srv, doc, bytes(data), content_type)
     return web.Response(status=204)
 
 

@@ -97,6 +97,31 @@ async def change_password(srv: Server, call: Call) -> web.Response:
     return _engine.reply(call.route.full_name, {"userId": user.id, "token": token.token})
 
 
+async def _two_factor(srv: Server, call: Call, enabled: bool) -> web.Response:
+    """Turn two-factor sign-in on or off; the password is checked, the code is not (no authenticator here)."""
+    user = _user(srv, call)
+    body = _engine.check_body(call)
+    assert isinstance(body, dict)  # the schema requires an object
+    _check_password(user, body.get("password"))
+    profile = _profile(srv, user)
+    profile["twoFactorAuthEnabled"] = enabled
+    profile["lastUpdated"] = iso(srv.store.clock())
+    return _engine.reply(call.route.full_name, me_json(srv, user))
+
+
+async def enable_two_factor_auth(srv: Server, call: Call) -> web.Response:
+    return await _two_factor(srv, call, True)
+
+
+async def disable_two_factor_auth(srv: Server, call: Call) -> web.Response:
+    return await _two_factor(srv, call, False)
+
+
+async def disconnect_github(srv: Server, call: Call) -> web.Response:
+    """The user as they are: the emulator has no GitHub sign-in to disconnect."""
+    return _engine.reply(call.route.full_name, me_json(srv, _user(srv, call)))
+
+
 async def me_delete(srv: Server, call: Call) -> web.Response:
     """The account, its tokens and the applications it owns; needs the user's own credentials."""
     user = _user(srv, call)
@@ -202,4 +227,7 @@ HANDLERS: dict[str, Handler] = {
     "me.patch": me_patch,
     "me.change_password": change_password,
     "me.delete": me_delete,
+    "me.enable_two_factor_auth": enable_two_factor_auth,
+    "me.disable_two_factor_auth": disable_two_factor_auth,
+    "me.disconnect_github": disconnect_github,
 }

@@ -4215,17 +4215,17 @@ class ApiToken(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `apiTokenId`: str
+    - `id`: str; always present (the server assigns it)
+    - `apiTokenId`: str; always present (the server assigns it)
     - `ownerId`: str
     - `ownerType`: str; one of: application, user
     - `creatorId`: str
     - `creatorType`: str; one of: apiToken, user, flow
     - `creatorName`: str
-    - `name`: str
+    - `name`: str; always present (creating the entity requires it)
     - `description`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `expirationDate`: AwareDatetime
     - `defaultRole`: str; one of: admin, edit, collaborate, view, none
     - `orgRoles`: list[ApiTokenOrgRolesItem]
@@ -4235,16 +4235,16 @@ class ApiToken(LosantModel, kw_only=True):
     """
 
     id: str
-    api_token_id: str | UnsetType = field(name="apiTokenId", default=UNSET)
+    api_token_id: str = field(name="apiTokenId")
     owner_id: str | UnsetType = field(name="ownerId", default=UNSET)
     owner_type: str | UnsetType = field(name="ownerType", default=UNSET)
     creator_id: str | UnsetType = field(name="creatorId", default=UNSET)
     creator_type: str | UnsetType = field(name="creatorType", default=UNSET)
     creator_name: str | UnsetType = field(name="creatorName", default=UNSET)
-    name: str | UnsetType = UNSET
+    name: str
     description: str | UnsetType = UNSET
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     expiration_date: AwareDatetime | UnsetType = field(name="expirationDate", default=UNSET)
     default_role: str | UnsetType = field(name="defaultRole", default=UNSET)
     org_roles: list[ApiTokenOrgRolesItem] | UnsetType = field(name="orgRoles", default=UNSET)
@@ -4460,16 +4460,16 @@ class Application(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `id`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `appliedTemplateIds`: list[str]
     - `ownerId`: str
     - `ownerType`: str; one of: user, organization
     - `organizationName`: str
     - `organizationIconColor`: str
-    - `name`: str
+    - `name`: str; always present (creating the entity requires it)
     - `description`: str
     - `endpointSlug`: str
     - `expUserTokenCutoff`: AwareDatetime
@@ -4482,15 +4482,15 @@ class Application(LosantModel, kw_only=True):
     """
 
     id: str
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     applied_template_ids: list[str] | UnsetType = field(name="appliedTemplateIds", default=UNSET)
     owner_id: str | UnsetType = field(name="ownerId", default=UNSET)
     owner_type: str | UnsetType = field(name="ownerType", default=UNSET)
     organization_name: str | UnsetType = field(name="organizationName", default=UNSET)
     organization_icon_color: str | UnsetType = field(name="organizationIconColor", default=UNSET)
-    name: str | UnsetType = UNSET
+    name: str
     description: str | UnsetType = UNSET
     endpoint_slug: str | UnsetType = field(name="endpointSlug", default=UNSET)
     exp_user_token_cutoff: AwareDatetime | UnsetType = field(name="expUserTokenCutoff", default=UNSET)
@@ -4803,33 +4803,33 @@ class ApplicationCertificate(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `applicationCertificateId`: str
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `id`: str; always present (the server assigns it)
+    - `applicationCertificateId`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `status`: str; one of: active, inactive
     - `description`: str
     - `deviceIds`: list[str]
     - `deviceTags`: list[ApplicationCertificateDeviceTagsItem]
     - `certificateInfo`: ApplicationCertificateCertificateInfo
-    - `certificate`: str
+    - `certificate`: str; always present (creating the entity requires it)
     - `filterType`: str; one of: all, whitelist, blacklist; one of: none
     - `pubTopics`: list[str]
     - `subTopics`: list[str]
     """
 
     id: str
-    application_certificate_id: str | UnsetType = field(name="applicationCertificateId", default=UNSET)
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    application_certificate_id: str = field(name="applicationCertificateId")
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     status: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
     device_ids: list[str] | UnsetType = field(name="deviceIds", default=UNSET)
     device_tags: list[ApplicationCertificateDeviceTagsItem] | UnsetType = field(name="deviceTags", default=UNSET)
     certificate_info: ApplicationCertificateCertificateInfo | UnsetType = field(name="certificateInfo", default=UNSET)
-    certificate: str | UnsetType = UNSET
+    certificate: str
     filter_type: str | UnsetType = field(name="filterType", default=UNSET)
     pub_topics: list[str] | UnsetType = field(name="pubTopics", default=UNSET)
     sub_topics: list[str] | UnsetType = field(name="subTopics", default=UNSET)
@@ -4903,27 +4903,27 @@ class ApplicationCertificateAuthority(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `applicationCertificateAuthorityId`: str
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `id`: str; always present (the server assigns it)
+    - `applicationCertificateAuthorityId`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `status`: str; one of: active, inactive
-    - `name`: str
+    - `name`: str; always present (creating the entity requires it)
     - `description`: str
-    - `caBundle`: str
+    - `caBundle`: str; always present (creating the entity requires it)
     - `caInfo`: list[ApplicationCertificateAuthorityCaInfoItem]
     """
 
     id: str
-    application_certificate_authority_id: str | UnsetType = field(name="applicationCertificateAuthorityId", default=UNSET)
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    application_certificate_authority_id: str = field(name="applicationCertificateAuthorityId")
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     status: str | UnsetType = UNSET
-    name: str | UnsetType = UNSET
+    name: str
     description: str | UnsetType = UNSET
-    ca_bundle: str | UnsetType = field(name="caBundle", default=UNSET)
+    ca_bundle: str = field(name="caBundle")
     ca_info: list[ApplicationCertificateAuthorityCaInfoItem] | UnsetType = field(name="caInfo", default=UNSET)
 
 
@@ -5422,11 +5422,11 @@ class ApplicationJobLog(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
+    - `id`: str; always present (the server assigns it)
     - `jobId`: str
     - `jobExecutionId`: str
     - `name`: str
-    - `applicationId`: str
+    - `applicationId`: str; always present (the server assigns it)
     - `runQueuedAt`: AwareDatetime
     - `runStartedAt`: AwareDatetime
     - `runCompletedAt`: AwareDatetime
@@ -5447,7 +5447,7 @@ class ApplicationJobLog(LosantModel, kw_only=True):
     job_id: str | UnsetType = field(name="jobId", default=UNSET)
     job_execution_id: str | UnsetType = field(name="jobExecutionId", default=UNSET)
     name: str | UnsetType = UNSET
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
+    application_id: str = field(name="applicationId")
     run_queued_at: AwareDatetime | UnsetType = field(name="runQueuedAt", default=UNSET)
     run_started_at: AwareDatetime | UnsetType = field(name="runStartedAt", default=UNSET)
     run_completed_at: AwareDatetime | UnsetType = field(name="runCompletedAt", default=UNSET)
@@ -5524,13 +5524,13 @@ class ApplicationKey(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `applicationKeyId`: str
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
+    - `id`: str; always present (the server assigns it)
+    - `applicationKeyId`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
     - `createdById`: str
     - `createdByType`: str; one of: flow, user, apiToken
-    - `lastUpdated`: AwareDatetime
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `lastUpdatedById`: str
     - `lastUpdatedByType`: str; one of: flow, user, apiToken
     - `key`: str
@@ -5547,12 +5547,12 @@ class ApplicationKey(LosantModel, kw_only=True):
     """
 
     id: str
-    application_key_id: str | UnsetType = field(name="applicationKeyId", default=UNSET)
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    application_key_id: str = field(name="applicationKeyId")
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
     created_by_id: str | UnsetType = field(name="createdById", default=UNSET)
     created_by_type: str | UnsetType = field(name="createdByType", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    last_updated: AwareDatetime = field(name="lastUpdated")
     last_updated_by_id: str | UnsetType = field(name="lastUpdatedById", default=UNSET)
     last_updated_by_type: str | UnsetType = field(name="lastUpdatedByType", default=UNSET)
     key: str | UnsetType = UNSET
@@ -5651,13 +5651,13 @@ class ApplicationKeyPostResponse(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
+    - `id`: str; always present (the server assigns it)
     - `applicationKeyId`: str
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
     - `createdById`: str
     - `createdByType`: str; one of: flow, user, apiToken
-    - `lastUpdated`: AwareDatetime
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `lastUpdatedById`: str
     - `lastUpdatedByType`: str; one of: flow, user, apiToken
     - `key`: str
@@ -5676,11 +5676,11 @@ class ApplicationKeyPostResponse(LosantModel, kw_only=True):
 
     id: str
     application_key_id: str | UnsetType = field(name="applicationKeyId", default=UNSET)
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
     created_by_id: str | UnsetType = field(name="createdById", default=UNSET)
     created_by_type: str | UnsetType = field(name="createdByType", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    last_updated: AwareDatetime = field(name="lastUpdated")
     last_updated_by_id: str | UnsetType = field(name="lastUpdatedById", default=UNSET)
     last_updated_by_type: str | UnsetType = field(name="lastUpdatedByType", default=UNSET)
     key: str | UnsetType = UNSET
@@ -6199,10 +6199,10 @@ class ApplicationTemplate(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
+    - `id`: str; always present (the server assigns it)
     - `templateId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `name`: str
     - `readme`: str
     - `categoryIds`: list[str]
@@ -6218,8 +6218,8 @@ class ApplicationTemplate(LosantModel, kw_only=True):
 
     id: str
     template_id: str | UnsetType = field(name="templateId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     name: str | UnsetType = UNSET
     readme: str | UnsetType = UNSET
     category_ids: list[str] | UnsetType = field(name="categoryIds", default=UNSET)
@@ -6300,14 +6300,14 @@ class ApplicationTemplateCategory(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str
+    - `id`: str; always present (the server assigns it)
     - `parentId`: str
     - `name`: str
     - `description`: str
     - `resourceTypes`: list[str]; one of: DeviceRecipe, CustomNode
     """
 
-    id: str | UnsetType = UNSET
+    id: str
     parent_id: str | UnsetType = field(name="parentId", default=UNSET)
     name: str | UnsetType = UNSET
     description: str | UnsetType = UNSET
@@ -6388,9 +6388,9 @@ class AuditLog(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `auditLogId`: str
-    - `creationDate`: AwareDatetime
+    - `id`: str; always present (the server assigns it)
+    - `auditLogId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
     - `orgId`: str
     - `primaryTargetId`: str
     - `primaryTargetType`: str; one of: Application, Dashboard, OrgInvite
@@ -6411,8 +6411,8 @@ class AuditLog(LosantModel, kw_only=True):
     """
 
     id: str
-    audit_log_id: str | UnsetType = field(name="auditLogId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    audit_log_id: str = field(name="auditLogId")
+    creation_date: AwareDatetime = field(name="creationDate")
     org_id: str | UnsetType = field(name="orgId", default=UNSET)
     primary_target_id: str | UnsetType = field(name="primaryTargetId", default=UNSET)
     primary_target_type: str | UnsetType = field(name="primaryTargetType", default=UNSET)
@@ -6716,10 +6716,10 @@ class Credential(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `id`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `createdById`: str
     - `createdByType`: str; one of: flow, user, apiToken
     - `lastUpdatedById`: str
@@ -6746,10 +6746,10 @@ class Credential(LosantModel, kw_only=True):
     - `certificateKeyPairConfig`: CredentialCertificateKeyPairConfig
     """
 
-    id: str | UnsetType = UNSET
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    id: str
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     created_by_id: str | UnsetType = field(name="createdById", default=UNSET)
     created_by_type: str | UnsetType = field(name="createdByType", default=UNSET)
     last_updated_by_id: str | UnsetType = field(name="lastUpdatedById", default=UNSET)
@@ -7608,10 +7608,10 @@ class Dashboard(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `dashboardId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `id`: str; always present (the server assigns it)
+    - `dashboardId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `ownerId`: str
     - `ownerType`: str; one of: user, organization
     - `createdById`: str
@@ -7622,7 +7622,7 @@ class Dashboard(LosantModel, kw_only=True):
     - `organizationIconColor`: str
     - `applicationId`: str
     - `applicationName`: str
-    - `name`: str
+    - `name`: str; always present (creating the entity requires it)
     - `description`: str
     - `refreshRate`: int | float
     - `duration`: int
@@ -7636,9 +7636,9 @@ class Dashboard(LosantModel, kw_only=True):
     """
 
     id: str
-    dashboard_id: str | UnsetType = field(name="dashboardId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    dashboard_id: str = field(name="dashboardId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     owner_id: str | UnsetType = field(name="ownerId", default=UNSET)
     owner_type: str | UnsetType = field(name="ownerType", default=UNSET)
     created_by_id: str | UnsetType = field(name="createdById", default=UNSET)
@@ -7649,7 +7649,7 @@ class Dashboard(LosantModel, kw_only=True):
     organization_icon_color: str | UnsetType = field(name="organizationIconColor", default=UNSET)
     application_id: str | UnsetType = field(name="applicationId", default=UNSET)
     application_name: str | UnsetType = field(name="applicationName", default=UNSET)
-    name: str | UnsetType = UNSET
+    name: str
     description: str | UnsetType = UNSET
     refresh_rate: int | float | UnsetType = field(name="refreshRate", default=UNSET)
     duration: int | UnsetType = UNSET
@@ -8617,22 +8617,22 @@ class DataTable(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `dataTableId`: str
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
-    - `name`: str
+    - `id`: str; always present (the server assigns it)
+    - `dataTableId`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
+    - `name`: str; always present (creating the entity requires it)
     - `description`: str
     - `columns`: list[DataTableColumn]
     """
 
     id: str
-    data_table_id: str | UnsetType = field(name="dataTableId", default=UNSET)
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
-    name: str | UnsetType = UNSET
+    data_table_id: str = field(name="dataTableId")
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
+    name: str
     description: str | UnsetType = UNSET
     columns: list[DataTableColumn] | UnsetType = UNSET
 
@@ -8790,13 +8790,13 @@ class Device(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `deviceId`: str
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `id`: str; always present (the server assigns it)
+    - `deviceId`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `deletedAt`: AwareDatetime
-    - `name`: str
+    - `name`: str; always present (creating the entity requires it)
     - `description`: str
     - `tags`: list[DeviceTagsItem]
     - `attributes`: list[DeviceAttributePost]
@@ -8811,12 +8811,12 @@ class Device(LosantModel, kw_only=True):
     """
 
     id: str
-    device_id: str | UnsetType = field(name="deviceId", default=UNSET)
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    device_id: str = field(name="deviceId")
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     deleted_at: AwareDatetime | UnsetType = field(name="deletedAt", default=UNSET)
-    name: str | UnsetType = UNSET
+    name: str
     description: str | UnsetType = UNSET
     tags: list[DeviceTagsItem] | UnsetType = UNSET
     attributes: list[DeviceAttributePost] | UnsetType = UNSET
@@ -8861,8 +8861,8 @@ class DeviceAttribute(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `name`: str
-    - `dataType`: str; one of: string, number, gps, boolean, blob
+    - `name`: str; always present (creating the entity requires it)
+    - `dataType`: str; always present (creating the entity requires it); one of: string, number, gps, boolean, blob
     - `contentType`: str
     - `description`: str
     - `attributeTags`: dict[str, str]
@@ -8871,8 +8871,8 @@ class DeviceAttribute(LosantModel, kw_only=True):
     - `deviceId`: str
     """
 
-    name: str | UnsetType = UNSET
-    data_type: str | UnsetType = field(name="dataType", default=UNSET)
+    name: str
+    data_type: str = field(name="dataType")
     content_type: str | UnsetType = field(name="contentType", default=UNSET)
     description: str | UnsetType = UNSET
     attribute_tags: dict[str, str] | UnsetType = field(name="attributeTags", default=UNSET)
@@ -9349,12 +9349,12 @@ class DeviceRecipe(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `deviceRecipeId`: str
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
-    - `name`: str
+    - `id`: str; always present (the server assigns it)
+    - `deviceRecipeId`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
+    - `name`: str; always present (creating the entity requires it)
     - `deviceName`: str
     - `description`: str
     - `deviceDescription`: str
@@ -9368,11 +9368,11 @@ class DeviceRecipe(LosantModel, kw_only=True):
     """
 
     id: str
-    device_recipe_id: str | UnsetType = field(name="deviceRecipeId", default=UNSET)
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
-    name: str | UnsetType = UNSET
+    device_recipe_id: str = field(name="deviceRecipeId")
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
+    name: str
     device_name: str | UnsetType = field(name="deviceName", default=UNSET)
     description: str | UnsetType = UNSET
     device_description: str | UnsetType = field(name="deviceDescription", default=UNSET)
@@ -10371,9 +10371,9 @@ class EdgeDeployment(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `edgeDeploymentId`: str
-    - `applicationId`: str
+    - `id`: str; always present (the server assigns it)
+    - `edgeDeploymentId`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
     - `deviceId`: str
     - `deviceName`: str
     - `deviceConnectionInfo`: EdgeDeploymentDeviceConnectionInfo
@@ -10381,8 +10381,8 @@ class EdgeDeployment(LosantModel, kw_only=True):
     - `flowName`: str
     - `flowClass`: str; one of: edge, customNode
     - `fileName`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `currentVersion`: str | None
     - `desiredVersion`: str | None
     - `currentEtag`: str
@@ -10391,8 +10391,8 @@ class EdgeDeployment(LosantModel, kw_only=True):
     """
 
     id: str
-    edge_deployment_id: str | UnsetType = field(name="edgeDeploymentId", default=UNSET)
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
+    edge_deployment_id: str = field(name="edgeDeploymentId")
+    application_id: str = field(name="applicationId")
     device_id: str | UnsetType = field(name="deviceId", default=UNSET)
     device_name: str | UnsetType = field(name="deviceName", default=UNSET)
     device_connection_info: EdgeDeploymentDeviceConnectionInfo | UnsetType = field(name="deviceConnectionInfo", default=UNSET)
@@ -10400,8 +10400,8 @@ class EdgeDeployment(LosantModel, kw_only=True):
     flow_name: str | UnsetType = field(name="flowName", default=UNSET)
     flow_class: str | UnsetType = field(name="flowClass", default=UNSET)
     file_name: str | UnsetType = field(name="fileName", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     current_version: str | None | UnsetType = field(name="currentVersion", default=UNSET)
     desired_version: str | None | UnsetType = field(name="desiredVersion", default=UNSET)
     current_etag: str | UnsetType = field(name="currentEtag", default=UNSET)
@@ -10552,11 +10552,11 @@ class EmbeddedDeployment(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `embeddedDeploymentId`: str
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `id`: str; always present (the server assigns it)
+    - `embeddedDeploymentId`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `deviceId`: str
     - `deviceName`: str
     - `deviceConnectionInfo`: EmbeddedDeploymentDeviceConnectionInfo
@@ -10568,10 +10568,10 @@ class EmbeddedDeployment(LosantModel, kw_only=True):
     """
 
     id: str
-    embedded_deployment_id: str | UnsetType = field(name="embeddedDeploymentId", default=UNSET)
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    embedded_deployment_id: str = field(name="embeddedDeploymentId")
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     device_id: str | UnsetType = field(name="deviceId", default=UNSET)
     device_name: str | UnsetType = field(name="deviceName", default=UNSET)
     device_connection_info: EmbeddedDeploymentDeviceConnectionInfo | UnsetType = field(name="deviceConnectionInfo", default=UNSET)
@@ -10784,17 +10784,17 @@ class Event(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `eventId`: str
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `id`: str; always present (the server assigns it)
+    - `eventId`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `sourceType`: str; one of: flow, user, device, apiToken, experienceUser, public
     - `sourceId`: str
     - `sourceName`: str
-    - `level`: str; one of: info, warning, error, critical
+    - `level`: str; always present (creating the entity requires it); one of: info, warning, error, critical
     - `state`: str; one of: new, acknowledged, resolved
-    - `subject`: str
+    - `subject`: str; always present (creating the entity requires it)
     - `message`: str
     - `data`: Any
     - `deviceId`: str
@@ -10805,16 +10805,16 @@ class Event(LosantModel, kw_only=True):
     """
 
     id: str
-    event_id: str | UnsetType = field(name="eventId", default=UNSET)
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    event_id: str = field(name="eventId")
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     source_type: str | UnsetType = field(name="sourceType", default=UNSET)
     source_id: str | UnsetType = field(name="sourceId", default=UNSET)
     source_name: str | UnsetType = field(name="sourceName", default=UNSET)
-    level: str | UnsetType = UNSET
+    level: str
     state: str | UnsetType = UNSET
-    subject: str | UnsetType = UNSET
+    subject: str
     message: str | UnsetType = UNSET
     data: Any = UNSET
     device_id: str | UnsetType = field(name="deviceId", default=UNSET)
@@ -11124,25 +11124,25 @@ class ExperienceDomain(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `experienceDomainId`: str
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `id`: str; always present (the server assigns it)
+    - `experienceDomainId`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `sslCert`: str
     - `sslBundle`: str
-    - `domainName`: str
+    - `domainName`: str; always present (creating the entity requires it)
     - `version`: str
     """
 
     id: str
-    experience_domain_id: str | UnsetType = field(name="experienceDomainId", default=UNSET)
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    experience_domain_id: str = field(name="experienceDomainId")
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     ssl_cert: str | UnsetType = field(name="sslCert", default=UNSET)
     ssl_bundle: str | UnsetType = field(name="sslBundle", default=UNSET)
-    domain_name: str | UnsetType = field(name="domainName", default=UNSET)
+    domain_name: str = field(name="domainName")
     version: str | UnsetType = UNSET
 
 
@@ -11206,19 +11206,19 @@ class ExperienceEndpoint(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `experienceEndpointId`: str
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `id`: str; always present (the server assigns it)
+    - `experienceEndpointId`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `createdById`: str
     - `createdByType`: str; one of: flow, user, apiToken
     - `lastUpdatedById`: str
     - `lastUpdatedByType`: str; one of: flow, user, apiToken
     - `description`: str
-    - `route`: str
+    - `route`: str; always present (creating the entity requires it)
     - `enabled`: bool
-    - `method`: str; one of: delete, get, options, patch, post, put
+    - `method`: str; always present (creating the entity requires it); one of: delete, get, options, patch, post, put
     - `access`: str; one of: public, authenticated, group, device
     - `deviceIdTemplate`: str
     - `endpointTags`: dict[str, str]
@@ -11228,18 +11228,18 @@ class ExperienceEndpoint(LosantModel, kw_only=True):
     """
 
     id: str
-    experience_endpoint_id: str | UnsetType = field(name="experienceEndpointId", default=UNSET)
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    experience_endpoint_id: str = field(name="experienceEndpointId")
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     created_by_id: str | UnsetType = field(name="createdById", default=UNSET)
     created_by_type: str | UnsetType = field(name="createdByType", default=UNSET)
     last_updated_by_id: str | UnsetType = field(name="lastUpdatedById", default=UNSET)
     last_updated_by_type: str | UnsetType = field(name="lastUpdatedByType", default=UNSET)
     description: str | UnsetType = UNSET
-    route: str | UnsetType = UNSET
+    route: str
     enabled: bool | UnsetType = UNSET
-    method: str | UnsetType = UNSET
+    method: str
     access: str | UnsetType = UNSET
     device_id_template: str | UnsetType = field(name="deviceIdTemplate", default=UNSET)
     endpoint_tags: dict[str, str] | UnsetType = field(name="endpointTags", default=UNSET)
@@ -11456,12 +11456,12 @@ class ExperienceGroup(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `experienceGroupId`: str
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
-    - `name`: str
+    - `id`: str; always present (the server assigns it)
+    - `experienceGroupId`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
+    - `name`: str; always present (creating the entity requires it)
     - `description`: str
     - `experienceUserIds`: list[str]
     - `experienceEndpointIds`: list[str]
@@ -11476,11 +11476,11 @@ class ExperienceGroup(LosantModel, kw_only=True):
     """
 
     id: str
-    experience_group_id: str | UnsetType = field(name="experienceGroupId", default=UNSET)
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
-    name: str | UnsetType = UNSET
+    experience_group_id: str = field(name="experienceGroupId")
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
+    name: str
     description: str | UnsetType = UNSET
     experience_user_ids: list[str] | UnsetType = field(name="experienceUserIds", default=UNSET)
     experience_endpoint_ids: list[str] | UnsetType = field(name="experienceEndpointIds", default=UNSET)
@@ -11638,21 +11638,21 @@ class ExperienceSlug(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `experienceSlugId`: str
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
-    - `slug`: str
+    - `id`: str; always present (the server assigns it)
+    - `experienceSlugId`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
+    - `slug`: str; always present (creating the entity requires it)
     - `version`: str
     """
 
     id: str
-    experience_slug_id: str | UnsetType = field(name="experienceSlugId", default=UNSET)
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
-    slug: str | UnsetType = UNSET
+    experience_slug_id: str = field(name="experienceSlugId")
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
+    slug: str
     version: str | UnsetType = UNSET
 
 
@@ -11704,14 +11704,14 @@ class ExperienceUser(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `experienceUserId`: str
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `id`: str; always present (the server assigns it)
+    - `experienceUserId`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `passwordLastUpdated`: AwareDatetime
     - `lastLogin`: AwareDatetime
-    - `email`: str
+    - `email`: str; always present (creating the entity requires it)
     - `firstName`: str
     - `lastName`: str
     - `avatarUrl`: str
@@ -11721,13 +11721,13 @@ class ExperienceUser(LosantModel, kw_only=True):
     """
 
     id: str
-    experience_user_id: str | UnsetType = field(name="experienceUserId", default=UNSET)
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    experience_user_id: str = field(name="experienceUserId")
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     password_last_updated: AwareDatetime | UnsetType = field(name="passwordLastUpdated", default=UNSET)
     last_login: AwareDatetime | UnsetType = field(name="lastLogin", default=UNSET)
-    email: str | UnsetType = UNSET
+    email: str
     first_name: str | UnsetType = field(name="firstName", default=UNSET)
     last_name: str | UnsetType = field(name="lastName", default=UNSET)
     avatar_url: str | UnsetType = field(name="avatarUrl", default=UNSET)
@@ -11833,18 +11833,18 @@ class ExperienceVersion(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `experienceVersionId`: str
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
+    - `id`: str; always present (the server assigns it)
+    - `experienceVersionId`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
     - `createdById`: str
     - `createdByType`: str; one of: flow, user, apiToken
-    - `lastUpdated`: AwareDatetime
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `lastUpdatedById`: str
     - `lastUpdatedByType`: str; one of: flow, user, apiToken
     - `endpointDefaultCors`: bool
     - `allowedCorsOrigins`: list[str]
-    - `version`: str
+    - `version`: str; always present (creating the entity requires it)
     - `description`: str
     - `globals`: list[ExperienceVersionGlobalsItem]
     - `notFoundReply`: ExperienceVersionNotFoundReply | None
@@ -11855,17 +11855,17 @@ class ExperienceVersion(LosantModel, kw_only=True):
     """
 
     id: str
-    experience_version_id: str | UnsetType = field(name="experienceVersionId", default=UNSET)
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    experience_version_id: str = field(name="experienceVersionId")
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
     created_by_id: str | UnsetType = field(name="createdById", default=UNSET)
     created_by_type: str | UnsetType = field(name="createdByType", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    last_updated: AwareDatetime = field(name="lastUpdated")
     last_updated_by_id: str | UnsetType = field(name="lastUpdatedById", default=UNSET)
     last_updated_by_type: str | UnsetType = field(name="lastUpdatedByType", default=UNSET)
     endpoint_default_cors: bool | UnsetType = field(name="endpointDefaultCors", default=UNSET)
     allowed_cors_origins: list[str] | UnsetType = field(name="allowedCorsOrigins", default=UNSET)
-    version: str | UnsetType = UNSET
+    version: str
     description: str | UnsetType = UNSET
     globals: list[ExperienceVersionGlobalsItem] | UnsetType = UNSET
     not_found_reply: ExperienceVersionNotFoundReply | None | UnsetType = field(name="notFoundReply", default=UNSET)
@@ -12112,18 +12112,18 @@ class ExperienceView(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `experienceViewId`: str
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `id`: str; always present (the server assigns it)
+    - `experienceViewId`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `createdById`: str
     - `createdByType`: str; one of: flow, user, apiToken
     - `lastUpdatedById`: str
     - `lastUpdatedByType`: str; one of: flow, user, apiToken
-    - `name`: str
+    - `name`: str; always present (creating the entity requires it)
     - `description`: str
-    - `viewType`: str; one of: layout, page, component
+    - `viewType`: str; always present (creating the entity requires it); one of: layout, page, component
     - `layoutId`: str | None
     - `layoutName`: str
     - `body`: str
@@ -12132,17 +12132,17 @@ class ExperienceView(LosantModel, kw_only=True):
     """
 
     id: str
-    experience_view_id: str | UnsetType = field(name="experienceViewId", default=UNSET)
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    experience_view_id: str = field(name="experienceViewId")
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     created_by_id: str | UnsetType = field(name="createdById", default=UNSET)
     created_by_type: str | UnsetType = field(name="createdByType", default=UNSET)
     last_updated_by_id: str | UnsetType = field(name="lastUpdatedById", default=UNSET)
     last_updated_by_type: str | UnsetType = field(name="lastUpdatedByType", default=UNSET)
-    name: str | UnsetType = UNSET
+    name: str
     description: str | UnsetType = UNSET
-    view_type: str | UnsetType = field(name="viewType", default=UNSET)
+    view_type: str = field(name="viewType")
     layout_id: str | None | UnsetType = field(name="layoutId", default=UNSET)
     layout_name: str | UnsetType = field(name="layoutName", default=UNSET)
     body: str | UnsetType = UNSET
@@ -12263,16 +12263,16 @@ class File(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `id`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `authorId`: str
     - `authorType`: str; one of: flow, user, device, apiToken, notebook
     - `status`: str; one of: pending, moving, deleting, completed
-    - `name`: str
+    - `name`: str; always present (creating the entity requires it)
     - `parentDirectory`: str
-    - `type`: str; one of: file, directory
+    - `type`: str; always present (creating the entity requires it); one of: file, directory
     - `fileSize`: int | float
     - `s3etag`: str
     - `contentType`: str
@@ -12282,15 +12282,15 @@ class File(LosantModel, kw_only=True):
     """
 
     id: str
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     author_id: str | UnsetType = field(name="authorId", default=UNSET)
     author_type: str | UnsetType = field(name="authorType", default=UNSET)
     status: str | UnsetType = UNSET
-    name: str | UnsetType = UNSET
+    name: str
     parent_directory: str | UnsetType = field(name="parentDirectory", default=UNSET)
-    type: str | UnsetType = UNSET
+    type: str
     file_size: int | float | UnsetType = field(name="fileSize", default=UNSET)
     s3etag: str | UnsetType = UNSET
     content_type: str | UnsetType = field(name="contentType", default=UNSET)
@@ -12379,10 +12379,10 @@ class FileUploadPostResponse(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `id`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `authorId`: str
     - `authorType`: str; one of: flow, user, device, apiToken, notebook
     - `status`: str; one of: pending, moving, deleting, completed
@@ -12399,9 +12399,9 @@ class FileUploadPostResponse(LosantModel, kw_only=True):
     """
 
     id: str
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     author_id: str | UnsetType = field(name="authorId", default=UNSET)
     author_type: str | UnsetType = field(name="authorType", default=UNSET)
     status: str | UnsetType = UNSET
@@ -12477,16 +12477,16 @@ class Flow(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `flowId`: str
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `id`: str; always present (the server assigns it)
+    - `flowId`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `createdById`: str
     - `createdByType`: str; one of: flow, user, apiToken
     - `lastUpdatedById`: str
     - `lastUpdatedByType`: str; one of: flow, user, apiToken
-    - `name`: str
+    - `name`: str; always present (creating the entity requires it)
     - `description`: str
     - `shortDescription`: str
     - `iconData`: str
@@ -12507,15 +12507,15 @@ class Flow(LosantModel, kw_only=True):
     """
 
     id: str
-    flow_id: str | UnsetType = field(name="flowId", default=UNSET)
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    flow_id: str = field(name="flowId")
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     created_by_id: str | UnsetType = field(name="createdById", default=UNSET)
     created_by_type: str | UnsetType = field(name="createdByType", default=UNSET)
     last_updated_by_id: str | UnsetType = field(name="lastUpdatedById", default=UNSET)
     last_updated_by_type: str | UnsetType = field(name="lastUpdatedByType", default=UNSET)
-    name: str | UnsetType = UNSET
+    name: str
     description: str | UnsetType = UNSET
     short_description: str | UnsetType = field(name="shortDescription", default=UNSET)
     icon_data: str | UnsetType = field(name="iconData", default=UNSET)
@@ -13610,10 +13610,10 @@ class Instance(LosantModel, kw_only=True):
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
     - `name`: str
-    - `id`: str; always present (the entity's identity)
-    - `instanceId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `id`: str; always present (the server assigns it)
+    - `instanceId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `allowAuditLogging`: bool
     - `reportConfigs`: list[InstanceReportConfigsItem]
     - `limits`: InstanceLimits
@@ -13624,9 +13624,9 @@ class Instance(LosantModel, kw_only=True):
 
     name: str | UnsetType = UNSET
     id: str
-    instance_id: str | UnsetType = field(name="instanceId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    instance_id: str = field(name="instanceId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     allow_audit_logging: bool | UnsetType = field(name="allowAuditLogging", default=UNSET)
     report_configs: list[InstanceReportConfigsItem] | UnsetType = field(name="reportConfigs", default=UNSET)
     limits: InstanceLimits | UnsetType = UNSET
@@ -13842,9 +13842,9 @@ class InstanceAuditLog(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `instanceAuditLogId`: str
-    - `creationDate`: AwareDatetime
+    - `id`: str; always present (the server assigns it)
+    - `instanceAuditLogId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
     - `instanceId`: str
     - `primaryTargetId`: str
     - `primaryTargetType`: str; one of: Organization, ApiToken, User, InstanceCustomNode, NotificationRule
@@ -13865,8 +13865,8 @@ class InstanceAuditLog(LosantModel, kw_only=True):
     """
 
     id: str
-    instance_audit_log_id: str | UnsetType = field(name="instanceAuditLogId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    instance_audit_log_id: str = field(name="instanceAuditLogId")
+    creation_date: AwareDatetime = field(name="creationDate")
     instance_id: str | UnsetType = field(name="instanceId", default=UNSET)
     primary_target_id: str | UnsetType = field(name="primaryTargetId", default=UNSET)
     primary_target_type: str | UnsetType = field(name="primaryTargetType", default=UNSET)
@@ -13993,24 +13993,24 @@ class InstanceCustomNode(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `instanceCustomNodeId`: str
+    - `id`: str; always present (the server assigns it)
+    - `instanceCustomNodeId`: str; always present (the server assigns it)
     - `instanceId`: str
-    - `creationDate`: AwareDatetime
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
     - `createdById`: str
     - `createdByType`: str; one of: apiToken, user
-    - `lastUpdated`: AwareDatetime
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `lastUpdatedById`: str
     - `lastUpdatedByType`: str; one of: apiToken, user
-    - `name`: str
+    - `name`: str; always present (creating the entity requires it)
     - `description`: str
     - `shortDescription`: str
     - `iconData`: str
     - `docsUrl`: str
     - `category`: str; one of: data, experience, logic, output, debug
     - `minimumAgentVersion`: str
-    - `triggers`: list[InstanceCustomNodeTriggersItem]
-    - `nodes`: list[InstanceCustomNodeNodesItem]
+    - `triggers`: list[InstanceCustomNodeTriggersItem]; always present (creating the entity requires it)
+    - `nodes`: list[InstanceCustomNodeNodesItem]; always present (creating the entity requires it)
     - `customNodeConfig`: InstanceCustomNodeCustomNodeConfig
     - `customNodeSupports`: list[str]; one of: cloud, edge
     - `sourceApplicationId`: str
@@ -14021,23 +14021,23 @@ class InstanceCustomNode(LosantModel, kw_only=True):
     """
 
     id: str
-    instance_custom_node_id: str | UnsetType = field(name="instanceCustomNodeId", default=UNSET)
+    instance_custom_node_id: str = field(name="instanceCustomNodeId")
     instance_id: str | UnsetType = field(name="instanceId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    creation_date: AwareDatetime = field(name="creationDate")
     created_by_id: str | UnsetType = field(name="createdById", default=UNSET)
     created_by_type: str | UnsetType = field(name="createdByType", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    last_updated: AwareDatetime = field(name="lastUpdated")
     last_updated_by_id: str | UnsetType = field(name="lastUpdatedById", default=UNSET)
     last_updated_by_type: str | UnsetType = field(name="lastUpdatedByType", default=UNSET)
-    name: str | UnsetType = UNSET
+    name: str
     description: str | UnsetType = UNSET
     short_description: str | UnsetType = field(name="shortDescription", default=UNSET)
     icon_data: str | UnsetType = field(name="iconData", default=UNSET)
     docs_url: str | UnsetType = field(name="docsUrl", default=UNSET)
     category: str | UnsetType = UNSET
     minimum_agent_version: str | UnsetType = field(name="minimumAgentVersion", default=UNSET)
-    triggers: list[InstanceCustomNodeTriggersItem] | UnsetType = UNSET
-    nodes: list[InstanceCustomNodeNodesItem] | UnsetType = UNSET
+    triggers: list[InstanceCustomNodeTriggersItem]
+    nodes: list[InstanceCustomNodeNodesItem]
     custom_node_config: InstanceCustomNodeCustomNodeConfig | UnsetType = field(name="customNodeConfig", default=UNSET)
     custom_node_supports: list[str] | UnsetType = field(name="customNodeSupports", default=UNSET)
     source_application_id: str | UnsetType = field(name="sourceApplicationId", default=UNSET)
@@ -14382,10 +14382,10 @@ class InstanceOrg(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `name`: str; always present
-    - `id`: str
+    - `id`: str; always present (the server assigns it)
     - `orgId`: str
     - `instanceId`: str
     - `description`: str
@@ -14409,10 +14409,10 @@ class InstanceOrg(LosantModel, kw_only=True):
     - `currentPeriodEnd`: AwareDatetime
     """
 
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     name: str
-    id: str | UnsetType = UNSET
+    id: str
     org_id: str | UnsetType = field(name="orgId", default=UNSET)
     instance_id: str | UnsetType = field(name="instanceId", default=UNSET)
     description: str | UnsetType = UNSET
@@ -15181,13 +15181,13 @@ class InstanceSandbox(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `instanceSandboxId`: str
+    - `id`: str; always present (the server assigns it)
+    - `instanceSandboxId`: str; always present (the server assigns it)
     - `instanceId`: str
-    - `creationDate`: AwareDatetime
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
     - `permanentDeletion`: AwareDatetime
     - `dataDeletion`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `lastSuccessfulLogin`: AwareDatetime
     - `lastFailedLogin`: AwareDatetime
     - `failedLoginCount`: int | float
@@ -15216,12 +15216,12 @@ class InstanceSandbox(LosantModel, kw_only=True):
     """
 
     id: str
-    instance_sandbox_id: str | UnsetType = field(name="instanceSandboxId", default=UNSET)
+    instance_sandbox_id: str = field(name="instanceSandboxId")
     instance_id: str | UnsetType = field(name="instanceId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
+    creation_date: AwareDatetime = field(name="creationDate")
     permanent_deletion: AwareDatetime | UnsetType = field(name="permanentDeletion", default=UNSET)
     data_deletion: AwareDatetime | UnsetType = field(name="dataDeletion", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    last_updated: AwareDatetime = field(name="lastUpdated")
     last_successful_login: AwareDatetime | UnsetType = field(name="lastSuccessfulLogin", default=UNSET)
     last_failed_login: AwareDatetime | UnsetType = field(name="lastFailedLogin", default=UNSET)
     failed_login_count: int | float | UnsetType = field(name="failedLoginCount", default=UNSET)
@@ -15497,14 +15497,14 @@ class Integration(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `integrationId`: str
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
-    - `name`: str
+    - `id`: str; always present (the server assigns it)
+    - `integrationId`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
+    - `name`: str; always present (creating the entity requires it)
     - `credentialName`: str
-    - `integrationType`: str; one of: azureEventHub, googlePubSub, mqtt, particle, sqs, websocket
+    - `integrationType`: str; always present (creating the entity requires it); one of: azureEventHub, googlePubSub, mqtt, particle, sqs, websocket
     - `enabled`: bool
     - `topics`: list[str]
     - `azureEventHubConfig`: IntegrationAzureEventHubConfig
@@ -15517,13 +15517,13 @@ class Integration(LosantModel, kw_only=True):
     """
 
     id: str
-    integration_id: str | UnsetType = field(name="integrationId", default=UNSET)
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
-    name: str | UnsetType = UNSET
+    integration_id: str = field(name="integrationId")
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
+    name: str
     credential_name: str | UnsetType = field(name="credentialName", default=UNSET)
-    integration_type: str | UnsetType = field(name="integrationType", default=UNSET)
+    integration_type: str = field(name="integrationType")
     enabled: bool | UnsetType = UNSET
     topics: list[str] | UnsetType = UNSET
     azure_event_hub_config: IntegrationAzureEventHubConfig | UnsetType = field(name="azureEventHubConfig", default=UNSET)
@@ -16094,10 +16094,10 @@ class Me(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
+    - `id`: str; always present (the server assigns it)
     - `userId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `passwordLastUpdated`: AwareDatetime
     - `email`: str
     - `requestedEmail`: str
@@ -16127,8 +16127,8 @@ class Me(LosantModel, kw_only=True):
 
     id: str
     user_id: str | UnsetType = field(name="userId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     password_last_updated: AwareDatetime | UnsetType = field(name="passwordLastUpdated", default=UNSET)
     email: str | UnsetType = UNSET
     requested_email: str | UnsetType = field(name="requestedEmail", default=UNSET)
@@ -16476,12 +16476,12 @@ class Notebook(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `notebookId`: str
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
-    - `name`: str
+    - `id`: str; always present (the server assigns it)
+    - `notebookId`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
+    - `name`: str; always present (creating the entity requires it)
     - `description`: str
     - `jupyterFileName`: str
     - `jupyterFileUrl`: str
@@ -16492,11 +16492,11 @@ class Notebook(LosantModel, kw_only=True):
     """
 
     id: str
-    notebook_id: str | UnsetType = field(name="notebookId", default=UNSET)
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
-    name: str | UnsetType = UNSET
+    notebook_id: str = field(name="notebookId")
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
+    name: str
     description: str | UnsetType = UNSET
     jupyter_file_name: str | UnsetType = field(name="jupyterFileName", default=UNSET)
     jupyter_file_url: str | UnsetType = field(name="jupyterFileUrl", default=UNSET)
@@ -16773,44 +16773,44 @@ class NotificationRule(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `notificationRuleId`: str
+    - `id`: str; always present (the server assigns it)
+    - `notificationRuleId`: str; always present (the server assigns it)
     - `ownerId`: str
     - `ownerType`: str; one of: instance
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `createdById`: str
     - `createdByType`: str; one of: apiToken, user
     - `lastUpdatedById`: str
     - `lastUpdatedByType`: str; one of: apiToken, user
-    - `targetType`: str; one of: organization
-    - `targetQueryJson`: str
-    - `name`: str
+    - `targetType`: str; always present (creating the entity requires it); one of: organization
+    - `targetQueryJson`: str; always present (creating the entity requires it)
+    - `name`: str; always present (creating the entity requires it)
     - `description`: str
     - `enabled`: bool
     - `callbackUrl`: str
     - `emailConfig`: NotificationRuleEmailConfig
-    - `ruleConfig`: NotificationRuleRuleConfig
+    - `ruleConfig`: NotificationRuleRuleConfig; always present (creating the entity requires it)
     """
 
     id: str
-    notification_rule_id: str | UnsetType = field(name="notificationRuleId", default=UNSET)
+    notification_rule_id: str = field(name="notificationRuleId")
     owner_id: str | UnsetType = field(name="ownerId", default=UNSET)
     owner_type: str | UnsetType = field(name="ownerType", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     created_by_id: str | UnsetType = field(name="createdById", default=UNSET)
     created_by_type: str | UnsetType = field(name="createdByType", default=UNSET)
     last_updated_by_id: str | UnsetType = field(name="lastUpdatedById", default=UNSET)
     last_updated_by_type: str | UnsetType = field(name="lastUpdatedByType", default=UNSET)
-    target_type: str | UnsetType = field(name="targetType", default=UNSET)
-    target_query_json: str | UnsetType = field(name="targetQueryJson", default=UNSET)
-    name: str | UnsetType = UNSET
+    target_type: str = field(name="targetType")
+    target_query_json: str = field(name="targetQueryJson")
+    name: str
     description: str | UnsetType = UNSET
     enabled: bool | UnsetType = UNSET
     callback_url: str | UnsetType = field(name="callbackUrl", default=UNSET)
     email_config: NotificationRuleEmailConfig | UnsetType = field(name="emailConfig", default=UNSET)
-    rule_config: NotificationRuleRuleConfig | UnsetType = field(name="ruleConfig", default=UNSET)
+    rule_config: NotificationRuleRuleConfig = field(name="ruleConfig")
 
 
 class NotificationRuleEmailConfig(LosantModel, kw_only=True):
@@ -17089,11 +17089,11 @@ class Org(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `orgId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
-    - `name`: str
+    - `id`: str; always present (the server assigns it)
+    - `orgId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
+    - `name`: str; always present (creating the entity requires it)
     - `description`: str
     - `members`: list[OrgMembersItem]
     - `limits`: OrgLimits
@@ -17113,10 +17113,10 @@ class Org(LosantModel, kw_only=True):
     """
 
     id: str
-    org_id: str | UnsetType = field(name="orgId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
-    name: str | UnsetType = UNSET
+    org_id: str = field(name="orgId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
+    name: str
     description: str | UnsetType = UNSET
     members: list[OrgMembersItem] | UnsetType = UNSET
     limits: OrgLimits | UnsetType = UNSET
@@ -17584,7 +17584,7 @@ class OrgInviteUser(LosantModel, kw_only=True):
     - `inviteDate`: AwareDatetime
     - `ttl`: int | float
     - `expired`: bool
-    - `id`: str; always present (the entity's identity)
+    - `id`: str; always present (the server assigns it)
     - `invitedBy`: OrgInviteUserInvitedBy
     """
 
@@ -18140,19 +18140,19 @@ class ResourceJob(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `resourceJobId`: str
-    - `name`: str
+    - `id`: str; always present (the server assigns it)
+    - `resourceJobId`: str; always present (the server assigns it)
+    - `name`: str; always present (creating the entity requires it)
     - `description`: str
-    - `applicationId`: str
+    - `applicationId`: str; always present (the server assigns it)
     - `dataTableId`: str
     - `queryJson`: str
-    - `resourceType`: str; one of: dataTableRow, device, experienceGroup, experienceUser
+    - `resourceType`: str; always present (creating the entity requires it); one of: dataTableRow, device, experienceGroup, experienceUser
     - `maxIterationConcurrency`: int
     - `iterationDelay`: int
     - `iterationTimeout`: int
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `lastExecutionRequested`: AwareDatetime
     - `defaultContext`: str
     - `retryOnTimeout`: bool
@@ -18162,18 +18162,18 @@ class ResourceJob(LosantModel, kw_only=True):
     """
 
     id: str
-    resource_job_id: str | UnsetType = field(name="resourceJobId", default=UNSET)
-    name: str | UnsetType = UNSET
+    resource_job_id: str = field(name="resourceJobId")
+    name: str
     description: str | UnsetType = UNSET
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
+    application_id: str = field(name="applicationId")
     data_table_id: str | UnsetType = field(name="dataTableId", default=UNSET)
     query_json: str | UnsetType = field(name="queryJson", default=UNSET)
-    resource_type: str | UnsetType = field(name="resourceType", default=UNSET)
+    resource_type: str = field(name="resourceType")
     max_iteration_concurrency: int | UnsetType = field(name="maxIterationConcurrency", default=UNSET)
     iteration_delay: int | UnsetType = field(name="iterationDelay", default=UNSET)
     iteration_timeout: int | UnsetType = field(name="iterationTimeout", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     last_execution_requested: AwareDatetime | UnsetType = field(name="lastExecutionRequested", default=UNSET)
     default_context: str | UnsetType = field(name="defaultContext", default=UNSET)
     retry_on_timeout: bool | UnsetType = field(name="retryOnTimeout", default=UNSET)
@@ -18658,32 +18658,32 @@ class UserOauthToken(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
+    - `id`: str; always present (the server assigns it)
     - `oauthTokenId`: str
-    - `name`: str
+    - `name`: str; always present (creating the entity requires it)
     - `description`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
     - `expirationDate`: AwareDatetime
     - `defaultRole`: str; one of: admin, edit, collaborate, view, none
     - `orgRoles`: list[UserOauthTokenOrgRolesItem]
     - `scope`: list[str]; one of: all.Application.read, all.Application.bounded, only.Organization.read, only.Organization.bounded, all.Organization.read, all.Organization.bounded, only.User.read
     - `status`: str; one of: active, inactive
-    - `oauth`: UserOauthTokenOauth
+    - `oauth`: UserOauthTokenOauth; always present (creating the entity requires it)
     """
 
     id: str
     oauth_token_id: str | UnsetType = field(name="oauthTokenId", default=UNSET)
-    name: str | UnsetType = UNSET
+    name: str
     description: str | UnsetType = UNSET
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
     expiration_date: AwareDatetime | UnsetType = field(name="expirationDate", default=UNSET)
     default_role: str | UnsetType = field(name="defaultRole", default=UNSET)
     org_roles: list[UserOauthTokenOrgRolesItem] | UnsetType = field(name="orgRoles", default=UNSET)
     scope: list[str] | UnsetType = UNSET
     status: str | UnsetType = UNSET
-    oauth: UserOauthTokenOauth | UnsetType = UNSET
+    oauth: UserOauthTokenOauth
 
 
 class UserOauthTokenOrgRolesItem(LosantModel, kw_only=True):
@@ -19112,12 +19112,12 @@ class Webhook(LosantModel, kw_only=True):
 
     Fields (wire name: type). Always present: a reply without it raises DecodeError;
     every other field is UNSET when the reply leaves it out.
-    - `id`: str; always present (the entity's identity)
-    - `webhookId`: str
-    - `applicationId`: str
-    - `creationDate`: AwareDatetime
-    - `lastUpdated`: AwareDatetime
-    - `name`: str
+    - `id`: str; always present (the server assigns it)
+    - `webhookId`: str; always present (the server assigns it)
+    - `applicationId`: str; always present (the server assigns it)
+    - `creationDate`: AwareDatetime; always present (the server assigns it)
+    - `lastUpdated`: AwareDatetime; always present (the server assigns it)
+    - `name`: str; always present (creating the entity requires it)
     - `description`: str
     - `token`: str
     - `responseCode`: int
@@ -19133,11 +19133,11 @@ class Webhook(LosantModel, kw_only=True):
     """
 
     id: str
-    webhook_id: str | UnsetType = field(name="webhookId", default=UNSET)
-    application_id: str | UnsetType = field(name="applicationId", default=UNSET)
-    creation_date: AwareDatetime | UnsetType = field(name="creationDate", default=UNSET)
-    last_updated: AwareDatetime | UnsetType = field(name="lastUpdated", default=UNSET)
-    name: str | UnsetType = UNSET
+    webhook_id: str = field(name="webhookId")
+    application_id: str = field(name="applicationId")
+    creation_date: AwareDatetime = field(name="creationDate")
+    last_updated: AwareDatetime = field(name="lastUpdated")
+    name: str
     description: str | UnsetType = UNSET
     token: str | UnsetType = UNSET
     response_code: int | UnsetType = field(name="responseCode", default=UNSET)

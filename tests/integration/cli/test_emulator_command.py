@@ -47,6 +47,15 @@ async def test_emulator_prints_urls_and_stops_on_a_signal(sig: signal.Signals) -
         assert urlsplit(rest_url).hostname == "127.0.0.1"
         assert urlsplit(mqtt_url).hostname == "127.0.0.1"
         assert "access secret:" in text and "API token:" in text and "sensor-1" in text
+        # The export lines carry everything the README's REST and MQTT snippets read.
+        exported = dict(
+            pair.split("=", 1) for line in lines if line.strip().startswith("export ") for pair in line.split()[1:]
+        )
+        for name in ("LOSANT_URL", "LOSANT_APPLICATION_ID", "LOSANT_API_TOKEN", "LOSANT_ACCESS_KEY",
+                     "LOSANT_ACCESS_SECRET", "LOSANT_DEVICE_ID"):
+            assert exported.get(name), name
+        sensor_id = next(line.split()[1] for line in lines if line.strip().startswith("sensor-1 "))
+        assert exported["LOSANT_DEVICE_ID"] == sensor_id
         # The REST port answers while it runs.
         port = urlsplit(rest_url).port
         assert port

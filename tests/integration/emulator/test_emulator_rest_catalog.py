@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import trustme
 
 from losant_async import _json
 from losant_async.emulator._rest._engine import Kind, kinds, path_kinds
@@ -243,6 +244,23 @@ async def walk() -> AsyncIterator[Walk]:
             w.overrides["org.transfer_resources"] = {"transfer": {"destinationId": user.id, "destinationType": "user"}}
             w.overrides["experience_user.patch"] = {"experienceUser": {"firstName": "Ada"}}
             w.overrides["me.change_password"] = {"data": {"password": "Walk!Passw0rd#1", "newPassword": "Str0ng!Passw0rd#"}}
+            # change_password runs first (in name order): the two-factor switches check the new password.
+            for action in ("enable_two_factor_auth", "disable_two_factor_auth"):
+                w.overrides[f"me.{action}"] = {"data": {"password": "Str0ng!Passw0rd#", "twoFactorCode": "123456"}}
+            # Certificates are read (caInfo, certificateInfo): the examples are not PEMs, these are.
+            device_ca = trustme.CA()
+            w.overrides["application_certificate_authorities.post"] = {
+                "applicationCertificateAuthority": {"name": "walk CA", "caBundle": device_ca.cert_pem.bytes().decode()}
+            }
+            w.overrides["application_certificates.post"] = {
+                "applicationCertificate": lambda: {
+                    "certificate": device_ca.issue_cert("walk.example").cert_chain_pems[0].bytes().decode()
+                }
+            }
+            w.overrides["application_certificate_authority.patch"] = {
+                "applicationCertificateAuthority": {"description": "patched"}
+            }
+            w.overrides["application_certificate.patch"] = {"applicationCertificate": {"description": "patched"}}
             w.overrides["me.delete"] = {"credentials": {"email": "walker@example.com", "password": "Str0ng!Passw0rd#"}}
             yield w
 

@@ -227,3 +227,45 @@ async def test_bulk_send_states_gives_one_result_per_item_in_order(emulated: Emu
     assert [s.data for s in e.losant.states(e.device.id)] == [{"temperature": 1}]
     assert [s.data for s in e.losant.states(e.other.id)] == [{"temperature": 4}, {"temperature": 5}]
 
+
+
+async def _table_of(client: LosantClient, e: Emulated, rows: int) -> str:
+    table = await client.data_tables.post(
+        application_id=e.app.id,
+        data_table={"name": "readings", "columns": [{"name": "n", "dataType": "number", "constraint": "required"}]},
+    )
+    for start in range(0, rows, 500):
+        await client.data_table_rows.post(
+            application_id=e.app.id,
+            data_table_id=table.id,
+            data_table_row=[{"n": n} for n in range(start, min(rows, start + 500))],
+        )
+    return table.id
+
+
+async def test_async_for_over_a_row_query_reads_every_row_in_pages_of_the_servers_limit(emulated: Emulated) -> None:
+    # Losant answers at most `limit` rows (default 1000) per call: 2,500 rows are 3 pages.
+    e = emulated
+    async with e.client() as client:
+        table_id = await _table_of(client, e, 2500)
+        query = client.data_table_rows.query(
+            application_id=e.app.id, data_table_id=table_id, sort_column="n", query={"n": {"$gte": 0}}
+        )
+        first = await query  # await: one page, as before
+        assert len(first.items) == 1000 and first.total_count == 2500
+        pages = [page async for page in query.pages()]
+        assert [len(p.items) for p in pages] == [1000, 1000, 500]
+        assert [p.offset for p in pages] == [0, 1000, 2000]
+        rows = [row async for row in query]
+        assert [row["n"] for row in rows] == list(range(2500))
+
+
+async def test_a_row_listing_pages_from_the_callers_offset_with_the_callers_limit(emulated: Emulated) -> None:
+    e = emulated
+    async with e.client() as client:
+        table_id = await _table_of(client, e, 1200)
+        listing = client.data_table_rows.get(
+            application_id=e.app.id, data_table_id=table_id, sort_column="n", limit=300, offset=250
+        )
+        assert [len(p.items) async for p in listing.pages()] == [300, 300, 300, 50]
+        assert [row["n"] async for row in listing] == list(range(250, 1200))

@@ -28,8 +28,19 @@ DEV = "575ecf887ae143cd83dc4aa2"
 DEV2 = "575ecf887ae143cd83dc4aa3"
 
 
+WHEN = "2026-01-02T03:04:05.678Z"
+
+
 def device(i: int) -> dict[str, object]:
-    return {"id": f"{i:024x}", "deviceId": f"{i:024x}", "name": f"device {i}", "applicationId": APP}
+    """A device with every field a device reply always carries (see docs/rest.md)."""
+    return {
+        "id": f"{i:024x}",
+        "deviceId": f"{i:024x}",
+        "name": f"device {i}",
+        "applicationId": APP,
+        "creationDate": WHEN,
+        "lastUpdated": WHEN,
+    }
 
 
 async def test_pagination_fetches_every_page_ahead_in_order(local_server: LocalServer) -> None:
@@ -135,7 +146,10 @@ async def test_stream_that_the_server_refuses_raises_the_api_error(
 async def test_multipart_upload_from_a_path(local_server: LocalServer, tmp_path: Path) -> None:
     notebook = tmp_path / "analysis.ipynb"
     notebook.write_bytes(b'{"cells": []}')
-    local_server.handler = json_reply(200, {"id": DEV, "name": "analysis"})
+    local_server.handler = json_reply(
+        200,
+        {"id": DEV, "notebookId": DEV, "applicationId": APP, "name": "analysis", "creationDate": WHEN, "lastUpdated": WHEN},
+    )
     async with LosantClient("t", url=local_server.url) as client:
         result = await client.notebook.upload(
             application_id=APP, notebook_id=DEV, jupyter_file=notebook
@@ -337,3 +351,33 @@ async def test_bulk_send_states_reports_every_item_in_order(local_server: LocalS
     assert any(isinstance(b, list) and len(b) == 2 for b in state_bodies), (
         "many states of one device: one request"
     )
+
+
+async def test_a_two_step_upload_sends_no_token_to_the_target_and_puts_the_file_last(
+    local_server: LocalServer,
+) -> None:
+    # Losant's files supplement: POST every upload.fields entry as a form field, the content
+    # last as the part named "file", to upload.url (S3), with no Losant Authorization header.
+    file_json = {"id": DEV, "applicationId": APP, "name": "a.txt", "type": "file", "creationDate": WHEN,
+                 "lastUpdated": WHEN}
+    polls = 0
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal polls
+        if request.path.endswith("/files"):
+            upload = {"url": f"{local_server.url}/s3-bucket", "fields": {"key": "k/a.txt", "policy": "p"}}
+            return web.json_response({**file_json, "status": "pending", "upload": upload}, status=201)
+        if request.path == "/s3-bucket":
+            return web.Response(status=204)
+        polls += 1  # pending once: the client waits for "completed"
+        return web.json_response({**file_json, "status": "pending" if polls == 1 else "completed"})
+
+    local_server.handler = handler
+    async with LosantClient("tok-SECRET", url=local_server.url) as client:
+        done = await client.files.upload(b"hello", application_id=APP, name="a.txt")
+    assert done.status == "completed" and polls == 2
+    create, upload, *_ = local_server.seen
+    assert create.headers["Authorization"] == "Bearer tok-SECRET"
+    assert upload.raw_path == "/s3-bucket" and "Authorization" not in upload.headers
+    assert [p[0] for p in upload.parts] == ["key", "policy", "file"]
+    assert upload.parts[-1] == ("file", "a.txt", "text/plain", b"hello")

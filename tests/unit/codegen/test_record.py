@@ -20,7 +20,9 @@ ACTIONS = [a for r in catalog()["resources"] for a in r["actions"]]
 
 def _paginated(action: dict[str, Any]) -> bool:
     query = {p["name"] for p in action["params"] if p["in"] == "query"}
-    if not {"page", "perPage"} <= query:
+    paging = {"page", "perPage", "limit", "offset", "startingAfterId", "endingBeforeId"}
+    whole = action["method"] == "GET" and not (query & paging)  # one reply holds the whole collection
+    if not ({"page", "perPage"} <= query or {"limit", "offset"} <= query or whole):
         return False
     for response in action["responses"]:
         name = response["schema"]

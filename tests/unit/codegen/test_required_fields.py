@@ -19,7 +19,7 @@ from losant_async import _json
 from losant_async.errors import DecodeError
 from losant_async.rest import LosantClient
 from losant_async.rest import models as m
-from tests.unit.rest.rest_unit_helpers import APP_ID, BASE, DEVICE_ID, result
+from tests.unit.rest.rest_unit_helpers import APP_ID, BASE, DEVICE_ID, device_json, result
 from tools.codegen import generate
 
 ID = "575ecf887ae143cd83dc4aa2"
@@ -61,7 +61,7 @@ async def test_finding_05_foreign_reply_is_decode_error(
 async def test_a_device_reply_with_its_id_still_decodes(
     client: LosantClient, replies: list[bytes]
 ) -> None:
-    replies.append(b'{"id": "%s", "name": "pump", "zzNewField": 1}' % ID.encode())
+    replies.append(msgspec.json.encode(device_json(ID, zzNewField=1)))
     device = await client.device.get(application_id=APP_ID, device_id=DEVICE_ID)
     assert device.id == ID and device.name == "pump"
     assert device.description is msgspec.UNSET
@@ -97,8 +97,9 @@ def test_request_structs_keep_every_field_optional() -> None:
 
 def test_date_time_fields_decode_as_aware_datetimes() -> None:
     device = _json.decode(
-        b'{"id": "%s", "creationDate": "2026-01-02T03:04:05.678Z",'
-        b' "lastUpdated": "2026-01-02T05:04:05+02:00"}' % ID.encode(),
+        msgspec.json.encode(
+            device_json(ID, creationDate="2026-01-02T03:04:05.678Z", lastUpdated="2026-01-02T05:04:05+02:00")
+        ),
         m.Device,
     )
     assert device.creation_date == datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
@@ -127,9 +128,35 @@ def test_the_record_counts_the_new_rules() -> None:
         for f in msgspec.structs.fields(getattr(m, name))
         if f.required
     ]
-    assert rules["required_enforced"] + rules["required_inferred_id"] + rules[
-        "required_inferred_items"
-    ] == len(enforced)
+    by_rule = ("required_enforced", "required_create", "required_server", "required_inferred_id", "required_inferred_items")
+    assert sum(rules.get(name, 0) for name in by_rule) == len(enforced)
     assert rules["date_time_aware"] > 100
     assert rules["enum_param_literal"] > 100
     assert rules["required_kept_optional_request_struct"] > 0
+
+
+@pytest.mark.parametrize("missing", ["name", "deviceId", "applicationId", "creationDate", "lastUpdated"])
+async def test_a_device_reply_without_a_field_it_always_carries_is_decode_error(
+    client: LosantClient, replies: list[bytes], missing: str
+) -> None:
+    # `name`: devicePost requires it (create rule); the others the server assigns (server rule).
+    body = device_json(ID)
+    del body[missing]
+    replies.append(msgspec.json.encode(body))
+    with pytest.raises(DecodeError) as caught:
+        await client.device.get(application_id=APP_ID, device_id=DEVICE_ID)
+    assert "device.get" in str(caught.value)
+    assert f"`{missing}`" in str(caught.value)
+
+
+def test_the_rules_make_the_create_and_server_fields_required() -> None:
+    record = msgspec.json.decode(generate()["_record.json"])
+    by_rule = record["required_by_rule"]
+    assert {"Device.name", "DataTable.name", "Event.level", "Event.subject"} <= set(by_rule["create"])
+    assert {"Device.id", "Device.device_id", "Device.application_id", "Device.creation_date"} <= set(by_rule["server"])
+    # Dashboards belong to a user or an organization; their applicationId stays optional.
+    assert "Dashboard.application_id" not in by_rule["server"]
+    dashboard = {f.encode_name: f.required for f in msgspec.structs.fields(m.Dashboard)}
+    assert dashboard["name"] and dashboard["dashboardId"] and not dashboard["applicationId"]
+    # A request body's Struct still requires nothing.
+    assert not any(f.required for f in msgspec.structs.fields(m.DevicePost))

@@ -19,6 +19,19 @@ DEVICE_ID = "575ecf887ae143cd83dc4aa2"
 HEX24 = r"^[A-Fa-f\d]{24}$"
 
 
+def device_json(device_id: str = DEVICE_ID, **extra: Any) -> dict[str, Any]:
+    """A device as Losant answers it: the fields every device reply carries (see the codegen rules), plus ``extra``."""
+    return {
+        "id": device_id,
+        "deviceId": device_id,
+        "applicationId": APP_ID,
+        "creationDate": "2026-01-02T03:04:05.678Z",
+        "lastUpdated": "2026-01-02T03:04:05.678Z",
+        "name": "pump",
+        **extra,
+    }
+
+
 class Thing(msgspec.Struct, kw_only=True, rename="camel"):
     id: str
     name: str | None = None

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import gc
 
+import msgspec
+
 from losant_async import _json
 from losant_async.rest.models import Device, Devices, LosantModel
+from tests.unit.rest.rest_unit_helpers import device_json
 
 
 def test_every_generated_struct_shares_the_base() -> None:
@@ -13,7 +16,7 @@ def test_every_generated_struct_shares_the_base() -> None:
 
 
 def test_decoded_structs_are_not_tracked_by_the_cycle_collector() -> None:
-    page = _json.decode(b'{"items": [{"id": "575ecf887ae143cd83dc4aa2", "name": "d"}], "count": 1}', Devices)
+    page = _json.decode(msgspec.json.encode({"items": [device_json()], "count": 1}), Devices)
     assert not gc.is_tracked(page)
     assert isinstance(page.items, list) and not gc.is_tracked(page.items[0])
 

@@ -28,11 +28,12 @@ from losant_async.rest import (
     RetryPolicy,
 )
 from losant_async.rest._generated import models as m
+from tests.unit.rest.rest_unit_helpers import device_json
 
 APP_ID = "575ec8687ae143cd83dc4a97"
 DEVICE_ID = "575ecf887ae143cd83dc4aa2"
-# One reply that decodes as a success and as an entity (typed replies must carry their `id`).
-SUCCESS = HTTPResponse.from_json({"success": True, "id": "a" * 24})
+# One reply that decodes as a success and as a device (typed replies carry what the server assigns).
+SUCCESS = HTTPResponse.from_json({"success": True, **device_json("a" * 24)})
 
 
 class Sleeps:

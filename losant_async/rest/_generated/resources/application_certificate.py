@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
-from ..._operation import FileInput, Operation, Param
+from ..._operation import FileInput, Operation, Param, UploadSource
 from ..._resource import Resource
 from ...options import RequestOptions
 from ...pagination import Paginator

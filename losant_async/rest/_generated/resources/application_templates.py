@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
-from ..._operation import FileInput, Operation, Param
+from ..._operation import FileInput, Operation, Param, UploadSource
 from ..._resource import Resource
 from ...options import RequestOptions
 from ...pagination import Paginator
@@ -48,6 +48,7 @@ _GET_CATEGORIES = Operation(
     responses={200: m.ApplicationTemplateCategories},
     scopes=('all.User', 'all.User.bounded', 'all.User.read', 'applicationTemplates.*', 'applicationTemplates.getCategories', 'only.User', 'only.User.bounded', 'only.User.read'),
     idempotent=True,
+    page_item=m.ApplicationTemplateCategory,
 )
 
 _GET_UNIQUE_KEYWORDS = Operation(
@@ -102,10 +103,10 @@ class ApplicationTemplatesResource(Resource):
         return self._paginate(_GET, (sort_field, sort_direction, page, per_page, filter_field, filter, keywords, category_id), raw, request_options)
 
     @overload
-    async def get_categories(self, *, base_id: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ApplicationTemplateCategories: ...
+    def get_categories(self, *, base_id: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.ApplicationTemplateCategories, m.ApplicationTemplateCategory]: ...
     @overload
-    async def get_categories(self, *, base_id: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
-    async def get_categories(self, *, base_id: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.ApplicationTemplateCategories | Any:
+    def get_categories(self, *, base_id: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get_categories(self, *, base_id: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.ApplicationTemplateCategories, m.ApplicationTemplateCategory] | Paginator[Any, Any]:
         """Call `application_templates.get_categories` (API action `getCategories`): `GET /applicationTemplates/categories`.
 
         A token needs one of these scopes: `all.User`, `all.User.bounded`, `all.User.read`, `applicationTemplates.*`, `applicationTemplates.getCategories`, `only.User`, `only.User.bounded`, `only.User.read`.
@@ -116,14 +117,14 @@ class ApplicationTemplatesResource(Resource):
             request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            On status 200: `ApplicationTemplateCategories` (schema `applicationTemplateCategories`).
+            A Paginator: `await` it for the page (`ApplicationTemplateCategories` (schema `applicationTemplateCategories`)), or `async for` over every item (ApplicationTemplateCategory) of every page.
 
         Raises:
             ValidationError: an argument is invalid; raised before anything is sent.
             BadRequestError: the API answered 400.
             DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
-        return await self._call(_GET_CATEGORIES, (base_id,), raw, request_options)
+        return self._paginate(_GET_CATEGORIES, (base_id,), raw, request_options)
 
     @overload
     async def get_unique_keywords(self, *, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.TemplateKeywords: ...

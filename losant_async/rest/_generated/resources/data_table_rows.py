@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
-from ..._operation import FileInput, Operation, Param
+from ..._operation import FileInput, Operation, Param, UploadSource
 from ..._resource import Resource
 from ...options import RequestOptions
 from ...pagination import Paginator
@@ -62,6 +62,7 @@ _GET = Operation(
     responses={200: m.DataTableRows},
     scopes=('all.Application', 'all.Application.bounded', 'all.Application.cli', 'all.Application.read', 'all.Organization', 'all.Organization.bounded', 'all.Organization.read', 'all.User', 'all.User.bounded', 'all.User.cli', 'all.User.read', 'dataTableRows.*', 'dataTableRows.get'),
     idempotent=True,
+    page_item=m.DataTableRow,
 )
 
 _POST = Operation(
@@ -95,6 +96,7 @@ _QUERY = Operation(
     ),
     responses={200: m.DataTableRows},
     scopes=('all.Application', 'all.Application.bounded', 'all.Application.read', 'all.Organization', 'all.Organization.bounded', 'all.Organization.read', 'all.User', 'all.User.bounded', 'all.User.read', 'dataTableRows.*', 'dataTableRows.query'),
+    page_item=m.DataTableRow,
 )
 
 _TRUNCATE = Operation(
@@ -174,10 +176,10 @@ class DataTableRowsResource(Resource):
         return await self._call(_EXPORT, (application_id, data_table_id, export_data), raw, request_options)
 
     @overload
-    async def get(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DataTableRows: ...
+    def get(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.DataTableRows, m.DataTableRow]: ...
     @overload
-    async def get(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.DataTableRows | Any:
+    def get(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.DataTableRows, m.DataTableRow] | Paginator[Any, Any]:
         """Call `data_table_rows.get` (API action `get`): `GET /applications/{applicationId}/data-tables/{dataTableId}/rows`.
 
         A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.cli`, `all.User.read`, `dataTableRows.*`, `dataTableRows.get`.
@@ -194,7 +196,7 @@ class DataTableRowsResource(Resource):
             request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            On status 200: `DataTableRows` (schema `dataTableRows`).
+            A Paginator: `await` it for the page (`DataTableRows` (schema `dataTableRows`)), or `async for` over every item (DataTableRow) of every page.
 
         Raises:
             ValidationError: an argument is invalid; raised before anything is sent.
@@ -202,7 +204,7 @@ class DataTableRowsResource(Resource):
             NotFoundError: the API answered 404.
             DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
-        return await self._call(_GET, (application_id, data_table_id, sort_column, sort_direction, limit, offset, include_fields), raw, request_options)
+        return self._paginate(_GET, (application_id, data_table_id, sort_column, sort_direction, limit, offset, include_fields), raw, request_options)
 
     @overload
     async def post(self, *, application_id: str, data_table_id: str, data_table_row: m.DataTableRowPost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DataTableRowPostResult: ...
@@ -232,10 +234,10 @@ class DataTableRowsResource(Resource):
         return await self._call(_POST, (application_id, data_table_id, data_table_row), raw, request_options)
 
     @overload
-    async def query(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, query: m.AdvancedQuery | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DataTableRows: ...
+    def query(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, query: m.AdvancedQuery | Mapping[str, Any] | Sequence[Any] | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.DataTableRows, m.DataTableRow]: ...
     @overload
-    async def query(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, query: m.AdvancedQuery | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
-    async def query(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, query: m.AdvancedQuery | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.DataTableRows | Any:
+    def query(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, query: m.AdvancedQuery | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def query(self, *, application_id: str, data_table_id: str, sort_column: str | int | float | bool | None = None, sort_direction: Literal['asc', 'desc'] | None = None, limit: str | int | float | bool | None = None, offset: str | int | float | bool | None = None, include_fields: str | int | float | bool | None = None, query: m.AdvancedQuery | Mapping[str, Any] | Sequence[Any] | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.DataTableRows, m.DataTableRow] | Paginator[Any, Any]:
         """Call `data_table_rows.query` (API action `query`): `POST /applications/{applicationId}/data-tables/{dataTableId}/rows/query`.
 
         A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `dataTableRows.*`, `dataTableRows.query`.
@@ -253,7 +255,7 @@ class DataTableRowsResource(Resource):
             request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            On status 200: `DataTableRows` (schema `dataTableRows`).
+            A Paginator: `await` it for the page (`DataTableRows` (schema `dataTableRows`)), or `async for` over every item (DataTableRow) of every page.
 
         Raises:
             ValidationError: an argument is invalid; raised before anything is sent.
@@ -261,7 +263,7 @@ class DataTableRowsResource(Resource):
             NotFoundError: the API answered 404.
             DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
-        return await self._call(_QUERY, (application_id, data_table_id, sort_column, sort_direction, limit, offset, include_fields, query), raw, request_options)
+        return self._paginate(_QUERY, (application_id, data_table_id, sort_column, sort_direction, limit, offset, include_fields, query), raw, request_options)
 
     @overload
     async def truncate(self, *, application_id: str, data_table_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.Success: ...

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
-from ..._operation import FileInput, Operation, Param
+from ..._operation import FileInput, Operation, Param, UploadSource
 from ..._resource import Resource
 from ...options import RequestOptions
 from ...pagination import Paginator
@@ -32,6 +32,7 @@ _GET = Operation(
     responses={200: m.DeviceAttributes},
     scopes=('all.Application', 'all.Application.bounded', 'all.Application.read', 'all.Device', 'all.Device.read', 'all.Organization', 'all.Organization.bounded', 'all.Organization.read', 'all.User', 'all.User.bounded', 'all.User.read', 'deviceAttributes.*', 'deviceAttributes.get'),
     idempotent=True,
+    page_item=m.DeviceAttribute,
 )
 
 _POST = Operation(
@@ -57,10 +58,10 @@ class DeviceAttributesResource(Resource):
     __slots__ = ()
 
     @overload
-    async def get(self, *, application_id: str, device_id: str, sort_field: Literal['name', 'dataType'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['name', 'dataType'] | None = None, filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceAttributes: ...
+    def get(self, *, application_id: str, device_id: str, sort_field: Literal['name', 'dataType'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['name', 'dataType'] | None = None, filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.DeviceAttributes, m.DeviceAttribute]: ...
     @overload
-    async def get(self, *, application_id: str, device_id: str, sort_field: Literal['name', 'dataType'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['name', 'dataType'] | None = None, filter: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, device_id: str, sort_field: Literal['name', 'dataType'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['name', 'dataType'] | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.DeviceAttributes | Any:
+    def get(self, *, application_id: str, device_id: str, sort_field: Literal['name', 'dataType'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['name', 'dataType'] | None = None, filter: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, application_id: str, device_id: str, sort_field: Literal['name', 'dataType'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['name', 'dataType'] | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.DeviceAttributes, m.DeviceAttribute] | Paginator[Any, Any]:
         """Call `device_attributes.get` (API action `get`): `GET /applications/{applicationId}/devices/{deviceId}/attributes`.
 
         A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Device`, `all.Device.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `deviceAttributes.*`, `deviceAttributes.get`.
@@ -76,7 +77,7 @@ class DeviceAttributesResource(Resource):
             request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            On status 200: `DeviceAttributes` (schema `deviceAttributes`).
+            A Paginator: `await` it for the page (`DeviceAttributes` (schema `deviceAttributes`)), or `async for` over every item (DeviceAttribute) of every page.
 
         Raises:
             ValidationError: an argument is invalid; raised before anything is sent.
@@ -84,7 +85,7 @@ class DeviceAttributesResource(Resource):
             NotFoundError: the API answered 404.
             DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
-        return await self._call(_GET, (application_id, device_id, sort_field, sort_direction, filter_field, filter), raw, request_options)
+        return self._paginate(_GET, (application_id, device_id, sort_field, sort_direction, filter_field, filter), raw, request_options)
 
     @overload
     async def post(self, *, application_id: str, device_id: str, device_attribute: m.DeviceAttributePost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.DeviceAttribute: ...

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
-from ..._operation import FileInput, Operation, Param
+from ..._operation import FileInput, Operation, Param, UploadSource
 from ..._resource import Resource
 from ...options import RequestOptions
 from ...pagination import Paginator
@@ -34,6 +34,7 @@ _GET = Operation(
     responses={200: m.ExperienceEndpoints},
     scopes=('all.Application', 'all.Application.bounded', 'all.Application.read', 'all.Organization', 'all.Organization.bounded', 'all.Organization.read', 'all.User', 'all.User.bounded', 'all.User.read', 'experienceEndpoints.*', 'experienceEndpoints.get'),
     idempotent=True,
+    page_item=m.ExperienceEndpoint,
 )
 
 _POST = Operation(
@@ -79,10 +80,10 @@ class ExperienceEndpointsResource(Resource):
     __slots__ = ()
 
     @overload
-    async def get(self, *, application_id: str, sort_field: Literal['order', 'method', 'route', 'id', 'creationDate', 'requestCount', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['method', 'route'] | None = None, filter: str | int | float | bool | None = None, experience_group_id: str | int | float | bool | None = None, request_count_duration: str | int | float | bool | None = None, version: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceEndpoints: ...
+    def get(self, *, application_id: str, sort_field: Literal['order', 'method', 'route', 'id', 'creationDate', 'requestCount', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['method', 'route'] | None = None, filter: str | int | float | bool | None = None, experience_group_id: str | int | float | bool | None = None, request_count_duration: str | int | float | bool | None = None, version: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.ExperienceEndpoints, m.ExperienceEndpoint]: ...
     @overload
-    async def get(self, *, application_id: str, sort_field: Literal['order', 'method', 'route', 'id', 'creationDate', 'requestCount', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['method', 'route'] | None = None, filter: str | int | float | bool | None = None, experience_group_id: str | int | float | bool | None = None, request_count_duration: str | int | float | bool | None = None, version: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, sort_field: Literal['order', 'method', 'route', 'id', 'creationDate', 'requestCount', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['method', 'route'] | None = None, filter: str | int | float | bool | None = None, experience_group_id: str | int | float | bool | None = None, request_count_duration: str | int | float | bool | None = None, version: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceEndpoints | Any:
+    def get(self, *, application_id: str, sort_field: Literal['order', 'method', 'route', 'id', 'creationDate', 'requestCount', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['method', 'route'] | None = None, filter: str | int | float | bool | None = None, experience_group_id: str | int | float | bool | None = None, request_count_duration: str | int | float | bool | None = None, version: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, application_id: str, sort_field: Literal['order', 'method', 'route', 'id', 'creationDate', 'requestCount', 'lastUpdated'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['method', 'route'] | None = None, filter: str | int | float | bool | None = None, experience_group_id: str | int | float | bool | None = None, request_count_duration: str | int | float | bool | None = None, version: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.ExperienceEndpoints, m.ExperienceEndpoint] | Paginator[Any, Any]:
         """Call `experience_endpoints.get` (API action `get`): `GET /applications/{applicationId}/experience/endpoints`.
 
         A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.read`, `experienceEndpoints.*`, `experienceEndpoints.get`.
@@ -100,7 +101,7 @@ class ExperienceEndpointsResource(Resource):
             request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            On status 200: `ExperienceEndpoints` (schema `experienceEndpoints`).
+            A Paginator: `await` it for the page (`ExperienceEndpoints` (schema `experienceEndpoints`)), or `async for` over every item (ExperienceEndpoint) of every page.
 
         Raises:
             ValidationError: an argument is invalid; raised before anything is sent.
@@ -108,7 +109,7 @@ class ExperienceEndpointsResource(Resource):
             NotFoundError: the API answered 404.
             DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
-        return await self._call(_GET, (application_id, sort_field, sort_direction, filter_field, filter, experience_group_id, request_count_duration, version), raw, request_options)
+        return self._paginate(_GET, (application_id, sort_field, sort_direction, filter_field, filter, experience_group_id, request_count_duration, version), raw, request_options)
 
     @overload
     async def post(self, *, application_id: str, experience_endpoint: m.ExperienceEndpointPost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceEndpoint: ...

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
-from ..._operation import FileInput, Operation, Param
+from ..._operation import FileInput, Operation, Param, UploadSource
 from ..._resource import Resource
 from ...options import RequestOptions
 from ...pagination import Paginator
@@ -27,6 +27,7 @@ _GET = Operation(
     responses={200: m.ExperienceSlugs},
     scopes=('all.Application', 'all.Application.bounded', 'all.Application.cli', 'all.Application.read', 'all.Organization', 'all.Organization.bounded', 'all.Organization.read', 'all.User', 'all.User.bounded', 'all.User.cli', 'all.User.read', 'experienceSlugs.*', 'experienceSlugs.get'),
     idempotent=True,
+    page_item=m.ExperienceSlug,
 )
 
 _POST = Operation(
@@ -51,10 +52,10 @@ class ExperienceSlugsResource(Resource):
     __slots__ = ()
 
     @overload
-    async def get(self, *, application_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceSlugs: ...
+    def get(self, *, application_id: str, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.ExperienceSlugs, m.ExperienceSlug]: ...
     @overload
-    async def get(self, *, application_id: str, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> m.ExperienceSlugs | Any:
+    def get(self, *, application_id: str, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, application_id: str, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.ExperienceSlugs, m.ExperienceSlug] | Paginator[Any, Any]:
         """Call `experience_slugs.get` (API action `get`): `GET /applications/{applicationId}/experience/slugs`.
 
         A token needs one of these scopes: `all.Application`, `all.Application.bounded`, `all.Application.cli`, `all.Application.read`, `all.Organization`, `all.Organization.bounded`, `all.Organization.read`, `all.User`, `all.User.bounded`, `all.User.cli`, `all.User.read`, `experienceSlugs.*`, `experienceSlugs.get`.
@@ -65,7 +66,7 @@ class ExperienceSlugsResource(Resource):
             request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            On status 200: `ExperienceSlugs` (schema `experienceSlugs`).
+            A Paginator: `await` it for the page (`ExperienceSlugs` (schema `experienceSlugs`)), or `async for` over every item (ExperienceSlug) of every page.
 
         Raises:
             ValidationError: an argument is invalid; raised before anything is sent.
@@ -73,7 +74,7 @@ class ExperienceSlugsResource(Resource):
             NotFoundError: the API answered 404.
             DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
-        return await self._call(_GET, (application_id,), raw, request_options)
+        return self._paginate(_GET, (application_id,), raw, request_options)
 
     @overload
     async def post(self, *, application_id: str, experience_slug: m.ExperienceSlugPost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.ExperienceSlug: ...

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
-from ..._operation import FileInput, Operation, Param
+from ..._operation import FileInput, Operation, Param, UploadSource
 from ..._resource import Resource
 from ...options import RequestOptions
 from ...pagination import Paginator
@@ -228,3 +228,31 @@ class FileResource(Resource):
             DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_UPLOAD, (application_id, file_id, file), raw, request_options)
+
+    async def replace(self, source: UploadSource, *, application_id: str, file_id: str, content_type: str | None = None, wait: float = 30.0, request_options: RequestOptions | None = None) -> m.File:
+        """Give the file new content in one call: `file.patch` with its new size and type,
+        the POST of the bytes to the reply's `upload` target, then `file.get` until Losant
+        reports the file no longer pending. (`upload` takes the content in one multipart request.)
+
+        Args:
+            source: the new content (bytes) or the path of a file (str or PathLike), streamed from
+                disk in chunks, never read whole.
+            application_id: the application (24 hexadecimal characters).
+            file_id: the file (24 hexadecimal characters).
+            content_type: its MIME type; guessed from a path's name when left out.
+            wait: seconds to wait for Losant to mark the uploaded file completed.
+            request_options: per-call overrides for the two Losant calls.
+
+        Returns:
+            The file as `file.get` answers it once completed.
+
+        Raises:
+            ValidationError: the source is not bytes or a readable file; raised before anything is sent.
+            APIError: Losant or the upload target refused (the file then stays pending).
+            RequestTimeoutError: the file is still pending `wait` seconds after the upload.
+        """
+        done: m.File = await self._upload(
+            _PATCH, _GET, source, application_id, None, None, content_type, wait, request_options,
+            file_id=file_id,
+        )
+        return done

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
-from ..._operation import FileInput, Operation, Param
+from ..._operation import FileInput, Operation, Param, UploadSource
+from .file import _GET as _ITEM_GET
 from ..._resource import Resource
 from ...options import RequestOptions
 from ...pagination import Paginator
@@ -119,3 +120,31 @@ class FilesResource(Resource):
             DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
         return await self._call(_POST, (application_id, file), raw, request_options)
+
+    async def upload(self, source: UploadSource, *, application_id: str, name: str | None = None, parent_directory: str | None = None, content_type: str | None = None, wait: float = 30.0, request_options: RequestOptions | None = None) -> m.File:
+        """Create a file and upload its content in one call: `files.post`, then the POST of
+        the bytes to the reply's `upload` target, then `file.get` until Losant reports
+        the file no longer pending.
+
+        Args:
+            source: the content (bytes) or the path of a file (str or PathLike), streamed from
+                disk in chunks, never read whole.
+            application_id: the application (24 hexadecimal characters).
+            name: the file's name; a path's base name when left out (required for bytes).
+            parent_directory: the directory to put it in (Losant's default: the root).
+            content_type: its MIME type; guessed from the name when left out.
+            wait: seconds to wait for Losant to mark the uploaded file completed.
+            request_options: per-call overrides for the two Losant calls.
+
+        Returns:
+            The file as `file.get` answers it once completed.
+
+        Raises:
+            ValidationError: the source is not bytes or a readable file; raised before anything is sent.
+            APIError: Losant or the upload target refused (the file then stays pending).
+            RequestTimeoutError: the file is still pending `wait` seconds after the upload.
+        """
+        done: m.File = await self._upload(
+            _POST, _ITEM_GET, source, application_id, name, parent_directory, content_type, wait, request_options
+        )
+        return done

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
-from ..._operation import FileInput, Operation, Param
+from ..._operation import FileInput, Operation, Param, UploadSource
 from ..._resource import Resource
 from ...options import RequestOptions
 from ...pagination import Paginator
@@ -31,6 +31,7 @@ _GET = Operation(
     responses={200: m.InstanceMembers},
     scopes=('all.Instance', 'all.Instance.bounded', 'all.Instance.read', 'all.User', 'all.User.bounded', 'all.User.read', 'instanceMembers.*', 'instanceMembers.get'),
     idempotent=True,
+    page_item=m.InstanceMember,
 )
 
 _POST = Operation(
@@ -55,10 +56,10 @@ class InstanceMembersResource(Resource):
     __slots__ = ()
 
     @overload
-    async def get(self, *, instance_id: str, sort_field: Literal['email', 'role'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['email', 'role'] | None = None, filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceMembers: ...
+    def get(self, *, instance_id: str, sort_field: Literal['email', 'role'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['email', 'role'] | None = None, filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.InstanceMembers, m.InstanceMember]: ...
     @overload
-    async def get(self, *, instance_id: str, sort_field: Literal['email', 'role'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['email', 'role'] | None = None, filter: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, instance_id: str, sort_field: Literal['email', 'role'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['email', 'role'] | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.InstanceMembers | Any:
+    def get(self, *, instance_id: str, sort_field: Literal['email', 'role'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['email', 'role'] | None = None, filter: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, instance_id: str, sort_field: Literal['email', 'role'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['email', 'role'] | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.InstanceMembers, m.InstanceMember] | Paginator[Any, Any]:
         """Call `instance_members.get` (API action `get`): `GET /instances/{instanceId}/members`.
 
         A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceMembers.*`, `instanceMembers.get`.
@@ -73,7 +74,7 @@ class InstanceMembersResource(Resource):
             request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            On status 200: `InstanceMembers` (schema `instanceMembers`).
+            A Paginator: `await` it for the page (`InstanceMembers` (schema `instanceMembers`)), or `async for` over every item (InstanceMember) of every page.
 
         Raises:
             ValidationError: an argument is invalid; raised before anything is sent.
@@ -81,7 +82,7 @@ class InstanceMembersResource(Resource):
             NotFoundError: the API answered 404.
             DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
-        return await self._call(_GET, (instance_id, sort_field, sort_direction, filter_field, filter), raw, request_options)
+        return self._paginate(_GET, (instance_id, sort_field, sort_direction, filter_field, filter), raw, request_options)
 
     @overload
     async def post(self, *, instance_id: str, member: m.InstanceMemberPost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceMember: ...

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
-from ..._operation import FileInput, Operation, Param
+from ..._operation import FileInput, Operation, Param, UploadSource
 from ..._resource import Resource
 from ...options import RequestOptions
 from ...pagination import Paginator
@@ -32,6 +32,7 @@ _GET = Operation(
     responses={200: m.InstanceOrgMembers},
     scopes=('all.Instance', 'all.Instance.bounded', 'all.Instance.read', 'all.User', 'all.User.bounded', 'all.User.read', 'instanceOrgMembers.*', 'instanceOrgMembers.get'),
     idempotent=True,
+    page_item=m.InstanceOrgMember,
 )
 
 _POST = Operation(
@@ -57,10 +58,10 @@ class InstanceOrgMembersResource(Resource):
     __slots__ = ()
 
     @overload
-    async def get(self, *, instance_id: str, org_id: str, sort_field: Literal['email', 'role'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['email', 'role'] | None = None, filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceOrgMembers: ...
+    def get(self, *, instance_id: str, org_id: str, sort_field: Literal['email', 'role'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['email', 'role'] | None = None, filter: str | int | float | bool | None = None, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.InstanceOrgMembers, m.InstanceOrgMember]: ...
     @overload
-    async def get(self, *, instance_id: str, org_id: str, sort_field: Literal['email', 'role'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['email', 'role'] | None = None, filter: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Any: ...
-    async def get(self, *, instance_id: str, org_id: str, sort_field: Literal['email', 'role'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['email', 'role'] | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> m.InstanceOrgMembers | Any:
+    def get(self, *, instance_id: str, org_id: str, sort_field: Literal['email', 'role'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['email', 'role'] | None = None, filter: str | int | float | bool | None = None, raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def get(self, *, instance_id: str, org_id: str, sort_field: Literal['email', 'role'] | None = None, sort_direction: Literal['asc', 'desc'] | None = None, filter_field: Literal['email', 'role'] | None = None, filter: str | int | float | bool | None = None, raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.InstanceOrgMembers, m.InstanceOrgMember] | Paginator[Any, Any]:
         """Call `instance_org_members.get` (API action `get`): `GET /instances/{instanceId}/orgs/{orgId}/members`.
 
         A token needs one of these scopes: `all.Instance`, `all.Instance.bounded`, `all.Instance.read`, `all.User`, `all.User.bounded`, `all.User.read`, `instanceOrgMembers.*`, `instanceOrgMembers.get`.
@@ -76,7 +77,7 @@ class InstanceOrgMembersResource(Resource):
             request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            On status 200: `InstanceOrgMembers` (schema `instanceOrgMembers`).
+            A Paginator: `await` it for the page (`InstanceOrgMembers` (schema `instanceOrgMembers`)), or `async for` over every item (InstanceOrgMember) of every page.
 
         Raises:
             ValidationError: an argument is invalid; raised before anything is sent.
@@ -84,7 +85,7 @@ class InstanceOrgMembersResource(Resource):
             NotFoundError: the API answered 404.
             DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
-        return await self._call(_GET, (instance_id, org_id, sort_field, sort_direction, filter_field, filter), raw, request_options)
+        return self._paginate(_GET, (instance_id, org_id, sort_field, sort_direction, filter_field, filter), raw, request_options)
 
     @overload
     async def post(self, *, instance_id: str, org_id: str, member: m.InstanceOrgMemberPost | Mapping[str, Any] | Sequence[Any], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.InstanceOrgMember | m.InstanceOrgInviteSent: ...

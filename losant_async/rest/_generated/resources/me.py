@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
-from ..._operation import FileInput, Operation, Param
+from ..._operation import FileInput, Operation, Param, UploadSource
 from ..._resource import Resource
 from ...options import RequestOptions
 from ...pagination import Paginator
@@ -122,6 +122,7 @@ _FETCH_RECENT_ITEMS = Operation(
     responses={200: m.RecentItemList},
     scopes=('all.User', 'all.User.bounded', 'all.User.read', 'me.*', 'me.fetchRecentItems', 'only.User', 'only.User.bounded', 'only.User.read'),
     idempotent=True,
+    page_item=m.RecentItemListItemsItem,
 )
 
 _GENERATE_TWO_FACTOR_AUTH = Operation(
@@ -470,10 +471,10 @@ class MeResource(Resource):
         return await self._call(_ENABLE_TWO_FACTOR_AUTH, (data, include_recent, summary_exclude, summary_include), raw, request_options)
 
     @overload
-    async def fetch_recent_items(self, *, parent_id: str | int | float | bool | None = None, item_type: Literal['application', 'device', 'flow', 'dashboard', 'organization'], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.RecentItemList: ...
+    def fetch_recent_items(self, *, parent_id: str | int | float | bool | None = None, item_type: Literal['application', 'device', 'flow', 'dashboard', 'organization'], raw: Literal[False] = False, request_options: RequestOptions | None = None) -> Paginator[m.RecentItemList, m.RecentItemListItemsItem]: ...
     @overload
-    async def fetch_recent_items(self, *, parent_id: str | int | float | bool | None = None, item_type: Literal['application', 'device', 'flow', 'dashboard', 'organization'], raw: bool, request_options: RequestOptions | None = None) -> Any: ...
-    async def fetch_recent_items(self, *, parent_id: str | int | float | bool | None = None, item_type: Literal['application', 'device', 'flow', 'dashboard', 'organization'], raw: bool = False, request_options: RequestOptions | None = None) -> m.RecentItemList | Any:
+    def fetch_recent_items(self, *, parent_id: str | int | float | bool | None = None, item_type: Literal['application', 'device', 'flow', 'dashboard', 'organization'], raw: bool, request_options: RequestOptions | None = None) -> Paginator[Any, Any]: ...
+    def fetch_recent_items(self, *, parent_id: str | int | float | bool | None = None, item_type: Literal['application', 'device', 'flow', 'dashboard', 'organization'], raw: bool = False, request_options: RequestOptions | None = None) -> Paginator[m.RecentItemList, m.RecentItemListItemsItem] | Paginator[Any, Any]:
         """Call `me.fetch_recent_items` (API action `fetchRecentItems`): `GET /me/recentItems`.
 
         A token needs one of these scopes: `all.User`, `all.User.bounded`, `all.User.read`, `me.*`, `me.fetchRecentItems`, `only.User`, `only.User.bounded`, `only.User.read`.
@@ -485,14 +486,14 @@ class MeResource(Resource):
             request_options: per-call overrides (timeout, retries, headers, global flags).
 
         Returns:
-            On status 200: `RecentItemList` (schema `recentItemList`).
+            A Paginator: `await` it for the page (`RecentItemList` (schema `recentItemList`)), or `async for` over every item (RecentItemListItemsItem) of every page.
 
         Raises:
             ValidationError: an argument is invalid; raised before anything is sent.
             BadRequestError: the API answered 400.
             DecodeError: the reply is not the declared type (e.g. a field it must carry is missing).
         """
-        return await self._call(_FETCH_RECENT_ITEMS, (parent_id, item_type), raw, request_options)
+        return self._paginate(_FETCH_RECENT_ITEMS, (parent_id, item_type), raw, request_options)
 
     @overload
     async def generate_two_factor_auth(self, *, raw: Literal[False] = False, request_options: RequestOptions | None = None) -> m.MultiFactorAuthInfo: ...
