@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._access import session_allowed
-from ._limits import Limits, default_limits
 from ._certs import DeviceCertificates
+from ._limits import Limits, default_limits
 from ._mqtt_codec import (
     CONNECT,
     DISCONNECT,
