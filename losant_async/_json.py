@@ -10,7 +10,13 @@ import msgspec
 
 from .errors import DecodeError, ValidationError
 
-__all__ = ["decode", "decode_any", "decoder_for", "encode", "to_builtins"]
+__all__ = ["TooDeepError", "decode", "decode_any", "decoder_for", "encode", "to_builtins"]
+
+
+
+class TooDeepError(DecodeError):
+    """JSON nested beyond the interpreter's recursion limit (the emulator words it for request bodies)."""
+
 
 _encoder = msgspec.json.Encoder()
 _any_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
@@ -62,8 +68,8 @@ def decode_any(data: bytes | str) -> Any:
         raise DecodeError(f"reply is not valid JSON: {exc}", raw=data) from None
 
 
-def _too_deep(data: bytes | str) -> DecodeError:
-    return DecodeError(f"reply is nested too deeply to decode (over ~{sys.getrecursionlimit()} levels)",
+def _too_deep(data: bytes | str) -> TooDeepError:
+    return TooDeepError(f"reply is nested too deeply to decode (over ~{sys.getrecursionlimit()} levels)",
                        raw=data[:200], raw_size=len(data))
 
 

@@ -40,7 +40,7 @@ def decode_json(raw: bytes | str, max_depth: int) -> Any:
     """One JSON value nested at most ``max_depth`` deep; ValueError naming the problem otherwise."""
     try:
         value = _json.decode_any(raw)
-    except RecursionError:  # msgspec's own guard, far deeper than ours
+    except _json.TooDeepError:  # msgspec's own guard, far deeper than ours
         raise ValueError(f"JSON nested deeper than {max_depth} levels") from None
     if json_depth(value, max_depth) > max_depth:
         raise ValueError(f"JSON nested deeper than {max_depth} levels")
