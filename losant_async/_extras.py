@@ -13,6 +13,7 @@ __all__ = ["EXTRA_FOR_MODULE", "MissingExtraError", "extra_for_module", "import_
 # Top-level module -> the extra of losant-async that installs it.
 EXTRA_FOR_MODULE: dict[str, str] = {
     "jsonschema": "emulator",
+    "jinja2": "emulator",
     "rich": "cli",
     "pytest": "testing",
     "pytest_asyncio": "testing",

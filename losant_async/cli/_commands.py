@@ -88,6 +88,8 @@ async def run_emulator(ns: argparse.Namespace, out: TextIO) -> int:
         if losant.ws_port:
             lines.append(f"  WebSockets: ws://{losant.mqtt_host}:{losant.ws_port}")
         lines += [
+            f"  Console:    {losant.console_url}",
+            "              (open it in a browser; the link holds the console token: keep it to yourself)",
             f"Demo application {demo.application_name!r}: {demo.application_id}",
             f"  access key:    {demo.key}",
             f"  access secret: {demo.secret}",

@@ -195,8 +195,9 @@ class _DeviceFeed:
         count = store.accepted_count(self._id)
         if count != self._count:
             self._count = count
-            # the newest states after the last one sent; a late, older one shows only after a reload
-            fresh = store.states(self._id, start=self._last_time + 1, limit=MAX_POINTS, descending=True)[::-1]
+            # The newest states from the last one sent on, that one again: a state in the same
+            # millisecond merges into it. A late, older state shows only after a reload.
+            fresh = store.states(self._id, start=self._last_time, limit=MAX_POINTS, descending=True)[::-1]
             if fresh:
                 self._last_time = fresh[-1].time
                 out["new_points"] = _views.numeric_points(fresh, self._numeric)

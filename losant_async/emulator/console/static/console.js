@@ -106,12 +106,22 @@
   }
 
   function fill(id, items, make) {
-    document.querySelector("#" + id + " tbody").replaceChildren(...items.map(make));
+    document.querySelector("#" + id + " tbody").replaceChildren(...items.map((item) => {
+      const node = make(item);
+      node.dataset.ms = String(item.time);
+      return node;
+    }));
   }
 
   function prepend(id, items, make) {
     const body = document.querySelector("#" + id + " tbody");
-    for (const item of items) body.prepend(make(item));
+    for (const item of items) {
+      const top = body.rows[0];
+      const node = make(item);
+      node.dataset.ms = String(item.time);
+      if (id === "states" && top && top.dataset.ms === String(item.time)) top.replaceWith(node);
+      else body.prepend(node);
+    }
     while (body.rows.length > TABLE_ROWS[id]) body.deleteRow(body.rows.length - 1);
   }
 
@@ -157,7 +167,13 @@
         }
       }
       if (m.new_points && columns) {
-        for (const point of m.new_points) point.forEach((v, i) => columns[i].push(v));
+        for (const point of m.new_points) {
+          const last = columns[0].length ? columns[0][columns[0].length - 1] : -Infinity;
+          if (point[0] < last) continue;
+          // the same time again: a state merged into one already drawn
+          if (point[0] === last) point.forEach((v, i) => { columns[i][columns[i].length - 1] = v; });
+          else point.forEach((v, i) => columns[i].push(v));
+        }
         const oldest = columns[0][columns[0].length - 1] - CHART_WINDOW_S;
         let drop = 0;
         while (drop < columns[0].length && (columns[0][drop] < oldest || columns[0].length - drop > MAX_POINTS)) drop++;
