@@ -198,3 +198,37 @@ async def test_the_emulator_command_prints_a_console_link_that_logs_in() -> None
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_simulate_console_keeps_the_embedded_emulator_open_after_the_run() -> None:
+    if sys.platform == "win32":
+        pytest.skip("POSIX signals")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "losant_async.cli", "simulate", "--devices", "3", "--duration", "1", "--quiet",
+        "--command-interval", "0", "--console",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=cli_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        seen: list[str] = []
+        while not seen or "stay open" not in seen[-1]:
+            raw = await asyncio.wait_for(proc.stdout.readline(), 90)
+            assert raw, "simulate exited early:\n" + "".join(seen)
+            seen.append(raw.decode())
+        link = next(line.split()[-1] for line in seen if line.startswith("Console:"))
+        # the run is over and its summary printed; the emulator still answers, with the fleet in it
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+            async with client.get(link) as response:
+                text = await response.text()
+            assert response.status == 200 and "losant-async simulator" in text
+            async with client.get(link.split("/console/")[0] + "/console/fleet") as response:
+                assert 'id="fleet-states-total">' in await response.text()
+        proc.send_signal(signal.SIGINT)
+        out, _err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0
+        summary = "".join(seen) + out.decode()
+        assert summary.count("states sent") == 1  # the summary, once, before the wait
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
