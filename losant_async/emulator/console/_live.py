@@ -55,6 +55,9 @@ class Live:
         self._store = context.store
         self._stopping = asyncio.Event()
         self.open_streams = 0
+        self.idle = asyncio.Event()
+        """Set while no stream is open."""
+        self.idle.set()
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_get("/live/devices", self.devices)
@@ -130,6 +133,7 @@ class Live:
             "Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
         })
         self.open_streams += 1
+        self.idle.clear()
         try:
             await response.prepare(request)
             quiet_since = time.monotonic()
@@ -152,6 +156,8 @@ class Live:
             pass  # the page was closed
         finally:
             self.open_streams -= 1
+            if not self.open_streams:
+                self.idle.set()
         return response
 
 

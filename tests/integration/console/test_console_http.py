@@ -1,5 +1,7 @@
 """The console over plain HTTP (no browser): the door, the CSRF check, the streams' bounds, 10,000 devices, the CLI's link."""
 
+# pyright: reportPrivateUsage=false
+# (one test looks inside the emulator: its console's streams and its store's listeners)
 from __future__ import annotations
 
 import asyncio
@@ -232,3 +234,19 @@ async def test_simulate_console_keeps_the_embedded_emulator_open_after_the_run()
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_closed_page_leaves_nothing_running(world: World, session: aiohttp.ClientSession) -> None:
+    """With no page open the console costs nothing: no stream, no store listener."""
+    live = world.losant._console._live  # type: ignore[union-attr]
+    store = world.losant.store
+    listeners = (list(store._state_listeners), list(store._command_listeners), list(store._connection_listeners))
+    for path in (f"/console/live/device/{world.sensor.id}", f"/console/live/devices?ids={world.sensor.id}",
+                 "/console/live/fleet"):
+        response = await session.get(world.losant.rest_url + path)
+        await asyncio.wait_for(_first_event(response), 5)
+        assert live.open_streams == 1
+        response.close()  # the tab is closed: the connection goes away
+        await asyncio.wait_for(live.idle.wait(), 5)  # the stream notices within a tick
+    assert (store._state_listeners, store._command_listeners, store._connection_listeners) == listeners
+
