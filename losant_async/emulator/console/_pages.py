@@ -138,7 +138,8 @@ class Pages:
             try:
                 payload = _json.decode_any(raw.encode())
             except ValueError as exc:
-                problem = f"The payload is not JSON: {exc}"
+                # the decoder's words after its own prefix ("reply is not valid JSON: ...")
+                problem = f"The payload is not JSON: {str(exc).rpartition('JSON: ')[2]}"
         if problem is not None:
             return self._render("_command_result.html", status=400, ok=False, message=problem)
         await self._context.send_command(device.id, name, payload, None)

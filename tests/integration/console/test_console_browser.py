@@ -154,12 +154,13 @@ async def test_a_command_from_the_form_reaches_the_device(world: World, page: Pa
         assert (command.name, command.payload) == ("setLed", {"on": True, "level": 3})
         await expect(page.locator("#command-result")).to_contain_text("Sent 'setLed'")
         await expect(page.locator("#commands tbody tr").first).to_contain_text("setLed", timeout=WAIT_MS)
+        await screenshot(page, "command", tmp_path)
         # a payload that is not JSON is refused on the page, and nothing is sent
         await page.fill("#command-form textarea[name=payload]", "{not json")
         await page.click("#command-form button")
-        await expect(page.locator("#command-result .error")).to_contain_text("not JSON", timeout=WAIT_MS)
+        await expect(page.locator("#command-result .error")).to_contain_text(
+            "The payload is not JSON: JSON is malformed", timeout=WAIT_MS)
     assert [c.name for c in world.losant.commands_sent(world.sensor.id)] == ["setLed"]
-    await screenshot(page, "command", tmp_path)
 
 
 @pytest.mark.parametrize("world", [True], indirect=True, ids=["throttled"])
@@ -204,7 +205,7 @@ async def test_the_fleet_overview_is_live(world: World, page: Page, tmp_path: Pa
 async def test_the_events_page_lists_the_applications_events(world: World, page: Page, tmp_path: Path) -> None:
     from playwright.async_api import expect
 
-    world.losant.add_object("events", {"subject": "Door open", "level": "warning", "message": "north door",
+    world.losant.add_object("events", {"subject": "Door open", "level": "warning", "state": "new", "message": "north door",
                                        "deviceId": world.sensor.id, "deviceName": "sensor-01"},
                             applicationId=world.app.id)
     world.losant.add_object("events", {"subject": "<b>not markup</b>", "level": "info"}, applicationId=world.app.id)

@@ -180,7 +180,11 @@
         if (drop) columns.forEach((c) => c.splice(0, drop));
         plot.setData(columns);
       }
-      if (chartNode && columns) chartNode.dataset.points = String(columns[0].length);
+      if (chartNode && columns) {
+        chartNode.dataset.points = String(columns[0].length);
+        const empty = chartNode.querySelector(".chart-empty");
+        if (empty) empty.hidden = columns[0].length > 0;
+      }
       if (m.new_states) prepend("states", m.new_states, stateRow);
       if (m.new_commands) prepend("commands", m.new_commands, commandRow);
       if (m.new_log) prepend("connection-log", m.new_log, logRow);
