@@ -37,6 +37,11 @@ async def test_the_login_link_opens_the_console_with_a_strict_httponly_cookie(wo
     assert "token" not in page.url
     assert world.losant.console_url.split("token=")[1] not in await page.content()
     await screenshot(page, "applications", tmp_path)
+    # the counts follow the fleet (the table refreshes every 5 s)
+    connected = page.locator("#applications tbody tr").first.locator("td").nth(2)
+    await expect(connected).to_have_text("0")
+    async with device_client(world, world.sensor.id):
+        await expect(connected).to_have_text("1", timeout=WAIT_MS)
 
 
 async def test_without_the_token_every_page_is_refused(world: World, page: Page) -> None:
