@@ -14,6 +14,7 @@ __all__ = ["EXTRA_FOR_MODULE", "MissingExtraError", "extra_for_module", "import_
 EXTRA_FOR_MODULE: dict[str, str] = {
     "jsonschema": "emulator",
     "cryptography": "emulator",
+    "jinja2": "emulator",
     "rich": "cli",
     "pytest": "testing",
     "pytest_asyncio": "testing",

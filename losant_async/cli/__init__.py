@@ -134,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _certificates(ns)
         args = resolve_simulate(ns, os.environ)
         report = anyio.run(run_simulate, args, sys.stdout, sys.stderr)
-        print_summary(report, sys.stdout)
+        if not args.console or report.interrupted:  # else printed before the console's wait for Ctrl-C
+            print_summary(report, sys.stdout)
         if args.json_path is not None:
             _write_json(args.json_path, report)
             print(f"JSON report written to {args.json_path}", flush=True)

@@ -124,6 +124,8 @@ class SimulateArgs:
     ray_address: str | None = None
     devices_per_actor: int = 1000
     cpus_per_actor: float = 1.0
+    console: bool = False
+    """Print the embedded emulator's console link and keep it open after the run until Ctrl-C."""
 
     @property
     def embedded(self) -> bool:
@@ -243,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--command-wait", type=_nonnegative_float, default=5.0, metavar="S",
                      help="after the reporting, seconds to wait for commands still on their way; "
                      "those not in by then count as lost (default 5)")
+    sim.add_argument("--console", action="store_true",
+                     help="print the embedded emulator's web console link and keep the emulator open "
+                     "after the run, until Ctrl-C")
     sim.add_argument("--seed", type=int, default=0,
                      help="seed of the sensor values (default 0; same seed, same fleet in every shard)")
     scale = sim.add_argument_group("scaling out (one fleet, many cores or machines)")
@@ -306,6 +311,8 @@ def resolve_simulate(ns: argparse.Namespace, env: Mapping[str, str]) -> Simulate
         token=pick("token"),
     )
     real = creds.any_given
+    if real and ns.console:
+        raise ValidationError("--console shows the embedded emulator's console: give no Losant credentials")
     if not real and ns.device_ids is not None:
         raise ValidationError("--device-ids needs real Losant credentials (--application, --key, --secret)")
     if creds.application is not None and not _ID.match(creds.application):
@@ -379,6 +386,7 @@ def resolve_simulate(ns: argparse.Namespace, env: Mapping[str, str]) -> Simulate
         ray_address=ns.ray or None,
         devices_per_actor=ns.devices_per_actor,
         cpus_per_actor=ns.cpus_per_actor,
+        console=ns.console,
     )
 
 

@@ -95,6 +95,8 @@ async def run_emulator(ns: argparse.Namespace, out: TextIO) -> int:
         if losant.ws_port:
             lines.append(f"  WebSockets: ws://{losant.mqtt_host}:{losant.ws_port}")
         lines += [
+            f"  Console:    {losant.console_url}",
+            "              (open it in a browser; the link holds the console token: keep it to yourself)",
             f"Demo application {demo.application_name!r}: {demo.application_id}",
             f"  access key:    {demo.key}",
             f"  access secret: {demo.secret}",
@@ -218,14 +220,33 @@ async def run_simulate(args: SimulateArgs, out: TextIO, err: TextIO) -> Simulati
               "devices.", file=out, flush=True)
         async with EmulatorHost(config, shards) as host:
             _say_target(host.targets, config.transport, out)
+            if args.console:
+                print(f"Console: {host.console_url}\n  (open it in a browser; the link holds the console token)",
+                      file=out, flush=True)
             if line:
                 print(line, file=out, flush=True)
-            return await _drive(_runner(args, host.targets, host), view, err)
+            report = await _drive(_runner(args, host.targets, host), view, err)
+            if args.console and not report.interrupted:
+                await _keep_console_open(report, out)
+            return report
     targets = await real_targets(args, shards)
     _say_target(targets, config.transport, out)
     if line:
         print(line, file=out, flush=True)
     return await _drive(_runner(args, targets, None), view, err)
+
+
+async def _keep_console_open(report: SimulationReport, out: TextIO) -> None:
+    from ._render import print_summary
+
+    print_summary(report, out)
+    print("The emulator and its console stay open: Ctrl-C to stop.", file=out, flush=True)
+    async with _signals() as signals:
+        if signals is None:
+            await anyio.sleep_forever()
+        else:
+            async for _ in signals:
+                break
 
 
 def _say_target(targets: Sequence[Target], transport: str, out: TextIO) -> None:

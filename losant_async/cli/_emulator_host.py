@@ -98,7 +98,7 @@ async def _host_async(config: SimulationConfig, shards: list[tuple[int, int]], e
                 mqtt_transport="tcp", rest_url=losant.rest_url, api_token=token, embedded=True,
             )))
         gc.freeze()
-        events.send(("ready", targets))
+        events.send(("ready", targets, losant.console_url))
         async with anyio.create_task_group() as tg:
             tg.start_soon(_keep_history_frozen)
             await _serve(losant, PipeInbox(control, "emulator control"), events)
@@ -150,6 +150,8 @@ class EmulatorHost:
         self._config = config
         self._shards = list(shards)
         self.targets: list[Target] = []
+        self.console_url: str | None = None
+        """The emulator's web console login link (it holds the console token)."""
         self._proc: Any = None
         self._control: Connection | None = None
         self._inbox: PipeInbox | None = None
@@ -174,6 +176,7 @@ class EmulatorHost:
             if message[0] != "ready":
                 raise LosantError(f"the embedded emulator failed to start: {message[1]}")
             self.targets = [target_from_dict(t) for t in message[1]]
+            self.console_url = message[2]
         except BaseException:
             await self._close()
             raise

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from ._broker import EmbeddedBroker
+    from .console import Console
 
 __all__ = [
     "AccessKey",
@@ -215,6 +216,7 @@ class LocalLosant:
         self._rest_bound = 0
         self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
         self._unlisten: Callable[[], None] | None = None
+        self._console: Console | None = None
         self._started = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -227,6 +229,7 @@ class LocalLosant:
         from ._broker import EmbeddedBroker
         from ._http_listener import GuardedSite, Listener
         from ._rest import RestApp
+        from .console import Console
 
         self._started = True
         try:
@@ -245,7 +248,10 @@ class LocalLosant:
             self._rest.on_credentials_changed = self._broker.revalidate
             listener = Listener(self.limits, self.store.counters)
             self._rest.peer_watch = listener.watch
-            self._runner = web.AppRunner(self._rest.build(), access_log=None, shutdown_timeout=1.0)
+            app = self._rest.build()
+            self._console = Console(self.store, self._deliver_command, banned_until=self._broker.rules.banned_until)
+            self._console.mount(app)
+            self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
             await self._runner.setup()
             site = GuardedSite(self._runner, self._host, self._rest_port, listener)
             await site.start()
@@ -263,6 +269,8 @@ class LocalLosant:
         await asyncio.shield(self._close())
 
     async def _close(self) -> None:
+        if self._console is not None:
+            self._console.close()
         if self._rest is not None:
             self._rest.close_streams()
         if self._runner is not None:
@@ -304,6 +312,14 @@ class LocalLosant:
     @property
     def ws_port(self) -> int | None:
         return self._require().ws_port
+
+    @property
+    def console_url(self) -> str:
+        """The web console's login link (``<rest_url>/console/login?token=...``): it holds the
+        console token, so only whoever sees it opens the console. Print it; never log it."""
+        self._require()
+        assert self._console is not None
+        return self.rest_url + self._console.login_path
 
     @property
     def counters(self) -> Counters:
