@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from ._certs import KEY_PREFIX, certificate_live
 from ._routes import Route
 
 if TYPE_CHECKING:
@@ -198,7 +199,10 @@ def session_allowed(store: Store, key: KeyRecord | None, device: DeviceRecord, *
     if device.id not in store.devices:
         return False
     if key is None:
-        return True  # a session admitted without a key (client certificates) is judged by its device
+        return True
+    if key.key.startswith(KEY_PREFIX):
+        # a client certificate's session: its certificate must stay registered and active
+        return certificate_live(store, key, device) and (not coverage or store.key_covers(key, device))
     current = store.keys.get(key.key)
     if current is None or current.id != key.id:
         return False

@@ -55,6 +55,8 @@ _log = logging.getLogger("losant_async.testing.mqtt")
 
 CA_COLLECTION = "application_certificate_authorities"
 CERT_COLLECTION = "application_certificates"
+KEY_PREFIX = "certificate:"
+"""How the access key that stands in for a certificate's session is named (never in ``Store.keys``)."""
 _PEM_END = "-----END CERTIFICATE-----"
 _MAX_CERTS_PER_BUNDLE = 32
 
@@ -222,7 +224,7 @@ class DeviceCertificates:
         key = KeyRecord(
             id=str(doc["id"]),
             application_id=app,
-            key=f"certificate:{doc['id']}:{secrets.token_hex(8)}",
+            key=f"{KEY_PREFIX}{doc['id']}:{secrets.token_hex(8)}",
             secret=secrets.token_hex(16),
             device_ids=_ids(doc.get("deviceIds")),
             device_tags=_tags(doc.get("deviceTags")),
@@ -272,3 +274,13 @@ def _tags(value: Any) -> tuple[tuple[str, str], ...] | None:
     if not isinstance(value, list) or not value:
         return None
     return tuple((str(t.get("key")), str(t.get("value"))) for t in value if isinstance(t, dict))
+
+
+def certificate_live(store: Store, key: KeyRecord, device: DeviceRecord) -> bool:
+    """Whether the certificate a session stands on is still registered and active in the device's application."""
+    doc = store.docs.get(CERT_COLLECTION, {}).get(key.id)
+    return (
+        doc is not None
+        and doc.get("applicationId") == device.application_id
+        and doc.get("status", "active") == "active"
+    )
