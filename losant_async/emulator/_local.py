@@ -13,9 +13,12 @@ from .._extras import require_extra
 from .._time import to_ejson_date
 from ..errors import ValidationError
 from .store import (
+    DEFAULT_MAX_COMMANDS,
+    DEFAULT_MAX_STATES,
     CommandRecord,
     ConnectionLogEntry,
     Counters,
+    MemorySeries,
     StateRecord,
     Store,
     UnknownObjectError,
@@ -140,6 +143,10 @@ class LocalLosant:
     Retry-After). ``clock`` (epoch ms) replaces the wall clock for the time rules, the
     throttle and the bans, so tests can move time instead of sleeping. ``mqtt_ssl``
     serves the MQTT listeners (TCP and WebSockets) over TLS.
+
+    Each device keeps its newest ``max_states`` states and ``max_commands`` commands (and
+    as many connection log entries), none older than Losant's 30 days; older ones are
+    dropped, oldest first, and counted (``counters.states_evicted``, ``commands_evicted``).
     """
 
     def __init__(
@@ -152,12 +159,14 @@ class LocalLosant:
         host: str = "127.0.0.1",
         clock: Callable[[], int] | None = None,
         mqtt_ssl: _ssl.SSLContext | None = None,
+        max_states: int = DEFAULT_MAX_STATES,
+        max_commands: int = DEFAULT_MAX_COMMANDS,
     ) -> None:
         require_extra("emulator", "jsonschema", feature="LocalLosant")
         for name, port in (("rest_port", rest_port), ("mqtt_port", mqtt_port), ("ws_port", ws_port)):
             if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
                 raise ValidationError(f"{name} must be a port number 0 to 65535")
-        self.store: Store = Store(clock=clock)
+        self.store: Store = Store(clock=clock, series=MemorySeries(max_states=max_states, max_commands=max_commands))
         self._host = host
         self._rest_port = rest_port
         self._mqtt_port = mqtt_port

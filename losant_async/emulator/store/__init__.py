@@ -28,11 +28,13 @@ from ._records import (
     new_id,
     new_token,
 )
-from ._series import MemorySeries, SeriesBackend
+from ._series import DEFAULT_MAX_COMMANDS, DEFAULT_MAX_STATES, MemorySeries, SeriesBackend
 from ._states import HistoryStore
 
 __all__ = [
     "DAY_MS",
+    "DEFAULT_MAX_COMMANDS",
+    "DEFAULT_MAX_STATES",
     "DEVICE_CLASSES",
     "KEY_FILTER_TYPES",
     "ApiTokenRecord",
