@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl as _ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from ._broker import EmbeddedBroker
+    from .store import DataDir, WorldSaver
+
+SAVE_INTERVAL = 1.0
+"""Seconds between saves of the objects (applications, devices, credentials, documents) to a data directory."""
 
 __all__ = [
     "AccessKey",
@@ -147,6 +152,12 @@ class LocalLosant:
     Each device keeps its newest ``max_states`` states and ``max_commands`` commands (and
     as many connection log entries), none older than Losant's 30 days; older ones are
     dropped, oldest first, and counted (``counters.states_evicted``, ``commands_evicted``).
+
+    ``data_dir`` keeps everything in a SQLite database in that directory instead: started
+    again on it, the emulator has the same applications, devices, ids, keys, tokens,
+    documents, files and history (30 days of it, on disk). The directory is locked while
+    the emulator runs (a second one on it raises ``DataDirError``); writes are committed
+    every 0.2 s, so only what was accepted in the last moment before a ``kill -9`` is lost.
     """
 
     def __init__(
@@ -161,6 +172,7 @@ class LocalLosant:
         mqtt_ssl: _ssl.SSLContext | None = None,
         max_states: int = DEFAULT_MAX_STATES,
         max_commands: int = DEFAULT_MAX_COMMANDS,
+        data_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         require_extra("emulator", "jsonschema", feature="LocalLosant")
         for name, port in (("rest_port", rest_port), ("mqtt_port", mqtt_port), ("ws_port", ws_port)):
@@ -180,6 +192,10 @@ class LocalLosant:
         self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
         self._unlisten: Callable[[], None] | None = None
         self._started = False
+        self._data_dir = data_dir
+        self._data: DataDir | None = None
+        self._saver: WorldSaver | None = None
+        self._persist_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -193,6 +209,8 @@ class LocalLosant:
 
         self._started = True
         try:
+            if self._data_dir is not None:
+                self._open_data_dir(self._data_dir)
             self._broker = EmbeddedBroker(
                 self.store,
                 host=self._host,
@@ -221,6 +239,32 @@ class LocalLosant:
     ) -> None:
         await asyncio.shield(self._close())
 
+    def _open_data_dir(self, path: str | os.PathLike[str]) -> None:
+        from .store import DataDir, DiskSeries, WorldSaver
+
+        data = DataDir(path)
+        try:
+            self.store.series = DiskSeries(data)
+            self._saver = WorldSaver(self.store, data)
+            self._saver.load()
+        except BaseException:
+            data.close()
+            raise
+        self._data = data
+        self._persist_task = asyncio.get_running_loop().create_task(self._persist(), name="losant-emulator-persist")
+
+    async def _persist(self) -> None:
+        # Objects are saved as a diff once a second; history is queued as it is accepted.
+        assert self._saver is not None
+        while True:
+            await asyncio.sleep(SAVE_INTERVAL)
+            self._saver.save()
+
+    @property
+    def data_dir(self) -> str | None:
+        """The data directory in use, or None (everything in memory)."""
+        return None if self._data is None else str(self._data.path)
+
     async def _close(self) -> None:
         if self._rest is not None:
             self._rest.close_streams()
@@ -230,6 +274,16 @@ class LocalLosant:
         if self._broker is not None:
             await self._broker.stop()
             self._broker = None
+        if self._persist_task is not None:
+            self._persist_task.cancel()
+            await asyncio.gather(self._persist_task, return_exceptions=True)
+            self._persist_task = None
+        if self._data is not None:
+            if self._saver is not None:
+                self._saver.save()
+            await asyncio.to_thread(self._data.close)
+            self._data = None
+            self._saver = None
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
