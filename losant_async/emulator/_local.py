@@ -222,7 +222,9 @@ class LocalLosant:
             await self._broker.start()
             self._rest = RestApp(self.store, self._deliver_command, throttle=self._throttle)
             self._rest.on_device_deleted = self._broker.disconnect
-            self._runner = web.AppRunner(self._rest.build(), access_log=None, shutdown_timeout=1.0)
+            rest_app = self._rest.build()
+            rest_app.middlewares.append(self._health_route())
+            self._runner = web.AppRunner(rest_app, access_log=None, shutdown_timeout=1.0)
             await self._runner.setup()
             site = web.TCPSite(self._runner, self._host, self._rest_port)
             await site.start()
@@ -259,6 +261,35 @@ class LocalLosant:
         while True:
             await asyncio.sleep(SAVE_INTERVAL)
             self._saver.save()
+
+    def health(self) -> dict[str, Any]:
+        """What ``GET /health`` answers: ``ok`` while everything accepted reaches the store (and the
+        data directory), ``failing`` once a write to the data directory failed."""
+        failure = self._data.failure if self._data is not None else None
+        broker = self._broker
+        return {
+            "status": "failing" if failure else "ok",
+            "applications": len(self.store.applications),
+            "devices": len(self.store.devices),
+            "devicesConnected": sum(1 for d in self.store.devices if broker is not None and broker.is_connected(d)),
+            "dataDir": self.data_dir,
+            "writesQueued": self._data.queued if self._data is not None else 0,
+            "writeFailure": failure,
+            "counters": self.store.counters.as_dict(),
+        }
+
+    def _health_route(self) -> Any:
+        from aiohttp import web
+
+        @web.middleware
+        async def health(request: web.Request, handler: Any) -> web.StreamResponse:
+            # Not a Losant route: the emulator's own, for process managers and CI waits (no auth, no secrets).
+            if request.path == "/health" and request.method in ("GET", "HEAD"):
+                return web.json_response(self.health())
+            response: web.StreamResponse = await handler(request)
+            return response
+
+        return health
 
     @property
     def data_dir(self) -> str | None:
