@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import dataclasses
 import json
 import signal
@@ -85,9 +86,11 @@ async def run_emulator(ns: argparse.Namespace, out: TextIO, data_dir: Path | Non
     seed_path: Path | None = getattr(ns, "seed", None)
     seed = None
     if seed_path is not None:
-        from ..emulator._seed import read_seed
+        from ..emulator._seed import apply_seed, read_seed
+        from ..emulator.store import Store
 
-        seed = read_seed(seed_path)  # a bad file fails before anything listens
+        seed = read_seed(seed_path)
+        apply_seed(Store(), copy.deepcopy(seed))  # a bad seed fails before anything listens
 
     async with _signals() as signals, LocalLosant(
         rest_port=ns.rest_port, mqtt_port=ns.mqtt_port, throttle=ns.throttle, data_dir=data_dir
