@@ -16,7 +16,7 @@ import msgspec
 
 from ...errors import LosantError
 
-__all__ = ["DB_NAME", "FLUSH_INTERVAL", "LOCK_NAME", "SCHEMA_VERSION", "DataDir", "DataDirError"]
+__all__ = ["DB_NAME", "FLUSH_INTERVAL", "LOCK_NAME", "MAX_QUEUED", "SCHEMA_VERSION", "DataDir", "DataDirError"]
 
 log = logging.getLogger("losant_async.emulator")
 
@@ -26,6 +26,8 @@ DB_NAME = "emulator.sqlite3"
 LOCK_NAME = "emulator.lock"
 FLUSH_INTERVAL = 0.2
 """Seconds between the writer's batches: what ``kill -9`` can lose (plus one batch's write)."""
+MAX_QUEUED = 100_000
+"""Writes queued beyond this are committed by the caller itself: the queue's bound (backpressure, nothing dropped)."""
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -120,6 +122,9 @@ class DataDir:
         if self._closed:
             raise RuntimeError(f"data directory {self.path} is closed")
         self._ops.append((sql, params))
+        if len(self._ops) >= MAX_QUEUED:
+            # the disk is behind: wait for it here rather than let the queue grow without bound
+            self.flush()
 
     @property
     def queued(self) -> int:

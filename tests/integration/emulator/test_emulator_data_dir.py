@@ -195,3 +195,20 @@ def test_the_lock_holds_against_another_process(tmp_path: Path) -> None:
     code, err = asyncio.run(hold_and_try())
     assert code != 0
     assert b"in use by another emulator (pid " + str(os.getpid()).encode() in err
+
+
+async def test_a_clean_stop_with_devices_connected_logs_their_disconnects(tmp_path: Path) -> None:
+    async with LocalLosant(data_dir=tmp_path) as losant:
+        app = losant.create_application()
+        device = app.create_device(name="d", attributes={"t": "number"})
+        key = app.create_access_key()
+        mqtt = await RawMqtt.open(losant.mqtt_port)
+        assert await mqtt.connect(device.id, key.key, key.secret) == 0
+        await mqtt.publish(f"losant/{device.id}/state", {"data": {"t": 1}})
+        await losant.wait_for_states(device.id, 1)
+    await mqtt.wait_closed()
+    await mqtt.close()
+    async with LocalLosant(data_dir=tmp_path) as again:
+        assert [e.connected for e in again.connection_log(device.id)] == [True, False]
+        assert [s.data for s in again.states(device.id)] == [{"t": 1}]
+        assert not again.store.devices[device.id].connected
