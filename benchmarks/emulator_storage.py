@@ -13,6 +13,9 @@ the event loop's rate with a data directory over the rate in memory, and
 the per-device bound raised to fit, and on disk), answering Losant's
 time-series (``MEAN``, 5-minute buckets over the last day) and last-value
 queries over REST, timed by the client.
+
+``--soak SECONDS [--data-dir]``: ``--devices`` devices at ``--rate`` states/s into
+a running ``LocalLosant`` (wall clock), the process's RSS every 10 s.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import tempfile
 import time
@@ -141,6 +145,47 @@ async def query_times(devices: int, states: int) -> dict[str, dict[str, float]]:
     return out
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+async def soak(seconds: float, devices: int, rate: float, data_dir: Path | None) -> dict[str, Any]:
+    """``devices`` devices at ``rate`` states/s each into a running LocalLosant (wall clock) for
+    ``seconds``; RSS every 10 s. Linux only (/proc)."""
+    samples: list[tuple[float, float]] = []
+    async with LocalLosant(data_dir=data_dir) as losant:
+        store = losant.store
+        app = losant.create_application("soak")
+        records = [store.device(app.create_device(name=f"d{i}", attributes=ATTRIBUTES).id) for i in range(devices)]
+        rng = random.Random(4)
+        payloads = [_state(rng) for _ in range(1000)]
+        began = time.monotonic()
+        next_sample = 0.0
+        sent = 0
+        tick = 0.1
+        while (elapsed := time.monotonic() - began) < seconds:
+            if elapsed >= next_sample:
+                samples.append((round(elapsed, 1), round(_rss_mb(), 1)))
+                next_sample += 10
+            due = int((elapsed + tick) * rate * devices)
+            stamp = store.clock()
+            while sent < due:
+                device = records[sent % devices]
+                store.store_states(device, [(stamp, payloads[sent % 1000])])
+                sent += 1
+            await asyncio.sleep(max(0.0, began + elapsed + tick - time.monotonic()))
+        samples.append((round(time.monotonic() - began, 1), round(_rss_mb(), 1)))
+        kept = sum(store.accepted_count(r.id) for r in records)
+    minute = next((rss for t, rss in samples if t >= 60), samples[-1][1])
+    return {
+        "backend": "data_dir" if data_dir else "memory", "seconds": seconds, "devices": devices, "rate": rate,
+        "states": sent, "accepted": kept, "evicted": losant.counters.states_evicted,
+        "rss_start_mb": samples[0][1], "rss_1min_mb": minute, "rss_end_mb": samples[-1][1],
+        "growth_after_1min_mb": round(samples[-1][1] - minute, 1), "samples": samples,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, default=1000)
@@ -148,7 +193,18 @@ def main() -> None:
     parser.add_argument("--ingest-states", type=int, default=200_000)
     parser.add_argument("--skip-queries", action="store_true")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--soak", type=float, metavar="SECONDS",
+                        help="only the soak: --devices at --rate states/s for SECONDS, RSS every 10 s")
+    parser.add_argument("--rate", type=float, default=10.0)
+    parser.add_argument("--data-dir", action="store_true", help="the soak with a data directory (else in memory)")
     args = parser.parse_args()
+    if args.soak:
+        with tempfile.TemporaryDirectory() as where:
+            out = asyncio.run(soak(args.soak, args.devices, args.rate, Path(where) if args.data_dir else None))
+        print(json.dumps(out), flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(out, indent=2) + "\n")
+        return
     result: dict[str, Any] = {"bytes_per_state": bytes_per_state()}
     print(f"bytes per stored state (3 numbers, tracemalloc): {result['bytes_per_state']:.1f}", flush=True)
     result["ingest"] = ingest_ratio(args.devices, args.ingest_states)
