@@ -21,7 +21,7 @@ from ._records import (
     UserRecord,
 )
 
-__all__ = ["WorldSaver", "load_rows", "read_objects"]
+__all__ = ["WorldSaver", "load_rows", "read_objects", "world_rows"]
 
 _RECORDS: dict[str, type[Any]] = {
     "applications": ApplicationRecord,
@@ -38,7 +38,8 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder().decode
 
 
-def _rows(store: StoreBase) -> Iterator[tuple[tuple[str, str], bytes]]:
+def world_rows(store: StoreBase) -> Iterator[tuple[tuple[str, str], bytes]]:
+    """Every object of the store as ((kind, id), its encoded form): what a data directory saves."""
     for kind in _RECORDS:
         collection: dict[str, Any] = getattr(store, kind)
         for key, record in collection.items():
@@ -114,7 +115,7 @@ class WorldSaver:
         seen = self._seen
         fresh: dict[tuple[str, str], tuple[int, int]] = {}
         queued = 0
-        for ident, body in _rows(self._store):
+        for ident, body in world_rows(self._store):
             digest = hash(body)
             known = seen.get(ident)
             if known is None:
