@@ -29,10 +29,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from ._broker import EmbeddedBroker
-    from .store import DataDir, WorldSaver
-
-SAVE_INTERVAL = 1.0
-"""Seconds between saves of the objects (applications, devices, credentials, documents) to a data directory."""
+    from ._persist import Persistence
 
 __all__ = [
     "AccessKey",
@@ -193,9 +190,7 @@ class LocalLosant:
         self._unlisten: Callable[[], None] | None = None
         self._started = False
         self._data_dir = data_dir
-        self._data: DataDir | None = None
-        self._saver: WorldSaver | None = None
-        self._persist_task: asyncio.Task[None] | None = None
+        self._persistence: Persistence | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -205,6 +200,7 @@ class LocalLosant:
         from aiohttp import web
 
         from ._broker import EmbeddedBroker
+        from ._persist import health_middleware
         from ._rest import RestApp
 
         self._started = True
@@ -223,7 +219,7 @@ class LocalLosant:
             self._rest = RestApp(self.store, self._deliver_command, throttle=self._throttle)
             self._rest.on_device_deleted = self._broker.disconnect
             rest_app = self._rest.build()
-            rest_app.middlewares.append(self._health_route())
+            rest_app.middlewares.append(health_middleware(self.health))
             self._runner = web.AppRunner(rest_app, access_log=None, shutdown_timeout=1.0)
             await self._runner.setup()
             site = web.TCPSite(self._runner, self._host, self._rest_port)
@@ -242,30 +238,15 @@ class LocalLosant:
         await asyncio.shield(self._close())
 
     def _open_data_dir(self, path: str | os.PathLike[str]) -> None:
-        from .store import DataDir, DiskSeries, WorldSaver
+        from ._persist import Persistence
 
-        data = DataDir(path)
-        try:
-            self.store.series = DiskSeries(data)
-            self._saver = WorldSaver(self.store, data)
-            self._saver.load()
-        except BaseException:
-            data.close()
-            raise
-        self._data = data
-        self._persist_task = asyncio.get_running_loop().create_task(self._persist(), name="losant-emulator-persist")
-
-    async def _persist(self) -> None:
-        # Objects are saved as a diff once a second; history is queued as it is accepted.
-        assert self._saver is not None
-        while True:
-            await asyncio.sleep(SAVE_INTERVAL)
-            self._saver.save()
+        self._persistence = Persistence(self.store, path)
 
     def health(self) -> dict[str, Any]:
         """What ``GET /health`` answers: ``ok`` while everything accepted reaches the store (and the
         data directory), ``failing`` once a write to the data directory failed."""
-        failure = self._data.failure if self._data is not None else None
+        data = self._persistence.data if self._persistence is not None else None
+        failure = data.failure if data is not None else None
         broker = self._broker
         return {
             "status": "failing" if failure else "ok",
@@ -273,28 +254,15 @@ class LocalLosant:
             "devices": len(self.store.devices),
             "devicesConnected": sum(1 for d in self.store.devices if broker is not None and broker.is_connected(d)),
             "dataDir": self.data_dir,
-            "writesQueued": self._data.queued if self._data is not None else 0,
+            "writesQueued": data.queued if data is not None else 0,
             "writeFailure": failure,
             "counters": self.store.counters.as_dict(),
         }
 
-    def _health_route(self) -> Any:
-        from aiohttp import web
-
-        @web.middleware
-        async def health(request: web.Request, handler: Any) -> web.StreamResponse:
-            # Not a Losant route: the emulator's own, for process managers and CI waits (no auth, no secrets).
-            if request.path == "/health" and request.method in ("GET", "HEAD"):
-                return web.json_response(self.health())
-            response: web.StreamResponse = await handler(request)
-            return response
-
-        return health
-
     @property
     def data_dir(self) -> str | None:
         """The data directory in use, or None (everything in memory)."""
-        return None if self._data is None else str(self._data.path)
+        return None if self._persistence is None else str(self._persistence.data.path)
 
     async def _close(self) -> None:
         if self._rest is not None:
@@ -305,16 +273,9 @@ class LocalLosant:
         if self._broker is not None:
             await self._broker.stop()
             self._broker = None
-        if self._persist_task is not None:
-            self._persist_task.cancel()
-            await asyncio.gather(self._persist_task, return_exceptions=True)
-            self._persist_task = None
-        if self._data is not None:
-            if self._saver is not None:
-                self._saver.save()
-            await asyncio.to_thread(self._data.close)
-            self._data = None
-            self._saver = None
+        if self._persistence is not None:
+            await self._persistence.close()
+            self._persistence = None
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None

@@ -117,10 +117,13 @@ class DataDir:
 
     # -- writes ----------------------------------------------------------------------------------
 
+    def _require_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"data directory {self.path} is closed: start an emulator on it to read or write it")
+
     def write(self, sql: str, params: Sequence[Any]) -> None:
         """Queue a write; the writer commits it within ``flush_interval`` seconds."""
-        if self._closed:
-            raise RuntimeError(f"data directory {self.path} is closed")
+        self._require_open()
         self._ops.append((sql, params))
         if len(self._ops) >= MAX_QUEUED:
             # the disk is behind: wait for it here rather than let the queue grow without bound
@@ -162,15 +165,10 @@ class DataDir:
 
     def read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Rows of a query, after committing what is queued."""
+        self._require_open()
         self.flush()
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
-
-    def execute_now(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run one statement now, after what is queued; returns the rows it changed."""
-        self.flush()
-        with self._lock:
-            return self._conn.execute(sql, params).rowcount
 
     def close(self) -> None:
         """Commit everything queued, stop the writer, close the database and release the lock."""
