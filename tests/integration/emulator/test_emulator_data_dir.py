@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import time
@@ -19,9 +20,18 @@ from losant_async.emulator import LocalLosant
 from losant_async.emulator.store import DataDirError
 from losant_async.emulator.store._datadir import DB_NAME
 from losant_async.rest import LosantClient
-from tests.integration.emulator.emulator_support import RawMqtt
+from tests.integration.emulator.emulator_support import RawMqtt, remaining_length
 
 pytestmark = pytest.mark.timeout(120)
+
+
+def _string(value: str | bytes) -> bytes:
+    raw = value.encode() if isinstance(value, str) else value
+    return struct.pack("!H", len(raw)) + raw
+
+
+def _packet(first: int, body: bytes) -> bytes:
+    return bytes([first]) + remaining_length(len(body)) + body
 
 
 async def test_a_restart_keeps_ids_keys_tokens_history_and_data_tables(tmp_path: Path) -> None:
@@ -213,3 +223,26 @@ async def test_a_clean_stop_with_devices_connected_logs_their_disconnects(tmp_pa
         assert [e.connected for e in again.connection_log(device.id)] == [True, False]
         assert [s.data for s in again.states(device.id)] == [{"t": 1}]
         assert not again.store.devices[device.id].connected
+
+
+async def test_stopping_the_emulator_sends_a_devices_will_and_keeps_the_state_it_carries(tmp_path: Path) -> None:
+    """Stopping closes each session without a DISCONNECT from the device, so its will is published
+    (MQTT 3.1.1, 3.1.2.5: a connection closed without the client's DISCONNECT publishes the will);
+    a will on the state topic is a state, kept in the data directory."""
+    async with LocalLosant(data_dir=tmp_path) as losant:
+        app = losant.create_application()
+        device = app.create_device(name="d", attributes={"online": "boolean"})
+        key = app.create_access_key()
+        client = await RawMqtt.open(losant.mqtt_port)
+        will = json.dumps({"data": {"online": False}}).encode()
+        body = (
+            _string("MQTT") + bytes([4, 0x02 | 0x04 | 0x80 | 0x40]) + struct.pack("!H", 15) + _string(device.id)
+            + _string(f"losant/{device.id}/state") + _string(will) + _string(key.key) + _string(key.secret)
+        )
+        client.writer.write(_packet(0x10, body))
+        assert (await client.expect(2)).body == b"\x00\x00"
+    await client.wait_closed()
+    await client.close()
+    async with LocalLosant(data_dir=tmp_path) as again:
+        assert [s.data for s in again.states(device.id)] == [{"online": False}]
+        assert again.connection_log(device.id)[-1].reason == "emulator stopped"
