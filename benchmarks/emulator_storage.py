@@ -140,7 +140,7 @@ async def _queries(losant: LocalLosant, devices: int, states: int) -> dict[str, 
 async def query_times(devices: int, states: int) -> dict[str, dict[str, float]]:
     per_device = states // devices
     out: dict[str, dict[str, float]] = {}
-    async with LocalLosant(max_states=per_device) as losant:
+    async with LocalLosant(max_states=per_device, max_total_states=states) as losant:
         out["memory"] = await _queries(losant, devices, states)
     with tempfile.TemporaryDirectory() as where:
         async with LocalLosant(data_dir=Path(where)) as losant:

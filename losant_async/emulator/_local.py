@@ -16,6 +16,7 @@ from ..errors import ValidationError
 from .store import (
     DEFAULT_MAX_COMMANDS,
     DEFAULT_MAX_STATES,
+    DEFAULT_MAX_TOTAL_STATES,
     CommandRecord,
     ConnectionLogEntry,
     Counters,
@@ -146,9 +147,10 @@ class LocalLosant:
     throttle and the bans, so tests can move time instead of sleeping. ``mqtt_ssl``
     serves the MQTT listeners (TCP and WebSockets) over TLS.
 
-    Each device keeps its newest ``max_states`` states and ``max_commands`` commands (and
-    as many connection log entries), none older than Losant's 30 days; older ones are
-    dropped, oldest first, and counted (``counters.states_evicted``, ``commands_evicted``).
+    In memory each device keeps its newest ``max_states`` states (and at most its share of
+    ``max_total_states`` over all devices) and ``max_commands`` commands (and as many
+    connection log entries), none older than Losant's 30 days; older ones are dropped,
+    oldest first, and counted (``counters.states_evicted``, ``commands_evicted``).
 
     ``data_dir`` keeps everything in a SQLite database in that directory instead: started
     again on it, the emulator has the same applications, devices, ids, keys, tokens,
@@ -169,13 +171,16 @@ class LocalLosant:
         mqtt_ssl: _ssl.SSLContext | None = None,
         max_states: int = DEFAULT_MAX_STATES,
         max_commands: int = DEFAULT_MAX_COMMANDS,
+        max_total_states: int = DEFAULT_MAX_TOTAL_STATES,
         data_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         require_extra("emulator", "jsonschema", feature="LocalLosant")
         for name, port in (("rest_port", rest_port), ("mqtt_port", mqtt_port), ("ws_port", ws_port)):
             if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
                 raise ValidationError(f"{name} must be a port number 0 to 65535")
-        self.store: Store = Store(clock=clock, series=MemorySeries(max_states=max_states, max_commands=max_commands))
+        self.store: Store = Store(clock=clock, series=MemorySeries(
+            max_states=max_states, max_commands=max_commands, max_total_states=max_total_states
+        ))
         self._host = host
         self._rest_port = rest_port
         self._mqtt_port = mqtt_port

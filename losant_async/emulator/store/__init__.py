@@ -31,7 +31,13 @@ from ._records import (
     new_id,
     new_token,
 )
-from ._series import DEFAULT_MAX_COMMANDS, DEFAULT_MAX_STATES, MemorySeries, SeriesBackend
+from ._series import (
+    DEFAULT_MAX_COMMANDS,
+    DEFAULT_MAX_STATES,
+    DEFAULT_MAX_TOTAL_STATES,
+    MemorySeries,
+    SeriesBackend,
+)
 from ._states import HistoryStore
 from ._world import WorldSaver
 
@@ -39,6 +45,7 @@ __all__ = [
     "DAY_MS",
     "DEFAULT_MAX_COMMANDS",
     "DEFAULT_MAX_STATES",
+    "DEFAULT_MAX_TOTAL_STATES",
     "DEVICE_CLASSES",
     "KEY_FILTER_TYPES",
     "ApiTokenRecord",

@@ -12,12 +12,14 @@ import msgspec
 
 from ._records import CommandRecord, ConnectionLogEntry, StateRecord
 
-__all__ = ["DEFAULT_MAX_COMMANDS", "DEFAULT_MAX_STATES", "MemorySeries", "SeriesBackend", "StateCodec"]
+__all__ = ["DEFAULT_MAX_COMMANDS", "DEFAULT_MAX_STATES", "DEFAULT_MAX_TOTAL_STATES", "MemorySeries", "SeriesBackend", "StateCodec"]
 
 DEFAULT_MAX_STATES = 10_000
 """States kept in memory per device unless told otherwise: the newest win."""
 DEFAULT_MAX_COMMANDS = 10_000
 """Commands (and, separately, connection log entries) kept in memory per device."""
+DEFAULT_MAX_TOTAL_STATES = 1_000_000
+"""States kept in memory over all devices (about 85 MB): each device keeps at most its share."""
 
 
 class SeriesBackend(Protocol):
@@ -143,16 +145,26 @@ class _History:
 class MemorySeries:
     """Every device's history in this process's memory (the default backend), bounded.
 
-    Each device keeps at most ``max_states`` states and ``max_commands`` commands and
-    connection log entries, the newest; anything older than Losant's 30 days goes too.
+    Each device keeps its newest states, at most ``max_states`` and at most its share of
+    ``max_total_states`` (divided evenly among the devices, applied as each reports), and
+    its newest ``max_commands`` commands and connection log entries; anything older than
+    Losant's 30 days goes too. So memory stays flat however long a load test runs.
     """
 
-    def __init__(self, *, max_states: int = DEFAULT_MAX_STATES, max_commands: int = DEFAULT_MAX_COMMANDS) -> None:
-        for name, bound in (("max_states", max_states), ("max_commands", max_commands)):
+    def __init__(
+        self,
+        *,
+        max_states: int = DEFAULT_MAX_STATES,
+        max_commands: int = DEFAULT_MAX_COMMANDS,
+        max_total_states: int = DEFAULT_MAX_TOTAL_STATES,
+    ) -> None:
+        bounds = (("max_states", max_states), ("max_commands", max_commands), ("max_total_states", max_total_states))
+        for name, bound in bounds:
             if isinstance(bound, bool) or not isinstance(bound, int) or bound < 1:
                 raise ValueError(f"{name} must be a positive integer, not {bound!r}")
         self.max_states = max_states
         self.max_commands = max_commands
+        self.max_total_states = max_total_states
         self._history: dict[str, _History] = {}
         self._codec = StateCodec()
 
@@ -189,7 +201,8 @@ class MemorySeries:
                 history.composite[name] = (value, time)
         history.accepted += 1
         dropped = 0
-        while len(history) > self.max_states or (len(history) and history.times[history.start] < floor):
+        bound = min(self.max_states, max(1, self.max_total_states // len(self._history)))
+        while len(history) > bound or (len(history) and history.times[history.start] < floor):
             history.drop_oldest()
             dropped += 1
         return dropped

@@ -132,3 +132,17 @@ def test_a_stored_numeric_state_of_three_attributes_takes_at_most_120_bytes() ->
     finally:
         tracemalloc.stop()
     assert used / 20_000 <= 120
+
+
+def test_the_total_bound_gives_each_device_its_share() -> None:
+    clock = _Clock()
+    store = Store(clock=clock, series=MemorySeries(max_states=100, max_total_states=10))
+    app = store.add_application("a")
+    devices = [store.add_device(app.id, f"d{i}", attributes={"n": "number"}) for i in range(2)]
+    for i in range(20):
+        clock.now += 1000
+        for device in devices:
+            store.record_state(device, {"data": {"n": i}})
+    for device in devices:
+        assert [s.data["n"] for s in store.states(device.id, descending=False)] == [15, 16, 17, 18, 19]
+    assert store.counters.states_evicted == 30
