@@ -202,7 +202,10 @@ def _take_lock(path: Path) -> int:
     try:
         _lock_fd(fd)
     except OSError:
-        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        try:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        except OSError:  # Windows: the holder's lock covers the bytes too
+            holder = "unknown"
         os.close(fd)
         raise DataDirError(
             f"data directory {path.parent} is in use by another emulator (pid {holder}); "
