@@ -21,7 +21,7 @@ from ._records import (
     UserRecord,
 )
 
-__all__ = ["WorldSaver", "load_rows", "read_objects", "world_rows"]
+__all__ = ["WorldSaver", "load_rows", "read_objects", "world_objects", "world_rows"]
 
 _RECORDS: dict[str, type[Any]] = {
     "applications": ApplicationRecord,
@@ -38,16 +38,22 @@ _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder().decode
 
 
-def world_rows(store: StoreBase) -> Iterator[tuple[tuple[str, str], bytes]]:
-    """Every object of the store as ((kind, id), its encoded form): what a data directory saves."""
+def world_objects(store: StoreBase) -> Iterator[tuple[tuple[str, str], Any]]:
+    """Every object of the store as ((kind, id), the object): what a data directory saves."""
     for kind in _RECORDS:
         collection: dict[str, Any] = getattr(store, kind)
         for key, record in collection.items():
-            yield (kind, key), _encode(record)
+            yield (kind, key), record
     for name, docs in store.docs.items():
         for key, doc in docs.items():
-            yield (_DOC + name, key), _encode(doc)
-    yield _COUNTERS, _encode(store.counters.as_dict())
+            yield (_DOC + name, key), doc
+    yield _COUNTERS, store.counters.as_dict()
+
+
+def world_rows(store: StoreBase) -> Iterator[tuple[tuple[str, str], bytes]]:
+    """Every object of the store as ((kind, id), its encoded form)."""
+    for ident, value in world_objects(store):
+        yield ident, _encode(value)
 
 
 def load_rows(store: StoreBase, rows: Iterable[tuple[str, str, bytes]]) -> None:
@@ -100,6 +106,7 @@ class WorldSaver:
         self._seen: dict[tuple[str, str], tuple[int, int]] = {}
         """(kind, id) -> (hash of the saved bytes, its order of creation, which a load keeps)."""
         self._next = 0
+        self._blobs: dict[str, BlobRecord] = {}
 
     def load(self) -> int:
         """Put the saved objects into the store; returns how many were loaded."""
@@ -114,8 +121,16 @@ class WorldSaver:
         """Queue the objects that changed since the last save; returns how many rows were queued."""
         seen = self._seen
         fresh: dict[tuple[str, str], tuple[int, int]] = {}
+        blobs: dict[str, BlobRecord] = {}
         queued = 0
-        for ident, body in world_rows(self._store):
+        for ident, value in world_objects(self._store):
+            if isinstance(value, BlobRecord):
+                # files never change (a frozen record): one that was saved is not encoded again
+                blobs[ident[1]] = value
+                if self._blobs.get(ident[1]) is value:
+                    fresh[ident] = seen[ident]
+                    continue
+            body = _encode(value)
             digest = hash(body)
             known = seen.get(ident)
             if known is None:
@@ -131,4 +146,5 @@ class WorldSaver:
             self._data.write("DELETE FROM world WHERE kind = ? AND id = ?", ident)
             queued += 1
         self._seen = fresh
+        self._blobs = blobs
         return queued
