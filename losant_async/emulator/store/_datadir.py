@@ -69,11 +69,20 @@ class DataDir:
             self._conn = sqlite3.connect(
                 self.path / DB_NAME, check_same_thread=False, isolation_level=None, timeout=5.0
             )
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+        try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.create_function("merge_state", 2, _merge_state, deterministic=True)
             self.schema_from = self._check_schema()
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            os.close(self._lock_fd)
+            raise DataDirError(f"{self.path / DB_NAME} cannot be read as an emulator database: {exc}") from None
         except BaseException:
+            self._conn.close()
             os.close(self._lock_fd)
             raise
         self.flush_interval = flush_interval

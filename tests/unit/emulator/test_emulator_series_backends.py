@@ -140,3 +140,34 @@ def test_the_disk_writer_deletes_history_older_than_the_floor(tmp_path: Path, mo
     assert _times(series) == [20, 100]
     assert series.add_state(DEV, 101, {"a": 4}, 15) == 1  # the expired one, counted once
     data.close()
+
+
+def test_an_older_schema_is_migrated_and_one_without_a_migration_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from losant_async.emulator.store import DataDirError, _datadir
+
+    DataDir(tmp_path / "old").close()  # written at schema 1
+    DataDir(tmp_path / "older").close()
+    monkeypatch.setattr(_datadir, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(_datadir, "_MIGRATIONS", {1: "ALTER TABLE world ADD COLUMN note TEXT;"})
+    data = DataDir(tmp_path / "old")
+    assert data.schema_from == 1
+    assert data.read("SELECT value FROM meta WHERE key = 'schema_version'") == [("2",)]
+    assert "note" in {row[1] for row in data.read("PRAGMA table_info(world)")}
+    data.close()
+    monkeypatch.setattr(_datadir, "_MIGRATIONS", {})
+    with pytest.raises(DataDirError, match="has schema 1, which this version cannot migrate"):
+        DataDir(tmp_path / "older")
+    # refused, and released: the lock is free again
+    monkeypatch.setattr(_datadir, "SCHEMA_VERSION", 1)
+    DataDir(tmp_path / "older").close()
+
+
+def test_a_database_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
+    from losant_async.emulator.store import DataDirError
+    from losant_async.emulator.store._datadir import DB_NAME
+
+    (tmp_path / DB_NAME).write_bytes(b"not a database at all, just text" * 100)
+    with pytest.raises(DataDirError, match="cannot be read as an emulator database"):
+        DataDir(tmp_path)
