@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import msgspec
 import pytest
 
@@ -246,3 +247,31 @@ async def test_stopping_the_emulator_sends_a_devices_will_and_keeps_the_state_it
     async with LocalLosant(data_dir=tmp_path) as again:
         assert [s.data for s in again.states(device.id)] == [{"online": False}]
         assert again.connection_log(device.id)[-1].reason == "emulator stopped"
+
+
+async def test_health_answers_and_says_failing_once_a_write_to_the_data_directory_failed(tmp_path: Path) -> None:
+    async with LocalLosant(data_dir=tmp_path) as losant:
+        app = losant.create_application()
+        app.create_device(name="d")
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{losant.rest_url}/health") as response:
+                assert response.status == 200
+                health = await response.json()
+            assert health["status"] == "ok" and health["devices"] == 1 and health["writeFailure"] is None
+            persistence = losant._persistence  # pyright: ignore[reportPrivateUsage]
+            assert persistence is not None
+            persistence.data.write("INSERT INTO no_such_table VALUES (1)", ())
+            persistence.data.flush()
+            async with session.get(f"{losant.rest_url}/health") as response:
+                health = await response.json()
+        assert health["status"] == "failing" and "no_such_table" in health["writeFailure"]
+
+
+async def test_health_in_memory() -> None:
+    async with (
+        LocalLosant() as losant,
+        aiohttp.ClientSession() as session,
+        session.get(f"{losant.rest_url}/health") as response,
+    ):
+        health = await response.json()
+    assert health["status"] == "ok" and health["dataDir"] is None and health["writesQueued"] == 0
