@@ -63,7 +63,7 @@ class DataDir:
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise DataDirError(f"data directory {self.path} is not a directory")
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)  # it holds secrets
         self._lock_fd = _take_lock(self.path / LOCK_NAME)
         try:
             self._conn = sqlite3.connect(

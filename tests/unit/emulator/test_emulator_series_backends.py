@@ -171,3 +171,12 @@ def test_a_database_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
     (tmp_path / DB_NAME).write_bytes(b"not a database at all, just text" * 100)
     with pytest.raises(DataDirError, match="cannot be read as an emulator database"):
         DataDir(tmp_path)
+
+
+def test_a_new_data_directory_is_private(tmp_path: Path) -> None:
+    import stat
+    import sys
+
+    DataDir(tmp_path / "new").close()
+    if sys.platform != "win32":
+        assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700
