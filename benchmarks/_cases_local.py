@@ -186,7 +186,8 @@ async def _case_emulator_fleet(ctx: Context) -> CaseResult:
     )
     # Both set-ups are two processes: `simulate` starts its embedded emulator in a child process
     # (EmulatorHost); "beside" starts the emulator apart and hands simulate its credentials.
-    setups = (("embedded", "embedded emulator"), ("beside", "emulator beside"))
+    setups = (("embedded", "embedded emulator"), ("beside", "emulator beside"),
+              ("beside-data-dir", "emulator beside with a data directory"))
     contenders = {(mode, n): Contender(f"{n:,} devices, {label}: command latency p99", "ours", "ms",
                                        higher_is_better=False)
                   for mode, label in setups for n in sizes}
@@ -195,7 +196,8 @@ async def _case_emulator_fleet(ctx: Context) -> CaseResult:
         for (mode, n), c in contenders.items():
             if c.skipped:
                 continue
-            doc = await (_fleet_run(n, duration) if mode == "embedded" else _fleet_beside_run(n, duration))
+            doc = await (_fleet_run(n, duration) if mode == "embedded"
+                         else _fleet_beside_run(n, duration, data_dir=mode == "beside-data-dir"))
             p99 = _latency(doc, "p99")
             sent, got = doc.get("commands_sent"), doc.get("commands_received")
             due = doc.get("commands_scheduled")
@@ -227,9 +229,13 @@ async def _case_emulator_fleet(ctx: Context) -> CaseResult:
     if (mode_n := ("embedded", big)) in contenders:
         result.targets.append(Target(f"{big:,} devices: command p99 < 1 s with none lost", contenders[mode_n].name,
                                      None, 1000.0, metric="p99_none_lost_ms", at_most=True))
+    if (disk_n := ("beside-data-dir", big)) in contenders:
+        result.targets.append(Target(f"{big:,} devices, data directory: command p99 < 1 s with none lost",
+                                     contenders[disk_n].name, None, 1000.0, metric="p99_none_lost_ms", at_most=True))
     result.notes.append("embedded emulator: `simulate` with no credentials, its emulator in a child process; "
                         "emulator beside: the emulator (benchmarks.workers.emulator --serve) started apart and "
-                        "simulate pointed at it with credentials")
+                        "simulate pointed at it with credentials; with a data directory: the same, the "
+                        "emulator keeping everything in SQLite (issue 22: none lost, as in memory)")
     result.notes.append("latency: receive time minus the command's time as the emulator stamped it (one machine clock); "
                         "peak_rss_mib is the simulator process's, emulator_rss_mib the emulator's")
     result.notes.append("p99_none_lost_ms: the p99 when every state was stored and every command due was sent and "
@@ -255,11 +261,14 @@ def _p99_none_lost(doc: dict[str, Any], p99: float | None) -> float | None:
     return p99
 
 
-async def _fleet_beside_run(n: int, duration: float) -> dict[str, Any]:
-    """The emulator in its own process and ``simulate`` pointed at it with credentials, as at real Losant."""
+async def _fleet_beside_run(n: int, duration: float, *, data_dir: bool = False) -> dict[str, Any]:
+    """The emulator in its own process (in memory, or with a data directory) and ``simulate``
+    pointed at it with credentials, as at real Losant."""
     with tempfile.TemporaryDirectory(prefix="losant-bench-beside-") as tmp:
         ids_file = Path(tmp) / "ids.txt"
-        async with run_worker(["-m", "benchmarks.workers.emulator", "--devices", str(n), "--serve", str(ids_file)],
+        disk = ["--data-dir", str(Path(tmp) / "data")] if data_dir else []
+        async with run_worker(["-m", "benchmarks.workers.emulator", "--devices", str(n), "--serve", str(ids_file),
+                               *disk],
                               name="emulator-serve", stdin=asyncio.subprocess.PIPE) as emu:
             assert emu.proc.stdin is not None
             try:

@@ -74,13 +74,13 @@ async def main(n: int, expect: int) -> dict[str, Any]:
         }
 
 
-async def serve(n: int, ids_file: str) -> dict[str, Any]:
+async def serve(n: int, ids_file: str, data_dir: str | None = None) -> dict[str, Any]:
     import resource
 
     from losant_async.simulator import SENSOR_ATTRIBUTES
     from losant_async.testing import LocalLosant
 
-    async with LocalLosant(ws_port=None) as losant:
+    async with LocalLosant(ws_port=None, data_dir=data_dir) as losant:
         app = losant.create_application("bench")
         ids = [app.create_device(f"sim-{i:05d}", attributes=dict(SENSOR_ATTRIBUTES)).id for i in range(n)]
         # before the fleet exists: nothing else waits on this loop yet
@@ -107,9 +107,10 @@ if __name__ == "__main__":
     ap.add_argument("--devices", type=int, default=100)
     ap.add_argument("--expect", type=int, default=0)
     ap.add_argument("--serve", metavar="IDS_FILE", help="serve a simulate process; write the device ids here")
+    ap.add_argument("--data-dir", metavar="PATH", help="with --serve: keep everything in this data directory")
     a = ap.parse_args()
     raise_fd_limit(a.devices * 2 + 200)
     if a.serve:
-        run_and_emit(lambda: asyncio.run(serve(a.devices, a.serve)), ready="READY {}")
+        run_and_emit(lambda: asyncio.run(serve(a.devices, a.serve, a.data_dir)), ready="READY {}")
     else:
         run_and_emit(lambda: asyncio.run(main(a.devices, a.expect)), ready="READY {}")

@@ -50,14 +50,15 @@ def _error(message: str) -> None:
     print(f"losant-async: error: {message}", file=sys.stderr, flush=True)
 
 
-_LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO}
+_LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
-def _configure_logging(env: dict[str, str] | os._Environ[str]) -> None:
-    value = (env.get("LOSANT_LOG") or "").strip().lower()
+def _configure_logging(env: dict[str, str] | os._Environ[str], level: str | None = None) -> None:
+    """Log on stderr at ``level`` (``--log-level``), else at ``$LOSANT_LOG`` (debug or info), else not at all."""
+    value = level or (env.get("LOSANT_LOG") or "").strip().lower()
     if not value:
         return
-    if value not in _LOG_LEVELS:
+    if value not in _LOG_LEVELS or (level is None and value not in ("debug", "info")):
         raise ValidationError(f"LOSANT_LOG must be debug or info, not {value[:20]!r}")
     logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("losant_async").setLevel(_LOG_LEVELS[value])
@@ -119,15 +120,15 @@ def _certificates(ns: Any) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    from ._args import parse_args, resolve_simulate
+    from ._args import parse_args, resolve_data_dir, resolve_simulate
     from ._commands import Interrupted, run_emulator, run_simulate
     from ._render import print_summary
 
     ns = parse_args(argv)
     try:
-        _configure_logging(os.environ)
+        _configure_logging(os.environ, getattr(ns, "log_level", None))
         if ns.command == "emulator":
-            return anyio.run(run_emulator, ns, sys.stdout)
+            return anyio.run(run_emulator, ns, sys.stdout, resolve_data_dir(ns, os.environ))
         if ns.command == "report":
             return _merge(ns)
         if ns.command == "certificates":

@@ -17,12 +17,14 @@ from ..errors import ValidationError
 from ..simulator import Shard, SimulationConfig, parse_shard
 
 __all__ = [
+    "DATA_DIR_ENV",
     "DEPRECATED_ENV",
     "ENV",
     "Broker",
     "Credentials",
     "SimulateArgs",
     "build_parser",
+    "resolve_data_dir",
     "parse_broker",
     "resolve_simulate",
 ]
@@ -209,6 +211,21 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("--coverage", action="store_true", help="print how each catalog action is answered (full effect or recorded, not run), then exit")
     emu.add_argument("--mqtt-tls", type=Path, metavar="DIR", help="serve MQTT over TLS with DIR/server.pem and register "
                      "DIR/ca.pem and DIR/device.pem in the demo application (made by 'losant-async certificates DIR')")
+    _data_dir_option(emu)
+    emu.add_argument("--seed", type=Path, metavar="FILE", help="start with the applications, devices, keys, tokens and "
+                     "users of FILE (TOML or JSON; ids and secrets it lacks are generated and written back to it) "
+                     "instead of the demo application")
+    emu.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=None,
+                     help="log the emulator's events at this level on stderr (default: warnings and errors only)")
+    emu_sub = emu.add_subparsers(dest="action", metavar="ACTION")
+    export = emu_sub.add_parser(
+        "export", help="write a data directory's world as a seed file",
+        description="Write the applications, devices, keys, tokens and users of a data directory as a seed "
+        "file (TOML for .toml, else JSON) that --seed reads back. It holds secrets: the file is made private. "
+        "Works while an emulator runs on the directory (what it saved up to a second ago).",
+    )
+    export.add_argument("file", type=Path, metavar="FILE", help="where to write (.toml or .json)")
+    _data_dir_option(export)
 
     certs = sub.add_parser(
         "certificates",
@@ -436,6 +453,24 @@ def read_device_ids(path: Path, *, gateway: bool) -> list[tuple[str, str | None]
                 raise ValidationError(f"{path}:{lineno}: {value[:30]!r} is not a 24-hex-character device ID")
         out.append((fields[0], fields[1] if gateway else None))
     return out
+
+
+DATA_DIR_ENV = "LOSANT_EMULATOR_DATA_DIR"
+
+
+def _data_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, metavar="PATH", default=argparse.SUPPRESS,
+                        help="keep everything (objects, credentials, history) in PATH across restarts "
+                        f"(default: ${DATA_DIR_ENV}, else in memory)")
+
+
+def resolve_data_dir(ns: argparse.Namespace, env: Mapping[str, str]) -> Path | None:
+    """The emulator's data directory: ``--data-dir``, else ``$LOSANT_EMULATOR_DATA_DIR``, else None."""
+    given: Path | None = getattr(ns, "data_dir", None)
+    if given is not None:
+        return given
+    value = env.get(DATA_DIR_ENV, "").strip()
+    return Path(value) if value else None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

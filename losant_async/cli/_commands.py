@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import dataclasses
+import json
 import signal
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import anyio
 from anyio import CancelScope
 
+from ..errors import ValidationError
 from ..simulator import (
     Progress,
     Shard,
@@ -26,6 +30,10 @@ from ._args import SimulateArgs
 from ._emulator_host import EmulatorHost
 from ._render import ProgressView, make_view
 from ._world import provision_demo, real_targets
+
+if TYPE_CHECKING:
+    from ..emulator import LocalLosant
+    from ._certs import CertificateFiles
 
 __all__ = ["Interrupted", "Runner", "run_emulator", "run_simulate"]
 
@@ -64,8 +72,8 @@ async def _signals() -> AsyncIterator[AsyncIterator[signal.Signals] | None]:
         receiver.__exit__(None, None, None)
 
 
-async def run_emulator(ns: argparse.Namespace, out: TextIO) -> int:
-    """Run the emulator with a demo application until SIGINT/SIGTERM."""
+async def run_emulator(ns: argparse.Namespace, out: TextIO, data_dir: Path | None = None) -> int:
+    """Run the emulator (with a seed, a restored data directory or the demo application) until SIGINT/SIGTERM."""
     from ..emulator import LocalLosant
 
     if getattr(ns, "coverage", False):
@@ -74,6 +82,16 @@ async def run_emulator(ns: argparse.Namespace, out: TextIO) -> int:
         text, unanswered = coverage_report()
         print(text, file=out, flush=True)
         return 1 if unanswered else 0
+    if getattr(ns, "action", None) == "export":
+        return _export(ns.file, data_dir, out)
+    seed_path: Path | None = getattr(ns, "seed", None)
+    seed = None
+    if seed_path is not None:
+        from ..emulator._seed import apply_seed, read_seed
+        from ..emulator.store import Store
+
+        seed = read_seed(seed_path)
+        apply_seed(Store(), copy.deepcopy(seed))  # a bad seed fails before anything listens
 
     tls_dir = getattr(ns, "mqtt_tls", None)
     cert_files, mqtt_ssl = None, None
@@ -83,9 +101,8 @@ async def run_emulator(ns: argparse.Namespace, out: TextIO) -> int:
         cert_files = CertificateFiles.in_directory(tls_dir)
         mqtt_ssl = server_tls_context(cert_files)
     async with _signals() as signals, LocalLosant(
-        rest_port=ns.rest_port, mqtt_port=ns.mqtt_port, throttle=ns.throttle, mqtt_ssl=mqtt_ssl
+        rest_port=ns.rest_port, mqtt_port=ns.mqtt_port, throttle=ns.throttle, mqtt_ssl=mqtt_ssl, data_dir=data_dir
     ) as losant:
-        demo = provision_demo(losant)
         mqtt_url = f"{'mqtts' if mqtt_ssl else 'mqtt'}://{losant.mqtt_host}:{losant.mqtt_port}"
         lines = [
             "Local Losant emulator running (Ctrl-C to stop).",
@@ -97,32 +114,18 @@ async def run_emulator(ns: argparse.Namespace, out: TextIO) -> int:
         lines += [
             f"  Console:    {losant.console_url}",
             "              (open it in a browser; the link holds the console token: keep it to yourself)",
-            f"Demo application {demo.application_name!r}: {demo.application_id}",
-            f"  access key:    {demo.key}",
-            f"  access secret: {demo.secret}",
-            f"  API token:     {demo.token}",
-            "  devices:",
-            *(f"    {name:<14} {dev_id}  {cls}" for name, dev_id, cls in demo.devices),
-            "Simulate a fleet against it (in another terminal):",
-            f"  export LOSANT_URL={losant.rest_url} LOSANT_MQTT_HOST={losant.mqtt_host} "
-            f"LOSANT_MQTT_PORT={losant.mqtt_port} LOSANT_MQTT_TRANSPORT={'tls' if mqtt_ssl else 'tcp'}",
-            f"  export LOSANT_APPLICATION_ID={demo.application_id} LOSANT_API_TOKEN={demo.token}",
-            f"  export LOSANT_ACCESS_KEY={demo.key} LOSANT_ACCESS_SECRET={demo.secret}",
-            *_device_export(demo.devices),
-            "  losant-async simulate --no-throttle --devices 10",
         ]
-        if cert_files is not None:
-            from ..emulator import Application
-
-            app = Application(demo.application_id, demo.application_name, losant.store)
-            app.create_certificate_authority(cert_files.ca.read_text(), name="losant-async test CA")
-            app.create_certificate(cert_files.device.read_text())
-            lines += [
-                "Device certificates: the test CA and device.pem are registered in the demo application;",
-                f"  Device(<device id>, certificate=({str(cert_files.device)!r}, {str(cert_files.device_key)!r}),",
-                f"         host={losant.mqtt_host!r}, port={losant.mqtt_port}, "
-                f"tls_context=ssl.create_default_context(cafile={str(cert_files.ca)!r}))",
-            ]
+        lines.append(f"  Health:     {losant.rest_url}/health")
+        lines.append(f"  Data:       {losant.data_dir}" if losant.data_dir else
+                     "  Data:       in memory (gone at stop; --data-dir keeps it)")
+        restored = len(losant.store.applications)
+        if seed is not None and seed_path is not None:
+            lines += _seed_lines(losant, seed, seed_path)
+        elif restored:
+            lines.append(f"Restored {restored} application(s) and {len(losant.store.devices)} device(s):")
+            lines += [f"  {app.name!r}: {app.id}" for app in losant.store.applications.values()]
+        else:
+            lines += _demo_lines(losant, tls=mqtt_ssl is not None, cert_files=cert_files)
         print("\n".join(lines), file=out, flush=True)
         if signals is None:
             await anyio.sleep_forever()
@@ -130,7 +133,73 @@ async def run_emulator(ns: argparse.Namespace, out: TextIO) -> int:
             async for _ in signals:
                 break
         print("Stopping the emulator...", file=out, flush=True)
-    print("Emulator stopped.", file=out, flush=True)
+    print("Emulator stopped." + (f" Everything is kept in {data_dir}." if data_dir else ""), file=out, flush=True)
+    return 0
+
+
+def _demo_lines(losant: LocalLosant, *, tls: bool, cert_files: CertificateFiles | None) -> list[str]:
+    demo = provision_demo(losant)
+    lines = [
+        f"Demo application {demo.application_name!r}: {demo.application_id}",
+        f"  access key:    {demo.key}",
+        f"  access secret: {demo.secret}",
+        f"  API token:     {demo.token}",
+        "  devices:",
+        *(f"    {name:<14} {dev_id}  {cls}" for name, dev_id, cls in demo.devices),
+        "Simulate a fleet against it (in another terminal):",
+        f"  export LOSANT_URL={losant.rest_url} LOSANT_MQTT_HOST={losant.mqtt_host} "
+        f"LOSANT_MQTT_PORT={losant.mqtt_port} LOSANT_MQTT_TRANSPORT={'tls' if tls else 'tcp'}",
+        f"  export LOSANT_APPLICATION_ID={demo.application_id} LOSANT_API_TOKEN={demo.token}",
+        f"  export LOSANT_ACCESS_KEY={demo.key} LOSANT_ACCESS_SECRET={demo.secret}",
+        *_device_export(demo.devices),
+        "  losant-async simulate --no-throttle --devices 10",
+    ]
+    if cert_files is not None:
+        from ..emulator import Application
+
+        app = Application(demo.application_id, demo.application_name, losant.store)
+        app.create_certificate_authority(cert_files.ca.read_text(), name="losant-async test CA")
+        app.create_certificate(cert_files.device.read_text())
+        lines += [
+            "Device certificates: the test CA and device.pem are registered in the demo application;",
+            f"  Device(<device id>, certificate=({str(cert_files.device)!r}, {str(cert_files.device_key)!r}),",
+            f"         host={losant.mqtt_host!r}, port={losant.mqtt_port}, "
+            f"tls_context=ssl.create_default_context(cafile={str(cert_files.ca)!r}))",
+        ]
+    return lines
+
+
+def _seed_lines(losant: LocalLosant, seed: dict[str, Any], path: Path) -> list[str]:
+    from ..emulator._seed import apply_seed, dump_seed
+
+    before = json.dumps(seed, sort_keys=True)
+    world, created = apply_seed(losant.store, seed)
+    lines = [f"Seed {path}: {created} object(s) created"]
+    if json.dumps(world, sort_keys=True) != before:
+        dump_seed(path, world)
+        lines[0] += f"; the ids, keys, secrets and tokens it lacked were generated and written back to {path}"
+    for app in world.get("applications", []):
+        lines.append(f"  application {app.get('name')!r}: {app['id']} ({len(app.get('devices', []))} device(s))")
+        lines += [f"    access key {k['key']}  secret {k['secret']}" for k in app.get("keys", [])]
+        lines += [f"    API token {t['token']}" for t in app.get("tokens", [])]
+    for user in world.get("users", []):
+        lines.append(f"  user {user.get('email')}: {user['id']}")
+    return lines
+
+
+def _export(path: Path, data_dir: Path | None, out: TextIO) -> int:
+    from ..emulator._seed import dump_seed, export_world
+    from ..emulator.store import MemorySeries, Store
+    from ..emulator.store._world import load_rows, read_objects
+
+    if data_dir is None:
+        raise ValidationError("export reads a data directory: give --data-dir PATH (or $LOSANT_EMULATOR_DATA_DIR)")
+    store = Store(series=MemorySeries(max_states=1, max_commands=1))
+    load_rows(store, read_objects(data_dir))
+    world = export_world(store)
+    dump_seed(path, world)
+    print(f"Wrote {len(world['applications'])} application(s), {len(store.devices)} device(s) and "
+          f"{len(world['users'])} user(s) of {data_dir} to {path}", file=out, flush=True)
     return 0
 
 

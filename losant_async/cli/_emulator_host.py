@@ -127,13 +127,14 @@ async def _serve(losant: LocalLosant, inbox: PipeInbox, events: Connection) -> N
             within: float = message[2]
             with anyio.move_on_after(within):
                 for device_id, count in expected.items():
-                    if count <= 0 or len(losant.states(device_id)) >= count:
+                    # accepted, not kept: the emulator's retention may have dropped the oldest
+                    if count <= 0 or losant.store.accepted_count(device_id) >= count:
                         continue
                     try:
                         await losant.wait_for_states(device_id, count, within)
                     except TimeoutError:
                         break
-            events.send(("stored", sum(len(losant.states(d)) for d in expected)))
+            events.send(("stored", sum(losant.store.accepted_count(d) for d in expected)))
 
 
 class EmulatorHost:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl as _ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -14,9 +15,13 @@ from .._time import to_ejson_date
 from ..errors import ValidationError
 from ._limits import Limits, default_limits
 from .store import (
+    DEFAULT_MAX_COMMANDS,
+    DEFAULT_MAX_STATES,
+    DEFAULT_MAX_TOTAL_STATES,
     CommandRecord,
     ConnectionLogEntry,
     Counters,
+    MemorySeries,
     StateRecord,
     Store,
     UnknownObjectError,
@@ -26,6 +31,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from ._broker import EmbeddedBroker
+    from ._persist import Persistence
     from .console import Console
 
 __all__ = [
@@ -183,6 +189,17 @@ class LocalLosant:
     peers can make it hold or wait for (packet sizes, deadlines, connection caps,
     output per session, bodies, JSON nesting); the defaults fit the process's
     descriptor limit, and docs/emulator.md lists them all.
+
+    In memory each device keeps its newest ``max_states`` states (and at most its share of
+    ``max_total_states`` over all devices) and ``max_commands`` commands (and as many
+    connection log entries), none older than Losant's 30 days; older ones are dropped,
+    oldest first, and counted (``counters.states_evicted``, ``commands_evicted``).
+
+    ``data_dir`` keeps everything in a SQLite database in that directory instead: started
+    again on it, the emulator has the same applications, devices, ids, keys, tokens,
+    documents, files and history (30 days of it, on disk). The directory is locked while
+    the emulator runs (a second one on it raises ``DataDirError``); writes are committed
+    every 0.2 s, so only what was accepted in the last moment before a ``kill -9`` is lost.
     """
 
     def __init__(
@@ -196,12 +213,18 @@ class LocalLosant:
         clock: Callable[[], int] | None = None,
         mqtt_ssl: _ssl.SSLContext | None = None,
         limits: Limits | None = None,
+        max_states: int = DEFAULT_MAX_STATES,
+        max_commands: int = DEFAULT_MAX_COMMANDS,
+        max_total_states: int = DEFAULT_MAX_TOTAL_STATES,
+        data_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         require_extra("emulator", "jsonschema", feature="LocalLosant")
         for name, port in (("rest_port", rest_port), ("mqtt_port", mqtt_port), ("ws_port", ws_port)):
             if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535):
                 raise ValidationError(f"{name} must be a port number 0 to 65535")
-        self.store: Store = Store(clock=clock)
+        self.store: Store = Store(clock=clock, series=MemorySeries(
+            max_states=max_states, max_commands=max_commands, max_total_states=max_total_states
+        ))
         self._host = host
         self._rest_port = rest_port
         self._mqtt_port = mqtt_port
@@ -218,6 +241,8 @@ class LocalLosant:
         self._unlisten: Callable[[], None] | None = None
         self._console: Console | None = None
         self._started = False
+        self._data_dir = data_dir
+        self._persistence: Persistence | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -228,11 +253,14 @@ class LocalLosant:
 
         from ._broker import EmbeddedBroker
         from ._http_listener import GuardedSite, Listener
+        from ._persist import health_middleware
         from ._rest import RestApp
         from .console import Console
 
         self._started = True
         try:
+            if self._data_dir is not None:
+                self._open_data_dir(self._data_dir)
             self._broker = EmbeddedBroker(
                 self.store,
                 host=self._host,
@@ -249,6 +277,7 @@ class LocalLosant:
             listener = Listener(self.limits, self.store.counters)
             self._rest.peer_watch = listener.watch
             app = self._rest.build()
+            app.middlewares.append(health_middleware(self.health))
             self._console = Console(self.store, self._deliver_command, banned_until=self._broker.rules.banned_until)
             self._console.mount(app)
             self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -268,6 +297,33 @@ class LocalLosant:
     ) -> None:
         await asyncio.shield(self._close())
 
+    def _open_data_dir(self, path: str | os.PathLike[str]) -> None:
+        from ._persist import Persistence
+
+        self._persistence = Persistence(self.store, path)
+
+    def health(self) -> dict[str, Any]:
+        """What ``GET /health`` answers: ``ok`` while everything accepted reaches the store (and the
+        data directory), ``failing`` once a write to the data directory failed."""
+        data = self._persistence.data if self._persistence is not None else None
+        failure = data.failure if data is not None else None
+        broker = self._broker
+        return {
+            "status": "failing" if failure else "ok",
+            "applications": len(self.store.applications),
+            "devices": len(self.store.devices),
+            "devicesConnected": sum(1 for d in self.store.devices if broker is not None and broker.is_connected(d)),
+            "dataDir": self.data_dir,
+            "writesQueued": data.queued if data is not None else 0,
+            "writeFailure": failure,
+            "counters": self.store.counters.as_dict(),
+        }
+
+    @property
+    def data_dir(self) -> str | None:
+        """The data directory in use, or None (everything in memory)."""
+        return None if self._persistence is None else str(self._persistence.data.path)
+
     async def _close(self) -> None:
         if self._console is not None:
             self._console.close()
@@ -279,6 +335,9 @@ class LocalLosant:
         if self._broker is not None:
             await self._broker.stop()
             self._broker = None
+        if self._persistence is not None:
+            await self._persistence.close()
+            self._persistence = None
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -101,6 +101,16 @@ def _as_number(value: Any) -> float:
     return float(value)
 
 
+_STATISTICS: dict[str, Callable[[list[float]], float]] = {
+    "MAX": max,
+    "MIN": min,
+    "MEDIAN": statistics.median,
+    "MEAN": statistics.fmean,
+    "SUM": math.fsum,
+    "STD_DEV": statistics.pstdev,
+}
+
+
 def _aggregate(
     records: Iterable[StateRecord],
     start: int,
@@ -132,16 +142,8 @@ def _aggregate(
             elif kind == "COUNT":
                 data[name] = len(values)
             elif numeric:
-                nums = [_as_number(v) for v in values]
-                result = {
-                    "MAX": max(nums),
-                    "MIN": min(nums),
-                    "MEDIAN": statistics.median(nums),
-                    "MEAN": statistics.fmean(nums),
-                    "SUM": math.fsum(nums),
-                    "STD_DEV": statistics.pstdev(nums),
-                }[kind]
-                data[name] = result
+                # only the asked-for statistic: pstdev alone (exact, with fractions) was 70 % of a 1M-state query
+                data[name] = _STATISTICS[kind]([_as_number(v) for v in values])
         out.append({"time": iso(bucket), "data": data})
     return out
 
@@ -156,6 +158,11 @@ async def last_value(srv: Server, call: Call) -> web.Response:
     end = _body_time(body, "end", now, now)
     out: dict[str, Any] = {}
     for device in _query_devices(srv, call, app, body):
+        latest = srv.store.composite_state(device.id).get(attribute)
+        if latest is not None and latest[1] <= end:
+            # the newest value is the one asked for: no need to read the history
+            out[device.id] = {"time": iso(latest[1]), "data": {attribute: latest[0]}}
+            continue
         for record in srv.store.states(device.id, end=end, descending=True):
             if attribute in record.data:
                 out[device.id] = {"time": iso(record.time), "data": {attribute: record.data[attribute]}}

@@ -17,7 +17,6 @@ from ._records import (
     KeyRecord,
     UnknownObjectError,
     UserRecord,
-    new_id,
     new_token,
 )
 
@@ -38,8 +37,11 @@ class AuthStore(ObjectStore):
         filter_type: str = "all",
         pub_topics: Iterable[str] = (),
         sub_topics: Iterable[str] = (),
+        id: str | None = None,
+        key: str | None = None,
+        secret: str | None = None,
     ) -> KeyRecord:
-        """Create an access key (and its secret) for an application's devices."""
+        """Create an access key (and its secret, unless given) for an application's devices."""
         self.application(application_id)
         if filter_type not in KEY_FILTER_TYPES:
             raise ValidationError(f"filter_type must be one of {sorted(KEY_FILTER_TYPES)}, not {filter_type!r}")
@@ -52,11 +54,15 @@ class AuthStore(ObjectStore):
             if not isinstance(device_id, str) or not ID_PATTERN.match(device_id):
                 raise ValidationError(f"device id {device_id!r} is not 24 hex characters")
         tag_pairs = tuple(self.parse_tags(device_tags)) if device_tags is not None else None
+        if key is not None and (not _credential(key) or key in self.keys):
+            raise ValidationError("an access key must be 1 to 255 printable characters, not taken")
+        if secret is not None and not _credential(secret):
+            raise ValidationError("an access secret must be 1 to 255 printable characters")
         record = KeyRecord(
-            id=new_id(),
+            id=self.fresh_id(id, {r.id: r for r in self.keys.values()}),
             application_id=application_id,
-            key=secrets.token_hex(18),
-            secret=secrets.token_hex(32),
+            key=secrets.token_hex(18) if key is None else key,
+            secret=secrets.token_hex(32) if secret is None else secret,
             device_ids=ids,
             device_tags=tag_pairs,
             name=name,
@@ -110,16 +116,21 @@ class AuthStore(ObjectStore):
         device_id: str | None = None,
         user_id: str | None = None,
         expires: int | None = None,
+        id: str | None = None,
+        token: str | None = None,
     ) -> ApiTokenRecord:
-        """Create an API, device or user token."""
+        """Create an API, device or user token (``token``, when given, is the secret itself)."""
         scope_tuple = tuple(scopes)
         if not scope_tuple or not all(isinstance(s, str) and s for s in scope_tuple):
             raise ValidationError("scopes must be a non-empty list of scope names")
-        token_id = new_id()
+        if token is not None and (not isinstance(token, str) or not 16 <= len(token) <= 4096 or not token.isprintable()
+                                  or " " in token or token in self.tokens):
+            raise ValidationError("a token must be 16 to 4096 printable characters without spaces, not taken")
+        token_id = self.fresh_id(id, {r.id: r for r in self.tokens.values()})
         record = ApiTokenRecord(
             id=token_id,
             application_id=application_id,
-            token=new_token(kind, device_id or user_id or token_id, self.clock()),
+            token=new_token(kind, device_id or user_id or token_id, self.clock()) if token is None else token,
             scopes=scope_tuple,
             name=name or kind,
             description=description,
@@ -143,7 +154,7 @@ class AuthStore(ObjectStore):
             return None
         return record
 
-    def add_user(self, email: str, password: str) -> UserRecord:
+    def add_user(self, email: str, password: str, *, id: str | None = None) -> UserRecord:
         """Create a user account; ValidationError for a bad or taken email or an empty password."""
         if not isinstance(email, str) or "@" not in email:
             raise ValidationError("email must be an email address")
@@ -151,7 +162,7 @@ class AuthStore(ObjectStore):
             raise ValidationError("password must not be empty")
         if any(u.email.lower() == email.lower() for u in self.users.values()):
             raise ValidationError(f"a user with email {email} already exists")
-        user = UserRecord(new_id(), email, password, self.clock())
+        user = UserRecord(self.fresh_id(id, self.users), email, password, self.clock())
         self.users[user.id] = user
         return user
 
@@ -163,3 +174,7 @@ class AuthStore(ObjectStore):
             if user.email.lower() == email.lower() and hmac.compare_digest(user.password.encode(), password.encode()):
                 return user
         return None
+
+
+def _credential(value: object) -> bool:
+    return isinstance(value, str) and 1 <= len(value) <= 255 and value.isprintable() and " " not in value

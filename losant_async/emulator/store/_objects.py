@@ -11,6 +11,7 @@ from ._records import (
     ATTRIBUTE_NAME,
     DATA_TYPES,
     DEVICE_CLASSES,
+    ID_PATTERN,
     ApplicationRecord,
     AttributeRecord,
     DeviceRecord,
@@ -26,12 +27,15 @@ class ObjectStore(StoreBase):
 
     # -- provisioning ------------------------------------------------------------------------
 
-    def add_application(self, name: str, *, description: str = "", owner_id: str | None = None) -> ApplicationRecord:
-        """Create an application; ValidationError when the name is not 1 to 255 characters."""
+    def add_application(
+        self, name: str, *, description: str = "", owner_id: str | None = None, id: str | None = None
+    ) -> ApplicationRecord:
+        """Create an application (with ``id`` when given, else a new one); ValidationError when the
+        name is not 1 to 255 characters."""
         if not isinstance(name, str) or not name or len(name) > 255:
             raise ValidationError("application name must be 1 to 255 characters")
         now = self.clock()
-        app = ApplicationRecord(new_id(), name, description, owner_id, now, now)
+        app = ApplicationRecord(self.fresh_id(id, self.applications), name, description, owner_id, now, now)
         self.applications[app.id] = app
         return app
 
@@ -52,8 +56,9 @@ class ObjectStore(StoreBase):
         attributes: Mapping[str, str] | Iterable[Mapping[str, Any]] | None = None,
         tags: Mapping[str, str] | Iterable[Mapping[str, str]] | Iterable[tuple[str, str]] | None = None,
         description: str = "",
+        id: str | None = None,
     ) -> DeviceRecord:
-        """Create a device in an application, with its attributes and tags checked."""
+        """Create a device in an application (with ``id`` when given), its attributes and tags checked."""
         self.application(application_id)
         if not isinstance(name, str) or not name or len(name) > 255:
             raise ValidationError("device name must be 1 to 255 characters")
@@ -67,7 +72,7 @@ class ObjectStore(StoreBase):
             raise ValidationError("a peripheral needs parent_id: the gateway that reports for it")
         now = self.clock()
         device = DeviceRecord(
-            id=new_id(),
+            id=self.fresh_id(id, self.devices),
             application_id=application_id,
             name=name,
             device_class=device_class,
@@ -81,6 +86,17 @@ class ObjectStore(StoreBase):
         self.devices[device.id] = device
         self.series.create(device.id)
         return device
+
+    @staticmethod
+    def fresh_id(given: str | None, taken: Mapping[str, Any]) -> str:
+        """``given`` when it is a free 24-hex id (ValidationError otherwise), else a new id."""
+        if given is None:
+            return new_id()
+        if not isinstance(given, str) or not ID_PATTERN.match(given):
+            raise ValidationError(f"id {given!r} is not 24 hex characters")
+        if given in taken:
+            raise ValidationError(f"id {given} is taken")
+        return given
 
     def device(self, device_id: str, application_id: str | None = None) -> DeviceRecord:
         """The device with this id (in this application, when given); UnknownObjectError when there is none."""

@@ -97,8 +97,12 @@ class Counters:
     states_too_old: int = 0
     states_too_new: int = 0
     states_invalid: int = 0
+    states_evicted: int = 0
+    """Accepted states dropped later, oldest first: past the per-device bound or Losant's 30 days."""
     attributes_ignored: int = 0
     commands_sent: int = 0
+    commands_evicted: int = 0
+    """Recorded commands dropped later, oldest first, as for states."""
     mqtt_connects_refused: int = 0
     mqtt_publishes_denied: int = 0
     mqtt_subscribes_denied: int = 0

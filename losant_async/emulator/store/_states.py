@@ -112,7 +112,7 @@ class HistoryStore(AuthStore):
                 continue
             if not data:
                 continue
-            self.series.add_state(device.id, stamp, data)
+            self.counters.states_evicted += self.series.add_state(device.id, stamp, data, now - MAX_AGE_MS)
             kept += 1
             self.counters.states_accepted += 1
             if self._state_listeners:
@@ -171,9 +171,10 @@ class HistoryStore(AuthStore):
         """Record a command sent to the device and tell the listeners."""
         if not isinstance(name, str) or not 1 <= len(name) <= 255:
             raise ValidationError("command name must be 1 to 255 characters")
-        stamp = self.clock() if time is None else check_time(time, "command time")
+        now = self.clock()
+        stamp = now if time is None else check_time(time, "command time")
         record = CommandRecord(device_id, name, payload, stamp)
-        self.series.add_command(record)
+        self.counters.commands_evicted += self.series.add_command(record, now - MAX_AGE_MS)
         self.counters.commands_sent += 1
         for listener in list(self._command_listeners):
             listener(record)

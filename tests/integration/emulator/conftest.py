@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,9 +23,15 @@ def throttle() -> bool:
     return False
 
 
+@pytest.fixture(params=["memory", "data_dir"])
+def data_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Path | None:
+    """Each test of the world runs against both backends: in memory, and a SQLite data directory."""
+    return tmp_path / "losant" if request.param == "data_dir" else None
+
+
 @pytest_asyncio.fixture
-async def world(clock: FakeClock, throttle: bool) -> AsyncIterator[World]:
-    async with LocalLosant(clock=clock, throttle=throttle) as losant:
+async def world(clock: FakeClock, throttle: bool, data_dir: Path | None) -> AsyncIterator[World]:
+    async with LocalLosant(clock=clock, throttle=throttle, data_dir=data_dir) as losant:
         app = losant.create_application(name="rules")
         attributes = {"temperature": "number", "on": "boolean", "label": "string"}
         device = app.create_device(name="d1", attributes=attributes, tags={"floor": "3"})

@@ -7,8 +7,10 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import pytest_asyncio
 import trustme
@@ -17,6 +19,7 @@ from losant_async import _json
 from losant_async.emulator._rest._engine import Kind, kinds, path_kinds
 from losant_async.emulator._rest._listing import list_params
 from losant_async.emulator._routes import load_routes
+from losant_async.emulator.store._world import world_rows
 from losant_async.errors import APIError, DecodeError
 from losant_async.rest import LosantClient
 from losant_async.rest._operation import Operation
@@ -206,8 +209,9 @@ def _date_times_parse(node: Any, path: str = "") -> list[str]:
 
 
 @pytest_asyncio.fixture
-async def walk() -> AsyncIterator[Walk]:
-    async with LocalLosant() as losant:
+async def walk(data_dir: Path | None) -> AsyncIterator[Walk]:
+    saved: dict[tuple[str, str], bytes] = {}
+    async with LocalLosant(data_dir=data_dir) as losant:
         user = losant.create_user("walker@example.com", "Walk!Passw0rd#1")
         app = losant.create_application(name="walk", owner=user)
         device = app.create_device(name="d1", attributes={"temperature": "number"}, tags={"floor": "3"})
@@ -263,6 +267,22 @@ async def walk() -> AsyncIterator[Walk]:
             w.overrides["application_certificate.patch"] = {"applicationCertificate": {"description": "patched"}}
             w.overrides["me.delete"] = {"credentials": {"email": "walker@example.com", "password": "Str0ng!Passw0rd#"}}
             yield w
+        saved = dict(world_rows(losant.store))
+    if data_dir is not None:
+        # every object the walk left (of every collection) comes back from the data directory as it was
+        async with LocalLosant(data_dir=data_dir) as again:
+            restored = dict(world_rows(again.store))
+        saved.pop(("meta", "counters"))
+        restored.pop(("meta", "counters"))
+        assert restored.keys() == saved.keys()
+        assert [k for k in saved if _comparable(restored[k]) != _comparable(saved[k])] == []
+
+
+def _comparable(body: bytes) -> Any:
+    value = msgspec.msgpack.decode(body)
+    if isinstance(value, dict) and "connected" in value:
+        value["connected"] = 0  # a restarted emulator has nobody connected
+    return value
 
 
 async def _provision(walk: Walk) -> None:

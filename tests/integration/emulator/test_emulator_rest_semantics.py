@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -30,8 +31,8 @@ class Env:
 
 
 @pytest_asyncio.fixture
-async def env() -> AsyncIterator[Env]:
-    async with LocalLosant() as losant:
+async def env(data_dir: Path | None) -> AsyncIterator[Env]:
+    async with LocalLosant(data_dir=data_dir) as losant:
         app = losant.create_application(name="sem")
         device = app.create_device(name="d1", attributes={"temperature": "number"}, tags={"floor": "3"})
         key = app.create_access_key()
