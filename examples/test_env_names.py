@@ -15,10 +15,12 @@ LIBRARY_NAMES = {
     "LOSANT_API_TOKEN", "LOSANT_URL", "LOSANT_APPLICATION_ID", "LOSANT_DEVICE_ID",
     "LOSANT_ACCESS_KEY", "LOSANT_ACCESS_SECRET", "LOSANT_MQTT_HOST", "LOSANT_MQTT_PORT",
     "LOSANT_MQTT_TRANSPORT", "LOSANT_LOG",
+    "LOSANT_EMULATOR_DATA_DIR",  # the emulator's data directory (docs/emulator.md)
 }
 # What one example needs beyond those (each documented in its header).
 EXAMPLE_ONLY = {"LOSANT_PERIPHERAL_IDS", "LOSANT_DEVICE_IDS", "LOSANT_EMAIL", "LOSANT_PASSWORD"}
-TEST_ONLY = {"LOSANT_TEST_BROKER"}  # the test suite's broker switch (README, Quick start)
+# The test suite's broker switch (README, Quick start); the console's browser and screenshot switches (docs/console.md).
+TEST_ONLY = {"LOSANT_TEST_BROKER", "LOSANT_CHROMIUM", "LOSANT_CONSOLE_SCREENSHOTS"}
 DEVICE_ID = "5f0c3a1b2c3d4e5f6a7b8c9d"
 
 
