@@ -27,11 +27,11 @@ from ._fleet import (
     COMMAND_NAME,
     DeviceSpec,
     Phase,
-    SensorModel,
     SimulationConfig,
     Target,
     command_rounds,
 )
+from ._generators import DeviceModel
 from ._report import (
     Progress,
     RateMeter,
@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Simulation", "StateSender"]
 
-StateSender = Callable[[str, dict[str, float], int], Awaitable[None]]
+StateSender = Callable[[str, dict[str, Any], int], Awaitable[bool | None]]
+"""Sends one state; returns False when the state was only buffered (the device was not connected)."""
 
 # Failures that every further attempt would repeat: they end the run instead of being counted
 # a thousand times.
@@ -78,7 +79,9 @@ class Simulation:
         target.check(config)
         self.config = config
         self.target = target
-        self.stats: SimulationStats = SimulationStats(states_acked=0 if config.qos == 1 and config.transport == "mqtt" else None)
+        self._types = config.types()
+        acked = config.transport == "mqtt" and any(t.qos == 1 and t.count for t in self._types)
+        self.stats: SimulationStats = SimulationStats(states_acked=0 if acked else None)
         self._specs: list[DeviceSpec] = config.specs()
         self._clock = time.monotonic
         self._phase: Phase = "starting"
@@ -96,6 +99,9 @@ class Simulation:
         self._run_ended: float | None = None
         self._meter = RateMeter()
         self._sent_by_device: dict[str, int] = dict.fromkeys(target.device_ids, 0)
+        """States per device written to a connected session or buffered (what the server should store)."""
+        self._buffered_by_device: dict[str, int] = {}
+        self._carriers: dict[str, Any] = {}
         self._devices: list[Any] = []  # connected Device/Gateway objects, for their statistics
         # Set by the wait for late commands only; the command callback never creates anything
         # (it runs in the device's network callback, outside any task).
@@ -177,10 +183,11 @@ class Simulation:
         run_seconds = 0.0
         if self._run_started is not None and self._run_ended is not None:
             run_seconds = self._run_ended - self._run_started
+        self._type_sections()
         return build_report(
             self.config,
             self.stats,
-            gateways=len(self.target.gateways) if self.config.gateway else 0,
+            gateways=len(self.target.gateways) if self.config.via_gateways else 0,
             run_seconds=run_seconds,
             connect_seconds=connect_seconds,
             states_stored=states_stored,
@@ -189,6 +196,29 @@ class Simulation:
             peak_rss=peak_rss_bytes(),
             machine=machine_info(),
         )
+
+    def _type_sections(self) -> None:
+        """The report's section per device type: its devices and what they did."""
+        expected = self.config.expected_by_type()
+        sections: dict[str, dict[str, Any]] = {
+            t.name: {"devices": 0, "states_expected": expected.get(t.name, 0), "states_sent": 0,
+                     "states_buffered": 0, "states_unchanged": 0}
+            for t in self._types if t.count
+        }
+        for device_id, spec in zip(self.target.device_ids, self._specs, strict=True):
+            sec = sections[self._types[spec.kind].name]
+            sec["devices"] += 1
+            buffered = self._buffered_by_device.get(device_id, 0)
+            sec["states_sent"] += self._sent_by_device[device_id] - buffered
+            sec["states_buffered"] += buffered
+        for name, n in self.stats.unchanged_by_type.items():
+            sections[name]["states_unchanged"] = n
+        self.stats.types = sections
+        # A device whose every state was only buffered never had a connected session: it names the failure.
+        names = {d: s.name for d, s in zip(self.target.device_ids, self._specs, strict=True)}
+        self.stats.devices_unconnected = [
+            names[d] for d, n in self._sent_by_device.items() if n and self._buffered_by_device.get(d, 0) == n
+        ]
 
     def _stop_event(self) -> anyio.Event:
         if self._stop is None:
@@ -209,25 +239,32 @@ class Simulation:
         options: dict[str, Any] = {
             "host": tgt.mqtt_host,
             "transport": tgt.mqtt_transport,
-            "qos": cfg.qos,
             "throttle": throttle,
         }
         if tgt.mqtt_port is not None:
             options["port"] = tgt.mqtt_port
-        connections: list[Any]
+        connections: list[Any] = []
         senders: dict[str, Any] = {}
-        if cfg.gateway:
-            connections = []
-            for group in tgt.gateways:
-                gw = Gateway(group.gateway_id, tgt.key, tgt.secret, **options)
-                # Registered before connecting: the gateway subscribes their command topics
-                # with its own, and is ready only after every SUBACK.
-                for pid in group.peripheral_ids:
-                    senders[pid] = gw.peripheral(pid)
-                connections.append(gw)
-        else:
-            connections = [Device(d, tgt.key, tgt.secret, **options) for d in tgt.device_ids]
-            senders = dict(zip(tgt.device_ids, connections, strict=True))
+        # Per device: the connection its states go through (itself, or its gateway).
+        carriers: dict[str, Any] = {}
+        kind_of = {d: self._types[s.kind] for d, s in zip(tgt.device_ids, self._specs, strict=True)}
+        for group in tgt.gateways:
+            if not group.peripheral_ids:
+                continue
+            qos = kind_of[group.peripheral_ids[0]].qos
+            gw = Gateway(group.gateway_id, tgt.key, tgt.secret, qos=qos, **options)
+            # Registered before connecting: the gateway subscribes their command topics
+            # with its own, and is ready only after every SUBACK.
+            for pid in group.peripheral_ids:
+                senders[pid] = gw.peripheral(pid)
+                carriers[pid] = gw
+            connections.append(gw)
+        for d in tgt.device_ids:
+            if d not in senders:
+                dev = Device(d, tgt.key, tgt.secret, qos=kind_of[d].qos, **options)
+                senders[d] = carriers[d] = dev
+                connections.append(dev)
+        self._carriers = carriers
         for sender in senders.values():
             sender.on_command(self._on_command)
 
@@ -244,6 +281,7 @@ class Simulation:
     async def _run_fleet(self, fleet: Any, connections: list[Any], senders: dict[str, Any],
                          started: float) -> tuple[float, int | None]:
         tgt = self.target
+        carriers = self._carriers
         async with fleet:
             connect_seconds = self._clock() - started
             # The fleet's objects live for the whole run: out of the collector's sight, a full
@@ -251,8 +289,11 @@ class Simulation:
             # of every state and command). Undone after the run.
             gc.freeze()
 
-            async def send(device_id: str, data: dict[str, float], ms: int) -> None:
+            async def send(device_id: str, data: dict[str, Any], ms: int) -> bool:
+                # Written to a connected session, or only buffered: the report tells them apart.
+                connected: bool = carriers[device_id].connected
                 await senders[device_id].send_state(data, time=ms)
+                return connected
 
             if tgt.commands_possible:
                 async with self._rest_client() as client:
@@ -272,7 +313,7 @@ class Simulation:
         self._phase = "connecting"
         async with self._rest_client() as client:
 
-            async def send(device_id: str, data: dict[str, float], ms: int) -> None:
+            async def send(device_id: str, data: dict[str, Any], ms: int) -> None:
                 async with limiter:
                     await client.device.send_state(
                         application_id=tgt.application_id,
@@ -325,8 +366,11 @@ class Simulation:
                 self._loops.cancel()
             async with anyio.create_task_group() as tg:
                 devices = list(zip(self.target.device_ids, self._specs, strict=True))
-                for first in range(0, len(devices), _LANE_DEVICES):
-                    tg.start_soon(self._lane, send, devices[first:first + _LANE_DEVICES], start)
+                # A lane holds devices of one type only: they share a period, so due order is lane order.
+                for kind in range(len(self._types)):
+                    of_kind = [d for d in devices if d[1].kind == kind]
+                    for first in range(0, len(of_kind), _LANE_DEVICES):
+                        tg.start_soon(self._lane, send, of_kind[first:first + _LANE_DEVICES], start)
         self._loops = None
 
     async def _lane(self, send: StateSender, lane: list[tuple[str, DeviceSpec]], start: float) -> None:
@@ -342,9 +386,18 @@ class Simulation:
         stats = self.stats
         clock = self._clock
         sent_by_device = self._sent_by_device
-        period = 1.0 / cfg.rate
+        kind = self._types[lane[0][1].kind]
+        period = lane[0][1].period
         duration = cfg.duration
-        models = [SensorModel(random.Random(spec.seed)) for _, spec in lane]
+        attributes = kind.spec.attributes
+        models = [DeviceModel(attributes, spec.seed) for _, spec in lane]
+        jitter = kind.spec.jitter * period
+        # Jitter from a generator of its own per device: the values stay those of the same seed without it.
+        jitters = [random.Random(spec.seed ^ 0x5DEECE66D).random for _, spec in lane] if jitter else []
+        on_change = kind.spec.on_change
+        heartbeat_ms = (kind.spec.heartbeat or 0.0) * 1000.0
+        last_data: list[dict[str, Any] | None] = [None] * len(lane)
+        by_type = stats.unchanged_by_type
         last_ms = [0] * len(lane)
         round_no = 0
         while True:
@@ -356,6 +409,8 @@ class Simulation:
                 if due >= duration:
                     break
                 sent_any = True
+                if jitter:
+                    due = max(0.0, due + (jitters[j]() - 0.5) * jitter)
                 delay = start + due - clock()
                 if delay < -period:
                     # More than a period behind its schedule: this process cannot keep up with the fleet.
@@ -363,21 +418,33 @@ class Simulation:
                 if delay > _EARLY:
                     await anyio.sleep(delay)
                 if self._stop_requested:
-                    return
+                    break
                 # Losant merges states with the same millisecond: keep each device's times strictly increasing.
                 ms = max(now_ms(), last_ms[j] + 1)
+                data = models[j].next(ms / 1000.0)
+                if on_change:
+                    previous = last_data[j]
+                    if previous == data and not (heartbeat_ms and ms - last_ms[j] >= heartbeat_ms):
+                        stats.states_unchanged += 1
+                        by_type[kind.name] = by_type.get(kind.name, 0) + 1
+                        continue
+                    last_data[j] = data
                 last_ms[j] = ms
                 try:
-                    await send(device_id, models[j].next(), ms)
+                    written = await send(device_id, data, ms)
                 except _FATAL:
                     raise
                 except LosantError as exc:
                     stats.record_error(exc)
                     continue
-                stats.states_sent += 1
+                if written is False:
+                    stats.states_buffered += 1
+                    self._buffered_by_device[device_id] = self._buffered_by_device.get(device_id, 0) + 1
+                else:
+                    stats.states_sent += 1
                 sent_by_device[device_id] += 1
-            if not sent_any:
-                return
+            if not sent_any or self._stop_requested:
+                break
             round_no += 1
 
     async def _controller(self, client: LosantClient, scope: anyio.CancelScope, start: float) -> None:

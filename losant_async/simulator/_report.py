@@ -160,6 +160,15 @@ class SimulationStats:
     connections: int = 0
     """MQTT connections the fleet uses (devices, or gateways); 0 over REST."""
     connected: int = 0
+    states_buffered: int = 0
+    """States handed to a device that was not connected (held in its outbox, not written)."""
+    states_unchanged: int = 0
+    """Reports an on-change device skipped: nothing changed and no heartbeat was due."""
+    unchanged_by_type: dict[str, int] = field(default_factory=dict)
+    types: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The report's section per device type (filled at the end of the run)."""
+    devices_unconnected: list[str] = field(default_factory=list)
+    """Devices whose every state was only buffered: they never had a connected session."""
 
     def record_error(self, exc: BaseException) -> None:
         """Count one failure by its type and keep its message (our errors never carry secrets)."""
@@ -283,11 +292,22 @@ class SimulationReport:
     machine: dict[str, Any]
     parts: tuple[dict[str, Any], ...] = ()
     """Merged reports: each shard's own counters (see :func:`part_of`), so the sum can be checked."""
+    scenario: str = "built-in sensors"
+    states_buffered: int = 0
+    """States handed to devices that were not connected at the time (buffered, not written)."""
+    states_unchanged: int = 0
+    """On-change devices' reports skipped because nothing changed (part of ``states_expected``)."""
+    types: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per device type: devices, states expected, sent, buffered, unchanged."""
+    devices_unconnected: tuple[str, ...] = ()
+    """Devices that never had a connected session (their states were only buffered): the run failed."""
 
     @property
     def states_lost(self) -> int | None:
-        """States sent that the server did not store (None when the server's count is unknown)."""
-        return None if self.states_stored is None else max(0, self.states_sent - self.states_stored)
+        """States sent or buffered that the server did not store (None when the server's count is unknown)."""
+        if self.states_stored is None:
+            return None
+        return max(0, self.states_sent + self.states_buffered - self.states_stored)
 
     @property
     def commands_unsent(self) -> int:
@@ -313,7 +333,8 @@ class SimulationReport:
         return (
             not self.interrupted
             and self.errors == 0
-            and self.states_sent == self.states_expected
+            and self.states_sent + self.states_buffered + self.states_unchanged == self.states_expected
+            and not self.devices_unconnected
             and (self.states_lost is None or self.states_lost == 0)
             and self.commands_unsent == 0
             and self.commands_lost == 0
@@ -338,6 +359,10 @@ class SimulationReport:
                 out[f.name] = dict(value)
             elif f.name == "parts":
                 out[f.name] = [dict(p) for p in value]
+            elif f.name == "types":
+                out[f.name] = {k: dict(v) for k, v in value.items()}
+            elif f.name == "devices_unconnected":
+                out[f.name] = list(value)
             else:
                 out[f.name] = value
         out["states_lost"] = self.states_lost
@@ -351,7 +376,8 @@ def report_from_dict(data: Mapping[str, Any]) -> SimulationReport:
     """Read back a ``--json`` report; ``ValidationError`` when it is not one."""
     if not isinstance(data, Mapping):
         raise ValidationError("a simulation report must be a JSON object")
-    names = {f.name for f in fields(SimulationReport)} - {"command_latency", "shards", "parts"}
+    optional = {"scenario", "states_buffered", "states_unchanged", "types", "devices_unconnected"}
+    names = {f.name for f in fields(SimulationReport)} - {"command_latency", "shards", "parts"} - optional
     missing = sorted(n for n in names if n not in data)
     if missing or "shards" not in data:
         raise ValidationError(f"not a simulation report: missing {', '.join(missing or ['shards'])}")
@@ -362,6 +388,9 @@ def report_from_dict(data: Mapping[str, Any]) -> SimulationReport:
         kw["errors_by_type"] = dict(kw["errors_by_type"])
         kw["machine"] = dict(kw["machine"])
         kw["parts"] = tuple(dict(p) for p in data.get("parts") or ())
+        kw.update({n: data[n] for n in optional if n in data})
+        kw["types"] = {str(k): dict(v) for k, v in (kw.get("types") or {}).items()}
+        kw["devices_unconnected"] = tuple(str(d) for d in kw.get("devices_unconnected") or ())
     except (TypeError, ValueError):
         raise ValidationError("a simulation report has a malformed field") from None
     return SimulationReport(**kw)
@@ -376,8 +405,8 @@ def _sum_optional(values: Iterable[int | None]) -> int | None:
     return total
 
 
-_PART_FIELDS = ("devices", "states_expected", "states_sent", "states_late", "states_stored", "commands_scheduled",
-                "commands_sent", "commands_received", "errors")
+_PART_FIELDS = ("devices", "states_expected", "states_sent", "states_buffered", "states_unchanged", "states_late",
+                "states_stored", "commands_scheduled", "commands_sent", "commands_received", "errors")
 
 
 def part_of(report: SimulationReport) -> list[dict[str, Any]]:
@@ -399,7 +428,7 @@ def merge_reports(reports: Sequence[SimulationReport]) -> SimulationReport:
         raise ValidationError("no reports to merge")
     first = reports[0]
     for r in reports[1:]:
-        for name in ("fleet_devices", "transport", "qos", "rate", "seed"):
+        for name in ("fleet_devices", "transport", "qos", "rate", "seed", "scenario"):
             if getattr(r, name) != getattr(first, name):
                 raise ValidationError(
                     f"reports of different fleets cannot be merged: {name} "
@@ -412,6 +441,12 @@ def merge_reports(reports: Sequence[SimulationReport]) -> SimulationReport:
                                   "a report is given twice, or slices of different splits are mixed")
     latency = LatencyHistogram()
     errors_by_type: dict[str, int] = {}
+    types: dict[str, dict[str, Any]] = {}
+    for r in reports:
+        for name, section in r.types.items():
+            into = types.setdefault(name, {})
+            for k, v in section.items():
+                into[k] = into.get(k, 0) + v
     for r in reports:
         latency = latency.merged(r.command_latency)
         for k, v in r.errors_by_type.items():
@@ -450,6 +485,11 @@ def merge_reports(reports: Sequence[SimulationReport]) -> SimulationReport:
         embedded_emulator=all(r.embedded_emulator for r in reports),
         machine=dict(first.machine),
         parts=tuple(p for r in reports for p in part_of(r)),
+        scenario=first.scenario,
+        states_buffered=sum(r.states_buffered for r in reports),
+        states_unchanged=sum(r.states_unchanged for r in reports),
+        types=types,
+        devices_unconnected=tuple(d for r in reports for d in r.devices_unconnected),
     )
 
 
@@ -521,4 +561,9 @@ def build_report(
         interrupted=interrupted,
         embedded_emulator=embedded,
         machine=machine,
+        scenario=config.model.name,
+        states_buffered=stats.states_buffered,
+        states_unchanged=stats.states_unchanged,
+        types={k: dict(v) for k, v in stats.types.items()},
+        devices_unconnected=tuple(stats.devices_unconnected),
     )

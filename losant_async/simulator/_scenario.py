@@ -1,0 +1,598 @@
+"""Scenario files: a fleet described as data (device types, attributes, generators), read from TOML into typed Structs.
+
+``load_scenario(path)`` decodes a TOML file with msgspec into :class:`Scenario`
+and checks what types alone cannot say (counts, bounds, name patterns). Every
+error is a ``ValidationError`` naming the file, the field's path
+(``device_types[1].attributes.temp.generator.step``) and what was expected.
+Pure apart from reading the file (and a replay generator's CSV file).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from ..errors import ValidationError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "DEFAULT_SCENARIO_PATH",
+    "MAX_REPLAY_ROWS",
+    "AttributeSpec",
+    "ChoiceGen",
+    "ConstantGen",
+    "CounterGen",
+    "DailyGen",
+    "DeviceTypeSpec",
+    "GeneratorSpec",
+    "GpsRouteGen",
+    "GpsWalkGen",
+    "NormalGen",
+    "RampGen",
+    "RandomWalkGen",
+    "ReplayGen",
+    "Scenario",
+    "SineGen",
+    "UniformGen",
+    "default_scenario",
+    "load_scenario",
+    "parse_scenario",
+    "scenario_from_builtins",
+    "scenario_to_builtins",
+]
+
+DEFAULT_SCENARIO_PATH = Path(__file__).with_name("default_scenario.toml")
+"""The built-in fleet (temperature, humidity, battery), shipped with the package as a scenario file."""
+MAX_REPLAY_ROWS = 1_000_000
+"""Rows a replay generator reads from its CSV file at most (the values travel to every shard)."""
+MAX_DEVICE_TYPES = 100
+MAX_ATTRIBUTES = 256
+
+DataType = Literal["number", "string", "boolean", "gps"]
+Scalar = float | int | str | bool
+
+_STRICT: dict[str, Any] = {"frozen": True, "forbid_unknown_fields": True, "tag_field": "kind"}
+
+
+class _Gen(msgspec.Struct, **_STRICT):
+    pass
+
+
+class ConstantGen(_Gen, tag="constant"):
+    value: Scalar
+
+
+class ChoiceGen(_Gen, tag="choice"):
+    values: list[Scalar]
+    weights: list[float] | None = None
+
+
+class UniformGen(_Gen, tag="uniform"):
+    min: float
+    max: float
+
+
+class NormalGen(_Gen, tag="normal"):
+    mean: float
+    std: float
+    min: float | None = None
+    max: float | None = None
+
+
+class SineGen(_Gen, tag="sine"):
+    period: float
+    """Seconds per cycle."""
+    amplitude: float
+    offset: float = 0.0
+    phase_spread: float = 0.0
+    """0: every device in phase; 1: each device's phase drawn from the whole cycle."""
+
+
+class RandomWalkGen(_Gen, tag="random_walk"):
+    step: float
+    """Largest change per state (a triangular step in ``[-step, step]``)."""
+    start: float | None = None
+    start_min: float | None = None
+    start_max: float | None = None
+    min: float | None = None
+    max: float | None = None
+    drift: float = 0.0
+    """Added at every state (a battery drains with a negative drift)."""
+
+
+class CounterGen(_Gen, tag="counter"):
+    start: float = 0.0
+    step: float = 1.0
+    wrap: float | None = None
+    """When reached, the counter starts again from ``start``."""
+
+
+class RampGen(_Gen, tag="ramp"):
+    min: float
+    max: float
+    period: float
+    """Seconds from ``min`` to ``max`` (a sawtooth: then back to ``min`` at once)."""
+    phase_spread: float = 0.0
+
+
+class DailyGen(_Gen, tag="daily"):
+    hours: list[float]
+    """24 values, one per hour of the day, interpolated linearly between hours."""
+    utc_offset: float = 0.0
+    """Hours added to UTC to get the local hour of the curve."""
+
+
+class GpsWalkGen(_Gen, tag="gps_walk"):
+    lat: float
+    lon: float
+    step_m: float = 10.0
+    radius_m: float = 1000.0
+
+
+class GpsRouteGen(_Gen, tag="gps_route"):
+    waypoints: list[tuple[float, float]]
+    speed_kmh: float
+    loop: bool = True
+    spread: float = 1.0
+    """0: every device at the start of the route; 1: devices spread along the whole route."""
+
+
+class ReplayGen(_Gen, tag="replay"):
+    file: str
+    column: str
+    loop: bool = True
+    """At the end of the file: start again (true) or stop reporting this attribute (false)."""
+    values: tuple[float | str, ...] = ()
+    """Filled when the scenario is loaded (the file is read once, not by every shard)."""
+
+
+GeneratorSpec = (
+    ConstantGen | ChoiceGen | UniformGen | NormalGen | SineGen | RandomWalkGen | CounterGen | RampGen | DailyGen
+    | GpsWalkGen | GpsRouteGen | ReplayGen
+)
+_GENERATOR_KINDS = ("constant", "choice", "uniform", "normal", "sine", "random_walk", "counter", "ramp", "daily",
+                    "gps_walk", "gps_route", "replay")
+
+
+class AttributeSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One attribute of a device type: its Losant data type and the generator of its values."""
+
+    type: DataType
+    generator: GeneratorSpec
+    precision: int | None = None
+    """Decimal places of a number (None: as generated)."""
+    noise: float = 0.0
+    """Uniform noise in ``[-noise, noise]`` added to a number."""
+    missing: float = 0.0
+    """Share of states (0..1) that leave this attribute out."""
+
+
+class DeviceTypeSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Devices that look alike: how many, their names, class, tags, attributes and how they report."""
+
+    name: str
+    attributes: dict[str, AttributeSpec]
+    count: int | None = None
+    share: float | None = None
+    """Share of ``--devices`` (when no ``count``); shares of all types are split by largest remainder."""
+    name_pattern: str | None = None
+    """``str.format`` pattern with ``{index}`` (in the type) and ``{type}``; default ``{type}-{index:05d}``."""
+    device_class: Literal["standalone", "peripheral"] | None = None
+    tags: dict[str, str] = {}
+    interval: float | None = None
+    """Seconds between two states (default: ``1 / --rate``)."""
+    jitter: float = 0.0
+    """Share of the interval (0..1) by which a state may come early or late."""
+    on_change: bool = False
+    """Report only when a value changed (or ``heartbeat`` seconds passed since the last state)."""
+    heartbeat: float | None = None
+    transport: Literal["mqtt", "rest"] | None = None
+    qos: Literal[0, 1] | None = None
+    gateways: bool | None = None
+    """Report through gateways (MQTT only); default ``--gateway``."""
+    peripherals_per_gateway: int | None = None
+
+
+class Scenario(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A fleet as data: ``load_scenario`` reads it from TOML."""
+
+    name: str
+    device_types: list[DeviceTypeSpec]
+    description: str = ""
+    seed: int | None = None
+    """Seeds every device's values with the device's index (default ``--seed``)."""
+
+    @property
+    def uses_shares(self) -> bool:
+        return any(t.count is None for t in self.device_types)
+
+    @property
+    def fixed_devices(self) -> int:
+        return sum(t.count or 0 for t in self.device_types)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+_AT = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+
+
+def _path_text(raw: str) -> str:
+    return raw.lstrip(".") or "(top level)"
+
+
+def parse_scenario(text: str, source: str = "<scenario>", base: Path | None = None) -> Scenario:
+    """Decode and check a scenario from TOML text; ``source`` names it in errors, ``base`` resolves replay files."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValidationError(f"{source}: not valid TOML: {exc}") from None
+    return scenario_from_builtins(data, source, base)
+
+
+def scenario_from_builtins(data: Any, source: str = "<scenario>", base: Path | None = None) -> Scenario:
+    """A scenario from plain values (TOML's, or :func:`scenario_to_builtins`'s); errors name ``source``."""
+    try:
+        scenario = msgspec.convert(data, Scenario, strict=True)
+    except msgspec.ValidationError as exc:
+        m = _AT.match(str(exc))
+        assert m is not None
+        what, path = m.group("what"), m.group("path")
+        if "Invalid value" in what and path is not None and path.endswith(".kind"):
+            what = f"expected one of {', '.join(_GENERATOR_KINDS)}, got {what.split('Invalid value', 1)[1].strip()}"
+        where = _path_text(path) if path is not None else "(top level)"
+        raise ValidationError(f"{source}: {where}: {_lower_first(what)}") from None
+    _check(scenario, source)
+    return _with_replays(scenario, source, base)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and check the scenario file at ``path``; ``ValidationError`` names the file, the field and the problem."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValidationError(f"cannot read scenario file {str(p)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValidationError(f"{p}: not UTF-8 text") from None
+    return parse_scenario(text, str(p), p.parent)
+
+
+def scenario_to_builtins(scenario: Scenario) -> dict[str, Any]:
+    """The scenario as plain values (for a shard process or a Ray actor); replay values included."""
+    out: dict[str, Any] = msgspec.to_builtins(scenario)
+    return out
+
+
+def default_scenario() -> Scenario:
+    """The built-in fleet, read from the scenario file shipped with the package."""
+    return _DEFAULT[0] if _DEFAULT else _load_default()
+
+
+_DEFAULT: list[Scenario] = []
+
+
+def _load_default() -> Scenario:
+    scenario = load_scenario(DEFAULT_SCENARIO_PATH)
+    _DEFAULT.append(scenario)
+    return scenario
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:] if text else text
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _fail(source: str, path: str, message: str) -> ValidationError:
+    return ValidationError(f"{source}: {path}: {message}")
+
+
+def _finite(source: str, path: str, value: float | None, *, positive: bool = False, nonneg: bool = False) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value):
+        raise _fail(source, path, f"expected a finite number, got {value!r}")
+    if positive and value <= 0:
+        raise _fail(source, path, f"expected a number > 0, got {value!r}")
+    if nonneg and value < 0:
+        raise _fail(source, path, f"expected a number >= 0, got {value!r}")
+
+
+def _share(source: str, path: str, value: float) -> None:
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise _fail(source, path, f"expected a share from 0 to 1, got {value!r}")
+
+
+def _check(scenario: Scenario, source: str) -> None:
+    if not scenario.name.strip():
+        raise _fail(source, "name", "expected a non-empty name")
+    types = scenario.device_types
+    if not types:
+        raise _fail(source, "device_types", "expected at least one device type")
+    if len(types) > MAX_DEVICE_TYPES:
+        raise _fail(source, "device_types", f"expected at most {MAX_DEVICE_TYPES} device types, got {len(types)}")
+    seen: dict[str, int] = {}
+    transports: set[str] = set()
+    for i, t in enumerate(types):
+        at = f"device_types[{i}]"
+        if not t.name.strip():
+            raise _fail(source, f"{at}.name", "expected a non-empty name")
+        if t.name in seen:
+            raise _fail(source, f"{at}.name", f"expected a unique name; {t.name!r} is also device_types[{seen[t.name]}]")
+        seen[t.name] = i
+        _check_type(t, source, at)
+        if t.transport is not None:
+            transports.add(t.transport)
+    if len(transports) > 1:
+        raise _fail(source, "device_types", "expected one transport for the whole scenario (mqtt or rest); "
+                    "run one scenario per transport")
+    shares = [t.share for t in types if t.count is None]
+    if shares:
+        total = sum(s or 0.0 for s in shares)
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise _fail(source, "device_types", f"expected the shares of --devices to add up to 1, got {total:g}")
+
+
+def _check_type(t: DeviceTypeSpec, source: str, at: str) -> None:
+    if (t.count is None) == (t.share is None):
+        raise _fail(source, at, "expected exactly one of count and share")
+    if t.count is not None and not 1 <= t.count <= 10_000_000:
+        raise _fail(source, f"{at}.count", f"expected a count from 1 to 10000000, got {t.count}")
+    if t.share is not None:
+        _share(source, f"{at}.share", t.share)
+    if t.name_pattern is not None:
+        try:
+            t.name_pattern.format(index=0, type=t.name)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise _fail(source, f"{at}.name_pattern",
+                        f"expected a pattern with {{index}} and {{type}} only, got {t.name_pattern!r} ({exc})") from None
+        if t.name_pattern.format(index=0, type=t.name) == t.name_pattern.format(index=1, type=t.name):
+            raise _fail(source, f"{at}.name_pattern", "expected {index} in the pattern: every device needs its own name")
+    _finite(source, f"{at}.interval", t.interval, positive=True)
+    _share(source, f"{at}.jitter", t.jitter)
+    _finite(source, f"{at}.heartbeat", t.heartbeat, positive=True)
+    if t.heartbeat is not None and not t.on_change:
+        raise _fail(source, f"{at}.heartbeat", "expected only with on_change = true")
+    if t.peripherals_per_gateway is not None:
+        if t.gateways is False:
+            raise _fail(source, f"{at}.peripherals_per_gateway", "expected only with gateways = true")
+        if not 1 <= t.peripherals_per_gateway <= 50:
+            raise _fail(source, f"{at}.peripherals_per_gateway",
+                        f"expected 1 to 50 (Losant's limit per gateway), got {t.peripherals_per_gateway}")
+    via_gateway = t.gateways or t.peripherals_per_gateway is not None
+    if t.device_class == "peripheral" and t.gateways is False:
+        raise _fail(source, f"{at}.device_class", "expected standalone: peripherals report through gateways")
+    if via_gateway and t.device_class == "standalone":
+        raise _fail(source, f"{at}.device_class", "expected peripheral (or nothing) for a type that reports through gateways")
+    if via_gateway and t.transport == "rest":
+        raise _fail(source, f"{at}.transport", "expected mqtt: gateways report over MQTT")
+    for key, value in t.tags.items():
+        if not key or len(key) > 255 or len(value) > 255:
+            raise _fail(source, f"{at}.tags.{key}", "expected a tag key of 1 to 255 characters and a value up to 255")
+    if not t.attributes:
+        raise _fail(source, f"{at}.attributes", "expected at least one attribute")
+    if len(t.attributes) > MAX_ATTRIBUTES:
+        raise _fail(source, f"{at}.attributes", f"expected at most {MAX_ATTRIBUTES} attributes")
+    for name, attr in t.attributes.items():
+        if not re.fullmatch(r"[A-Za-z0-9_\-]{1,255}", name):
+            raise _fail(source, f"{at}.attributes.{name}",
+                        "expected a name of letters, digits, '_' and '-' (Losant's attribute names)")
+        _check_attribute(attr, source, f"{at}.attributes.{name}")
+
+
+_NUMERIC = (UniformGen, NormalGen, SineGen, RandomWalkGen, CounterGen, RampGen, DailyGen)
+_GPS = (GpsWalkGen, GpsRouteGen)
+
+
+def _check_attribute(a: AttributeSpec, source: str, at: str) -> None:
+    g = a.generator
+    gat = f"{at}.generator"
+    if isinstance(g, _NUMERIC) and a.type != "number":
+        raise _fail(source, f"{at}.type", f"expected number for a {g.__struct_config__.tag} generator, got {a.type}")
+    if isinstance(g, _GPS) and a.type != "gps":
+        raise _fail(source, f"{at}.type", f"expected gps for a {g.__struct_config__.tag} generator, got {a.type}")
+    if a.type == "gps" and not isinstance(g, (*_GPS, ConstantGen, ChoiceGen, ReplayGen)):
+        raise _fail(source, f"{gat}.kind", "expected gps_walk, gps_route, constant, choice or replay for a gps attribute")
+    if a.precision is not None and not 0 <= a.precision <= 12:
+        raise _fail(source, f"{at}.precision", f"expected 0 to 12 decimal places, got {a.precision}")
+    _finite(source, f"{at}.noise", a.noise, nonneg=True)
+    if a.noise and a.type != "number":
+        raise _fail(source, f"{at}.noise", "expected only on a number attribute")
+    if a.precision is not None and a.type != "number":
+        raise _fail(source, f"{at}.precision", "expected only on a number attribute")
+    _share(source, f"{at}.missing", a.missing)
+    if isinstance(g, ConstantGen):
+        _check_value(g.value, a.type, source, f"{gat}.value")
+    elif isinstance(g, ChoiceGen):
+        if not g.values:
+            raise _fail(source, f"{gat}.values", "expected at least one value")
+        for k, v in enumerate(g.values):
+            _check_value(v, a.type, source, f"{gat}.values[{k}]")
+        if g.weights is not None:
+            if len(g.weights) != len(g.values):
+                raise _fail(source, f"{gat}.weights", f"expected {len(g.values)} weights (one per value), got {len(g.weights)}")
+            for k, w in enumerate(g.weights):
+                _finite(source, f"{gat}.weights[{k}]", w, nonneg=True)
+            if sum(g.weights) <= 0:
+                raise _fail(source, f"{gat}.weights", "expected at least one weight above 0")
+    elif isinstance(g, (UniformGen, RampGen)):
+        _finite(source, f"{gat}.min", g.min)
+        _finite(source, f"{gat}.max", g.max)
+        if g.max < g.min:
+            raise _fail(source, f"{gat}.max", f"expected max >= min ({g.min}), got {g.max}")
+        if isinstance(g, RampGen):
+            _finite(source, f"{gat}.period", g.period, positive=True)
+            _share(source, f"{gat}.phase_spread", g.phase_spread)
+    elif isinstance(g, NormalGen):
+        _finite(source, f"{gat}.mean", g.mean)
+        _finite(source, f"{gat}.std", g.std, nonneg=True)
+        _bounds(g.min, g.max, source, gat)
+    elif isinstance(g, SineGen):
+        _finite(source, f"{gat}.period", g.period, positive=True)
+        _finite(source, f"{gat}.amplitude", g.amplitude)
+        _finite(source, f"{gat}.offset", g.offset)
+        _share(source, f"{gat}.phase_spread", g.phase_spread)
+    elif isinstance(g, RandomWalkGen):
+        _finite(source, f"{gat}.step", g.step, nonneg=True)
+        _finite(source, f"{gat}.drift", g.drift)
+        _bounds(g.min, g.max, source, gat)
+        if g.start is None and (g.start_min is None or g.start_max is None):
+            raise _fail(source, gat, "expected start, or start_min and start_max")
+        if g.start is not None and (g.start_min is not None or g.start_max is not None):
+            raise _fail(source, gat, "expected start or start_min/start_max, not both")
+        for name in ("start", "start_min", "start_max"):
+            _finite(source, f"{gat}.{name}", getattr(g, name))
+        if g.start_min is not None and g.start_max is not None and g.start_max < g.start_min:
+            raise _fail(source, f"{gat}.start_max", "expected start_max >= start_min")
+    elif isinstance(g, CounterGen):
+        _finite(source, f"{gat}.start", g.start)
+        _finite(source, f"{gat}.step", g.step)
+        _finite(source, f"{gat}.wrap", g.wrap)
+        if g.wrap is not None and (g.step == 0 or (g.wrap - g.start) / g.step <= 0):
+            raise _fail(source, f"{gat}.wrap", "expected a wrap value the counter reaches from start by its step")
+    elif isinstance(g, DailyGen):
+        if len(g.hours) != 24:
+            raise _fail(source, f"{gat}.hours", f"expected 24 values (one per hour), got {len(g.hours)}")
+        for k, v in enumerate(g.hours):
+            _finite(source, f"{gat}.hours[{k}]", v)
+        if not -14 <= g.utc_offset <= 14:
+            raise _fail(source, f"{gat}.utc_offset", f"expected -14 to 14 hours, got {g.utc_offset}")
+    elif isinstance(g, GpsWalkGen):
+        _latlon(g.lat, g.lon, source, gat)
+        _finite(source, f"{gat}.step_m", g.step_m, nonneg=True)
+        _finite(source, f"{gat}.radius_m", g.radius_m, positive=True)
+    elif isinstance(g, GpsRouteGen):
+        if len(g.waypoints) < 2:
+            raise _fail(source, f"{gat}.waypoints", "expected at least 2 waypoints [lat, lon]")
+        for k, (lat, lon) in enumerate(g.waypoints):
+            _latlon(lat, lon, source, f"{gat}.waypoints[{k}]")
+        _finite(source, f"{gat}.speed_kmh", g.speed_kmh, positive=True)
+        _share(source, f"{gat}.spread", g.spread)
+
+
+def _bounds(lo: float | None, hi: float | None, source: str, gat: str) -> None:
+    _finite(source, f"{gat}.min", lo)
+    _finite(source, f"{gat}.max", hi)
+    if lo is not None and hi is not None and hi < lo:
+        raise _fail(source, f"{gat}.max", f"expected max >= min ({lo}), got {hi}")
+
+
+def _latlon(lat: float, lon: float, source: str, at: str) -> None:
+    if not (math.isfinite(lat) and -90 <= lat <= 90):
+        raise _fail(source, f"{at}", f"expected a latitude from -90 to 90, got {lat}")
+    if not (math.isfinite(lon) and -180 <= lon <= 180):
+        raise _fail(source, f"{at}", f"expected a longitude from -180 to 180, got {lon}")
+
+
+_GPS_TEXT = re.compile(r"^-?\d+(\.\d+)?,\s*-?\d+(\.\d+)?$")
+
+
+def _check_value(value: Scalar, data_type: str, source: str, at: str) -> None:
+    ok = {
+        "number": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "boolean": isinstance(value, bool),
+        "string": isinstance(value, str),
+        "gps": isinstance(value, str) and bool(_GPS_TEXT.match(value)),
+    }[data_type]
+    if not ok:
+        want = {"number": "a number", "boolean": "true or false", "string": "a string",
+                "gps": 'a "lat,lon" string'}[data_type]
+        raise _fail(source, at, f"expected {want} for a {data_type} attribute, got {value!r}")
+
+
+# --------------------------------------------------------------------------- replay files
+
+
+def _with_replays(scenario: Scenario, source: str, base: Path | None) -> Scenario:
+    types: list[DeviceTypeSpec] = []
+    changed = False
+    for i, t in enumerate(scenario.device_types):
+        attrs: dict[str, AttributeSpec] = {}
+        for name, a in t.attributes.items():
+            g = a.generator
+            if isinstance(g, ReplayGen) and not g.values:
+                values = _read_column(g, a.type, source, f"device_types[{i}].attributes.{name}.generator", base)
+                a = msgspec.structs.replace(a, generator=msgspec.structs.replace(g, values=values))
+                changed = True
+            attrs[name] = a
+        types.append(msgspec.structs.replace(t, attributes=attrs))
+    return msgspec.structs.replace(scenario, device_types=types) if changed else scenario
+
+
+def _read_column(g: ReplayGen, data_type: str, source: str, at: str,
+                 base: Path | None) -> tuple[float | str, ...]:
+    path = Path(g.file)
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or g.column not in reader.fieldnames:
+                raise _fail(source, f"{at}.column",
+                            f"expected a column of {str(path)!r} ({', '.join(reader.fieldnames or [])}), got {g.column!r}")
+            out: list[float | str] = []
+            for row_no, row in enumerate(reader, 2):
+                if len(out) >= MAX_REPLAY_ROWS:
+                    raise _fail(source, f"{at}.file", f"expected at most {MAX_REPLAY_ROWS} rows in {str(path)!r}")
+                cell = (row.get(g.column) or "").strip()
+                if data_type == "number":
+                    try:
+                        number = float(cell)
+                    except ValueError:
+                        raise _fail(source, f"{at}.column",
+                                    f"expected numbers in column {g.column!r}; {path.name}:{row_no} has {cell[:30]!r}") from None
+                    out.append(number)
+                else:
+                    out.append(cell)
+    except OSError as exc:
+        raise _fail(source, f"{at}.file", f"cannot read {str(path)!r}: {exc.strerror}") from None
+    if not out:
+        raise _fail(source, f"{at}.file", f"expected at least one row in {str(path)!r}")
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- fleet layout
+
+
+def type_counts(scenario: Scenario, devices: int) -> list[int]:
+    """Devices per type: ``count`` as given; shares of ``devices - fixed`` split by largest remainder."""
+    shared = max(0, devices - scenario.fixed_devices)
+    share_types = [(i, t.share or 0.0) for i, t in enumerate(scenario.device_types) if t.count is None]
+    counts = [t.count or 0 for t in scenario.device_types]
+    if share_types:
+        exact = [(i, shared * s) for i, s in share_types]
+        floors = {i: math.floor(x) for i, x in exact}
+        left = shared - sum(floors.values())
+        for i, _ in sorted(exact, key=lambda p: (-(p[1] - math.floor(p[1])), p[0]))[:left]:
+            floors[i] += 1
+        for i, n in floors.items():
+            counts[i] = n
+    return counts
+
+
+def fleet_size(scenario: Scenario, devices: int) -> int:
+    """The fleet's size for ``--devices``: the fixed counts, plus ``devices`` when some type takes a share."""
+    return scenario.fixed_devices + (devices if scenario.uses_shares else 0)
+
+
+def type_starts(counts: Sequence[int]) -> list[int]:
+    """The fleet index of each type's first device (types are laid out in order)."""
+    starts: list[int] = []
+    at = 0
+    for n in counts:
+        starts.append(at)
+        at += n
+    return starts
