@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from .._version import __version__
 from ..errors import ValidationError
 from ..simulator import Shard, SimulationConfig, parse_shard
+from ..simulator._scenario import Scenario, fleet_size, load_scenario
 
 __all__ = [
     "DEPRECATED_ENV",
@@ -216,7 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
         "were due to send during the reporting ('commands due') must be sent and received, so a "
         "controller that falls behind fails the run.",
     )
-    sim.add_argument("--devices", type=_positive_int, default=10, metavar="N", help="number of devices (default 10)")
+    sim.add_argument("--scenario", type=Path, metavar="FILE",
+                     help="a scenario file (TOML): device types, attributes and their generators "
+                     "(default: the built-in temperature/humidity/battery fleet; see docs/simulator.md)")
+    sim.add_argument("--devices", type=_positive_int, default=None, metavar="N",
+                     help="number of devices (default 10); with --scenario, the devices its types share")
     sim.add_argument("--rate", type=_positive_float, default=1.0, metavar="R", help="states per second per device (default 1)")
     sim.add_argument("--duration", type=_positive_float, default=10.0, metavar="S", help="seconds of reporting (default 10)")
     sim.add_argument("--transport", choices=("mqtt", "rest"), default="mqtt", help="how states are sent")
@@ -284,6 +289,18 @@ def resolve_simulate(ns: argparse.Namespace, env: Mapping[str, str]) -> Simulate
             value = env.get(ENV[name]) or None
         return value if value is None else str(value).strip() or None
 
+    scenario: Scenario | None = None
+    transport = ns.transport
+    devices = ns.devices or 10
+    if getattr(ns, "scenario", None) is not None:
+        scenario = load_scenario(ns.scenario)
+        if ns.devices is not None and not scenario.uses_shares:
+            raise ValidationError(f"--devices: scenario {str(ns.scenario)!r} gives every device type a count; "
+                                  "give a type a share to size it with --devices")
+        devices = fleet_size(scenario, devices)
+        chosen = {t.transport for t in scenario.device_types if t.transport is not None}
+        if chosen:
+            transport = chosen.pop()
     creds = Credentials(
         url=pick("url"),
         broker=(str(ns.broker).strip() or None) if ns.broker else broker_from_env(env),
@@ -301,12 +318,12 @@ def resolve_simulate(ns: argparse.Namespace, env: Mapping[str, str]) -> Simulate
         missing = []
         if creds.application is None:
             missing.append(f"--application ({ENV['application']})")
-        if ns.transport == "mqtt":
+        if transport == "mqtt":
             if creds.key is None:
                 missing.append(f"--key ({ENV['key']})")
             if creds.secret is None:
                 missing.append(f"--secret ({ENV['secret']})")
-        if ns.transport == "rest" and creds.token is None:
+        if transport == "rest" and creds.token is None:
             missing.append(f"--token ({ENV['token']})")
         if ns.device_ids is None and creds.token is None:
             missing.append(f"--device-ids FILE or --token ({ENV['token']}) to create devices")
@@ -329,16 +346,16 @@ def resolve_simulate(ns: argparse.Namespace, env: Mapping[str, str]) -> Simulate
     if ns.shard is not None and (ray_on or ns.processes != 1):
         raise ValidationError("--shard runs one slice here; it cannot be combined with --processes or --ray")
     shard = ns.shard or Shard()
-    if shard.count > ns.devices:
-        raise ValidationError(f"--shard {shard}: {ns.devices} devices cannot be cut into {shard.count} slices")
+    if shard.count > devices:
+        raise ValidationError(f"--shard {shard}: {devices} devices cannot be cut into {shard.count} slices")
     if ns.json is not None and not ns.json.parent.is_dir():
         # Checked now: finding out after a 30-minute run would lose its report.
         raise ValidationError(f"--json: directory {str(ns.json.parent)!r} does not exist")
     config = SimulationConfig(
-        devices=ns.devices,
+        devices=devices,
         rate=ns.rate,
         duration=ns.duration,
-        transport=ns.transport,
+        transport=transport,
         gateway=ns.gateway,
         qos=ns.qos,
         throttle=real and not ns.no_throttle,
@@ -347,13 +364,14 @@ def resolve_simulate(ns: argparse.Namespace, env: Mapping[str, str]) -> Simulate
         command_wait=ns.command_wait,
         seed=ns.seed,
         shard=shard,
+        scenario=scenario,
     )
-    processes = min(ns.processes, ns.devices)
+    processes = min(ns.processes, devices)
     if real and not ns.no_throttle:
         # Every shard of the run shares the application's connection budget: fail before sending.
         from ..simulator import connection_budget
 
-        actors = -(-ns.devices // ns.devices_per_actor) if ray_on else 1
+        actors = -(-devices // ns.devices_per_actor) if ray_on else 1
         connection_budget(max(processes, actors, shard.count))
     return SimulateArgs(
         config=config,

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import sys
-from typing import Protocol, TextIO
+from collections.abc import Mapping
+from typing import Any, Protocol, TextIO
 
 from ..simulator import Progress, SimulationReport
+
+BUILTIN_SCENARIO = "built-in sensors"
+"""The name of the packaged default scenario (its report needs no per-type section)."""
 
 __all__ = [
     "LiveView",
@@ -148,20 +152,26 @@ def summary_rows(r: SimulationReport) -> list[tuple[str, str]]:
         return f"{v:g} ms" if v is not None else "n/a (none received)"
 
     shards = ", ".join(f"{s.index + 1}/{s.count}" for s in r.shards)
+    builtin = r.scenario == BUILTIN_SCENARIO
     rows = [
-        ("target", "embedded emulator" if r.embedded_emulator else "Losant"),
+        ("scenario", r.scenario),
+        ("target", "embedded emulator" if r.embedded_emulator else "Losant (or an emulator started apart)"),
         ("shards", f"{len(r.shards)} ({shards}) of a fleet of {r.fleet_devices}"
          if r.shards and (len(r.shards) > 1 or r.shards[0].count > 1) else "1 (the whole fleet)"),
         ("transport", f"{r.transport}" + (f", QoS {r.qos}" if r.transport == "mqtt" else "")),
         ("devices", f"{r.devices}" + (f" behind {r.gateways} gateway{'' if r.gateways == 1 else 's'}" if r.gateways else "")),
-        ("rate", f"{r.rate:g} states/s per device"),
+        ("rate", f"{r.rate:g} states/s per device" if builtin else "per device type (below)"),
         ("duration", f"{r.duration:.1f} s" + (" (interrupted)" if r.interrupted else "")),
         ("connect time", f"{r.connect_seconds:.2f} s"),
         ("states expected", str(r.states_expected)),
         ("states sent", str(r.states_sent) + (f" ({r.states_late} more than a period late: "
                                                "the sender fell behind)" if r.states_late else "")),
+        *([("states buffered", f"{r.states_buffered} (handed to devices that were not connected)")]
+          if r.states_buffered else []),
+        *([("states unchanged", f"{r.states_unchanged} (on-change reports skipped: nothing changed)")]
+          if r.states_unchanged else []),
         ("states acked", opt(r.states_acked, "QoS 0" if r.transport == "mqtt" else "REST")),
-        ("states stored", opt(r.states_stored, "not known on real Losant")),
+        ("states stored", opt(r.states_stored, "no API token to count them")),
         ("states lost", opt(r.states_lost, "stored count unknown")),
         ("states/s", f"{r.states_per_second:.1f}"),
         ("commands due", str(r.commands_scheduled)),
@@ -176,9 +186,25 @@ def summary_rows(r: SimulationReport) -> list[tuple[str, str]]:
         ("reconnects", str(r.reconnects)),
         ("errors", str(r.errors) + (f" {r.errors_by_type}" if r.errors_by_type else "")),
         ("peak RSS", format_bytes(r.peak_rss_bytes)),
-        ("result", "OK" if r.ok else "FAILED"),
     ]
+    if len(r.types) > 1 or not builtin:
+        rows += [(f"type {name}", _type_line(section)) for name, section in r.types.items()]
+    if r.devices_unconnected:
+        names = ", ".join(r.devices_unconnected[:10]) + (" ..." if len(r.devices_unconnected) > 10 else "")
+        rows.append(("never connected", f"{len(r.devices_unconnected)} devices: {names}"))
+    rows.append(("result", "OK" if r.ok else "FAILED"))
     return rows
+
+
+def _type_line(section: Mapping[str, Any]) -> str:
+    parts = [f"{section.get('devices', 0)} devices"]
+    if section.get("interval"):
+        parts.append(f"every {section['interval']:g} s")
+    parts.append(f"{section.get('states_sent', 0)}/{section.get('states_expected', 0)} states sent")
+    for key, label in (("states_buffered", "buffered"), ("states_unchanged", "unchanged")):
+        if section.get(key):
+            parts.append(f"{section[key]} {label}")
+    return ", ".join(parts)
 
 
 def print_summary(r: SimulationReport, out: TextIO | None = None) -> None:

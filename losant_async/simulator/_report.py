@@ -446,7 +446,8 @@ def merge_reports(reports: Sequence[SimulationReport]) -> SimulationReport:
         for name, section in r.types.items():
             into = types.setdefault(name, {})
             for k, v in section.items():
-                into[k] = into.get(k, 0) + v
+                # Counts add up; a type's interval is the same in every shard.
+                into[k] = v if k == "interval" else into.get(k, 0) + v
     for r in reports:
         latency = latency.merged(r.command_latency)
         for k, v in r.errors_by_type.items():
