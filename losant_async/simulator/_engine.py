@@ -20,6 +20,7 @@ from ..errors import (
     AuthenticationRefusedError,
     ForbiddenError,
     LosantError,
+    MQTTError,
     UnauthorizedError,
     ValidationError,
 )
@@ -103,6 +104,7 @@ class Simulation:
         self._buffered_by_device: dict[str, int] = {}
         self._carriers: dict[str, Any] = {}
         self._since_ms: int | None = None
+        self._fleet_up = False
         self._devices: list[Any] = []  # connected Device/Gateway objects, for their statistics
         # Set by the wait for late commands only; the command callback never creates anything
         # (it runs in the device's network callback, outside any task).
@@ -276,14 +278,40 @@ class Simulation:
         self.stats.connections = len(connections)
         try:
             return await self._run_fleet(fleet, connections, senders, started)
+        except LosantError as exc:
+            if self._fleet_up:
+                raise
+            raise self._not_connected(connections, exc) from exc
         finally:
             gc.unfreeze()
+
+    def _not_connected(self, connections: Sequence[Any], exc: LosantError) -> MQTTError:
+        """The fleet could not start: an error naming the devices that could not connect, and why."""
+        names = {d: s.name for d, s in zip(self.target.device_ids, self._specs, strict=True)}
+        peripherals = {g.gateway_id: g.peripheral_ids for g in self.target.gateways}
+        failed: list[str] = []
+        for conn in connections:
+            # The device layer keeps the error that stopped a device; the fleet raises only the first.
+            if getattr(conn, "_failure", None) is None:
+                continue
+            device_id = conn.device_id
+            if device_id in peripherals:
+                carried = ", ".join(names[p] for p in peripherals[device_id][:3])
+                failed.append(f"gateway {device_id} (carrying {carried})")
+            else:
+                failed.append(f"{names.get(device_id, '?')} ({device_id})")
+        if not failed:
+            return MQTTError(f"the fleet could not connect: {type(exc).__name__}: {exc}")
+        shown = "; ".join(failed[:5]) + (f"; and {len(failed) - 5} more" if len(failed) > 5 else "")
+        return MQTTError(f"{len(failed)} of {len(connections)} devices could not connect ({shown}): "
+                         f"{type(exc).__name__}: {exc}")
 
     async def _run_fleet(self, fleet: Any, connections: list[Any], senders: dict[str, Any],
                          started: float) -> tuple[float, int | None]:
         tgt = self.target
         carriers = self._carriers
         async with fleet:
+            self._fleet_up = True
             connect_seconds = self._clock() - started
             # The fleet's objects live for the whole run: out of the collector's sight, a full
             # collection no longer walks every device (0.4 s of CPU per million objects, a pause

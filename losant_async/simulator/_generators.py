@@ -106,15 +106,17 @@ class _Normal:
 
 
 class _Sine:
-    __slots__ = ("amp", "offset", "phase", "w")
+    __slots__ = ("amp", "offset", "period", "phase", "w")
 
     def __init__(self, g: SineGen, rng: random.Random) -> None:
         self.w = _TAU / g.period
+        self.period = g.period
         self.amp, self.offset = g.amplitude, g.offset
         self.phase = rng.random() * _TAU * g.phase_spread
 
     def next(self, t: float) -> float:
-        return self.offset + self.amp * math.sin(self.w * t + self.phase)
+        # The time within the cycle first: sin() of an epoch-sized angle loses precision.
+        return self.offset + self.amp * math.sin(self.w * (t % self.period) + self.phase)
 
 
 class _Walk:

@@ -246,15 +246,47 @@ def scenario_from_builtins(data: Any, source: str = "<scenario>", base: Path | N
     try:
         scenario = msgspec.convert(data, Scenario, strict=True)
     except msgspec.ValidationError as exc:
-        m = _AT.match(str(exc))
-        assert m is not None
-        what, path = m.group("what"), m.group("path")
+        what, path = _split(exc)
+        if path is not None and "[...]" in path:
+            what, path = _name_the_key(data, what, path)
         if "Invalid value" in what and path is not None and path.endswith(".kind"):
             what = f"expected one of {', '.join(_GENERATOR_KINDS)}, got {what.split('Invalid value', 1)[1].strip()}"
         where = _path_text(path) if path is not None else "(top level)"
         raise ValidationError(f"{source}: {where}: {_lower_first(what)}") from None
     _check(scenario, source)
     return _with_replays(scenario, source, base)
+
+
+def _split(exc: msgspec.ValidationError) -> tuple[str, str | None]:
+    m = _AT.match(str(exc))
+    assert m is not None
+    return m.group("what"), m.group("path")
+
+
+_TYPE_AT = re.compile(r"^\.device_types\[(\d+)\]\.(attributes|tags)\[\.\.\.\](.*)$")
+
+
+def _name_the_key(data: Any, what: str, path: str) -> tuple[str, str]:
+    """msgspec writes a table's key as ``[...]``: find the attribute (or tag) at fault and name it."""
+    m = _TYPE_AT.match(path)
+    try:
+        table = data["device_types"][int(m.group(1))][m.group(2)] if m else None
+    except (KeyError, IndexError, TypeError):
+        table = None
+    if m is None or not isinstance(table, dict):
+        return what, path
+    prefix = f".device_types[{m.group(1)}].{m.group(2)}"
+    for key, value in table.items():
+        if m.group(2) == "tags":
+            if not isinstance(value, str):
+                return what, f"{prefix}.{key}"
+            continue
+        try:
+            msgspec.convert(value, AttributeSpec, strict=True)
+        except msgspec.ValidationError as inner:
+            inner_what, inner_path = _split(inner)
+            return inner_what, f"{prefix}.{key}{inner_path or ''}"
+    return what, path
 
 
 def load_scenario(path: str | Path) -> Scenario:
