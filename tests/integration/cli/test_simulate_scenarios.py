@@ -1,0 +1,97 @@
+"""``simulate --scenario``: the example scenarios end to end, and a scenario against an emulator started apart."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from losant_async.simulator import load_scenario
+from losant_async.testing import LocalLosant
+from tests.integration.cli._cli import run_cli
+
+pytestmark = pytest.mark.timeout(120)
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples" / "scenarios"
+
+
+def _explain(done: Any) -> str:
+    return f"rc={done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+
+
+@pytest.mark.parametrize("name", ["cold_chain.toml", "building.toml", "factory.toml"])
+async def test_an_example_scenario_runs_on_the_embedded_emulator_and_loses_nothing(tmp_path: Path, name: str) -> None:
+    out = tmp_path / "report.json"
+    sized = ["--devices", "50"] if name == "building.toml" else []
+    done = await run_cli(["simulate", "--scenario", str(EXAMPLES / name), *sized, "--duration", "3", "--quiet",
+                          "--json", str(out)])
+    assert done.returncode == 0, _explain(done)
+    report = json.loads(out.read_text())
+    scenario = load_scenario(EXAMPLES / name)
+    assert report["ok"] is True and report["scenario"] == scenario.name
+    assert report["states_stored"] == report["states_sent"] + report["states_buffered"] > 0
+    assert list(report["types"]) == [t.name for t in scenario.device_types]
+    for section in report["types"].values():
+        assert section["devices"] > 0
+        assert section["states_sent"] + section["states_buffered"] + section["states_unchanged"] \
+            == section["states_expected"] > 0
+    assert f"type {scenario.device_types[0].name}" in done.stdout
+
+
+async def test_a_scenario_against_an_emulator_started_apart_is_provisioned_and_counted_over_rest(
+    tmp_path: Path,
+) -> None:
+    from losant_async.rest import LosantClient
+
+    async with LocalLosant(throttle=False) as losant:
+        app = losant.create_application(name="mine")
+        key = app.create_access_key()
+        token = app.create_api_token(scopes=["all.Application"])
+        out = tmp_path / "report.json"
+        done = await run_cli([
+            "simulate", "--scenario", str(EXAMPLES / "cold_chain.toml"), "--duration", "3", "--quiet",
+            "--json", str(out), "--url", losant.rest_url, "--broker", f"mqtt://{losant.mqtt_host}:{losant.mqtt_port}",
+            "--application", app.id, "--key", key.key, "--secret", key.secret, "--token", token, "--no-throttle",
+        ])
+        assert done.returncode == 0, _explain(done)
+        report = json.loads(out.read_text())
+        # Counted by asking the emulator's REST API, as against Losant: not "n/a".
+        assert report["embedded_emulator"] is False
+        assert report["states_stored"] == report["states_sent"] > 0 and report["states_lost"] == 0
+        async with LosantClient(token, url=losant.rest_url) as client:
+            devices = [d async for d in client.devices.get(application_id=app.id)]
+        trucks = {d.name: d for d in devices if re.fullmatch(r"truck-\d{3}", str(d.name))}
+        doors = [d for d in devices if str(d.name).endswith("-door")]
+        assert len(trucks) == 20 and len(doors) == 20
+        truck = trucks["truck-007"]
+        assert {(t.key, t.value) for t in truck.tags or []} >= {("fleet", "cold-chain"), ("region", "midwest")}
+        assert {(a.name, a.data_type) for a in truck.attributes or []} == {
+            ("reefer_temp", "number"), ("location", "gps"), ("fuel", "number")}
+        states = losant.states(str(truck.id))
+        assert states and all(set(s.data) == {"reefer_temp", "location", "fuel"} for s in states)
+        assert all(re.fullmatch(r"-?\d+\.\d{6},-?\d+\.\d{6}", str(s.data["location"])) for s in states)
+        door_states = [s for d in doors for s in losant.states(str(d.id))]
+        assert door_states and all(isinstance(s.data["door_open"], bool) for s in door_states)
+
+
+async def test_a_device_that_cannot_connect_fails_the_run_and_is_named(tmp_path: Path) -> None:
+    async with LocalLosant(throttle=False) as losant:
+        app = losant.create_application(name="mine")
+        key = app.create_access_key()
+        token = app.create_api_token(scopes=["all.Application"])
+        ids = [app.create_device(name=f"d{i}", device_class="standalone", attributes={"temperature": "number"}).id
+               for i in range(2)]
+        unknown = "0123456789abcdef01234567"  # no such device in this application: the broker refuses it
+        listed = tmp_path / "ids.txt"
+        listed.write_text("\n".join([*ids, unknown]) + "\n")
+        done = await run_cli([
+            "simulate", "--devices", "3", "--duration", "2", "--quiet", "--device-ids", str(listed),
+            "--url", losant.rest_url, "--broker", f"mqtt://{losant.mqtt_host}:{losant.mqtt_port}",
+            "--application", app.id, "--key", key.key, "--secret", key.secret, "--token", token, "--no-throttle",
+        ], timeout=60)
+        assert done.returncode == 1, _explain(done)
+        assert f"1 of 3 devices could not connect (sim-00002 ({unknown}))" in done.stderr, _explain(done)
+        assert key.secret not in done.stderr
