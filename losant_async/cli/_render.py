@@ -170,6 +170,9 @@ def summary_rows(r: SimulationReport) -> list[tuple[str, str]]:
           if r.states_buffered else []),
         *([("states unchanged", f"{r.states_unchanged} (on-change reports skipped: nothing changed)")]
           if r.states_unchanged else []),
+        *([("states held", f"{r.states_held} (reports skipped: a command set a longer interval)")]
+          if r.states_held else []),
+        *([("reply states", f"{r.states_replies} (ack reactions to commands)")] if r.states_replies else []),
         ("states acked", opt(r.states_acked, "QoS 0" if r.transport == "mqtt" else "REST")),
         ("states stored", opt(r.states_stored, "no API token to count them")),
         ("states lost", opt(r.states_lost, "stored count unknown")),
@@ -189,6 +192,11 @@ def summary_rows(r: SimulationReport) -> list[tuple[str, str]]:
     ]
     if len(r.types) > 1 or not builtin:
         rows += [(f"type {name}", _type_line(section)) for name, section in r.types.items()]
+    for name, c in r.commands_by_name.items():
+        line = f"{c.get('sent', 0)} sent, {c.get('received', 0)} received"
+        if "reactions" in c:
+            line += f", {c['reactions']} reactions" + (f", {c['ignored']} unusable payloads" if c.get("ignored") else "")
+        rows.append((f"command {name}", line))
     if r.devices_unconnected:
         names = ", ".join(r.devices_unconnected[:10]) + (" ..." if len(r.devices_unconnected) > 10 else "")
         rows.append(("never connected", f"{len(r.devices_unconnected)} devices: {names}"))
@@ -201,7 +209,7 @@ def _type_line(section: Mapping[str, Any]) -> str:
     if section.get("interval"):
         parts.append(f"every {section['interval']:g} s")
     parts.append(f"{section.get('states_sent', 0)}/{section.get('states_expected', 0)} states sent")
-    for key, label in (("states_buffered", "buffered"), ("states_unchanged", "unchanged")):
+    for key, label in (("states_buffered", "buffered"), ("states_unchanged", "unchanged"), ("states_held", "held")):
         if section.get(key):
             parts.append(f"{section[key]} {label}")
     return ", ".join(parts)

@@ -76,7 +76,7 @@ async def provision_fleet(
             "tags": [{"key": k, "value": v} for k, v in tags.items()],
         }
         if device_class != "gateway":
-            out["attributes"] = [{"name": n, "dataType": a.type} for n, a in t.spec.attributes.items()]
+            out["attributes"] = [{"name": n, "dataType": dt} for n, dt in t.attribute_types().items()]
         if gateway_id is not None:
             out["gatewayId"] = gateway_id
         return out

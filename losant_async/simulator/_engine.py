@@ -33,6 +33,7 @@ from ._fleet import (
     command_rounds,
 )
 from ._generators import DeviceModel
+from ._reactions import CommandPlan, Reactor
 from ._report import (
     Progress,
     RateMeter,
@@ -102,9 +103,15 @@ class Simulation:
         self._sent_by_device: dict[str, int] = dict.fromkeys(target.device_ids, 0)
         """States per device written to a connected session or buffered (what the server should store)."""
         self._buffered_by_device: dict[str, int] = {}
+        self._replies_by_device: dict[str, int] = {}
         self._carriers: dict[str, Any] = {}
         self._since_ms: int | None = None
         self._fleet_up = False
+        self._reactor = Reactor(self._types, target.device_ids, self._specs)
+        self._plan = CommandPlan(config.model.commands, self._types, target.device_ids, self._specs,
+                                 config.duration)
+        self._last_ms: dict[str, int] = dict.fromkeys(target.device_ids, 0)
+        """Each device's last state time: states (and replies) of one device never share a millisecond."""
         self._devices: list[Any] = []  # connected Device/Gateway objects, for their statistics
         # Set by the wait for late commands only; the command callback never creates anything
         # (it runs in the device's network callback, outside any task).
@@ -205,22 +212,32 @@ class Simulation:
         expected = self.config.expected_by_type()
         sections: dict[str, dict[str, Any]] = {
             t.name: {"devices": 0, "interval": t.period, "states_expected": expected.get(t.name, 0), "states_sent": 0,
-                     "states_buffered": 0, "states_unchanged": 0}
+                     "states_buffered": 0, "states_unchanged": 0, "states_held": 0}
             for t in self._types if t.count
         }
         for device_id, spec in zip(self.target.device_ids, self._specs, strict=True):
             sec = sections[self._types[spec.kind].name]
             sec["devices"] += 1
             buffered = self._buffered_by_device.get(device_id, 0)
-            sec["states_sent"] += self._sent_by_device[device_id] - buffered
+            replies = self._replies_by_device.get(device_id, 0)
+            sec["states_sent"] += self._sent_by_device[device_id] - buffered - replies
             sec["states_buffered"] += buffered
         for name, n in self.stats.unchanged_by_type.items():
             sections[name]["states_unchanged"] = n
+        for name, n in self.stats.held_by_type.items():
+            sections[name]["states_held"] = n
         self.stats.types = sections
+        by_name = {n: dict(c) for n, c in self._plan.by_name.items()}
+        for name in {*self._reactor.applied, *self._reactor.ignored}:
+            entry = by_name.setdefault(name, {"sent": 0, "received": 0})
+            entry["reactions"] = self._reactor.applied.get(name, 0)
+            entry["ignored"] = self._reactor.ignored.get(name, 0)
+        self.stats.commands_by_name = by_name
         # A device whose every state was only buffered never had a connected session: it names the failure.
         names = {d: s.name for d, s in zip(self.target.device_ids, self._specs, strict=True)}
         self.stats.devices_unconnected = [
             names[d] for d, n in self._sent_by_device.items() if n and self._buffered_by_device.get(d, 0) == n
+            and not self._replies_by_device.get(d)
         ]
 
     def _stop_event(self) -> anyio.Event:
@@ -378,6 +395,8 @@ class Simulation:
                 tg.start_soon(self._controller, client, controller, start)
             else:
                 controller = None
+            extras = anyio.CancelScope()
+            tg.start_soon(self._extras, send, client, start, extras)
             # Device loops end on their own; the controller only when the reporting does.
             with anyio.move_on_after(cfg.duration):
                 await stop.wait()
@@ -389,6 +408,35 @@ class Simulation:
                 # must show as commands unsent, not vanish from the report.
                 self.stats.commands_scheduled = cfg.commands_scheduled(self._run_ended - start)
                 controller.cancel()
+            if client is not None and self._plan.plans:
+                self.stats.commands_scheduled += self._plan.scheduled(self._run_ended - start)
+            extras.cancel()
+
+    async def _extras(self, send: StateSender, client: LosantClient | None, start: float,
+                      scope: anyio.CancelScope) -> None:
+        """The scenario's commands, and the replies its reactions send, until the reporting ends."""
+        with scope:
+            async with anyio.create_task_group() as tg:
+                if client is not None and self._plan.plans:
+                    tg.start_soon(self._plan.run, client, self.target.application_id, start, self.stats)
+                tg.start_soon(self._reactor.serve_replies, self._reply(send))
+
+    def _reply(self, send: StateSender) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+        async def reply(device_id: str, data: dict[str, Any]) -> None:
+            ms = max(now_ms(), self._last_ms[device_id] + 1)
+            self._last_ms[device_id] = ms
+            try:
+                await send(device_id, data, ms)
+            except _FATAL:
+                raise
+            except LosantError as exc:
+                self.stats.record_error(exc)
+                return
+            self.stats.states_replies += 1
+            self._sent_by_device[device_id] += 1
+            self._replies_by_device[device_id] = self._replies_by_device.get(device_id, 0) + 1
+
+        return reply
 
     async def _device_loops(self, send: StateSender, start: float) -> None:
         with anyio.CancelScope() as self._loops:
@@ -421,6 +469,11 @@ class Simulation:
         duration = cfg.duration
         attributes = kind.spec.attributes
         models = [DeviceModel(attributes, spec.seed) for _, spec in lane]
+        reactor = self._reactor
+        if reactor.active:
+            for (device_id, _), model in zip(lane, models, strict=True):
+                reactor.models[device_id] = model
+        every = reactor.every  # devices a command told to report less often
         jitter = kind.spec.jitter * period
         # Jitter from a generator of its own per device: the values stay those of the same seed without it.
         jitters = [random.Random(spec.seed ^ 0x5DEECE66D).random for _, spec in lane] if jitter else []
@@ -428,7 +481,8 @@ class Simulation:
         heartbeat_ms = (kind.spec.heartbeat or 0.0) * 1000.0
         last_data: list[dict[str, Any] | None] = [None] * len(lane)
         by_type = stats.unchanged_by_type
-        last_ms = [0] * len(lane)
+        held = stats.held_by_type
+        last_ms = self._last_ms
         round_no = 0
         while True:
             # Offsets increase along the lane and stay within one period: (round, device) is due order.
@@ -449,17 +503,21 @@ class Simulation:
                     await anyio.sleep(delay)
                 if self._stop_requested:
                     break
+                if every and round_no % every.get(device_id, 1):
+                    stats.states_held += 1
+                    held[kind.name] = held.get(kind.name, 0) + 1
+                    continue
                 # Losant merges states with the same millisecond: keep each device's times strictly increasing.
-                ms = max(now_ms(), last_ms[j] + 1)
+                ms = max(now_ms(), last_ms[device_id] + 1)
                 data = models[j].next(ms / 1000.0)
                 if on_change:
                     previous = last_data[j]
-                    if previous == data and not (heartbeat_ms and ms - last_ms[j] >= heartbeat_ms):
+                    if previous == data and not (heartbeat_ms and ms - last_ms[device_id] >= heartbeat_ms):
                         stats.states_unchanged += 1
                         by_type[kind.name] = by_type.get(kind.name, 0) + 1
                         continue
                     last_data[j] = data
-                last_ms[j] = ms
+                last_ms[device_id] = ms
                 try:
                     written = await send(device_id, data, ms)
                 except _FATAL:
@@ -537,7 +595,14 @@ class Simulation:
     def _on_command(self, command: Any) -> None:
         # A plain callback, not a task per device: the device calls it from its network loop,
         # outside any task, so it must not create anyio objects (below anyio 4.7 that needs a task).
-        if getattr(command, "name", None) != COMMAND_NAME:
+        name = getattr(command, "name", None)
+        if self._reactor.active:
+            self._reactor.on_command(str(getattr(command, "device_id", "")), str(name), getattr(command, "payload", None))
+        if name in self._plan.names:
+            self._plan.received(str(name))
+            self._count_received()
+            return
+        if name != COMMAND_NAME:
             return
         payload = getattr(command, "payload", None)
         round_no = payload.get("round") if isinstance(payload, dict) else None
@@ -548,10 +613,13 @@ class Simulation:
                 self.stats.commands_duplicate += 1
                 return
             self._commands_seen.add(key)
+        if isinstance(sent_ms, (int, float)):
+            self.stats.command_latency.record(now_ms() - sent_ms)
+        self._count_received()
+
+    def _count_received(self) -> None:
         stats = self.stats
         stats.commands_received += 1
-        if isinstance(sent_ms, (int, float)):
-            stats.command_latency.record(now_ms() - sent_ms)
         waiter = self._all_commands_in
         if waiter is not None and stats.commands_received >= stats.commands_sent:
             waiter.set()

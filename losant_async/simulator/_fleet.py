@@ -252,6 +252,14 @@ class FleetType:
     def device_class(self) -> str:
         return "peripheral" if self.via_gateway else (self.spec.device_class or "standalone")
 
+    def attribute_types(self) -> dict[str, str]:
+        """The attributes to provision (name -> Losant data type): the generated ones and ``ack`` replies' strings."""
+        out: dict[str, str] = {name: a.type for name, a in self.spec.attributes.items()}
+        for r in self.spec.reactions:
+            if r.action == "ack" and r.attribute is not None:
+                out.setdefault(r.attribute, "string")
+        return out
+
     def device_name(self, index: int) -> str:
         """The name of fleet device ``index`` (one of this type's)."""
         pattern = self.spec.name_pattern or "{type}-{index:05d}"

@@ -35,7 +35,7 @@ from ._scenario import (
     UniformGen,
 )
 
-__all__ = ["MISSING", "DeviceModel", "ValueFn", "device_seed", "make_generator"]
+__all__ = ["MISSING", "DeviceModel", "ValueFn", "device_seed", "make_generator", "set_parameter"]
 
 ValueFn = Callable[[float], Any]
 """A generator: the value at time ``t`` (epoch seconds), or :data:`MISSING` to leave the attribute out."""
@@ -352,3 +352,37 @@ class DeviceModel:
         if self.overrides:
             out.update(self.overrides)
         return out
+
+
+def set_parameter(gen: Any, parameter: str, value: float) -> None:
+    """Change a live generator's parameter (a setpoint command): the values after it follow the new one."""
+    if isinstance(gen, (_Constant,)) and parameter == "value":
+        gen.value = value
+    elif isinstance(gen, (_Uniform, _Ramp)) and parameter in ("min", "max"):
+        hi = gen.lo + gen.span
+        lo = value if parameter == "min" else gen.lo
+        hi = value if parameter == "max" else hi
+        gen.lo, gen.span = lo, max(0.0, hi - lo)
+    elif isinstance(gen, _Normal) and parameter in ("mean", "std"):
+        setattr(gen, parameter, value if parameter == "mean" else max(0.0, value))
+    elif isinstance(gen, _Sine) and parameter in ("offset", "amplitude"):
+        if parameter == "offset":
+            gen.offset = value
+        else:
+            gen.amp = value
+    elif isinstance(gen, _Walk) and parameter in ("value", "min", "max", "drift"):
+        if parameter == "value":
+            gen.set(value)
+        elif parameter == "min":
+            gen.lo = value
+        elif parameter == "max":
+            gen.hi = value
+        else:
+            gen.drift = value
+    elif isinstance(gen, _Counter) and parameter in ("value", "step"):
+        if parameter == "value":
+            gen.value = value - gen.step
+        else:
+            gen.step = value
+    else:
+        raise ValueError(f"a {type(gen).__name__.strip('_').lower()} generator has no parameter {parameter!r}")

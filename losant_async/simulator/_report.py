@@ -164,7 +164,13 @@ class SimulationStats:
     """States handed to a device that was not connected (held in its outbox, not written)."""
     states_unchanged: int = 0
     """Reports an on-change device skipped: nothing changed and no heartbeat was due."""
+    states_held: int = 0
+    """Reports skipped because a command made the device report less often."""
+    states_replies: int = 0
+    """States sent as replies to commands (an ``ack`` reaction), apart from the schedule."""
+    commands_by_name: dict[str, dict[str, int]] = field(default_factory=dict)
     unchanged_by_type: dict[str, int] = field(default_factory=dict)
+    held_by_type: dict[str, int] = field(default_factory=dict)
     types: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The report's section per device type (filled at the end of the run)."""
     devices_unconnected: list[str] = field(default_factory=list)
@@ -299,6 +305,12 @@ class SimulationReport:
     """On-change devices' reports skipped because nothing changed (part of ``states_expected``)."""
     types: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per device type: devices, states expected, sent, buffered, unchanged."""
+    states_held: int = 0
+    """Reports skipped because a command set a longer interval (part of ``states_expected``)."""
+    states_replies: int = 0
+    """Reply states of ``ack`` reactions (not in ``states_expected``; stored like the rest)."""
+    commands_by_name: dict[str, dict[str, int]] = field(default_factory=dict)
+    """The scenario's commands and the reactions to them: sent, received, reactions applied, ignored."""
     devices_unconnected: tuple[str, ...] = ()
     """Devices that never had a connected session (their states were only buffered): the run failed."""
 
@@ -307,7 +319,7 @@ class SimulationReport:
         """States sent or buffered that the server did not store (None when the server's count is unknown)."""
         if self.states_stored is None:
             return None
-        return max(0, self.states_sent + self.states_buffered - self.states_stored)
+        return max(0, self.states_sent + self.states_buffered + self.states_replies - self.states_stored)
 
     @property
     def commands_unsent(self) -> int:
@@ -333,7 +345,8 @@ class SimulationReport:
         return (
             not self.interrupted
             and self.errors == 0
-            and self.states_sent + self.states_buffered + self.states_unchanged == self.states_expected
+            and self.states_sent + self.states_buffered + self.states_unchanged + self.states_held
+            == self.states_expected
             and not self.devices_unconnected
             and (self.states_lost is None or self.states_lost == 0)
             and self.commands_unsent == 0
@@ -359,7 +372,7 @@ class SimulationReport:
                 out[f.name] = dict(value)
             elif f.name == "parts":
                 out[f.name] = [dict(p) for p in value]
-            elif f.name == "types":
+            elif f.name in ("types", "commands_by_name"):
                 out[f.name] = {k: dict(v) for k, v in value.items()}
             elif f.name == "devices_unconnected":
                 out[f.name] = list(value)
@@ -376,7 +389,8 @@ def report_from_dict(data: Mapping[str, Any]) -> SimulationReport:
     """Read back a ``--json`` report; ``ValidationError`` when it is not one."""
     if not isinstance(data, Mapping):
         raise ValidationError("a simulation report must be a JSON object")
-    optional = {"scenario", "states_buffered", "states_unchanged", "types", "devices_unconnected"}
+    optional = {"scenario", "states_buffered", "states_unchanged", "types", "devices_unconnected", "states_held",
+                "states_replies", "commands_by_name"}
     names = {f.name for f in fields(SimulationReport)} - {"command_latency", "shards", "parts"} - optional
     missing = sorted(n for n in names if n not in data)
     if missing or "shards" not in data:
@@ -390,6 +404,7 @@ def report_from_dict(data: Mapping[str, Any]) -> SimulationReport:
         kw["parts"] = tuple(dict(p) for p in data.get("parts") or ())
         kw.update({n: data[n] for n in optional if n in data})
         kw["types"] = {str(k): dict(v) for k, v in (kw.get("types") or {}).items()}
+        kw["commands_by_name"] = {str(k): dict(v) for k, v in (kw.get("commands_by_name") or {}).items()}
         kw["devices_unconnected"] = tuple(str(d) for d in kw.get("devices_unconnected") or ())
     except (TypeError, ValueError):
         raise ValidationError("a simulation report has a malformed field") from None
@@ -442,7 +457,12 @@ def merge_reports(reports: Sequence[SimulationReport]) -> SimulationReport:
     latency = LatencyHistogram()
     errors_by_type: dict[str, int] = {}
     types: dict[str, dict[str, Any]] = {}
+    by_name: dict[str, dict[str, int]] = {}
     for r in reports:
+        for name, counts in r.commands_by_name.items():
+            into_c = by_name.setdefault(name, {})
+            for k, v in counts.items():
+                into_c[k] = into_c.get(k, 0) + v
         for name, section in r.types.items():
             into = types.setdefault(name, {})
             for k, v in section.items():
@@ -491,6 +511,9 @@ def merge_reports(reports: Sequence[SimulationReport]) -> SimulationReport:
         states_unchanged=sum(r.states_unchanged for r in reports),
         types=types,
         devices_unconnected=tuple(d for r in reports for d in r.devices_unconnected),
+        states_held=sum(r.states_held for r in reports),
+        states_replies=sum(r.states_replies for r in reports),
+        commands_by_name=by_name,
     )
 
 
@@ -567,4 +590,7 @@ def build_report(
         states_unchanged=stats.states_unchanged,
         types={k: dict(v) for k, v in stats.types.items()},
         devices_unconnected=tuple(stats.devices_unconnected),
+        states_held=stats.states_held,
+        states_replies=stats.states_replies,
+        commands_by_name={k: dict(v) for k, v in stats.commands_by_name.items()},
     )

@@ -31,6 +31,7 @@ __all__ = [
     "MAX_REPLAY_ROWS",
     "AttributeSpec",
     "ChoiceGen",
+    "CommandSpec",
     "ConstantGen",
     "CounterGen",
     "DailyGen",
@@ -41,6 +42,7 @@ __all__ = [
     "NormalGen",
     "RampGen",
     "RandomWalkGen",
+    "ReactionSpec",
     "ReplayGen",
     "Scenario",
     "SineGen",
@@ -161,6 +163,10 @@ GeneratorSpec = (
     ConstantGen | ChoiceGen | UniformGen | NormalGen | SineGen | RandomWalkGen | CounterGen | RampGen | DailyGen
     | GpsWalkGen | GpsRouteGen | ReplayGen
 )
+_ENUMS: dict[str, tuple[object, ...]] = {
+    "action": ("set", "setpoint", "interval", "ack"), "type": ("number", "string", "boolean", "gps"),
+    "device_class": ("standalone", "peripheral"), "transport": ("mqtt", "rest"), "qos": (0, 1),
+}
 _GENERATOR_KINDS = ("constant", "choice", "uniform", "normal", "sine", "random_walk", "counter", "ramp", "daily",
                     "gps_walk", "gps_route", "replay")
 
@@ -176,6 +182,33 @@ class AttributeSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Uniform noise in ``[-noise, noise]`` added to a number."""
     missing: float = 0.0
     """Share of states (0..1) that leave this attribute out."""
+
+
+class ReactionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a device of a type does when a command of a name reaches it."""
+
+    command: str
+    action: Literal["set", "setpoint", "interval", "ack"]
+    """``set``: report ``attribute`` as the payload's value from now on; ``setpoint``: change ``parameter`` of
+    ``attribute``'s generator (e.g. a sine's offset) to it; ``interval``: report every that many seconds
+    (a multiple of the type's interval); ``ack``: reply at once with a state whose ``attribute`` holds the
+    command's payload as JSON text."""
+    attribute: str | None = None
+    parameter: str | None = None
+    payload_key: str = "value"
+    """Where the value is in the command's payload (a payload that is a number is the value itself)."""
+
+
+class CommandSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Commands the controller sends during the run: which, to whom, how often."""
+
+    name: str
+    device_type: str
+    interval: float
+    """Seconds between two rounds; the first round is one interval after the start."""
+    payload: dict[str, Any] = {}
+    devices: int = 1
+    """Devices of the type commanded per round (in turn)."""
 
 
 class DeviceTypeSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -202,6 +235,7 @@ class DeviceTypeSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     gateways: bool | None = None
     """Report through gateways (MQTT only); default ``--gateway``."""
     peripherals_per_gateway: int | None = None
+    reactions: list[ReactionSpec] = []
 
 
 class Scenario(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -212,6 +246,7 @@ class Scenario(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     description: str = ""
     seed: int | None = None
     """Seeds every device's values with the device's index (default ``--seed``)."""
+    commands: list[CommandSpec] = []
 
     @property
     def uses_shares(self) -> bool:
@@ -251,6 +286,9 @@ def scenario_from_builtins(data: Any, source: str = "<scenario>", base: Path | N
             what, path = _name_the_key(data, what, path)
         if "Invalid value" in what and path is not None and path.endswith(".kind"):
             what = f"expected one of {', '.join(_GENERATOR_KINDS)}, got {what.split('Invalid value', 1)[1].strip()}"
+        elif "Invalid enum value" in what and path is not None and path.rpartition(".")[2] in _ENUMS:
+            allowed = ", ".join(repr(v) for v in _ENUMS[path.rpartition(".")[2]])
+            what = f"expected one of {allowed}, got {what.split('Invalid enum value', 1)[1].strip()}"
         where = _path_text(path) if path is not None else "(top level)"
         raise ValidationError(f"{source}: {where}: {_lower_first(what)}") from None
     _check(scenario, source)
@@ -371,6 +409,16 @@ def _check(scenario: Scenario, source: str) -> None:
     if len(transports) > 1:
         raise _fail(source, "device_types", "expected one transport for the whole scenario (mqtt or rest); "
                     "run one scenario per transport")
+    for k, c in enumerate(scenario.commands):
+        at = f"commands[{k}]"
+        if c.device_type not in seen:
+            raise _fail(source, f"{at}.device_type", f"expected one of the device types ({', '.join(seen)}), "
+                        f"got {c.device_type!r}")
+        if not c.name.strip() or len(c.name) > 255:
+            raise _fail(source, f"{at}.name", "expected a command name of 1 to 255 characters")
+        _finite(source, f"{at}.interval", c.interval, positive=True)
+        if c.devices < 1:
+            raise _fail(source, f"{at}.devices", f"expected at least 1 device per round, got {c.devices}")
     shares = [t.share for t in types if t.count is None]
     if shares:
         total = sum(s or 0.0 for s in shares)
@@ -423,6 +471,38 @@ def _check_type(t: DeviceTypeSpec, source: str, at: str) -> None:
             raise _fail(source, f"{at}.attributes.{name}",
                         "expected a name of letters, digits, '_' and '-' (Losant's attribute names)")
         _check_attribute(attr, source, f"{at}.attributes.{name}")
+    for k, r in enumerate(t.reactions):
+        _check_reaction(t, r, source, f"{at}.reactions[{k}]")
+
+
+SETPOINTS: dict[str, tuple[str, ...]] = {
+    "constant": ("value",), "uniform": ("min", "max"), "normal": ("mean", "std"),
+    "sine": ("offset", "amplitude"), "random_walk": ("value", "min", "max", "drift"),
+    "counter": ("value", "step"), "ramp": ("min", "max"),
+}
+"""The generator parameters a ``setpoint`` reaction can change, per generator kind."""
+
+
+def _check_reaction(t: DeviceTypeSpec, r: ReactionSpec, source: str, at: str) -> None:
+    if not r.command.strip():
+        raise _fail(source, f"{at}.command", "expected a command name")
+    if r.action in ("set", "setpoint", "ack"):
+        if r.attribute is None:
+            raise _fail(source, f"{at}.attribute", f"expected the attribute a {r.action} reaction changes")
+        if r.action != "ack" and r.attribute not in t.attributes:
+            raise _fail(source, f"{at}.attribute",
+                        f"expected one of this type's attributes ({', '.join(t.attributes)}), got {r.attribute!r}")
+        if r.action == "ack" and not re.fullmatch(r"[A-Za-z0-9_\-]{1,255}", r.attribute):
+            raise _fail(source, f"{at}.attribute", "expected a name of letters, digits, '_' and '-'")
+    if r.action == "setpoint":
+        assert r.attribute is not None
+        kind = t.attributes[r.attribute].generator.__struct_config__.tag
+        allowed = SETPOINTS.get(str(kind), ())
+        if r.parameter not in allowed:
+            raise _fail(source, f"{at}.parameter", f"expected one of {', '.join(allowed) or '(none)'} for a {kind} "
+                        f"generator, got {r.parameter!r}")
+    elif r.parameter is not None:
+        raise _fail(source, f"{at}.parameter", "expected only with action = \"setpoint\"")
 
 
 _NUMERIC = (UniformGen, NormalGen, SineGen, RandomWalkGen, CounterGen, RampGen, DailyGen)

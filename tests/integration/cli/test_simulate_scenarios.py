@@ -95,3 +95,73 @@ async def test_a_device_that_cannot_connect_fails_the_run_and_is_named(tmp_path:
         assert done.returncode == 1, _explain(done)
         assert f"1 of 3 devices could not connect (sim-00002 ({unknown}))" in done.stderr, _explain(done)
         assert key.secret not in done.stderr
+
+
+SETPOINT = """
+name = "setpoint"
+[[device_types]]
+name = "oven"
+count = 2
+interval = 0.25
+[device_types.attributes.temp]
+type = "number"
+generator = { kind = "constant", value = 10.0 }
+[[device_types.reactions]]
+command = "set_temp"
+action = "setpoint"
+attribute = "temp"
+parameter = "value"
+[[device_types.reactions]]
+command = "set_temp"
+action = "ack"
+attribute = "ack"
+[[commands]]
+name = "set_temp"
+device_type = "oven"
+interval = 1.5
+devices = 2
+payload = { value = 50.0 }
+"""
+
+
+async def test_a_setpoint_command_changes_the_values_reported_after_it(tmp_path: Path) -> None:
+    scenario = tmp_path / "setpoint.toml"
+    scenario.write_text(SETPOINT)
+    async with LocalLosant(throttle=False) as losant:
+        app = losant.create_application(name="mine")
+        key = app.create_access_key()
+        token = app.create_api_token(scopes=["all.Application"])
+        out = tmp_path / "report.json"
+        done = await run_cli([
+            "simulate", "--scenario", str(scenario), "--duration", "3", "--quiet", "--json", str(out),
+            "--command-interval", "0", "--url", losant.rest_url,
+            "--broker", f"mqtt://{losant.mqtt_host}:{losant.mqtt_port}",
+            "--application", app.id, "--key", key.key, "--secret", key.secret, "--token", token, "--no-throttle",
+        ])
+        assert done.returncode == 0, _explain(done)
+        report = json.loads(out.read_text())
+        # One round at 1.5 s to both ovens (the next, at 3 s, is the end of the reporting).
+        assert report["commands_by_name"]["set_temp"] == {"sent": 2, "received": 2, "reactions": 4, "ignored": 0}
+        assert report["states_replies"] == 2 and report["states_stored"] == report["states_sent"] + 2
+        async with _client(losant, token) as client:
+            devices = [d async for d in client.devices.get(application_id=app.id)]
+        assert len(devices) == 2
+        for device in devices:
+            states = sorted(losant.states(str(device.id)), key=lambda s: s.time)
+            acks = [k for k, s in enumerate(states) if "ack" in s.data]
+            assert len(acks) == 1, states
+            (k,) = acks
+            assert json.loads(str(states[k].data["ack"])) == {"value": 50.0}
+            (command,) = losant.commands_sent(str(device.id))
+            before = [s.data["temp"] for s in states if s.time < command.time]
+            after = [s.data["temp"] for s in states[k + 1:]]
+            # States before the command carry the generator's value; every one after the device's
+            # reply follows the setpoint (in between, the reaction happened first: either value).
+            assert before and set(before) == {10.0}
+            assert after and set(after) == {50.0}
+
+
+def _client(losant: LocalLosant, token: str) -> Any:
+    from losant_async.rest import LosantClient
+
+    return LosantClient(token, url=losant.rest_url)
