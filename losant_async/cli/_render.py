@@ -173,6 +173,9 @@ def summary_rows(r: SimulationReport) -> list[tuple[str, str]]:
         *([("states held", f"{r.states_held} (reports skipped: a command set a longer interval)")]
           if r.states_held else []),
         *([("reply states", f"{r.states_replies} (ack reactions to commands)")] if r.states_replies else []),
+        *([("burst states", f"{r.states_burst} (bursts and spikes, beyond the schedule)")] if r.states_burst else []),
+        *([("states delayed", f"{r.states_delayed} (held back by network drops, sent later with their times)")]
+          if r.states_delayed else []),
         ("states acked", opt(r.states_acked, "QoS 0" if r.transport == "mqtt" else "REST")),
         ("states stored", opt(r.states_stored, "no API token to count them")),
         ("states lost", opt(r.states_lost, "stored count unknown")),
@@ -197,6 +200,13 @@ def summary_rows(r: SimulationReport) -> list[tuple[str, str]]:
         if "reactions" in c:
             line += f", {c['reactions']} reactions" + (f", {c['ignored']} unusable payloads" if c.get("ignored") else "")
         rows.append((f"command {name}", line))
+    for name, c in r.faults.items():
+        parts = [f"{c.get('devices', 0)} devices", f"{c.get('events', 0)} events"]
+        if c.get("states_delayed"):
+            parts.append(f"{c['states_delayed']} states delayed")
+        if c.get("states_burst"):
+            parts.append(f"{c['states_burst']} burst states")
+        rows.append((f"fault {name}", ", ".join(parts)))
     if r.devices_unconnected:
         names = ", ".join(r.devices_unconnected[:10]) + (" ..." if len(r.devices_unconnected) > 10 else "")
         rows.append(("never connected", f"{len(r.devices_unconnected)} devices: {names}"))

@@ -24,6 +24,7 @@ from ..errors import (
     UnauthorizedError,
     ValidationError,
 )
+from ._faults import DeviceFaults, fault_events, spike_extra
 from ._fleet import (
     COMMAND_NAME,
     DeviceSpec,
@@ -104,12 +105,16 @@ class Simulation:
         """States per device written to a connected session or buffered (what the server should store)."""
         self._buffered_by_device: dict[str, int] = {}
         self._replies_by_device: dict[str, int] = {}
+        self._extra_by_device: dict[str, int] = {}
+        """Burst and spike states per device (beyond the schedule)."""
         self._carriers: dict[str, Any] = {}
         self._since_ms: int | None = None
         self._fleet_up = False
         self._reactor = Reactor(self._types, target.device_ids, self._specs)
         self._plan = CommandPlan(config.model.commands, self._types, target.device_ids, self._specs,
                                  config.duration)
+        self._fault_counts: dict[str, dict[str, int]] = {}
+        self._faults = self._plan_faults()
         self._last_ms: dict[str, int] = dict.fromkeys(target.device_ids, 0)
         """Each device's last state time: states (and replies) of one device never share a millisecond."""
         self._devices: list[Any] = []  # connected Device/Gateway objects, for their statistics
@@ -207,6 +212,63 @@ class Simulation:
             machine=machine_info(),
         )
 
+    def _plan_faults(self) -> dict[str, DeviceFaults]:
+        """The devices of this shard that faults strike, each with its events (from the seed: shard-independent)."""
+        model = self.config.model
+        if not model.faults:
+            return {}
+        seed = self.config.seed_of_values
+        counts = self._fault_counts
+        for f in model.faults:
+            counts[f.name] = {"devices": 0, "events": 0, "states_delayed": 0, "states_burst": 0}
+        out: dict[str, DeviceFaults] = {}
+        for device_id, spec in zip(self.target.device_ids, self._specs, strict=True):
+            events = fault_events(model, self._types[spec.kind].name, seed, spec.index, self.config.duration)
+            if events:
+                out[device_id] = DeviceFaults(events, model.faults, counts)
+                for name in {model.faults[e.fault].name for e in events}:
+                    counts[name]["devices"] += 1
+        return out
+
+    async def _send_extra(self, send: StateSender, device_id: str, data: dict[str, Any], ms: int, *,
+                          expected: bool) -> None:
+        """Send a state off the main path: one held back by a drop (``expected``), or a burst's (not)."""
+        try:
+            written = await send(device_id, data, ms)
+        except _FATAL:
+            raise
+        except LosantError as exc:
+            self.stats.record_error(exc)
+            return
+        if not expected:
+            self.stats.states_burst += 1
+            self._extra_by_device[device_id] = self._extra_by_device.get(device_id, 0) + 1
+        elif written is False:
+            self.stats.states_buffered += 1
+            self._buffered_by_device[device_id] = self._buffered_by_device.get(device_id, 0) + 1
+        else:
+            self.stats.states_sent += 1
+        self._sent_by_device[device_id] += 1
+
+    async def _burst(self, send: StateSender, device_id: str, model: DeviceModel, count: int,
+                     fault: DeviceFaults | None, of_fault: int) -> None:
+        """``count`` states beyond the schedule at once; ``of_fault`` of them are a fault's burst (counted there)."""
+        last_ms = self._last_ms
+        for _ in range(count):
+            ms = max(now_ms(), last_ms[device_id] + 1)
+            last_ms[device_id] = ms
+            await self._send_extra(send, device_id, model.next(ms / 1000.0), ms, expected=False)
+        if fault is not None:
+            fault.burst_sent(of_fault)
+
+    async def _release_held(self, send: StateSender, lane: list[tuple[str, DeviceSpec]]) -> None:
+        """The lane has ended: states still held back by a drop go now (the device is back)."""
+        for device_id, _ in lane:
+            f = self._faults.get(device_id)
+            if f is not None and f.held:
+                for ms, data in f.release():
+                    await self._send_extra(send, device_id, data, ms, expected=True)
+
     def _type_sections(self) -> None:
         """The report's section per device type: its devices and what they did."""
         expected = self.config.expected_by_type()
@@ -219,7 +281,7 @@ class Simulation:
             sec = sections[self._types[spec.kind].name]
             sec["devices"] += 1
             buffered = self._buffered_by_device.get(device_id, 0)
-            replies = self._replies_by_device.get(device_id, 0)
+            replies = self._replies_by_device.get(device_id, 0) + self._extra_by_device.get(device_id, 0)
             sec["states_sent"] += self._sent_by_device[device_id] - buffered - replies
             sec["states_buffered"] += buffered
         for name, n in self.stats.unchanged_by_type.items():
@@ -233,6 +295,7 @@ class Simulation:
             entry["reactions"] = self._reactor.applied.get(name, 0)
             entry["ignored"] = self._reactor.ignored.get(name, 0)
         self.stats.commands_by_name = by_name
+        self.stats.faults = {name: dict(c) for name, c in self._fault_counts.items()}
         # A device whose every state was only buffered never had a connected session: it names the failure.
         names = {d: s.name for d, s in zip(self.target.device_ids, self._specs, strict=True)}
         self.stats.devices_unconnected = [
@@ -461,19 +524,34 @@ class Simulation:
         it delays count as late.
         """
         cfg = self.config
+        attributes = self._types[lane[0][1].kind].spec.attributes
+        models = [DeviceModel(attributes, spec.seed) for _, spec in lane]
+        reactor = self._reactor
+        if reactor.active:
+            for (device_id, _), model in zip(lane, models, strict=True):
+                reactor.models[device_id] = model
+        spikes = any(p.kind == "spike" for p in cfg.model.phases)
+        begins = [spec.begin for _, spec in lane]
+        faults = [self._faults.get(device_id) for device_id, _ in lane] if self._faults else []
+        try:
+            await self._lane_rounds(send, lane, start, models, faults, begins if any(begins) else [], spikes)
+        finally:
+            if faults and not self._stop_requested:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(cfg.drain_timeout):
+                    await self._release_held(send, lane)
+
+    async def _lane_rounds(self, send: StateSender, lane: list[tuple[str, DeviceSpec]], start: float,
+                           models: list[DeviceModel], faults: list[DeviceFaults | None], begins: list[float],
+                           spikes: bool) -> None:
+        cfg = self.config
         stats = self.stats
         clock = self._clock
         sent_by_device = self._sent_by_device
         kind = self._types[lane[0][1].kind]
         period = lane[0][1].period
         duration = cfg.duration
-        attributes = kind.spec.attributes
-        models = [DeviceModel(attributes, spec.seed) for _, spec in lane]
-        reactor = self._reactor
-        if reactor.active:
-            for (device_id, _), model in zip(lane, models, strict=True):
-                reactor.models[device_id] = model
-        every = reactor.every  # devices a command told to report less often
+        phases = cfg.model.phases
+        every = self._reactor.every  # devices a command told to report less often
         jitter = kind.spec.jitter * period
         # Jitter from a generator of its own per device: the values stay those of the same seed without it.
         jitters = [random.Random(spec.seed ^ 0x5DEECE66D).random for _, spec in lane] if jitter else []
@@ -493,6 +571,8 @@ class Simulation:
                 if due >= duration:
                     break
                 sent_any = True
+                if begins and due < begins[j]:
+                    continue  # not started yet (a ramp-up): not due, not expected
                 if jitter:
                     due = max(0.0, due + (jitters[j]() - 0.5) * jitter)
                 delay = start + due - clock()
@@ -509,15 +589,31 @@ class Simulation:
                     continue
                 # Losant merges states with the same millisecond: keep each device's times strictly increasing.
                 ms = max(now_ms(), last_ms[device_id] + 1)
+                fault = faults[j] if faults else None
+                burst = 0
+                if fault is not None and due >= fault.next_at:
+                    burst = fault.fire(due, models[j])
+                extra = burst + spike_extra(phases, due) if spikes else burst
                 data = models[j].next(ms / 1000.0)
+                if fault is not None and due < fault.drop_until:
+                    # The network is down: kept, and sent with its time once it is back (no bursts meanwhile).
+                    last_ms[device_id] = ms
+                    fault.hold(ms, data)
+                    stats.states_delayed += 1
+                    continue
                 if on_change:
                     previous = last_data[j]
                     if previous == data and not (heartbeat_ms and ms - last_ms[device_id] >= heartbeat_ms):
                         stats.states_unchanged += 1
                         by_type[kind.name] = by_type.get(kind.name, 0) + 1
+                        if extra:
+                            await self._burst(send, device_id, models[j], extra, fault if burst else None, burst)
                         continue
                     last_data[j] = data
                 last_ms[device_id] = ms
+                if fault is not None and fault.held:
+                    for held_ms, held_data in fault.release():
+                        await self._send_extra(send, device_id, held_data, held_ms, expected=True)
                 try:
                     written = await send(device_id, data, ms)
                 except _FATAL:
@@ -531,6 +627,8 @@ class Simulation:
                 else:
                     stats.states_sent += 1
                 sent_by_device[device_id] += 1
+                if extra:
+                    await self._burst(send, device_id, models[j], extra, fault if burst else None, burst)
             if not sent_any or self._stop_requested:
                 break
             round_no += 1

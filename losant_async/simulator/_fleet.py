@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Protocol
 
 from ..errors import ValidationError
+from ._faults import device_begin
 from ._generators import DeviceModel, device_seed
 from ._scenario import (
     DeviceTypeSpec,
@@ -223,6 +224,8 @@ class DeviceSpec:
     """Index of its device type in the scenario."""
     period: float = 1.0
     """Seconds between two of its states."""
+    begin: float = 0.0
+    """Seconds after the start before which it reports nothing (a ramp-up)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,24 +490,31 @@ class SimulationConfig:
         """The devices of this run, in fleet order."""
         seed = self.seed_of_values
         mine = self.indices
+        phases = self.model.phases
         out = []
         for t in self.types():
             for i in range(max(t.start, mine.start), min(t.start + t.count, mine.stop)):
                 out.append(DeviceSpec(index=i, name=t.device_name(i), offset=t.offset(i), seed=device_seed(seed, i),
-                                      kind=t.index, period=t.period))
+                                      kind=t.index, period=t.period,
+                                      begin=device_begin(phases, i - t.start, t.count)))
         return out
 
     def expected(self) -> int:
         """States (on-change types: reports due, sent or unchanged) this run makes when it completes."""
-        return sum(sum(1 for _ in due_times(s.offset, 1.0 / s.period, self.duration)) for s in self.specs())
+        return sum(_due_count(s, self.duration) for s in self.specs())
 
     def expected_by_type(self) -> dict[str, int]:
         """:meth:`expected` per device type name."""
         names = [t.name for t in self.types()]
         out = dict.fromkeys(names, 0)
         for s in self.specs():
-            out[names[s.kind]] += sum(1 for _ in due_times(s.offset, 1.0 / s.period, self.duration))
+            out[names[s.kind]] += _due_count(s, self.duration)
         return out
+
+
+def _due_count(spec: DeviceSpec, duration: float) -> int:
+    """States a device is due to report in a run: its schedule from its start (after a ramp-up)."""
+    return sum(1 for t in due_times(spec.offset, 1.0 / spec.period, duration) if t >= spec.begin)
 
 
 @dataclass(frozen=True, slots=True)

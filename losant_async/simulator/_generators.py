@@ -332,7 +332,7 @@ def _shape(gen: Any, a: AttributeSpec, rng: random.Random) -> Any:
 class DeviceModel:
     """One device's attributes: ``next(t)`` is its next state's data; ``generators`` its live generators by name."""
 
-    __slots__ = ("_fns", "generators", "overrides")
+    __slots__ = ("_fns", "bias", "generators", "overrides")
 
     def __init__(self, attributes: Mapping[str, AttributeSpec], seed: int) -> None:
         rng = random.Random(seed)
@@ -345,12 +345,18 @@ class DeviceModel:
         self._fns = fns
         self.overrides: dict[str, Any] = {}
         """Values a command set: reported instead of the generator's until changed again."""
+        self.bias: dict[str, float] = {}
+        """Amounts added to numbers while an anomaly lasts."""
 
     def next(self, t: float) -> dict[str, Any]:
         """The data of the state at ``t`` (epoch seconds): every attribute not missing this time."""
         out = {name: v for name, fn in self._fns if (v := fn(t)) is not MISSING}
         if self.overrides:
             out.update(self.overrides)
+        if self.bias:
+            for name, delta in self.bias.items():
+                if name in out:
+                    out[name] = round(out[name] + delta, 9)
         return out
 
 

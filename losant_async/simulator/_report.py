@@ -171,6 +171,11 @@ class SimulationStats:
     commands_by_name: dict[str, dict[str, int]] = field(default_factory=dict)
     unchanged_by_type: dict[str, int] = field(default_factory=dict)
     held_by_type: dict[str, int] = field(default_factory=dict)
+    states_burst: int = 0
+    """States beyond the schedule: bursts (a fault) and spikes (a phase)."""
+    states_delayed: int = 0
+    """States a network drop held back (sent later with their times, counted as sent then)."""
+    faults: dict[str, dict[str, int]] = field(default_factory=dict)
     types: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The report's section per device type (filled at the end of the run)."""
     devices_unconnected: list[str] = field(default_factory=list)
@@ -311,6 +316,12 @@ class SimulationReport:
     """Reply states of ``ack`` reactions (not in ``states_expected``; stored like the rest)."""
     commands_by_name: dict[str, dict[str, int]] = field(default_factory=dict)
     """The scenario's commands and the reactions to them: sent, received, reactions applied, ignored."""
+    states_burst: int = 0
+    """States beyond the schedule: bursts (a fault) and spikes (a phase); not in ``states_expected``."""
+    states_delayed: int = 0
+    """States a network drop held back and sent later with their original times (within ``states_sent``)."""
+    faults: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per fault: devices it struck, events, states delayed, burst states."""
     devices_unconnected: tuple[str, ...] = ()
     """Devices that never had a connected session (their states were only buffered): the run failed."""
 
@@ -319,7 +330,8 @@ class SimulationReport:
         """States sent or buffered that the server did not store (None when the server's count is unknown)."""
         if self.states_stored is None:
             return None
-        return max(0, self.states_sent + self.states_buffered + self.states_replies - self.states_stored)
+        return max(0, self.states_sent + self.states_buffered + self.states_replies + self.states_burst
+                   - self.states_stored)
 
     @property
     def commands_unsent(self) -> int:
@@ -372,7 +384,7 @@ class SimulationReport:
                 out[f.name] = dict(value)
             elif f.name == "parts":
                 out[f.name] = [dict(p) for p in value]
-            elif f.name in ("types", "commands_by_name"):
+            elif f.name in ("types", "commands_by_name", "faults"):
                 out[f.name] = {k: dict(v) for k, v in value.items()}
             elif f.name == "devices_unconnected":
                 out[f.name] = list(value)
@@ -390,7 +402,7 @@ def report_from_dict(data: Mapping[str, Any]) -> SimulationReport:
     if not isinstance(data, Mapping):
         raise ValidationError("a simulation report must be a JSON object")
     optional = {"scenario", "states_buffered", "states_unchanged", "types", "devices_unconnected", "states_held",
-                "states_replies", "commands_by_name"}
+                "states_replies", "commands_by_name", "states_burst", "states_delayed", "faults"}
     names = {f.name for f in fields(SimulationReport)} - {"command_latency", "shards", "parts"} - optional
     missing = sorted(n for n in names if n not in data)
     if missing or "shards" not in data:
@@ -405,6 +417,7 @@ def report_from_dict(data: Mapping[str, Any]) -> SimulationReport:
         kw.update({n: data[n] for n in optional if n in data})
         kw["types"] = {str(k): dict(v) for k, v in (kw.get("types") or {}).items()}
         kw["commands_by_name"] = {str(k): dict(v) for k, v in (kw.get("commands_by_name") or {}).items()}
+        kw["faults"] = {str(k): dict(v) for k, v in (kw.get("faults") or {}).items()}
         kw["devices_unconnected"] = tuple(str(d) for d in kw.get("devices_unconnected") or ())
     except (TypeError, ValueError):
         raise ValidationError("a simulation report has a malformed field") from None
@@ -458,11 +471,13 @@ def merge_reports(reports: Sequence[SimulationReport]) -> SimulationReport:
     errors_by_type: dict[str, int] = {}
     types: dict[str, dict[str, Any]] = {}
     by_name: dict[str, dict[str, int]] = {}
+    faults: dict[str, dict[str, int]] = {}
     for r in reports:
-        for name, counts in r.commands_by_name.items():
-            into_c = by_name.setdefault(name, {})
-            for k, v in counts.items():
-                into_c[k] = into_c.get(k, 0) + v
+        for sums, of_report in ((by_name, r.commands_by_name), (faults, r.faults)):
+            for name, counts in of_report.items():
+                into_c = sums.setdefault(name, {})
+                for k, v in counts.items():
+                    into_c[k] = into_c.get(k, 0) + v
         for name, section in r.types.items():
             into = types.setdefault(name, {})
             for k, v in section.items():
@@ -514,6 +529,9 @@ def merge_reports(reports: Sequence[SimulationReport]) -> SimulationReport:
         states_held=sum(r.states_held for r in reports),
         states_replies=sum(r.states_replies for r in reports),
         commands_by_name=by_name,
+        states_burst=sum(r.states_burst for r in reports),
+        states_delayed=sum(r.states_delayed for r in reports),
+        faults=faults,
     )
 
 
@@ -593,4 +611,7 @@ def build_report(
         states_held=stats.states_held,
         states_replies=stats.states_replies,
         commands_by_name={k: dict(v) for k, v in stats.commands_by_name.items()},
+        states_burst=stats.states_burst,
+        states_delayed=stats.states_delayed,
+        faults={k: dict(v) for k, v in stats.faults.items()},
     )

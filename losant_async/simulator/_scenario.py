@@ -13,7 +13,7 @@ import csv
 import math
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +32,7 @@ __all__ = [
     "AttributeSpec",
     "ChoiceGen",
     "CommandSpec",
+    "FaultSpec",
     "ConstantGen",
     "CounterGen",
     "DailyGen",
@@ -41,6 +42,7 @@ __all__ = [
     "GpsWalkGen",
     "NormalGen",
     "RampGen",
+    "PhaseSpec",
     "RandomWalkGen",
     "ReactionSpec",
     "ReplayGen",
@@ -211,6 +213,42 @@ class CommandSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Devices of the type commanded per round (in turn)."""
 
 
+class PhaseSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A part of the run's timeline: devices starting over a ramp, or a spike of states."""
+
+    kind: Literal["ramp_up", "spike"]
+    seconds: float
+    """How long the ramp or the spike lasts."""
+    at: float = 0.0
+    """Seconds after the start (a spike)."""
+    factor: int = 2
+    """A spike: each state due in it becomes ``factor`` states."""
+
+
+class FaultSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Something going wrong on some devices of a type, at a time or at random with a rate."""
+
+    name: str
+    device_type: str
+    kind: Literal["drop", "burst", "anomaly", "setpoint"]
+    """``drop``: the device holds its states back for ``seconds`` (a network drop), then sends them with
+    their times; ``burst``: ``count`` extra states at once; ``anomaly``: ``attribute`` off by ``delta``
+    for ``seconds``; ``setpoint``: ``parameter`` of ``attribute``'s generator becomes ``value`` (a
+    battery that drains: a random walk's ``drift``)."""
+    share: float = 1.0
+    """Share of the type's devices it happens to (chosen from the seed: the same in every shard)."""
+    at: float | None = None
+    """Seconds after the start; or ``rate``."""
+    rate: float | None = None
+    """Times per device per hour, at random (a Poisson process from the device's seed)."""
+    seconds: float = 10.0
+    count: int = 10
+    attribute: str | None = None
+    delta: float = 0.0
+    parameter: str | None = None
+    value: float = 0.0
+
+
 class DeviceTypeSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Devices that look alike: how many, their names, class, tags, attributes and how they report."""
 
@@ -247,6 +285,8 @@ class Scenario(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     seed: int | None = None
     """Seeds every device's values with the device's index (default ``--seed``)."""
     commands: list[CommandSpec] = []
+    phases: list[PhaseSpec] = []
+    faults: list[FaultSpec] = []
 
     @property
     def uses_shares(self) -> bool:
@@ -419,6 +459,7 @@ def _check(scenario: Scenario, source: str) -> None:
         _finite(source, f"{at}.interval", c.interval, positive=True)
         if c.devices < 1:
             raise _fail(source, f"{at}.devices", f"expected at least 1 device per round, got {c.devices}")
+    _check_timeline(scenario, source, {t.name: t for t in types})
     shares = [t.share for t in types if t.count is None]
     if shares:
         total = sum(s or 0.0 for s in shares)
@@ -473,6 +514,52 @@ def _check_type(t: DeviceTypeSpec, source: str, at: str) -> None:
         _check_attribute(attr, source, f"{at}.attributes.{name}")
     for k, r in enumerate(t.reactions):
         _check_reaction(t, r, source, f"{at}.reactions[{k}]")
+
+
+def _check_timeline(scenario: Scenario, source: str, types: Mapping[str, DeviceTypeSpec]) -> None:
+    kinds = [p.kind for p in scenario.phases]
+    if kinds.count("ramp_up") > 1:
+        raise _fail(source, "phases", "expected at most one ramp_up phase")
+    for k, p in enumerate(scenario.phases):
+        at = f"phases[{k}]"
+        _finite(source, f"{at}.seconds", p.seconds, positive=True)
+        _finite(source, f"{at}.at", p.at, nonneg=True)
+        if p.kind == "spike" and not 2 <= p.factor <= 100:
+            raise _fail(source, f"{at}.factor", f"expected 2 to 100 states per state due, got {p.factor}")
+    names: set[str] = set()
+    for k, f in enumerate(scenario.faults):
+        at = f"faults[{k}]"
+        if f.name in names or not f.name.strip():
+            raise _fail(source, f"{at}.name", f"expected a unique, non-empty name, got {f.name!r}")
+        names.add(f.name)
+        t = types.get(f.device_type)
+        if t is None:
+            raise _fail(source, f"{at}.device_type",
+                        f"expected one of the device types ({', '.join(types)}), got {f.device_type!r}")
+        _share(source, f"{at}.share", f.share)
+        if (f.at is None) == (f.rate is None):
+            raise _fail(source, at, "expected exactly one of at (seconds after the start) and rate (per device-hour)")
+        _finite(source, f"{at}.at", f.at, nonneg=True)
+        _finite(source, f"{at}.rate", f.rate, positive=True)
+        if f.rate is not None and f.rate > 3600:
+            raise _fail(source, f"{at}.rate", f"expected at most 3600 per device-hour, got {f.rate}")
+        _finite(source, f"{at}.seconds", f.seconds, positive=True)
+        if f.kind == "burst" and not 1 <= f.count <= 1000:
+            raise _fail(source, f"{at}.count", f"expected 1 to 1000 extra states, got {f.count}")
+        if f.kind in ("anomaly", "setpoint"):
+            if f.attribute not in t.attributes:
+                raise _fail(source, f"{at}.attribute",
+                            f"expected one of {f.device_type}'s attributes ({', '.join(t.attributes)}), got {f.attribute!r}")
+            if t.attributes[f.attribute].type != "number":
+                raise _fail(source, f"{at}.attribute", f"expected a number attribute, got {f.attribute!r}")
+            _finite(source, f"{at}.delta", f.delta)
+            _finite(source, f"{at}.value", f.value)
+        if f.kind == "setpoint":
+            assert f.attribute is not None
+            gen_kind = str(t.attributes[f.attribute].generator.__struct_config__.tag)
+            if f.parameter not in SETPOINTS.get(gen_kind, ()):
+                raise _fail(source, f"{at}.parameter", f"expected one of {', '.join(SETPOINTS.get(gen_kind, ())) or '(none)'} "
+                            f"for a {gen_kind} generator, got {f.parameter!r}")
 
 
 SETPOINTS: dict[str, tuple[str, ...]] = {

@@ -32,13 +32,17 @@ async def test_an_example_scenario_runs_on_the_embedded_emulator_and_loses_nothi
     report = json.loads(out.read_text())
     scenario = load_scenario(EXAMPLES / name)
     assert report["ok"] is True and report["scenario"] == scenario.name
-    assert report["states_stored"] == report["states_sent"] + report["states_buffered"] + report["states_replies"] > 0
+    assert report["states_stored"] == (report["states_sent"] + report["states_buffered"] + report["states_replies"]
+                                       + report["states_burst"]) > 0
     assert list(report["types"]) == [t.name for t in scenario.device_types]
     for section in report["types"].values():
         assert section["devices"] > 0
         assert section["states_sent"] + section["states_buffered"] + section["states_unchanged"] \
-            == section["states_expected"] > 0
+            + section["states_held"] == section["states_expected"] > 0
     assert f"type {scenario.device_types[0].name}" in done.stdout
+    # A section per fault: what each one did.
+    assert list(report["faults"]) == [f.name for f in scenario.faults]
+    assert sum(f["states_burst"] for f in report["faults"].values()) <= report["states_burst"]
 
 
 async def test_a_scenario_against_an_emulator_started_apart_is_provisioned_and_counted_over_rest(
@@ -60,7 +64,8 @@ async def test_a_scenario_against_an_emulator_started_apart_is_provisioned_and_c
         report = json.loads(out.read_text())
         # Counted by asking the emulator's REST API, as against Losant: not "n/a".
         assert report["embedded_emulator"] is False
-        assert report["states_stored"] == report["states_sent"] > 0 and report["states_lost"] == 0
+        assert report["states_stored"] == report["states_sent"] + report["states_burst"] > 0
+        assert report["states_lost"] == 0
         async with LosantClient(token, url=losant.rest_url) as client:
             devices = [d async for d in client.devices.get(application_id=app.id)]
         trucks = {d.name: d for d in devices if re.fullmatch(r"truck-\d{3}", str(d.name))}
