@@ -174,6 +174,23 @@ def _shard(text: str) -> Shard:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _period(text: str) -> float:
+    """``7d``, ``12h``, ``30m``, ``90s`` or plain seconds."""
+    raw = text.strip().lower()
+    unit = _UNITS.get(raw[-1:])
+    number = raw[:-1] if unit is not None else raw
+    try:
+        value = float(number) * (unit or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a period such as 7d, 12h, 30m or 90s") from None
+    if not 0 < value <= 30 * 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 and at most 30d (Losant keeps no older states)")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -235,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--command-wait", type=_nonnegative_float, default=5.0, metavar="S",
                      help="after the reporting, seconds to wait for commands still on their way; "
                      "those not in by then count as lost (default 5)")
+    sim.add_argument("--backfill", type=_period, default=0.0, metavar="PERIOD",
+                     help="first send the scenario's values for this past period (e.g. 7d, 12h) with their "
+                     "original times, in arrays of states, then go on live (at most 30d)")
     sim.add_argument("--seed", type=int, default=0,
                      help="seed of the sensor values (default 0; same seed, same fleet in every shard)")
     scale = sim.add_argument_group("scaling out (one fleet, many cores or machines)")
@@ -365,6 +385,7 @@ def resolve_simulate(ns: argparse.Namespace, env: Mapping[str, str]) -> Simulate
         seed=ns.seed,
         shard=shard,
         scenario=scenario,
+        backfill=getattr(ns, "backfill", 0.0),
     )
     processes = min(ns.processes, devices)
     if real and not ns.no_throttle:

@@ -42,6 +42,8 @@ def format_progress(p: Progress) -> str:
         head = f"connecting {p.connected}/{p.connections}"
     elif p.phase in ("starting",):
         head = "starting"
+    elif p.phase == "backfilling":
+        head = "backfilling history"
     else:
         head = f"{p.phase} {min(p.elapsed, p.duration):.1f}/{p.duration:g}s"
     # Commands due are shown beside those sent: a controller falling behind is visible as it happens.
@@ -163,6 +165,9 @@ def summary_rows(r: SimulationReport) -> list[tuple[str, str]]:
         ("rate", f"{r.rate:g} states/s per device" if builtin else "per device type (below)"),
         ("duration", f"{r.duration:.1f} s" + (" (interrupted)" if r.interrupted else "")),
         ("connect time", f"{r.connect_seconds:.2f} s"),
+        *([("states backfilled", f"{r.states_backfilled} in {r.backfill_seconds:.1f} s"
+            + (f" ({r.states_backfilled / r.backfill_seconds:,.0f} states/s)" if r.backfill_seconds > 0 else ""))]
+          if r.states_backfilled else []),
         ("states expected", str(r.states_expected)),
         ("states sent", str(r.states_sent) + (f" ({r.states_late} more than a period late: "
                                                "the sender fell behind)" if r.states_late else "")),

@@ -24,6 +24,7 @@ from ..errors import (
     UnauthorizedError,
     ValidationError,
 )
+from ._backfill import BatchSender, backfill
 from ._faults import DeviceFaults, fault_events, spike_extra
 from ._fleet import (
     COMMAND_NAME,
@@ -116,6 +117,9 @@ class Simulation:
         self._fault_counts: dict[str, dict[str, int]] = {}
         self._faults = self._plan_faults()
         self._last_ms: dict[str, int] = dict.fromkeys(target.device_ids, 0)
+        self._models: dict[str, DeviceModel] = {}
+        """Models made before the lanes start (by the backfill): the live values continue its history."""
+        self._backfill_seconds = 0.0
         """Each device's last state time: states (and replies) of one device never share a millisecond."""
         self._devices: list[Any] = []  # connected Device/Gateway objects, for their statistics
         # Set by the wait for late commands only; the command callback never creates anything
@@ -210,6 +214,7 @@ class Simulation:
             embedded=self.target.embedded,
             peak_rss=peak_rss_bytes(),
             machine=machine_info(),
+            backfill_seconds=self._backfill_seconds,
         )
 
     def _plan_faults(self) -> dict[str, DeviceFaults]:
@@ -404,6 +409,18 @@ class Simulation:
                 await senders[device_id].send_state(data, time=ms)
                 return connected
 
+            async def send_many(device_id: str, states: list[dict[str, Any]]) -> None:
+                # An array of states on the device's state topic (its gateway's connection for a peripheral).
+                # QoS 1 whatever the scenario says: the broker's acknowledgements pace the history
+                # (at QoS 0 a fast sender outran the emulator and lost a third of a day's history),
+                # and a cut connection re-sends what was not acknowledged.
+                await carriers[device_id].publish(f"losant/{device_id}/state", states, qos=1)
+
+            async def settle() -> None:
+                await self._drain_mqtt(connections)
+
+            await self._backfill(send_many, settle)
+
             if tgt.commands_possible:
                 async with self._rest_client() as client:
                     await self._report(send, client)
@@ -430,6 +447,13 @@ class Simulation:
                         device_state={"data": data, "time": ms},
                     )
 
+            async def send_many(device_id: str, states: list[dict[str, Any]]) -> None:
+                async with limiter:
+                    await client.device.send_state(
+                        application_id=tgt.application_id, device_id=device_id, device_state=states,
+                    )
+
+            await self._backfill(send_many)
             # Devices sending over REST have no command channel to listen on: no controller.
             await self._report(send, None)
         return 0.0, await self._stored()
@@ -445,7 +469,8 @@ class Simulation:
         cfg = self.config
         stop = self._stop_event()
         self._phase = "running"
-        self._since_ms = now_ms()
+        if self._since_ms is None:
+            self._since_ms = now_ms()
         self._run_started = start = self._clock()
         if stop.is_set():
             self._run_ended = start
@@ -474,6 +499,34 @@ class Simulation:
             if client is not None and self._plan.plans:
                 self.stats.commands_scheduled += self._plan.scheduled(self._run_ended - start)
             extras.cancel()
+
+    async def _backfill(self, send_many: BatchSender, settle: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Send every device's history for ``config.backfill`` seconds before now, in arrays of states."""
+        cfg = self.config
+        if cfg.backfill <= 0 or self._stop_requested:
+            return
+        self._phase = "backfilling"
+        until = now_ms()
+        since = until - int(cfg.backfill * 1000)
+        self._since_ms = since
+        devices = []
+        for device_id, spec in zip(self.target.device_ids, self._specs, strict=True):
+            model = DeviceModel(self._types[spec.kind].spec.attributes, spec.seed)
+            self._models[device_id] = model
+            devices.append((device_id, spec, model))
+        stats, sent_by_device = self.stats, self._sent_by_device
+
+        def sent(device_id: str, n: int) -> None:
+            stats.states_backfilled += n
+            sent_by_device[device_id] += n
+
+        started = self._clock()
+        with anyio.CancelScope() as self._loops:
+            await backfill(send_many, devices, since, until, sent)
+            if settle is not None:
+                await settle()  # the time it takes includes the broker's acknowledgements
+        self._loops = None
+        self._backfill_seconds = self._clock() - started
 
     async def _extras(self, send: StateSender, client: LosantClient | None, start: float,
                       scope: anyio.CancelScope) -> None:
@@ -525,7 +578,8 @@ class Simulation:
         """
         cfg = self.config
         attributes = self._types[lane[0][1].kind].spec.attributes
-        models = [DeviceModel(attributes, spec.seed) for _, spec in lane]
+        made = self._models
+        models = [made.get(device_id) or DeviceModel(attributes, spec.seed) for device_id, spec in lane]
         reactor = self._reactor
         if reactor.active:
             for (device_id, _), model in zip(lane, models, strict=True):

@@ -78,7 +78,7 @@ SENSOR_ATTRIBUTES: Mapping[str, str] = {"temperature": "number", "humidity": "nu
 COMMAND_NAME = "simulate"
 
 Transport = Literal["mqtt", "rest"]
-Phase = Literal["starting", "connecting", "running", "draining", "done"]
+Phase = Literal["starting", "connecting", "backfilling", "running", "draining", "done"]
 
 
 # --------------------------------------------------------------------------- schedules
@@ -349,6 +349,8 @@ class SimulationConfig:
     shard: Shard = field(default_factory=Shard)
     scenario: Scenario | None = None
     """The fleet's device types; None is the built-in one (:func:`default_scenario`)."""
+    backfill: float = 0.0
+    """Seconds of history to send first, with the states' original times (0: none)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.devices, bool) or not isinstance(self.devices, int) or self.devices < 1:
@@ -384,6 +386,8 @@ class SimulationConfig:
             raise ValidationError(f"{self.shard.count} shards of {self.devices} devices would leave some empty")
         if self.throttle:
             connection_budget(self.shard.count)
+        if not (isinstance(self.backfill, (int, float)) and 0 <= self.backfill <= 30 * 86400):
+            raise ValidationError(f"backfill must be 0 to 30 days (Losant keeps no older states), not {self.backfill!r}")
         if self.scenario is not None and not isinstance(self.scenario, Scenario):
             raise ValidationError("scenario must be a Scenario")
         model = self.model

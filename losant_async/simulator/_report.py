@@ -176,6 +176,8 @@ class SimulationStats:
     states_delayed: int = 0
     """States a network drop held back (sent later with their times, counted as sent then)."""
     faults: dict[str, dict[str, int]] = field(default_factory=dict)
+    states_backfilled: int = 0
+    """History states sent before the run with their original times."""
     types: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The report's section per device type (filled at the end of the run)."""
     devices_unconnected: list[str] = field(default_factory=list)
@@ -220,7 +222,7 @@ class Progress:
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
-_PHASE_ORDER: tuple[Phase, ...] = ("starting", "connecting", "running", "draining", "done")
+_PHASE_ORDER: tuple[Phase, ...] = ("starting", "connecting", "backfilling", "running", "draining", "done")
 
 
 def merge_progress(parts: Sequence[Progress]) -> Progress:
@@ -322,6 +324,10 @@ class SimulationReport:
     """States a network drop held back and sent later with their original times (within ``states_sent``)."""
     faults: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per fault: devices it struck, events, states delayed, burst states."""
+    states_backfilled: int = 0
+    """History states sent before the run with their original times (not in ``states_expected``)."""
+    backfill_seconds: float = 0.0
+    """How long sending the history took (the longest shard's when merged)."""
     devices_unconnected: tuple[str, ...] = ()
     """Devices that never had a connected session (their states were only buffered): the run failed."""
 
@@ -331,7 +337,7 @@ class SimulationReport:
         if self.states_stored is None:
             return None
         return max(0, self.states_sent + self.states_buffered + self.states_replies + self.states_burst
-                   - self.states_stored)
+                   + self.states_backfilled - self.states_stored)
 
     @property
     def commands_unsent(self) -> int:
@@ -402,7 +408,8 @@ def report_from_dict(data: Mapping[str, Any]) -> SimulationReport:
     if not isinstance(data, Mapping):
         raise ValidationError("a simulation report must be a JSON object")
     optional = {"scenario", "states_buffered", "states_unchanged", "types", "devices_unconnected", "states_held",
-                "states_replies", "commands_by_name", "states_burst", "states_delayed", "faults"}
+                "states_replies", "commands_by_name", "states_burst", "states_delayed", "faults",
+                "states_backfilled", "backfill_seconds"}
     names = {f.name for f in fields(SimulationReport)} - {"command_latency", "shards", "parts"} - optional
     missing = sorted(n for n in names if n not in data)
     if missing or "shards" not in data:
@@ -532,6 +539,8 @@ def merge_reports(reports: Sequence[SimulationReport]) -> SimulationReport:
         states_burst=sum(r.states_burst for r in reports),
         states_delayed=sum(r.states_delayed for r in reports),
         faults=faults,
+        states_backfilled=sum(r.states_backfilled for r in reports),
+        backfill_seconds=max(r.backfill_seconds for r in reports),
     )
 
 
@@ -570,6 +579,7 @@ def build_report(
     embedded: bool,
     peak_rss: int | None,
     machine: dict[str, Any],
+    backfill_seconds: float = 0.0,
 ) -> SimulationReport:
     """Assemble one shard's report from its counters; pure."""
     indices = config.indices
@@ -614,4 +624,6 @@ def build_report(
         states_burst=stats.states_burst,
         states_delayed=stats.states_delayed,
         faults={k: dict(v) for k, v in stats.faults.items()},
+        states_backfilled=stats.states_backfilled,
+        backfill_seconds=round(backfill_seconds, 3),
     )
