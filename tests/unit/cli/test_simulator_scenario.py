@@ -195,3 +195,15 @@ def test_a_config_rejects_a_fleet_size_the_scenario_cannot_have() -> None:
     fast = parse_scenario(BASE.replace("count = 3", "count = 3\ninterval = 0.1"))
     with pytest.raises(ValidationError, match=r"device type 'a' reports every 0\.1 s, above Losant's limit"):
         SimulationConfig(devices=3, scenario=fast, throttle=True)
+
+
+def test_the_readme_scenario_is_a_valid_scenario() -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```toml\n(.*?)```", readme, re.S)
+    s = parse_scenario(block, "README.md")
+    assert s.device_types[0].count == 200 and s.faults[0].share == 0.02
+    bad = block.replace("step = 0.2", "step = -1.0")
+    with pytest.raises(ValidationError) as info:
+        parse_scenario(bad, "fleet.toml")
+    # The error the README quotes is the one the code gives.
+    assert str(info.value) in readme
