@@ -69,6 +69,9 @@ def main(argv: list[str]) -> dict[str, Any]:
     doc["bench_command_latency_p50_ms"] = _percentile(latencies, 0.50)
     doc["bench_command_latency_p99_ms"] = _percentile(latencies, 0.99)
     doc["bench_command_latency_max_ms"] = max(latencies) if latencies else None
+    # The simulator's own CPU (its embedded emulator is a child process: not in RUSAGE_SELF).
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    doc["bench_cpu_seconds"] = usage.ru_utime + usage.ru_stime
     # ru_maxrss is KiB on Linux
     doc["bench_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     # The embedded emulator is this process's child (joined by now): the largest child's peak is its.

@@ -471,6 +471,7 @@ class Simulation:
         self._phase = "running"
         if self._since_ms is None:
             self._since_ms = now_ms()
+        cpu_start = time.process_time()
         self._run_started = start = self._clock()
         if stop.is_set():
             self._run_ended = start
@@ -490,6 +491,7 @@ class Simulation:
                 await stop.wait()
             # The reporting ends here; a command call still in flight is awaited, not timed.
             self._run_ended = self._clock()
+            self.stats.run_cpu_seconds = time.process_time() - cpu_start
             self._phase = "draining"
             if controller is not None:
                 # Every round due by now counts, sent or not: a controller that fell behind

@@ -310,23 +310,17 @@ class _Shaped:
         return v
 
 
-class _Rounded:
-    __slots__ = ("digits", "inner")
+def _shape(gen: Any, a: AttributeSpec, rng: random.Random) -> tuple[Callable[[float], Any], int | None]:
+    """The attribute's value function, and the decimal places the model rounds it to (None: as it comes).
 
-    def __init__(self, inner: Any, digits: int) -> None:
-        self.inner, self.digits = inner, digits
-
-    def next(self, t: float) -> Any:
-        return round(self.inner.next(t), self.digits)
-
-
-def _shape(gen: Any, a: AttributeSpec, rng: random.Random) -> Any:
+    Rounding alone is done by the model itself, not by a wrapper: one call less per attribute and state.
+    """
     if not a.noise and not a.missing:
         if a.precision is None or a.type != "number":
-            return gen
-        if a.precision > 0 and not isinstance(gen, _Replay):
-            return _Rounded(gen, a.precision)
-    return _Shaped(gen, a, rng)
+            return gen.next, None
+        if a.precision > 0:
+            return gen.next, a.precision
+    return _Shaped(gen, a, rng).next, None
 
 
 class DeviceModel:
@@ -337,11 +331,12 @@ class DeviceModel:
     def __init__(self, attributes: Mapping[str, AttributeSpec], seed: int) -> None:
         rng = random.Random(seed)
         self.generators: dict[str, Any] = {}
-        fns: list[tuple[str, Callable[[float], Any]]] = []
+        fns: list[tuple[str, Callable[[float], Any], int | None]] = []
         for name, a in attributes.items():
             gen = make_generator(a.generator, rng)
             self.generators[name] = gen
-            fns.append((name, _shape(gen, a, rng).next))
+            fn, digits = _shape(gen, a, rng)
+            fns.append((name, fn, digits))
         self._fns = fns
         self.overrides: dict[str, Any] = {}
         """Values a command set: reported instead of the generator's until changed again."""
@@ -350,7 +345,7 @@ class DeviceModel:
 
     def next(self, t: float) -> dict[str, Any]:
         """The data of the state at ``t`` (epoch seconds): every attribute not missing this time."""
-        out = {name: v for name, fn in self._fns if (v := fn(t)) is not MISSING}
+        out = {name: round(v, d) if d else v for name, fn, d in self._fns if (v := fn(t)) is not MISSING}
         if self.overrides:
             out.update(self.overrides)
         if self.bias:

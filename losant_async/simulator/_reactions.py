@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
@@ -37,7 +37,7 @@ ReplySender = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 def _number(payload: Any, key: str) -> float | None:
-    value = payload.get(key) if isinstance(payload, Mapping) else payload
+    value: Any = cast("Mapping[str, Any]", payload).get(key) if isinstance(payload, Mapping) else payload
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
@@ -59,11 +59,12 @@ class RestStoredStates:
                 application_id=self._app, device_id=device_id, start=start, end=now_ms() + 60_000,
                 limit=_PAGE, sort_direction="asc", raw=True,
             )
-            items = page if isinstance(page, list) else []
+            items: list[Any] = page if isinstance(page, list) else []
             total += len(items)
             if len(items) < _PAGE:
                 return total
-            last = state_time_ms(items[-1].get("time") if isinstance(items[-1], dict) else None)
+            tail: Any = items[-1]
+            last = state_time_ms(cast("dict[str, Any]", tail).get("time") if isinstance(tail, dict) else None)
             if last is None:
                 return total
             start = last + 1

@@ -354,7 +354,8 @@ def _name_the_key(data: Any, what: str, path: str) -> tuple[str, str]:
     if m is None or not isinstance(table, dict):
         return what, path
     prefix = f".device_types[{m.group(1)}].{m.group(2)}"
-    for key, value in table.items():
+    entries: dict[Any, Any] = table
+    for key, value in entries.items():
         if m.group(2) == "tags":
             if not isinstance(value, str):
                 return what, f"{prefix}.{key}"
