@@ -134,9 +134,15 @@ class _Walk:
         self.hi = math.inf if g.max is None else g.max
 
     def next(self, t: float) -> float:
-        # A triangular step from random() directly: gauss() and uniform() are Python code.
+        # A triangular step from random() directly: gauss() and uniform() are Python code; the
+        # bounds by comparison, not min()/max() calls (this runs per attribute and state).
         r = self.r
-        self.value = v = min(self.hi, max(self.lo, self.value + (r() + r() - 1.0) * self.step + self.drift))
+        v = self.value + (r() + r() - 1.0) * self.step + self.drift
+        if v > self.hi:
+            v = self.hi
+        elif v < self.lo:
+            v = self.lo
+        self.value = v
         return v
 
     def set(self, value: float) -> None:
@@ -326,7 +332,7 @@ def _shape(gen: Any, a: AttributeSpec, rng: random.Random) -> tuple[Callable[[fl
 class DeviceModel:
     """One device's attributes: ``next(t)`` is its next state's data; ``generators`` its live generators by name."""
 
-    __slots__ = ("_fns", "bias", "generators", "overrides")
+    __slots__ = ("_fns", "_gaps", "bias", "generators", "overrides")
 
     def __init__(self, attributes: Mapping[str, AttributeSpec], seed: int) -> None:
         rng = random.Random(seed)
@@ -338,6 +344,10 @@ class DeviceModel:
             fn, digits = _shape(gen, a, rng)
             fns.append((name, fn, digits))
         self._fns = fns
+        # Whether some attribute can be left out (a missing rate, a replay that stops): only then
+        # does each value need the check.
+        self._gaps = any(a.missing or (isinstance(a.generator, ReplayGen) and not a.generator.loop)
+                         for a in attributes.values())
         self.overrides: dict[str, Any] = {}
         """Values a command set: reported instead of the generator's until changed again."""
         self.bias: dict[str, float] = {}
@@ -345,7 +355,10 @@ class DeviceModel:
 
     def next(self, t: float) -> dict[str, Any]:
         """The data of the state at ``t`` (epoch seconds): every attribute not missing this time."""
-        out = {name: round(v, d) if d else v for name, fn, d in self._fns if (v := fn(t)) is not MISSING}
+        if self._gaps:
+            out = {name: round(v, d) if d else v for name, fn, d in self._fns if (v := fn(t)) is not MISSING}
+        else:
+            out = {name: round(fn(t), d) if d else fn(t) for name, fn, d in self._fns}
         if self.overrides:
             out.update(self.overrides)
         if self.bias:
