@@ -751,6 +751,8 @@ def _read_column(g: ReplayGen, data_type: str, source: str, at: str,
                 if data_type == "number":
                     try:
                         number = float(cell)
+                        if not math.isfinite(number):
+                            raise ValueError(cell)
                     except ValueError:
                         raise _fail(source, f"{at}.column",
                                     f"expected numbers in column {g.column!r}; {path.name}:{row_no} has {cell[:30]!r}") from None
