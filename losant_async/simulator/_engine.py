@@ -25,10 +25,11 @@ from ..errors import (
     ValidationError,
 )
 from ._backfill import BatchSender, backfill
-from ._faults import DeviceFaults, fault_events, spike_extra
+from ._faults import DeviceFaults, plan_faults, spike_extra
 from ._fleet import (
     COMMAND_NAME,
     DeviceSpec,
+    FleetType,
     Phase,
     SimulationConfig,
     Target,
@@ -115,7 +116,7 @@ class Simulation:
         self._plan = CommandPlan(config.model.commands, self._types, target.device_ids, self._specs,
                                  config.duration)
         self._fault_counts: dict[str, dict[str, int]] = {}
-        self._faults = self._plan_faults()
+        self._faults = plan_faults(config, self._types, target.device_ids, self._specs, self._fault_counts)
         self._last_ms: dict[str, int] = dict.fromkeys(target.device_ids, 0)
         self._models: dict[str, DeviceModel] = {}
         """Models made before the lanes start (by the backfill): the live values continue its history."""
@@ -217,24 +218,6 @@ class Simulation:
             backfill_seconds=self._backfill_seconds,
         )
 
-    def _plan_faults(self) -> dict[str, DeviceFaults]:
-        """The devices of this shard that faults strike, each with its events (from the seed: shard-independent)."""
-        model = self.config.model
-        if not model.faults:
-            return {}
-        seed = self.config.seed_of_values
-        counts = self._fault_counts
-        for f in model.faults:
-            counts[f.name] = {"devices": 0, "events": 0, "states_delayed": 0, "states_burst": 0}
-        out: dict[str, DeviceFaults] = {}
-        for device_id, spec in zip(self.target.device_ids, self._specs, strict=True):
-            events = fault_events(model, self._types[spec.kind].name, seed, spec.index, self.config.duration)
-            if events:
-                out[device_id] = DeviceFaults(events, model.faults, counts)
-                for name in {model.faults[e.fault].name for e in events}:
-                    counts[name]["devices"] += 1
-        return out
-
     async def _send_extra(self, send: StateSender, device_id: str, data: dict[str, Any], ms: int, *,
                           expected: bool) -> None:
         """Send a state off the main path: one held back by a drop (``expected``), or a burst's (not)."""
@@ -275,35 +258,20 @@ class Simulation:
                     await self._send_extra(send, device_id, data, ms, expected=True)
 
     def _type_sections(self) -> None:
-        """The report's section per device type: its devices and what they did."""
-        expected = self.config.expected_by_type()
-        sections: dict[str, dict[str, Any]] = {
-            t.name: {"devices": 0, "interval": t.period, "states_expected": expected.get(t.name, 0), "states_sent": 0,
-                     "states_buffered": 0, "states_unchanged": 0, "states_held": 0}
-            for t in self._types if t.count
-        }
-        for device_id, spec in zip(self.target.device_ids, self._specs, strict=True):
-            sec = sections[self._types[spec.kind].name]
-            sec["devices"] += 1
-            buffered = self._buffered_by_device.get(device_id, 0)
-            replies = self._replies_by_device.get(device_id, 0) + self._extra_by_device.get(device_id, 0)
-            sec["states_sent"] += self._sent_by_device[device_id] - buffered - replies
-            sec["states_buffered"] += buffered
-        for name, n in self.stats.unchanged_by_type.items():
-            sections[name]["states_unchanged"] = n
-        for name, n in self.stats.held_by_type.items():
-            sections[name]["states_held"] = n
-        self.stats.types = sections
+        """The report's sections: per device type, per scenario command, per fault; and unconnected devices."""
+        stats = self.stats
+        ledger = (self._sent_by_device, self._buffered_by_device, self._replies_by_device, self._extra_by_device)
+        stats.types = _type_sections(self.config, self._types, self.target.device_ids, self._specs, stats, ledger)
         by_name = {n: dict(c) for n, c in self._plan.by_name.items()}
         for name in {*self._reactor.applied, *self._reactor.ignored}:
             entry = by_name.setdefault(name, {"sent": 0, "received": 0})
             entry["reactions"] = self._reactor.applied.get(name, 0)
             entry["ignored"] = self._reactor.ignored.get(name, 0)
-        self.stats.commands_by_name = by_name
-        self.stats.faults = {name: dict(c) for name, c in self._fault_counts.items()}
+        stats.commands_by_name = by_name
+        stats.faults = {name: dict(c) for name, c in self._fault_counts.items()}
         # A device whose every state was only buffered never had a connected session: it names the failure.
         names = {d: s.name for d, s in zip(self.target.device_ids, self._specs, strict=True)}
-        self.stats.devices_unconnected = [
+        stats.devices_unconnected = [
             names[d] for d, n in self._sent_by_device.items() if n and self._buffered_by_device.get(d, 0) == n
             and not self._replies_by_device.get(d)
         ]
@@ -366,30 +334,9 @@ class Simulation:
         except LosantError as exc:
             if self._fleet_up:
                 raise
-            raise self._not_connected(connections, exc) from exc
+            raise _not_connected(self.target, self._specs, connections, exc) from exc
         finally:
             gc.unfreeze()
-
-    def _not_connected(self, connections: Sequence[Any], exc: LosantError) -> MQTTError:
-        """The fleet could not start: an error naming the devices that could not connect, and why."""
-        names = {d: s.name for d, s in zip(self.target.device_ids, self._specs, strict=True)}
-        peripherals = {g.gateway_id: g.peripheral_ids for g in self.target.gateways}
-        failed: list[str] = []
-        for conn in connections:
-            # The device layer keeps the error that stopped a device; the fleet raises only the first.
-            if getattr(conn, "_failure", None) is None:
-                continue
-            device_id = conn.device_id
-            if device_id in peripherals:
-                carried = ", ".join(names[p] for p in peripherals[device_id][:3])
-                failed.append(f"gateway {device_id} (carrying {carried})")
-            else:
-                failed.append(f"{names.get(device_id, '?')} ({device_id})")
-        if not failed:
-            return MQTTError(f"the fleet could not connect: {type(exc).__name__}: {exc}")
-        shown = "; ".join(failed[:5]) + (f"; and {len(failed) - 5} more" if len(failed) > 5 else "")
-        return MQTTError(f"{len(failed)} of {len(connections)} devices could not connect ({shown}): "
-                         f"{type(exc).__name__}: {exc}")
 
     async def _run_fleet(self, fleet: Any, connections: list[Any], senders: dict[str, Any],
                          started: float) -> tuple[float, int | None]:
@@ -844,3 +791,54 @@ class Simulation:
         stats.reconnects = reconnects
         if stats.states_acked is not None:
             stats.states_acked = acked
+
+
+def _not_connected(target: Target, specs: Sequence[DeviceSpec], connections: Sequence[Any],
+                   exc: LosantError) -> MQTTError:
+    """The fleet could not start: an error naming the devices that could not connect, and why."""
+    names = {d: s.name for d, s in zip(target.device_ids, specs, strict=True)}
+    peripherals = {g.gateway_id: g.peripheral_ids for g in target.gateways}
+    failed: list[str] = []
+    for conn in connections:
+        # The device layer keeps the error that stopped a device; the fleet raises only the first.
+        if getattr(conn, "_failure", None) is None:
+            continue
+        device_id = conn.device_id
+        if device_id in peripherals:
+            carried = ", ".join(names[p] for p in peripherals[device_id][:3])
+            failed.append(f"gateway {device_id} (carrying {carried})")
+        else:
+            failed.append(f"{names.get(device_id, '?')} ({device_id})")
+    if not failed:
+        return MQTTError(f"the fleet could not connect: {type(exc).__name__}: {exc}")
+    shown = "; ".join(failed[:5]) + (f"; and {len(failed) - 5} more" if len(failed) > 5 else "")
+    return MQTTError(f"{len(failed)} of {len(connections)} devices could not connect ({shown}): "
+                     f"{type(exc).__name__}: {exc}")
+
+
+_Ledger = tuple[Mapping[str, int], Mapping[str, int], Mapping[str, int], Mapping[str, int]]
+"""Per device: states sent or buffered (all), buffered, replies, burst states."""
+
+
+def _type_sections(config: SimulationConfig, types: Sequence[FleetType], device_ids: Sequence[str],
+                   specs: Sequence[DeviceSpec], stats: SimulationStats, ledger: _Ledger) -> dict[str, dict[str, Any]]:
+    """The report's section per device type: its devices and what they did with their schedule."""
+    sent_all, buffered_of, replies_of, extra_of = ledger
+    expected = config.expected_by_type()
+    sections: dict[str, dict[str, Any]] = {
+        t.name: {"devices": 0, "interval": t.period, "states_expected": expected.get(t.name, 0), "states_sent": 0,
+                 "states_buffered": 0, "states_unchanged": 0, "states_held": 0}
+        for t in types if t.count
+    }
+    for device_id, spec in zip(device_ids, specs, strict=True):
+        sec = sections[types[spec.kind].name]
+        sec["devices"] += 1
+        buffered = buffered_of.get(device_id, 0)
+        beyond = replies_of.get(device_id, 0) + extra_of.get(device_id, 0)
+        sec["states_sent"] += sent_all[device_id] - buffered - beyond
+        sec["states_buffered"] += buffered
+    for name, n in stats.unchanged_by_type.items():
+        sections[name]["states_unchanged"] = n
+    for name, n in stats.held_by_type.items():
+        sections[name]["states_held"] = n
+    return sections

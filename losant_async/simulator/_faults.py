@@ -13,12 +13,15 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._generators import DeviceModel, set_parameter
 from ._scenario import FaultSpec, PhaseSpec, Scenario
 
-__all__ = ["DeviceFaults", "FaultEvent", "device_begin", "fault_events", "spike_extra"]
+if TYPE_CHECKING:
+    from ._fleet import DeviceSpec, FleetType, SimulationConfig
+
+__all__ = ["DeviceFaults", "FaultEvent", "device_begin", "fault_events", "plan_faults", "spike_extra"]
 
 _MAX_EVENTS = 10_000
 """Rate-driven events per device and fault at most (a bound on what one run plans)."""
@@ -145,3 +148,25 @@ class DeviceFaults:
         """The states held back, oldest first; the drop is over."""
         held, self.held = self.held, []
         return held
+
+
+def plan_faults(config: SimulationConfig, types: Sequence[FleetType], device_ids: Sequence[str],
+                specs: Sequence[DeviceSpec], counts: dict[str, dict[str, int]]) -> dict[str, DeviceFaults]:
+    """The devices of a shard that faults strike, each with its events (from the seed: shard-independent).
+
+    ``counts`` receives a zeroed section per fault, with the devices it struck in this shard.
+    """
+    model = config.model
+    if not model.faults:
+        return {}
+    seed = config.seed_of_values
+    for f in model.faults:
+        counts[f.name] = {"devices": 0, "events": 0, "states_delayed": 0, "states_burst": 0}
+    out: dict[str, DeviceFaults] = {}
+    for device_id, spec in zip(device_ids, specs, strict=True):
+        events = fault_events(model, types[spec.kind].name, seed, spec.index, config.duration)
+        if events:
+            out[device_id] = DeviceFaults(events, model.faults, counts)
+            for name in {model.faults[e.fault].name for e in events}:
+                counts[name]["devices"] += 1
+    return out
