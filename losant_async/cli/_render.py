@@ -194,7 +194,7 @@ def summary_rows(r: SimulationReport) -> list[tuple[str, str]]:
         ("commands lost", f"{r.commands_lost}" + (f" (not in {r.command_wait:g} s after the run)"
                                                   if r.commands_lost else "")),
         ("command latency", f"p50 {ms(r.command_p50_ms)}, p99 {ms(r.command_p99_ms)}"),
-        ("reconnects", str(r.reconnects)),
+        ("reconnects", str(r.reconnects) + (f" ({r.reboots} reboots)" if r.reboots else "")),
         ("errors", str(r.errors) + (f" {r.errors_by_type}" if r.errors_by_type else "")),
         ("peak RSS", format_bytes(r.peak_rss_bytes)),
     ]

@@ -110,6 +110,10 @@ class Simulation:
         self._extra_by_device: dict[str, int] = {}
         """Burst and spike states per device (beyond the schedule)."""
         self._carriers: dict[str, Any] = {}
+        self._senders: dict[str, Any] = {}
+        self._new_device: Callable[[str], Any] | None = None
+        self._rebooted: list[Any] = []
+        """Devices connected again after a reboot (the fleet closes only those it started)."""
         self._since_ms: int | None = None
         self._fleet_up = False
         self._reactor = Reactor(self._types, target.device_ids, self._specs)
@@ -321,6 +325,13 @@ class Simulation:
                 senders[d] = carriers[d] = dev
                 connections.append(dev)
         self._carriers = carriers
+        self._senders = senders
+        key, secret = tgt.key, tgt.secret
+
+        def new_device(device_id: str) -> Any:
+            return Device(device_id, key, secret, qos=kind_of[device_id].qos, **options)
+
+        self._new_device = new_device
         for sender in senders.values():
             sender.on_command(self._on_command)
 
@@ -337,6 +348,7 @@ class Simulation:
             raise _not_connected(self.target, self._specs, connections, exc) from exc
         finally:
             gc.unfreeze()
+            await self._close_rebooted()
 
     async def _run_fleet(self, fleet: Any, connections: list[Any], senders: dict[str, Any],
                          started: float) -> tuple[float, int | None]:
@@ -379,6 +391,12 @@ class Simulation:
             stored = await self._stored()
             self._refresh_device_stats()
         return connect_seconds, stored
+
+    async def _close_rebooted(self) -> None:
+        rebooted, self._rebooted = self._rebooted, []
+        with anyio.CancelScope(shield=True):
+            for dev in rebooted:
+                await dev.aclose()
 
     async def _run_rest(self) -> tuple[float, int | None]:
         cfg, tgt = self.config, self.target
@@ -485,6 +503,43 @@ class Simulation:
                 if client is not None and self._plan.plans:
                     tg.start_soon(self._plan.run, client, self.target.application_id, start, self.stats)
                 tg.start_soon(self._reactor.serve_replies, self._reply(send))
+                if self._reactor.reboots_enabled:
+                    tg.start_soon(self._reactor.serve_reboots, self._reboot)
+
+    async def _reboot(self, device_id: str, seconds: float) -> None:
+        """Off for ``seconds`` (its states not taken), then on again: a direct device disconnects and reconnects."""
+        old: Any = self._carriers.get(device_id)
+        direct = old is not None and self._senders.get(device_id) is old and self._new_device is not None
+        self.stats.reboots += 1
+        try:
+            if direct:
+                with anyio.CancelScope(shield=True):
+                    await old.aclose(flush=False)
+            await anyio.sleep(seconds)
+            if direct:
+                assert self._new_device is not None
+                new = self._new_device(device_id)
+                new.on_command(self._on_command)
+                self._rebooted.append(new)
+                await new.start()
+                self._swap(old, new)
+                self.stats.reconnects += 1
+        except LosantError as exc:
+            self.stats.record_error(exc)
+        finally:
+            self._reactor.rebooting.discard(device_id)
+
+    def _swap(self, old: Any, new: Any) -> None:
+        """``new`` replaces ``old`` (the same device, connected again) for sending and for statistics."""
+        device_id = old.device_id
+        self._senders[device_id] = self._carriers[device_id] = new
+        for i, conn in enumerate(self._devices):
+            if conn is old:
+                # The totals keep what the old connection counted; the new one counts from zero.
+                if i < len(self._stats_seen):
+                    self._stats_seen[i] = (0, 0)
+                self._devices[i] = new
+                break
 
     def _reply(self, send: StateSender) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
         async def reply(device_id: str, data: dict[str, Any]) -> None:
@@ -555,6 +610,7 @@ class Simulation:
         duration = cfg.duration
         phases = cfg.model.phases
         every = self._reactor.every  # devices a command told to report less often
+        rebooting = self._reactor.rebooting
         jitter = kind.spec.jitter * period
         # Jitter from a generator of its own per device: the values stay those of the same seed without it.
         jitters = [random.Random(spec.seed ^ 0x5DEECE66D).random for _, spec in lane] if jitter else []
@@ -586,7 +642,7 @@ class Simulation:
                     await anyio.sleep(delay)
                 if self._stop_requested:
                     break
-                if every and round_no % every.get(device_id, 1):
+                if (every and round_no % every.get(device_id, 1)) or (rebooting and device_id in rebooting):
                     stats.states_held += 1
                     held[kind.name] = held.get(kind.name, 0) + 1
                     continue

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
@@ -63,6 +63,11 @@ class Reactor:
         self.replies_dropped = 0
         self._replies: deque[tuple[str, dict[str, Any]]] = deque()
         self._wake: anyio.Event | None = None
+        self.rebooting: set[str] = set()
+        """Devices off for a reboot now: they report nothing until they are back."""
+        self.reboots: deque[tuple[str, float]] = deque()
+        self._reboot_wake: anyio.Event | None = None
+        self.reboots_enabled = any(r.action == "reboot" for t in types for r in t.spec.reactions)
 
     @property
     def active(self) -> bool:
@@ -91,6 +96,14 @@ class Reactor:
             if self._wake is not None:
                 self._wake.set()
             return True
+        if r.action == "reboot":
+            if device_id in self.rebooting:
+                return False  # already off: a command cannot reach it, and one reboot at a time
+            self.rebooting.add(device_id)
+            self.reboots.append((device_id, r.seconds))
+            if self._reboot_wake is not None:
+                self._reboot_wake.set()
+            return True
         value = _number(payload, r.payload_key)
         if value is None or model is None:
             return False
@@ -106,6 +119,17 @@ class Reactor:
             # whole number of the type's intervals (at least one).
             self.every[device_id] = max(1, round(value / self._period[device_id]))
         return True
+
+    async def serve_reboots(self, reboot: Callable[[str, float], Coroutine[Any, Any, None]]) -> None:
+        """Run every reboot asked for (each in a task of its own) until cancelled."""
+        async with anyio.create_task_group() as tg:
+            while True:
+                while self.reboots:
+                    device_id, seconds = self.reboots.popleft()
+                    tg.start_soon(reboot, device_id, seconds)
+                self._reboot_wake = anyio.Event()
+                if not self.reboots:
+                    await self._reboot_wake.wait()
 
     async def serve_replies(self, send: ReplySender) -> None:
         """Send queued replies until cancelled."""

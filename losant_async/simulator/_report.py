@@ -180,6 +180,8 @@ class SimulationStats:
     """History states sent before the run with their original times."""
     run_cpu_seconds: float = 0.0
     """This process's CPU time during the reporting (connecting and draining not included)."""
+    reboots: int = 0
+    """Reboots (a command's reaction) begun: off for a while, then connected again (a reconnect)."""
     types: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The report's section per device type (filled at the end of the run)."""
     devices_unconnected: list[str] = field(default_factory=list)
@@ -333,6 +335,8 @@ class SimulationReport:
     run_cpu_seconds: float = 0.0
     """CPU time of the simulator's process(es) during the reporting (summed over shards; the embedded
     emulator, a process of its own, not included): with ``states_sent``, the CPU cost per state."""
+    reboots: int = 0
+    """Reboots the devices did (a command's reaction); their reconnects are in ``reconnects``."""
     devices_unconnected: tuple[str, ...] = ()
     """Devices that never had a connected session (their states were only buffered): the run failed."""
 
@@ -414,7 +418,7 @@ def report_from_dict(data: Mapping[str, Any]) -> SimulationReport:
         raise ValidationError("a simulation report must be a JSON object")
     optional = {"scenario", "states_buffered", "states_unchanged", "types", "devices_unconnected", "states_held",
                 "states_replies", "commands_by_name", "states_burst", "states_delayed", "faults",
-                "states_backfilled", "backfill_seconds", "run_cpu_seconds"}
+                "states_backfilled", "backfill_seconds", "run_cpu_seconds", "reboots"}
     names = {f.name for f in fields(SimulationReport)} - {"command_latency", "shards", "parts"} - optional
     missing = sorted(n for n in names if n not in data)
     if missing or "shards" not in data:
@@ -547,6 +551,7 @@ def merge_reports(reports: Sequence[SimulationReport]) -> SimulationReport:
         states_backfilled=sum(r.states_backfilled for r in reports),
         backfill_seconds=max(r.backfill_seconds for r in reports),
         run_cpu_seconds=round(sum(r.run_cpu_seconds for r in reports), 3),
+        reboots=sum(r.reboots for r in reports),
     )
 
 
@@ -633,4 +638,5 @@ def build_report(
         states_backfilled=stats.states_backfilled,
         backfill_seconds=round(backfill_seconds, 3),
         run_cpu_seconds=round(stats.run_cpu_seconds, 3),
+        reboots=stats.reboots,
     )

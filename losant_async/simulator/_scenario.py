@@ -166,7 +166,7 @@ GeneratorSpec = (
     | GpsWalkGen | GpsRouteGen | ReplayGen
 )
 _ENUMS: dict[str, tuple[object, ...]] = {
-    "action": ("set", "setpoint", "interval", "ack"), "type": ("number", "string", "boolean", "gps"),
+    "action": ("set", "setpoint", "interval", "ack", "reboot"), "type": ("number", "string", "boolean", "gps"),
     "device_class": ("standalone", "peripheral"), "transport": ("mqtt", "rest"), "qos": (0, 1),
 }
 _GENERATOR_KINDS = ("constant", "choice", "uniform", "normal", "sine", "random_walk", "counter", "ramp", "daily",
@@ -190,15 +190,17 @@ class ReactionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """What a device of a type does when a command of a name reaches it."""
 
     command: str
-    action: Literal["set", "setpoint", "interval", "ack"]
+    action: Literal["set", "setpoint", "interval", "ack", "reboot"]
     """``set``: report ``attribute`` as the payload's value from now on; ``setpoint``: change ``parameter`` of
     ``attribute``'s generator (e.g. a sine's offset) to it; ``interval``: report every that many seconds
     (a multiple of the type's interval); ``ack``: reply at once with a state whose ``attribute`` holds the
-    command's payload as JSON text."""
+    command's payload as JSON text; ``reboot``: disconnect, stay off ``seconds``, connect again."""
     attribute: str | None = None
     parameter: str | None = None
     payload_key: str = "value"
     """Where the value is in the command's payload (a payload that is a number is the value itself)."""
+    seconds: float = 5.0
+    """A reboot: how long the device stays off."""
 
 
 class CommandSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -582,6 +584,8 @@ def _check_reaction(t: DeviceTypeSpec, r: ReactionSpec, source: str, at: str) ->
                         f"expected one of this type's attributes ({', '.join(t.attributes)}), got {r.attribute!r}")
         if r.action == "ack" and not re.fullmatch(r"[A-Za-z0-9_\-]{1,255}", r.attribute):
             raise _fail(source, f"{at}.attribute", "expected a name of letters, digits, '_' and '-'")
+    if r.action == "reboot" and not (math.isfinite(r.seconds) and 0 < r.seconds <= 3600):
+        raise _fail(source, f"{at}.seconds", f"expected more than 0 and at most 3600 seconds off, got {r.seconds}")
     if r.action == "setpoint":
         assert r.attribute is not None
         kind = t.attributes[r.attribute].generator.__struct_config__.tag

@@ -226,3 +226,53 @@ async def test_a_backfill_is_stored_with_its_original_times_and_the_values_go_on
                 # The live states go on from where the history stopped.
                 live = [s.data["kwh"] for s in losant.states(str(device.id)) if s.time >= before]
                 assert all(v >= 60 for v in live)
+
+
+REBOOT = """
+name = "reboot"
+[[device_types]]
+name = "plc"
+count = 2
+interval = 0.2
+[device_types.attributes.x]
+type = "number"
+generator = { kind = "counter" }
+[[device_types.reactions]]
+command = "reboot"
+action = "reboot"
+seconds = 0.5
+[[commands]]
+name = "reboot"
+device_type = "plc"
+interval = 1.0
+devices = 1
+"""
+
+
+async def test_a_reboot_command_disconnects_the_device_and_it_connects_again(tmp_path: Path) -> None:
+    scenario = tmp_path / "reboot.toml"
+    scenario.write_text(REBOOT)
+    async with LocalLosant(throttle=False) as losant:
+        app = losant.create_application(name="mine")
+        key = app.create_access_key()
+        token = app.create_api_token(scopes=["all.Application"])
+        out = tmp_path / "report.json"
+        done = await run_cli([
+            "simulate", "--scenario", str(scenario), "--duration", "3.5", "--quiet", "--json", str(out),
+            "--command-interval", "0", "--url", losant.rest_url,
+            "--broker", f"mqtt://{losant.mqtt_host}:{losant.mqtt_port}",
+            "--application", app.id, "--key", key.key, "--secret", key.secret, "--token", token, "--no-throttle",
+        ])
+        report = json.loads(out.read_text())
+        # Rounds at 1, 2 and 3 s, one device each in turn: device 0 at 1 s (back by 1.5 s plus its
+        # connect), device 1 at 2 s, device 0 at 3 s (it may still be off when the run ends).
+        assert report["reboots"] >= 2 and report["reconnects"] >= 1, (report, _explain(done))
+        assert report["states_held"] > 0  # reports due while off: not taken
+        assert report["states_lost"] == 0
+        assert report["states_sent"] + report["states_held"] == report["states_expected"]
+        async with _client(losant, token) as client:
+            devices = [d async for d in client.devices.get(application_id=app.id)]
+        logs = [losant.connection_log(str(d.id)) for d in devices]
+        # Each device disconnected and connected again: more than one connection in its log.
+        assert all(sum(1 for e in log if getattr(e, "connected", None) or "connect" in str(e).lower()) >= 2
+                   for log in logs), logs
