@@ -100,7 +100,10 @@ def test_the_plan_schedules_rounds_before_the_end_of_the_reporting() -> None:
      r"reactions\[0\]\.parameter: expected one of offset, amplitude for a sine generator, got 'period'"),
     ('command = "x"\naction = "set"\nattribute = "nope"',
      r"reactions\[0\]\.attribute: expected one of this type's attributes \(flow\), got 'nope'"),
-    ('command = "x"\naction = "reboot"', r"reactions\[0\]\.action: expected one of 'set', 'setpoint', 'interval', 'ack'"),
+    ('command = "x"\naction = "restart"',
+     r"reactions\[0\]\.action: expected one of 'set', 'setpoint', 'interval', 'ack', 'reboot', got 'restart'"),
+    ('command = "x"\naction = "reboot"\nseconds = 0.0',
+     r"reactions\[0\]\.seconds: expected more than 0 and at most 3600 seconds off, got 0\.0"),
 ])
 def test_a_reaction_that_cannot_work_is_refused_with_its_path(reaction: str, message: str) -> None:
     text = """
