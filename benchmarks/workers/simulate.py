@@ -10,6 +10,8 @@ process's peak RSS. Usage: ``python -m benchmarks.workers.simulate -- <simulate 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import resource
 import sys
@@ -59,10 +61,15 @@ def main(argv: list[str]) -> dict[str, Any]:
     note = _watch_commands(latencies)
     from losant_async.cli import main as cli_main
 
-    code = cli_main(["simulate", *argv])
+    # The command's one-line error (if any) goes into the result too, not only to stderr.
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors):
+        code = cli_main(["simulate", *argv])
+    sys.stderr.write(errors.getvalue())
     sys.stdout.flush()
     if not report_path.exists():
-        return {"error": f"simulate wrote no report (exit {code})"}
+        last = errors.getvalue().strip().splitlines()[-1:] or [""]
+        return {"error": f"simulate wrote no report (exit {code}): {last[0][:300]}"}
     doc: dict[str, Any] = json.loads(report_path.read_text(encoding="utf-8"))
     doc["exit_code"] = code
     doc["bench_commands_timed"] = len(latencies)
