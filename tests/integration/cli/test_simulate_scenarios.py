@@ -276,3 +276,16 @@ async def test_a_reboot_command_disconnects_the_device_and_it_connects_again(tmp
         # Each device disconnected and connected again: more than one connection in its log.
         assert all(sum(1 for e in log if getattr(e, "connected", None) or "connect" in str(e).lower()) >= 2
                    for log in logs), logs
+
+
+async def test_a_scenario_split_over_two_processes_merges_its_sections(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    done = await run_cli(["simulate", "--scenario", str(EXAMPLES / "building.toml"), "--devices", "60",
+                          "--processes", "2", "--duration", "3", "--quiet", "--json", str(out)])
+    assert done.returncode == 0, _explain(done)
+    report = json.loads(out.read_text())
+    assert len(report["shards"]) == 2 and report["ok"] is True
+    # 36 thermostats, 18 occupancy sensors, 6 meters: shares of 60, whichever shard carried them.
+    assert {name: s["devices"] for name, s in report["types"].items()} == {
+        "thermostat": 36, "occupancy": 18, "meter": 6}
+    assert report["states_stored"] == report["states_sent"]
