@@ -201,6 +201,7 @@ class Simulation:
                 connect_seconds, states_stored = await self._run_rest()
         finally:
             self._phase = "done"
+            gc.unfreeze()
             if self._run_started is not None and self._run_ended is None:
                 self._run_ended = self._clock()
         self._refresh_device_stats()
@@ -562,6 +563,14 @@ class Simulation:
         with anyio.CancelScope() as self._loops:
             if self._stop_requested:
                 self._loops.cancel()
+            # Every model made now, then frozen out of the collector's sight with the fleet: a
+            # scenario's generators are several objects per device, and a full collection walking
+            # them all is a pause of every lane (and CPU that grows with the attributes).
+            made = self._models
+            for device_id, spec in zip(self.target.device_ids, self._specs, strict=True):
+                if device_id not in made:
+                    made[device_id] = DeviceModel(self._types[spec.kind].spec.attributes, spec.seed)
+            gc.freeze()
             async with anyio.create_task_group() as tg:
                 devices = list(zip(self.target.device_ids, self._specs, strict=True))
                 # A lane holds devices of one type only: they share a period, so due order is lane order.
