@@ -17,6 +17,7 @@ from benchmarks._cases_local import case_decode, case_emulator
 from benchmarks._cases_mqtt import case_commands, case_fleet, case_publish
 from benchmarks._cases_rest import case_fanout, case_rest_state
 from benchmarks._cases_scale import case_scale
+from benchmarks._cases_scenario import case_scenario
 from benchmarks._cases_tls import case_throttle, case_tls_fleet, case_tls_publish
 from benchmarks._chart import write_chart
 from benchmarks._context import Context
@@ -52,6 +53,7 @@ CASES: dict[str, tuple[CaseFn, set[str]]] = {
     "decode": (case_decode, set()),
     "emulator": (case_emulator, set()),
     "scale": (case_scale, {"broker"}),
+    "scenario": (case_scenario, set()),
 }
 
 

@@ -10,6 +10,8 @@ process's peak RSS. Usage: ``python -m benchmarks.workers.simulate -- <simulate 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import resource
 import sys
@@ -59,16 +61,24 @@ def main(argv: list[str]) -> dict[str, Any]:
     note = _watch_commands(latencies)
     from losant_async.cli import main as cli_main
 
-    code = cli_main(["simulate", *argv])
+    # The command's one-line error (if any) goes into the result too, not only to stderr.
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors):
+        code = cli_main(["simulate", *argv])
+    sys.stderr.write(errors.getvalue())
     sys.stdout.flush()
     if not report_path.exists():
-        return {"error": f"simulate wrote no report (exit {code})"}
+        last = errors.getvalue().strip().splitlines()[-1:] or [""]
+        return {"error": f"simulate wrote no report (exit {code}): {last[0][:300]}"}
     doc: dict[str, Any] = json.loads(report_path.read_text(encoding="utf-8"))
     doc["exit_code"] = code
     doc["bench_commands_timed"] = len(latencies)
     doc["bench_command_latency_p50_ms"] = _percentile(latencies, 0.50)
     doc["bench_command_latency_p99_ms"] = _percentile(latencies, 0.99)
     doc["bench_command_latency_max_ms"] = max(latencies) if latencies else None
+    # The simulator's own CPU (its embedded emulator is a child process: not in RUSAGE_SELF).
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    doc["bench_cpu_seconds"] = usage.ru_utime + usage.ru_stime
     # ru_maxrss is KiB on Linux
     doc["bench_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     # The embedded emulator is this process's child (joined by now): the largest child's peak is its.

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from .._version import __version__
 from ..errors import ValidationError
 from ..simulator import Shard, SimulationConfig, parse_shard
+from ..simulator._scenario import Scenario, fleet_size, load_scenario
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -177,6 +178,23 @@ def _shard(text: str) -> Shard:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _period(text: str) -> float:
+    """``7d``, ``12h``, ``30m``, ``90s`` or plain seconds."""
+    raw = text.strip().lower()
+    unit = _UNITS.get(raw[-1:])
+    number = raw[:-1] if unit is not None else raw
+    try:
+        value = float(number) * (unit or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a period such as 7d, 12h, 30m or 90s") from None
+    if not 0 < value <= 30 * 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 and at most 30d (Losant keeps no older states)")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -248,7 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
         "were due to send during the reporting ('commands due') must be sent and received, so a "
         "controller that falls behind fails the run.",
     )
-    sim.add_argument("--devices", type=_positive_int, default=10, metavar="N", help="number of devices (default 10)")
+    sim.add_argument("--scenario", type=Path, metavar="FILE",
+                     help="a scenario file (TOML): device types, attributes and their generators "
+                     "(default: the built-in temperature/humidity/battery fleet; see docs/simulator.md)")
+    sim.add_argument("--devices", type=_positive_int, default=None, metavar="N",
+                     help="number of devices (default 10); with --scenario, the devices its types share")
     sim.add_argument("--rate", type=_positive_float, default=1.0, metavar="R", help="states per second per device (default 1)")
     sim.add_argument("--duration", type=_positive_float, default=10.0, metavar="S", help="seconds of reporting (default 10)")
     sim.add_argument("--transport", choices=("mqtt", "rest"), default="mqtt", help="how states are sent")
@@ -265,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--console", action="store_true",
                      help="print the embedded emulator's web console link and keep the emulator open "
                      "after the run, until Ctrl-C")
+    sim.add_argument("--backfill", type=_period, default=0.0, metavar="PERIOD",
+                     help="first send the scenario's values for this past period (e.g. 7d, 12h) with their "
+                     "original times, in arrays of states, then go on live (at most 30d)")
     sim.add_argument("--seed", type=int, default=0,
                      help="seed of the sensor values (default 0; same seed, same fleet in every shard)")
     scale = sim.add_argument_group("scaling out (one fleet, many cores or machines)")
@@ -319,6 +344,18 @@ def resolve_simulate(ns: argparse.Namespace, env: Mapping[str, str]) -> Simulate
             value = env.get(ENV[name]) or None
         return value if value is None else str(value).strip() or None
 
+    scenario: Scenario | None = None
+    transport = ns.transport
+    devices = ns.devices or 10
+    if getattr(ns, "scenario", None) is not None:
+        scenario = load_scenario(ns.scenario)
+        if ns.devices is not None and not scenario.uses_shares:
+            raise ValidationError(f"--devices: scenario {str(ns.scenario)!r} gives every device type a count; "
+                                  "give a type a share to size it with --devices")
+        devices = fleet_size(scenario, devices)
+        chosen = {t.transport for t in scenario.device_types if t.transport is not None}
+        if chosen:
+            transport = chosen.pop()
     creds = Credentials(
         url=pick("url"),
         broker=(str(ns.broker).strip() or None) if ns.broker else broker_from_env(env),
@@ -338,12 +375,12 @@ def resolve_simulate(ns: argparse.Namespace, env: Mapping[str, str]) -> Simulate
         missing = []
         if creds.application is None:
             missing.append(f"--application ({ENV['application']})")
-        if ns.transport == "mqtt":
+        if transport == "mqtt":
             if creds.key is None:
                 missing.append(f"--key ({ENV['key']})")
             if creds.secret is None:
                 missing.append(f"--secret ({ENV['secret']})")
-        if ns.transport == "rest" and creds.token is None:
+        if transport == "rest" and creds.token is None:
             missing.append(f"--token ({ENV['token']})")
         if ns.device_ids is None and creds.token is None:
             missing.append(f"--device-ids FILE or --token ({ENV['token']}) to create devices")
@@ -366,16 +403,16 @@ def resolve_simulate(ns: argparse.Namespace, env: Mapping[str, str]) -> Simulate
     if ns.shard is not None and (ray_on or ns.processes != 1):
         raise ValidationError("--shard runs one slice here; it cannot be combined with --processes or --ray")
     shard = ns.shard or Shard()
-    if shard.count > ns.devices:
-        raise ValidationError(f"--shard {shard}: {ns.devices} devices cannot be cut into {shard.count} slices")
+    if shard.count > devices:
+        raise ValidationError(f"--shard {shard}: {devices} devices cannot be cut into {shard.count} slices")
     if ns.json is not None and not ns.json.parent.is_dir():
         # Checked now: finding out after a 30-minute run would lose its report.
         raise ValidationError(f"--json: directory {str(ns.json.parent)!r} does not exist")
     config = SimulationConfig(
-        devices=ns.devices,
+        devices=devices,
         rate=ns.rate,
         duration=ns.duration,
-        transport=ns.transport,
+        transport=transport,
         gateway=ns.gateway,
         qos=ns.qos,
         throttle=real and not ns.no_throttle,
@@ -384,13 +421,15 @@ def resolve_simulate(ns: argparse.Namespace, env: Mapping[str, str]) -> Simulate
         command_wait=ns.command_wait,
         seed=ns.seed,
         shard=shard,
+        scenario=scenario,
+        backfill=getattr(ns, "backfill", 0.0),
     )
-    processes = min(ns.processes, ns.devices)
+    processes = min(ns.processes, devices)
     if real and not ns.no_throttle:
         # Every shard of the run shares the application's connection budget: fail before sending.
         from ..simulator import connection_budget
 
-        actors = -(-ns.devices // ns.devices_per_actor) if ray_on else 1
+        actors = -(-devices // ns.devices_per_actor) if ray_on else 1
         connection_budget(max(processes, actors, shard.count))
     return SimulateArgs(
         config=config,

@@ -29,7 +29,7 @@ from ..simulator import (
 from ._args import SimulateArgs
 from ._emulator_host import EmulatorHost
 from ._render import ProgressView, make_view
-from ._world import provision_demo, real_targets
+from ._world import provision_demo, provision_fleet, real_targets
 
 if TYPE_CHECKING:
     from ..emulator import LocalLosant
@@ -283,10 +283,16 @@ async def run_simulate(args: SimulateArgs, out: TextIO, err: TextIO) -> Simulati
     view = make_view(args.quiet, out)
     shards = _shards(args)
     line = _engine_line(args, len(shards))
+    if config.scenario is not None:
+        print(f"Scenario {config.model.name!r}: "
+              + ", ".join(f"{t.count} x {t.name} every {t.period:g} s" for t in config.types() if t.count),
+              file=out, flush=True)
     if args.embedded:
         print("No Losant credentials given: starting the embedded Losant emulator on 127.0.0.1 "
               f"(in its own process) and provisioning {config.shard_devices if len(shards) == 1 else config.devices} "
               "devices.", file=out, flush=True)
+        if config.scenario is not None:
+            return await _run_embedded_scenario(args, shards, line, view, out, err)
         async with EmulatorHost(config, shards) as host:
             _say_target(host.targets, config.transport, out)
             if args.console:
@@ -316,6 +322,33 @@ async def _keep_console_open(report: SimulationReport, out: TextIO) -> None:
         else:
             async for _ in signals:
                 break
+
+
+async def _run_embedded_scenario(args: SimulateArgs, shards: Sequence[Shard], line: str, view: ProgressView,
+                                 out: TextIO, err: TextIO) -> SimulationReport:
+    """A scenario on the embedded emulator: its devices are provisioned over REST, as on Losant."""
+    from ..rest import LosantClient
+
+    config = args.config
+    # The host provisions the built-in fleet; asked for one device, it provisions one we remove.
+    async with EmulatorHost(SimulationConfig(devices=1), [Shard()]) as host:
+        (base,) = host.targets
+        assert base.api_token is not None and base.rest_url is not None
+        async with LosantClient(base.api_token, url=base.rest_url) as client:
+            for stray in base.device_ids:
+                await client.device.delete(application_id=base.application_id, device_id=stray)
+            fleets = await provision_fleet(client, base.application_id, config, shards, reuse=False)
+        targets = [base.shard(tuple(ids), tuple(groups)) for ids, groups in fleets]
+        _say_target(targets, config.transport, out)
+        if args.console:
+            print(f"Console: {host.console_url}\n  (open it in a browser; the link holds the console token)",
+                  file=out, flush=True)
+        if line:
+            print(line, file=out, flush=True)
+        report = await _drive(_runner(args, targets, host), view, err)
+        if args.console and not report.interrupted:
+            await _keep_console_open(report, out)
+        return report
 
 
 def _say_target(targets: Sequence[Target], transport: str, out: TextIO) -> None:

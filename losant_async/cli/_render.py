@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import sys
-from typing import Protocol, TextIO
+from collections.abc import Mapping
+from typing import Any, Protocol, TextIO
 
 from ..simulator import Progress, SimulationReport
+
+BUILTIN_SCENARIO = "built-in sensors"
+"""The name of the packaged default scenario (its report needs no per-type section)."""
 
 __all__ = [
     "LiveView",
@@ -38,6 +42,8 @@ def format_progress(p: Progress) -> str:
         head = f"connecting {p.connected}/{p.connections}"
     elif p.phase in ("starting",):
         head = "starting"
+    elif p.phase == "backfilling":
+        head = "backfilling history"
     else:
         head = f"{p.phase} {min(p.elapsed, p.duration):.1f}/{p.duration:g}s"
     # Commands due are shown beside those sent: a controller falling behind is visible as it happens.
@@ -148,20 +154,35 @@ def summary_rows(r: SimulationReport) -> list[tuple[str, str]]:
         return f"{v:g} ms" if v is not None else "n/a (none received)"
 
     shards = ", ".join(f"{s.index + 1}/{s.count}" for s in r.shards)
+    builtin = r.scenario == BUILTIN_SCENARIO
     rows = [
-        ("target", "embedded emulator" if r.embedded_emulator else "Losant"),
+        ("scenario", r.scenario),
+        ("target", "embedded emulator" if r.embedded_emulator else "Losant (or an emulator started apart)"),
         ("shards", f"{len(r.shards)} ({shards}) of a fleet of {r.fleet_devices}"
          if r.shards and (len(r.shards) > 1 or r.shards[0].count > 1) else "1 (the whole fleet)"),
         ("transport", f"{r.transport}" + (f", QoS {r.qos}" if r.transport == "mqtt" else "")),
         ("devices", f"{r.devices}" + (f" behind {r.gateways} gateway{'' if r.gateways == 1 else 's'}" if r.gateways else "")),
-        ("rate", f"{r.rate:g} states/s per device"),
+        ("rate", f"{r.rate:g} states/s per device" if builtin else "per device type (below)"),
         ("duration", f"{r.duration:.1f} s" + (" (interrupted)" if r.interrupted else "")),
         ("connect time", f"{r.connect_seconds:.2f} s"),
+        *([("states backfilled", f"{r.states_backfilled} in {r.backfill_seconds:.1f} s"
+            + (f" ({r.states_backfilled / r.backfill_seconds:,.0f} states/s)" if r.backfill_seconds > 0 else ""))]
+          if r.states_backfilled else []),
         ("states expected", str(r.states_expected)),
         ("states sent", str(r.states_sent) + (f" ({r.states_late} more than a period late: "
                                                "the sender fell behind)" if r.states_late else "")),
+        *([("states buffered", f"{r.states_buffered} (handed to devices that were not connected)")]
+          if r.states_buffered else []),
+        *([("states unchanged", f"{r.states_unchanged} (on-change reports skipped: nothing changed)")]
+          if r.states_unchanged else []),
+        *([("states held", f"{r.states_held} (reports skipped: a command set a longer interval)")]
+          if r.states_held else []),
+        *([("reply states", f"{r.states_replies} (ack reactions to commands)")] if r.states_replies else []),
+        *([("burst states", f"{r.states_burst} (bursts and spikes, beyond the schedule)")] if r.states_burst else []),
+        *([("states delayed", f"{r.states_delayed} (held back by network drops, sent later with their times)")]
+          if r.states_delayed else []),
         ("states acked", opt(r.states_acked, "QoS 0" if r.transport == "mqtt" else "REST")),
-        ("states stored", opt(r.states_stored, "not known on real Losant")),
+        ("states stored", opt(r.states_stored, "no API token to count them")),
         ("states lost", opt(r.states_lost, "stored count unknown")),
         ("states/s", f"{r.states_per_second:.1f}"),
         ("commands due", str(r.commands_scheduled)),
@@ -173,12 +194,40 @@ def summary_rows(r: SimulationReport) -> list[tuple[str, str]]:
         ("commands lost", f"{r.commands_lost}" + (f" (not in {r.command_wait:g} s after the run)"
                                                   if r.commands_lost else "")),
         ("command latency", f"p50 {ms(r.command_p50_ms)}, p99 {ms(r.command_p99_ms)}"),
-        ("reconnects", str(r.reconnects)),
+        ("reconnects", str(r.reconnects) + (f" ({r.reboots} reboots)" if r.reboots else "")),
         ("errors", str(r.errors) + (f" {r.errors_by_type}" if r.errors_by_type else "")),
         ("peak RSS", format_bytes(r.peak_rss_bytes)),
-        ("result", "OK" if r.ok else "FAILED"),
     ]
+    if len(r.types) > 1 or not builtin:
+        rows += [(f"type {name}", _type_line(section)) for name, section in r.types.items()]
+    for name, c in r.commands_by_name.items():
+        line = f"{c.get('sent', 0)} sent, {c.get('received', 0)} received"
+        if "reactions" in c:
+            line += f", {c['reactions']} reactions" + (f", {c['ignored']} unusable payloads" if c.get("ignored") else "")
+        rows.append((f"command {name}", line))
+    for name, c in r.faults.items():
+        parts = [f"{c.get('devices', 0)} devices", f"{c.get('events', 0)} events"]
+        if c.get("states_delayed"):
+            parts.append(f"{c['states_delayed']} states delayed")
+        if c.get("states_burst"):
+            parts.append(f"{c['states_burst']} burst states")
+        rows.append((f"fault {name}", ", ".join(parts)))
+    if r.devices_unconnected:
+        names = ", ".join(r.devices_unconnected[:10]) + (" ..." if len(r.devices_unconnected) > 10 else "")
+        rows.append(("never connected", f"{len(r.devices_unconnected)} devices: {names}"))
+    rows.append(("result", "OK" if r.ok else "FAILED"))
     return rows
+
+
+def _type_line(section: Mapping[str, Any]) -> str:
+    parts = [f"{section.get('devices', 0)} devices"]
+    if section.get("interval"):
+        parts.append(f"every {section['interval']:g} s")
+    parts.append(f"{section.get('states_sent', 0)}/{section.get('states_expected', 0)} states sent")
+    for key, label in (("states_buffered", "buffered"), ("states_unchanged", "unchanged"), ("states_held", "held")):
+        if section.get(key):
+            parts.append(f"{section[key]} {label}")
+    return ", ".join(parts)
 
 
 def print_summary(r: SimulationReport, out: TextIO | None = None) -> None:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from ..errors import LosantError, ValidationError
 from ..simulator import (
     SENSOR_ATTRIBUTES,
+    FleetType,
     GatewayGroup,
     Shard,
     SimulationConfig,
     Target,
-    device_name,
-    plan_gateways,
     shard_range,
 )
 from ._args import SimulateArgs, parse_broker, read_device_ids
@@ -24,7 +26,10 @@ if TYPE_CHECKING:
     from ..emulator import LocalLosant
     from ..rest import LosantClient
 
-__all__ = ["DemoWorld", "provision_demo", "real_targets"]
+__all__ = ["DemoWorld", "provision_demo", "provision_fleet", "real_targets"]
+
+_CREATE_CONCURRENCY = 16
+"""Device creations in flight at once while provisioning over REST."""
 
 
 def _device_id(device: Any) -> str:
@@ -38,6 +43,7 @@ def _device_id(device: Any) -> str:
 
 
 async def _existing_devices(client: LosantClient, application_id: str, device_class: str) -> list[Any]:
+    """Devices of ``device_class`` that earlier runs created (tagged as the simulator's)."""
     found = []
     async for dev in client.devices.get(
         application_id=application_id,
@@ -53,48 +59,68 @@ async def _create_device(client: LosantClient, application_id: str, body: dict[s
     return _device_id(dev)
 
 
-async def _provision_real(
-    client: LosantClient, application_id: str, config: SimulationConfig, shards: Sequence[Shard]
+async def provision_fleet(
+    client: LosantClient, application_id: str, config: SimulationConfig, shards: Sequence[Shard], *,
+    reuse: bool = True,
 ) -> list[tuple[list[str], list[GatewayGroup]]]:
-    """Per shard: reuse devices tagged by earlier runs (by name), create the missing ones, tagged."""
-    tags = [{"key": "simulator", "value": SIMULATOR_TAG}]
-    attributes = [{"name": n, "dataType": t} for n, t in SENSOR_ATTRIBUTES.items()]
-    out: list[tuple[list[str], list[GatewayGroup]]] = []
-    if not config.gateway:
-        by_name: dict[str, str] = {}
-        for dev in await _existing_devices(client, application_id, "standalone"):
-            name = getattr(dev, "name", None) or (dev.get("name") if isinstance(dev, Mapping) else None)
-            if isinstance(name, str):
-                by_name.setdefault(name, _device_id(dev))
-        for shard in shards:
-            found: list[str] = []
-            for i in shard_range(config.devices, shard):
-                name = device_name(i)
-                if name not in by_name:
-                    by_name[name] = await _create_device(client, application_id, {
-                        "name": name, "deviceClass": "standalone", "attributes": attributes, "tags": tags,
-                    })
-                found.append(by_name[name])
-            out.append((found, []))
+    """Per shard, the scenario's devices over REST: direct devices tagged by earlier runs are reused (by name),
+    the missing ones created, tagged; gateways and their peripherals are created afresh (their layout
+    depends on the rate and the shards)."""
+    types = config.types()
+    base_tags = {"simulator": SIMULATOR_TAG}
+
+    def body(t: FleetType, name: str, device_class: str, gateway_id: str | None = None) -> dict[str, Any]:
+        tags = {**t.spec.tags, **base_tags}
+        out: dict[str, Any] = {
+            "name": name, "deviceClass": device_class,
+            "tags": [{"key": k, "value": v} for k, v in tags.items()],
+        }
+        if device_class != "gateway":
+            out["attributes"] = [{"name": n, "dataType": dt} for n, dt in t.attribute_types().items()]
+        if gateway_id is not None:
+            out["gatewayId"] = gateway_id
         return out
-    # Gateway layouts depend on the rate, so gateway runs always build a fresh layout.
+
+    by_name: dict[tuple[str, str], str] = {}
+    if reuse:
+        for cls in sorted({t.device_class for t in types if not t.via_gateway}):
+            for dev in await _existing_devices(client, application_id, cls):
+                name = getattr(dev, "name", None) or (dev.get("name") if isinstance(dev, Mapping) else None)
+                if isinstance(name, str):
+                    by_name.setdefault((cls, name), _device_id(dev))
+    limiter = anyio.CapacityLimiter(_CREATE_CONCURRENCY)
+
+    async def create(slot: list[str], at: int, request: dict[str, Any]) -> None:
+        async with limiter:
+            slot[at] = await _create_device(client, application_id, request)
+
+    out: list[tuple[list[str], list[GatewayGroup]]] = []
     for shard in shards:
-        indices = iter(shard_range(config.devices, shard))
-        size_all = len(shard_range(config.devices, shard))
-        groups: list[GatewayGroup] = []
-        ids: list[str] = []
-        for g, size in enumerate(plan_gateways(size_all, config.rate, throttled=config.throttle)):
-            gw = await _create_device(client, application_id, {
-                "name": f"sim-gateway-{shard.index:03d}-{g:04d}", "deviceClass": "gateway", "tags": tags,
-            })
-            members: list[str] = []
-            for _ in range(size):
-                members.append(await _create_device(client, application_id, {
-                    "name": device_name(next(indices)), "deviceClass": "peripheral",
-                    "gatewayId": gw, "attributes": attributes, "tags": tags,
-                }))
-            ids.extend(members)
-            groups.append(GatewayGroup(gateway_id=gw, peripheral_ids=tuple(members)))
+        specs = dataclasses.replace(config, shard=shard).specs()
+        ids = [""] * len(specs)
+        position = {s.index: k for k, s in enumerate(specs)}
+        planned = config.gateways_of(shard)
+        gateway_ids = [""] * len(planned)
+        async with anyio.create_task_group() as tg:
+            for k, g in enumerate(planned):
+                tg.start_soon(create, gateway_ids, k, body(types[g.kind], g.name, "gateway"))
+        async with anyio.create_task_group() as tg:
+            for k, g in enumerate(planned):
+                for i in g.members:
+                    spec = specs[position[i]]
+                    tg.start_soon(create, ids, position[i],
+                                  body(types[g.kind], spec.name, "peripheral", gateway_ids[k]))
+            for k, spec in enumerate(specs):
+                t = types[spec.kind]
+                if t.via_gateway:
+                    continue
+                known = by_name.get((t.device_class, spec.name))
+                if known is not None:
+                    ids[k] = known
+                else:
+                    tg.start_soon(create, ids, k, body(t, spec.name, t.device_class))
+        groups = [GatewayGroup(gateway_id=gid, peripheral_ids=tuple(ids[position[i]] for i in g.members))
+                  for gid, g in zip(gateway_ids, planned, strict=True)]
         out.append((ids, groups))
     return out
 
@@ -140,7 +166,7 @@ async def real_targets(args: SimulateArgs, shards: Sequence[Shard]) -> list[Targ
 
         assert creds.token is not None
         async with LosantClient(creds.token, url=creds.url) as client:
-            fleets = await _provision_real(client, creds.application, config, shards)
+            fleets = await provision_fleet(client, creds.application, config, shards)
     return [
         Target(
             application_id=creds.application,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .. import _toml
 from ..errors import ValidationError
 from .store import Store
 
@@ -24,12 +24,8 @@ def read_seed(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValidationError(f"cannot read seed {str(where)!r}: {exc.strerror}") from None
     if where.suffix.lower() == ".toml":
         try:
-            tomllib: Any = importlib.import_module("tomllib")
-        except ImportError:  # Python 3.10
-            raise ValidationError("a TOML seed needs Python 3.11 or later; write it as JSON") from None
-        try:
-            world: Any = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
+            world: Any = _toml.loads(text)
+        except _toml.TOMLDecodeError as exc:
             raise ValidationError(f"seed {where} is not TOML: {exc}") from None
     else:
         try:
@@ -216,7 +212,7 @@ def _clean(item: dict[str, Any]) -> dict[str, Any]:
 def dump_seed(path: str | os.PathLike[str], world: Mapping[str, Any]) -> None:
     """Write a world as a seed file (TOML for ``.toml``, else JSON); private to the owner (it holds secrets)."""
     where = Path(path)
-    text = _toml(world) if where.suffix.lower() == ".toml" else json.dumps(world, indent=2) + "\n"
+    text = _as_toml(world) if where.suffix.lower() == ".toml" else json.dumps(world, indent=2) + "\n"
     try:
         fd = os.open(where, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -225,7 +221,7 @@ def dump_seed(path: str | os.PathLike[str], world: Mapping[str, Any]) -> None:
         raise ValidationError(f"cannot write {str(where)!r}: {exc.strerror}") from None
 
 
-def _toml(world: Mapping[str, Any]) -> str:
+def _as_toml(world: Mapping[str, Any]) -> str:
     lines = ["# losant-async emulator world: applications, devices, keys, tokens, users (it holds secrets)"]
     for app in world.get("applications", []):
         lines += ["", "[[applications]]", *_pairs(app, skip=("devices", "keys", "tokens"))]

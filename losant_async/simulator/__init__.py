@@ -1,5 +1,7 @@
 """The fleet simulator behind ``losant-async simulate``: fleet model, runners (one process, processes, Ray), report.
 
+- :mod:`._scenario`: scenario files (TOML) decoded into typed device types; the built-in fleet is one.
+- :mod:`._generators`: seeded value generators; a device's values are the same in any shard.
 - :mod:`._fleet`: what to simulate and where (config, shards, schedules, sensor values, target); pure.
 - :mod:`._report`: counters, progress, the report, and merging shards' reports and progress; pure.
 - :mod:`._engine`: :class:`Simulation`, one shard in this event loop.
@@ -22,8 +24,10 @@ from ._fleet import (
     MAX_PERIPHERALS_PER_GATEWAY,
     SENSOR_ATTRIBUTES,
     DeviceSpec,
+    FleetType,
     GatewayGroup,
     Phase,
+    PlannedGateway,
     SensorModel,
     Shard,
     SimulationConfig,
@@ -46,6 +50,7 @@ from ._fleet import (
     target_from_dict,
     target_to_dict,
 )
+from ._generators import DeviceModel, device_seed
 from ._report import (
     LatencyHistogram,
     Progress,
@@ -60,6 +65,14 @@ from ._report import (
     peak_rss_bytes,
     report_from_dict,
 )
+from ._scenario import (
+    AttributeSpec,
+    DeviceTypeSpec,
+    Scenario,
+    default_scenario,
+    load_scenario,
+    parse_scenario,
+)
 
 __all__ = [
     "COMMAND_NAME",
@@ -68,12 +81,18 @@ __all__ = [
     "LOSANT_TOPIC_RATE",
     "MAX_PERIPHERALS_PER_GATEWAY",
     "SENSOR_ATTRIBUTES",
+    "AttributeSpec",
+    "DeviceModel",
     "DeviceSpec",
+    "DeviceTypeSpec",
+    "FleetType",
     "GatewayGroup",
     "LatencyHistogram",
     "Phase",
+    "PlannedGateway",
     "Progress",
     "RateMeter",
+    "Scenario",
     "SensorModel",
     "Shard",
     "ShardInfo",
@@ -89,13 +108,17 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "connection_budget",
+    "default_scenario",
+    "device_seed",
     "device_name",
     "command_rounds",
     "due_times",
     "expected_states",
+    "load_scenario",
     "machine_info",
     "merge_progress",
     "merge_reports",
+    "parse_scenario",
     "parse_shard",
     "peak_rss_bytes",
     "peripherals_per_gateway",

@@ -15,6 +15,16 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Protocol
 
 from ..errors import ValidationError
+from ._faults import device_begin
+from ._generators import DeviceModel, device_seed
+from ._scenario import (
+    DeviceTypeSpec,
+    Scenario,
+    default_scenario,
+    scenario_from_builtins,
+    scenario_to_builtins,
+    type_counts,
+)
 
 __all__ = [
     "COMMAND_NAME",
@@ -24,7 +34,9 @@ __all__ = [
     "MAX_PERIPHERALS_PER_GATEWAY",
     "SENSOR_ATTRIBUTES",
     "DeviceSpec",
+    "FleetType",
     "GatewayGroup",
+    "PlannedGateway",
     "Phase",
     "SensorModel",
     "Shard",
@@ -66,7 +78,7 @@ SENSOR_ATTRIBUTES: Mapping[str, str] = {"temperature": "number", "humidity": "nu
 COMMAND_NAME = "simulate"
 
 Transport = Literal["mqtt", "rest"]
-Phase = Literal["starting", "connecting", "running", "draining", "done"]
+Phase = Literal["starting", "connecting", "backfilling", "running", "draining", "done"]
 
 
 # --------------------------------------------------------------------------- schedules
@@ -202,12 +214,72 @@ def device_name(index: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class DeviceSpec:
-    """One device of the fleet: its place in the fleet, its name, when it reports, its sensor seed."""
+    """One device of the fleet: its place in the fleet, its name, when it reports, its sensor seed, its type."""
 
     index: int
     name: str
     offset: float
     seed: int
+    kind: int = 0
+    """Index of its device type in the scenario."""
+    period: float = 1.0
+    """Seconds between two of its states."""
+    begin: float = 0.0
+    """Seconds after the start before which it reports nothing (a ramp-up)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FleetType:
+    """A scenario's device type resolved against the run's flags: where its devices are and how they report."""
+
+    index: int
+    spec: DeviceTypeSpec
+    start: int
+    """Fleet index of its first device."""
+    count: int
+    period: float
+    transport: Transport
+    qos: Literal[0, 1]
+    via_gateway: bool
+    peripherals_per_gateway: int | None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def indices(self) -> range:
+        return range(self.start, self.start + self.count)
+
+    @property
+    def device_class(self) -> str:
+        return "peripheral" if self.via_gateway else (self.spec.device_class or "standalone")
+
+    def attribute_types(self) -> dict[str, str]:
+        """The attributes to provision (name -> Losant data type): the generated ones and ``ack`` replies' strings."""
+        out: dict[str, str] = {name: a.type for name, a in self.spec.attributes.items()}
+        for r in self.spec.reactions:
+            if r.action == "ack" and r.attribute is not None:
+                out.setdefault(r.attribute, "string")
+        return out
+
+    def device_name(self, index: int) -> str:
+        """The name of fleet device ``index`` (one of this type's)."""
+        pattern = self.spec.name_pattern or "{type}-{index:05d}"
+        return pattern.format(index=index - self.start, type=self.spec.name)
+
+    def offset(self, index: int) -> float:
+        """When fleet device ``index`` first reports: the type's devices spread over one period."""
+        return self.period * (index - self.start) / self.count
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedGateway:
+    """A gateway of one shard: its name and the fleet indices of its peripherals."""
+
+    name: str
+    kind: int
+    members: tuple[int, ...]
 
 
 def connection_budget(shard_count: int) -> int:
@@ -224,29 +296,20 @@ def connection_budget(shard_count: int) -> int:
 
 
 class SensorModel:
-    """Plausible sensor readings for one device: temperature and humidity random walks, a draining battery."""
+    """The built-in scenario's readings for one device (temperature, humidity, battery), without a clock.
 
-    __slots__ = ("_rng", "battery", "humidity", "temperature")
+    Kept for code that drew readings by hand; it is the default scenario's
+    :class:`~losant_async.simulator._generators.DeviceModel`, the same code path a run uses.
+    """
+
+    __slots__ = ("_model",)
 
     def __init__(self, rng: random.Random) -> None:
-        self._rng = rng
-        self.temperature: float = rng.uniform(18.0, 24.0)
-        self.humidity: float = rng.uniform(35.0, 55.0)
-        self.battery: float = 100.0
+        self._model = DeviceModel(default_scenario().device_types[0].attributes, rng.getrandbits(63))
 
     def next(self) -> dict[str, float]:
         """The next reading (values rounded as a real sensor would report them)."""
-        # Steps from random() directly (a triangular step for the walks): gauss() and uniform()
-        # are Python code, and this runs once per state, 10,000 times a second at scale.
-        r = self._rng.random
-        self.temperature = min(40.0, max(-10.0, self.temperature + (r() + r() - 1.0) * 0.37))
-        self.humidity = min(100.0, max(0.0, self.humidity + (r() + r() - 1.0) * 0.98))
-        self.battery = max(0.0, self.battery - r() * 0.01)
-        return {
-            "temperature": round(self.temperature, 2),
-            "humidity": round(self.humidity, 1),
-            "battery": round(self.battery, 2),
-        }
+        return self._model.next(0.0)
 
 
 # --------------------------------------------------------------------------- configuration
@@ -284,6 +347,10 @@ class SimulationConfig:
     seed: int = 0
     """Seeds every device's sensor values (with the device's index): same seed, same readings."""
     shard: Shard = field(default_factory=Shard)
+    scenario: Scenario | None = None
+    """The fleet's device types; None is the built-in one (:func:`default_scenario`)."""
+    backfill: float = 0.0
+    """Seconds of history to send first, with the states' original times (0: none)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.devices, bool) or not isinstance(self.devices, int) or self.devices < 1:
@@ -319,6 +386,82 @@ class SimulationConfig:
             raise ValidationError(f"{self.shard.count} shards of {self.devices} devices would leave some empty")
         if self.throttle:
             connection_budget(self.shard.count)
+        if not (isinstance(self.backfill, (int, float)) and 0 <= self.backfill <= 30 * 86400):
+            raise ValidationError(f"backfill must be 0 to 30 days (Losant keeps no older states), not {self.backfill!r}")
+        if self.scenario is not None and not isinstance(self.scenario, Scenario):
+            raise ValidationError("scenario must be a Scenario")
+        model = self.model
+        if self.devices < model.fixed_devices or (not model.uses_shares and self.devices != model.fixed_devices):
+            raise ValidationError(
+                f"scenario {model.name!r} has {model.fixed_devices} devices by count"
+                + (" plus its shares of --devices" if model.uses_shares else "") + f", not {self.devices}"
+            )
+        for t in self.types():
+            if t.transport != self.transport:
+                raise ValidationError(f"device type {t.name!r} reports over {t.transport}, the run over {self.transport}")
+            if self.throttle and 1.0 / t.period > LOSANT_TOPIC_RATE:
+                raise ValidationError(
+                    f"device type {t.name!r} reports every {t.period:g} s, above Losant's limit of "
+                    f"{LOSANT_TOPIC_RATE:g} states/s per device (30 per 15 s); lower it or simulate against the emulator"
+                )
+
+    @property
+    def model(self) -> Scenario:
+        """The scenario this run simulates (the built-in one unless another was given)."""
+        return self.scenario if self.scenario is not None else default_scenario()
+
+    @property
+    def seed_of_values(self) -> int:
+        """The seed of every device's values: the scenario's, else ``seed``."""
+        model = self.model
+        return model.seed if model.seed is not None else self.seed
+
+    def types(self) -> list[FleetType]:
+        """The scenario's device types, resolved with this run's flags (rate, transport, QoS, gateways)."""
+        model = self.model
+        counts = type_counts(model, self.devices)
+        out, at = [], 0
+        for i, (t, n) in enumerate(zip(model.device_types, counts, strict=True)):
+            via = t.gateways if t.gateways is not None else (t.peripherals_per_gateway is not None or self.gateway
+                                                               or t.device_class == "peripheral")
+            out.append(FleetType(
+                index=i, spec=t, start=at, count=n,
+                period=t.interval if t.interval is not None else 1.0 / self.rate,
+                transport=t.transport or self.transport,
+                qos=t.qos if t.qos is not None else self.qos,
+                via_gateway=bool(via), peripherals_per_gateway=t.peripherals_per_gateway,
+            ))
+            at += n
+        return out
+
+    @property
+    def via_gateways(self) -> bool:
+        """Whether some devices report through gateways."""
+        return any(t.via_gateway and t.count for t in self.types())
+
+    def gateways_of(self, shard: Shard | None = None) -> list[PlannedGateway]:
+        """The gateways of ``shard`` (this run's by default), per type: its peripherals in fleet order."""
+        shard = shard or self.shard
+        mine = shard_range(self.devices, shard)
+        out: list[PlannedGateway] = []
+        for t in self.types():
+            if not t.via_gateway:
+                continue
+            members = [i for i in t.indices if i in mine]
+            if not members:
+                continue
+            if t.peripherals_per_gateway is not None:
+                sizes = [min(t.peripherals_per_gateway, len(members) - k)
+                         for k in range(0, len(members), t.peripherals_per_gateway)]
+            else:
+                sizes = plan_gateways(len(members), 1.0 / t.period, throttled=self.throttle)
+            at = 0
+            for g, size in enumerate(sizes):
+                prefix = "sim" if self.scenario is None else t.name
+                out.append(PlannedGateway(name=f"{prefix}-gateway-{shard.index:03d}-{g:04d}", kind=t.index,
+                                          members=tuple(members[at:at + size])))
+                at += size
+        return out
 
     @property
     def indices(self) -> range:
@@ -349,16 +492,33 @@ class SimulationConfig:
 
     def specs(self) -> list[DeviceSpec]:
         """The devices of this run, in fleet order."""
-        offsets = phase_offsets(self.devices, self.rate)
-        return [
-            DeviceSpec(index=i, name=device_name(i), offset=offsets[i],
-                       seed=random.Random(self.seed * 1_000_003 + i).getrandbits(63))
-            for i in self.indices
-        ]
+        seed = self.seed_of_values
+        mine = self.indices
+        phases = self.model.phases
+        out = []
+        for t in self.types():
+            for i in range(max(t.start, mine.start), min(t.start + t.count, mine.stop)):
+                out.append(DeviceSpec(index=i, name=t.device_name(i), offset=t.offset(i), seed=device_seed(seed, i),
+                                      kind=t.index, period=t.period,
+                                      begin=device_begin(phases, i - t.start, t.count)))
+        return out
 
     def expected(self) -> int:
-        """States this run sends when it completes."""
-        return expected_states(self.devices, self.rate, self.duration, self.indices)
+        """States (on-change types: reports due, sent or unchanged) this run makes when it completes."""
+        return sum(_due_count(s, self.duration) for s in self.specs())
+
+    def expected_by_type(self) -> dict[str, int]:
+        """:meth:`expected` per device type name."""
+        names = [t.name for t in self.types()]
+        out = dict.fromkeys(names, 0)
+        for s in self.specs():
+            out[names[s.kind]] += _due_count(s, self.duration)
+        return out
+
+
+def _due_count(spec: DeviceSpec, duration: float) -> int:
+    """States a device is due to report in a run: its schedule from its start (after a ramp-up)."""
+    return sum(1 for t in due_times(spec.offset, 1.0 / spec.period, duration) if t >= spec.begin)
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,15 +575,23 @@ class Target:
         else:
             if not self.rest_url or not self.api_token:
                 raise ValidationError("REST transport needs a REST URL and an API token")
-        if config.gateway:
+        if config.via_gateways:
             carried = [p for g in self.gateways for p in g.peripheral_ids]
-            if sorted(carried) != sorted(self.device_ids):
+            specs = config.specs()
+            types = config.types()
+            wanted = [d for d, s in zip(self.device_ids, specs, strict=True) if types[s.kind].via_gateway]
+            if sorted(carried) != sorted(wanted):
                 raise ValidationError("gateway mode needs every reporting device assigned to exactly one gateway")
-            limit = peripherals_per_gateway(config.rate, throttled=config.throttle)
-            if any(len(g.peripheral_ids) > limit for g in self.gateways):
-                raise ValidationError(
-                    f"a gateway carries more than {limit} peripherals at {config.rate:g} states/s each"
-                )
+            kind_of = dict(zip(self.device_ids, specs, strict=True))
+            for g in self.gateways:
+                if not g.peripheral_ids:
+                    continue
+                rate = 1.0 / kind_of[g.peripheral_ids[0]].period
+                limit = peripherals_per_gateway(rate, throttled=config.throttle)
+                if len(g.peripheral_ids) > limit:
+                    raise ValidationError(
+                        f"a gateway carries more than {limit} peripherals at {rate:g} states/s each"
+                    )
 
     @property
     def commands_possible(self) -> bool:
@@ -447,6 +615,7 @@ def config_to_dict(config: SimulationConfig) -> dict[str, Any]:
     """The config as plain values (for a shard process or a Ray actor)."""
     out = {f.name: getattr(config, f.name) for f in fields(config)}
     out["shard"] = {"index": config.shard.index, "count": config.shard.count}
+    out["scenario"] = None if config.scenario is None else scenario_to_builtins(config.scenario)
     return out
 
 
@@ -454,6 +623,8 @@ def config_from_dict(data: Mapping[str, Any]) -> SimulationConfig:
     """Read a SimulationConfig back from its dict form (``config_to_dict``)."""
     kw = dict(data)
     kw["shard"] = Shard(**kw["shard"])
+    if kw.get("scenario") is not None:
+        kw["scenario"] = scenario_from_builtins(kw["scenario"], "the scenario of a shard")
     return SimulationConfig(**kw)
 
 

@@ -160,6 +160,32 @@ class SimulationStats:
     connections: int = 0
     """MQTT connections the fleet uses (devices, or gateways); 0 over REST."""
     connected: int = 0
+    states_buffered: int = 0
+    """States handed to a device that was not connected (held in its outbox, not written)."""
+    states_unchanged: int = 0
+    """Reports an on-change device skipped: nothing changed and no heartbeat was due."""
+    states_held: int = 0
+    """Reports skipped because a command made the device report less often."""
+    states_replies: int = 0
+    """States sent as replies to commands (an ``ack`` reaction), apart from the schedule."""
+    commands_by_name: dict[str, dict[str, int]] = field(default_factory=dict)
+    unchanged_by_type: dict[str, int] = field(default_factory=dict)
+    held_by_type: dict[str, int] = field(default_factory=dict)
+    states_burst: int = 0
+    """States beyond the schedule: bursts (a fault) and spikes (a phase)."""
+    states_delayed: int = 0
+    """States a network drop held back (sent later with their times, counted as sent then)."""
+    faults: dict[str, dict[str, int]] = field(default_factory=dict)
+    states_backfilled: int = 0
+    """History states sent before the run with their original times."""
+    run_cpu_seconds: float = 0.0
+    """This process's CPU time during the reporting (connecting and draining not included)."""
+    reboots: int = 0
+    """Reboots (a command's reaction) begun: off for a while, then connected again (a reconnect)."""
+    types: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The report's section per device type (filled at the end of the run)."""
+    devices_unconnected: list[str] = field(default_factory=list)
+    """Devices whose every state was only buffered: they never had a connected session."""
 
     def record_error(self, exc: BaseException) -> None:
         """Count one failure by its type and keep its message (our errors never carry secrets)."""
@@ -200,7 +226,7 @@ class Progress:
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
-_PHASE_ORDER: tuple[Phase, ...] = ("starting", "connecting", "running", "draining", "done")
+_PHASE_ORDER: tuple[Phase, ...] = ("starting", "connecting", "backfilling", "running", "draining", "done")
 
 
 def merge_progress(parts: Sequence[Progress]) -> Progress:
@@ -283,11 +309,44 @@ class SimulationReport:
     machine: dict[str, Any]
     parts: tuple[dict[str, Any], ...] = ()
     """Merged reports: each shard's own counters (see :func:`part_of`), so the sum can be checked."""
+    scenario: str = "built-in sensors"
+    states_buffered: int = 0
+    """States handed to devices that were not connected at the time (buffered, not written)."""
+    states_unchanged: int = 0
+    """On-change devices' reports skipped because nothing changed (part of ``states_expected``)."""
+    types: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per device type: devices, states expected, sent, buffered, unchanged."""
+    states_held: int = 0
+    """Reports skipped because a command set a longer interval (part of ``states_expected``)."""
+    states_replies: int = 0
+    """Reply states of ``ack`` reactions (not in ``states_expected``; stored like the rest)."""
+    commands_by_name: dict[str, dict[str, int]] = field(default_factory=dict)
+    """The scenario's commands and the reactions to them: sent, received, reactions applied, ignored."""
+    states_burst: int = 0
+    """States beyond the schedule: bursts (a fault) and spikes (a phase); not in ``states_expected``."""
+    states_delayed: int = 0
+    """States a network drop held back and sent later with their original times (within ``states_sent``)."""
+    faults: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per fault: devices it struck, events, states delayed, burst states."""
+    states_backfilled: int = 0
+    """History states sent before the run with their original times (not in ``states_expected``)."""
+    backfill_seconds: float = 0.0
+    """How long sending the history took (the longest shard's when merged)."""
+    run_cpu_seconds: float = 0.0
+    """CPU time of the simulator's process(es) during the reporting (summed over shards; the embedded
+    emulator, a process of its own, not included): with ``states_sent``, the CPU cost per state."""
+    reboots: int = 0
+    """Reboots the devices did (a command's reaction); their reconnects are in ``reconnects``."""
+    devices_unconnected: tuple[str, ...] = ()
+    """Devices that never had a connected session (their states were only buffered): the run failed."""
 
     @property
     def states_lost(self) -> int | None:
-        """States sent that the server did not store (None when the server's count is unknown)."""
-        return None if self.states_stored is None else max(0, self.states_sent - self.states_stored)
+        """States sent or buffered that the server did not store (None when the server's count is unknown)."""
+        if self.states_stored is None:
+            return None
+        return max(0, self.states_sent + self.states_buffered + self.states_replies + self.states_burst
+                   + self.states_backfilled - self.states_stored)
 
     @property
     def commands_unsent(self) -> int:
@@ -313,7 +372,9 @@ class SimulationReport:
         return (
             not self.interrupted
             and self.errors == 0
-            and self.states_sent == self.states_expected
+            and self.states_sent + self.states_buffered + self.states_unchanged + self.states_held
+            == self.states_expected
+            and not self.devices_unconnected
             and (self.states_lost is None or self.states_lost == 0)
             and self.commands_unsent == 0
             and self.commands_lost == 0
@@ -338,6 +399,10 @@ class SimulationReport:
                 out[f.name] = dict(value)
             elif f.name == "parts":
                 out[f.name] = [dict(p) for p in value]
+            elif f.name in ("types", "commands_by_name", "faults"):
+                out[f.name] = {k: dict(v) for k, v in value.items()}
+            elif f.name == "devices_unconnected":
+                out[f.name] = list(value)
             else:
                 out[f.name] = value
         out["states_lost"] = self.states_lost
@@ -351,7 +416,10 @@ def report_from_dict(data: Mapping[str, Any]) -> SimulationReport:
     """Read back a ``--json`` report; ``ValidationError`` when it is not one."""
     if not isinstance(data, Mapping):
         raise ValidationError("a simulation report must be a JSON object")
-    names = {f.name for f in fields(SimulationReport)} - {"command_latency", "shards", "parts"}
+    optional = {"scenario", "states_buffered", "states_unchanged", "types", "devices_unconnected", "states_held",
+                "states_replies", "commands_by_name", "states_burst", "states_delayed", "faults",
+                "states_backfilled", "backfill_seconds", "run_cpu_seconds", "reboots"}
+    names = {f.name for f in fields(SimulationReport)} - {"command_latency", "shards", "parts"} - optional
     missing = sorted(n for n in names if n not in data)
     if missing or "shards" not in data:
         raise ValidationError(f"not a simulation report: missing {', '.join(missing or ['shards'])}")
@@ -362,6 +430,11 @@ def report_from_dict(data: Mapping[str, Any]) -> SimulationReport:
         kw["errors_by_type"] = dict(kw["errors_by_type"])
         kw["machine"] = dict(kw["machine"])
         kw["parts"] = tuple(dict(p) for p in data.get("parts") or ())
+        kw.update({n: data[n] for n in optional if n in data})
+        kw["types"] = {str(k): dict(v) for k, v in (kw.get("types") or {}).items()}
+        kw["commands_by_name"] = {str(k): dict(v) for k, v in (kw.get("commands_by_name") or {}).items()}
+        kw["faults"] = {str(k): dict(v) for k, v in (kw.get("faults") or {}).items()}
+        kw["devices_unconnected"] = tuple(str(d) for d in kw.get("devices_unconnected") or ())
     except (TypeError, ValueError):
         raise ValidationError("a simulation report has a malformed field") from None
     return SimulationReport(**kw)
@@ -376,8 +449,8 @@ def _sum_optional(values: Iterable[int | None]) -> int | None:
     return total
 
 
-_PART_FIELDS = ("devices", "states_expected", "states_sent", "states_late", "states_stored", "commands_scheduled",
-                "commands_sent", "commands_received", "errors")
+_PART_FIELDS = ("devices", "states_expected", "states_sent", "states_buffered", "states_unchanged", "states_late",
+                "states_stored", "commands_scheduled", "commands_sent", "commands_received", "errors")
 
 
 def part_of(report: SimulationReport) -> list[dict[str, Any]]:
@@ -399,7 +472,7 @@ def merge_reports(reports: Sequence[SimulationReport]) -> SimulationReport:
         raise ValidationError("no reports to merge")
     first = reports[0]
     for r in reports[1:]:
-        for name in ("fleet_devices", "transport", "qos", "rate", "seed"):
+        for name in ("fleet_devices", "transport", "qos", "rate", "seed", "scenario"):
             if getattr(r, name) != getattr(first, name):
                 raise ValidationError(
                     f"reports of different fleets cannot be merged: {name} "
@@ -412,6 +485,20 @@ def merge_reports(reports: Sequence[SimulationReport]) -> SimulationReport:
                                   "a report is given twice, or slices of different splits are mixed")
     latency = LatencyHistogram()
     errors_by_type: dict[str, int] = {}
+    types: dict[str, dict[str, Any]] = {}
+    by_name: dict[str, dict[str, int]] = {}
+    faults: dict[str, dict[str, int]] = {}
+    for r in reports:
+        for sums, of_report in ((by_name, r.commands_by_name), (faults, r.faults)):
+            for name, counts in of_report.items():
+                into_c = sums.setdefault(name, {})
+                for k, v in counts.items():
+                    into_c[k] = into_c.get(k, 0) + v
+        for name, section in r.types.items():
+            into = types.setdefault(name, {})
+            for k, v in section.items():
+                # Counts add up; a type's interval is the same in every shard.
+                into[k] = v if k == "interval" else into.get(k, 0) + v
     for r in reports:
         latency = latency.merged(r.command_latency)
         for k, v in r.errors_by_type.items():
@@ -450,6 +537,21 @@ def merge_reports(reports: Sequence[SimulationReport]) -> SimulationReport:
         embedded_emulator=all(r.embedded_emulator for r in reports),
         machine=dict(first.machine),
         parts=tuple(p for r in reports for p in part_of(r)),
+        scenario=first.scenario,
+        states_buffered=sum(r.states_buffered for r in reports),
+        states_unchanged=sum(r.states_unchanged for r in reports),
+        types=types,
+        devices_unconnected=tuple(d for r in reports for d in r.devices_unconnected),
+        states_held=sum(r.states_held for r in reports),
+        states_replies=sum(r.states_replies for r in reports),
+        commands_by_name=by_name,
+        states_burst=sum(r.states_burst for r in reports),
+        states_delayed=sum(r.states_delayed for r in reports),
+        faults=faults,
+        states_backfilled=sum(r.states_backfilled for r in reports),
+        backfill_seconds=max(r.backfill_seconds for r in reports),
+        run_cpu_seconds=round(sum(r.run_cpu_seconds for r in reports), 3),
+        reboots=sum(r.reboots for r in reports),
     )
 
 
@@ -488,6 +590,7 @@ def build_report(
     embedded: bool,
     peak_rss: int | None,
     machine: dict[str, Any],
+    backfill_seconds: float = 0.0,
 ) -> SimulationReport:
     """Assemble one shard's report from its counters; pure."""
     indices = config.indices
@@ -521,4 +624,19 @@ def build_report(
         interrupted=interrupted,
         embedded_emulator=embedded,
         machine=machine,
+        scenario=config.model.name,
+        states_buffered=stats.states_buffered,
+        states_unchanged=stats.states_unchanged,
+        types={k: dict(v) for k, v in stats.types.items()},
+        devices_unconnected=tuple(stats.devices_unconnected),
+        states_held=stats.states_held,
+        states_replies=stats.states_replies,
+        commands_by_name={k: dict(v) for k, v in stats.commands_by_name.items()},
+        states_burst=stats.states_burst,
+        states_delayed=stats.states_delayed,
+        faults={k: dict(v) for k, v in stats.faults.items()},
+        states_backfilled=stats.states_backfilled,
+        backfill_seconds=round(backfill_seconds, 3),
+        run_cpu_seconds=round(stats.run_cpu_seconds, 3),
+        reboots=stats.reboots,
     )

@@ -168,3 +168,44 @@ def test_report_merge_command_exits_non_zero_when_a_command_was_lost(
     assert merged["ok"] is True and merged["states_sent"] == 20 and merged["commands_received"] == 4
     assert main(["report", "merge", str(tmp_path / "missing.json")]) == 2
     assert "cannot read report" in capsys.readouterr().err
+
+
+def test_sections_per_type_fault_and_command_add_up_when_merged_and_survive_json() -> None:
+    def part(shard: Shard, buffered: int, burst: int) -> SimulationReport:
+        stats = SimulationStats(states_sent=10 - buffered, states_buffered=buffered, states_burst=burst,
+                                states_backfilled=100, run_cpu_seconds=0.25)
+        stats.types = {"truck": {"devices": 5, "interval": 1.0, "states_expected": 10, "states_sent": 10 - buffered,
+                                 "states_buffered": buffered, "states_unchanged": 0, "states_held": 0}}
+        stats.faults = {"tunnel": {"devices": 1, "events": 2, "states_delayed": 3, "states_burst": burst}}
+        stats.commands_by_name = {"set": {"sent": 2, "received": 2, "reactions": 2, "ignored": 0}}
+        return build_report(
+            SimulationConfig(devices=10, duration=2.0, seed=7, shard=shard), stats, gateways=0, run_seconds=2.0,
+            connect_seconds=0.5, states_stored=10 + burst + 100, interrupted=False, embedded=True, peak_rss=1,
+            machine={}, backfill_seconds=1.5,
+        )
+
+    a, b = part(Shard(0, 2), 0, 4), part(Shard(1, 2), 2, 0)
+    # Buffered states count as what the server should store, not as sent; nothing is lost here.
+    assert (b.states_sent, b.states_buffered, b.states_lost) == (8, 2, 0) and b.ok
+    m = merge_reports([a, b])
+    assert m.types["truck"] == {"devices": 10, "interval": 1.0, "states_expected": 20, "states_sent": 18,
+                                "states_buffered": 2, "states_unchanged": 0, "states_held": 0}
+    assert m.faults["tunnel"] == {"devices": 2, "events": 4, "states_delayed": 6, "states_burst": 4}
+    assert m.commands_by_name["set"]["sent"] == 4
+    assert (m.states_backfilled, m.backfill_seconds, m.run_cpu_seconds) == (200, 1.5, 0.5)
+    assert m.states_lost == 0 and m.ok
+    assert report_from_dict(json.loads(json.dumps(m.to_dict()))).to_dict() == m.to_dict()
+    # A device that never connected fails the run.
+    unconnected = SimulationStats(states_buffered=10, devices_unconnected=["truck-000"])
+    failed = build_report(SimulationConfig(devices=5, duration=2.0), unconnected, gateways=0, run_seconds=2.0,
+                          connect_seconds=0.5, states_stored=10, interrupted=False, embedded=True, peak_rss=1,
+                          machine={})
+    assert not failed.ok and failed.devices_unconnected == ("truck-000",)
+
+
+def test_a_report_written_before_scenarios_still_reads() -> None:
+    old = _shard_report(Shard(0, 1), sent=20, stored=20, cmd_sent=4, cmd_recv=4, latencies=[5]).to_dict()
+    for key in ("scenario", "states_buffered", "types", "faults", "states_backfilled", "run_cpu_seconds"):
+        old.pop(key)
+    again = report_from_dict(old)
+    assert again.scenario == "built-in sensors" and again.ok

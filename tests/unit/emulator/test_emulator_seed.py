@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import stat
-import sys
 from pathlib import Path
 
 import pytest
@@ -78,8 +77,6 @@ def test_applying_a_filled_in_seed_again_creates_nothing() -> None:
 
 @pytest.mark.parametrize("suffix", [".json", ".toml"])
 def test_export_then_seed_round_trips(tmp_path: Path, suffix: str) -> None:
-    if suffix == ".toml" and sys.version_info < (3, 11):
-        pytest.skip("TOML seeds need tomllib (Python 3.11+)")
     store, _ = _seeded()
     path = tmp_path / f"world{suffix}"
     dump_seed(path, export_world(store))
@@ -95,8 +92,6 @@ def test_export_then_seed_round_trips(tmp_path: Path, suffix: str) -> None:
 
 
 def test_an_exported_string_survives_toml_quoting(tmp_path: Path) -> None:
-    if sys.version_info < (3, 11):
-        pytest.skip("TOML seeds need tomllib (Python 3.11+)")
     store = Store()
     app = store.add_application('quote " back \\ tab \t del \x7f emoji \U0001f600')
     store.add_device(app.id, "d", tags={"k": "line\nbreak"})
