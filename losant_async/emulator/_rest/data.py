@@ -68,6 +68,7 @@ async def time_series(srv: Server, call: Call) -> web.Response:
         raise ValidationError("order must be asc or desc")
     attributes = body.get("attributes")
     devices: dict[str, Any] = {}
+    labels: dict[int, str | None] = {}
     for device in _query_devices(srv, call, app, body):
         records = srv.store.states(device.id, start=start, end=end, descending=False)
         if agg_type == "NONE":
@@ -76,7 +77,7 @@ async def time_series(srv: Server, call: Call) -> web.Response:
                 for r in records
             ]
         else:
-            points = _aggregate(records, start, int(resolution or 300_000), agg_type, attributes, device)
+            points = _aggregate(records, start, int(resolution or 300_000), agg_type, attributes, device, labels)
         if order == "desc":
             points.reverse()
         if isinstance(limit, int) and limit > 0:
@@ -96,6 +97,8 @@ async def time_series(srv: Server, call: Call) -> web.Response:
 
 
 def _as_number(value: Any) -> float:
+    if type(value) is float:
+        return value
     if isinstance(value, str):
         return 1.0 if value.lower() == "true" else 0.0 if value.lower() == "false" else float(value)
     return float(value)
@@ -118,34 +121,63 @@ def _aggregate(
     kind: str,
     attributes: list[str] | None,
     device: DeviceRecord,
+    labels: dict[int, str | None],
 ) -> list[dict[str, Any]]:
+    """The device's states (oldest first) in buckets of ``resolution`` ms from ``start``, each reduced by ``kind``.
+
+    ``labels`` caches each bucket's ISO time across the devices of one query: formatting a
+    date cost as much as the statistics over 1,000 devices.
+    """
     if resolution <= 0:
         raise ValidationError("resolution must be positive")
-    buckets: dict[int, dict[str, list[Any]]] = {}
+    wanted = None if attributes is None else set(attributes)
+    out: list[dict[str, Any]] = []
+    current: int | None = None
+    group: dict[str, list[Any]] = {}
     for record in records:
         bucket = start + ((record.time - start) // resolution) * resolution
+        if bucket != current:
+            if group and current is not None:
+                out.append(_point(current, group, kind, device, labels))
+            current, group = bucket, {}
         for name, value in record.data.items():
-            if attributes is not None and name not in attributes:
+            if wanted is not None and name not in wanted:
                 continue
-            buckets.setdefault(bucket, {}).setdefault(name, []).append(value)
-    out = []
-    for bucket in sorted(buckets):
-        data: dict[str, Any] = {}
-        for name, values in buckets[bucket].items():
-            attr = device.attributes.get(name)
-            # Losant's aggregations count a boolean true as 1 and false as 0
-            numeric = attr is not None and attr.data_type in ("number", "boolean")
-            if kind == "FIRST":
-                data[name] = values[0]
-            elif kind == "LAST":
-                data[name] = values[-1]
-            elif kind == "COUNT":
-                data[name] = len(values)
-            elif numeric:
-                # only the asked-for statistic: pstdev alone (exact, with fractions) was 70 % of a 1M-state query
-                data[name] = _STATISTICS[kind]([_as_number(v) for v in values])
-        out.append({"time": iso(bucket), "data": data})
+            values = group.get(name)
+            if values is None:
+                group[name] = [value]
+            else:
+                values.append(value)
+    if group and current is not None:
+        out.append(_point(current, group, kind, device, labels))
     return out
+
+
+def _point(
+    bucket: int, group: dict[str, list[Any]], kind: str, device: DeviceRecord, labels: dict[int, str | None]
+) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for name, values in group.items():
+        if kind == "FIRST":
+            data[name] = values[0]
+        elif kind == "LAST":
+            data[name] = values[-1]
+        elif kind == "COUNT":
+            data[name] = len(values)
+        else:
+            attr = device.attributes.get(name)
+            if attr is None or attr.data_type not in ("number", "boolean"):
+                continue
+            # Losant's aggregations count a boolean true as 1 and false as 0
+            if len(values) == 1:  # the common case of sparse data: no statistics module needed
+                data[name] = 0.0 if kind == "STD_DEV" else _as_number(values[0])
+            else:
+                # only the asked-for statistic: pstdev alone (exact, with fractions) was 70 % of a 1M-state query
+                data[name] = float(_STATISTICS[kind]([_as_number(v) for v in values]))
+    label = labels.get(bucket)
+    if label is None:
+        label = labels[bucket] = iso(bucket)
+    return {"time": label, "data": data}
 
 
 async def last_value(srv: Server, call: Call) -> web.Response:
