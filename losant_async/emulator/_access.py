@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from ._certs import KEY_PREFIX, certificate_live
+from ._roles import owner_from, refusal
 from ._routes import Route
 
 if TYPE_CHECKING:
@@ -72,7 +73,8 @@ class Rule:
     callers: frozenset[str]
     applies: Callable[[Request], bool]
     allows: Callable[[Request], bool]
-    refusal: str
+    refusal: str | Callable[[Request], str]
+    """Losant's message, or how to word it from the call."""
 
 
 def _has(param: str) -> Callable[[Request], bool]:
@@ -85,6 +87,12 @@ def _org_path(r: Request) -> bool:
 
 def _user_path(r: Request) -> bool:
     return r.route.path.startswith("/me") or r.route.path.startswith("/orgs")
+
+
+def _role_refusal(r: Request) -> str | None:
+    return refusal(
+        r.store.docs, owner_from(r.store.applications), r.token.user_id or "", r.route.full_name, r.route.method, r.params
+    )
 
 
 _APP_TOKENS = frozenset({"api", "device"})
@@ -119,6 +127,12 @@ TABLE: tuple[Rule, ...] = (
         _APP_TOKENS, _user_path,
         lambda r: r.token.application_id is None,
         "This action needs a user token",
+    ),
+    Rule(
+        "a user's instance, organization and application roles allow the action (emulator/_roles.py)",
+        frozenset({"user"}), lambda r: True,
+        lambda r: _role_refusal(r) is None,
+        lambda r: _role_refusal(r) or "This user's role does not allow the action",
     ),
 )
 
@@ -165,7 +179,7 @@ def authorize(store: Store, members: Membership, token: ApiTokenRecord, route: R
     request = Request(token, route, params, store, members)
     for rule in TABLE:
         if token.kind in rule.callers and rule.applies(request) and not rule.allows(request):
-            raise Denied(403, rule.refusal)
+            raise Denied(403, rule.refusal(request) if callable(rule.refusal) else rule.refusal)
 
 
 def visible_devices(token: ApiTokenRecord | None, devices: Iterable[DeviceRecord]) -> list[DeviceRecord]:

@@ -196,7 +196,6 @@ class RestApp(Server):
         self._check_exists(route, params)
         if token is not None:
             self._authorize(token, route, params)
-            self._check_roles(token, route, params)
         handler = self._hand.get(route.full_name) or generic_handler(route)
         body = await self._within_body_deadline(self._read_body(request))
         call = Call(route, params, list(request.query.items()), body, token, request)
@@ -261,18 +260,6 @@ class RestApp(Server):
         from ._engine import label
 
         return _LABELS.get(kind.name) or label(kind)
-
-    def _check_roles(self, token: ApiTokenRecord, route: Route, params: Mapping[str, str]) -> None:
-        """A user's instance, organization and application roles (emulator/_roles.py; the table is in
-        docs/emulator.md), after membership itself was checked."""
-        from .._roles import owner_from, refusal
-
-        if token.kind != "user":
-            return
-        owner_of = owner_from(self.store.applications)
-        why = refusal(self.store.docs, owner_of, token.user_id or "", route.full_name, route.method, params)
-        if why is not None:
-            raise HttpError(403, "Forbidden", why)
 
     def _authorize(self, token: ApiTokenRecord, route: Route, params: Mapping[str, str]) -> None:
         try:
