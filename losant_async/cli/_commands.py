@@ -330,13 +330,11 @@ async def _run_embedded_scenario(args: SimulateArgs, shards: Sequence[Shard], li
     from ..rest import LosantClient
 
     config = args.config
-    # The host provisions the built-in fleet; asked for one device, it provisions one we remove.
-    async with EmulatorHost(SimulationConfig(devices=1), [Shard()]) as host:
+    # The host makes the application, key and token; the scenario's devices are provisioned here.
+    async with EmulatorHost(SimulationConfig(devices=1), [Shard()], provision=False) as host:
         (base,) = host.targets
         assert base.api_token is not None and base.rest_url is not None
         async with LosantClient(base.api_token, url=base.rest_url) as client:
-            for stray in base.device_ids:
-                await client.device.delete(application_id=base.application_id, device_id=stray)
             fleets = await provision_fleet(client, base.application_id, config, shards, reuse=False)
         targets = [base.shard(tuple(ids), tuple(groups)) for ids, groups in fleets]
         _say_target(targets, config.transport, out)

@@ -70,10 +70,10 @@ def create_fleet(app: Application, config: SimulationConfig, shard: Shard) -> tu
 
 
 def _host_main(config: dict[str, Any], shards: list[tuple[int, int]], events: Connection,
-               control: Connection) -> None:
+               control: Connection, provision: bool) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
     try:
-        anyio.run(_host_async, config_from_dict(config), shards, events, control)
+        anyio.run(_host_async, config_from_dict(config), shards, events, control, provision)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             events.send(("error", f"{type(exc).__name__}: {exc}"))
@@ -82,7 +82,7 @@ def _host_main(config: dict[str, Any], shards: list[tuple[int, int]], events: Co
 
 
 async def _host_async(config: SimulationConfig, shards: list[tuple[int, int]], events: Connection,
-                      control: Connection) -> None:
+                      control: Connection, provision: bool) -> None:
     from ..emulator import LocalLosant
 
     async with LocalLosant(throttle=False) as losant:
@@ -91,7 +91,7 @@ async def _host_async(config: SimulationConfig, shards: list[tuple[int, int]], e
         token = app.create_api_token(scopes=["all.Application"])
         targets = []
         for index, count in shards:
-            ids, groups = create_fleet(app, config, Shard(index, count))
+            ids, groups = create_fleet(app, config, Shard(index, count)) if provision else ([], [])
             targets.append(target_to_dict(Target(
                 application_id=app.id, device_ids=tuple(ids), gateways=tuple(groups), key=key.key,
                 secret=key.secret, mqtt_host=losant.mqtt_host, mqtt_port=losant.mqtt_port,
@@ -145,11 +145,13 @@ class EmulatorHost:
     stops the child (terminated if it does not stop in time).
     """
 
-    def __init__(self, config: SimulationConfig, shards: Sequence[Shard]) -> None:
+    def __init__(self, config: SimulationConfig, shards: Sequence[Shard], *, provision: bool = True) -> None:
+        """``provision=False``: the application, key and token only, no devices (the caller provisions them)."""
         if not shards:
             raise ValidationError("the emulator needs at least one shard to provision")
         self._config = config
         self._shards = list(shards)
+        self._provision = provision
         self.targets: list[Target] = []
         self.console_url: str | None = None
         """The emulator's web console login link (it holds the console token)."""
@@ -164,7 +166,7 @@ class EmulatorHost:
         control_r, control_w = ctx.Pipe(duplex=False)
         self._proc = ctx.Process(target=_host_main, name="losant-async emulator",
                                  args=(config_to_dict(self._config), [(s.index, s.count) for s in self._shards],
-                                       events_w, control_r),
+                                       events_w, control_r, self._provision),
                                  daemon=True)
         self._proc.start()
         events_w.close()
