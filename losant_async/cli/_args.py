@@ -354,8 +354,8 @@ def resolve_simulate(ns: argparse.Namespace, env: Mapping[str, str]) -> Simulate
                                   "give a type a share to size it with --devices")
         devices = fleet_size(scenario, devices)
         chosen = {t.transport for t in scenario.device_types if t.transport is not None}
-        if chosen:
-            transport = chosen.pop()
+        if len(chosen) == 1:
+            transport = chosen.pop()  # the types that name none report like the others
     creds = Credentials(
         url=pick("url"),
         broker=(str(ns.broker).strip() or None) if ns.broker else broker_from_env(env),
@@ -375,12 +375,13 @@ def resolve_simulate(ns: argparse.Namespace, env: Mapping[str, str]) -> Simulate
         missing = []
         if creds.application is None:
             missing.append(f"--application ({ENV['application']})")
-        if transport == "mqtt":
+        used = {transport} if scenario is None else {t.transport or transport for t in scenario.device_types}
+        if "mqtt" in used:
             if creds.key is None:
                 missing.append(f"--key ({ENV['key']})")
             if creds.secret is None:
                 missing.append(f"--secret ({ENV['secret']})")
-        if transport == "rest" and creds.token is None:
+        if "rest" in used and creds.token is None:
             missing.append(f"--token ({ENV['token']})")
         if ns.device_ids is None and creds.token is None:
             missing.append(f"--device-ids FILE or --token ({ENV['token']}) to create devices")

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import signal
 from collections.abc import AsyncIterator, Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
@@ -294,7 +295,7 @@ async def run_simulate(args: SimulateArgs, out: TextIO, err: TextIO) -> Simulati
         if config.scenario is not None:
             return await _run_embedded_scenario(args, shards, line, view, out, err)
         async with EmulatorHost(config, shards) as host:
-            _say_target(host.targets, config.transport, out)
+            _say_target(host.targets, config.transports, out)
             if args.console:
                 print(f"Console: {host.console_url}\n  (open it in a browser; the link holds the console token)",
                       file=out, flush=True)
@@ -305,7 +306,7 @@ async def run_simulate(args: SimulateArgs, out: TextIO, err: TextIO) -> Simulati
                 await _keep_console_open(report, out)
             return report
     targets = await real_targets(args, shards)
-    _say_target(targets, config.transport, out)
+    _say_target(targets, config.transports, out)
     if line:
         print(line, file=out, flush=True)
     return await _drive(_runner(args, targets, None), view, err)
@@ -337,7 +338,7 @@ async def _run_embedded_scenario(args: SimulateArgs, shards: Sequence[Shard], li
         async with LosantClient(base.api_token, url=base.rest_url) as client:
             fleets = await provision_fleet(client, base.application_id, config, shards, reuse=False)
         targets = [base.shard(tuple(ids), tuple(groups)) for ids, groups in fleets]
-        _say_target(targets, config.transport, out)
+        _say_target(targets, config.transports, out)
         if args.console:
             print(f"Console: {host.console_url}\n  (open it in a browser; the link holds the console token)",
                   file=out, flush=True)
@@ -349,18 +350,20 @@ async def _run_embedded_scenario(args: SimulateArgs, shards: Sequence[Shard], li
         return report
 
 
-def _say_target(targets: Sequence[Target], transport: str, out: TextIO) -> None:
+def _say_target(targets: Sequence[Target], transports: AbstractSet[str], out: TextIO) -> None:
     target = targets[0]
     devices = sum(len(t.device_ids) for t in targets)
     gateways = sum(len(t.gateways) for t in targets)
     parts = [f"Fleet: {devices} devices"
              + (f" behind {_plural(gateways, 'gateway')}" if gateways else "")]
-    if target.mqtt_host and transport == "mqtt":
+    if target.mqtt_host and "mqtt" in transports:
         parts.append(f"broker {target.mqtt_transport}://{target.mqtt_host}:{target.mqtt_port}")
     if target.rest_url:
         parts.append(f"REST {target.rest_url}")
-    if transport == "rest":
+    if "mqtt" not in transports:
         parts.append("states over REST, so no commands (no device listens)")
+    elif "rest" in transports:
+        parts.append("some device types report over REST (commands go to the MQTT ones only)")
     elif not target.commands_possible:
         parts.append("no API token, so no commands")
     print("; ".join(parts), file=out, flush=True)

@@ -160,7 +160,7 @@ def summary_rows(r: SimulationReport) -> list[tuple[str, str]]:
         ("target", "embedded emulator" if r.embedded_emulator else "Losant (or an emulator started apart)"),
         ("shards", f"{len(r.shards)} ({shards}) of a fleet of {r.fleet_devices}"
          if r.shards and (len(r.shards) > 1 or r.shards[0].count > 1) else "1 (the whole fleet)"),
-        ("transport", f"{r.transport}" + (f", QoS {r.qos}" if r.transport == "mqtt" else "")),
+        ("transport", f"{r.transport}" + (f", QoS {r.qos}" if r.transport != "rest" else "")),
         ("devices", f"{r.devices}" + (f" behind {r.gateways} gateway{'' if r.gateways == 1 else 's'}" if r.gateways else "")),
         ("rate", f"{r.rate:g} states/s per device" if builtin else "per device type (below)"),
         ("duration", f"{r.duration:.1f} s" + (" (interrupted)" if r.interrupted else "")),
@@ -181,7 +181,7 @@ def summary_rows(r: SimulationReport) -> list[tuple[str, str]]:
         *([("burst states", f"{r.states_burst} (bursts and spikes, beyond the schedule)")] if r.states_burst else []),
         *([("states delayed", f"{r.states_delayed} (held back by network drops, sent later with their times)")]
           if r.states_delayed else []),
-        ("states acked", opt(r.states_acked, "QoS 0" if r.transport == "mqtt" else "REST")),
+        ("states acked", opt(r.states_acked, "REST" if r.transport == "rest" else "QoS 0")),
         ("states stored", opt(r.states_stored, "no API token to count them")),
         ("states lost", opt(r.states_lost, "stored count unknown")),
         ("states/s", f"{r.states_per_second:.1f}"),
@@ -222,7 +222,8 @@ def summary_rows(r: SimulationReport) -> list[tuple[str, str]]:
 def _type_line(section: Mapping[str, Any]) -> str:
     parts = [f"{section.get('devices', 0)} devices"]
     if section.get("interval"):
-        parts.append(f"every {section['interval']:g} s")
+        parts.append(f"every {section['interval']:g} s" + (f" over {section['transport']}"
+                                                            if section.get("transport") else ""))
     parts.append(f"{section.get('states_sent', 0)}/{section.get('states_expected', 0)} states sent")
     for key, label in (("states_buffered", "buffered"), ("states_unchanged", "unchanged"), ("states_held", "held")):
         if section.get(key):

@@ -158,7 +158,7 @@ async def real_targets(args: SimulateArgs, shards: Sequence[Shard]) -> list[Targ
     """The targets of ``shards`` on real Losant: devices from ``--device-ids`` or found/created with the token."""
     creds, config = args.credentials, args.config
     assert creds.application is not None and creds.url is not None and creds.broker is not None
-    broker = parse_broker(creds.broker) if config.transport == "mqtt" else None
+    broker = parse_broker(creds.broker) if "mqtt" in config.transports else None
     if args.device_ids_file is not None:
         fleets = _fleet_from_file(args, shards)
     else:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 
-from ..errors import ValidationError
+from ..errors import MQTTError, ValidationError
 from ._connection import default_tls_context
 from ._throttle import ThrottleConfig
 from ._waits import settle
@@ -46,6 +46,8 @@ class Fleet:
         config = throttle if isinstance(throttle, ThrottleConfig) else ThrottleConfig() if throttle else None
         self._bucket = config.bucket(config.connections_per_application, time.monotonic) if config else None
         self._started: list[Device] = []
+        self._gate: asyncio.Semaphore | None = None
+        self._shared_tls: ssl.SSLContext | None = None
 
     def __iter__(self) -> Iterator[Device]:
         return iter(self.devices)
@@ -67,9 +69,10 @@ class Fleet:
         shared = None
         if any(d._needs_tls_context for d in self.devices):
             shared = self._tls_context or await default_tls_context()
+        self._shared_tls = shared
         for device in self.devices:
             device._join_fleet(shared, self._bucket)
-        gate = asyncio.Semaphore(self.connect_concurrency)
+        self._gate = gate = asyncio.Semaphore(self.connect_concurrency)
 
         async def start(device: Device) -> None:
             async with gate:
@@ -95,6 +98,28 @@ class Fleet:
             raise errors[0] if errors else asyncio.CancelledError()
         return self
 
+    async def add(self, device: Device) -> None:
+        """Start one more device in the entered fleet: within its connect concurrency and connection budget.
+
+        For a fleet that grows while it runs (a ramp-up, a device coming back).
+        It is closed with the others. A device that fails to start is closed and
+        its error raised; the fleet's other devices go on.
+        """
+        gate = self._gate
+        if gate is None:
+            raise MQTTError("Fleet.add() needs an entered fleet: use 'async with Fleet(...)' first")
+        if device._needs_tls_context and self._shared_tls is None:
+            self._shared_tls = self._tls_context or await default_tls_context()
+        device._join_fleet(self._shared_tls, self._bucket)
+        self.devices.append(device)
+        async with gate:
+            await device.start()
+        if self._gate is not gate:
+            # The fleet closed while this device was starting: it would outlive the fleet.
+            await device.aclose(flush=False)
+            raise MQTTError(f"the fleet closed while device {device.device_id} was starting")
+        self._started.append(device)
+
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
@@ -106,6 +131,7 @@ class Fleet:
         Cancelled, every device stops flushing and finishes closing (bounded) before the
         cancellation propagates.
         """
+        self._gate = None  # closing: no device joins any more
         started, self._started = self._started, []
         if not started:
             return 0

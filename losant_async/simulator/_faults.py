@@ -21,7 +21,7 @@ from ._scenario import FaultSpec, PhaseSpec, Scenario
 if TYPE_CHECKING:
     from ._fleet import DeviceSpec, FleetType, SimulationConfig
 
-__all__ = ["DeviceFaults", "FaultEvent", "device_begin", "fault_events", "plan_faults", "spike_extra"]
+__all__ = ["DeviceFaults", "FaultEvent", "fault_events", "plan_faults", "spike_extra"]
 
 _MAX_EVENTS = 10_000
 """Rate-driven events per device and fault at most (a bound on what one run plans)."""
@@ -60,14 +60,6 @@ def fault_events(scenario: Scenario, kind_name: str, seed: int, index: int, dura
             out.append(FaultEvent(t, k))
     out.sort(key=lambda e: (e.at, e.fault))
     return out
-
-
-def device_begin(phases: Sequence[PhaseSpec], rank: int, count: int) -> float:
-    """When a device starts reporting: a ramp-up spreads a type's devices over its seconds, by rank."""
-    for p in phases:
-        if p.kind == "ramp_up" and count:
-            return p.seconds * rank / count
-    return 0.0
 
 
 def spike_extra(phases: Sequence[PhaseSpec], due: float) -> int:

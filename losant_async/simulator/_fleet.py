@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Protocol
 
 from ..errors import ValidationError
-from ._faults import device_begin
 from ._generators import DeviceModel, device_seed
 from ._scenario import (
     DeviceTypeSpec,
+    PhaseSpec,
     Scenario,
     default_scenario,
     scenario_from_builtins,
@@ -46,6 +46,7 @@ __all__ = [
     "Transport",
     "config_from_dict",
     "command_rounds",
+    "device_begin",
     "config_to_dict",
     "connection_budget",
     "device_name",
@@ -228,6 +229,14 @@ class DeviceSpec:
     """Seconds after the start before which it reports nothing (a ramp-up)."""
 
 
+def device_begin(phases: Sequence[PhaseSpec], rank: int, count: int) -> float:
+    """When a device starts (connects and reports): a ramp-up spreads a type's devices over its seconds, by rank."""
+    for p in phases:
+        if p.kind == "ramp_up" and count:
+            return p.seconds * rank / count
+    return 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class FleetType:
     """A scenario's device type resolved against the run's flags: where its devices are and how they report."""
@@ -396,14 +405,27 @@ class SimulationConfig:
                 f"scenario {model.name!r} has {model.fixed_devices} devices by count"
                 + (" plus its shares of --devices" if model.uses_shares else "") + f", not {self.devices}"
             )
-        for t in self.types():
-            if t.transport != self.transport:
-                raise ValidationError(f"device type {t.name!r} reports over {t.transport}, the run over {self.transport}")
+        types = self.types()
+        for t in types:
+            if t.via_gateway and t.transport != "mqtt":
+                raise ValidationError(f"device type {t.name!r} reports through gateways, which report over MQTT, "
+                                      "not REST")
             if self.throttle and 1.0 / t.period > LOSANT_TOPIC_RATE:
                 raise ValidationError(
                     f"device type {t.name!r} reports every {t.period:g} s, above Losant's limit of "
                     f"{LOSANT_TOPIC_RATE:g} states/s per device (30 per 15 s); lower it or simulate against the emulator"
                 )
+
+        over = {t.name: t.transport for t in types}
+        for c in model.commands:
+            if over.get(c.device_type) == "rest":
+                raise ValidationError(f"command {c.name!r} goes to device type {c.device_type!r}, which reports over "
+                                      "REST: commands reach devices over MQTT only")
+
+    @property
+    def transports(self) -> frozenset[Transport]:
+        """The transports this run's device types report over (a scenario may mix MQTT and REST)."""
+        return frozenset(t.transport for t in self.types() if t.count)
 
     @property
     def model(self) -> Scenario:
@@ -567,14 +589,14 @@ class Target:
             )
         if len(set(self.device_ids)) != len(self.device_ids):
             raise ValidationError("device ids must be distinct: two connections with one id displace each other")
-        if config.transport == "mqtt":
+        transports = config.transports
+        if "mqtt" in transports:
             missing = [n for n, v in (("broker host", self.mqtt_host), ("access key", self.key),
                                       ("access secret", self.secret)) if not v]
             if missing:
                 raise ValidationError(f"MQTT transport needs {', '.join(missing)}")
-        else:
-            if not self.rest_url or not self.api_token:
-                raise ValidationError("REST transport needs a REST URL and an API token")
+        if "rest" in transports and (not self.rest_url or not self.api_token):
+            raise ValidationError("REST transport needs a REST URL and an API token")
         if config.via_gateways:
             carried = [p for g in self.gateways for p in g.peripheral_ids]
             specs = config.specs()

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from .._version import __version__
 from ..errors import ValidationError
-from ._fleet import Phase, SimulationConfig, Transport
+from ._fleet import Phase, SimulationConfig
 
 __all__ = [
     "LatencyHistogram",
@@ -277,7 +277,8 @@ class SimulationReport:
     devices: int
     """Devices this report covers."""
     gateways: int
-    transport: Transport
+    transport: str
+    """``mqtt``, ``rest``, or ``mqtt+rest`` when a scenario's device types mix them."""
     qos: int
     rate: float
     seed: int
@@ -497,8 +498,8 @@ def merge_reports(reports: Sequence[SimulationReport]) -> SimulationReport:
         for name, section in r.types.items():
             into = types.setdefault(name, {})
             for k, v in section.items():
-                # Counts add up; a type's interval is the same in every shard.
-                into[k] = v if k == "interval" else into.get(k, 0) + v
+                # Counts add up; a type's interval and transport are the same in every shard.
+                into[k] = v if k in ("interval", "transport") else into.get(k, 0) + v
     for r in reports:
         latency = latency.merged(r.command_latency)
         for k, v in r.errors_by_type.items():
@@ -598,7 +599,7 @@ def build_report(
         fleet_devices=config.devices,
         devices=len(indices),
         gateways=gateways,
-        transport=config.transport,
+        transport="+".join(sorted(config.transports)) or config.transport,
         qos=config.qos,
         rate=config.rate,
         seed=config.seed,

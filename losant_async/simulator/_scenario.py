@@ -433,7 +433,6 @@ def _check(scenario: Scenario, source: str) -> None:
     if len(types) > MAX_DEVICE_TYPES:
         raise _fail(source, "device_types", f"expected at most {MAX_DEVICE_TYPES} device types, got {len(types)}")
     seen: dict[str, int] = {}
-    transports: set[str] = set()
     for i, t in enumerate(types):
         at = f"device_types[{i}]"
         if not t.name.strip():
@@ -442,16 +441,14 @@ def _check(scenario: Scenario, source: str) -> None:
             raise _fail(source, f"{at}.name", f"expected a unique name; {t.name!r} is also device_types[{seen[t.name]}]")
         seen[t.name] = i
         _check_type(t, source, at)
-        if t.transport is not None:
-            transports.add(t.transport)
-    if len(transports) > 1:
-        raise _fail(source, "device_types", "expected one transport for the whole scenario (mqtt or rest); "
-                    "run one scenario per transport")
     for k, c in enumerate(scenario.commands):
         at = f"commands[{k}]"
         if c.device_type not in seen:
             raise _fail(source, f"{at}.device_type", f"expected one of the device types ({', '.join(seen)}), "
                         f"got {c.device_type!r}")
+        if types[seen[c.device_type]].transport == "rest":
+            raise _fail(source, f"{at}.device_type", f"expected a device type reporting over MQTT (commands reach "
+                        f"devices over MQTT only); {c.device_type!r} reports over REST")
         if not c.name.strip() or len(c.name) > 255:
             raise _fail(source, f"{at}.name", "expected a command name of 1 to 255 characters")
         _finite(source, f"{at}.interval", c.interval, positive=True)

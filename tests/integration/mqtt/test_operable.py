@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from losant_async.errors import MQTTError
 from losant_async.mqtt import Command, ConnectionState, Device, Fleet
 from tests.support.http_proxy import connect_proxy
 from tests.support.proxy import CuttableProxy
@@ -67,6 +68,22 @@ async def test_fleet_stats_sum_the_devices_stats(world: World) -> None:
         total = fleet.stats
         assert total.sent == sum(d.stats.sent for d in devices) == 6
         assert total.acked == 6 and total.outbox_depth == 0
+
+
+async def test_a_device_added_to_a_running_fleet_connects_and_is_closed_with_it(world: World) -> None:
+    first, later = world.device(), world.device()
+    devices = [Device(first.id, first.key, first.secret, **world.kwargs(qos=1))]
+    added = Device(later.id, later.key, later.secret, **world.kwargs(qos=1))
+    async with world.watch() as watcher, Fleet(devices) as fleet:
+        assert not added.connected
+        await fleet.add(added)  # a ramp-up: the fleet grows while it runs
+        assert added.connected and len(fleet) == 2 and fleet.connected == 2
+        await added.send_state({"i": 1})
+        await added.flush(30)
+        await watcher.wait_states(later.id, 1, timeout=30)
+    assert not added.connected and not devices[0].connected  # leaving the fleet closed both
+    with pytest.raises(MQTTError, match="needs an entered fleet"):
+        await fleet.add(Device(later.id, later.key, later.secret, **world.kwargs()))
 
 
 async def test_mqtt_through_an_http_connect_proxy(world: World) -> None:

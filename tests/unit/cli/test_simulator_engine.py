@@ -38,7 +38,7 @@ async def test_every_scheduled_state_is_sent_in_phase_order_with_increasing_time
 
 
 async def test_a_send_that_blocks_holds_back_only_its_own_lane_of_devices() -> None:
-    from losant_async.simulator._engine import _LANE_DEVICES
+    from losant_async.simulator._lanes import _LANE_DEVICES
 
     sim = _sim(devices=3 * _LANE_DEVICES, rate=10.0, duration=0.2)
     ids = sim.target.device_ids
@@ -79,14 +79,15 @@ def test_progress_gathers_device_statistics_a_slice_at_a_time_and_the_totals_add
     target = Target(application_id="a" * 24, device_ids=ids, mqtt_host="127.0.0.1", key="k", secret="s")
     sim = Simulation(SimulationConfig(devices=n, qos=1), target)
     conns = [Conn(i) for i in range(n)]
-    sim._devices = conns
+    assert sim._mqtt is not None
+    sim._mqtt.connections = conns  # type: ignore[assignment]
     sim.progress()
     assert sim.stats.reconnects == sum(i % 3 for i in range(_STATS_PER_PROGRESS))  # one slice so far
     sim.progress()
     sim.progress()
     assert sim.stats.reconnects == sum(i % 3 for i in range(n)) and sim.stats.states_acked == sum(range(n))
     conns[5].stats.reconnects += 10  # a device reconnected: the next pass over it adds exactly that
-    sim._refresh_device_stats()
+    sim._mqtt.refresh()
     assert sim.stats.reconnects == sum(i % 3 for i in range(n)) + 10
     assert sim.progress().connected == n
 
@@ -155,7 +156,7 @@ async def test_commands_delivered_by_a_plain_loop_callback_end_the_wait() -> Non
     loop.call_soon(sim._on_command, _Command(sim.target.device_ids[0], 1, now_ms()))  # a duplicate
     loop.call_soon(sim._on_command, _Command(sim.target.device_ids[1], 1, now_ms() - 40))
     with anyio.fail_after(10):
-        await sim._wait_commands()
+        await sim._commander.wait()
     assert sim.stats.commands_received == 2 and sim.stats.commands_duplicate == 1
     assert sim.stats.command_latency.count == 2
 
@@ -166,7 +167,7 @@ async def test_the_wait_for_late_commands_is_bounded_and_they_count_as_lost() ->
     sim = Simulation(SimulationConfig(devices=2, duration=1.0, command_wait=0.2), target)
     sim.stats.commands_sent = 3
     with anyio.fail_after(10):
-        await sim._wait_commands()
+        await sim._commander.wait()
     assert sim.stats.commands_received == 0
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from losant_async.errors import ValidationError
 from losant_async.simulator import Simulation, SimulationConfig, Target, parse_scenario, split_fleet
-from losant_async.simulator._faults import device_begin, fault_events, spike_extra
+from losant_async.simulator._faults import fault_events, spike_extra
+from losant_async.simulator._fleet import device_begin
 
 HEAD = """
 name = "f"

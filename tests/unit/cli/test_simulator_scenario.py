@@ -147,9 +147,10 @@ ERRORS = [
      r"attributes\.x\.missing: expected a share from 0 to 1, got 1\.5"),
     ("attribute name", BASE.replace("attributes.x]", 'attributes."a b"]'),
      r"device_types\[0\]\.attributes\.a b: expected a name of letters, digits"),
-    ("mixed transports", BASE.replace("count = 3", 'count = 3\ntransport = "rest"') + BASE.split('name = "t"', 1)[1]
-     .replace('name = "a"', 'name = "b"').replace("count = 3", 'count = 3\ntransport = "mqtt"'),
-     r"device_types: expected one transport for the whole scenario"),
+    ("command to a REST type", BASE.replace("count = 3", 'count = 3\ntransport = "rest"')
+     + '[[commands]]\nname = "reset"\ndevice_type = "a"\ninterval = 5.0\n',
+     r"commands\[0\]\.device_type: expected a device type reporting over MQTT \(commands reach devices over MQTT "
+     r"only\); 'a' reports over REST"),
     ("counter wrap", BASE.replace('{ kind = "uniform", min = 0.0, max = 1.0 }', '{ kind = "counter", start = 5.0, step = 1.0, wrap = 2.0 }'),
      r"attributes\.x\.generator\.wrap: expected a wrap value the counter reaches from start by its step"),
     ("route", BASE.replace('type = "number"', 'type = "gps"').replace(
