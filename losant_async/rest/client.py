@@ -2,8 +2,9 @@
 
 The request path of every generated method ends here: ``LosantClient.call``
 prepares the request (``_request.prepare``), sends it through the transport
-(``AiohttpTransport`` by default) and decodes the answer; retries, token
-renewal and error mapping take the slow path only when the first attempt fails.
+(``AiohttpTransport`` by default) and decodes the answer (``_reply``);
+retries, token renewal and error mapping take the slow path only when the
+first attempt fails.
 """
 
 from __future__ import annotations
@@ -15,18 +16,15 @@ import ssl as _ssl
 import time
 import warnings
 from collections.abc import Awaitable, Callable
-from http import HTTPStatus
 from types import TracebackType
 from typing import Any
 
 import msgspec
 
 from .. import _env
-from .._json import decode, decode_any
 from .._state import KeyedStamper
 from .._time import now_ms
 from ..errors import (
-    APIError,
     ConnectTimeoutError,
     DecodeError,
     LosantError,
@@ -36,10 +34,10 @@ from ..errors import (
     TLSVerificationError,
     TransportError,
     ValidationError,
-    error_for_status,
 )
 from ._generated import RESOURCES, GeneratedResources
 from ._operation import Operation
+from ._reply import api_error, decode_reply
 from ._request import API_VERSION, PreparedRequest, global_query, load_files, prepare
 from ._retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
 from ._transport import AiohttpTransport, ClientSession, check_base_url, default_user_agent
@@ -61,7 +59,6 @@ DEFAULT_URL = "https://api.losant.com"
 _DEFAULT_TIMEOUT = Timeout()
 
 _log = logging.getLogger("losant_async.rest")
-_MISSING: Any = object()
 # Never retried: a wrong CA or host name is not a transient fault.
 _NEVER_RETRIED = (TLSVerificationError,)
 _ALWAYS_RETRIABLE = (RequestNotSentError, ConnectTimeoutError)
@@ -283,7 +280,7 @@ class LosantClient(GeneratedResources):
         prepared = prepare(op, args, stamp=self._stamper)
         if prepared.parts is not None or options is not None:
             resp = await self._execute(op, prepared, options, stream=False)
-            return self._decode(op, resp, raw)
+            return decode_reply(op, resp, raw)
         source = self._token_source if op.auth_required else None
         json_body = prepared.body is not None
         headers: dict[str, str] | None
@@ -323,7 +320,7 @@ class LosantClient(GeneratedResources):
                 resp = await self._execute(op, prepared, None, stream=False, first=(resp, token))
             elif _log.isEnabledFor(logging.DEBUG):
                 _log.debug("%s %s -> %d", prepared.method, prepared.path, resp.status)
-        return self._decode(op, resp, raw)
+        return decode_reply(op, resp, raw)
 
     async def request(
         self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None
@@ -547,7 +544,7 @@ class LosantClient(GeneratedResources):
                 renewed = await source.refresh(self, token)
                 if renewed is not None:  # authenticated afresh: worth exactly one more try
                     continue
-            error = self._api_error(prepared, resp)
+            error = api_error(prepared, resp, self._clock)
             if (
                 status in RETRY_STATUSES
                 and attempt < max_retries
@@ -574,59 +571,6 @@ class LosantClient(GeneratedResources):
                 await self._sleep(delay)
                 continue
             raise error
-
-    def _api_error(self, prepared: PreparedRequest, resp: HTTPResponse) -> APIError:
-        status = resp.status
-        raw = resp.body
-        body: Any = None
-        if raw:
-            try:
-                body = decode_any(raw)
-            except DecodeError:
-                body = raw[:4096].decode("utf-8", "replace")
-        kind = body.get("type") if isinstance(body, dict) else None
-        message = body.get("message") if isinstance(body, dict) else None
-        if not isinstance(message, str) or not message:
-            try:
-                message = HTTPStatus(status).phrase
-            except ValueError:
-                message = "error"
-        cls = error_for_status(status)
-        kwargs: dict[str, Any] = {"method": prepared.method, "path": prepared.path}
-        if cls is RateLimitedError:
-            kwargs["retry_after"] = parse_retry_after(resp.headers, self._clock())
-        return cls(status, kind if isinstance(kind, str) else None, message, body, **kwargs)
-
-    def _decode(self, op: Operation, resp: HTTPResponse, raw: bool) -> Any:
-        body = resp.body
-        status = resp.status
-        if not raw and body and (decoders := op.plan.decoders if op.plan else None):
-            decoder = decoders.get(status)
-            if decoder is not None:
-                try:
-                    return decoder.decode(body)
-                except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
-                    pass  # the slow path below says what is wrong, with the JSON path (or the depth)
-        if status == 204:
-            return None
-        tp = op.responses.get(status, _MISSING)
-        if tp is _MISSING:
-            declared = [t for t in op.responses.values() if t is not None]
-            tp = declared[0] if len(declared) == 1 else Any
-        if not body:
-            if tp is None or raw:
-                return None
-            raise DecodeError(f"{op.full_name}: HTTP {status} with an empty body", raw=body)
-        try:
-            if raw:
-                return decode_any(body)
-            if tp is None:
-                return None
-            return decode(body, tp)
-        except DecodeError as exc:
-            raise DecodeError(
-                f"{op.full_name}: {exc}", raw=exc.raw, path=exc.path, raw_size=exc.raw_size
-            ) from None
 
 
 async def _drain(resp: HTTPResponse, cap: int, op: Operation) -> HTTPResponse:
