@@ -4,7 +4,7 @@ The request path of every generated method ends here: ``LosantClient.call``
 prepares the request (``_request.prepare``), sends it through the transport
 (``AiohttpTransport`` by default) and decodes the answer (``_reply``);
 retries, token renewal and error mapping take the slow path only when the
-first attempt fails.
+first attempt fails. Pages and event streams are built in ``_sequences``.
 """
 
 from __future__ import annotations
@@ -19,14 +19,11 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
-import msgspec
-
 from .. import _env
 from .._state import KeyedStamper
 from .._time import now_ms
 from ..errors import (
     ConnectTimeoutError,
-    DecodeError,
     LosantError,
     RateLimitedError,
     RequestNotSentError,
@@ -40,6 +37,7 @@ from ._operation import Operation
 from ._reply import api_error, decode_reply
 from ._request import API_VERSION, PreparedRequest, global_query, load_files, prepare
 from ._retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
+from ._sequences import event_stream, paginator
 from ._transport import AiohttpTransport, ClientSession, check_base_url, default_user_agent
 from .auth import DeviceCredentials, StaticToken, TokenSource
 from .bulk import Bulk
@@ -332,59 +330,7 @@ class LosantClient(GeneratedResources):
         self, op: Operation, args: tuple[Any, ...], raw: bool, options: RequestOptions | None
     ) -> Paginator[Any, Any]:
         """A ``Paginator`` over ``op``'s pages; bad arguments raise here, before anything is sent."""
-        prepare(op, args)
-        index = {p.api_name: i for i, p in enumerate(op.params)}
-        if "offset" in index and "limit" in index:
-            return self._offset_paginator(op, args, raw, options, index["offset"], index["limit"])
-        page_index = index.get("page")
-        per_page_index = index.get("perPage")
-
-        async def fetch(page: int | None) -> Any:
-            call_args = args
-            if page is not None and page_index is not None:
-                call_args = (*args[:page_index], page, *args[page_index + 1 :])
-            return await self.call(op, call_args, raw, options)
-
-        start = _optional_int(args[page_index]) if page_index is not None else None
-        per_page = _optional_int(args[per_page_index]) if per_page_index is not None else None
-        return Paginator(
-            fetch,
-            paged=page_index is not None,
-            start_page=start,
-            per_page=per_page,
-            prefetch=self._page_prefetch,
-        )
-
-    def _offset_paginator(
-        self,
-        op: Operation,
-        args: tuple[Any, ...],
-        raw: bool,
-        options: RequestOptions | None,
-        offset_index: int,
-        limit_index: int,
-    ) -> Paginator[Any, Any]:
-        """Pages of ``limit`` items from the caller's ``offset`` (a call without ``limit`` takes the reply's)."""
-        skip = _optional_int(args[offset_index]) or 0
-        limit = _optional_int(args[limit_index])
-        learned: list[int] = []
-
-        async def fetch(page: int | None) -> Any:
-            if page is None:
-                reply = await self.call(op, args, raw, options)
-                size = limit if limit is not None else _page_limit(reply)
-                if size is not None:
-                    learned.append(size)
-                return reply
-            size = limit if limit is not None else (learned[0] if learned else None)
-            if size is None:  # the first reply said nothing of its size: nothing to step by
-                raise DecodeError(f"{op.full_name}: the reply does not say its limit, so the next offset is unknown")
-            call_args = list(args)
-            call_args[offset_index] = skip + page * size
-            call_args[limit_index] = size
-            return await self.call(op, tuple(call_args), raw, options)
-
-        return Paginator(fetch, per_page=limit, skip=skip, prefetch=self._page_prefetch)
+        return paginator(self.call, op, args, raw, options, prefetch=self._page_prefetch)
 
     def paginate(
         self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None
@@ -396,14 +342,11 @@ class LosantClient(GeneratedResources):
         self, op: Operation, args: tuple[Any, ...], raw: bool, options: RequestOptions | None
     ) -> EventStream[Any]:
         """An ``EventStream`` of ``op``'s events; bad arguments raise here, before anything is sent."""
-        prepared = prepare(op, args)
 
-        async def opener() -> Any:
-            resp = await self._execute(op, prepared, options, stream=True)
-            assert resp.stream is not None
-            return resp.stream
+        def open_stream(prepared: PreparedRequest) -> Awaitable[HTTPResponse]:
+            return self._execute(op, prepared, options, stream=True)
 
-        return EventStream(opener, op.sse_events or {}, raw=raw, name=op.full_name)
+        return event_stream(open_stream, op, args, raw)
 
     def stream(
         self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None
@@ -607,18 +550,3 @@ def _as_timeout(value: Timeout | float | int, default: Timeout) -> Timeout:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ValidationError("timeout must be a Timeout or a number of seconds > 0")
     return Timeout(total=float(value), connect=default.connect, read=default.read)
-
-
-def _optional_int(value: Any) -> int | None:
-    if value is None or value is msgspec.UNSET or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _page_limit(reply: Any) -> int | None:
-    """The ``limit`` an offset-paged reply says it used (a dict with ``raw=True``, else a Struct)."""
-    value = reply.get("limit") if isinstance(reply, dict) else getattr(reply, "limit", None)
-    return _optional_int(value)
