@@ -2,8 +2,10 @@
 
 The request path of every generated method ends here: ``LosantClient.call``
 prepares the request (``_request.prepare``), sends it through the transport
-(``AiohttpTransport`` by default) and decodes the answer; retries, token
-renewal and error mapping take the slow path only when the first attempt fails.
+(``AiohttpTransport`` by default) and decodes the answer (``_reply``);
+retries, token renewal and error mapping take the slow path
+(``_executor.Executor``) only when the first attempt fails. Pages and event
+streams are built in ``_sequences``.
 """
 
 from __future__ import annotations
@@ -15,45 +17,27 @@ import ssl as _ssl
 import time
 import warnings
 from collections.abc import Awaitable, Callable
-from http import HTTPStatus
 from types import TracebackType
 from typing import Any
 
-import msgspec
-
 from .. import _env
-from .._json import decode, decode_any
 from .._state import KeyedStamper
 from .._time import now_ms
-from ..errors import (
-    APIError,
-    ConnectTimeoutError,
-    DecodeError,
-    LosantError,
-    RateLimitedError,
-    RequestNotSentError,
-    ResponseTooLargeError,
-    TLSVerificationError,
-    TransportError,
-    ValidationError,
-    error_for_status,
-)
+from ..errors import LosantError, TransportError, ValidationError
+from ._executor import Executor, as_timeout
 from ._generated import RESOURCES, GeneratedResources
 from ._operation import Operation
-from ._request import API_VERSION, PreparedRequest, global_query, load_files, prepare
-from ._retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
-from ._transport import AiohttpTransport, ClientSession, check_base_url, default_user_agent
+from ._reply import decode_reply
+from ._request import PreparedRequest, prepare
+from ._retry import RetryPolicy
+from ._sequences import event_stream, paginator
+from ._transport import AiohttpTransport, ClientSession, check_base_url
 from .auth import DeviceCredentials, StaticToken, TokenSource
 from .bulk import Bulk
-from .options import (
-    RequestOptions,
-    Timeout,
-    check_header,
-    check_max_response_bytes,
-)
+from .options import RequestOptions, Timeout
 from .pagination import Paginator
 from .sse import EventStream
-from .transport import DEFAULT_MAX_RESPONSE_BYTES, HTTPRequest, HTTPResponse, Transport
+from .transport import DEFAULT_MAX_RESPONSE_BYTES, HTTPResponse, Transport
 
 __all__ = ["DEFAULT_URL", "LosantClient"]
 
@@ -61,10 +45,6 @@ DEFAULT_URL = "https://api.losant.com"
 _DEFAULT_TIMEOUT = Timeout()
 
 _log = logging.getLogger("losant_async.rest")
-_MISSING: Any = object()
-# Never retried: a wrong CA or host name is not a transient fault.
-_NEVER_RETRIED = (TLSVerificationError,)
-_ALWAYS_RETRIABLE = (RequestNotSentError, ConnectTimeoutError)
 
 
 class LosantClient(GeneratedResources):
@@ -156,7 +136,7 @@ class LosantClient(GeneratedResources):
             raise ValidationError("max_retries must be an integer >= 0")
         if url is None:
             url = _env.get(_env.URL) or DEFAULT_URL
-        self._base = check_base_url(url)
+        base_url = check_base_url(url)
         if transport is not None:
             if session is not None or ssl is not None or trust_env:
                 raise ValidationError(
@@ -170,42 +150,32 @@ class LosantClient(GeneratedResources):
             transport = AiohttpTransport(
                 session, limit=connection_limit, ssl=ssl, trust_env=trust_env
             )
-        self._transport: Transport = transport
-        self._token_source: TokenSource | None = token
-        self._static_source = token if type(token) is StaticToken else None
-        self._static_token = token.token if type(token) is StaticToken else None
-        self._timeout = _as_timeout(timeout, _DEFAULT_TIMEOUT)
-        self._max_retries = max_retries
-        self._max_response_bytes = check_max_response_bytes(max_response_bytes)
-        self._retry = retry or RetryPolicy()
-        self._flags = (actions, links, embedded)
-        self._global_query = global_query(actions, links, embedded)
+        self._executor = Executor(
+            transport,
+            token,
+            base_url=base_url,
+            timeout=as_timeout(timeout, _DEFAULT_TIMEOUT),
+            max_retries=max_retries,
+            max_response_bytes=max_response_bytes,
+            retry=retry or RetryPolicy(),
+            flags=(actions, links, embedded),
+            user_agent=user_agent,
+            losantdomain=losantdomain,
+            sleep=sleep,
+            clock=clock,
+        )
         self._page_prefetch = page_prefetch
-        self._sleep = sleep
-        self._clock = clock
         self._stamper = KeyedStamper(stamp_clock)
-        base = {
-            "Accept": "application/json",
-            "Accept-Version": f"^{API_VERSION}",
-            "User-Agent": check_header("User-Agent", default_user_agent(user_agent), what="user_agent"),
-        }
-        if losantdomain:
-            base["losantdomain"] = check_header("losantdomain", losantdomain, what="losantdomain")
-        self._base_headers = base
-        # (token, json body) -> a ready header dict; tokens change rarely.
-        self._headers_cache: dict[tuple[str | None, bool], dict[str, str]] = {}
-        # The same for a fixed token, indexed by "has a JSON body": no key tuple per call.
-        self._static_headers: list[dict[str, str] | None] = [None, None]
         self._bulk: Bulk | None = None
-        self._closed = False
 
     # -- lifecycle ---------------------------------------------------------
 
     async def __aenter__(self) -> LosantClient:
-        if self._closed:
+        if self._executor.closed:
             raise LosantError("this LosantClient is closed; create a new one")
-        if isinstance(self._transport, AiohttpTransport):
-            self._transport.start()
+        transport = self._executor.transport
+        if isinstance(transport, AiohttpTransport):
+            transport.start()
         return self
 
     async def __aexit__(
@@ -218,12 +188,11 @@ class LosantClient(GeneratedResources):
 
     async def close(self) -> None:
         """Close the transport (the default one closes its session, never one passed in)."""
-        self._closed = True
-        # Shielded: a second cancellation must not leave the connector half-closed.
-        await asyncio.shield(self._transport.aclose())
+        await self._executor.close()
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        transport = getattr(self, "_transport", None)
+        executor = getattr(self, "_executor", None)
+        transport = executor.transport if executor is not None else None
         if isinstance(transport, AiohttpTransport) and transport.owns_session and transport.open:
             _warn(
                 "LosantClient was never closed: use 'async with LosantClient(...)' or await close()",
@@ -234,18 +203,19 @@ class LosantClient(GeneratedResources):
 
     @property
     def url(self) -> str:
-        return self._base
+        return self._executor.base_url
 
     @property
     def token_source(self) -> TokenSource | None:
-        return self._token_source
+        return self._executor.token_source
 
     @property
     def transport(self) -> Transport:
-        return self._transport
+        return self._executor.transport
 
     def __repr__(self) -> str:
-        auth = type(self._token_source).__name__ if self._token_source else None
+        source = self._executor.token_source
+        auth = type(source).__name__ if source else None
         return f"<LosantClient {self.url} auth={auth}>"
 
     # -- resources -----------------------------------------------------------
@@ -276,54 +246,33 @@ class LosantClient(GeneratedResources):
         """Send ``op`` with ``args`` (in ``op.params`` order) and decode the answer.
 
         The fast path: one attempt, inline. Anything but a 2xx (or a transport
-        error) continues in ``_execute``, which owns retries and renewal.
+        error) continues in ``Executor.execute``, which owns retries and renewal.
         """
-        if self._closed:
+        executor = self._executor
+        if executor.closed:
             raise LosantError("this LosantClient is closed")
         prepared = prepare(op, args, stamp=self._stamper)
         if prepared.parts is not None or options is not None:
-            resp = await self._execute(op, prepared, options, stream=False)
-            return self._decode(op, resp, raw)
-        source = self._token_source if op.auth_required else None
-        json_body = prepared.body is not None
-        headers: dict[str, str] | None
+            resp = await executor.execute(self, op, prepared, options, stream=False)
+            return decode_reply(op, resp, raw)
+        source = executor.token_source if op.auth_required else None
         if source is None:
             token = None
-            headers = self._headers_cache.get((None, json_body))
-        elif source is self._static_source:  # a fixed token: no coroutine, no cache key to build
-            token = self._static_token
-            headers = self._static_headers[json_body]
-            if headers is None and not prepared.headers:
-                headers = self._static_headers[json_body] = self._headers(
-                    token, json_body, None, prepared
-                )
+        elif source is executor.static_source:  # a fixed token: no coroutine
+            token = executor.static_token
         else:
             token = await source.get_token(self)
-            headers = self._headers_cache.get((token, json_body))
-        if headers is None or prepared.headers:
-            headers = self._headers(token, json_body, None, prepared)
-        query = prepared.query
-        flags = self._global_query
-        request = HTTPRequest(
-            prepared.method,
-            f"{self._base}{prepared.path}?{query}&{flags}" if query else f"{self._base}{prepared.path}?{flags}",
-            headers,
-            prepared.body,
-            None,
-            self._timeout,
-            False,
-            self._max_response_bytes,
-        )
+        request = executor.first_request(prepared, token)
         try:
-            resp = await self._transport.send(request)
+            resp = await executor.transport.send(request)
         except TransportError as exc:
-            resp = await self._execute(op, prepared, None, stream=False, first=(exc, token))
+            resp = await executor.execute(self, op, prepared, None, stream=False, first=(exc, token))
         else:
             if resp.status >= 300:
-                resp = await self._execute(op, prepared, None, stream=False, first=(resp, token))
+                resp = await executor.execute(self, op, prepared, None, stream=False, first=(resp, token))
             elif _log.isEnabledFor(logging.DEBUG):
                 _log.debug("%s %s -> %d", prepared.method, prepared.path, resp.status)
-        return self._decode(op, resp, raw)
+        return decode_reply(op, resp, raw)
 
     async def request(
         self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None
@@ -335,59 +284,7 @@ class LosantClient(GeneratedResources):
         self, op: Operation, args: tuple[Any, ...], raw: bool, options: RequestOptions | None
     ) -> Paginator[Any, Any]:
         """A ``Paginator`` over ``op``'s pages; bad arguments raise here, before anything is sent."""
-        prepare(op, args)
-        index = {p.api_name: i for i, p in enumerate(op.params)}
-        if "offset" in index and "limit" in index:
-            return self._offset_paginator(op, args, raw, options, index["offset"], index["limit"])
-        page_index = index.get("page")
-        per_page_index = index.get("perPage")
-
-        async def fetch(page: int | None) -> Any:
-            call_args = args
-            if page is not None and page_index is not None:
-                call_args = (*args[:page_index], page, *args[page_index + 1 :])
-            return await self.call(op, call_args, raw, options)
-
-        start = _optional_int(args[page_index]) if page_index is not None else None
-        per_page = _optional_int(args[per_page_index]) if per_page_index is not None else None
-        return Paginator(
-            fetch,
-            paged=page_index is not None,
-            start_page=start,
-            per_page=per_page,
-            prefetch=self._page_prefetch,
-        )
-
-    def _offset_paginator(
-        self,
-        op: Operation,
-        args: tuple[Any, ...],
-        raw: bool,
-        options: RequestOptions | None,
-        offset_index: int,
-        limit_index: int,
-    ) -> Paginator[Any, Any]:
-        """Pages of ``limit`` items from the caller's ``offset`` (a call without ``limit`` takes the reply's)."""
-        skip = _optional_int(args[offset_index]) or 0
-        limit = _optional_int(args[limit_index])
-        learned: list[int] = []
-
-        async def fetch(page: int | None) -> Any:
-            if page is None:
-                reply = await self.call(op, args, raw, options)
-                size = limit if limit is not None else _page_limit(reply)
-                if size is not None:
-                    learned.append(size)
-                return reply
-            size = limit if limit is not None else (learned[0] if learned else None)
-            if size is None:  # the first reply said nothing of its size: nothing to step by
-                raise DecodeError(f"{op.full_name}: the reply does not say its limit, so the next offset is unknown")
-            call_args = list(args)
-            call_args[offset_index] = skip + page * size
-            call_args[limit_index] = size
-            return await self.call(op, tuple(call_args), raw, options)
-
-        return Paginator(fetch, per_page=limit, skip=skip, prefetch=self._page_prefetch)
+        return paginator(self.call, op, args, raw, options, prefetch=self._page_prefetch)
 
     def paginate(
         self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None
@@ -399,252 +296,17 @@ class LosantClient(GeneratedResources):
         self, op: Operation, args: tuple[Any, ...], raw: bool, options: RequestOptions | None
     ) -> EventStream[Any]:
         """An ``EventStream`` of ``op``'s events; bad arguments raise here, before anything is sent."""
-        prepared = prepare(op, args)
 
-        async def opener() -> Any:
-            resp = await self._execute(op, prepared, options, stream=True)
-            assert resp.stream is not None
-            return resp.stream
+        def open_stream(prepared: PreparedRequest) -> Awaitable[HTTPResponse]:
+            return self._executor.execute(self, op, prepared, options, stream=True)
 
-        return EventStream(opener, op.sse_events or {}, raw=raw, name=op.full_name)
+        return event_stream(open_stream, op, args, raw)
 
     def stream(
         self, op: Operation, args: tuple[Any, ...], *, raw: bool, options: RequestOptions | None
     ) -> EventStream[Any]:
         """``stream_call`` with keyword arguments."""
         return self.stream_call(op, args, raw, options)
-
-    # -- the request loop ----------------------------------------------------------
-
-    def _headers(
-        self,
-        token: str | None,
-        json_body: bool,
-        options: RequestOptions | None,
-        prepared: PreparedRequest,
-    ) -> dict[str, str]:
-        key = (token, json_body)
-        headers = self._headers_cache.get(key)
-        if headers is None:
-            headers = dict(self._base_headers)
-            if token is not None:
-                headers["Authorization"] = f"Bearer {check_header('Authorization', token, what='token')}"
-            if json_body:
-                headers["Content-Type"] = "application/json"
-            if len(self._headers_cache) >= 8:
-                self._headers_cache.clear()
-            self._headers_cache[key] = headers
-        if prepared.headers or (options is not None and (options.headers or options.losantdomain)):
-            headers = dict(headers)
-            for name, value in prepared.headers:
-                headers[name] = check_header(name, value, what="header parameter")
-            if options is not None:
-                if options.losantdomain:
-                    headers["losantdomain"] = options.losantdomain
-                if options.headers:
-                    headers.update(options.headers)
-        return headers
-
-    def _path_and_query(
-        self, op: Operation, prepared: PreparedRequest, options: RequestOptions | None
-    ) -> str:
-        if op.sse_events is not None:
-            flags = ""  # Losant's own clients send none of the global flags on streams
-        elif options is None or (
-            options.actions is None and options.links is None and options.embedded is None
-        ):
-            flags = self._global_query
-        else:
-            actions, links, embedded = self._flags
-            flags = global_query(
-                actions if options.actions is None else options.actions,
-                links if options.links is None else options.links,
-                embedded if options.embedded is None else options.embedded,
-            )
-        query = prepared.query
-        if query and flags:
-            return f"{prepared.path}?{query}&{flags}"
-        if query or flags:
-            return f"{prepared.path}?{query or flags}"
-        return prepared.path
-
-    async def _execute(
-        self,
-        op: Operation,
-        prepared: PreparedRequest,
-        options: RequestOptions | None,
-        *,
-        stream: bool,
-        first: tuple[HTTPResponse | TransportError, str | None] | None = None,
-    ) -> HTTPResponse:
-        """Send until a 2xx, retrying what is safe to retry; ``first`` is a failed first attempt."""
-        if self._closed:
-            raise LosantError("this LosantClient is closed")
-        max_retries = self._max_retries
-        timeout = self._timeout
-        cap = self._max_response_bytes
-        if options is not None:
-            if options.max_retries is not None:
-                max_retries = options.max_retries
-            if options.timeout is not None:
-                timeout = _as_timeout(options.timeout, self._timeout)
-            if options.max_response_bytes is not None:
-                cap = options.max_response_bytes
-        url = self._base + self._path_and_query(op, prepared, options)
-        parts = await load_files(prepared.parts) if prepared.parts else prepared.parts
-        source = self._token_source if op.auth_required else None
-        json_body = prepared.body is not None
-        attempt = 0
-        reauthenticated = False
-        transport = self._transport
-        retry = self._retry
-        while True:
-            outcome: HTTPResponse | TransportError
-            if first is not None:
-                outcome, token = first
-                first = None
-            else:
-                token = await source.get_token(self) if source is not None else None
-                headers = self._headers(token, json_body, options, prepared)
-                if stream:  # what EventSource (Losant's JS client) sends for a stream
-                    headers = {**headers, "Accept": "text/event-stream", "Cache-Control": "no-cache"}
-                request = HTTPRequest(
-                    prepared.method, url, headers, prepared.body, parts, timeout, stream, cap
-                )
-                try:
-                    outcome = await transport.send(request)
-                except TransportError as failure:
-                    outcome = failure
-            if isinstance(outcome, TransportError):
-                error_ = outcome
-                retriable = not isinstance(error_, _NEVER_RETRIED) and (
-                    isinstance(error_, _ALWAYS_RETRIABLE) or prepared.retry_safe
-                )
-                if attempt < max_retries and retriable:
-                    delay = retry.backoff(attempt)
-                    attempt += 1
-                    _log.info(
-                        "%s %s: %s; retry %d of %d in %.2fs",
-                        prepared.method, prepared.path, error_, attempt, max_retries, delay,
-                    )
-                    await self._sleep(delay)
-                    continue
-                raise error_
-            resp = outcome
-            status = resp.status
-            if _log.isEnabledFor(logging.DEBUG):
-                _log.debug("%s %s -> %d", prepared.method, prepared.path, status)
-            if status < 300:  # redirects are not followed: a token must not travel elsewhere
-                if len(resp.body) > cap:  # a transport that does not enforce the cap itself
-                    raise ResponseTooLargeError(
-                        f"{op.full_name}: the reply is larger than the limit of {cap} bytes", cap
-                    )
-                return resp
-            if resp.stream is not None:  # an error answer to a stream request: read it, bounded
-                resp = await _drain(resp, cap, op)
-            if status == 401 and source is not None and not reauthenticated:
-                reauthenticated = True
-                renewed = await source.refresh(self, token)
-                if renewed is not None:  # authenticated afresh: worth exactly one more try
-                    continue
-            error = self._api_error(prepared, resp)
-            if (
-                status in RETRY_STATUSES
-                and attempt < max_retries
-                and (status == 429 or prepared.retry_safe)
-            ):
-                delay = retry.backoff(attempt)
-                if status in (429, 503):
-                    hint = (
-                        error.retry_after
-                        if isinstance(error, RateLimitedError)
-                        else parse_retry_after(resp.headers, self._clock())
-                    )
-                    if hint is not None:
-                        if hint > retry.max_retry_after:
-                            raise error
-                        delay = hint
-                    # A zero or negative Retry-After (or a jittered 0) must not hammer the server.
-                    delay = max(delay, retry.min_retry_after)
-                attempt += 1
-                _log.info(
-                    "%s %s: HTTP %d; retry %d of %d in %.2fs",
-                    prepared.method, prepared.path, status, attempt, max_retries, delay,
-                )
-                await self._sleep(delay)
-                continue
-            raise error
-
-    def _api_error(self, prepared: PreparedRequest, resp: HTTPResponse) -> APIError:
-        status = resp.status
-        raw = resp.body
-        body: Any = None
-        if raw:
-            try:
-                body = decode_any(raw)
-            except DecodeError:
-                body = raw[:4096].decode("utf-8", "replace")
-        kind = body.get("type") if isinstance(body, dict) else None
-        message = body.get("message") if isinstance(body, dict) else None
-        if not isinstance(message, str) or not message:
-            try:
-                message = HTTPStatus(status).phrase
-            except ValueError:
-                message = "error"
-        cls = error_for_status(status)
-        kwargs: dict[str, Any] = {"method": prepared.method, "path": prepared.path}
-        if cls is RateLimitedError:
-            kwargs["retry_after"] = parse_retry_after(resp.headers, self._clock())
-        return cls(status, kind if isinstance(kind, str) else None, message, body, **kwargs)
-
-    def _decode(self, op: Operation, resp: HTTPResponse, raw: bool) -> Any:
-        body = resp.body
-        status = resp.status
-        if not raw and body and (decoders := op.plan.decoders if op.plan else None):
-            decoder = decoders.get(status)
-            if decoder is not None:
-                try:
-                    return decoder.decode(body)
-                except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
-                    pass  # the slow path below says what is wrong, with the JSON path (or the depth)
-        if status == 204:
-            return None
-        tp = op.responses.get(status, _MISSING)
-        if tp is _MISSING:
-            declared = [t for t in op.responses.values() if t is not None]
-            tp = declared[0] if len(declared) == 1 else Any
-        if not body:
-            if tp is None or raw:
-                return None
-            raise DecodeError(f"{op.full_name}: HTTP {status} with an empty body", raw=body)
-        try:
-            if raw:
-                return decode_any(body)
-            if tp is None:
-                return None
-            return decode(body, tp)
-        except DecodeError as exc:
-            raise DecodeError(
-                f"{op.full_name}: {exc}", raw=exc.raw, path=exc.path, raw_size=exc.raw_size
-            ) from None
-
-
-async def _drain(resp: HTTPResponse, cap: int, op: Operation) -> HTTPResponse:
-    stream = resp.stream
-    assert stream is not None
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        while chunk := await stream.read_chunk():
-            size += len(chunk)
-            if size > cap:
-                raise ResponseTooLargeError(
-                    f"{op.full_name}: the error reply is larger than the limit of {cap} bytes", cap
-                )
-            chunks.append(chunk)
-    finally:
-        stream.close()
-    return HTTPResponse(resp.status, resp.headers, b"".join(chunks))
 
 
 def _token_from_env() -> TokenSource | None:
@@ -655,26 +317,3 @@ def _token_from_env() -> TokenSource | None:
     if device is not None:
         return DeviceCredentials(device.device_id, device.key, device.secret)
     return None
-
-
-def _as_timeout(value: Timeout | float | int, default: Timeout) -> Timeout:
-    if isinstance(value, Timeout):
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValidationError("timeout must be a Timeout or a number of seconds > 0")
-    return Timeout(total=float(value), connect=default.connect, read=default.read)
-
-
-def _optional_int(value: Any) -> int | None:
-    if value is None or value is msgspec.UNSET or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _page_limit(reply: Any) -> int | None:
-    """The ``limit`` an offset-paged reply says it used (a dict with ``raw=True``, else a Struct)."""
-    value = reply.get("limit") if isinstance(reply, dict) else getattr(reply, "limit", None)
-    return _optional_int(value)

@@ -356,7 +356,7 @@ def test_bad_client_arguments_are_refused() -> None:
         LosantClient("t", timeout=0)
     with pytest.raises(ValidationError):
         LosantClient(42)  # type: ignore[arg-type]
-    assert LosantClient("t", timeout=Timeout(total=3))._timeout.total == 3
+    assert LosantClient("t", timeout=Timeout(total=3))._executor.timeout.total == 3
 
 
 # -- secrets ---------------------------------------------------------------------------------
