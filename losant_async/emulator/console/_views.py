@@ -29,16 +29,25 @@ MAX_FILTER = 200
 """Longest name or tag filter accepted (longer ones are cut: they could match nothing more)."""
 
 # The emulator's disconnect reasons (``MqttSession.close``) by what they mean to a user.
+# First match wins: "slow consumer: output over the limit" is a slow consumer, not a large message.
 _KINDS = (
     ("throttled", "throttle ban"),
     ("keepalive", "keepalive"),
     ("connection lost", "network"),
     ("credential", "credentials"),
+    ("revoked", "credentials"),
     ("key", "credentials"),
     ("displaced", "displaced"),
     ("deleted", "platform"),
     ("platform", "platform"),
     ("stopped", "emulator stopped"),
+    ("slow consumer", "slow consumer"),
+    ("256 kb", "message too large"),
+    (" bytes", "message too large"),
+    ("protocol error", "protocol error"),
+    ("qos 2", "protocol error"),
+    ("text frame", "protocol error"),
+    ("emulator error", "emulator error"),
 )
 
 

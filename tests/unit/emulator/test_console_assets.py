@@ -44,6 +44,23 @@ def test_each_disconnect_reason_has_its_cause() -> None:
     assert disconnect_kind(_entry("connection lost")) == "network"
     assert disconnect_kind(_entry(None)) == "client disconnected"
     assert disconnect_kind(_entry("displaced by a new connection")) == "displaced"
-    assert disconnect_kind(_entry("access key revoked")) == "credentials"
+    assert disconnect_kind(_entry("access revoked")) == "credentials"
+    assert disconnect_kind(_entry("slow consumer: output over the limit")) == "slow consumer"
     assert disconnect_kind(_entry("something new")) == "other"
     assert disconnect_kind(_entry(None, connected=True)) == "connected"
+
+
+def test_every_reason_the_emulator_closes_a_session_with_has_a_cause() -> None:
+    # The reasons are the literal texts of MqttSession.close / set_connection calls: one the
+    # console cannot name would show as "other" on a device's connection log.
+    import re
+    from pathlib import Path
+
+    import losant_async.emulator as emulator
+
+    root = Path(emulator.__file__).parent
+    reasons = {m.group(1) for f in root.rglob("*.py")
+               for m in re.finditer(r"""\.close\(f?"([^"{]+)""", f.read_text())}
+    assert {"access revoked", "throttled", "keepalive expired", "displaced by a new connection"} <= reasons
+    unnamed = {r for r in reasons if disconnect_kind(_entry(r)) == "other"}
+    assert unnamed == set()
