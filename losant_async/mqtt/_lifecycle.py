@@ -108,6 +108,7 @@ class Lifecycle:
 
     @property
     def connected(self) -> bool:
+        """True while a connection is up and subscribed."""
         conn = self.session.conn
         return conn is not None and not conn.is_lost
 

@@ -254,8 +254,7 @@ class Device:
     @property
     def connected(self) -> bool:
         """True while a connection is up and subscribed."""
-        conn = self._session.conn
-        return conn is not None and not conn.is_lost
+        return self._life.connected
 
     @property
     def stats(self) -> DeviceStats:
