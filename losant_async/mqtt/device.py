@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import inspect
 import logging
 import ssl
-import time as _time
 import warnings
-import weakref
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
-import anyio
-import anyio.abc
-
 from .. import _env
 from .._state import Stamper
-from ..errors import ConnectionLostError, DeviceClosedError, MQTTError, ValidationError
+from ..errors import ValidationError
 from ._config import (
     LOSANT_BROKER,
     Certificate,
@@ -31,16 +25,17 @@ from ._config import (
     Transport,
     options_from_env,
 )
-from ._connection import default_tls_context
 from ._inbox import CommandCallback, Inbox
-from ._outbox import MemoryOutbox, Outbox, SQLiteOutbox
+from ._lifecycle import Lifecycle
+from ._outbox import MemoryOutbox, Outbox
 from ._payloads import Command, check_qos, check_retain, encode_payload, encode_state
 from ._session import Session
+from ._status import Status
 from ._streams import Message, Stream
-from ._supervisor import Backoff, ConnectionEvent, ConnectionState, KnownCredentials, Supervisor
+from ._supervisor import Backoff, ConnectionEvent
 from ._throttle import ThrottleConfig, TokenBucket
 from ._topics import check_publish_topic, check_subscribe_filter, state_topic
-from ._waits import settle, within
+from ._waits import within
 
 __all__ = ["LOSANT_BROKER", "CommandCallback", "Device", "DeviceStats", "Transport"]
 
@@ -200,35 +195,13 @@ class Device:
         self._state_topic = state_topic(self.device_id)
         # Losant keeps one state per millisecond: stamps of this device never repeat.
         self._stamp = Stamper()
-        self._inbox = Inbox(
-            self.device_id, stream_size=cfg.stream_size, overflow=cfg.command_overflow, spawn=self._spawn,
-            pause=self._pause_reading,
-        )
-        self._session = Session(
-            cfg,
-            outbox=outbox if outbox is not None else MemoryOutbox(),
-            inbox=self._inbox,
-            on_connected=self._on_connected,
-            on_disconnected=self._notify_state,
-            failure=lambda: self._failure,
-        )
-        self._event_streams: weakref.WeakSet[Stream[ConnectionEvent]] = weakref.WeakSet()
-        self._last_problem = ""
-        self._ready: asyncio.Future[None] | None = None
-        self._state_event: asyncio.Event | None = None
-        self._supervisor: Supervisor | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._tg: anyio.abc.TaskGroup | None = None
-        self._side = 0
-        self._side_idle: asyncio.Event | None = None
-        self._close_task: asyncio.Future[None] | None = None
-        self._flush_task: asyncio.Future[None] | None = None
-        self._unsent_at_close = 0
-        self._failure: BaseException | None = None
-        self._failed_event: ConnectionEvent | None = None
-        self._entered = False
-        self._closing = False
-        self._closed = False
+        self._status = Status(self.device_id)
+        life = self._life = Lifecycle(cfg, outbox=outbox if outbox is not None else MemoryOutbox(), status=self._status)
+        # The parts a send or a gateway uses, bound here: no hop through the lifecycle per message.
+        self._inbox: Inbox = life.inbox
+        self._session: Session = life.session
+        self._check_usable: Callable[[], None] = life.check_usable
+        self._spawn = life.tasks.spawn
 
     @classmethod
     def from_env(cls: type[_D], *, environ: Mapping[str, str] | None = None, **kwargs: Any) -> _D:
@@ -256,105 +229,7 @@ class Device:
 
     async def start(self) -> None:
         """Connect (what ``async with`` does on entry). Prefer ``async with``."""
-        if self._entered:
-            raise MQTTError("a Device can be started only once; create a new one")
-        self._entered = True
-        cfg = self._config
-        session = self._session
-        try:
-            if cfg.uses_tls and session.tls_context is None:
-                session.tls_context = await default_tls_context()
-            await session.outbox.open()
-        except BaseException:
-            self._closed = True  # nothing was started that needs stopping
-            raise
-        loop = asyncio.get_running_loop()
-        self._ready = loop.create_future()
-        self._supervisor = Supervisor(
-            connect=session.connect,
-            serve=session.serve,  # type: ignore[arg-type]
-            emit=self._emit,
-            fail=self._set_failure,
-            backoff=cfg.backoff,
-            ban_detection=cfg.ban_detection,
-            # Throttled, the device stays within the limits by itself: only a burst beyond the
-            # connection limit suggests a ban. Unthrottled, Losant's per-topic limit is the line.
-            burst_threshold=cfg.throttle.per_connection if cfg.throttle else 30,
-            activity=session.activity,
-            is_closing=lambda: self._closing,
-            lost_reason=lambda c: c.lost_reason(),  # type: ignore[attr-defined]
-            device_id=self.device_id,
-            credentials=KnownCredentials.digest(cfg.host, str(cfg.port), cfg.device_id, *cfg.credential),
-        )
-        self._task = loop.create_task(self._run(), name=f"losant-mqtt:{self.device_id}")
-        if not cfg.wait_ready:
-            return
-        ready = self._ready
-        try:
-            # asyncio.wait, not wait_for: a cancellation landing as the device gets ready is
-            # raised here (3.10/3.11's wait_for can drop it), and the device is closed below.
-            done, _ = await asyncio.wait({ready}, timeout=cfg.ready_timeout)
-        except BaseException:
-            await self.aclose(flush=False)
-            raise
-        error = ready.exception() if done else None
-        if not done or error is not None:
-            await self.aclose(flush=False)
-            if error is not None:
-                raise error
-            last = f" (last: {self._last_problem})" if self._last_problem else ""
-            raise ConnectionLostError(
-                f"device {self.device_id} could not connect to {self.host}:{self.port} within "
-                f"{cfg.ready_timeout:g} s{last}"
-            )
-
-    async def _run(self) -> None:
-        """The one task group that owns the supervisor and every side task of this device."""
-        supervisor = self._supervisor
-        assert supervisor is not None
-        try:
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                # The supervisor runs in the group's own task (one task per device, not two: a
-                # fleet pays per task); side tasks join the group. After a fatal refusal the
-                # supervisor returns and the group keeps serving side tasks until closed.
-                await supervisor.run()
-                if not self._closing:
-                    await anyio.sleep_forever()
-        except Exception as exc:  # a bug in the supervisor or a side task: fail loudly, at once
-            error = _first_leaf(exc)
-            log.error("device %s: failed: %r", self.device_id, error, exc_info=error,
-                      extra={"device_id": self.device_id})
-            self._emit(ConnectionEvent(ConnectionState.FAILED, f"internal error: {error!r}"))
-            self._set_failure(error)
-        finally:
-            self._tg = None
-
-    def _spawn(self, awaitable: Awaitable[Any], name: str) -> None:
-        """Run ``awaitable`` in the device's task group (dropped if the device is closing)."""
-        tg = self._tg
-        if tg is None or self._closed:
-            if inspect.iscoroutine(awaitable):
-                awaitable.close()
-            return
-        self._side += 1
-        tg.start_soon(self._side_task, awaitable, name=name)
-
-    async def _side_task(self, awaitable: Awaitable[Any]) -> None:
-        try:
-            await awaitable
-        finally:
-            self._side -= 1
-            if not self._side and self._side_idle is not None:
-                self._side_idle.set()
-
-    async def _side_tasks_done(self) -> None:
-        """Wait until every side task (async command callback, peripheral (un)subscribe) ended."""
-        while self._side:
-            if self._side_idle is None:
-                self._side_idle = asyncio.Event()
-            self._side_idle.clear()
-            await self._side_idle.wait()
+        await self._life.start()
 
     async def aclose(self, *, flush: bool = True) -> int:
         """Flush (bounded by ``close_timeout``), disconnect and stop everything. Idempotent.
@@ -364,88 +239,28 @@ class Device:
         WARNING naming the device, when a memory outbox loses them) and kept in
         ``stats.unsent_at_close``.
         """
-        if not self._entered:
-            self._closed = True
-            return 0
-        if self._close_task is None:
-            self._close_task = asyncio.ensure_future(self._close(flush))
-        try:
-            await asyncio.shield(self._close_task)
-        except asyncio.CancelledError:
-            # Cancelled while closing: stop flushing, but finish closing (bounded: the DISCONNECT
-            # waits 2 s at most) before the cancellation goes on, so no socket or task outlives it.
-            flushing = self._flush_task
-            if flushing is not None:
-                flushing.cancel()
-            await settle(self._close_task)
-            raise
-        return self._unsent_at_close
-
-    async def _close(self, flush: bool) -> None:
-        session = self._session
-        if flush and self._failure is None and (session.outbox.depth or session.unacked):
-            self._flush_task = asyncio.ensure_future(self.flush())
-            try:
-                await within(self._flush_task, self._config.close_timeout, asyncio.TimeoutError)
-            except (Exception, asyncio.TimeoutError, asyncio.CancelledError) as exc:
-                log.info("device %s: closing with messages unflushed: %r", self.device_id, exc,
-                         extra={"device_id": self.device_id})
-        self._closing = True
-        try:
-            tg = self._tg
-            if tg is not None:
-                tg.cancel_scope.cancel()
-            elif self._task is not None:
-                self._task.cancel()  # not started yet: it never runs
-            if self._task is not None and not self._task.done():
-                # settle: the task's own end is not our error; a cancellation of this close
-                # waits for the task (it was told to stop) and then propagates.
-                await settle(self._task)
-            await session.close()
-            self._report_unsent(session.outbox)
-            await session.outbox.aclose()
-        finally:
-            self._closed = True
-            if self._ready is not None and not self._ready.done():
-                self._ready.set_exception(DeviceClosedError(f"device {self.device_id} was closed before it connected"))
-                self._ready.exception()
-            self._emit(ConnectionEvent(ConnectionState.CLOSED, "closed"))
-            self._inbox.end()
-            for ev_stream in list(self._event_streams):
-                ev_stream.end()
-            self._notify_state()
-
-    def _report_unsent(self, outbox: Outbox) -> None:
-        unsent = self._unsent_at_close = outbox.depth
-        if not unsent:
-            return
-        extra = {"device_id": self.device_id}
-        if isinstance(outbox, SQLiteOutbox):
-            log.info("device %s: closed with %d messages unsent, kept in its outbox file for the next start",
-                     self.device_id, unsent, extra=extra)
-        else:
-            log.warning("device %s: closed with %d messages unsent, lost with its memory outbox (not delivered "
-                        "within close_timeout=%gs)", self.device_id, unsent, self._config.close_timeout, extra=extra)
+        return await self._life.aclose(flush=flush)
 
     def __del__(self) -> None:
-        if getattr(self, "_entered", False) and not getattr(self, "_closed", True):
+        life = getattr(self, "_life", None)
+        if life is not None and life.entered and not life.closed:
             warnings.warn(f"{self!r} was never closed; use 'async with'", ResourceWarning, source=self, stacklevel=1)
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "connected" if self.connected else "disconnected"
+        state = "closed" if self._life.closed else "connected" if self.connected else "disconnected"
         return f"{type(self).__name__}(device_id={self.device_id!r}, host={self.host!r}, port={self.port}, {state})"
 
     # -- state ----------------------------------------------------------------------------
     @property
     def connected(self) -> bool:
         """True while a connection is up and subscribed."""
-        conn = self._session.conn
-        return conn is not None and not conn.is_lost
+        return self._life.connected
 
     @property
     def stats(self) -> DeviceStats:
         session = self._session
         outbox = session.outbox
+        supervisor = self._life.supervisor
         return DeviceStats(
             sent=session.sent,
             acked=session.acked,
@@ -455,43 +270,15 @@ class Device:
             outbox_waited=outbox.waited,
             malformed_commands=self._inbox.malformed,
             commands_received=self._inbox.commands,
-            reconnects=self._supervisor.reconnects if self._supervisor else 0,
-            unsent_at_close=self._unsent_at_close,
+            reconnects=supervisor.reconnects if supervisor else 0,
+            unsent_at_close=self._life.unsent_at_close,
             commands_dropped=self._inbox.callbacks_dropped,
         )
 
-    def _check_usable(self) -> None:
-        if self._failure is not None:
-            raise self._failure
-        if self._closing or self._closed:
-            raise DeviceClosedError(f"device {self.device_id} is closed")
-        if not self._entered:
-            raise DeviceClosedError(f"device {self.device_id} is not started; use 'async with'")
-
-    def _set_failure(self, exc: BaseException) -> None:
-        if self._failure is None:
-            self._failure = exc
-        if self._ready is not None and not self._ready.done():
-            self._ready.set_exception(exc)
-            self._ready.exception()
-        outbox = self._session.outbox
-        # Senders waiting for room would wait forever.
-        for event in (outbox._space, outbox._empty):
-            if event is not None:
-                event.set()
-        self._notify_state()
-        self._inbox.fail(exc)
-
-    def _notify_state(self) -> None:
-        event, self._state_event = self._state_event, None
-        if event is not None:
-            event.set()
-
-    def _on_connected(self) -> None:
-        self._emit(ConnectionEvent(ConnectionState.CONNECTED, "connected"))
-        if self._ready is not None and not self._ready.done():
-            self._ready.set_result(None)
-        self._notify_state()
+    @property
+    def _failure(self) -> BaseException | None:
+        """The fatal error that stopped this device, if any (the simulator names failed devices by it)."""
+        return self._life.failure
 
     def _join_fleet(self, tls_context: ssl.SSLContext | None, connect_bucket: TokenBucket | None) -> None:
         """Fleet's settings: a shared TLS context (unless this device brought one) and the connection budget."""
@@ -504,47 +291,17 @@ class Device:
     def _needs_tls_context(self) -> bool:
         return self._config.uses_tls and self._session.tls_context is None
 
-    def _pause_reading(self, paused: bool) -> None:
-        self._session.pause_reading(paused)
-
-    async def wait_connected(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (public API)
+    async def wait_connected(self, timeout: float | None = None) -> None:
         """Return when connected; ``TimeoutError`` after ``timeout`` s; the fatal error if any."""
-
-        async def _wait() -> None:
-            while True:
-                self._check_usable()
-                if self.connected:
-                    return
-                if self._state_event is None:
-                    self._state_event = asyncio.Event()
-                await self._state_event.wait()
-
         if timeout is None:
-            await _wait()
+            await self._life.wait_connected()
             return
-        await within(_wait(), timeout, lambda: TimeoutError(f"device {self.device_id} did not connect within {timeout} s"))
+        await within(self._life.wait_connected(), timeout,
+                     lambda: TimeoutError(f"device {self.device_id} did not connect within {timeout} s"))
 
     def events(self, maxsize: int = 100) -> Stream[ConnectionEvent]:
         """Connection events from now on (``async for`` or ``async with``); a FAILED one comes first if failed."""
-        stream: Stream[ConnectionEvent] = Stream(maxsize, self._event_streams.discard)
-        if self._failed_event is not None:
-            stream.push(self._failed_event)  # a late listener still learns why the device stopped
-        if self._closed:
-            stream.end()
-        else:
-            self._event_streams.add(stream)
-        return stream
-
-    def _emit(self, event: ConnectionEvent) -> None:
-        if not event.device_id:
-            event = dataclasses.replace(event, device_id=self.device_id, at=_time.time())
-        if event.state is ConnectionState.FAILED:
-            self._failed_event = event
-        if event.state in (ConnectionState.RECONNECTING, ConnectionState.DISCONNECTED) and event.reason:
-            self._last_problem = event.reason
-        if self._event_streams:  # most devices have no listener: skip the WeakSet's iteration guard
-            for stream in list(self._event_streams):
-                stream.push(event)
+        return self._status.stream(maxsize, ended=self._life.closed)
 
     # -- sending ------------------------------------------------------------------------
     async def send_state(
@@ -580,23 +337,13 @@ class Device:
         check_publish_topic(topic, self._inbox.own_ids, gateway=self._gateway)
         await self._session.send(topic, encode_payload(payload), qos, wait)
 
-    async def flush(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (public API)
+    async def flush(self, timeout: float | None = None) -> None:
         """Wait until everything queued is written (QoS 1: acknowledged by the broker)."""
-        session = self._session
-
-        async def _flush() -> None:
-            while True:
-                self._check_usable()
-                await session.outbox.wait_empty()
-                self._check_usable()
-                await session.drained()
-                if not session.outbox.depth:
-                    return
-
         if timeout is None:
-            await _flush()
+            await self._life.flush()
             return
-        await within(_flush(), timeout, lambda: TimeoutError(f"device {self.device_id} did not flush within {timeout} s"))
+        await within(self._life.flush(), timeout,
+                     lambda: TimeoutError(f"device {self.device_id} did not flush within {timeout} s"))
 
     # -- receiving ----------------------------------------------------------------------
     def commands(self) -> Stream[Command]:
@@ -621,15 +368,6 @@ class Device:
         check_subscribe_filter(topic_filter, self._inbox.own_ids, gateway=self._gateway)
         return _Subscription(self._inbox, self._session, topic_filter, check_qos(qos),
                              maxsize or self._config.stream_size)
-
-
-def _first_leaf(exc: BaseException) -> BaseException:
-    # Duck-typed: BaseExceptionGroup is a builtin only from Python 3.11 (anyio backports it).
-    while True:
-        inner = getattr(exc, "exceptions", None)
-        if not inner or not isinstance(inner[0], BaseException):
-            return exc
-        exc = inner[0]
 
 
 class _Subscription:

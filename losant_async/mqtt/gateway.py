@@ -106,7 +106,7 @@ class Gateway(Device):
         return await self.peripheral(peripheral_id)
 
     def _register(self, peripheral_id: str) -> tuple[Peripheral, str]:
-        if self._closed or self._closing:
+        if self._life.closed or self._life.closing:
             raise DeviceClosedError(f"gateway {self.device_id} is closed")
         pid = validate_device_id(peripheral_id, what="peripheral_id")
         handle = Peripheral(self, pid)
@@ -123,7 +123,7 @@ class Gateway(Device):
         topic = self._forget(peripheral_id)
         if topic is None:
             return
-        if self.connected and not self._closing:
+        if self.connected and not self._life.closing:
             self._spawn(self._session.unsubscribe(topic), f"losant-mqtt-unsubscribe:{peripheral_id}")
 
     async def _send_for(

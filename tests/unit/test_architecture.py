@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import losant_async
 
 PKG = Path(losant_async.__file__).parent
@@ -111,9 +109,7 @@ def _module_edges(prefix: str) -> dict[str, set[str]]:
     return edges
 
 
-@pytest.mark.parametrize("prefix", ["losant_async.emulator", "losant_async"])
-def test_no_import_circle(prefix: str) -> None:
-    # Type-checking imports count too: a circle there is a layering mistake all the same.
+def _circles(prefix: str) -> list[list[str]]:
     edges = _module_edges(prefix)
     circles: list[list[str]] = []
 
@@ -131,6 +127,13 @@ def test_no_import_circle(prefix: str) -> None:
     for start in sorted(edges):
         if start not in done:
             walk(start, [start], {start}, done)
+    return circles
+
+
+def test_no_import_circle_in_the_package() -> None:
+    # Type-checking imports count too: a circle there is a layering mistake all the same.
+    assert len(_module_edges("losant_async.mqtt._connection")) > 1  # a package of modules, walked too
+    circles = _circles("losant_async")
     assert circles == [], circles
 
 
@@ -144,7 +147,8 @@ def test_one_module_per_outside_client_library() -> None:
     mqtt_lib_users = (_importers_of("aiomqtt") | _importers_of("paho")) - {
         n for n in MODULES if _uses_servers(n) or _under(n, "losant_async.cli")
     }
-    assert mqtt_lib_users <= {"losant_async.mqtt._connection"}, mqtt_lib_users
+    # The boundary is one package (its modules split one connection by concern), nothing outside it.
+    assert all(_under(n, "losant_async.mqtt._connection") for n in mqtt_lib_users), mqtt_lib_users
 
 
 def test_generated_code_imports_only_its_contract() -> None:

@@ -184,7 +184,7 @@ async def test_gateway_peripherals_added_while_connected_and_removed(
         # Removed: a command for P1 no longer reaches a fresh stream, while P2's still does.
         fresh_p1 = gw._inbox.command_stream(p1_id)
         p2_stream = p2.commands()
-        await gw._side_tasks_done()  # the UNSUBSCRIBE for P1 was answered
+        await gw._life.tasks.side_tasks_done()  # the UNSUBSCRIBE for P1 was answered
         await world.send_command(p1_id, "late")
         await world.send_command(p2_id, "marker")
         marker = await p2_stream.get(10)
@@ -257,7 +257,7 @@ async def test_a_device_never_closed_warns(world: World) -> None:
     leaked = Device(dev.id, dev.key, dev.secret, **world.kwargs())
     await leaked.start()
     await leaked.aclose()  # release the socket and tasks, then forget that it was closed
-    leaked._closed = False
+    leaked._life.closed = False
     with pytest.warns(ResourceWarning, match="never closed"):
         del leaked
         gc.collect()

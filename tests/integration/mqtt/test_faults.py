@@ -60,7 +60,7 @@ async def test_bad_credentials_raise_and_do_not_retry(kind: str) -> None:
                 pass
         assert info.value.return_code in (4, 5)
         assert "wrong-secret" not in str(info.value) and "wrong-secret" not in repr(device)
-        assert device._task is not None and device._task.done()  # the supervisor stopped
+        assert device._life.tasks.task is not None and device._life.tasks.task.done()  # the supervisor stopped
         kinds = [e.state async for e in events]
         assert ConnectionState.FAILED in kinds and ConnectionState.RECONNECTING not in kinds
 
@@ -418,7 +418,7 @@ async def test_cancelling_while_waiting_for_connack_leaves_no_socket_or_task() -
         with pytest.raises(asyncio.CancelledError):
             await entering
         await asyncio.wait_for(silent.client_left.wait(), 10)  # our side closed the socket
-        assert device._task is not None and device._task.done()
+        assert device._life.tasks.task is not None and device._life.tasks.task.done()
         assert not device.connected
 
 

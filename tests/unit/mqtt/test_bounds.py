@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from losant_async.mqtt import Command
-from losant_async.mqtt._connection import PacketTooLarge, _ReadBuffered
+from losant_async.mqtt._connection.wire import PacketTooLarge, ReadBuffered
 from losant_async.mqtt._inbox import MAX_RUNNING_CALLBACKS, Inbox, _worth_logging
 
 DEV = "0123456789abcdef01234567"
@@ -101,7 +101,7 @@ def test_drops_are_logged_at_powers_of_ten_not_per_message() -> None:
 def test_an_incoming_packet_over_the_cap_is_refused_before_it_is_buffered() -> None:
     a, b = socket.socketpair()
     try:
-        reader = _ReadBuffered(a, max_packet=1024)
+        reader = ReadBuffered(a, max_packet=1024)
         b.sendall(b"\x00" * 10)
         assert reader.recv(1) == b"\x00" and reader.recv(1024) == b"\x00" * 9  # at the cap: fine
         with pytest.raises(PacketTooLarge) as info:
@@ -135,7 +135,7 @@ def test_a_bad_losant_log_warns_on_import_and_is_an_error_on_the_first_device() 
 
 
 def test_the_cap_also_guards_paho_s_websocket_reads() -> None:
-    from losant_async.mqtt._connection import _Capped
+    from losant_async.mqtt._connection.wire import Capped
 
     class Wrapper:  # stands in for paho's _WebsocketWrapper
         def recv(self, length: int) -> bytes:
@@ -144,7 +144,7 @@ def test_the_cap_also_guards_paho_s_websocket_reads() -> None:
         def fileno(self) -> int:
             return 42
 
-    capped = _Capped(Wrapper(), max_packet=1024)
+    capped = Capped(Wrapper(), max_packet=1024)
     assert capped.recv(1024) == b"yyyy" and capped.fileno() == 42
     with pytest.raises(PacketTooLarge):
         capped.recv(1025)

@@ -32,7 +32,7 @@ async def test_a_bug_in_the_supervisor_surfaces_at_once_on_the_next_call_and_in_
             await device.wait_connected(10)
         late = device.events()  # a listener that arrives later still learns why
         assert (await late.get(1)).state is ConnectionState.FAILED
-    assert device._task is not None and device._task.done()
+    assert device._life.tasks.task is not None and device._life.tasks.task.done()
 
 
 async def test_side_tasks_run_in_the_task_group_and_stop_with_the_device() -> None:
@@ -52,7 +52,7 @@ async def test_side_tasks_run_in_the_task_group_and_stop_with_the_device() -> No
     async with device:
         # CONNECTING is emitted by the supervisor, inside the task group: the group is up.
         assert (await events.get(10)).state is ConnectionState.CONNECTING
-        assert device._tg is not None
+        assert device._life.tasks.tg is not None
         device._spawn(side(), "test-side")
         await asyncio.wait_for(started.wait(), 10)
     assert stopped.is_set()  # cancelled by closing, not orphaned

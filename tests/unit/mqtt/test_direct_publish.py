@@ -8,13 +8,8 @@ from typing import Any, cast
 import paho.mqtt.client as paho
 import pytest
 
-from losant_async.mqtt._connection import (
-    _Flusher,
-    _named_topic,
-    _qos0_packet,
-    _qos0_publish,
-    _qos1_publish,
-)
+from losant_async.mqtt._connection.flusher import Flusher
+from losant_async.mqtt._connection.wire import named_topic, qos0_packet, qos0_publish, qos1_publish
 
 
 class _Capture:
@@ -45,7 +40,7 @@ def _paho_bytes(topic: str, payload: bytes, qos: int = 0, mid: int = 1) -> bytes
 def test_packet_matches_paho_for_every_length_encoding(size: int) -> None:
     topic = "losant/575ecf887ae143cd83dc4aa2/state"
     payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    assert _qos0_publish(topic.encode(), payload) == _paho_bytes(topic, payload)
+    assert qos0_publish(topic.encode(), payload) == _paho_bytes(topic, payload)
 
 
 @pytest.mark.parametrize("size", [0, 1, 123, 124, 16_380, 200_000])
@@ -53,17 +48,17 @@ def test_packet_matches_paho_for_every_length_encoding(size: int) -> None:
 def test_qos1_packet_matches_paho(size: int, mid: int) -> None:
     topic = "losant/575ecf887ae143cd83dc4aa2/state"
     payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    assert _qos1_publish(topic.encode(), payload, mid) == _paho_bytes(topic, payload, 1, mid)
+    assert qos1_publish(topic.encode(), payload, mid) == _paho_bytes(topic, payload, 1, mid)
 
 
 # Each edge of the one- and two-byte remaining-length shortcuts, and past them.
 @pytest.mark.parametrize("remaining", [126, 127, 128, 129, 16_383, 16_384, 200_000])
 @pytest.mark.parametrize("topic", ["a", "losant/575ecf887ae143cd83dc4aa2/state", "caf\u00e9/\u2603"])
 def test_the_named_topic_shortcut_builds_the_same_packet(remaining: int, topic: str) -> None:
-    named = _named_topic(topic)
+    named = named_topic(topic)
     size = remaining - len(named)
     payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    assert _qos0_packet(named, payload) == _paho_bytes(topic, payload)
+    assert qos0_packet(named, payload) == _paho_bytes(topic, payload)
 
 
 class _FakeConn:
@@ -96,7 +91,7 @@ async def test_one_callback_per_turn_flushes_every_connection_and_a_fault_stays_
         return real_call_soon(callback, *args, **kwargs)
 
     monkeypatch.setattr(loop, "call_soon", counting_call_soon)
-    flusher = _Flusher(loop)
+    flusher = Flusher(loop)
     conns = [_FakeConn(), _FakeConn(broken=True), _FakeConn()]
     for conn in conns:
         flusher.add(cast(Any, conn))

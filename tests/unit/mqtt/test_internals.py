@@ -1,4 +1,4 @@
-"""The canary: every private aiomqtt/paho name ``_connection.py`` relies on exists with the expected kind."""
+"""The canary: every private aiomqtt/paho name the ``_connection`` package relies on exists with the expected kind."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from losant_async.errors import MQTTError
 from losant_async.mqtt import _connection
-from losant_async.mqtt._connection import PRIVATE_NEEDS, check_internals
+from losant_async.mqtt._connection import PRIVATE_NEEDS, check_internals, internals
 
 
 async def test_the_installed_aiomqtt_and_paho_have_every_private_name_we_use() -> None:
@@ -98,8 +98,8 @@ async def test_every_entry_is_checked_so_a_missing_one_on_the_real_client_is_nam
 
 
 async def test_a_changed_release_fails_the_first_connect_with_the_names(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_connection, "_internals_checked", False)
-    monkeypatch.setattr(_connection, "check_internals", lambda *a: ["paho.Client._handle_publish is missing"])
+    monkeypatch.setattr(internals, "_checked", False)
+    monkeypatch.setattr(internals, "check_internals", lambda *a: ["paho.Client._handle_publish is missing"])
     with pytest.raises(MQTTError, match=r"paho.Client._handle_publish is missing"):
         _connection.Connection(
             host="127.0.0.1", port=1, client_id="x", username="u", password="p", transport="tcp",
