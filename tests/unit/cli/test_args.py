@@ -82,6 +82,41 @@ def test_bad_combinations_are_named(argv: list[str], env: dict[str, str], words:
         _resolve(argv, env)
 
 
+MIXED = """
+name = "mixed"
+[[device_types]]
+name = "a"
+count = 1
+transport = "rest"
+[device_types.attributes.x]
+type = "number"
+generator = { kind = "counter" }
+[[device_types]]
+name = "b"
+count = 1
+transport = "mqtt"
+[device_types.attributes.x]
+type = "number"
+generator = { kind = "counter" }
+"""
+
+
+def test_a_scenario_mixing_transports_needs_the_credentials_of_both_against_losant(tmp_path: Path) -> None:
+    scenario = tmp_path / "mixed.toml"
+    scenario.write_text(MIXED)
+    base = ["--scenario", str(scenario), "--application", APP]
+    with pytest.raises(ValidationError, match=r"--key .*--secret"):
+        _resolve([*base, "--token", "t"])
+    with pytest.raises(ValidationError, match=r"--token"):
+        _resolve([*base, "--key", "k", "--secret", "s", "--device-ids", "f"])
+    args = _resolve([*base, "--key", "k", "--secret", "s", "--token", "t"])
+    assert args.config.transports == {"mqtt", "rest"}
+    # A type that names no transport reports like the ones that do, when they agree: all over REST here.
+    one = tmp_path / "one.toml"
+    one.write_text(MIXED.replace('transport = "mqtt"\n', ""))
+    assert _resolve(["--scenario", str(one), "--application", APP, "--token", "t"]).config.transports == {"rest"}
+
+
 def test_secret_values_never_appear_in_errors() -> None:
     with pytest.raises(ValidationError) as info:
         _resolve(["--application", APP, "--key", "k", "--secret", "hunter2-secret"])

@@ -235,6 +235,17 @@ def test_a_config_rejects_a_fleet_size_the_scenario_cannot_have() -> None:
         SimulationConfig(devices=3, scenario=fast, throttle=True)
 
 
+def test_types_of_one_scenario_may_report_over_mqtt_and_rest_but_gateways_only_over_mqtt() -> None:
+    two = BASE + BASE.split('name = "t"', 1)[1].replace('name = "a"', 'name = "b"')
+    mixed = parse_scenario(two.replace("count = 3", 'count = 3\ntransport = "rest"', 1))
+    config = SimulationConfig(devices=6, scenario=mixed)
+    assert [(t.name, t.transport) for t in config.types()] == [("a", "rest"), ("b", "mqtt")]
+    assert config.transports == {"mqtt", "rest"}
+    # --transport rest with --gateway is refused by the flags; a type that names REST behind gateways too.
+    with pytest.raises(ValidationError, match=r"device type 'a' reports through gateways, which report over MQTT"):
+        SimulationConfig(devices=6, scenario=mixed, gateway=True)
+
+
 def test_the_readme_scenario_is_a_valid_scenario() -> None:
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
     (block,) = re.findall(r"```toml\n(.*?)```", readme, re.S)
