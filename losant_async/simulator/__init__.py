@@ -50,7 +50,8 @@ from ._fleet import (
     target_from_dict,
     target_to_dict,
 )
-from ._generators import DeviceModel, device_seed
+from ._generators import device_seed
+from ._model import DeviceModel
 from ._report import (
     LatencyHistogram,
     Progress,

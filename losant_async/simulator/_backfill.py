@@ -16,7 +16,7 @@ import anyio
 
 from .._json import encode
 from ._fleet import DeviceSpec
-from ._generators import DeviceModel
+from ._model import DeviceModel
 
 __all__ = ["MAX_BACKFILL", "BatchSender", "backfill", "backfill_device", "history"]
 

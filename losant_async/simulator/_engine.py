@@ -24,9 +24,9 @@ from ._backfill import BatchSender, backfill
 from ._commander import Commander
 from ._faults import plan_faults
 from ._fleet import Phase, SimulationConfig, Target
-from ._generators import DeviceModel
 from ._lanes import Lanes
 from ._ledger import Ledger, StateSender
+from ._model import DeviceModel
 from ._mqtt_side import MqttSide
 from ._reactions import CommandPlan, Reactor
 from ._report import (

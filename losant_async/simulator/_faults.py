@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._generators import DeviceModel, set_parameter
+from ._model import DeviceModel
 from ._scenario import FaultSpec, PhaseSpec, Scenario
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ class DeviceFaults:
                 self._ends.append((event.at + f.seconds, f.attribute, f.delta))
             else:
                 assert f.attribute is not None and f.parameter is not None
-                set_parameter(model.generators[f.attribute], f.parameter, f.value)
+                model.set_parameter(f.attribute, f.parameter, f.value)
         self._advance()
         return extra
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Protocol
 
 from ..errors import ValidationError
-from ._generators import DeviceModel, device_seed
+from ._generators import device_seed
+from ._model import DeviceModel
 from ._scenario import (
     DeviceTypeSpec,
     PhaseSpec,

@@ -4,7 +4,7 @@ A device's generators draw from one ``random.Random`` seeded from the
 scenario's seed and the device's fleet index, and read only the state's time
 (``t``, seconds since the epoch): no process state, so a device reports the
 same values whichever shard, process or Ray actor runs it.
-:class:`DeviceModel` turns a device type's attributes into one state per call.
+:class:`~._model.DeviceModel` turns a device type's attributes into one state per call.
 This runs once per state at 10,000 states/s: generators are small slotted
 objects whose ``next`` does the arithmetic inline.
 """
@@ -15,7 +15,7 @@ import bisect
 import itertools
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from ._scenario import (
@@ -35,7 +35,7 @@ from ._scenario import (
     UniformGen,
 )
 
-__all__ = ["MISSING", "DeviceModel", "ValueFn", "device_seed", "make_generator", "set_parameter"]
+__all__ = ["MISSING", "ValueFn", "device_seed", "make_generator", "set_parameter", "shape"]
 
 ValueFn = Callable[[float], Any]
 """A generator: the value at time ``t`` (epoch seconds), or :data:`MISSING` to leave the attribute out."""
@@ -335,7 +335,7 @@ class _Shaped:
         return v
 
 
-def _shape(gen: Any, a: AttributeSpec, rng: random.Random) -> tuple[Callable[[float], Any], float]:
+def shape(gen: Any, a: AttributeSpec, rng: random.Random) -> tuple[Callable[[float], Any], float]:
     """The attribute's value function, and the scale (``10 ** precision``) the model rounds it by (0: as it comes).
 
     Rounding alone is done by the model itself, not by a wrapper: one call less per attribute and state.
@@ -346,50 +346,6 @@ def _shape(gen: Any, a: AttributeSpec, rng: random.Random) -> tuple[Callable[[fl
         if a.precision > 0 and not isinstance(gen, _Replay):
             return gen.next, 10.0 ** a.precision
     return _Shaped(gen, a, rng).next, 0.0
-
-
-class DeviceModel:
-    """One device's attributes: ``next(t)`` is its next state's data; ``generators`` its live generators by name."""
-
-    __slots__ = ("_fns", "_gaps", "bias", "generators", "overrides")
-
-    def __init__(self, attributes: Mapping[str, AttributeSpec], seed: int) -> None:
-        rng = random.Random(seed)
-        self.generators: dict[str, Any] = {}
-        fns: list[tuple[str, Callable[[float], Any], float]] = []
-        for name, a in attributes.items():
-            gen = make_generator(a.generator, rng)
-            self.generators[name] = gen
-            fn, scale = _shape(gen, a, rng)
-            fns.append((name, fn, scale))
-        self._fns = fns
-        # Whether some attribute can be left out (a missing rate, a replay that stops): only then
-        # does each value need the check.
-        self._gaps = any(a.missing or (isinstance(a.generator, ReplayGen) and not a.generator.loop)
-                         for a in attributes.values())
-        self.overrides: dict[str, Any] = {}
-        """Values a command set: reported instead of the generator's until changed again."""
-        self.bias: dict[str, float] = {}
-        """Amounts added to numbers while an anomaly lasts."""
-
-    def next(self, t: float) -> dict[str, Any]:
-        """The data of the state at ``t`` (epoch seconds): every attribute not missing this time."""
-        # floor(v * 100 + 0.5) / 100 rather than round(v, 2): a third of the cost (round() goes through
-        # a decimal conversion), and an integer over a power of ten prints as the short decimal.
-        if self._gaps:
-            out = {name: _floor(v * s + 0.5) / s if s else v
-                   for name, fn, s in self._fns if (v := fn(t)) is not MISSING}
-        else:
-            out = {name: _floor(fn(t) * s + 0.5) / s if s else fn(t) for name, fn, s in self._fns}
-        if self.overrides:
-            out.update(self.overrides)
-        if self.bias:
-            scales = {name: s for name, _, s in self._fns}
-            for name, delta in self.bias.items():
-                if name in out:
-                    v, s = out[name] + delta, scales[name]
-                    out[name] = _floor(v * s + 0.5) / s if s else v
-        return out
 
 
 def set_parameter(gen: Any, parameter: str, value: float) -> None:

@@ -13,8 +13,8 @@ from .._time import now_ms
 from ..errors import LosantError
 from ._faults import DeviceFaults, spike_extra
 from ._fleet import DeviceSpec, FleetType, SimulationConfig
-from ._generators import DeviceModel
 from ._ledger import FATAL, Ledger, StateSender
+from ._model import DeviceModel
 from ._reactions import Reactor
 from ._report import SimulationStats
 

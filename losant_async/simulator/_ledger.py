@@ -9,7 +9,7 @@ from .._time import now_ms
 from ..errors import AuthenticationRefusedError, ForbiddenError, LosantError, UnauthorizedError
 from ._faults import DeviceFaults
 from ._fleet import DeviceSpec, FleetType, SimulationConfig
-from ._generators import DeviceModel
+from ._model import DeviceModel
 from ._report import SimulationStats
 
 __all__ = ["FATAL", "Ledger", "StateSender"]

@@ -18,7 +18,7 @@ import anyio
 
 from ..errors import AuthenticationRefusedError, ForbiddenError, LosantError, UnauthorizedError
 from ._fleet import DeviceSpec, FleetType, command_rounds
-from ._generators import DeviceModel, set_parameter
+from ._model import DeviceModel
 from ._report import SimulationStats
 from ._scenario import CommandSpec, ReactionSpec
 
@@ -112,7 +112,7 @@ class Reactor:
             model.overrides[r.attribute] = value
         elif r.action == "setpoint":
             assert r.attribute is not None and r.parameter is not None
-            set_parameter(model.generators[r.attribute], r.parameter, value)
+            model.set_parameter(r.attribute, r.parameter, value)
             model.overrides.pop(r.attribute, None)
         else:
             # Lanes send their devices' states in due order on the type's grid: a new interval is a

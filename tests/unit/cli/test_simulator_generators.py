@@ -187,3 +187,81 @@ def test_a_device_reports_the_same_values_whichever_shard_runs_it() -> None:
     reseeded = SimulationConfig(devices=23, scenario=SCENARIO, seed=99)  # --seed yields to the scenario's
     assert _sequences(reseeded) == whole
     assert math.isfinite(whole[0][0]["w"])
+
+
+EVERY_KIND = """
+name = "every kind"
+[[device_types]]
+name = "all"
+count = 1
+[device_types.attributes.walk]
+type = "number"
+precision = 2
+generator = { kind = "random_walk", start_min = 1.0, start_max = 9.0, step = 0.5, drift = 0.01, min = 0.0, max = 10.0 }
+[device_types.attributes.walk_free]
+type = "number"
+generator = { kind = "random_walk", start = 5.0, step = 3.0 }
+[device_types.attributes.normal]
+type = "number"
+precision = 1
+generator = { kind = "normal", mean = 4.0, std = 2.0, min = 0.0, max = 8.0 }
+[device_types.attributes.sine]
+type = "number"
+precision = 3
+generator = { kind = "sine", period = 7.0, amplitude = 2.0, offset = 1.0, phase_spread = 1.0 }
+[device_types.attributes.uniform]
+type = "number"
+precision = 0
+generator = { kind = "uniform", min = -3.0, max = 3.0 }
+[device_types.attributes.counter]
+type = "number"
+generator = { kind = "counter", start = 10.0, step = -1.0, wrap = 5.0 }
+[device_types.attributes.ramp]
+type = "number"
+generator = { kind = "ramp", min = 1.0, max = 2.0, period = 3.0, phase_spread = 0.5 }
+[device_types.attributes.choice]
+type = "string"
+generator = { kind = "choice", values = ["a", "b", "c"], weights = [1, 2, 3] }
+[device_types.attributes.flag]
+type = "boolean"
+generator = { kind = "constant", value = true }
+[device_types.attributes.noisy]
+type = "number"
+precision = 1
+noise = 0.3
+generator = { kind = "uniform", min = 0.0, max = 1.0 }
+[device_types.attributes.daily]
+type = "number"
+generator = { kind = "daily", hours = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 17.0, 18.0, 19.0, 20.0, 21.0, 22.0, 23.0, 24.0] }
+[device_types.attributes.where]
+type = "gps"
+generator = { kind = "gps_walk", lat = 40.0, lon = -90.0, step_m = 30.0 }
+"""
+
+
+def _twins(seed: int) -> tuple[DeviceModel, DeviceModel]:
+    attributes = parse_scenario(EVERY_KIND).device_types[0].attributes
+    fast, plain = DeviceModel(attributes, seed), DeviceModel(attributes, seed)
+    plain._fast = None  # the generators' own next(): the reference
+    return fast, plain
+
+
+def test_the_generated_model_makes_the_values_of_the_generators_to_the_bit() -> None:
+    for seed in range(20):
+        fast, plain = _twins(seed)
+        assert fast._fast is not None
+        for k in range(300):
+            t = T0 + k * 0.731
+            assert fast.next(t) == plain.next(t), (seed, k)
+
+
+def test_a_setpoint_moves_a_device_off_the_generated_model_and_its_values_follow_it() -> None:
+    fast, plain = _twins(3)
+    for k in range(10):
+        assert fast.next(T0 + k) == plain.next(T0 + k)
+    fast.set_parameter("walk", "max", 2.0)
+    plain.set_parameter("walk", "max", 2.0)
+    assert fast._fast is None
+    later = [fast.next(T0 + k) for k in range(10, 60)]
+    assert later == [plain.next(T0 + k) for k in range(10, 60)]
+    assert all(v["walk"] <= 2.0 for v in later[1:])  # the walk's new bound holds from the next state
