@@ -211,6 +211,7 @@ class Simulation:
                 # of every state and command). Undone after the run.
                 gc.freeze()
             await self._backfill(send_many, mqtt.drain if mqtt is not None else None)
+            self._lanes.prepare()  # setup, like connecting: not counted in the reporting's CPU
             # Commands reach devices over MQTT only: a fleet of REST devices has no controller.
             commanding = client if self._commander.batch else None
             await self._report(sends, commanding)
