@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._time import now_ms
-from ..errors import LosantError
 from ._fleet import COMMAND_NAME, SimulationConfig, command_rounds
-from ._ledger import FATAL
+from ._ledger import command_call
 from ._reactions import CommandPlan, Reactor
 from ._report import SimulationStats
 
@@ -19,7 +18,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Commander"]
 
-_CALL_LIMIT = 15.0
 # Command calls in flight at once: a slow call must not push the next rounds off their schedule,
 # and a stalled server must not collect an unbounded pile of calls.
 _CALLS_IN_FLIGHT = 4
@@ -90,28 +88,9 @@ class Commander:
                     calls.start_soon(self._call, client, chosen, first, in_flight)
 
     async def _call(self, client: LosantClient, chosen: list[str], round_no: int, in_flight: anyio.Semaphore) -> None:
-        stats = self._stats
         try:
-            # Shielded: a command cut off by the end of the run might still reach the
-            # devices, and commands_sent must count exactly what the server took.
-            with anyio.move_on_after(_CALL_LIMIT, shield=True) as call:
-                try:
-                    await client.devices.send_command(
-                        application_id=self._application_id,
-                        multi_device_command={
-                            "name": COMMAND_NAME,
-                            "payload": {"round": round_no, "sent_ms": now_ms()},
-                            "deviceIds": chosen,
-                        },
-                    )
-                except FATAL:
-                    raise
-                except LosantError as exc:
-                    stats.record_error(exc)
-                    return
-                stats.commands_sent += len(chosen)
-            if call.cancelled_caught:
-                stats.record_error(TimeoutError(f"a command call took over {_CALL_LIMIT:g} s"))
+            await command_call(client, self._application_id, COMMAND_NAME, {"round": round_no, "sent_ms": now_ms()},
+                               chosen, self._stats)
         finally:
             in_flight.release()
 

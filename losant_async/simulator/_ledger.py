@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from .._time import now_ms
 from ..errors import AuthenticationRefusedError, ForbiddenError, LosantError, UnauthorizedError
@@ -12,13 +14,43 @@ from ._fleet import DeviceSpec, FleetType, SimulationConfig
 from ._model import DeviceModel
 from ._report import SimulationStats
 
-__all__ = ["FATAL", "Ledger", "StateSender"]
+if TYPE_CHECKING:
+    from ..rest import LosantClient
+
+__all__ = ["COMMAND_CALL_LIMIT", "FATAL", "Ledger", "StateSender", "command_call"]
 
 StateSender = Callable[[str, dict[str, Any], int], Awaitable[bool | None]]
 """Sends one state; returns False when the state was only buffered (the device was not connected)."""
 
 FATAL = (AuthenticationRefusedError, UnauthorizedError, ForbiddenError)
 """Failures that every further attempt would repeat: they end the run instead of being counted a thousand times."""
+COMMAND_CALL_LIMIT = 15.0
+"""Seconds one command call may take."""
+
+
+async def command_call(client: LosantClient, application_id: str, name: str, payload: Any, device_ids: list[str],
+                       stats: SimulationStats) -> bool:
+    """One multi-device command call; True when the server took it (``commands_sent`` counts it), else an error counted.
+
+    Shielded: a call cut off by the end of the run might still reach the devices, and
+    ``commands_sent`` must count exactly what the server took.
+    """
+    with anyio.move_on_after(COMMAND_CALL_LIMIT, shield=True) as call:
+        try:
+            await client.devices.send_command(
+                application_id=application_id,
+                multi_device_command={"name": name, "payload": payload, "deviceIds": device_ids},
+            )
+        except FATAL:
+            raise
+        except LosantError as exc:
+            stats.record_error(exc)
+            return False
+        stats.commands_sent += len(device_ids)
+    if call.cancelled_caught:
+        stats.record_error(TimeoutError(f"a {name} command call took over {COMMAND_CALL_LIMIT:g} s"))
+        return False
+    return True
 
 
 class Ledger:

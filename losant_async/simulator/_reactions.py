@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 
-from ..errors import AuthenticationRefusedError, ForbiddenError, LosantError, UnauthorizedError
 from ._fleet import DeviceSpec, FleetType, command_rounds
+from ._ledger import command_call
 from ._model import DeviceModel
 from ._report import SimulationStats
 from ._scenario import CommandSpec, ReactionSpec
@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
 __all__ = ["CommandPlan", "Reactor"]
 
-_FATAL = (AuthenticationRefusedError, UnauthorizedError, ForbiddenError)
-_CALL_LIMIT = 15.0
 
 _REPLY_QUEUE = 10_000
 """Replies waiting to be sent at most; more are dropped (and counted)."""
@@ -184,19 +182,5 @@ class CommandPlan:
                 await anyio.sleep(delay)
             chosen = [ids[(cursor + i) % len(ids)] for i in range(count)]
             cursor = (cursor + count) % len(ids)
-            # Shielded: a call cut off by the end of the run might still reach the devices.
-            with anyio.move_on_after(_CALL_LIMIT, shield=True) as call:
-                try:
-                    await client.devices.send_command(
-                        application_id=application_id,
-                        multi_device_command={"name": c.name, "payload": c.payload, "deviceIds": chosen},
-                    )
-                except _FATAL:
-                    raise
-                except LosantError as exc:
-                    stats.record_error(exc)
-                    continue
-                stats.commands_sent += len(chosen)
+            if await command_call(client, application_id, c.name, c.payload, chosen, stats):
                 self.by_name[c.name]["sent"] += len(chosen)
-            if call.cancelled_caught:
-                stats.record_error(TimeoutError(f"a {c.name} command call took over {_CALL_LIMIT:g} s"))
