@@ -48,13 +48,12 @@ class Commander:
 
     @property
     def batch(self) -> int:
-        """Devices commanded per round (the config's, within the devices that can receive commands)."""
-        return min(self._config.command_batch, len(self._ids))
+        """Devices commanded per round (0: no device here can receive commands)."""
+        return self._config.command_batch
 
     def scheduled(self, elapsed: float | None = None) -> int:
         """Built-in commands due in a full run (or in its first ``elapsed`` seconds)."""
-        cfg = self._config
-        return command_rounds(cfg.command_interval, cfg.duration, elapsed) * self.batch
+        return self._config.commands_scheduled(elapsed)
 
     async def control(self, client: LosantClient, scope: anyio.CancelScope, start: float) -> None:
         """Send the rounds until cancelled through ``scope`` (the end of the reporting)."""

@@ -497,12 +497,19 @@ class SimulationConfig:
         return len(self.indices)
 
     @property
+    def commandable_devices(self) -> int:
+        """This run's devices that commands can reach: those of the types that report over MQTT."""
+        mine = self.indices
+        return sum(max(0, min(t.start + t.count, mine.stop) - max(t.start, mine.start))
+                   for t in self.types() if t.transport == "mqtt")
+
+    @property
     def command_batch(self) -> int:
-        """Devices commanded per controller round."""
-        n = self.shard_devices
+        """Devices commanded per controller round (0 when none can receive commands)."""
+        n = self.commandable_devices
         if self.commands_per_round is not None:
             return min(self.commands_per_round, n)
-        return max(1, min(50, n // 50))
+        return max(1, min(50, n // 50)) if n else 0
 
     def commands_scheduled(self, elapsed: float | None = None) -> int:
         """Commands the controller is due to send in a full run (or in its first ``elapsed`` seconds)."""

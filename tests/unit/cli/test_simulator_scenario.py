@@ -241,6 +241,9 @@ def test_types_of_one_scenario_may_report_over_mqtt_and_rest_but_gateways_only_o
     config = SimulationConfig(devices=6, scenario=mixed)
     assert [(t.name, t.transport) for t in config.types()] == [("a", "rest"), ("b", "mqtt")]
     assert config.transports == {"mqtt", "rest"}
+    # Commands reach the MQTT type's 3 devices only; a fleet all over REST has no controller round.
+    assert config.commandable_devices == 3 and config.command_batch == 1
+    assert SimulationConfig(devices=3, scenario=parse_scenario(BASE), transport="rest").command_batch == 0
     # --transport rest with --gateway is refused by the flags; a type that names REST behind gateways too.
     with pytest.raises(ValidationError, match=r"device type 'a' reports through gateways, which report over MQTT"):
         SimulationConfig(devices=6, scenario=mixed, gateway=True)
