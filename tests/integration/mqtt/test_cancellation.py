@@ -123,6 +123,34 @@ async def test_a_start_cancelled_at_every_turn_of_the_loop_leaves_nothing(broker
     assert errors == []
 
 
+async def test_an_add_to_a_running_fleet_cancelled_at_every_turn_leaves_nothing(broker: Broker, baseline: int) -> None:
+    # Fleet.add (a ramp-up) cancelled after 0, 1, 2, ... turns: the device it was starting is
+    # closed, the fleet goes on, and leaving the fleet closes what did join.
+    with unretrieved_errors() as errors:
+        first = Device(ids(1, 0xCA)[0], "key", "secret", **device_kwargs(broker))
+        async with Fleet([first], throttle=False) as fleet:
+            turns = 0
+            while True:
+                device = Device(ids(1, 0xCB)[0], "key", "secret", **device_kwargs(broker))
+                task = asyncio.ensure_future(fleet.add(device))
+                for _ in range(turns):
+                    await asyncio.sleep(0)
+                task.cancel()
+                await asyncio.wait({task}, timeout=30)
+                assert task.done()
+                if not task.cancelled():
+                    task.result()
+                    break
+                assert not device.connected and first.connected, f"cancelled after {turns} turns"
+                assert open_sockets() == baseline + 1, f"cancelled after {turns} turns"  # the first device's
+                turns = turns + 1 if turns < 40 else int(turns * 1.2)
+            assert device.connected
+        assert not device.connected and not first.connected
+        assert open_sockets() == baseline
+        assert our_tasks() == []
+    assert errors == []
+
+
 @pytest.mark.parametrize("group", [
     "anyio",
     # gather without return_exceptions ends at the first child's cancellation, by design: with
